@@ -1,0 +1,206 @@
+//! Every configuration knob, its default, and where it can be set.
+//!
+//! Precedence, lowest to highest: built-in defaults, the TOML file (`--config` /
+//! `BERTH_CONFIG`), `BERTH_<SECTION>__<KEY>` environment variables (e.g.
+//! `BERTH_REGISTRY__DELETE_ENABLED=false`), then command-line flags and their short
+//! environment forms (`--listen`/`BERTH_LISTEN`, `--data-dir`/`BERTH_DATA_DIR`, …).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The HTTP listener.
+    pub server: ServerConfig,
+    /// Where data lives.
+    pub storage: StorageConfig,
+    /// Registry limits and switches.
+    pub registry: RegistryConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// The HTTP listener.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on. Default `127.0.0.1:5000`: loopback only until an operator
+    /// chooses to expose it. Port 0 picks a free port (printed at start).
+    pub listen: SocketAddr,
+    /// PEM certificate chain for TLS. With `tls_key`, berth serves HTTPS (HTTP/1.1 and
+    /// HTTP/2); without, plain HTTP, which docker accepts only for `insecure-registries`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key matching `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Seconds a shutdown (SIGTERM, Ctrl-C) waits for requests in flight before closing
+    /// their connections. Default 30. Interrupted uploads stay resumable either way.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            tls_cert: None,
+            tls_key: None,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// Where data lives.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The data directory: metadata (`berth.redb`), blobs, upload sessions. Default
+    /// `./berth-data`. Its layout is described in `storage/paths.rs`.
+    pub data_dir: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> StorageConfig {
+        StorageConfig { data_dir: PathBuf::from("berth-data") }
+    }
+}
+
+/// Registry limits and switches.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Whether manifests, tags and blob links may be deleted through the API. Default true.
+    pub delete_enabled: bool,
+    /// Largest manifest accepted, in bytes. Default 4 MiB (the OCI spec's floor); a
+    /// larger one gets 413 MANIFEST_INVALID.
+    pub max_manifest_bytes: usize,
+    /// Largest blob accepted, in bytes. Default: no limit. An upload that grows past it
+    /// gets 413 SIZE_INVALID and keeps what was acknowledged before.
+    pub max_blob_bytes: Option<u64>,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> RegistryConfig {
+        RegistryConfig { delete_enabled: true, max_manifest_bytes: 4 * 1024 * 1024, max_blob_bytes: None }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `berth=debug`. Default `info`. `RUST_LOG`, when
+    /// set, wins.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig { level: "info".to_owned() }
+    }
+}
+
+/// Values given on the command line (or their `BERTH_*` short forms); `None` = not given.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    /// `--listen`
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`
+    pub data_dir: Option<PathBuf>,
+    /// `--tls-cert`
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key`
+    pub tls_key: Option<PathBuf>,
+    /// `--log-level`
+    pub log_level: Option<String>,
+}
+
+impl Config {
+    /// Loads the effective configuration: defaults ← file ← environment ← flags.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                anyhow::bail!("config file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        // Only the nested form: the short forms (BERTH_LISTEN, …) are the flags' own.
+        figment = figment.merge(Env::prefixed("BERTH_").filter(|k| k.as_str().contains("__")).split("__"));
+        let mut config: Config = figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        if let Some(v) = overrides.listen {
+            config.server.listen = v;
+        }
+        if let Some(v) = &overrides.data_dir {
+            config.storage.data_dir = v.clone();
+        }
+        if let Some(v) = &overrides.tls_cert {
+            config.server.tls_cert = Some(v.clone());
+        }
+        if let Some(v) = &overrides.tls_key {
+            config.server.tls_key = Some(v.clone());
+        }
+        if let Some(v) = &overrides.log_level {
+            config.log.level = v.clone();
+        }
+        if config.server.tls_cert.is_some() != config.server.tls_key.is_some() {
+            anyhow::bail!("TLS needs both server.tls_cert and server.tls_key (--tls-cert and --tls-key)");
+        }
+        if config.registry.max_manifest_bytes < 4 * 1024 * 1024 {
+            anyhow::bail!("registry.max_manifest_bytes must be at least 4194304 (4 MiB), the OCI spec's minimum");
+        }
+        Ok(config)
+    }
+
+    /// The configuration as TOML, for `berth config print`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment_then_flags() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "berth.toml",
+                "[server]\nlisten = \"127.0.0.1:6000\"\n[registry]\ndelete_enabled = false\n[storage]\ndata_dir = \"/from-file\"\n",
+            )?;
+            jail.set_env("BERTH_STORAGE__DATA_DIR", "/from-env");
+            let overrides = Overrides { listen: Some("127.0.0.1:7000".parse().unwrap()), ..Overrides::default() };
+            let config = Config::load(Some(Path::new("berth.toml")), &overrides).unwrap();
+            assert_eq!(config.server.listen.port(), 7000);
+            assert_eq!(config.storage.data_dir, PathBuf::from("/from-env"));
+            assert!(!config.registry.delete_enabled);
+            assert_eq!(config.registry.max_manifest_bytes, 4 * 1024 * 1024);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_half_tls_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[server]\nlisten_on = \"x\"\n")?;
+            let err = Config::load(Some(Path::new("bad.toml")), &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("listen_on"), "{err}");
+            let half = Overrides { tls_cert: Some("c.pem".into()), ..Overrides::default() };
+            assert!(Config::load(None, &half).unwrap_err().to_string().contains("both"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn printed_config_loads_back_identically() {
+        let config = Config::default();
+        let text = config.to_toml();
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back, config);
+    }
+}

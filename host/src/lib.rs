@@ -1,0 +1,31 @@
+//! berth: a container operations platform in one binary.
+//!
+//! # Layout
+//!
+//! - [`registry`]: the OCI Distribution API v1.1 (`/v2/…`): routes, one handler module per
+//!   endpoint family, manifest validation, the one table of error codes.
+//! - [`storage`]: the data directory: [`storage::paths`] (the on-disk layout),
+//!   [`storage::blob`] (content-addressed blobs and the upload pipeline),
+//!   [`storage::meta`] (redb metadata, one module per table), [`storage::fsck`].
+//! - [`server`]: binds the registry to a listener (plain or TLS), graceful shutdown;
+//!   [`server::run`] takes the listener so tests can bind port 0.
+//! - [`config`]: every knob with its default; [`cli`]: the `berth` command line.
+//! - [`digest`]: content digests, shared by all of the above.
+//!
+//! **Architecture invariant:** `storage` knows nothing of HTTP or of `registry`; the
+//! registry reaches storage only through `BlobStore`, `LinkedBlobs` and the metadata
+//! table modules.
+
+pub mod cli;
+pub mod config;
+pub mod digest;
+pub mod registry;
+pub mod server;
+pub mod storage;
+
+/// Installs the `tracing` subscriber: `RUST_LOG` if set, else `level`.
+pub fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -1,0 +1,243 @@
+//! Manifests: `GET`/`HEAD`/`PUT`/`DELETE /v2/<name>/manifests/<reference>`.
+//!
+//! ```text
+//! GET|HEAD /v2/<name>/manifests/<tag|digest>
+//!   → 200 <bytes as pushed>  Content-Type, Docker-Content-Digest, ETag
+//!   → 404 MANIFEST_UNKNOWN
+//! PUT /v2/<name>/manifests/<tag|digest>   Content-Type: <manifest media type>
+//!   → 201 Location: /v2/<name>/manifests/<digest>, Docker-Content-Digest [, OCI-Subject]
+//!   → 400 MANIFEST_INVALID | MANIFEST_BLOB_UNKNOWN | DIGEST_INVALID, 413 when too large
+//! DELETE /v2/<name>/manifests/<digest>   → 202 (the manifest, its tags and referrer entry)
+//! DELETE /v2/<name>/manifests/<tag>      → 202 (the tag only)
+//! ```
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use serde_json::json;
+
+use crate::digest::Digest;
+use crate::registry::Registry;
+use crate::registry::errcode::{ErrorCode, RegistryError, RegistryResult};
+use crate::registry::manifest::{self, ParsedManifest};
+use crate::registry::names::{Reference, RepoName};
+use crate::registry::routes::empty;
+use crate::storage::meta::{self, MetaError, manifests::ManifestRecord, now_millis, referrers::ReferrerDescriptor};
+
+fn etag(digest: &str) -> String {
+    format!("\"{digest}\"")
+}
+
+/// Serves a manifest by tag or digest. Reads only metadata (a redb read snapshot), which
+/// is fast enough to stay on the async worker.
+pub async fn get(
+    registry: &Registry,
+    name: &RepoName,
+    reference: &Reference,
+    headers: &HeaderMap,
+    head: bool,
+) -> RegistryResult<Response> {
+    let unknown = || RegistryError::new(ErrorCode::ManifestUnknown).detail(json!({ "name": name.as_str(), "reference": reference.to_string() }));
+    let tx = registry.meta.read()?;
+    let digest = match reference {
+        Reference::Digest(d) => d.to_string(),
+        Reference::Tag(t) => meta::tags::get(&tx, name.as_str(), t.as_str())?.ok_or_else(unknown)?.digest,
+    };
+    let record = meta::manifests::get(&tx, name.as_str(), &digest)?.ok_or_else(unknown)?;
+    let tag = etag(&digest);
+    let mut builder = Response::builder()
+        .header(header::CONTENT_TYPE, &record.media_type)
+        .header(header::CONTENT_LENGTH, record.size)
+        .header("docker-content-digest", &digest)
+        .header(header::ETAG, &tag);
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == tag)) {
+        builder = builder.status(StatusCode::NOT_MODIFIED);
+        return Ok(builder.body(Body::empty()).expect("valid response"));
+    }
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from(meta::manifests::bytes(&tx, name.as_str(), &digest)?.ok_or_else(unknown)?)
+    };
+    Ok(builder.status(StatusCode::OK).body(body).expect("valid response"))
+}
+
+/// Reads a request body of at most `limit` bytes.
+pub async fn read_body(request: Request, limit: usize, what: &str, code: ErrorCode) -> RegistryResult<Bytes> {
+    let too_large = |len: u64| {
+        RegistryError::new(code)
+            .status(StatusCode::PAYLOAD_TOO_LARGE)
+            .message(format!("{what} is {len} bytes; the limit is {limit} bytes (registry.max_manifest_bytes)"))
+    };
+    if let Some(len) = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+        && len > limit as u64
+    {
+        return Err(too_large(len));
+    }
+    match http_body_util::Limited::new(request.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large(limit as u64 + 1)),
+        Err(e) => Err(RegistryError::new(code).message(format!("could not read the {what}: {e}"))),
+    }
+}
+
+/// What a manifest PUT transaction can refuse.
+enum PutRefusal {
+    Missing { kind: &'static str, digest: String },
+    SizeMismatch { digest: String, declared: u64, actual: u64 },
+    Meta(MetaError),
+}
+
+impl From<MetaError> for PutRefusal {
+    fn from(e: MetaError) -> PutRefusal {
+        PutRefusal::Meta(e)
+    }
+}
+
+/// Stores a manifest after checking everything it references is in this repository.
+pub async fn put(registry: &Arc<Registry>, name: RepoName, reference: Reference, request: Request) -> RegistryResult<Response> {
+    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let bytes = read_body(request, registry.config.max_manifest_bytes, "the manifest", ErrorCode::ManifestInvalid).await?;
+    let digest = match &reference {
+        Reference::Digest(expected) => {
+            let actual = Digest::of(expected.algorithm(), &bytes);
+            if &actual != expected {
+                return Err(RegistryError::new(ErrorCode::DigestInvalid)
+                    .message(format!("the manifest's digest is {actual}, not {expected} as the URL says"))
+                    .detail(json!({ "expected": expected.to_string(), "actual": actual.to_string() })));
+            }
+            actual
+        }
+        Reference::Tag(_) => Digest::sha256_of(&bytes),
+    };
+    let parsed = manifest::parse(content_type.as_deref(), &bytes)
+        .map_err(|e| RegistryError::new(ErrorCode::ManifestInvalid).message(e.0))?;
+
+    let registry2 = registry.clone();
+    let (name2, digest2, parsed2) = (name.clone(), digest.to_string(), parsed.clone());
+    let outcome = tokio::task::spawn_blocking(move || store(&registry2, &name2, &reference, &digest2, &parsed2, &bytes)).await?;
+    match outcome {
+        Ok(()) => {}
+        Err(PutRefusal::Missing { kind, digest }) => {
+            return Err(RegistryError::new(ErrorCode::ManifestBlobUnknown)
+                .message(format!("the manifest references {kind} {digest}, which is not in repository {name}; push it first"))
+                .detail(json!({ "digest": digest })));
+        }
+        Err(PutRefusal::SizeMismatch { digest, declared, actual }) => {
+            return Err(RegistryError::new(ErrorCode::ManifestInvalid)
+                .message(format!("the manifest says {digest} is {declared} bytes, but it is {actual} bytes"))
+                .detail(json!({ "digest": digest, "declared": declared, "actual": actual })));
+        }
+        Err(PutRefusal::Meta(e)) => return Err(e.into()),
+    }
+
+    let mut response = empty(StatusCode::CREATED);
+    let h = response.headers_mut();
+    h.insert(header::LOCATION, format!("/v2/{name}/manifests/{digest}").parse().expect("ascii"));
+    h.insert("docker-content-digest", digest.to_string().parse().expect("ascii"));
+    if let Some(subject) = &parsed.subject {
+        h.insert("oci-subject", subject.digest.to_string().parse().expect("ascii"));
+    }
+    Ok(response)
+}
+
+/// The manifest PUT transaction: checks and writes in one durable commit, so a manifest
+/// is visible exactly when everything it references is, and a crash leaves all or nothing.
+fn store(
+    registry: &Registry,
+    name: &RepoName,
+    reference: &Reference,
+    digest: &str,
+    parsed: &ParsedManifest,
+    bytes: &[u8],
+) -> Result<(), PutRefusal> {
+    let repo = name.as_str();
+    registry.meta.write(|tx| -> Result<(), PutRefusal> {
+        for blob in &parsed.blobs {
+            let d = blob.digest.to_string();
+            match meta::blob_links::get(tx, repo, &d)? {
+                None => return Err(PutRefusal::Missing { kind: "blob", digest: d }),
+                Some(actual) if actual != blob.size => {
+                    return Err(PutRefusal::SizeMismatch { digest: d, declared: blob.size, actual });
+                }
+                Some(_) => {}
+            }
+        }
+        for child in &parsed.children {
+            let d = child.digest.to_string();
+            match meta::manifests::get(tx, repo, &d)? {
+                None => return Err(PutRefusal::Missing { kind: "manifest", digest: d }),
+                Some(record) if record.size != child.size => {
+                    return Err(PutRefusal::SizeMismatch { digest: d, declared: child.size, actual: record.size });
+                }
+                Some(_) => {}
+            }
+        }
+        let record = ManifestRecord {
+            media_type: parsed.media_type.clone(),
+            size: bytes.len() as u64,
+            artifact_type: parsed.artifact_type.clone(),
+            subject: parsed.subject.as_ref().map(|s| s.digest.to_string()),
+            blobs: parsed.blobs.iter().map(|b| b.digest.to_string()).collect(),
+            children: parsed.children.iter().map(|c| c.digest.to_string()).collect(),
+            annotations: parsed.annotations.clone(),
+            created_at: now_millis(),
+        };
+        meta::repositories::ensure(tx, repo)?;
+        meta::manifests::put(tx, repo, digest, &record, bytes)?;
+        if let Reference::Tag(tag) = reference {
+            meta::tags::set(tx, repo, tag.as_str(), digest)?;
+        }
+        if let Some(subject) = &parsed.subject {
+            let descriptor = ReferrerDescriptor {
+                media_type: parsed.media_type.clone(),
+                digest: digest.to_owned(),
+                size: bytes.len() as u64,
+                artifact_type: parsed.artifact_type.clone(),
+                annotations: parsed.annotations.clone(),
+            };
+            meta::referrers::add(tx, repo, &subject.digest.to_string(), &descriptor)?;
+        }
+        Ok(())
+    })
+}
+
+/// Deletes a manifest (by digest) or a tag (by tag).
+pub async fn delete(registry: &Arc<Registry>, name: &RepoName, reference: &Reference) -> RegistryResult<Response> {
+    if !registry.config.delete_enabled {
+        return Err(RegistryError::new(ErrorCode::Unsupported)
+            .message("deletes are disabled on this registry (registry.delete_enabled = false)"));
+    }
+    let (registry2, repo, reference2) = (registry.clone(), name.to_string(), reference.clone());
+    let found = tokio::task::spawn_blocking(move || {
+        registry2.meta.write(|tx| -> Result<bool, MetaError> {
+            match &reference2 {
+                Reference::Tag(tag) => meta::tags::remove(tx, &repo, tag.as_str()),
+                Reference::Digest(digest) => {
+                    let digest = digest.to_string();
+                    let Some(record) = meta::manifests::remove(tx, &repo, &digest)? else {
+                        return Ok(false);
+                    };
+                    for tag in meta::tags::pointing_at(tx, &repo, &digest)? {
+                        meta::tags::remove(tx, &repo, &tag)?;
+                    }
+                    if let Some(subject) = &record.subject {
+                        meta::referrers::remove(tx, &repo, subject, &digest)?;
+                    }
+                    Ok(true)
+                }
+            }
+        })
+    })
+    .await??;
+    if !found {
+        return Err(RegistryError::new(ErrorCode::ManifestUnknown)
+            .detail(json!({ "name": name.as_str(), "reference": reference.to_string() })));
+    }
+    Ok(empty(StatusCode::ACCEPTED))
+}

@@ -1,0 +1,39 @@
+//! `GET /v2/<name>/referrers/<digest>` — the manifests whose `subject` is `<digest>`.
+//!
+//! ```text
+//! GET /v2/<name>/referrers/<digest>?artifactType=<type>
+//! → 200 application/vnd.oci.image.index.v1+json {"schemaVersion":2,"manifests":[…]}
+//!       OCI-Filters-Applied: artifactType   (when the filter was applied)
+//! ```
+//! An unknown subject has no referrers: an empty index, not a 404.
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::query_params;
+use crate::digest::Digest;
+use crate::registry::Registry;
+use crate::registry::errcode::{ErrorCode, RegistryError, RegistryResult};
+use crate::registry::manifest::OCI_INDEX;
+use crate::registry::names::RepoName;
+use crate::storage::meta;
+
+/// Lists referrers.
+pub async fn list(registry: &Registry, name: &RepoName, subject: &Digest, query: Option<&str>) -> RegistryResult<Response> {
+    let params = query_params(query);
+    let tx = registry.meta.read()?;
+    if !meta::repositories::exists(&tx, name.as_str())? {
+        return Err(RegistryError::new(ErrorCode::NameUnknown).detail(serde_json::json!({ "name": name.as_str() })));
+    }
+    let mut referrers = meta::referrers::list(&tx, name.as_str(), &subject.to_string())?;
+    let filter = params.get("artifactType").filter(|t| !t.is_empty());
+    if let Some(wanted) = filter {
+        referrers.retain(|r| r.artifact_type.as_deref() == Some(wanted.as_str()));
+    }
+    let body = serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": referrers }).to_string();
+    let mut response = (StatusCode::OK, [(header::CONTENT_TYPE, OCI_INDEX)], body).into_response();
+    if filter.is_some() {
+        response.headers_mut().insert("oci-filters-applied", "artifactType".parse().expect("ascii"));
+    }
+    Ok(response)
+}

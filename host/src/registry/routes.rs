@@ -1,0 +1,201 @@
+//! Parses `/v2/…` paths into typed requests and dispatches them.
+//!
+//! Repository names contain slashes, so routes are matched from the right: the suffix
+//! (`/manifests/<ref>`, `/blobs/<digest>`, `/blobs/uploads/<id>`, `/tags/list`,
+//! `/referrers/<digest>`) is fixed, and everything before it is the name.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::Registry;
+use super::errcode::{ErrorCode, RegistryError};
+use super::handlers;
+use super::names::{Reference, RepoName};
+use crate::digest::Digest;
+
+/// A parsed registry route.
+#[derive(Debug, PartialEq)]
+pub enum Route {
+    /// `/v2/`
+    Base,
+    /// `/v2/_catalog`
+    Catalog,
+    /// `/v2/<name>/tags/list`
+    Tags(RepoName),
+    /// `/v2/<name>/manifests/<reference>`
+    Manifest(RepoName, Reference),
+    /// `/v2/<name>/blobs/<digest>`
+    Blob(RepoName, Digest),
+    /// `/v2/<name>/blobs/uploads/`
+    UploadStart(RepoName),
+    /// `/v2/<name>/blobs/uploads/<id>`
+    Upload(RepoName, String),
+    /// `/v2/<name>/referrers/<digest>`
+    Referrers(RepoName, Digest),
+}
+
+impl Route {
+    /// The repository this route addresses, if any: what access control checks.
+    pub fn repository(&self) -> Option<&RepoName> {
+        match self {
+            Route::Base | Route::Catalog => None,
+            Route::Tags(n)
+            | Route::Manifest(n, _)
+            | Route::Blob(n, _)
+            | Route::UploadStart(n)
+            | Route::Upload(n, _)
+            | Route::Referrers(n, _) => Some(n),
+        }
+    }
+}
+
+/// Parses a request path (without query) into a route.
+pub fn parse(path: &str) -> Result<Route, RegistryError> {
+    let Some(rest) = path.strip_prefix("/v2/") else {
+        return if path == "/v2" { Ok(Route::Base) } else { Err(not_found(path)) };
+    };
+    if rest.is_empty() {
+        return Ok(Route::Base);
+    }
+    if rest == "_catalog" {
+        return Ok(Route::Catalog);
+    }
+    let segments: Vec<&str> = rest.split('/').collect();
+    let n = segments.len();
+    let name_of = |k: usize| -> Result<RepoName, RegistryError> {
+        if n <= k {
+            return Err(not_found(path));
+        }
+        Ok(RepoName::parse(&segments[..n - k].join("/"))?)
+    };
+    if n >= 3 && segments[n - 3] == "blobs" && segments[n - 2] == "uploads" {
+        let name = name_of(3)?;
+        let id = segments[n - 1];
+        return Ok(if id.is_empty() { Route::UploadStart(name) } else { Route::Upload(name, id.to_owned()) });
+    }
+    if n >= 2 {
+        let (kind, last) = (segments[n - 2], segments[n - 1]);
+        match kind {
+            "tags" if last == "list" => return Ok(Route::Tags(name_of(2)?)),
+            "manifests" => {
+                let name = name_of(2)?;
+                return Ok(Route::Manifest(name, Reference::parse(last)?));
+            }
+            "blobs" if last == "uploads" => return Ok(Route::UploadStart(name_of(2)?)),
+            "blobs" => {
+                let name = name_of(2)?;
+                return Ok(Route::Blob(name, last.parse()?));
+            }
+            "referrers" => {
+                let name = name_of(2)?;
+                return Ok(Route::Referrers(name, last.parse()?));
+            }
+            _ => {}
+        }
+    }
+    Err(not_found(path))
+}
+
+fn not_found(path: &str) -> RegistryError {
+    RegistryError::new(ErrorCode::NameUnknown)
+        .message(format!("no registry endpoint at {}", path.chars().take(300).collect::<String>()))
+}
+
+fn method_not_allowed(method: &Method) -> RegistryError {
+    RegistryError::new(ErrorCode::Unsupported).message(format!("method {method} is not supported on this endpoint"))
+}
+
+/// The `/v2` router.
+pub fn router(registry: Arc<Registry>) -> Router {
+    Router::new().route("/v2", axum::routing::any(dispatch)).route("/v2/{*rest}", axum::routing::any(dispatch)).with_state(registry)
+}
+
+async fn dispatch(State(registry): State<Arc<Registry>>, request: Request) -> Response {
+    let route = match parse(request.uri().path()) {
+        Ok(route) => route,
+        Err(e) => return e.into_response(),
+    };
+    let method = request.method().clone();
+    let result = match (route, &method) {
+        (Route::Base, &Method::GET | &Method::HEAD) => Ok(handlers::base::get()),
+        (Route::Catalog, &Method::GET) => handlers::catalog::get(&registry, request.uri().query()).await,
+        (Route::Tags(name), &Method::GET) => handlers::tags::list(&registry, &name, request.uri().query()).await,
+        (Route::Manifest(name, reference), &Method::GET | &Method::HEAD) => {
+            handlers::manifests::get(&registry, &name, &reference, request.headers(), method == Method::HEAD).await
+        }
+        (Route::Manifest(name, reference), &Method::PUT) => handlers::manifests::put(&registry, name, reference, request).await,
+        (Route::Manifest(name, reference), &Method::DELETE) => handlers::manifests::delete(&registry, &name, &reference).await,
+        (Route::Blob(name, digest), &Method::GET | &Method::HEAD) => {
+            handlers::blobs::get(&registry, &name, &digest, request.headers(), method == Method::HEAD).await
+        }
+        (Route::Blob(name, digest), &Method::DELETE) => handlers::blobs::delete(&registry, &name, &digest).await,
+        (Route::UploadStart(name), &Method::POST) => handlers::uploads::start(&registry, name, request).await,
+        (Route::Upload(name, id), &Method::GET) => handlers::uploads::status(&registry, &name, &id).await,
+        (Route::Upload(name, id), &Method::PATCH) => handlers::uploads::patch(&registry, name, id, request).await,
+        (Route::Upload(name, id), &Method::PUT) => handlers::uploads::close(&registry, name, id, request).await,
+        (Route::Upload(name, id), &Method::DELETE) => handlers::uploads::cancel(&registry, &name, &id).await,
+        (Route::Referrers(name, digest), &Method::GET) => {
+            handlers::referrers::list(&registry, &name, &digest, request.uri().query()).await
+        }
+        _ => Err(method_not_allowed(&method)),
+    };
+    match result {
+        Ok(response) => response,
+        Err(e) => {
+            let mut response = e.into_response();
+            if method == Method::HEAD {
+                // HEAD answers carry no body; the status and headers say it all.
+                *response.body_mut() = Body::empty();
+            }
+            response
+        }
+    }
+}
+
+/// `Docker-Distribution-API-Version`, sent on every `/v2` answer.
+pub async fn api_version_header(request: Request, next: axum::middleware::Next) -> Response {
+    let mut response = next.run(request).await;
+    response.headers_mut().insert("docker-distribution-api-version", axum::http::HeaderValue::from_static("registry/2.0"));
+    response
+}
+
+/// Status for a response with no body.
+pub fn empty(status: StatusCode) -> Response {
+    (status, Body::empty()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d() -> Digest {
+        Digest::sha256_of(b"x")
+    }
+
+    #[test]
+    fn routes_are_matched_from_the_right() {
+        let name = RepoName::parse("team/blobs/uploads").unwrap();
+        assert_eq!(parse("/v2/team/blobs/uploads/blobs/uploads/").unwrap(), Route::UploadStart(name.clone()));
+        assert_eq!(parse("/v2/team/blobs/uploads/blobs/uploads/abc").unwrap(), Route::Upload(name.clone(), "abc".into()));
+        assert_eq!(parse(&format!("/v2/team/blobs/uploads/blobs/{}", d())).unwrap(), Route::Blob(name, d()));
+        assert_eq!(parse("/v2/").unwrap(), Route::Base);
+        assert_eq!(parse("/v2/_catalog").unwrap(), Route::Catalog);
+        assert!(matches!(parse("/v2/a/b/tags/list").unwrap(), Route::Tags(_)));
+        assert!(matches!(parse("/v2/a/b/manifests/latest").unwrap(), Route::Manifest(_, Reference::Tag(_))));
+        assert!(matches!(parse(&format!("/v2/a/b/referrers/{}", d())).unwrap(), Route::Referrers(..)));
+    }
+
+    #[test]
+    fn bad_names_and_digests_get_their_codes() {
+        assert_eq!(parse("/v2/A/b/tags/list").unwrap_err().code(), ErrorCode::NameInvalid);
+        assert_eq!(parse("/v2/a/../b/tags/list").unwrap_err().code(), ErrorCode::NameInvalid);
+        assert_eq!(parse("/v2/a/b/blobs/sha256:zz").unwrap_err().code(), ErrorCode::DigestInvalid);
+        assert_eq!(parse("/v2/a/b/nothing").unwrap_err().code(), ErrorCode::NameUnknown);
+        assert_eq!(parse("/v2/tags/list").unwrap_err().code(), ErrorCode::NameUnknown);
+    }
+}

@@ -1,0 +1,158 @@
+//! The HTTP server: binds the stores to the routes, accepts connections (plain or TLS),
+//! and shuts down gracefully.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::registry::{self, Registry};
+use crate::storage::blob::fs::FsBlobStore;
+use crate::storage::meta::Metadata;
+use crate::storage::paths::DataPaths;
+
+/// Opens the data directory and builds the registry over it.
+pub fn open_registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
+    let data_dir = &config.storage.data_dir;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let paths = DataPaths::new(data_dir);
+    let meta = Metadata::open(&paths.metadata_db()).with_context(|| {
+        format!("cannot open metadata {}; is another berth using this data directory?", paths.metadata_db().display())
+    })?;
+    let store = FsBlobStore::open(paths).with_context(|| format!("cannot prepare blob storage in {}", data_dir.display()))?;
+    Ok(Arc::new(Registry::new(Arc::new(meta), Arc::new(store), config.registry.clone())))
+}
+
+/// The whole HTTP application.
+pub fn app(registry: Arc<Registry>) -> Router {
+    registry::routes::router(registry)
+        .layer(axum::middleware::from_fn(registry::routes::api_version_header))
+        .layer(axum::middleware::from_fn(trace_request))
+}
+
+/// One span per request; server errors are logged at warn, everything else at debug so
+/// that a busy registry's log stays readable.
+async fn trace_request(request: Request, next: Next) -> Response {
+    let span = tracing::debug_span!("request", method = %request.method(), path = %request.uri().path());
+    let started = Instant::now();
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let response = next.run(request).instrument(span).await;
+    let status = response.status();
+    if status.is_server_error() {
+        tracing::warn!(%method, %path, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request failed");
+    } else {
+        tracing::debug!(%method, %path, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    }
+    response
+}
+
+fn tls_acceptor(config: &Config) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    let (Some(cert), Some(key)) = (&config.server.tls_cert, &config.server.tls_key) else {
+        return Ok(None);
+    };
+    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
+        std::fs::File::open(cert).with_context(|| format!("cannot read TLS certificate {}", cert.display()))?,
+    ))
+    .collect::<Result<Vec<_>, _>>()
+    .with_context(|| format!("{} is not a PEM certificate chain", cert.display()))?;
+    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
+        std::fs::File::open(key).with_context(|| format!("cannot read TLS key {}", key.display()))?,
+    ))?
+    .with_context(|| format!("{} holds no PEM private key", key.display()))?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the TLS certificate and key do not form a usable pair")?;
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls))))
+}
+
+/// Serves `config` on `listener` until `shutdown` resolves, then drains connections for
+/// up to `server.shutdown_grace_secs`.
+pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let registry = open_registry(&config)?;
+    let tls = tls_acceptor(&config)?;
+    let app = app(registry);
+    let local: SocketAddr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    // A plain line on stdout, for people and for scripts that started us on port 0.
+    println!("berth: listening on {scheme}://{local}");
+    tracing::info!(%local, scheme, data_dir = %config.storage.data_dir.display(), "berth is serving");
+
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let result = match tls {
+                None => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned()).await,
+                Some(tls) => match tls.accept(stream).await {
+                    Ok(stream) => {
+                        watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned()).await
+                    }
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                },
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: no new connections; waiting for requests in flight");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(Duration::from_secs(config.server.shutdown_grace_secs)) => {
+            tracing::warn!(grace_secs = config.server.shutdown_grace_secs, "grace period over; closing remaining connections (their uploads stay resumable)");
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

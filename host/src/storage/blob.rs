@@ -1,0 +1,51 @@
+//! Blob content: the [`BlobStore`] interface, its filesystem backend, the streaming upload
+//! writer, and the repository-scoped view that enforces links.
+
+pub mod fs;
+pub mod linked;
+pub mod writer;
+
+use std::io::{self, Read, Write};
+
+use crate::digest::{Algorithm, Digest, Hasher};
+
+/// A staging file an upload appends to. Data is durable only after [`StagingFile::sync`].
+pub trait StagingFile: Write + Send {
+    /// Makes everything written so far durable.
+    fn sync(&mut self) -> io::Result<()>;
+}
+
+/// Content-addressed blob storage.
+///
+/// Methods block (filesystem or network I/O): call them from `spawn_blocking` or a
+/// dedicated thread, never directly on an async worker.
+pub trait BlobStore: Send + Sync + 'static {
+    /// The size of the blob, or `None` if it is not stored.
+    fn stat(&self, digest: &Digest) -> io::Result<Option<u64>>;
+
+    /// A reader positioned at `offset` of the blob.
+    fn open(&self, digest: &Digest, offset: u64) -> io::Result<Box<dyn Read + Send>>;
+
+    /// Opens upload `id`'s staging file for appending at `offset`, creating it if needed
+    /// and discarding anything past `offset` (bytes that were never acknowledged).
+    fn open_staging(&self, id: &str, offset: u64) -> io::Result<Box<dyn StagingFile>>;
+
+    /// Hashes the first `len` bytes of upload `id` (resuming after a restart).
+    fn hash_staging(&self, id: &str, len: u64, algorithm: Algorithm) -> io::Result<Hasher>;
+
+    /// Moves upload `id` into place as `digest`, durably. If the blob already exists the
+    /// staging file is simply removed: content addressing makes both copies identical.
+    fn commit_staging(&self, id: &str, digest: &Digest) -> io::Result<()>;
+
+    /// Discards upload `id`'s staging file (missing is not an error).
+    fn remove_staging(&self, id: &str) -> io::Result<()>;
+
+    /// Ids of every staging file present.
+    fn list_staging(&self) -> io::Result<Vec<String>>;
+
+    /// Every stored blob with its size.
+    fn list(&self) -> io::Result<Vec<(Digest, u64)>>;
+
+    /// Moves a blob aside (fsck repair), returning where it went.
+    fn quarantine(&self, digest: &Digest) -> io::Result<String>;
+}

@@ -1,0 +1,202 @@
+//! The filesystem [`BlobStore`]: one file per blob under `blobs/`, uploads staged under
+//! `uploads/`, with fsync of file and directory around every rename so that a crash never
+//! leaves a blob whose content does not match its name.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use super::{BlobStore, StagingFile};
+use crate::digest::{Algorithm, Digest, Hasher};
+use crate::storage::paths::DataPaths;
+
+/// Buffer between the upload pipeline and `write(2)`: large enough that a 1 GiB upload
+/// costs a few thousand syscalls, small enough to be irrelevant per session.
+const STAGING_WRITE_BUFFER: usize = 256 * 1024;
+
+/// Blobs in a local directory tree (see [`crate::storage::paths`]).
+#[derive(Debug)]
+pub struct FsBlobStore {
+    paths: DataPaths,
+}
+
+impl FsBlobStore {
+    /// Opens (creating if needed) the blob area of a data directory.
+    pub fn open(paths: DataPaths) -> io::Result<FsBlobStore> {
+        for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
+            let dir = paths.blob_algorithm_dir(algorithm);
+            for i in 0..=255u8 {
+                fs::create_dir_all(dir.join(format!("{i:02x}")))?;
+            }
+        }
+        fs::create_dir_all(paths.uploads_dir())?;
+        fs::create_dir_all(paths.quarantine_dir())?;
+        sync_dir(paths.root())?;
+        Ok(FsBlobStore { paths })
+    }
+}
+
+/// fsyncs a directory, making renames and creations inside it durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+struct FsStagingFile {
+    writer: BufWriter<File>,
+    /// Set when this open created the file: its directory entry must be made durable too.
+    new_entry_in: Option<std::path::PathBuf>,
+}
+
+impl Write for FsStagingFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.writer.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+impl StagingFile for FsStagingFile {
+    fn sync(&mut self) -> io::Result<()> {
+        self.writer.flush()?;
+        self.writer.get_ref().sync_data()?;
+        if let Some(dir) = self.new_entry_in.take() {
+            sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+}
+
+fn staging_id_is_safe(id: &str) -> bool {
+    // Ids are server-generated UUIDs; anything else must not become a path.
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+}
+
+fn bad_id(id: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, format!("invalid upload id {id:?}"))
+}
+
+impl BlobStore for FsBlobStore {
+    fn stat(&self, digest: &Digest) -> io::Result<Option<u64>> {
+        match fs::metadata(self.paths.blob(digest)) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn open(&self, digest: &Digest, offset: u64) -> io::Result<Box<dyn Read + Send>> {
+        let mut file = File::open(self.paths.blob(digest))?;
+        if offset > 0 {
+            file.seek(SeekFrom::Start(offset))?;
+        }
+        Ok(Box::new(file))
+    }
+
+    fn open_staging(&self, id: &str, offset: u64) -> io::Result<Box<dyn StagingFile>> {
+        if !staging_id_is_safe(id) {
+            return Err(bad_id(id));
+        }
+        let path = self.paths.upload(id);
+        let existed = path.exists();
+        let mut file = OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+        let len = file.metadata()?.len();
+        if len < offset {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("staging file of upload {id} has {len} bytes, {offset} were acknowledged"),
+            ));
+        }
+        if len > offset {
+            file.set_len(offset)?;
+        }
+        file.seek(SeekFrom::Start(offset))?;
+        Ok(Box::new(FsStagingFile {
+            writer: BufWriter::with_capacity(STAGING_WRITE_BUFFER, file),
+            new_entry_in: (!existed).then(|| self.paths.uploads_dir()),
+        }))
+    }
+
+    fn hash_staging(&self, id: &str, len: u64, algorithm: Algorithm) -> io::Result<Hasher> {
+        if !staging_id_is_safe(id) {
+            return Err(bad_id(id));
+        }
+        let file = File::open(self.paths.upload(id))?;
+        hash_reader(file.take(len), algorithm)
+    }
+
+    fn commit_staging(&self, id: &str, digest: &Digest) -> io::Result<()> {
+        if !staging_id_is_safe(id) {
+            return Err(bad_id(id));
+        }
+        let staged = self.paths.upload(id);
+        let target = self.paths.blob(digest);
+        if target.exists() {
+            // Identical content is already durable under this name.
+            fs::remove_file(&staged)?;
+            return Ok(());
+        }
+        // The staging file's data was fsync'd when its last chunk was acknowledged.
+        fs::rename(&staged, &target)?;
+        sync_dir(&self.paths.blob_fanout_dir(digest))
+    }
+
+    fn remove_staging(&self, id: &str) -> io::Result<()> {
+        if !staging_id_is_safe(id) {
+            return Err(bad_id(id));
+        }
+        match fs::remove_file(self.paths.upload(id)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    fn list_staging(&self) -> io::Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(self.paths.uploads_dir())? {
+            if let Some(name) = entry?.file_name().to_str() {
+                ids.push(name.to_owned());
+            }
+        }
+        Ok(ids)
+    }
+
+    fn list(&self) -> io::Result<Vec<(Digest, u64)>> {
+        let mut out = Vec::new();
+        for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
+            for fanout in fs::read_dir(self.paths.blob_algorithm_dir(algorithm))? {
+                for entry in fs::read_dir(fanout?.path())? {
+                    let entry = entry?;
+                    let name = entry.file_name();
+                    let Some(hex) = name.to_str() else { continue };
+                    if let Ok(digest) = format!("{}:{hex}", algorithm.name()).parse::<Digest>() {
+                        out.push((digest, entry.metadata()?.len()));
+                    }
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn quarantine(&self, digest: &Digest) -> io::Result<String> {
+        let target = self.paths.quarantine_dir().join(format!("{}-{}", digest.algorithm().name(), digest.hex()));
+        fs::rename(self.paths.blob(digest), &target)?;
+        sync_dir(&self.paths.blob_fanout_dir(digest))?;
+        sync_dir(&self.paths.quarantine_dir())?;
+        Ok(target.display().to_string())
+    }
+}
+
+/// Hashes everything `reader` yields.
+pub fn hash_reader(mut reader: impl Read, algorithm: Algorithm) -> io::Result<Hasher> {
+    let mut hasher = algorithm.hasher();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hasher);
+        }
+        hasher.update(&buf[..n]);
+    }
+}

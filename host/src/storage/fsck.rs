@@ -1,0 +1,233 @@
+//! `berth fsck`: checks that blob content matches its name and that the metadata's links,
+//! manifests, tags and upload sessions agree with what is stored; optionally repairs.
+//!
+//! Repair never deletes content outright: a blob that does not match its digest is moved
+//! to `quarantine/`; metadata that points at nothing is removed, and said so.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Serialize;
+
+use super::blob::BlobStore;
+use super::meta::{self, MetaError, Metadata};
+use crate::digest::Digest;
+
+/// One thing found wrong.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Problem {
+    /// A short kind: `corrupt-blob`, `missing-blob`, `size-mismatch`, `corrupt-manifest`,
+    /// `dangling-reference`, `dangling-tag`, `broken-upload`, `orphan-upload`.
+    pub kind: &'static str,
+    /// What was checked, e.g. `team/app@sha256:…`.
+    pub subject: String,
+    /// What is wrong.
+    pub detail: String,
+    /// What `--repair` did about it (empty when not repairing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repaired: Option<String>,
+}
+
+/// The result of a check.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    /// Blobs whose content was hashed.
+    pub blobs_checked: usize,
+    /// Bytes hashed.
+    pub bytes_checked: u64,
+    /// Links checked.
+    pub links_checked: usize,
+    /// Manifests checked.
+    pub manifests_checked: usize,
+    /// Tags checked.
+    pub tags_checked: usize,
+    /// Upload sessions checked.
+    pub uploads_checked: usize,
+    /// Blobs no repository links (garbage collection's business, not a fault).
+    pub unreferenced_blobs: usize,
+    /// Everything found wrong.
+    pub problems: Vec<Problem>,
+}
+
+impl Report {
+    /// Whether nothing is wrong.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Errors that stop the check itself.
+#[derive(Debug, thiserror::Error)]
+pub enum FsckError {
+    /// Metadata could not be read or written.
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    /// Storage could not be read.
+    #[error("blob storage: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Checks (and with `repair`, fixes) one data directory.
+pub fn check(meta: &Metadata, store: &dyn BlobStore, repair: bool) -> Result<Report, FsckError> {
+    let mut report = Report::default();
+
+    // 1. Content: every blob hashes to its name.
+    let mut present: BTreeMap<Digest, u64> = BTreeMap::new();
+    for (digest, size) in store.list()? {
+        report.blobs_checked += 1;
+        report.bytes_checked += size;
+        let actual = super::blob::fs::hash_reader(store.open(&digest, 0)?, digest.algorithm())?.finish();
+        if actual == digest {
+            present.insert(digest, size);
+            continue;
+        }
+        let repaired = if repair { Some(format!("moved to {}", store.quarantine(&digest)?)) } else { None };
+        report.problems.push(Problem {
+            kind: "corrupt-blob",
+            subject: digest.to_string(),
+            detail: format!("content hashes to {actual}"),
+            repaired,
+        });
+    }
+
+    let tx = meta.read()?;
+    // 2. Links: every link reaches content of the recorded size.
+    let mut linked: HashSet<String> = HashSet::new();
+    let mut drop_links = Vec::new();
+    for (repo, digest, size) in meta::blob_links::all(&tx)? {
+        report.links_checked += 1;
+        let stored = digest.parse::<Digest>().ok().and_then(|d| present.get(&d).copied());
+        match stored {
+            Some(actual) if actual == size => {
+                linked.insert(digest);
+            }
+            Some(actual) => {
+                report.problems.push(Problem {
+                    kind: "size-mismatch",
+                    subject: format!("{repo}@{digest}"),
+                    detail: format!("link records {size} bytes, content has {actual}"),
+                    repaired: None,
+                });
+            }
+            None => {
+                drop_links.push((repo.clone(), digest.clone()));
+                report.problems.push(Problem {
+                    kind: "missing-blob",
+                    subject: format!("{repo}@{digest}"),
+                    detail: "linked, but the content is missing or corrupt".into(),
+                    repaired: repair.then(|| "link removed".into()),
+                });
+            }
+        }
+    }
+    report.unreferenced_blobs = present.keys().filter(|d| !linked.contains(&d.to_string())).count();
+
+    // 3. Manifests: bytes match the digest, references resolve within the repository.
+    let mut drop_manifests = Vec::new();
+    let dropped_links: HashSet<(String, String)> = drop_links.iter().cloned().collect();
+    for (repo, digest, record) in meta::manifests::all(&tx)? {
+        report.manifests_checked += 1;
+        let subject = format!("{repo}@{digest}");
+        let bytes = meta::manifests::bytes(&tx, &repo, &digest)?.unwrap_or_default();
+        let hashes_right = digest.parse::<Digest>().is_ok_and(|d| Digest::of(d.algorithm(), &bytes) == d);
+        if !hashes_right || bytes.len() as u64 != record.size {
+            drop_manifests.push((repo.clone(), digest.clone()));
+            report.problems.push(Problem {
+                kind: "corrupt-manifest",
+                subject,
+                detail: "stored bytes do not match the digest".into(),
+                repaired: repair.then(|| "manifest removed".into()),
+            });
+            continue;
+        }
+        for blob in &record.blobs {
+            let ok = meta::blob_links::get(&tx, &repo, blob)?.is_some() && !dropped_links.contains(&(repo.clone(), blob.clone()));
+            if !ok {
+                report.problems.push(Problem {
+                    kind: "dangling-reference",
+                    subject: subject.clone(),
+                    detail: format!("references blob {blob}, which the repository does not hold"),
+                    repaired: None,
+                });
+            }
+        }
+        for child in &record.children {
+            if !meta::manifests::exists(&tx, &repo, child)? {
+                report.problems.push(Problem {
+                    kind: "dangling-reference",
+                    subject: subject.clone(),
+                    detail: format!("references manifest {child}, which the repository does not hold"),
+                    repaired: None,
+                });
+            }
+        }
+    }
+
+    // 4. Tags point at manifests.
+    let dropped: HashSet<(String, String)> = drop_manifests.iter().cloned().collect();
+    let mut drop_tags = Vec::new();
+    for (repo, tag, record) in meta::tags::all(&tx)? {
+        report.tags_checked += 1;
+        let exists = meta::manifests::exists(&tx, &repo, &record.digest)? && !dropped.contains(&(repo.clone(), record.digest.clone()));
+        if !exists {
+            drop_tags.push((repo.clone(), tag.clone()));
+            report.problems.push(Problem {
+                kind: "dangling-tag",
+                subject: format!("{repo}:{tag}"),
+                detail: format!("points at {}, which the repository does not hold", record.digest),
+                repaired: repair.then(|| "tag removed".into()),
+            });
+        }
+    }
+
+    // 5. Upload sessions have their acknowledged bytes; staging files have sessions.
+    let staging: HashSet<String> = store.list_staging()?.into_iter().collect();
+    let mut drop_uploads = Vec::new();
+    let mut sessions = HashSet::new();
+    for (id, record) in meta::uploads::all(&tx)? {
+        report.uploads_checked += 1;
+        sessions.insert(id.clone());
+        let readable = staging.contains(&id) && store.hash_staging(&id, record.acknowledged, crate::digest::Algorithm::Sha256).is_ok();
+        if !readable && record.acknowledged > 0 {
+            drop_uploads.push(id.clone());
+            report.problems.push(Problem {
+                kind: "broken-upload",
+                subject: format!("upload {id} ({})", record.repo),
+                detail: format!("{} bytes were acknowledged but the staging file is missing or shorter", record.acknowledged),
+                repaired: repair.then(|| "session removed; the client must restart this upload".into()),
+            });
+        }
+    }
+    let mut orphans = Vec::new();
+    for id in staging.difference(&sessions) {
+        orphans.push(id.clone());
+        report.problems.push(Problem {
+            kind: "orphan-upload",
+            subject: format!("uploads/{id}"),
+            detail: "staging file without a session (an unacknowledged upload interrupted by a crash)".into(),
+            repaired: repair.then(|| "staging file removed".into()),
+        });
+    }
+    drop(tx);
+
+    if repair {
+        meta.write(|tx| -> Result<(), MetaError> {
+            for (repo, digest) in &drop_links {
+                meta::blob_links::unlink(tx, repo, digest)?;
+            }
+            for (repo, digest) in &drop_manifests {
+                meta::manifests::remove(tx, repo, digest)?;
+            }
+            for (repo, tag) in &drop_tags {
+                meta::tags::remove(tx, repo, tag)?;
+            }
+            for id in &drop_uploads {
+                meta::uploads::remove(tx, id)?;
+            }
+            Ok(())
+        })?;
+        for id in drop_uploads.iter().chain(&orphans) {
+            store.remove_staging(id)?;
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,157 @@
+//! Metadata in redb: one module per table, a schema version, and migrations.
+//!
+//! Every registry write that must be atomic (a manifest, its tag and its referrer entry)
+//! happens in one [`Metadata::write`] transaction, committed with fsync before the client
+//! hears about it.
+
+pub mod blob_links;
+pub mod manifests;
+pub mod referrers;
+pub mod repositories;
+pub mod schema;
+pub mod tags;
+pub mod uploads;
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redb::{Database, Durability, ReadTransaction, ReadableDatabase, WriteTransaction};
+
+/// Errors from the metadata store.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// redb failed (I/O, corruption, …).
+    #[error("metadata store: {0}")]
+    Db(#[from] redb::Error),
+    /// A stored record did not decode.
+    #[error("metadata record in table {table} is unreadable: {source}")]
+    Decode {
+        /// The table.
+        table: &'static str,
+        /// The decoding error.
+        source: serde_json::Error,
+    },
+    /// The data directory's schema cannot be used by this build.
+    #[error("{0}")]
+    Schema(String),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for MetaError {
+            fn from(e: $t) -> MetaError { MetaError::Db(e.into()) }
+        }
+    )*};
+}
+from_redb!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+
+/// Result alias for metadata operations.
+pub type MetaResult<T> = Result<T, MetaError>;
+
+/// The metadata database of one data directory.
+#[derive(Debug)]
+pub struct Metadata {
+    db: Database,
+}
+
+/// How much of the database redb keeps in memory. The working set of a registry's
+/// metadata is small (records, not blobs); a bounded cache keeps RSS predictable.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+impl Metadata {
+    /// Opens (creating and migrating if needed) the metadata database at `path`.
+    pub fn open(path: &Path) -> MetaResult<Metadata> {
+        let db = Database::builder().set_cache_size(CACHE_BYTES).create(path)?;
+        let meta = Metadata { db };
+        schema::prepare(&meta)?;
+        Ok(meta)
+    }
+
+    /// Runs `f` in a write transaction and commits it durably (fsync) if it returns `Ok`.
+    /// Blocks: call from `spawn_blocking`.
+    pub fn write<T, E>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<MetaError>,
+    {
+        self.write_with(Durability::Immediate, f)
+    }
+
+    /// Like [`Metadata::write`] but without fsync: for state whose loss in a crash only
+    /// costs a client a retry (a just-opened upload session), never acknowledged data.
+    pub fn write_lazy<T, E>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<MetaError>,
+    {
+        self.write_with(Durability::None, f)
+    }
+
+    fn write_with<T, E>(&self, durability: Durability, f: impl FnOnce(&WriteTransaction) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<MetaError>,
+    {
+        let mut tx = self.db.begin_write().map_err(MetaError::from)?;
+        tx.set_durability(durability).map_err(|e| MetaError::Schema(e.to_string()))?;
+        let out = f(&tx)?;
+        tx.commit().map_err(MetaError::from)?;
+        Ok(out)
+    }
+
+    /// A consistent read snapshot. Cheap: reads never block writers.
+    pub fn read(&self) -> MetaResult<ReadTransaction> {
+        Ok(self.db.begin_read()?)
+    }
+}
+
+/// Milliseconds since the Unix epoch, the timestamp unit of every record.
+pub fn now_millis() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("metadata records always serialize")
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(table: &'static str, bytes: &[u8]) -> MetaResult<T> {
+    serde_json::from_slice(bytes).map_err(|source| MetaError::Decode { table, source })
+}
+
+/// Read access shared by read and write transactions, so that the checks a write makes
+/// (is this blob linked?) use the same code as plain reads.
+pub trait Reader {
+    /// The table handle this transaction kind opens.
+    type Table<'a, K: redb::Key + 'static, V: redb::Value + 'static>: redb::ReadableTable<K, V>
+    where
+        Self: 'a;
+
+    /// Opens `def` for reading.
+    fn open<'a, K: redb::Key + 'static, V: redb::Value + 'static>(
+        &'a self,
+        def: redb::TableDefinition<K, V>,
+    ) -> MetaResult<Self::Table<'a, K, V>>;
+}
+
+impl Reader for ReadTransaction {
+    type Table<'a, K: redb::Key + 'static, V: redb::Value + 'static> = redb::ReadOnlyTable<K, V>;
+
+    fn open<'a, K: redb::Key + 'static, V: redb::Value + 'static>(
+        &'a self,
+        def: redb::TableDefinition<K, V>,
+    ) -> MetaResult<redb::ReadOnlyTable<K, V>> {
+        Ok(self.open_table(def)?)
+    }
+}
+
+impl Reader for WriteTransaction {
+    type Table<'a, K: redb::Key + 'static, V: redb::Value + 'static> = redb::Table<'a, K, V>;
+
+    fn open<'a, K: redb::Key + 'static, V: redb::Value + 'static>(
+        &'a self,
+        def: redb::TableDefinition<K, V>,
+    ) -> MetaResult<redb::Table<'a, K, V>> {
+        Ok(self.open_table(def)?)
+    }
+}
+
+/// The smallest string greater than every string starting with `prefix` followed by a
+/// separator-free suffix: used as the exclusive end of a prefix range scan.
+pub(crate) const KEY_END: &str = "\u{10FFFF}";
