@@ -1,1 +1,4 @@
+//! berth's end-to-end tests: one binary, a module per area, real processes and clients.
 
+mod api;
+mod support;

@@ -112,7 +112,9 @@ fn method_not_allowed(method: &Method) -> RegistryError {
 
 /// The `/v2` router.
 pub fn router(registry: Arc<Registry>) -> Router {
-    Router::new().route("/v2", axum::routing::any(dispatch)).route("/v2/{*rest}", axum::routing::any(dispatch)).with_state(registry)
+    // A fallback rather than path patterns: names contain slashes, so `parse` matches
+    // from the right, which axum's router cannot express.
+    Router::new().fallback(dispatch).with_state(registry)
 }
 
 async fn dispatch(State(registry): State<Arc<Registry>>, request: Request) -> Response {

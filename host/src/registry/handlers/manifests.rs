@@ -67,6 +67,9 @@ pub async fn get(
     Ok(builder.status(StatusCode::OK).body(body).expect("valid response"))
 }
 
+/// Largest refused body still read to its end before answering (see [`read_body`]).
+const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
+
 /// Reads a request body of at most `limit` bytes.
 pub async fn read_body(request: Request, limit: usize, what: &str, code: ErrorCode) -> RegistryResult<Bytes> {
     let too_large = |len: u64| {
@@ -77,6 +80,12 @@ pub async fn read_body(request: Request, limit: usize, what: &str, code: ErrorCo
     if let Some(len) = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
         && len > limit as u64
     {
+        // Read (and drop) a moderately oversized body so that the client, still sending,
+        // receives the 413 instead of a reset connection. Far larger ones are cut off.
+        if len <= DRAIN_LIMIT {
+            let mut body = request.into_body().into_data_stream();
+            while let Some(Ok(_)) = futures::StreamExt::next(&mut body).await {}
+        }
         return Err(too_large(len));
     }
     match http_body_util::Limited::new(request.into_body(), limit).collect().await {

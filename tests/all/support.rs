@@ -1,0 +1,244 @@
+//! Test support: real `berth` processes on 127.0.0.1, an HTTP client, content builders.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest as _, Sha256};
+
+/// A `berth serve` child process with its own data directory.
+pub struct Berth {
+    child: Option<Child>,
+    /// `http://127.0.0.1:<port>`
+    pub url: String,
+    /// `127.0.0.1:<port>`
+    pub addr: String,
+    /// The data directory (kept across restarts).
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    extra_args: Vec<String>,
+}
+
+/// The `berth` binary cargo built for these tests.
+pub fn berth_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_berth")
+}
+
+impl Berth {
+    /// Starts berth on a fresh data directory and a free port.
+    pub fn start() -> Berth {
+        Berth::start_with(&[])
+    }
+
+    /// Starts berth with extra `serve` arguments.
+    pub fn start_with(extra: &[&str]) -> Berth {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data_dir = tmp.path().join("data");
+        let mut b = Berth {
+            child: None,
+            url: String::new(),
+            addr: String::new(),
+            data_dir,
+            _tmp: Some(tmp),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        b.spawn("127.0.0.1:0");
+        b
+    }
+
+    fn spawn(&mut self, listen: &str) {
+        let mut child = Command::new(berth_bin())
+            .arg("serve")
+            .arg("--listen")
+            .arg(listen)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.extra_args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn berth");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = lines.next().expect("berth printed nothing").expect("read stdout");
+        let addr = line.rsplit("://").next().expect("listening line").trim().to_owned();
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        self.url = format!("http://{addr}");
+        self.addr = addr;
+        self.child = Some(child);
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// `kill -9`: no chance to flush or clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill(); // SIGKILL
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit; returns the exit status's success.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else { return true };
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the same data directory again on the same port.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let addr = self.addr.clone();
+        // The port was ours a moment ago; retry briefly in case the kernel holds it.
+        for _ in 0..50 {
+            if std::net::TcpListener::bind(&addr).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.spawn(&addr);
+    }
+
+    /// Runs `berth fsck` on the (stopped) data directory; returns (success, stdout).
+    pub fn fsck(&self, repair: bool) -> (bool, String) {
+        assert!(self.child.is_none(), "stop berth before fsck");
+        fsck(&self.data_dir, repair)
+    }
+
+    /// `/v2/<repo>/…`
+    pub fn v2(&self, path: &str) -> String {
+        format!("{}/v2/{}", self.url, path)
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Runs `berth fsck` on a data directory.
+pub fn fsck(data_dir: &Path, repair: bool) -> (bool, String) {
+    let mut cmd = Command::new(berth_bin());
+    cmd.arg("fsck").arg("--data-dir").arg(data_dir);
+    if repair {
+        cmd.arg("--repair");
+    }
+    let out = cmd.output().expect("run fsck");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// An HTTP client that follows no redirects (the registry's Location headers are for the
+/// test to read).
+pub fn client() -> reqwest::Client {
+    install_crypto();
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// Deterministic pseudo-random bytes (xorshift), different per seed.
+pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Pushes a blob monolithically (`POST ?digest=`); returns its digest.
+pub async fn push_blob(http: &reqwest::Client, base: &str, repo: &str, data: &[u8]) -> String {
+    let digest = sha256(data);
+    let r = http
+        .post(format!("{base}/v2/{repo}/blobs/uploads/?digest={digest}"))
+        .header("content-type", "application/octet-stream")
+        .body(data.to_vec())
+        .send()
+        .await
+        .expect("push blob");
+    assert_eq!(r.status(), 201, "push blob {digest}: {}", r.text().await.unwrap_or_default());
+    digest
+}
+
+/// An OCI image manifest over the given config and layers.
+pub fn image_manifest(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
+    let layers: Vec<_> = layers
+        .iter()
+        .map(|l| serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha256(l), "size": l.len()}))
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(config), "size": config.len()},
+        "layers": layers,
+    }))
+    .unwrap()
+}
+
+/// Pushes config, layers and an image manifest under `reference`; returns the manifest
+/// digest and bytes.
+pub async fn push_image(http: &reqwest::Client, base: &str, repo: &str, reference: &str, seed: u64) -> (String, Vec<u8>) {
+    let config = format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":{seed}}}").into_bytes();
+    let layer = bytes(seed, 4096 + seed as usize % 1000);
+    push_blob(http, base, repo, &config).await;
+    push_blob(http, base, repo, &layer).await;
+    let manifest = image_manifest(&config, &[&layer]);
+    put_manifest(http, base, repo, reference, "application/vnd.oci.image.manifest.v1+json", &manifest).await;
+    (sha256(&manifest), manifest)
+}
+
+/// PUTs a manifest and asserts 201.
+pub async fn put_manifest(http: &reqwest::Client, base: &str, repo: &str, reference: &str, media_type: &str, body: &[u8]) {
+    let r = http
+        .put(format!("{base}/v2/{repo}/manifests/{reference}"))
+        .header("content-type", media_type)
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("put manifest");
+    let status = r.status();
+    assert_eq!(status, 201, "put manifest {repo}:{reference}: {}", r.text().await.unwrap_or_default());
+}
+
+/// The `errors[0].code` of an error response body.
+pub async fn error_code(r: reqwest::Response) -> String {
+    let body: serde_json::Value = r.json().await.expect("json error body");
+    body["errors"][0]["code"].as_str().expect("error code").to_owned()
+}
+
+/// Asserts a tool is installed, with the command that installs it.
+pub fn require_tool(name: &str, package: &str) {
+    let found = Command::new("sh").arg("-c").arg(format!("command -v {name}")).output().map(|o| o.status.success()).unwrap_or(false);
+    assert!(found, "{name} is not installed; install it with `apt-get install -y {package}` (.ci/run does)");
+}
+
+/// reqwest and oci-client are built without a bundled TLS provider; tests use the same
+/// ring provider as the server.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
