@@ -1,4 +1,6 @@
 //! berth's end-to-end tests: one binary, a module per area, real processes and clients.
 
 mod api;
+mod oci_client;
+mod skopeo;
 mod support;
