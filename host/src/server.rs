@@ -33,6 +33,10 @@ pub fn open_registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
         format!("cannot open metadata {}; is another berth using this data directory?", paths.metadata_db().display())
     })?;
     let store = FsBlobStore::open(paths).with_context(|| format!("cannot prepare blob storage in {}", data_dir.display()))?;
+    let swept = crate::storage::fsck::remove_unacknowledged_staging(&meta, &store)?;
+    if swept > 0 {
+        tracing::info!(files = swept, "removed staging files of uploads interrupted before any acknowledgement");
+    }
     Ok(Arc::new(Registry::new(Arc::new(meta), Arc::new(store), config.registry.clone())))
 }
 

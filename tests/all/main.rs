@@ -1,6 +1,8 @@
 //! berth's end-to-end tests: one binary, a module per area, real processes and clients.
 
 mod api;
+mod concurrency;
+mod crash;
 mod oci_client;
 mod skopeo;
 mod support;

@@ -48,7 +48,7 @@ pub fn run(args: &FsckArgs) -> anyhow::Result<ExitCode> {
             }
         }
         println!(
-            "checked {} blobs ({} bytes), {} links, {} manifests, {} tags, {} upload sessions; {} unreferenced blobs; {} problems",
+            "checked {} blobs ({} bytes), {} links, {} manifests, {} tags, {} upload sessions; {} unreferenced blobs, {} unacknowledged staging files; {} problems",
             report.blobs_checked,
             report.bytes_checked,
             report.links_checked,
@@ -56,6 +56,7 @@ pub fn run(args: &FsckArgs) -> anyhow::Result<ExitCode> {
             report.tags_checked,
             report.uploads_checked,
             report.unreferenced_blobs,
+            report.unacknowledged_staging_files,
             report.problems.len()
         );
     }

@@ -16,7 +16,7 @@ use crate::digest::Digest;
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Problem {
     /// A short kind: `corrupt-blob`, `missing-blob`, `size-mismatch`, `corrupt-manifest`,
-    /// `dangling-reference`, `dangling-tag`, `broken-upload`, `orphan-upload`.
+    /// `dangling-reference`, `dangling-tag`, `broken-upload`.
     pub kind: &'static str,
     /// What was checked, e.g. `team/app@sha256:…`.
     pub subject: String,
@@ -44,6 +44,9 @@ pub struct Report {
     pub uploads_checked: usize,
     /// Blobs no repository links (garbage collection's business, not a fault).
     pub unreferenced_blobs: usize,
+    /// Staging files without a session: data of uploads interrupted before anything was
+    /// acknowledged. Not a fault; `berth serve` removes them at start, `--repair` too.
+    pub unacknowledged_staging_files: usize,
     /// Everything found wrong.
     pub problems: Vec<Problem>,
 }
@@ -64,6 +67,22 @@ pub enum FsckError {
     /// Storage could not be read.
     #[error("blob storage: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Removes staging files that no session owns. Only data that was never acknowledged can
+/// be in them: a session's record is committed durably before its first chunk is
+/// acknowledged, and a monolithic upload has no record until it is complete. Run it only
+/// while nothing serves the data directory.
+pub fn remove_unacknowledged_staging(meta: &Metadata, store: &dyn BlobStore) -> Result<usize, FsckError> {
+    let sessions: HashSet<String> = meta::uploads::all(&meta.read()?)?.into_iter().map(|(id, _)| id).collect();
+    let mut removed = 0;
+    for id in store.list_staging()? {
+        if !sessions.contains(&id) {
+            store.remove_staging(&id)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Checks (and with `repair`, fixes) one data directory.
@@ -197,16 +216,8 @@ pub fn check(meta: &Metadata, store: &dyn BlobStore, repair: bool) -> Result<Rep
             });
         }
     }
-    let mut orphans = Vec::new();
-    for id in staging.difference(&sessions) {
-        orphans.push(id.clone());
-        report.problems.push(Problem {
-            kind: "orphan-upload",
-            subject: format!("uploads/{id}"),
-            detail: "staging file without a session (an unacknowledged upload interrupted by a crash)".into(),
-            repaired: repair.then(|| "staging file removed".into()),
-        });
-    }
+    let orphans: Vec<String> = staging.difference(&sessions).cloned().collect();
+    report.unacknowledged_staging_files = orphans.len();
     drop(tx);
 
     if repair {
