@@ -1,1 +1,287 @@
-fn main() {}
+//! berth vs CNCF distribution (Debian's `docker-registry`), same machine, same storage
+//! kind (local filesystem), same client.
+//!
+//! Run: `cargo bench --bench registry` (needs `docker-registry` installed; `.ci/run`
+//! installs it). Prints one table; figures are throughput, higher is better, except RSS.
+//!
+//! What each row does:
+//! - blob upload: one 1 GiB blob as docker sends it: POST, one streamed PATCH, PUT ?digest.
+//! - blob download: GET of that blob, read to the end.
+//! - manifest GET: 64 concurrent clients GET one manifest by tag, for a fixed time.
+//! - 4 KiB uploads: 16 concurrent clients each POST a session then PUT a distinct 4 KiB
+//!   blob with ?digest (the two-request monolithic upload), for a fixed time.
+//! - peak RSS: the server's VmHWM after all of the above.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use sha2::{Digest as _, Sha256};
+
+const GIB: usize = 1024 * 1024 * 1024;
+const TIMED_SECONDS: u64 = 5;
+
+struct Server {
+    name: &'static str,
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start_berth() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start berth");
+    let line = BufReader::new(child.stdout.take().unwrap()).lines().next().unwrap().unwrap();
+    let addr = line.rsplit("://").next().unwrap().trim().to_owned();
+    Server { name: "berth", child, base: format!("http://{addr}"), _dir: dir }
+}
+
+fn start_distribution() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  cache:\n    blobdescriptor: inmemory\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("docker-registry is not installed: apt-get install -y docker-registry");
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "docker-registry did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Server { name: "docker-registry", child, base, _dir: dir }
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn sha256(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+fn data(len: usize, seed: u64) -> Bytes {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    Bytes::from(out)
+}
+
+struct Figures {
+    upload_mbs: f64,
+    download_mbs: f64,
+    manifest_rps: f64,
+    small_uploads_per_s: f64,
+    peak_rss_mib: f64,
+}
+
+async fn upload_streamed(http: &reqwest::Client, base: &str, repo: &str, blob: &Bytes, digest: &str) {
+    let r = http.post(format!("{base}/v2/{repo}/blobs/uploads/")).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let location = if location.starts_with("http") { location } else { format!("{base}{location}") };
+    let chunks: Vec<Result<Bytes, std::io::Error>> = (0..blob.len()).step_by(1 << 20).map(|i| Ok(blob.slice(i..(i + (1 << 20)).min(blob.len())))).collect();
+    let r = http.patch(&location).body(reqwest::Body::wrap_stream(futures::stream::iter(chunks))).send().await.unwrap();
+    assert_eq!(r.status(), 202, "patch");
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let location = if location.starts_with("http") { location } else { format!("{base}{location}") };
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let r = http.put(format!("{location}{sep}digest={digest}")).send().await.unwrap();
+    assert_eq!(r.status(), 201, "put");
+}
+
+async fn upload_two_step(http: &reqwest::Client, base: &str, repo: &str, blob: Bytes) {
+    let digest = sha256(&blob);
+    let r = http.post(format!("{base}/v2/{repo}/blobs/uploads/")).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let location = if location.starts_with("http") { location } else { format!("{base}{location}") };
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let r = http.put(format!("{location}{sep}digest={digest}")).header("content-type", "application/octet-stream").body(blob).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+}
+
+async fn measure(server: &Server, big: &Bytes, big_digest: &str) -> Figures {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(128).build().unwrap();
+    let base = server.base.clone();
+
+    let started = Instant::now();
+    upload_streamed(&http, &base, "bench/big", big, big_digest).await;
+    let upload_mbs = big.len() as f64 / 1e6 / started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let r = http.get(format!("{base}/v2/bench/big/blobs/{big_digest}")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut stream = r.bytes_stream();
+    let mut received = 0usize;
+    while let Some(chunk) = stream.next().await {
+        received += chunk.unwrap().len();
+    }
+    assert_eq!(received, big.len());
+    let download_mbs = received as f64 / 1e6 / started.elapsed().as_secs_f64();
+
+    // A small image to GET.
+    let config = Bytes::from_static(b"{\"architecture\":\"amd64\",\"os\":\"linux\"}");
+    let layer = data(4096, 7);
+    upload_two_step(&http, &base, "bench/small", config.clone()).await;
+    upload_two_step(&http, &base, "bench/small", layer.clone()).await;
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha256(&layer), "size": layer.len()}],
+    }))
+    .unwrap();
+    let r = http.put(format!("{base}/v2/bench/small/manifests/latest")).header("content-type", "application/vnd.oci.image.manifest.v1+json").body(manifest).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+
+    let manifest_rps = timed(64, {
+        let (http, base) = (http.clone(), base.clone());
+        move |_, _| {
+            let (http, base) = (http.clone(), base.clone());
+            async move {
+                let r = http
+                    .get(format!("{base}/v2/bench/small/manifests/latest"))
+                    .header("accept", "application/vnd.oci.image.manifest.v1+json")
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                r.bytes().await.unwrap();
+            }
+        }
+    })
+    .await;
+
+    let small_uploads_per_s = timed(16, {
+        let (http, base) = (http.clone(), base.clone());
+        move |worker, n| {
+            let (http, base) = (http.clone(), base.clone());
+            async move {
+                let blob = data(4096, (worker << 32) | n);
+                upload_two_step(&http, &base, "bench/small", blob).await;
+            }
+        }
+    })
+    .await;
+
+    Figures { upload_mbs, download_mbs, manifest_rps, small_uploads_per_s, peak_rss_mib: peak_rss_kib(server.child.id()) as f64 / 1024.0 }
+}
+
+/// Runs `op` on `concurrency` workers for TIMED_SECONDS; returns operations per second.
+async fn timed<F, Fut>(concurrency: u64, op: F) -> f64
+where
+    F: Fn(u64, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(TIMED_SECONDS);
+    let mut workers = Vec::new();
+    for w in 0..concurrency {
+        let (op, done) = (op.clone(), done.clone());
+        workers.push(tokio::spawn(async move {
+            let mut n = 0;
+            while Instant::now() < deadline {
+                op(w, n).await;
+                n += 1;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for w in workers {
+        w.await.unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// What the disk under the temp dir sustains for a 1 GiB write made durable: the ceiling
+/// for any registry that fsyncs before acknowledging.
+fn disk_fdatasync_mbs() -> f64 {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = std::fs::File::create(dir.path().join("probe")).unwrap();
+    let chunk = vec![0x5au8; 1 << 20];
+    let started = Instant::now();
+    for _ in 0..1024 {
+        file.write_all(&chunk).unwrap();
+    }
+    file.sync_data().unwrap();
+    GIB as f64 / 1e6 / started.elapsed().as_secs_f64()
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` passes nothing useful. Either way
+    // this runs once.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let big = data(GIB, 42);
+    let started = Instant::now();
+    let big_digest = sha256(&big);
+    let sha_mbs = big.len() as f64 / 1e6 / started.elapsed().as_secs_f64();
+
+    let disk_mbs = disk_fdatasync_mbs();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let mut results = Vec::new();
+    for start in [start_berth as fn() -> Server, start_distribution] {
+        let server = start();
+        let figures = runtime.block_on(measure(&server, &big, &big_digest));
+        results.push((server.name, figures));
+    }
+    let (b, p) = (&results[0].1, &results[1].1);
+    println!();
+    println!("single-core sha256 on this machine: {sha_mbs:.0} MB/s; sequential write + fdatasync of 1 GiB: {disk_mbs:.0} MB/s");
+    println!("| metric | berth | docker-registry | berth/peer |");
+    println!("|---|---:|---:|---:|");
+    let row = |name: &str, a: f64, b: f64, unit: &str| println!("| {name} | {a:.1} {unit} | {b:.1} {unit} | {:.2}x |", a / b);
+    row("1 GiB blob upload", b.upload_mbs, p.upload_mbs, "MB/s");
+    row("1 GiB blob download", b.download_mbs, p.download_mbs, "MB/s");
+    row("manifest GET, 64 concurrent", b.manifest_rps, p.manifest_rps, "req/s");
+    row("4 KiB blob uploads, 16 concurrent", b.small_uploads_per_s, p.small_uploads_per_s, "uploads/s");
+    row("peak RSS (lower is better)", b.peak_rss_mib, p.peak_rss_mib, "MiB");
+}

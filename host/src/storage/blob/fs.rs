@@ -14,6 +14,12 @@ use crate::storage::paths::DataPaths;
 /// costs a few thousand syscalls, small enough to be irrelevant per session.
 const STAGING_WRITE_BUFFER: usize = 256 * 1024;
 
+/// How much an upload writes between background writebacks. Without them the kernel
+/// starts writing a large upload only at the final fsync, so a 1 GiB push would first
+/// receive everything and then wait for the whole disk write; with them the disk works
+/// while the network does, and the final fsync waits only for the tail.
+const WRITEBACK_EVERY: u64 = 16 * 1024 * 1024;
+
 /// Blobs in a local directory tree (see [`crate::storage::paths`]).
 #[derive(Debug)]
 pub struct FsBlobStore {
@@ -43,13 +49,42 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 
 struct FsStagingFile {
     writer: BufWriter<File>,
+    /// Bytes written since the last background writeback was started.
+    unflushed: u64,
+    /// Set while a background writeback runs, so at most one is in flight per upload.
+    writeback_running: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Set when this open created the file: its directory entry must be made durable too.
     new_entry_in: Option<std::path::PathBuf>,
 }
 
+impl FsStagingFile {
+    /// Starts an fdatasync on another thread unless one is already running. Its result
+    /// does not matter: durability is decided by the final [`StagingFile::sync`].
+    fn start_writeback(&mut self) -> io::Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.writeback_running.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.writer.flush()?;
+        let file = self.writer.get_ref().try_clone()?;
+        let running = self.writeback_running.clone();
+        std::thread::spawn(move || {
+            let _ = file.sync_data();
+            running.store(false, Ordering::Release);
+        });
+        self.unflushed = 0;
+        Ok(())
+    }
+}
+
 impl Write for FsStagingFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.writer.write(buf)
+        let n = self.writer.write(buf)?;
+        self.unflushed += n as u64;
+        if self.unflushed >= WRITEBACK_EVERY {
+            self.start_writeback()?;
+        }
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.writer.flush()
@@ -113,6 +148,8 @@ impl BlobStore for FsBlobStore {
         file.seek(SeekFrom::Start(offset))?;
         Ok(Box::new(FsStagingFile {
             writer: BufWriter::with_capacity(STAGING_WRITE_BUFFER, file),
+            unflushed: 0,
+            writeback_running: Default::default(),
             new_entry_in: (!existed).then(|| self.paths.uploads_dir()),
         }))
     }

@@ -15,8 +15,9 @@ use tokio::sync::mpsc;
 use super::BlobStore;
 use crate::digest::Hasher;
 
-/// Frames in flight between the network and the disk for one upload.
-const PIPELINE_DEPTH: usize = 64;
+/// Frames in flight between the network and the disk for one upload. hyper's frames are
+/// at most a few hundred KiB, so this bounds an upload's buffered data to a few MiB.
+const PIPELINE_DEPTH: usize = 8;
 
 /// Why an append did not complete. In every case nothing past the previous offset counts.
 #[derive(Debug, thiserror::Error)]
