@@ -40,7 +40,11 @@ impl Drop for Server {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start_berth() -> Server {
@@ -52,9 +56,18 @@ fn start_berth() -> Server {
         .stdout(Stdio::piped())
         .spawn()
         .expect("start berth");
-    let line = BufReader::new(child.stdout.take().unwrap()).lines().next().unwrap().unwrap();
+    let line = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
     let addr = line.rsplit("://").next().unwrap().trim().to_owned();
-    Server { name: "berth", child, base: format!("http://{addr}"), _dir: dir }
+    Server {
+        name: "berth",
+        child,
+        base: format!("http://{addr}"),
+        _dir: dir,
+    }
 }
 
 fn start_distribution() -> Server {
@@ -82,7 +95,12 @@ fn start_distribution() -> Server {
         assert!(Instant::now() < deadline, "docker-registry did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Server { name: "docker-registry", child, base, _dir: dir }
+    Server {
+        name: "docker-registry",
+        child,
+        base,
+        _dir: dir,
+    }
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -120,34 +138,81 @@ struct Figures {
     peak_rss_mib: f64,
 }
 
-async fn upload_streamed(http: &reqwest::Client, base: &str, repo: &str, blob: &Bytes, digest: &str) {
-    let r = http.post(format!("{base}/v2/{repo}/blobs/uploads/")).send().await.unwrap();
+async fn upload_streamed(
+    http: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    blob: &Bytes,
+    digest: &str,
+) {
+    let r = http
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
     let location = r.headers()["location"].to_str().unwrap().to_owned();
-    let location = if location.starts_with("http") { location } else { format!("{base}{location}") };
-    let chunks: Vec<Result<Bytes, std::io::Error>> = (0..blob.len()).step_by(1 << 20).map(|i| Ok(blob.slice(i..(i + (1 << 20)).min(blob.len())))).collect();
-    let r = http.patch(&location).body(reqwest::Body::wrap_stream(futures::stream::iter(chunks))).send().await.unwrap();
+    let location = if location.starts_with("http") {
+        location
+    } else {
+        format!("{base}{location}")
+    };
+    let chunks: Vec<Result<Bytes, std::io::Error>> = (0..blob.len())
+        .step_by(1 << 20)
+        .map(|i| Ok(blob.slice(i..(i + (1 << 20)).min(blob.len()))))
+        .collect();
+    let r = http
+        .patch(&location)
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202, "patch");
     let location = r.headers()["location"].to_str().unwrap().to_owned();
-    let location = if location.starts_with("http") { location } else { format!("{base}{location}") };
+    let location = if location.starts_with("http") {
+        location
+    } else {
+        format!("{base}{location}")
+    };
     let sep = if location.contains('?') { '&' } else { '?' };
-    let r = http.put(format!("{location}{sep}digest={digest}")).send().await.unwrap();
+    let r = http
+        .put(format!("{location}{sep}digest={digest}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201, "put");
 }
 
 async fn upload_two_step(http: &reqwest::Client, base: &str, repo: &str, blob: Bytes) {
     let digest = sha256(&blob);
-    let r = http.post(format!("{base}/v2/{repo}/blobs/uploads/")).send().await.unwrap();
+    let r = http
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
     let location = r.headers()["location"].to_str().unwrap().to_owned();
-    let location = if location.starts_with("http") { location } else { format!("{base}{location}") };
+    let location = if location.starts_with("http") {
+        location
+    } else {
+        format!("{base}{location}")
+    };
     let sep = if location.contains('?') { '&' } else { '?' };
-    let r = http.put(format!("{location}{sep}digest={digest}")).header("content-type", "application/octet-stream").body(blob).send().await.unwrap();
+    let r = http
+        .put(format!("{location}{sep}digest={digest}"))
+        .header("content-type", "application/octet-stream")
+        .body(blob)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
 }
 
 async fn measure(server: &Server, big: &Bytes, big_digest: &str) -> Figures {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(128).build().unwrap();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(128)
+        .build()
+        .unwrap();
     let base = server.base.clone();
 
     let started = Instant::now();
@@ -155,7 +220,11 @@ async fn measure(server: &Server, big: &Bytes, big_digest: &str) -> Figures {
     let upload_mbs = big.len() as f64 / 1e6 / started.elapsed().as_secs_f64();
 
     let started = Instant::now();
-    let r = http.get(format!("{base}/v2/bench/big/blobs/{big_digest}")).send().await.unwrap();
+    let r = http
+        .get(format!("{base}/v2/bench/big/blobs/{big_digest}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let mut stream = r.bytes_stream();
     let mut received = 0usize;
@@ -176,7 +245,13 @@ async fn measure(server: &Server, big: &Bytes, big_digest: &str) -> Figures {
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha256(&layer), "size": layer.len()}],
     }))
     .unwrap();
-    let r = http.put(format!("{base}/v2/bench/small/manifests/latest")).header("content-type", "application/vnd.oci.image.manifest.v1+json").body(manifest).send().await.unwrap();
+    let r = http
+        .put(format!("{base}/v2/bench/small/manifests/latest"))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
 
     let manifest_rps = timed(64, {
@@ -209,7 +284,13 @@ async fn measure(server: &Server, big: &Bytes, big_digest: &str) -> Figures {
     })
     .await;
 
-    Figures { upload_mbs, download_mbs, manifest_rps, small_uploads_per_s, peak_rss_mib: peak_rss_kib(server.child.id()) as f64 / 1024.0 }
+    Figures {
+        upload_mbs,
+        download_mbs,
+        manifest_rps,
+        small_uploads_per_s,
+        peak_rss_mib: peak_rss_kib(server.child.id()) as f64 / 1024.0,
+    }
 }
 
 /// Runs `op` on `concurrency` workers for TIMED_SECONDS; returns operations per second.
@@ -266,7 +347,10 @@ fn main() {
 
     let disk_mbs = disk_fdatasync_mbs();
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut results = Vec::new();
     for start in [start_berth as fn() -> Server, start_distribution] {
         let server = start();
@@ -275,13 +359,37 @@ fn main() {
     }
     let (b, p) = (&results[0].1, &results[1].1);
     println!();
-    println!("single-core sha256 on this machine: {sha_mbs:.0} MB/s; sequential write + fdatasync of 1 GiB: {disk_mbs:.0} MB/s");
+    println!(
+        "single-core sha256 on this machine: {sha_mbs:.0} MB/s; sequential write + fdatasync of 1 GiB: {disk_mbs:.0} MB/s"
+    );
     println!("| metric | berth | docker-registry | berth/peer |");
     println!("|---|---:|---:|---:|");
-    let row = |name: &str, a: f64, b: f64, unit: &str| println!("| {name} | {a:.1} {unit} | {b:.1} {unit} | {:.2}x |", a / b);
+    let row = |name: &str, a: f64, b: f64, unit: &str| {
+        println!("| {name} | {a:.1} {unit} | {b:.1} {unit} | {:.2}x |", a / b)
+    };
     row("1 GiB blob upload", b.upload_mbs, p.upload_mbs, "MB/s");
-    row("1 GiB blob download", b.download_mbs, p.download_mbs, "MB/s");
-    row("manifest GET, 64 concurrent", b.manifest_rps, p.manifest_rps, "req/s");
-    row("4 KiB blob uploads, 16 concurrent", b.small_uploads_per_s, p.small_uploads_per_s, "uploads/s");
-    row("peak RSS (lower is better)", b.peak_rss_mib, p.peak_rss_mib, "MiB");
+    row(
+        "1 GiB blob download",
+        b.download_mbs,
+        p.download_mbs,
+        "MB/s",
+    );
+    row(
+        "manifest GET, 64 concurrent",
+        b.manifest_rps,
+        p.manifest_rps,
+        "req/s",
+    );
+    row(
+        "4 KiB blob uploads, 16 concurrent",
+        b.small_uploads_per_s,
+        p.small_uploads_per_s,
+        "uploads/s",
+    );
+    row(
+        "peak RSS (lower is better)",
+        b.peak_rss_mib,
+        p.peak_rss_mib,
+        "MiB",
+    );
 }

@@ -65,7 +65,9 @@ pub struct StorageConfig {
 
 impl Default for StorageConfig {
     fn default() -> StorageConfig {
-        StorageConfig { data_dir: PathBuf::from("berth-data") }
+        StorageConfig {
+            data_dir: PathBuf::from("berth-data"),
+        }
     }
 }
 
@@ -85,7 +87,11 @@ pub struct RegistryConfig {
 
 impl Default for RegistryConfig {
     fn default() -> RegistryConfig {
-        RegistryConfig { delete_enabled: true, max_manifest_bytes: 4 * 1024 * 1024, max_blob_bytes: None }
+        RegistryConfig {
+            delete_enabled: true,
+            max_manifest_bytes: 4 * 1024 * 1024,
+            max_blob_bytes: None,
+        }
     }
 }
 
@@ -100,7 +106,9 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> LogConfig {
-        LogConfig { level: "info".to_owned() }
+        LogConfig {
+            level: "info".to_owned(),
+        }
     }
 }
 
@@ -130,8 +138,14 @@ impl Config {
             figment = figment.merge(Toml::file(file));
         }
         // Only the nested form: the short forms (BERTH_LISTEN, …) are the flags' own.
-        figment = figment.merge(Env::prefixed("BERTH_").filter(|k| k.as_str().contains("__")).split("__"));
-        let mut config: Config = figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        figment = figment.merge(
+            Env::prefixed("BERTH_")
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        );
+        let mut config: Config = figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         if let Some(v) = overrides.listen {
             config.server.listen = v;
         }
@@ -148,10 +162,14 @@ impl Config {
             config.log.level = v.clone();
         }
         if config.server.tls_cert.is_some() != config.server.tls_key.is_some() {
-            anyhow::bail!("TLS needs both server.tls_cert and server.tls_key (--tls-cert and --tls-key)");
+            anyhow::bail!(
+                "TLS needs both server.tls_cert and server.tls_key (--tls-cert and --tls-key)"
+            );
         }
         if config.registry.max_manifest_bytes < 4 * 1024 * 1024 {
-            anyhow::bail!("registry.max_manifest_bytes must be at least 4194304 (4 MiB), the OCI spec's minimum");
+            anyhow::bail!(
+                "registry.max_manifest_bytes must be at least 4194304 (4 MiB), the OCI spec's minimum"
+            );
         }
         Ok(config)
     }
@@ -163,6 +181,7 @@ impl Config {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment's own error
 mod tests {
     use super::*;
 
@@ -174,7 +193,10 @@ mod tests {
                 "[server]\nlisten = \"127.0.0.1:6000\"\n[registry]\ndelete_enabled = false\n[storage]\ndata_dir = \"/from-file\"\n",
             )?;
             jail.set_env("BERTH_STORAGE__DATA_DIR", "/from-env");
-            let overrides = Overrides { listen: Some("127.0.0.1:7000".parse().unwrap()), ..Overrides::default() };
+            let overrides = Overrides {
+                listen: Some("127.0.0.1:7000".parse().unwrap()),
+                ..Overrides::default()
+            };
             let config = Config::load(Some(Path::new("berth.toml")), &overrides).unwrap();
             assert_eq!(config.server.listen.port(), 7000);
             assert_eq!(config.storage.data_dir, PathBuf::from("/from-env"));
@@ -190,8 +212,16 @@ mod tests {
             jail.create_file("bad.toml", "[server]\nlisten_on = \"x\"\n")?;
             let err = Config::load(Some(Path::new("bad.toml")), &Overrides::default()).unwrap_err();
             assert!(err.to_string().contains("listen_on"), "{err}");
-            let half = Overrides { tls_cert: Some("c.pem".into()), ..Overrides::default() };
-            assert!(Config::load(None, &half).unwrap_err().to_string().contains("both"));
+            let half = Overrides {
+                tls_cert: Some("c.pem".into()),
+                ..Overrides::default()
+            };
+            assert!(
+                Config::load(None, &half)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("both")
+            );
             Ok(())
         });
     }

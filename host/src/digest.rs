@@ -92,9 +92,11 @@ impl FromStr for Digest {
         let (algorithm, hex) = s.split_once(':').ok_or_else(invalid)?;
         // The spec's grammar: algorithm-component ([a-z0-9]+) joined by [+._-].
         let algorithm_ok = !algorithm.is_empty()
-            && algorithm
-                .split(['+', '.', '_', '-'])
-                .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+            && algorithm.split(['+', '.', '_', '-']).all(|c| {
+                !c.is_empty()
+                    && c.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            });
         if !algorithm_ok {
             return Err(invalid());
         }
@@ -103,10 +105,17 @@ impl FromStr for Digest {
             "sha512" => Algorithm::Sha512,
             other => return Err(DigestError::Unsupported(other.chars().take(64).collect())),
         };
-        if hex.len() != algorithm.hex_len() || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if hex.len() != algorithm.hex_len()
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(invalid());
         }
-        Ok(Digest { algorithm, hex: hex.to_owned() })
+        Ok(Digest {
+            algorithm,
+            hex: hex.to_owned(),
+        })
     }
 }
 
@@ -185,19 +194,37 @@ mod tests {
     #[test]
     fn parses_and_prints_the_canonical_form() {
         let d = Digest::sha256_of(b"");
-        assert_eq!(d.to_string(), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            d.to_string(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
         assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
     }
 
     #[test]
     fn rejects_malformed_and_unknown_digests() {
-        assert!(matches!("sha256".parse::<Digest>(), Err(DigestError::Invalid(_))));
-        assert!(matches!("sha256:ABC".parse::<Digest>(), Err(DigestError::Invalid(_))));
+        assert!(matches!(
+            "sha256".parse::<Digest>(),
+            Err(DigestError::Invalid(_))
+        ));
+        assert!(matches!(
+            "sha256:ABC".parse::<Digest>(),
+            Err(DigestError::Invalid(_))
+        ));
         let upper = format!("sha256:{}", "A".repeat(64));
-        assert!(matches!(upper.parse::<Digest>(), Err(DigestError::Invalid(_))));
+        assert!(matches!(
+            upper.parse::<Digest>(),
+            Err(DigestError::Invalid(_))
+        ));
         let md5 = format!("md5:{}", "a".repeat(32));
-        assert!(matches!(md5.parse::<Digest>(), Err(DigestError::Unsupported(_))));
-        assert!(matches!("sha256:../../etc".parse::<Digest>(), Err(DigestError::Invalid(_))));
+        assert!(matches!(
+            md5.parse::<Digest>(),
+            Err(DigestError::Unsupported(_))
+        ));
+        assert!(matches!(
+            "sha256:../../etc".parse::<Digest>(),
+            Err(DigestError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -37,6 +37,12 @@ impl Registry {
     /// A registry over the given stores.
     pub fn new(meta: Arc<Metadata>, store: Arc<dyn BlobStore>, config: RegistryConfig) -> Registry {
         let linked = LinkedBlobs::new(meta.clone(), store.clone());
-        Registry { meta, store, linked, sessions: sessions::Sessions::default(), config }
+        Registry {
+            meta,
+            store,
+            linked,
+            sessions: sessions::Sessions::default(),
+            config,
+        }
     }
 }

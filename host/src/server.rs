@@ -27,30 +27,45 @@ use crate::storage::paths::DataPaths;
 /// Opens the data directory and builds the registry over it.
 pub fn open_registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
     let data_dir = &config.storage.data_dir;
-    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let paths = DataPaths::new(data_dir);
     let meta = Metadata::open(&paths.metadata_db()).with_context(|| {
-        format!("cannot open metadata {}; is another berth using this data directory?", paths.metadata_db().display())
+        format!(
+            "cannot open metadata {}; is another berth using this data directory?",
+            paths.metadata_db().display()
+        )
     })?;
-    let store = FsBlobStore::open(paths).with_context(|| format!("cannot prepare blob storage in {}", data_dir.display()))?;
+    let store = FsBlobStore::open(paths)
+        .with_context(|| format!("cannot prepare blob storage in {}", data_dir.display()))?;
     let swept = crate::storage::fsck::remove_unacknowledged_staging(&meta, &store)?;
     if swept > 0 {
-        tracing::info!(files = swept, "removed staging files of uploads interrupted before any acknowledgement");
+        tracing::info!(
+            files = swept,
+            "removed staging files of uploads interrupted before any acknowledgement"
+        );
     }
-    Ok(Arc::new(Registry::new(Arc::new(meta), Arc::new(store), config.registry.clone())))
+    Ok(Arc::new(Registry::new(
+        Arc::new(meta),
+        Arc::new(store),
+        config.registry.clone(),
+    )))
 }
 
 /// The whole HTTP application.
 pub fn app(registry: Arc<Registry>) -> Router {
     registry::routes::router(registry)
-        .layer(axum::middleware::from_fn(registry::routes::api_version_header))
+        .layer(axum::middleware::from_fn(
+            registry::routes::api_version_header,
+        ))
         .layer(axum::middleware::from_fn(trace_request))
 }
 
 /// One span per request; server errors are logged at warn, everything else at debug so
 /// that a busy registry's log stays readable.
 async fn trace_request(request: Request, next: Next) -> Response {
-    let span = tracing::debug_span!("request", method = %request.method(), path = %request.uri().path());
+    let span =
+        tracing::debug_span!("request", method = %request.method(), path = %request.uri().path());
     let started = Instant::now();
     let (method, path) = (request.method().clone(), request.uri().path().to_owned());
     let response = next.run(request).instrument(span).await;
@@ -68,26 +83,34 @@ fn tls_acceptor(config: &Config) -> anyhow::Result<Option<tokio_rustls::TlsAccep
         return Ok(None);
     };
     let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
-        std::fs::File::open(cert).with_context(|| format!("cannot read TLS certificate {}", cert.display()))?,
+        std::fs::File::open(cert)
+            .with_context(|| format!("cannot read TLS certificate {}", cert.display()))?,
     ))
     .collect::<Result<Vec<_>, _>>()
     .with_context(|| format!("{} is not a PEM certificate chain", cert.display()))?;
     let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
-        std::fs::File::open(key).with_context(|| format!("cannot read TLS key {}", key.display()))?,
+        std::fs::File::open(key)
+            .with_context(|| format!("cannot read TLS key {}", key.display()))?,
     ))?
     .with_context(|| format!("{} holds no PEM private key", key.display()))?;
-    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("the TLS certificate and key do not form a usable pair")?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .context("the TLS certificate and key do not form a usable pair")?;
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls))))
 }
 
 /// Serves `config` on `listener` until `shutdown` resolves, then drains connections for
 /// up to `server.shutdown_grace_secs`.
-pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let registry = open_registry(&config)?;
     let tls = tls_acceptor(&config)?;
     let app = app(registry);
@@ -120,10 +143,24 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         let tls = tls.clone();
         tokio::spawn(async move {
             let result = match tls {
-                None => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned()).await,
+                None => {
+                    watcher
+                        .watch(
+                            builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                .into_owned(),
+                        )
+                        .await
+                }
                 Some(tls) => match tls.accept(stream).await {
                     Ok(stream) => {
-                        watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned()).await
+                        watcher
+                            .watch(
+                                builder
+                                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                    .into_owned(),
+                            )
+                            .await
                     }
                     Err(e) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -151,7 +188,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
 pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}

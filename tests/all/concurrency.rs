@@ -19,18 +19,42 @@ async fn thirty_two_clients_push_overlapping_layers_and_the_same_tag() {
                 if c % 2 == 0 {
                     blobs.push(push_blob(&http, &base, "team/busy", data).await);
                 } else {
-                    let r = http.post(format!("{base}/v2/team/busy/blobs/uploads/")).send().await.unwrap();
+                    let r = http
+                        .post(format!("{base}/v2/team/busy/blobs/uploads/"))
+                        .send()
+                        .await
+                        .unwrap();
                     let upload = format!("{base}{}", r.headers()["location"].to_str().unwrap());
                     let mid = data.len() / 2;
-                    let r = http.patch(&upload).header("content-range", format!("0-{}", mid - 1)).body(data[..mid].to_vec()).send().await.unwrap();
+                    let r = http
+                        .patch(&upload)
+                        .header("content-range", format!("0-{}", mid - 1))
+                        .body(data[..mid].to_vec())
+                        .send()
+                        .await
+                        .unwrap();
                     assert_eq!(r.status(), 202);
-                    let r = http.put(format!("{upload}?digest={}", sha256(data))).header("content-range", format!("{mid}-{}", data.len() - 1)).body(data[mid..].to_vec()).send().await.unwrap();
+                    let r = http
+                        .put(format!("{upload}?digest={}", sha256(data)))
+                        .header("content-range", format!("{mid}-{}", data.len() - 1))
+                        .body(data[mid..].to_vec())
+                        .send()
+                        .await
+                        .unwrap();
                     assert_eq!(r.status(), 201);
                     blobs.push(sha256(data));
                 }
             }
             let manifest = image_manifest(&config, &[&shared, &own]);
-            put_manifest(&http, &base, "team/busy", "latest", "application/vnd.oci.image.manifest.v1+json", &manifest).await;
+            put_manifest(
+                &http,
+                &base,
+                "team/busy",
+                "latest",
+                "application/vnd.oci.image.manifest.v1+json",
+                &manifest,
+            )
+            .await;
             (blobs, sha256(&manifest))
         }));
     }
@@ -42,17 +66,38 @@ async fn thirty_two_clients_push_overlapping_layers_and_the_same_tag() {
         manifests.push(m);
     }
     // The tag points at one of the pushed manifests, and every one is readable by digest.
-    let latest = http.head(berth.v2("team/busy/manifests/latest")).send().await.unwrap();
-    let winner = latest.headers()["docker-content-digest"].to_str().unwrap().to_owned();
+    let latest = http
+        .head(berth.v2("team/busy/manifests/latest"))
+        .send()
+        .await
+        .unwrap();
+    let winner = latest.headers()["docker-content-digest"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(manifests.contains(&winner));
     for m in &manifests {
-        assert_eq!(http.head(berth.v2(&format!("team/busy/manifests/{m}"))).send().await.unwrap().status(), 200);
+        assert_eq!(
+            http.head(berth.v2(&format!("team/busy/manifests/{m}")))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
     }
     blobs.sort();
     blobs.dedup();
     assert_eq!(blobs.len(), 1 + 32 + 32);
     for b in &blobs {
-        let got = http.get(berth.v2(&format!("team/busy/blobs/{b}"))).send().await.unwrap().bytes().await.unwrap();
+        let got = http
+            .get(berth.v2(&format!("team/busy/blobs/{b}")))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
         assert_eq!(&sha256(&got), b);
     }
     berth.kill9();

@@ -9,7 +9,11 @@ use crate::support::*;
 
 fn oci(monolithic: bool) -> Client {
     install_crypto();
-    Client::new(ClientConfig { protocol: ClientProtocol::Http, use_monolithic_push: monolithic, ..ClientConfig::default() })
+    Client::new(ClientConfig {
+        protocol: ClientProtocol::Http,
+        use_monolithic_push: monolithic,
+        ..ClientConfig::default()
+    })
 }
 
 async fn push_and_pull(monolithic: bool) {
@@ -21,10 +25,23 @@ async fn push_and_pull(monolithic: bool) {
         ImageLayer::oci_v1_gzip(bytes(101, 10), None),
     ];
     let config = Config::oci_v1(br#"{"architecture":"amd64","os":"linux"}"#.to_vec(), None);
-    client.push(&reference, &layers, config.clone(), &RegistryAuth::Anonymous, None).await.expect("push");
+    client
+        .push(
+            &reference,
+            &layers,
+            config.clone(),
+            &RegistryAuth::Anonymous,
+            None,
+        )
+        .await
+        .expect("push");
 
     let pulled = client
-        .pull(&reference, &RegistryAuth::Anonymous, vec![oci_client::manifest::IMAGE_LAYER_GZIP_MEDIA_TYPE])
+        .pull(
+            &reference,
+            &RegistryAuth::Anonymous,
+            vec![oci_client::manifest::IMAGE_LAYER_GZIP_MEDIA_TYPE],
+        )
         .await
         .expect("pull");
     assert_eq!(pulled.layers.len(), 2);
@@ -34,7 +51,10 @@ async fn push_and_pull(monolithic: bool) {
     want.sort();
     assert_eq!(got, want, "pulled layers differ from pushed ones");
     assert!(pulled.config.data == config.data, "pulled config differs");
-    let tags = client.list_tags(&reference, &RegistryAuth::Anonymous, None, None).await.unwrap();
+    let tags = client
+        .list_tags(&reference, &RegistryAuth::Anonymous, None, None)
+        .await
+        .unwrap();
     assert_eq!(tags.tags, vec!["v1".to_owned()]);
 }
 
@@ -54,14 +74,29 @@ async fn oci_client_streams_a_chunked_blob_and_reads_it_back() {
     let client = oci(false);
     let reference: Reference = format!("{}/team/stream:v1", berth.addr).parse().unwrap();
     let data = bytes(102, 20 * 1024 * 1024 + 3);
-    let chunks: Vec<oci_client::errors::Result<bytes::Bytes>> = data.chunks(1 << 20).map(|c| Ok(bytes::Bytes::copy_from_slice(c))).collect();
-    client.store_auth_if_needed(reference.resolve_registry(), &RegistryAuth::Anonymous).await;
-    let pushed = client.push_blob_stream_chunked(&reference, futures::stream::iter(chunks)).await.expect("stream push");
+    let chunks: Vec<oci_client::errors::Result<bytes::Bytes>> = data
+        .chunks(1 << 20)
+        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+        .collect();
+    client
+        .store_auth_if_needed(reference.resolve_registry(), &RegistryAuth::Anonymous)
+        .await;
+    let pushed = client
+        .push_blob_stream_chunked(&reference, futures::stream::iter(chunks))
+        .await
+        .expect("stream push");
     assert_eq!(pushed.blob_digest, sha256(&data));
     assert_eq!(pushed.size, data.len() as u64);
 
-    let layer = oci_client::manifest::OciDescriptor { digest: pushed.blob_digest.clone(), size: data.len() as i64, ..Default::default() };
-    let mut stream = client.pull_blob_stream(&reference, &layer).await.expect("pull stream");
+    let layer = oci_client::manifest::OciDescriptor {
+        digest: pushed.blob_digest.clone(),
+        size: data.len() as i64,
+        ..Default::default()
+    };
+    let mut stream = client
+        .pull_blob_stream(&reference, &layer)
+        .await
+        .expect("pull stream");
     let mut got = Vec::new();
     while let Some(chunk) = stream.next().await {
         got.extend_from_slice(&chunk.unwrap());

@@ -60,8 +60,15 @@ fn build_layout(dir: &Path) -> BTreeMap<&'static str, String> {
 }
 
 fn skopeo(args: &[&str]) -> String {
-    let out = Command::new("skopeo").args(args).output().expect("run skopeo");
-    assert!(out.status.success(), "skopeo {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("run skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -70,7 +77,10 @@ fn blob_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
-            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
         })
         .collect()
 }
@@ -86,7 +96,14 @@ fn skopeo_copies_single_and_multi_arch_images_in_and_out_bit_identical() {
     let dst = |tag: &str| format!("docker://{}/team/skopeo:{tag}", berth.addr);
 
     for tag in ["single", "multi"] {
-        skopeo(&["copy", "--all", "--preserve-digests", "--dest-tls-verify=false", &src(tag), &dst(tag)]);
+        skopeo(&[
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            &src(tag),
+            &dst(tag),
+        ]);
     }
 
     // inspect: the digest and the raw manifest are exactly what was pushed.
@@ -94,27 +111,50 @@ fn skopeo_copies_single_and_multi_arch_images_in_and_out_bit_identical() {
         let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &dst(tag)]);
         assert_eq!(sha256(raw.as_bytes()), *digest, "raw manifest of {tag}");
     }
-    let inspect: serde_json::Value = serde_json::from_str(&skopeo(&["inspect", "--tls-verify=false", &dst("single")])).unwrap();
+    let inspect: serde_json::Value =
+        serde_json::from_str(&skopeo(&["inspect", "--tls-verify=false", &dst("single")])).unwrap();
     assert_eq!(inspect["Digest"], digests["single"].as_str());
     assert_eq!(inspect["Layers"].as_array().unwrap().len(), 2);
 
-    let tags: serde_json::Value = serde_json::from_str(&skopeo(&["list-tags", "--tls-verify=false", &format!("docker://{}/team/skopeo", berth.addr)])).unwrap();
+    let tags: serde_json::Value = serde_json::from_str(&skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{}/team/skopeo", berth.addr),
+    ]))
+    .unwrap();
     assert_eq!(tags["Tags"], serde_json::json!(["multi", "single"]));
 
     // Out again into a fresh layout: every blob identical to what went in.
     let out = tmp.path().join("out");
     for tag in ["single", "multi"] {
-        skopeo(&["copy", "--all", "--preserve-digests", "--src-tls-verify=false", &dst(tag), &format!("oci:{}:{tag}", out.display())]);
+        skopeo(&[
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            &dst(tag),
+            &format!("oci:{}:{tag}", out.display()),
+        ]);
     }
     let (before, after) = (blob_files(&layout), blob_files(&out));
-    assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>(), "same set of blobs");
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>(),
+        "same set of blobs"
+    );
     for (name, data) in &before {
-        assert!(after[name] == *data, "blob {name} differs after the round trip");
+        assert!(
+            after[name] == *data,
+            "blob {name} differs after the round trip"
+        );
     }
 
     // Delete: the tag's manifest is gone, the other image is untouched.
     skopeo(&["delete", "--tls-verify=false", &dst("single")]);
-    let gone = Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &dst("single")]).output().unwrap();
+    let gone = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", &dst("single")])
+        .output()
+        .unwrap();
     assert!(!gone.status.success(), "deleted image still inspectable");
     skopeo(&["inspect", "--raw", "--tls-verify=false", &dst("multi")]);
 }

@@ -62,8 +62,16 @@ impl Berth {
             .expect("spawn berth");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let line = lines.next().expect("berth printed nothing").expect("read stdout");
-        let addr = line.rsplit("://").next().expect("listening line").trim().to_owned();
+        let line = lines
+            .next()
+            .expect("berth printed nothing")
+            .expect("read stdout");
+        let addr = line
+            .rsplit("://")
+            .next()
+            .expect("listening line")
+            .trim()
+            .to_owned();
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         self.url = format!("http://{addr}");
@@ -81,8 +89,13 @@ impl Berth {
 
     /// SIGTERM, then waits for a clean exit; returns the exit status's success.
     pub fn terminate(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else { return true };
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
@@ -136,7 +149,8 @@ pub fn fsck(data_dir: &Path, repair: bool) -> (bool, String) {
         cmd.arg("--repair");
     }
     let out = cmd.output().expect("run fsck");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
 
@@ -144,7 +158,10 @@ pub fn fsck(data_dir: &Path, repair: bool) -> (bool, String) {
 /// test to read).
 pub fn client() -> reqwest::Client {
     install_crypto();
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
 }
 
 /// `sha256:<hex>` of `bytes`.
@@ -176,7 +193,12 @@ pub async fn push_blob(http: &reqwest::Client, base: &str, repo: &str, data: &[u
         .send()
         .await
         .expect("push blob");
-    assert_eq!(r.status(), 201, "push blob {digest}: {}", r.text().await.unwrap_or_default());
+    assert_eq!(
+        r.status(),
+        201,
+        "push blob {digest}: {}",
+        r.text().await.unwrap_or_default()
+    );
     digest
 }
 
@@ -197,18 +219,40 @@ pub fn image_manifest(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
 
 /// Pushes config, layers and an image manifest under `reference`; returns the manifest
 /// digest and bytes.
-pub async fn push_image(http: &reqwest::Client, base: &str, repo: &str, reference: &str, seed: u64) -> (String, Vec<u8>) {
-    let config = format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":{seed}}}").into_bytes();
+pub async fn push_image(
+    http: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    reference: &str,
+    seed: u64,
+) -> (String, Vec<u8>) {
+    let config =
+        format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":{seed}}}").into_bytes();
     let layer = bytes(seed, 4096 + seed as usize % 1000);
     push_blob(http, base, repo, &config).await;
     push_blob(http, base, repo, &layer).await;
     let manifest = image_manifest(&config, &[&layer]);
-    put_manifest(http, base, repo, reference, "application/vnd.oci.image.manifest.v1+json", &manifest).await;
+    put_manifest(
+        http,
+        base,
+        repo,
+        reference,
+        "application/vnd.oci.image.manifest.v1+json",
+        &manifest,
+    )
+    .await;
     (sha256(&manifest), manifest)
 }
 
 /// PUTs a manifest and asserts 201.
-pub async fn put_manifest(http: &reqwest::Client, base: &str, repo: &str, reference: &str, media_type: &str, body: &[u8]) {
+pub async fn put_manifest(
+    http: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    reference: &str,
+    media_type: &str,
+    body: &[u8],
+) {
     let r = http
         .put(format!("{base}/v2/{repo}/manifests/{reference}"))
         .header("content-type", media_type)
@@ -217,19 +261,35 @@ pub async fn put_manifest(http: &reqwest::Client, base: &str, repo: &str, refere
         .await
         .expect("put manifest");
     let status = r.status();
-    assert_eq!(status, 201, "put manifest {repo}:{reference}: {}", r.text().await.unwrap_or_default());
+    assert_eq!(
+        status,
+        201,
+        "put manifest {repo}:{reference}: {}",
+        r.text().await.unwrap_or_default()
+    );
 }
 
 /// The `errors[0].code` of an error response body.
 pub async fn error_code(r: reqwest::Response) -> String {
     let body: serde_json::Value = r.json().await.expect("json error body");
-    body["errors"][0]["code"].as_str().expect("error code").to_owned()
+    body["errors"][0]["code"]
+        .as_str()
+        .expect("error code")
+        .to_owned()
 }
 
 /// Asserts a tool is installed, with the command that installs it.
 pub fn require_tool(name: &str, package: &str) {
-    let found = Command::new("sh").arg("-c").arg(format!("command -v {name}")).output().map(|o| o.status.success()).unwrap_or(false);
-    assert!(found, "{name} is not installed; install it with `apt-get install -y {package}` (.ci/run does)");
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{name} is not installed; install it with `apt-get install -y {package}` (.ci/run does)"
+    );
 }
 
 /// reqwest and oci-client are built without a bundled TLS provider; tests use the same

@@ -34,8 +34,12 @@ pub fn run(args: &FsckArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("{} is not a data directory", args.data_dir.display());
     }
     let paths = DataPaths::new(&args.data_dir);
-    let meta = Metadata::open(&paths.metadata_db())
-        .with_context(|| format!("cannot open {}; stop the berth server using it first", paths.metadata_db().display()))?;
+    let meta = Metadata::open(&paths.metadata_db()).with_context(|| {
+        format!(
+            "cannot open {}; stop the berth server using it first",
+            paths.metadata_db().display()
+        )
+    })?;
     let store = FsBlobStore::open(paths)?;
     let report = fsck::check(&meta, &store, args.repair)?;
     if args.output == "json" {
@@ -43,7 +47,10 @@ pub fn run(args: &FsckArgs) -> anyhow::Result<ExitCode> {
     } else {
         for p in &report.problems {
             match &p.repaired {
-                Some(r) => println!("{:<20} {}  {}  [repaired: {r}]", p.kind, p.subject, p.detail),
+                Some(r) => println!(
+                    "{:<20} {}  {}  [repaired: {r}]",
+                    p.kind, p.subject, p.detail
+                ),
                 None => println!("{:<20} {}  {}", p.kind, p.subject, p.detail),
             }
         }
@@ -61,5 +68,9 @@ pub fn run(args: &FsckArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let unrepaired = report.problems.iter().any(|p| p.repaired.is_none());
-    Ok(if unrepaired { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if unrepaired {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

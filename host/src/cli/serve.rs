@@ -10,7 +10,9 @@ use super::ConfigArgs;
 pub fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
     let config = args.load()?;
     crate::init_logging(&config.log.level);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await

@@ -48,25 +48,81 @@ impl ErrorCode {
     pub const fn registration(self) -> (&'static str, &'static str, StatusCode) {
         use ErrorCode::*;
         match self {
-            BlobUnknown => ("BLOB_UNKNOWN", "blob unknown to registry", StatusCode::NOT_FOUND),
-            BlobUploadInvalid => ("BLOB_UPLOAD_INVALID", "blob upload invalid", StatusCode::BAD_REQUEST),
-            BlobUploadUnknown => ("BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry", StatusCode::NOT_FOUND),
-            DigestInvalid => ("DIGEST_INVALID", "provided digest did not match uploaded content", StatusCode::BAD_REQUEST),
+            BlobUnknown => (
+                "BLOB_UNKNOWN",
+                "blob unknown to registry",
+                StatusCode::NOT_FOUND,
+            ),
+            BlobUploadInvalid => (
+                "BLOB_UPLOAD_INVALID",
+                "blob upload invalid",
+                StatusCode::BAD_REQUEST,
+            ),
+            BlobUploadUnknown => (
+                "BLOB_UPLOAD_UNKNOWN",
+                "blob upload unknown to registry",
+                StatusCode::NOT_FOUND,
+            ),
+            DigestInvalid => (
+                "DIGEST_INVALID",
+                "provided digest did not match uploaded content",
+                StatusCode::BAD_REQUEST,
+            ),
             ManifestBlobUnknown => (
                 "MANIFEST_BLOB_UNKNOWN",
                 "manifest references a manifest or blob unknown to registry",
                 StatusCode::BAD_REQUEST,
             ),
-            ManifestInvalid => ("MANIFEST_INVALID", "manifest invalid", StatusCode::BAD_REQUEST),
-            ManifestUnknown => ("MANIFEST_UNKNOWN", "manifest unknown to registry", StatusCode::NOT_FOUND),
-            NameInvalid => ("NAME_INVALID", "invalid repository name", StatusCode::BAD_REQUEST),
-            NameUnknown => ("NAME_UNKNOWN", "repository name not known to registry", StatusCode::NOT_FOUND),
-            SizeInvalid => ("SIZE_INVALID", "provided length did not match content length", StatusCode::BAD_REQUEST),
-            Unauthorized => ("UNAUTHORIZED", "authentication required", StatusCode::UNAUTHORIZED),
-            Denied => ("DENIED", "requested access to the resource is denied", StatusCode::FORBIDDEN),
-            Unsupported => ("UNSUPPORTED", "the operation is unsupported", StatusCode::METHOD_NOT_ALLOWED),
-            TooManyRequests => ("TOOMANYREQUESTS", "too many requests", StatusCode::TOO_MANY_REQUESTS),
-            Unknown => ("UNKNOWN", "internal server error; see the server log", StatusCode::INTERNAL_SERVER_ERROR),
+            ManifestInvalid => (
+                "MANIFEST_INVALID",
+                "manifest invalid",
+                StatusCode::BAD_REQUEST,
+            ),
+            ManifestUnknown => (
+                "MANIFEST_UNKNOWN",
+                "manifest unknown to registry",
+                StatusCode::NOT_FOUND,
+            ),
+            NameInvalid => (
+                "NAME_INVALID",
+                "invalid repository name",
+                StatusCode::BAD_REQUEST,
+            ),
+            NameUnknown => (
+                "NAME_UNKNOWN",
+                "repository name not known to registry",
+                StatusCode::NOT_FOUND,
+            ),
+            SizeInvalid => (
+                "SIZE_INVALID",
+                "provided length did not match content length",
+                StatusCode::BAD_REQUEST,
+            ),
+            Unauthorized => (
+                "UNAUTHORIZED",
+                "authentication required",
+                StatusCode::UNAUTHORIZED,
+            ),
+            Denied => (
+                "DENIED",
+                "requested access to the resource is denied",
+                StatusCode::FORBIDDEN,
+            ),
+            Unsupported => (
+                "UNSUPPORTED",
+                "the operation is unsupported",
+                StatusCode::METHOD_NOT_ALLOWED,
+            ),
+            TooManyRequests => (
+                "TOOMANYREQUESTS",
+                "too many requests",
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
+            Unknown => (
+                "UNKNOWN",
+                "internal server error; see the server log",
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
         }
     }
 
@@ -76,9 +132,13 @@ impl ErrorCode {
     }
 }
 
-/// An error answer of the registry API.
+/// An error answer of the registry API. Boxed: handlers return it through every layer, and
+/// a small `Err` keeps their `Result`s cheap to move.
 #[derive(Debug)]
-pub struct RegistryError {
+pub struct RegistryError(Box<ErrorBody>);
+
+#[derive(Debug)]
+struct ErrorBody {
     code: ErrorCode,
     status: StatusCode,
     message: String,
@@ -90,38 +150,44 @@ impl RegistryError {
     /// An error with the code's registered status and message.
     pub fn new(code: ErrorCode) -> RegistryError {
         let (_, message, status) = code.registration();
-        RegistryError { code, status, message: message.to_owned(), detail: None, headers: HeaderMap::new() }
+        RegistryError(Box::new(ErrorBody {
+            code,
+            status,
+            message: message.to_owned(),
+            detail: None,
+            headers: HeaderMap::new(),
+        }))
     }
 
     /// Replaces the message with one that says what happened and what to do.
     pub fn message(mut self, message: impl Into<String>) -> RegistryError {
-        self.message = message.into();
+        self.0.message = message.into();
         self
     }
 
     /// Attaches structured detail (e.g. the unknown digest).
     pub fn detail(mut self, detail: Value) -> RegistryError {
-        self.detail = Some(detail);
+        self.0.detail = Some(detail);
         self
     }
 
     /// Overrides the HTTP status where the spec asks for another one (416, 413, …).
     pub fn status(mut self, status: StatusCode) -> RegistryError {
-        self.status = status;
+        self.0.status = status;
         self
     }
 
     /// Adds a response header (e.g. `Range` on a 416).
     pub fn header(mut self, name: HeaderName, value: &str) -> RegistryError {
         if let Ok(v) = HeaderValue::from_str(value) {
-            self.headers.insert(name, v);
+            self.0.headers.insert(name, v);
         }
         self
     }
 
     /// The code.
     pub fn code(&self) -> ErrorCode {
-        self.code
+        self.0.code
     }
 
     /// A server-side failure. The cause is logged here, once; the client sees only that
@@ -134,13 +200,19 @@ impl RegistryError {
 
 impl IntoResponse for RegistryError {
     fn into_response(self) -> Response {
-        let mut error = json!({ "code": self.code.as_str(), "message": self.message });
-        if let Some(detail) = self.detail {
+        let e = *self.0;
+        let mut error = json!({ "code": e.code.as_str(), "message": e.message });
+        if let Some(detail) = e.detail {
             error["detail"] = detail;
         }
         let body = json!({ "errors": [error] }).to_string();
-        let mut response = (self.status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response();
-        response.headers_mut().extend(self.headers);
+        let mut response = (
+            e.status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response();
+        response.headers_mut().extend(e.headers);
         response
     }
 }

@@ -20,10 +20,12 @@ pub const MAX_PAGE: usize = 10_000;
 pub fn query_params(query: Option<&str>) -> HashMap<String, String> {
     query
         .map(|q| {
-            url_decode_pairs(q).into_iter().fold(HashMap::new(), |mut m, (k, v)| {
-                m.entry(k).or_insert(v);
-                m
-            })
+            url_decode_pairs(q)
+                .into_iter()
+                .fold(HashMap::new(), |mut m, (k, v)| {
+                    m.entry(k).or_insert(v);
+                    m
+                })
         })
         .unwrap_or_default()
 }
@@ -44,7 +46,11 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let escaped = (bytes[i] == b'%' && i + 2 < bytes.len())
-            .then(|| std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .then(|| {
+                std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            })
             .flatten();
         match (escaped, bytes[i]) {
             (Some(b), _) => {
@@ -70,7 +76,11 @@ pub fn pagination(params: &HashMap<String, String>) -> RegistryResult<(usize, Op
         None => MAX_PAGE,
         Some(n) => n
             .parse::<usize>()
-            .map_err(|_| RegistryError::new(ErrorCode::Unsupported).status(axum::http::StatusCode::BAD_REQUEST).message(format!("n must be a non-negative integer, not {n:?}")))?
+            .map_err(|_| {
+                RegistryError::new(ErrorCode::Unsupported)
+                    .status(axum::http::StatusCode::BAD_REQUEST)
+                    .message(format!("n must be a non-negative integer, not {n:?}"))
+            })?
             .min(MAX_PAGE),
     };
     let last = params.get("last").filter(|l| !l.is_empty()).cloned();
@@ -85,7 +95,9 @@ pub fn next_link(path: &str, last: &str, n: usize) -> String {
 fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -105,6 +117,9 @@ mod tests {
 
     #[test]
     fn next_links_encode_the_cursor() {
-        assert_eq!(next_link("/v2/_catalog", "a/b", 2), "</v2/_catalog?last=a%2Fb&n=2>; rel=\"next\"");
+        assert_eq!(
+            next_link("/v2/_catalog", "a/b", 2),
+            "</v2/_catalog?last=a%2Fb&n=2>; rel=\"next\""
+        );
     }
 }

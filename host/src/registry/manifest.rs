@@ -17,13 +17,17 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 /// Docker manifest list.
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 /// Docker schema 1, refused: it is deprecated and unsigned content cannot be verified.
-const DOCKER_SCHEMA1: [&str; 2] =
-    ["application/vnd.docker.distribution.manifest.v1+json", "application/vnd.docker.distribution.manifest.v1+prettyjws"];
+const DOCKER_SCHEMA1: [&str; 2] = [
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+];
 
 /// Layer media types whose content may live elsewhere (`urls`), so the registry need not
 /// hold them.
-const FOREIGN_LAYER_PREFIXES: [&str; 2] =
-    ["application/vnd.docker.image.rootfs.foreign.", "application/vnd.oci.image.layer.nondistributable."];
+const FOREIGN_LAYER_PREFIXES: [&str; 2] = [
+    "application/vnd.docker.image.rootfs.foreign.",
+    "application/vnd.oci.image.layer.nondistributable.",
+];
 
 /// Why a manifest was refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -63,31 +67,50 @@ pub struct ParsedManifest {
 }
 
 fn descriptor(value: &Value, what: &str) -> Result<Descriptor, ManifestError> {
-    let obj = value.as_object().ok_or_else(|| invalid(format!("{what} is not a descriptor object")))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| invalid(format!("{what} is not a descriptor object")))?;
     let media_type = obj
         .get("mediaType")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .ok_or_else(|| invalid(format!("{what} has no mediaType")))?
         .to_owned();
-    let digest = obj.get("digest").and_then(Value::as_str).ok_or_else(|| invalid(format!("{what} has no digest")))?;
-    let digest: Digest = digest.parse().map_err(|e| invalid(format!("{what}: {e}")))?;
+    let digest = obj
+        .get("digest")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid(format!("{what} has no digest")))?;
+    let digest: Digest = digest
+        .parse()
+        .map_err(|e| invalid(format!("{what}: {e}")))?;
     let size = obj
         .get("size")
         .and_then(Value::as_u64)
         .ok_or_else(|| invalid(format!("{what} has no size (a non-negative integer)")))?;
-    Ok(Descriptor { media_type, digest, size })
+    Ok(Descriptor {
+        media_type,
+        digest,
+        size,
+    })
 }
 
 fn is_foreign(value: &Value, d: &Descriptor) -> bool {
-    FOREIGN_LAYER_PREFIXES.iter().any(|p| d.media_type.starts_with(p))
-        && value.get("urls").and_then(Value::as_array).is_some_and(|u| !u.is_empty())
+    FOREIGN_LAYER_PREFIXES
+        .iter()
+        .any(|p| d.media_type.starts_with(p))
+        && value
+            .get("urls")
+            .and_then(Value::as_array)
+            .is_some_and(|u| !u.is_empty())
 }
 
 /// Parses `bytes` as a manifest. `content_type` is the request's Content-Type header.
 pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<ParsedManifest, ManifestError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| invalid(format!("manifest is not valid JSON: {e}")))?;
-    let obj = value.as_object().ok_or_else(|| invalid("manifest is not a JSON object"))?;
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| invalid(format!("manifest is not valid JSON: {e}")))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| invalid("manifest is not a JSON object"))?;
 
     let declared = match obj.get("mediaType") {
         None => None,
@@ -95,20 +118,34 @@ pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<ParsedManifest,
         Some(_) => return Err(invalid("mediaType must be a string")),
     };
     // Content-Type may carry parameters; compare the bare type.
-    let header = content_type.map(|c| c.split(';').next().unwrap_or("").trim()).filter(|c| !c.is_empty());
+    let header = content_type
+        .map(|c| c.split(';').next().unwrap_or("").trim())
+        .filter(|c| !c.is_empty());
     let media_type = match (declared, header) {
-        (Some(d), Some(h)) if d != h && h != "application/json" && h != "application/octet-stream" => {
-            return Err(invalid(format!("Content-Type {h:?} does not match the manifest's mediaType {d:?}")));
+        (Some(d), Some(h))
+            if d != h && h != "application/json" && h != "application/octet-stream" =>
+        {
+            return Err(invalid(format!(
+                "Content-Type {h:?} does not match the manifest's mediaType {d:?}"
+            )));
         }
         (Some(d), _) => d.to_owned(),
-        (None, Some(h)) if h != "application/json" && h != "application/octet-stream" => h.to_owned(),
+        (None, Some(h)) if h != "application/json" && h != "application/octet-stream" => {
+            h.to_owned()
+        }
         // Neither says: the OCI image spec lets the shape decide.
         (None, _) if obj.contains_key("manifests") => OCI_INDEX.to_owned(),
         (None, _) if obj.contains_key("config") => OCI_MANIFEST.to_owned(),
-        (None, _) => return Err(invalid("cannot tell the manifest's type: no mediaType and no Content-Type")),
+        (None, _) => {
+            return Err(invalid(
+                "cannot tell the manifest's type: no mediaType and no Content-Type",
+            ));
+        }
     };
     if DOCKER_SCHEMA1.contains(&media_type.as_str()) {
-        return Err(invalid("Docker schema 1 manifests are not supported; push with a current client (schema 2 or OCI)"));
+        return Err(invalid(
+            "Docker schema 1 manifests are not supported; push with a current client (schema 2 or OCI)",
+        ));
     }
     match obj.get("schemaVersion").and_then(Value::as_u64) {
         Some(2) => {}
@@ -128,7 +165,9 @@ pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<ParsedManifest,
 
     match media_type.as_str() {
         OCI_MANIFEST | DOCKER_MANIFEST => {
-            let config = obj.get("config").ok_or_else(|| invalid("image manifest has no config"))?;
+            let config = obj
+                .get("config")
+                .ok_or_else(|| invalid("image manifest has no config"))?;
             let config = descriptor(config, "config")?;
             let layers = match obj.get("layers") {
                 Some(Value::Array(a)) => a.as_slice(),
@@ -143,7 +182,14 @@ pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<ParsedManifest,
                 }
             }
             let artifact_type = artifact_type.or(Some(config.media_type));
-            Ok(ParsedManifest { media_type, blobs, children: Vec::new(), subject, artifact_type, annotations })
+            Ok(ParsedManifest {
+                media_type,
+                blobs,
+                children: Vec::new(),
+                subject,
+                artifact_type,
+                annotations,
+            })
         }
         OCI_INDEX | DOCKER_MANIFEST_LIST => {
             let manifests = match obj.get("manifests") {
@@ -155,7 +201,14 @@ pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<ParsedManifest,
                 .enumerate()
                 .map(|(i, m)| descriptor(m, &format!("manifests[{i}]")))
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(ParsedManifest { media_type, blobs: Vec::new(), children, subject, artifact_type, annotations })
+            Ok(ParsedManifest {
+                media_type,
+                blobs: Vec::new(),
+                children,
+                subject,
+                artifact_type,
+                annotations,
+            })
         }
         other => Err(invalid(format!(
             "unsupported manifest media type {other:?}; berth accepts {OCI_MANIFEST}, {OCI_INDEX}, {DOCKER_MANIFEST} and {DOCKER_MANIFEST_LIST}"
@@ -180,7 +233,10 @@ mod tests {
         );
         let p = parse(Some(OCI_MANIFEST), m.as_bytes()).unwrap();
         assert_eq!(p.blobs.len(), 2);
-        assert_eq!(p.artifact_type.as_deref(), Some("application/vnd.oci.image.config.v1+json"));
+        assert_eq!(
+            p.artifact_type.as_deref(),
+            Some("application/vnd.oci.image.config.v1+json")
+        );
     }
 
     #[test]
@@ -195,20 +251,43 @@ mod tests {
 
     #[test]
     fn malformed_manifests_are_refused_with_a_reason() {
-        assert!(parse(None, b"not json").unwrap_err().0.contains("not valid JSON"));
+        assert!(
+            parse(None, b"not json")
+                .unwrap_err()
+                .0
+                .contains("not valid JSON")
+        );
         assert!(parse(None, b"[]").is_err());
-        assert!(parse(Some(OCI_MANIFEST), br#"{"schemaVersion":1}"#).unwrap_err().0.contains("schemaVersion"));
+        assert!(
+            parse(Some(OCI_MANIFEST), br#"{"schemaVersion":1}"#)
+                .unwrap_err()
+                .0
+                .contains("schemaVersion")
+        );
         let bad_digest = format!(
             r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"x","digest":"sha256:nope","size":2}},"layers":[]}}"#
         );
-        assert!(parse(None, bad_digest.as_bytes()).unwrap_err().0.contains("config"));
-        let mismatch = format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[]}}"#);
-        assert!(parse(Some(OCI_MANIFEST), mismatch.as_bytes()).unwrap_err().0.contains("does not match"));
         assert!(
-            parse(Some("application/vnd.docker.distribution.manifest.v1+json"), br#"{"schemaVersion":1}"#)
+            parse(None, bad_digest.as_bytes())
                 .unwrap_err()
                 .0
-                .contains("schema 1")
+                .contains("config")
+        );
+        let mismatch = format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[]}}"#);
+        assert!(
+            parse(Some(OCI_MANIFEST), mismatch.as_bytes())
+                .unwrap_err()
+                .0
+                .contains("does not match")
+        );
+        assert!(
+            parse(
+                Some("application/vnd.docker.distribution.manifest.v1+json"),
+                br#"{"schemaVersion":1}"#
+            )
+            .unwrap_err()
+            .0
+            .contains("schema 1")
         );
     }
 

@@ -117,8 +117,14 @@ impl Tag {
         let ok = !b.is_empty()
             && b.len() <= 128
             && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-            && b[1..].iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || c == b'-');
-        if ok { Ok(Tag(s.to_owned())) } else { Err(NameError::Tag(s.chars().take(200).collect())) }
+            && b[1..]
+                .iter()
+                .all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || c == b'-');
+        if ok {
+            Ok(Tag(s.to_owned()))
+        } else {
+            Err(NameError::Tag(s.chars().take(200).collect()))
+        }
     }
 
     /// The tag text.
@@ -145,7 +151,11 @@ pub enum Reference {
 impl Reference {
     /// A reference containing ':' is a digest (tags cannot contain one); anything else is a tag.
     pub fn parse(s: &str) -> Result<Reference, NameError> {
-        if s.contains(':') { Ok(Reference::Digest(s.parse()?)) } else { Ok(Reference::Tag(Tag::parse(s)?)) }
+        if s.contains(':') {
+            Ok(Reference::Digest(s.parse()?))
+        } else {
+            Ok(Reference::Tag(Tag::parse(s)?))
+        }
     }
 }
 
@@ -164,7 +174,15 @@ mod tests {
 
     #[test]
     fn accepts_the_spec_grammar() {
-        for ok in ["a/b", "team/app", "team/tools/builder", "a0/b-c", "a/b__c", "a/b---c", "a.b/c_d"] {
+        for ok in [
+            "a/b",
+            "team/app",
+            "team/tools/builder",
+            "a0/b-c",
+            "a/b__c",
+            "a/b---c",
+            "a.b/c_d",
+        ] {
             assert!(RepoName::parse(ok).is_ok(), "{ok}");
         }
         assert_eq!(RepoName::parse("team/tools/x").unwrap().project(), "team");
@@ -172,10 +190,19 @@ mod tests {
 
     #[test]
     fn refuses_names_outside_the_grammar() {
-        for bad in ["", "A/b", "a/../b", "a/%2e%2e", "a//b", "a/b/", "/a/b", "a/-b", "a/b___c", "a/b..c", "a/b_-c"] {
-            assert!(matches!(RepoName::parse(bad), Err(NameError::Grammar(_))), "{bad}");
+        for bad in [
+            "", "A/b", "a/../b", "a/%2e%2e", "a//b", "a/b/", "/a/b", "a/-b", "a/b___c", "a/b..c",
+            "a/b_-c",
+        ] {
+            assert!(
+                matches!(RepoName::parse(bad), Err(NameError::Grammar(_))),
+                "{bad}"
+            );
         }
-        assert!(matches!(RepoName::parse("alpine"), Err(NameError::NoProject(_))));
+        assert!(matches!(
+            RepoName::parse("alpine"),
+            Err(NameError::NoProject(_))
+        ));
         let long = format!("a/{}", "b".repeat(300));
         assert!(matches!(RepoName::parse(&long), Err(NameError::TooLong(_))));
     }
@@ -187,6 +214,9 @@ mod tests {
         assert!(Tag::parse(".x").is_err());
         assert!(Tag::parse(&"a".repeat(129)).is_err());
         assert!(matches!(Reference::parse("latest"), Ok(Reference::Tag(_))));
-        assert!(matches!(Reference::parse("sha256:zz"), Err(NameError::Digest(_))));
+        assert!(matches!(
+            Reference::parse("sha256:zz"),
+            Err(NameError::Digest(_))
+        ));
     }
 }

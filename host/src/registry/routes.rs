@@ -57,7 +57,11 @@ impl Route {
 /// Parses a request path (without query) into a route.
 pub fn parse(path: &str) -> Result<Route, RegistryError> {
     let Some(rest) = path.strip_prefix("/v2/") else {
-        return if path == "/v2" { Ok(Route::Base) } else { Err(not_found(path)) };
+        return if path == "/v2" {
+            Ok(Route::Base)
+        } else {
+            Err(not_found(path))
+        };
     };
     if rest.is_empty() {
         return Ok(Route::Base);
@@ -76,7 +80,11 @@ pub fn parse(path: &str) -> Result<Route, RegistryError> {
     if n >= 3 && segments[n - 3] == "blobs" && segments[n - 2] == "uploads" {
         let name = name_of(3)?;
         let id = segments[n - 1];
-        return Ok(if id.is_empty() { Route::UploadStart(name) } else { Route::Upload(name, id.to_owned()) });
+        return Ok(if id.is_empty() {
+            Route::UploadStart(name)
+        } else {
+            Route::Upload(name, id.to_owned())
+        });
     }
     if n >= 2 {
         let (kind, last) = (segments[n - 2], segments[n - 1]);
@@ -102,12 +110,15 @@ pub fn parse(path: &str) -> Result<Route, RegistryError> {
 }
 
 fn not_found(path: &str) -> RegistryError {
-    RegistryError::new(ErrorCode::NameUnknown)
-        .message(format!("no registry endpoint at {}", path.chars().take(300).collect::<String>()))
+    RegistryError::new(ErrorCode::NameUnknown).message(format!(
+        "no registry endpoint at {}",
+        path.chars().take(300).collect::<String>()
+    ))
 }
 
 fn method_not_allowed(method: &Method) -> RegistryError {
-    RegistryError::new(ErrorCode::Unsupported).message(format!("method {method} is not supported on this endpoint"))
+    RegistryError::new(ErrorCode::Unsupported)
+        .message(format!("method {method} is not supported on this endpoint"))
 }
 
 /// The `/v2` router.
@@ -125,22 +136,56 @@ async fn dispatch(State(registry): State<Arc<Registry>>, request: Request) -> Re
     let method = request.method().clone();
     let result = match (route, &method) {
         (Route::Base, &Method::GET | &Method::HEAD) => Ok(handlers::base::get()),
-        (Route::Catalog, &Method::GET) => handlers::catalog::get(&registry, request.uri().query()).await,
-        (Route::Tags(name), &Method::GET) => handlers::tags::list(&registry, &name, request.uri().query()).await,
+        (Route::Catalog, &Method::GET) => {
+            handlers::catalog::get(&registry, request.uri().query()).await
+        }
+        (Route::Tags(name), &Method::GET) => {
+            handlers::tags::list(&registry, &name, request.uri().query()).await
+        }
         (Route::Manifest(name, reference), &Method::GET | &Method::HEAD) => {
-            handlers::manifests::get(&registry, &name, &reference, request.headers(), method == Method::HEAD).await
+            handlers::manifests::get(
+                &registry,
+                &name,
+                &reference,
+                request.headers(),
+                method == Method::HEAD,
+            )
+            .await
         }
-        (Route::Manifest(name, reference), &Method::PUT) => handlers::manifests::put(&registry, name, reference, request).await,
-        (Route::Manifest(name, reference), &Method::DELETE) => handlers::manifests::delete(&registry, &name, &reference).await,
+        (Route::Manifest(name, reference), &Method::PUT) => {
+            handlers::manifests::put(&registry, name, reference, request).await
+        }
+        (Route::Manifest(name, reference), &Method::DELETE) => {
+            handlers::manifests::delete(&registry, &name, &reference).await
+        }
         (Route::Blob(name, digest), &Method::GET | &Method::HEAD) => {
-            handlers::blobs::get(&registry, &name, &digest, request.headers(), method == Method::HEAD).await
+            handlers::blobs::get(
+                &registry,
+                &name,
+                &digest,
+                request.headers(),
+                method == Method::HEAD,
+            )
+            .await
         }
-        (Route::Blob(name, digest), &Method::DELETE) => handlers::blobs::delete(&registry, &name, &digest).await,
-        (Route::UploadStart(name), &Method::POST) => handlers::uploads::start(&registry, name, request).await,
-        (Route::Upload(name, id), &Method::GET) => handlers::uploads::status(&registry, &name, &id).await,
-        (Route::Upload(name, id), &Method::PATCH) => handlers::uploads::patch(&registry, name, id, request).await,
-        (Route::Upload(name, id), &Method::PUT) => handlers::uploads::close(&registry, name, id, request).await,
-        (Route::Upload(name, id), &Method::DELETE) => handlers::uploads::cancel(&registry, &name, &id).await,
+        (Route::Blob(name, digest), &Method::DELETE) => {
+            handlers::blobs::delete(&registry, &name, &digest).await
+        }
+        (Route::UploadStart(name), &Method::POST) => {
+            handlers::uploads::start(&registry, name, request).await
+        }
+        (Route::Upload(name, id), &Method::GET) => {
+            handlers::uploads::status(&registry, &name, &id).await
+        }
+        (Route::Upload(name, id), &Method::PATCH) => {
+            handlers::uploads::patch(&registry, name, id, request).await
+        }
+        (Route::Upload(name, id), &Method::PUT) => {
+            handlers::uploads::close(&registry, name, id, request).await
+        }
+        (Route::Upload(name, id), &Method::DELETE) => {
+            handlers::uploads::cancel(&registry, &name, &id).await
+        }
         (Route::Referrers(name, digest), &Method::GET) => {
             handlers::referrers::list(&registry, &name, &digest, request.uri().query()).await
         }
@@ -162,7 +207,10 @@ async fn dispatch(State(registry): State<Arc<Registry>>, request: Request) -> Re
 /// `Docker-Distribution-API-Version`, sent on every `/v2` answer.
 pub async fn api_version_header(request: Request, next: axum::middleware::Next) -> Response {
     let mut response = next.run(request).await;
-    response.headers_mut().insert("docker-distribution-api-version", axum::http::HeaderValue::from_static("registry/2.0"));
+    response.headers_mut().insert(
+        "docker-distribution-api-version",
+        axum::http::HeaderValue::from_static("registry/2.0"),
+    );
     response
 }
 
@@ -182,22 +230,55 @@ mod tests {
     #[test]
     fn routes_are_matched_from_the_right() {
         let name = RepoName::parse("team/blobs/uploads").unwrap();
-        assert_eq!(parse("/v2/team/blobs/uploads/blobs/uploads/").unwrap(), Route::UploadStart(name.clone()));
-        assert_eq!(parse("/v2/team/blobs/uploads/blobs/uploads/abc").unwrap(), Route::Upload(name.clone(), "abc".into()));
-        assert_eq!(parse(&format!("/v2/team/blobs/uploads/blobs/{}", d())).unwrap(), Route::Blob(name, d()));
+        assert_eq!(
+            parse("/v2/team/blobs/uploads/blobs/uploads/").unwrap(),
+            Route::UploadStart(name.clone())
+        );
+        assert_eq!(
+            parse("/v2/team/blobs/uploads/blobs/uploads/abc").unwrap(),
+            Route::Upload(name.clone(), "abc".into())
+        );
+        assert_eq!(
+            parse(&format!("/v2/team/blobs/uploads/blobs/{}", d())).unwrap(),
+            Route::Blob(name, d())
+        );
         assert_eq!(parse("/v2/").unwrap(), Route::Base);
         assert_eq!(parse("/v2/_catalog").unwrap(), Route::Catalog);
-        assert!(matches!(parse("/v2/a/b/tags/list").unwrap(), Route::Tags(_)));
-        assert!(matches!(parse("/v2/a/b/manifests/latest").unwrap(), Route::Manifest(_, Reference::Tag(_))));
-        assert!(matches!(parse(&format!("/v2/a/b/referrers/{}", d())).unwrap(), Route::Referrers(..)));
+        assert!(matches!(
+            parse("/v2/a/b/tags/list").unwrap(),
+            Route::Tags(_)
+        ));
+        assert!(matches!(
+            parse("/v2/a/b/manifests/latest").unwrap(),
+            Route::Manifest(_, Reference::Tag(_))
+        ));
+        assert!(matches!(
+            parse(&format!("/v2/a/b/referrers/{}", d())).unwrap(),
+            Route::Referrers(..)
+        ));
     }
 
     #[test]
     fn bad_names_and_digests_get_their_codes() {
-        assert_eq!(parse("/v2/A/b/tags/list").unwrap_err().code(), ErrorCode::NameInvalid);
-        assert_eq!(parse("/v2/a/../b/tags/list").unwrap_err().code(), ErrorCode::NameInvalid);
-        assert_eq!(parse("/v2/a/b/blobs/sha256:zz").unwrap_err().code(), ErrorCode::DigestInvalid);
-        assert_eq!(parse("/v2/a/b/nothing").unwrap_err().code(), ErrorCode::NameUnknown);
-        assert_eq!(parse("/v2/tags/list").unwrap_err().code(), ErrorCode::NameUnknown);
+        assert_eq!(
+            parse("/v2/A/b/tags/list").unwrap_err().code(),
+            ErrorCode::NameInvalid
+        );
+        assert_eq!(
+            parse("/v2/a/../b/tags/list").unwrap_err().code(),
+            ErrorCode::NameInvalid
+        );
+        assert_eq!(
+            parse("/v2/a/b/blobs/sha256:zz").unwrap_err().code(),
+            ErrorCode::DigestInvalid
+        );
+        assert_eq!(
+            parse("/v2/a/b/nothing").unwrap_err().code(),
+            ErrorCode::NameUnknown
+        );
+        assert_eq!(
+            parse("/v2/tags/list").unwrap_err().code(),
+            ErrorCode::NameUnknown
+        );
     }
 }

@@ -33,8 +33,15 @@ pub struct Sessions {
 impl Sessions {
     /// Registers a session just created.
     pub fn insert(&self, id: &str, record: UploadRecord, hasher: Hasher) -> Session {
-        let session = Arc::new(tokio::sync::Mutex::new(SessionState { record, hasher: Some(hasher), finished: false }));
-        self.open.lock().expect("sessions lock").insert(id.to_owned(), session.clone());
+        let session = Arc::new(tokio::sync::Mutex::new(SessionState {
+            record,
+            hasher: Some(hasher),
+            finished: false,
+        }));
+        self.open
+            .lock()
+            .expect("sessions lock")
+            .insert(id.to_owned(), session.clone());
         session
     }
 
@@ -47,9 +54,13 @@ impl Sessions {
             return Ok(None);
         };
         let mut open = self.open.lock().expect("sessions lock");
-        let session = open
-            .entry(id.to_owned())
-            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(SessionState { record, hasher: None, finished: false })));
+        let session = open.entry(id.to_owned()).or_insert_with(|| {
+            Arc::new(tokio::sync::Mutex::new(SessionState {
+                record,
+                hasher: None,
+                finished: false,
+            }))
+        });
         Ok(Some(session.clone()))
     }
 

@@ -73,8 +73,14 @@ pub enum FsckError {
 /// be in them: a session's record is committed durably before its first chunk is
 /// acknowledged, and a monolithic upload has no record until it is complete. Run it only
 /// while nothing serves the data directory.
-pub fn remove_unacknowledged_staging(meta: &Metadata, store: &dyn BlobStore) -> Result<usize, FsckError> {
-    let sessions: HashSet<String> = meta::uploads::all(&meta.read()?)?.into_iter().map(|(id, _)| id).collect();
+pub fn remove_unacknowledged_staging(
+    meta: &Metadata,
+    store: &dyn BlobStore,
+) -> Result<usize, FsckError> {
+    let sessions: HashSet<String> = meta::uploads::all(&meta.read()?)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
     let mut removed = 0;
     for id in store.list_staging()? {
         if !sessions.contains(&id) {
@@ -94,12 +100,17 @@ pub fn check(meta: &Metadata, store: &dyn BlobStore, repair: bool) -> Result<Rep
     for (digest, size) in store.list()? {
         report.blobs_checked += 1;
         report.bytes_checked += size;
-        let actual = super::blob::fs::hash_reader(store.open(&digest, 0)?, digest.algorithm())?.finish();
+        let actual =
+            super::blob::fs::hash_reader(store.open(&digest, 0)?, digest.algorithm())?.finish();
         if actual == digest {
             present.insert(digest, size);
             continue;
         }
-        let repaired = if repair { Some(format!("moved to {}", store.quarantine(&digest)?)) } else { None };
+        let repaired = if repair {
+            Some(format!("moved to {}", store.quarantine(&digest)?))
+        } else {
+            None
+        };
         report.problems.push(Problem {
             kind: "corrupt-blob",
             subject: digest.to_string(),
@@ -114,7 +125,10 @@ pub fn check(meta: &Metadata, store: &dyn BlobStore, repair: bool) -> Result<Rep
     let mut drop_links = Vec::new();
     for (repo, digest, size) in meta::blob_links::all(&tx)? {
         report.links_checked += 1;
-        let stored = digest.parse::<Digest>().ok().and_then(|d| present.get(&d).copied());
+        let stored = digest
+            .parse::<Digest>()
+            .ok()
+            .and_then(|d| present.get(&d).copied());
         match stored {
             Some(actual) if actual == size => {
                 linked.insert(digest);
@@ -138,7 +152,10 @@ pub fn check(meta: &Metadata, store: &dyn BlobStore, repair: bool) -> Result<Rep
             }
         }
     }
-    report.unreferenced_blobs = present.keys().filter(|d| !linked.contains(&d.to_string())).count();
+    report.unreferenced_blobs = present
+        .keys()
+        .filter(|d| !linked.contains(&d.to_string()))
+        .count();
 
     // 3. Manifests: bytes match the digest, references resolve within the repository.
     let mut drop_manifests = Vec::new();
@@ -147,7 +164,9 @@ pub fn check(meta: &Metadata, store: &dyn BlobStore, repair: bool) -> Result<Rep
         report.manifests_checked += 1;
         let subject = format!("{repo}@{digest}");
         let bytes = meta::manifests::bytes(&tx, &repo, &digest)?.unwrap_or_default();
-        let hashes_right = digest.parse::<Digest>().is_ok_and(|d| Digest::of(d.algorithm(), &bytes) == d);
+        let hashes_right = digest
+            .parse::<Digest>()
+            .is_ok_and(|d| Digest::of(d.algorithm(), &bytes) == d);
         if !hashes_right || bytes.len() as u64 != record.size {
             drop_manifests.push((repo.clone(), digest.clone()));
             report.problems.push(Problem {
@@ -159,7 +178,8 @@ pub fn check(meta: &Metadata, store: &dyn BlobStore, repair: bool) -> Result<Rep
             continue;
         }
         for blob in &record.blobs {
-            let ok = meta::blob_links::get(&tx, &repo, blob)?.is_some() && !dropped_links.contains(&(repo.clone(), blob.clone()));
+            let ok = meta::blob_links::get(&tx, &repo, blob)?.is_some()
+                && !dropped_links.contains(&(repo.clone(), blob.clone()));
             if !ok {
                 report.problems.push(Problem {
                     kind: "dangling-reference",
@@ -174,7 +194,9 @@ pub fn check(meta: &Metadata, store: &dyn BlobStore, repair: bool) -> Result<Rep
                 report.problems.push(Problem {
                     kind: "dangling-reference",
                     subject: subject.clone(),
-                    detail: format!("references manifest {child}, which the repository does not hold"),
+                    detail: format!(
+                        "references manifest {child}, which the repository does not hold"
+                    ),
                     repaired: None,
                 });
             }
@@ -186,13 +208,17 @@ pub fn check(meta: &Metadata, store: &dyn BlobStore, repair: bool) -> Result<Rep
     let mut drop_tags = Vec::new();
     for (repo, tag, record) in meta::tags::all(&tx)? {
         report.tags_checked += 1;
-        let exists = meta::manifests::exists(&tx, &repo, &record.digest)? && !dropped.contains(&(repo.clone(), record.digest.clone()));
+        let exists = meta::manifests::exists(&tx, &repo, &record.digest)?
+            && !dropped.contains(&(repo.clone(), record.digest.clone()));
         if !exists {
             drop_tags.push((repo.clone(), tag.clone()));
             report.problems.push(Problem {
                 kind: "dangling-tag",
                 subject: format!("{repo}:{tag}"),
-                detail: format!("points at {}, which the repository does not hold", record.digest),
+                detail: format!(
+                    "points at {}, which the repository does not hold",
+                    record.digest
+                ),
                 repaired: repair.then(|| "tag removed".into()),
             });
         }
@@ -205,14 +231,21 @@ pub fn check(meta: &Metadata, store: &dyn BlobStore, repair: bool) -> Result<Rep
     for (id, record) in meta::uploads::all(&tx)? {
         report.uploads_checked += 1;
         sessions.insert(id.clone());
-        let readable = staging.contains(&id) && store.hash_staging(&id, record.acknowledged, crate::digest::Algorithm::Sha256).is_ok();
+        let readable = staging.contains(&id)
+            && store
+                .hash_staging(&id, record.acknowledged, crate::digest::Algorithm::Sha256)
+                .is_ok();
         if !readable && record.acknowledged > 0 {
             drop_uploads.push(id.clone());
             report.problems.push(Problem {
                 kind: "broken-upload",
                 subject: format!("upload {id} ({})", record.repo),
-                detail: format!("{} bytes were acknowledged but the staging file is missing or shorter", record.acknowledged),
-                repaired: repair.then(|| "session removed; the client must restart this upload".into()),
+                detail: format!(
+                    "{} bytes were acknowledged but the staging file is missing or shorter",
+                    record.acknowledged
+                ),
+                repaired: repair
+                    .then(|| "session removed; the client must restart this upload".into()),
             });
         }
     }

@@ -43,7 +43,13 @@ macro_rules! from_redb {
         }
     )*};
 }
-from_redb!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
 
 /// Result alias for metadata operations.
 pub type MetaResult<T> = Result<T, MetaError>;
@@ -61,7 +67,9 @@ const CACHE_BYTES: usize = 64 * 1024 * 1024;
 impl Metadata {
     /// Opens (creating and migrating if needed) the metadata database at `path`.
     pub fn open(path: &Path) -> MetaResult<Metadata> {
-        let db = Database::builder().set_cache_size(CACHE_BYTES).create(path)?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)?;
         let meta = Metadata { db };
         schema::prepare(&meta)?;
         Ok(meta)
@@ -78,19 +86,27 @@ impl Metadata {
 
     /// Like [`Metadata::write`] but without fsync: for state whose loss in a crash only
     /// costs a client a retry (a just-opened upload session), never acknowledged data.
-    pub fn write_lazy<T, E>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T, E>) -> Result<T, E>
+    pub fn write_lazy<T, E>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, E>,
+    ) -> Result<T, E>
     where
         E: From<MetaError>,
     {
         self.write_with(Durability::None, f)
     }
 
-    fn write_with<T, E>(&self, durability: Durability, f: impl FnOnce(&WriteTransaction) -> Result<T, E>) -> Result<T, E>
+    fn write_with<T, E>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, E>,
+    ) -> Result<T, E>
     where
         E: From<MetaError>,
     {
         let mut tx = self.db.begin_write().map_err(MetaError::from)?;
-        tx.set_durability(durability).map_err(|e| MetaError::Schema(e.to_string()))?;
+        tx.set_durability(durability)
+            .map_err(|e| MetaError::Schema(e.to_string()))?;
         let out = f(&tx)?;
         tx.commit().map_err(MetaError::from)?;
         Ok(out)
@@ -104,14 +120,20 @@ impl Metadata {
 
 /// Milliseconds since the Unix epoch, the timestamp unit of every record.
 pub fn now_millis() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("metadata records always serialize")
 }
 
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(table: &'static str, bytes: &[u8]) -> MetaResult<T> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    bytes: &[u8],
+) -> MetaResult<T> {
     serde_json::from_slice(bytes).map_err(|source| MetaError::Decode { table, source })
 }
 
@@ -133,8 +155,8 @@ pub trait Reader {
 impl Reader for ReadTransaction {
     type Table<'a, K: redb::Key + 'static, V: redb::Value + 'static> = redb::ReadOnlyTable<K, V>;
 
-    fn open<'a, K: redb::Key + 'static, V: redb::Value + 'static>(
-        &'a self,
+    fn open<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
         def: redb::TableDefinition<K, V>,
     ) -> MetaResult<redb::ReadOnlyTable<K, V>> {
         Ok(self.open_table(def)?)

@@ -49,7 +49,8 @@ impl DataPaths {
 
     /// `blobs/<algorithm>/<hh>`: the directory a blob's rename lands in.
     pub fn blob_fanout_dir(&self, digest: &Digest) -> PathBuf {
-        self.blob_algorithm_dir(digest.algorithm()).join(&digest.hex()[..2])
+        self.blob_algorithm_dir(digest.algorithm())
+            .join(&digest.hex()[..2])
     }
 
     /// `blobs/<algorithm>/<hh>/<hex>`: a blob's content.
@@ -83,7 +84,9 @@ mod tests {
         let d = Digest::sha256_of(b"");
         assert_eq!(
             paths.blob(&d),
-            PathBuf::from("/d/blobs/sha256/e3/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+            PathBuf::from(
+                "/d/blobs/sha256/e3/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+            )
         );
     }
 }

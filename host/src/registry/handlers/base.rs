@@ -9,5 +9,10 @@ use axum::response::{IntoResponse, Response};
 
 /// Answers that this is a v2 registry.
 pub fn get() -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{}").into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        "{}",
+    )
+        .into_response()
 }

@@ -30,14 +30,17 @@ use crate::storage::meta::{self, MetaError};
 const READ_CHUNK: usize = 256 * 1024;
 
 fn unknown(name: &RepoName, digest: &Digest) -> RegistryError {
-    RegistryError::new(ErrorCode::BlobUnknown).detail(json!({ "name": name.as_str(), "digest": digest.to_string() }))
+    RegistryError::new(ErrorCode::BlobUnknown)
+        .detail(json!({ "name": name.as_str(), "digest": digest.to_string() }))
 }
 
 impl From<LinkedError> for RegistryError {
     fn from(e: LinkedError) -> RegistryError {
         match e {
             LinkedError::Unknown => RegistryError::new(ErrorCode::BlobUnknown),
-            LinkedError::Missing(_) => RegistryError::internal("blob content is missing (run berth fsck)", e),
+            LinkedError::Missing(_) => {
+                RegistryError::internal("blob content is missing (run berth fsck)", e)
+            }
             LinkedError::Meta(e) => e.into(),
             LinkedError::Io(e) => e.into(),
         }
@@ -53,32 +56,61 @@ pub struct ByteRange {
     pub end: u64,
 }
 
-/// Interprets a `Range` header against a blob of `size` bytes. `Ok(None)`: serve it all
-/// (no header, or one we ignore as RFC 9110 allows: multiple ranges, other units).
-/// `Err(())`: unsatisfiable.
-pub fn parse_range(value: Option<&str>, size: u64) -> Result<Option<ByteRange>, ()> {
+/// What a `Range` header asks of a blob.
+#[derive(Debug, PartialEq)]
+pub enum RangeRequest {
+    /// Serve it all: no header, or one ignored as RFC 9110 allows (several ranges, other
+    /// units, bad syntax).
+    Whole,
+    /// One satisfiable range.
+    Part(ByteRange),
+    /// A range past the end.
+    Unsatisfiable,
+}
+
+/// Interprets a `Range` header against a blob of `size` bytes.
+pub fn parse_range(value: Option<&str>, size: u64) -> RangeRequest {
     let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else {
-        return Ok(None);
+        return RangeRequest::Whole;
     };
     if spec.contains(',') {
-        return Ok(None);
+        return RangeRequest::Whole;
     }
-    let Some((a, b)) = spec.split_once('-') else { return Ok(None) };
+    let Some((a, b)) = spec.split_once('-') else {
+        return RangeRequest::Whole;
+    };
     let (a, b) = (a.trim(), b.trim());
     let range = match (a.parse::<u64>(), b.parse::<u64>()) {
-        (Ok(start), Ok(end)) if start <= end => ByteRange { start, end: end.min(size.saturating_sub(1)) },
-        (Ok(start), Err(_)) if b.is_empty() => ByteRange { start, end: size.saturating_sub(1) },
-        (Err(_), Ok(suffix)) if a.is_empty() && suffix > 0 => {
-            ByteRange { start: size.saturating_sub(suffix), end: size.saturating_sub(1) }
-        }
-        (Err(_), Ok(0)) if a.is_empty() => return Err(()),
-        _ => return Ok(None),
+        (Ok(start), Ok(end)) if start <= end => ByteRange {
+            start,
+            end: end.min(size.saturating_sub(1)),
+        },
+        (Ok(start), Err(_)) if b.is_empty() => ByteRange {
+            start,
+            end: size.saturating_sub(1),
+        },
+        (Err(_), Ok(suffix)) if a.is_empty() && suffix > 0 => ByteRange {
+            start: size.saturating_sub(suffix),
+            end: size.saturating_sub(1),
+        },
+        (Err(_), Ok(0)) if a.is_empty() => return RangeRequest::Unsatisfiable,
+        _ => return RangeRequest::Whole,
     };
-    if range.start >= size { Err(()) } else { Ok(Some(range)) }
+    if range.start >= size {
+        RangeRequest::Unsatisfiable
+    } else {
+        RangeRequest::Part(range)
+    }
 }
 
 /// Serves a blob the repository links.
-pub async fn get(registry: &Arc<Registry>, name: &RepoName, digest: &Digest, headers: &HeaderMap, head: bool) -> RegistryResult<Response> {
+pub async fn get(
+    registry: &Arc<Registry>,
+    name: &RepoName,
+    digest: &Digest,
+    headers: &HeaderMap,
+    head: bool,
+) -> RegistryResult<Response> {
     let size = match registry.linked.stat(name.as_str(), digest) {
         Ok(size) => size,
         Err(LinkedError::Unknown) => return Err(unknown(name, digest)),
@@ -91,12 +123,23 @@ pub async fn get(registry: &Arc<Registry>, name: &RepoName, digest: &Digest, hea
         .header(header::ETAG, &etag)
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CONTENT_TYPE, "application/octet-stream");
-    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
-        return Ok(builder.status(StatusCode::NOT_MODIFIED).body(Body::empty()).expect("valid response"));
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
+    {
+        return Ok(builder
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Body::empty())
+            .expect("valid response"));
     }
-    let range = match parse_range(headers.get(header::RANGE).and_then(|v| v.to_str().ok()), size) {
-        Ok(range) => range,
-        Err(()) => {
+    let range = match parse_range(
+        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+        size,
+    ) {
+        RangeRequest::Whole => None,
+        RangeRequest::Part(range) => Some(range),
+        RangeRequest::Unsatisfiable => {
             return Ok(builder
                 .status(StatusCode::RANGE_NOT_SATISFIABLE)
                 .header(header::CONTENT_RANGE, format!("bytes */{size}"))
@@ -109,7 +152,10 @@ pub async fn get(registry: &Arc<Registry>, name: &RepoName, digest: &Digest, hea
             StatusCode::PARTIAL_CONTENT,
             r.start,
             r.end - r.start + 1,
-            builder.header(header::CONTENT_RANGE, format!("bytes {}-{}/{size}", r.start, r.end)),
+            builder.header(
+                header::CONTENT_RANGE,
+                format!("bytes {}-{}/{size}", r.start, r.end),
+            ),
         ),
         None => (StatusCode::OK, 0, size, builder),
     };
@@ -118,7 +164,8 @@ pub async fn get(registry: &Arc<Registry>, name: &RepoName, digest: &Digest, hea
         return Ok(builder.body(Body::empty()).expect("valid response"));
     }
     let (registry2, repo, digest2) = (registry.clone(), name.to_string(), digest.clone());
-    let reader = tokio::task::spawn_blocking(move || registry2.linked.open(&repo, &digest2, start)).await?;
+    let reader =
+        tokio::task::spawn_blocking(move || registry2.linked.open(&repo, &digest2, start)).await?;
     let reader = match reader {
         Ok(r) => r,
         Err(LinkedError::Unknown) => return Err(unknown(name, digest)),
@@ -152,14 +199,22 @@ fn stream(mut reader: Box<dyn Read + Send>, len: u64) -> Body {
 
 /// Removes the repository's link to a blob. The content stays until garbage collection
 /// finds no repository links it.
-pub async fn delete(registry: &Arc<Registry>, name: &RepoName, digest: &Digest) -> RegistryResult<Response> {
+pub async fn delete(
+    registry: &Arc<Registry>,
+    name: &RepoName,
+    digest: &Digest,
+) -> RegistryResult<Response> {
     if !registry.config.delete_enabled {
         return Err(RegistryError::new(ErrorCode::Unsupported)
             .message("deletes are disabled on this registry (registry.delete_enabled = false)"));
     }
     let (registry2, repo, d) = (registry.clone(), name.to_string(), digest.to_string());
-    let found = tokio::task::spawn_blocking(move || registry2.meta.write(|tx| -> Result<bool, MetaError> { meta::blob_links::unlink(tx, &repo, &d) }))
-        .await??;
+    let found = tokio::task::spawn_blocking(move || {
+        registry2
+            .meta
+            .write(|tx| -> Result<bool, MetaError> { meta::blob_links::unlink(tx, &repo, &d) })
+    })
+    .await??;
     if !found {
         return Err(unknown(name, digest));
     }
@@ -172,14 +227,29 @@ mod tests {
 
     #[test]
     fn ranges() {
-        assert_eq!(parse_range(None, 10), Ok(None));
-        assert_eq!(parse_range(Some("bytes=0-3"), 10), Ok(Some(ByteRange { start: 0, end: 3 })));
-        assert_eq!(parse_range(Some("bytes=5-"), 10), Ok(Some(ByteRange { start: 5, end: 9 })));
-        assert_eq!(parse_range(Some("bytes=-4"), 10), Ok(Some(ByteRange { start: 6, end: 9 })));
-        assert_eq!(parse_range(Some("bytes=8-100"), 10), Ok(Some(ByteRange { start: 8, end: 9 })));
-        assert_eq!(parse_range(Some("bytes=10-"), 10), Err(()));
-        assert_eq!(parse_range(Some("bytes=0-1,3-4"), 10), Ok(None));
-        assert_eq!(parse_range(Some("items=0-1"), 10), Ok(None));
-        assert_eq!(parse_range(Some("bytes=5-2"), 10), Ok(None));
+        assert_eq!(parse_range(None, 10), RangeRequest::Whole);
+        assert_eq!(
+            parse_range(Some("bytes=0-3"), 10),
+            RangeRequest::Part(ByteRange { start: 0, end: 3 })
+        );
+        assert_eq!(
+            parse_range(Some("bytes=5-"), 10),
+            RangeRequest::Part(ByteRange { start: 5, end: 9 })
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-4"), 10),
+            RangeRequest::Part(ByteRange { start: 6, end: 9 })
+        );
+        assert_eq!(
+            parse_range(Some("bytes=8-100"), 10),
+            RangeRequest::Part(ByteRange { start: 8, end: 9 })
+        );
+        assert_eq!(
+            parse_range(Some("bytes=10-"), 10),
+            RangeRequest::Unsatisfiable
+        );
+        assert_eq!(parse_range(Some("bytes=0-1,3-4"), 10), RangeRequest::Whole);
+        assert_eq!(parse_range(Some("items=0-1"), 10), RangeRequest::Whole);
+        assert_eq!(parse_range(Some("bytes=5-2"), 10), RangeRequest::Whole);
     }
 }

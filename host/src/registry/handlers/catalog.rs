@@ -22,9 +22,19 @@ pub async fn get(registry: &Registry, query: Option<&str>) -> RegistryResult<Res
     let more = names.len() > n;
     names.truncate(n);
     let body = serde_json::json!({ "repositories": names }).to_string();
-    let mut response = (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    let mut response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
     if more && let Some(last) = names.last() {
-        response.headers_mut().insert(header::LINK, next_link("/v2/_catalog", last, n).parse().expect("ascii link"));
+        response.headers_mut().insert(
+            header::LINK,
+            next_link("/v2/_catalog", last, n)
+                .parse()
+                .expect("ascii link"),
+        );
     }
     Ok(response)
 }

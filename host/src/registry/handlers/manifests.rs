@@ -27,7 +27,9 @@ use crate::registry::errcode::{ErrorCode, RegistryError, RegistryResult};
 use crate::registry::manifest::{self, ParsedManifest};
 use crate::registry::names::{Reference, RepoName};
 use crate::registry::routes::empty;
-use crate::storage::meta::{self, MetaError, manifests::ManifestRecord, now_millis, referrers::ReferrerDescriptor};
+use crate::storage::meta::{
+    self, MetaError, manifests::ManifestRecord, now_millis, referrers::ReferrerDescriptor,
+};
 
 fn etag(digest: &str) -> String {
     format!("\"{digest}\"")
@@ -42,11 +44,18 @@ pub async fn get(
     headers: &HeaderMap,
     head: bool,
 ) -> RegistryResult<Response> {
-    let unknown = || RegistryError::new(ErrorCode::ManifestUnknown).detail(json!({ "name": name.as_str(), "reference": reference.to_string() }));
+    let unknown = || {
+        RegistryError::new(ErrorCode::ManifestUnknown)
+            .detail(json!({ "name": name.as_str(), "reference": reference.to_string() }))
+    };
     let tx = registry.meta.read()?;
     let digest = match reference {
         Reference::Digest(d) => d.to_string(),
-        Reference::Tag(t) => meta::tags::get(&tx, name.as_str(), t.as_str())?.ok_or_else(unknown)?.digest,
+        Reference::Tag(t) => {
+            meta::tags::get(&tx, name.as_str(), t.as_str())?
+                .ok_or_else(unknown)?
+                .digest
+        }
     };
     let record = meta::manifests::get(&tx, name.as_str(), &digest)?.ok_or_else(unknown)?;
     let tag = etag(&digest);
@@ -55,7 +64,11 @@ pub async fn get(
         .header(header::CONTENT_LENGTH, record.size)
         .header("docker-content-digest", &digest)
         .header(header::ETAG, &tag);
-    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == tag)) {
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag))
+    {
         builder = builder.status(StatusCode::NOT_MODIFIED);
         return Ok(builder.body(Body::empty()).expect("valid response"));
     }
@@ -64,20 +77,34 @@ pub async fn get(
     } else {
         Body::from(meta::manifests::bytes(&tx, name.as_str(), &digest)?.ok_or_else(unknown)?)
     };
-    Ok(builder.status(StatusCode::OK).body(body).expect("valid response"))
+    Ok(builder
+        .status(StatusCode::OK)
+        .body(body)
+        .expect("valid response"))
 }
 
 /// Largest refused body still read to its end before answering (see [`read_body`]).
 const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
 
 /// Reads a request body of at most `limit` bytes.
-pub async fn read_body(request: Request, limit: usize, what: &str, code: ErrorCode) -> RegistryResult<Bytes> {
+pub async fn read_body(
+    request: Request,
+    limit: usize,
+    what: &str,
+    code: ErrorCode,
+) -> RegistryResult<Bytes> {
     let too_large = |len: u64| {
         RegistryError::new(code)
             .status(StatusCode::PAYLOAD_TOO_LARGE)
-            .message(format!("{what} is {len} bytes; the limit is {limit} bytes (registry.max_manifest_bytes)"))
+            .message(format!(
+                "{what} is {len} bytes; the limit is {limit} bytes (registry.max_manifest_bytes)"
+            ))
     };
-    if let Some(len) = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+    if let Some(len) = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
         && len > limit as u64
     {
         // Read (and drop) a moderately oversized body so that the client, still sending,
@@ -88,17 +115,32 @@ pub async fn read_body(request: Request, limit: usize, what: &str, code: ErrorCo
         }
         return Err(too_large(len));
     }
-    match http_body_util::Limited::new(request.into_body(), limit).collect().await {
+    match http_body_util::Limited::new(request.into_body(), limit)
+        .collect()
+        .await
+    {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large(limit as u64 + 1)),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large(limit as u64 + 1))
+        }
         Err(e) => Err(RegistryError::new(code).message(format!("could not read the {what}: {e}"))),
     }
 }
 
 /// What a manifest PUT transaction can refuse.
 enum PutRefusal {
-    Missing { kind: &'static str, digest: String },
-    SizeMismatch { digest: String, declared: u64, actual: u64 },
+    Missing {
+        kind: &'static str,
+        digest: String,
+    },
+    SizeMismatch {
+        digest: String,
+        declared: u64,
+        actual: u64,
+    },
     Meta(MetaError),
 }
 
@@ -109,16 +151,35 @@ impl From<MetaError> for PutRefusal {
 }
 
 /// Stores a manifest after checking everything it references is in this repository.
-pub async fn put(registry: &Arc<Registry>, name: RepoName, reference: Reference, request: Request) -> RegistryResult<Response> {
-    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let bytes = read_body(request, registry.config.max_manifest_bytes, "the manifest", ErrorCode::ManifestInvalid).await?;
+pub async fn put(
+    registry: &Arc<Registry>,
+    name: RepoName,
+    reference: Reference,
+    request: Request,
+) -> RegistryResult<Response> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = read_body(
+        request,
+        registry.config.max_manifest_bytes,
+        "the manifest",
+        ErrorCode::ManifestInvalid,
+    )
+    .await?;
     let digest = match &reference {
         Reference::Digest(expected) => {
             let actual = Digest::of(expected.algorithm(), &bytes);
             if &actual != expected {
                 return Err(RegistryError::new(ErrorCode::DigestInvalid)
-                    .message(format!("the manifest's digest is {actual}, not {expected} as the URL says"))
-                    .detail(json!({ "expected": expected.to_string(), "actual": actual.to_string() })));
+                    .message(format!(
+                        "the manifest's digest is {actual}, not {expected} as the URL says"
+                    ))
+                    .detail(
+                        json!({ "expected": expected.to_string(), "actual": actual.to_string() }),
+                    ));
             }
             actual
         }
@@ -129,7 +190,10 @@ pub async fn put(registry: &Arc<Registry>, name: RepoName, reference: Reference,
 
     let registry2 = registry.clone();
     let (name2, digest2, parsed2) = (name.clone(), digest.to_string(), parsed.clone());
-    let outcome = tokio::task::spawn_blocking(move || store(&registry2, &name2, &reference, &digest2, &parsed2, &bytes)).await?;
+    let outcome = tokio::task::spawn_blocking(move || {
+        store(&registry2, &name2, &reference, &digest2, &parsed2, &bytes)
+    })
+    .await?;
     match outcome {
         Ok(()) => {}
         Err(PutRefusal::Missing { kind, digest }) => {
@@ -137,9 +201,15 @@ pub async fn put(registry: &Arc<Registry>, name: RepoName, reference: Reference,
                 .message(format!("the manifest references {kind} {digest}, which is not in repository {name}; push it first"))
                 .detail(json!({ "digest": digest })));
         }
-        Err(PutRefusal::SizeMismatch { digest, declared, actual }) => {
+        Err(PutRefusal::SizeMismatch {
+            digest,
+            declared,
+            actual,
+        }) => {
             return Err(RegistryError::new(ErrorCode::ManifestInvalid)
-                .message(format!("the manifest says {digest} is {declared} bytes, but it is {actual} bytes"))
+                .message(format!(
+                    "the manifest says {digest} is {declared} bytes, but it is {actual} bytes"
+                ))
                 .detail(json!({ "digest": digest, "declared": declared, "actual": actual })));
         }
         Err(PutRefusal::Meta(e)) => return Err(e.into()),
@@ -147,10 +217,21 @@ pub async fn put(registry: &Arc<Registry>, name: RepoName, reference: Reference,
 
     let mut response = empty(StatusCode::CREATED);
     let h = response.headers_mut();
-    h.insert(header::LOCATION, format!("/v2/{name}/manifests/{digest}").parse().expect("ascii"));
-    h.insert("docker-content-digest", digest.to_string().parse().expect("ascii"));
+    h.insert(
+        header::LOCATION,
+        format!("/v2/{name}/manifests/{digest}")
+            .parse()
+            .expect("ascii"),
+    );
+    h.insert(
+        "docker-content-digest",
+        digest.to_string().parse().expect("ascii"),
+    );
     if let Some(subject) = &parsed.subject {
-        h.insert("oci-subject", subject.digest.to_string().parse().expect("ascii"));
+        h.insert(
+            "oci-subject",
+            subject.digest.to_string().parse().expect("ascii"),
+        );
     }
     Ok(response)
 }
@@ -170,9 +251,18 @@ fn store(
         for blob in &parsed.blobs {
             let d = blob.digest.to_string();
             match meta::blob_links::get(tx, repo, &d)? {
-                None => return Err(PutRefusal::Missing { kind: "blob", digest: d }),
+                None => {
+                    return Err(PutRefusal::Missing {
+                        kind: "blob",
+                        digest: d,
+                    });
+                }
                 Some(actual) if actual != blob.size => {
-                    return Err(PutRefusal::SizeMismatch { digest: d, declared: blob.size, actual });
+                    return Err(PutRefusal::SizeMismatch {
+                        digest: d,
+                        declared: blob.size,
+                        actual,
+                    });
                 }
                 Some(_) => {}
             }
@@ -180,9 +270,18 @@ fn store(
         for child in &parsed.children {
             let d = child.digest.to_string();
             match meta::manifests::get(tx, repo, &d)? {
-                None => return Err(PutRefusal::Missing { kind: "manifest", digest: d }),
+                None => {
+                    return Err(PutRefusal::Missing {
+                        kind: "manifest",
+                        digest: d,
+                    });
+                }
                 Some(record) if record.size != child.size => {
-                    return Err(PutRefusal::SizeMismatch { digest: d, declared: child.size, actual: record.size });
+                    return Err(PutRefusal::SizeMismatch {
+                        digest: d,
+                        declared: child.size,
+                        actual: record.size,
+                    });
                 }
                 Some(_) => {}
             }
@@ -193,7 +292,11 @@ fn store(
             artifact_type: parsed.artifact_type.clone(),
             subject: parsed.subject.as_ref().map(|s| s.digest.to_string()),
             blobs: parsed.blobs.iter().map(|b| b.digest.to_string()).collect(),
-            children: parsed.children.iter().map(|c| c.digest.to_string()).collect(),
+            children: parsed
+                .children
+                .iter()
+                .map(|c| c.digest.to_string())
+                .collect(),
             annotations: parsed.annotations.clone(),
             created_at: now_millis(),
         };
@@ -217,7 +320,11 @@ fn store(
 }
 
 /// Deletes a manifest (by digest) or a tag (by tag).
-pub async fn delete(registry: &Arc<Registry>, name: &RepoName, reference: &Reference) -> RegistryResult<Response> {
+pub async fn delete(
+    registry: &Arc<Registry>,
+    name: &RepoName,
+    reference: &Reference,
+) -> RegistryResult<Response> {
     if !registry.config.delete_enabled {
         return Err(RegistryError::new(ErrorCode::Unsupported)
             .message("deletes are disabled on this registry (registry.delete_enabled = false)"));

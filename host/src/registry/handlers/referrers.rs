@@ -19,21 +19,32 @@ use crate::registry::names::RepoName;
 use crate::storage::meta;
 
 /// Lists referrers.
-pub async fn list(registry: &Registry, name: &RepoName, subject: &Digest, query: Option<&str>) -> RegistryResult<Response> {
+pub async fn list(
+    registry: &Registry,
+    name: &RepoName,
+    subject: &Digest,
+    query: Option<&str>,
+) -> RegistryResult<Response> {
     let params = query_params(query);
     let tx = registry.meta.read()?;
     if !meta::repositories::exists(&tx, name.as_str())? {
-        return Err(RegistryError::new(ErrorCode::NameUnknown).detail(serde_json::json!({ "name": name.as_str() })));
+        return Err(RegistryError::new(ErrorCode::NameUnknown)
+            .detail(serde_json::json!({ "name": name.as_str() })));
     }
     let mut referrers = meta::referrers::list(&tx, name.as_str(), &subject.to_string())?;
     let filter = params.get("artifactType").filter(|t| !t.is_empty());
     if let Some(wanted) = filter {
         referrers.retain(|r| r.artifact_type.as_deref() == Some(wanted.as_str()));
     }
-    let body = serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": referrers }).to_string();
+    let body =
+        serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": referrers })
+            .to_string();
     let mut response = (StatusCode::OK, [(header::CONTENT_TYPE, OCI_INDEX)], body).into_response();
     if filter.is_some() {
-        response.headers_mut().insert("oci-filters-applied", "artifactType".parse().expect("ascii"));
+        response.headers_mut().insert(
+            "oci-filters-applied",
+            "artifactType".parse().expect("ascii"),
+        );
     }
     Ok(response)
 }

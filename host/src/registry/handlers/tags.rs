@@ -16,20 +16,33 @@ use crate::registry::names::RepoName;
 use crate::storage::meta;
 
 /// Lists tags.
-pub async fn list(registry: &Registry, name: &RepoName, query: Option<&str>) -> RegistryResult<Response> {
+pub async fn list(
+    registry: &Registry,
+    name: &RepoName,
+    query: Option<&str>,
+) -> RegistryResult<Response> {
     let (n, last) = pagination(&query_params(query))?;
     let tx = registry.meta.read()?;
     if !meta::repositories::exists(&tx, name.as_str())? {
-        return Err(RegistryError::new(ErrorCode::NameUnknown).detail(serde_json::json!({ "name": name.as_str() })));
+        return Err(RegistryError::new(ErrorCode::NameUnknown)
+            .detail(serde_json::json!({ "name": name.as_str() })));
     }
     let mut tags = meta::tags::list(&tx, name.as_str(), last.as_deref(), n + 1)?;
     let more = tags.len() > n;
     tags.truncate(n);
     let body = serde_json::json!({ "name": name.as_str(), "tags": tags }).to_string();
-    let mut response = (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    let mut response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
     if more && let Some(last) = tags.last() {
         let path = format!("/v2/{name}/tags/list");
-        response.headers_mut().insert(header::LINK, next_link(&path, last, n).parse().expect("ascii link"));
+        response.headers_mut().insert(
+            header::LINK,
+            next_link(&path, last, n).parse().expect("ascii link"),
+        );
     }
     Ok(response)
 }

@@ -45,8 +45,16 @@ fn progress(acknowledged: u64) -> String {
 fn session_response(status: StatusCode, name: &RepoName, id: &str, acknowledged: u64) -> Response {
     let mut response = empty(status);
     let h = response.headers_mut();
-    h.insert(header::LOCATION, format!("/v2/{name}/blobs/uploads/{id}").parse().expect("ascii"));
-    h.insert(header::RANGE, progress(acknowledged).parse().expect("ascii"));
+    h.insert(
+        header::LOCATION,
+        format!("/v2/{name}/blobs/uploads/{id}")
+            .parse()
+            .expect("ascii"),
+    );
+    h.insert(
+        header::RANGE,
+        progress(acknowledged).parse().expect("ascii"),
+    );
     h.insert("docker-upload-uuid", id.parse().expect("ascii"));
     h.insert(header::CONTENT_LENGTH, 0.into());
     response
@@ -55,8 +63,14 @@ fn session_response(status: StatusCode, name: &RepoName, id: &str, acknowledged:
 fn blob_created(name: &RepoName, digest: &Digest) -> Response {
     let mut response = empty(StatusCode::CREATED);
     let h = response.headers_mut();
-    h.insert(header::LOCATION, format!("/v2/{name}/blobs/{digest}").parse().expect("ascii"));
-    h.insert("docker-content-digest", digest.to_string().parse().expect("ascii"));
+    h.insert(
+        header::LOCATION,
+        format!("/v2/{name}/blobs/{digest}").parse().expect("ascii"),
+    );
+    h.insert(
+        "docker-content-digest",
+        digest.to_string().parse().expect("ascii"),
+    );
     h.insert(header::CONTENT_LENGTH, 0.into());
     response
 }
@@ -64,27 +78,39 @@ fn blob_created(name: &RepoName, digest: &Digest) -> Response {
 fn digest_param(query: Option<&str>) -> RegistryResult<Option<Digest>> {
     match query_params(query).get("digest") {
         None => Ok(None),
-        Some(d) => Ok(Some(d.parse().map_err(|e: crate::digest::DigestError| {
-            RegistryError::new(ErrorCode::DigestInvalid).message(e.to_string())
-        })?)),
+        Some(d) => Ok(Some(d.parse().map_err(
+            |e: crate::digest::DigestError| {
+                RegistryError::new(ErrorCode::DigestInvalid).message(e.to_string())
+            },
+        )?)),
     }
 }
 
 fn append_error(e: AppendError) -> RegistryError {
     match e {
-        AppendError::Body(msg) => RegistryError::new(ErrorCode::BlobUploadInvalid).message(format!("the upload body was interrupted: {msg}; resume from the offset GET reports")),
+        AppendError::Body(msg) => RegistryError::new(ErrorCode::BlobUploadInvalid).message(
+            format!("the upload body was interrupted: {msg}; resume from the offset GET reports"),
+        ),
         AppendError::TooLarge { limit } => RegistryError::new(ErrorCode::SizeInvalid)
             .status(StatusCode::PAYLOAD_TOO_LARGE)
-            .message(format!("the blob exceeds the maximum blob size of {limit} bytes (registry.max_blob_bytes)")),
+            .message(format!(
+                "the blob exceeds the maximum blob size of {limit} bytes (registry.max_blob_bytes)"
+            )),
         AppendError::Io(e) => e.into(),
     }
 }
 
 /// `POST …/blobs/uploads/`: a monolithic upload, a mount, or a new session.
-pub async fn start(registry: &Arc<Registry>, name: RepoName, request: Request) -> RegistryResult<Response> {
+pub async fn start(
+    registry: &Arc<Registry>,
+    name: RepoName,
+    request: Request,
+) -> RegistryResult<Response> {
     let params = query_params(request.uri().query());
     if let (Some(mount), Some(from)) = (params.get("mount"), params.get("from")) {
-        let digest: Digest = mount.parse().map_err(|e: crate::digest::DigestError| RegistryError::new(ErrorCode::DigestInvalid).message(e.to_string()))?;
+        let digest: Digest = mount.parse().map_err(|e: crate::digest::DigestError| {
+            RegistryError::new(ErrorCode::DigestInvalid).message(e.to_string())
+        })?;
         if let Ok(from) = RepoName::parse(from)
             && mount_from(registry, &name, &from, &digest).await?
         {
@@ -98,20 +124,44 @@ pub async fn start(registry: &Arc<Registry>, name: RepoName, request: Request) -
     }
     let id = uuid::Uuid::new_v4().to_string();
     let now = now_millis();
-    let record = UploadRecord { repo: name.to_string(), acknowledged: 0, started_at: now, updated_at: now };
+    let record = UploadRecord {
+        repo: name.to_string(),
+        acknowledged: 0,
+        started_at: now,
+        updated_at: now,
+    };
     let (registry2, id2, record2) = (registry.clone(), id.clone(), record.clone());
     // Lazy commit: losing a session that holds no data costs the client only a retry.
-    tokio::task::spawn_blocking(move || registry2.meta.write_lazy(|tx| meta::uploads::put(tx, &id2, &record2))).await??;
-    registry.sessions.insert(&id, record, Algorithm::Sha256.hasher());
+    tokio::task::spawn_blocking(move || {
+        registry2
+            .meta
+            .write_lazy(|tx| meta::uploads::put(tx, &id2, &record2))
+    })
+    .await??;
+    registry
+        .sessions
+        .insert(&id, record, Algorithm::Sha256.hasher());
     Ok(session_response(StatusCode::ACCEPTED, &name, &id, 0))
 }
 
 /// Links `digest` from `from` into `name` if `from` links it.
-async fn mount_from(registry: &Arc<Registry>, name: &RepoName, from: &RepoName, digest: &Digest) -> RegistryResult<bool> {
-    let (registry2, to, from, d) = (registry.clone(), name.to_string(), from.to_string(), digest.to_string());
+async fn mount_from(
+    registry: &Arc<Registry>,
+    name: &RepoName,
+    from: &RepoName,
+    digest: &Digest,
+) -> RegistryResult<bool> {
+    let (registry2, to, from, d) = (
+        registry.clone(),
+        name.to_string(),
+        from.to_string(),
+        digest.to_string(),
+    );
     Ok(tokio::task::spawn_blocking(move || {
         registry2.meta.write(|tx| -> Result<bool, MetaError> {
-            let Some(size) = meta::blob_links::get(tx, &from, &d)? else { return Ok(false) };
+            let Some(size) = meta::blob_links::get(tx, &from, &d)? else {
+                return Ok(false);
+            };
             meta::repositories::ensure(tx, &to)?;
             meta::blob_links::link(tx, &to, &d, size)?;
             Ok(true)
@@ -121,7 +171,12 @@ async fn mount_from(registry: &Arc<Registry>, name: &RepoName, from: &RepoName, 
 }
 
 /// The whole blob in the POST body.
-async fn monolithic(registry: &Arc<Registry>, name: &RepoName, expected: Digest, body: Body) -> RegistryResult<Response> {
+async fn monolithic(
+    registry: &Arc<Registry>,
+    name: &RepoName,
+    expected: Digest,
+    body: Body,
+) -> RegistryResult<Response> {
     let id = uuid::Uuid::new_v4().to_string();
     let appended = writer::append(
         registry.store.clone(),
@@ -150,7 +205,9 @@ async fn monolithic(registry: &Arc<Registry>, name: &RepoName, expected: Digest,
 
 fn digest_mismatch(expected: &Digest, actual: &Digest) -> RegistryError {
     RegistryError::new(ErrorCode::DigestInvalid)
-        .message(format!("the uploaded content's digest is {actual}, not {expected}"))
+        .message(format!(
+            "the uploaded content's digest is {actual}, not {expected}"
+        ))
         .detail(json!({ "expected": expected.to_string(), "actual": actual.to_string() }))
 }
 
@@ -161,8 +218,20 @@ async fn discard_staging(registry: &Arc<Registry>, id: &str) {
 
 /// Moves the staging file into place and links it, removing the session record in the
 /// same commit.
-async fn commit(registry: &Arc<Registry>, name: &RepoName, id: &str, digest: &Digest, size: u64, has_record: bool) -> RegistryResult<()> {
-    let (registry2, repo, id, d) = (registry.clone(), name.to_string(), id.to_owned(), digest.clone());
+async fn commit(
+    registry: &Arc<Registry>,
+    name: &RepoName,
+    id: &str,
+    digest: &Digest,
+    size: u64,
+    has_record: bool,
+) -> RegistryResult<()> {
+    let (registry2, repo, id, d) = (
+        registry.clone(),
+        name.to_string(),
+        id.to_owned(),
+        digest.clone(),
+    );
     tokio::task::spawn_blocking(move || -> RegistryResult<()> {
         registry2.store.commit_staging(&id, &d)?;
         registry2.meta.write(|tx| -> Result<(), MetaError> {
@@ -180,8 +249,15 @@ async fn commit(registry: &Arc<Registry>, name: &RepoName, id: &str, digest: &Di
 }
 
 /// Finds session `id` of repository `name` and locks it.
-async fn lock_session(registry: &Registry, name: &RepoName, id: &str) -> RegistryResult<(Session, tokio::sync::OwnedMutexGuard<SessionState>)> {
-    let session = registry.sessions.get(&registry.meta, id)?.ok_or_else(|| upload_unknown(id))?;
+async fn lock_session(
+    registry: &Registry,
+    name: &RepoName,
+    id: &str,
+) -> RegistryResult<(Session, tokio::sync::OwnedMutexGuard<SessionState>)> {
+    let session = registry
+        .sessions
+        .get(&registry.meta, id)?
+        .ok_or_else(|| upload_unknown(id))?;
     let guard = session.clone().lock_owned().await;
     if guard.finished || guard.record.repo != name.as_str() {
         return Err(upload_unknown(id));
@@ -190,19 +266,36 @@ async fn lock_session(registry: &Registry, name: &RepoName, id: &str) -> Registr
 }
 
 /// `GET …/uploads/<id>`: how much has been acknowledged.
-pub async fn status(registry: &Arc<Registry>, name: &RepoName, id: &str) -> RegistryResult<Response> {
+pub async fn status(
+    registry: &Arc<Registry>,
+    name: &RepoName,
+    id: &str,
+) -> RegistryResult<Response> {
     let (_, guard) = lock_session(registry, name, id).await?;
-    Ok(session_response(StatusCode::NO_CONTENT, name, id, guard.record.acknowledged))
+    Ok(session_response(
+        StatusCode::NO_CONTENT,
+        name,
+        id,
+        guard.record.acknowledged,
+    ))
 }
 
 /// Parses `Content-Range: <start>-<end>` (the spec's form; `bytes ` prefixes tolerated).
 fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, ()> {
-    let Some(value) = headers.get(header::CONTENT_RANGE) else { return Ok(None) };
+    let Some(value) = headers.get(header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
     let value = value.to_str().map_err(|_| ())?.trim();
-    let value = value.strip_prefix("bytes ").or_else(|| value.strip_prefix("bytes=")).unwrap_or(value);
+    let value = value
+        .strip_prefix("bytes ")
+        .or_else(|| value.strip_prefix("bytes="))
+        .unwrap_or(value);
     let value = value.split('/').next().unwrap_or(value);
     let (a, b) = value.split_once('-').ok_or(())?;
-    let (a, b) = (a.trim().parse::<u64>().map_err(|_| ())?, b.trim().parse::<u64>().map_err(|_| ())?);
+    let (a, b) = (
+        a.trim().parse::<u64>().map_err(|_| ())?,
+        b.trim().parse::<u64>().map_err(|_| ())?,
+    );
     if b < a {
         return Err(());
     }
@@ -210,7 +303,12 @@ fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, ()> {
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 fn range_error(name: &RepoName, id: &str, acknowledged: u64, why: String) -> RegistryError {
@@ -223,22 +321,46 @@ fn range_error(name: &RepoName, id: &str, acknowledged: u64, why: String) -> Reg
 }
 
 /// Appends the request body to a locked session and makes the new length durable.
-async fn append_chunk(registry: &Arc<Registry>, name: &RepoName, id: &str, state: &mut SessionState, request: Request) -> RegistryResult<()> {
+async fn append_chunk(
+    registry: &Arc<Registry>,
+    name: &RepoName,
+    id: &str,
+    state: &mut SessionState,
+    request: Request,
+) -> RegistryResult<()> {
     let acknowledged = state.record.acknowledged;
     let range = content_range(request.headers()).map_err(|()| {
-        range_error(name, id, acknowledged, "Content-Range must be <start>-<end> in bytes".to_owned())
+        range_error(
+            name,
+            id,
+            acknowledged,
+            "Content-Range must be <start>-<end> in bytes".to_owned(),
+        )
     })?;
     let declared_len = content_length(request.headers());
     if let Some((start, end)) = range {
         if start != acknowledged {
-            return Err(range_error(name, id, acknowledged, format!(
-                "chunk starts at byte {start}, but {acknowledged} bytes have been received; send the chunk that starts at {acknowledged}"
-            )));
+            return Err(range_error(
+                name,
+                id,
+                acknowledged,
+                format!(
+                    "chunk starts at byte {start}, but {acknowledged} bytes have been received; send the chunk that starts at {acknowledged}"
+                ),
+            ));
         }
         if let Some(len) = declared_len
             && len != end - start + 1
         {
-            return Err(range_error(name, id, acknowledged, format!("Content-Range covers {} bytes but Content-Length is {len}", end - start + 1)));
+            return Err(range_error(
+                name,
+                id,
+                acknowledged,
+                format!(
+                    "Content-Range covers {} bytes but Content-Length is {len}",
+                    end - start + 1
+                ),
+            ));
         }
     }
     let hasher = match state.hasher.take() {
@@ -246,10 +368,16 @@ async fn append_chunk(registry: &Arc<Registry>, name: &RepoName, id: &str, state
         None => {
             // First use after a restart (or after a failed chunk): rebuild from disk.
             let (store, id2) = (registry.store.clone(), id.to_owned());
-            let rebuilt = tokio::task::spawn_blocking(move || store.hash_staging(&id2, acknowledged, Algorithm::Sha256)).await?;
+            let rebuilt = tokio::task::spawn_blocking(move || {
+                store.hash_staging(&id2, acknowledged, Algorithm::Sha256)
+            })
+            .await?;
             match rebuilt {
                 Ok(h) => h,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        || e.kind() == std::io::ErrorKind::UnexpectedEof =>
+                {
                     forget(registry, id, state).await?;
                     return Err(upload_unknown(id).message("this upload's data is gone (the server lost it in a crash before it was acknowledged); start a new upload"));
                 }
@@ -262,30 +390,48 @@ async fn append_chunk(registry: &Arc<Registry>, name: &RepoName, id: &str, state
         state.hasher = Some(hasher);
         return Ok(());
     }
-    let appended = writer::append(registry.store.clone(), id.to_owned(), acknowledged, hasher, body.into_data_stream(), registry.config.max_blob_bytes)
-        .await
-        .map_err(append_error)?;
+    let appended = writer::append(
+        registry.store.clone(),
+        id.to_owned(),
+        acknowledged,
+        hasher,
+        body.into_data_stream(),
+        registry.config.max_blob_bytes,
+    )
+    .await
+    .map_err(append_error)?;
     let received = appended.len - acknowledged;
     let expected = range.map(|(s, e)| e - s + 1).or(declared_len);
     if let Some(expected) = expected
         && expected != received
     {
         return Err(RegistryError::new(ErrorCode::SizeInvalid)
-            .message(format!("the chunk declared {expected} bytes but {received} arrived"))
+            .message(format!(
+                "the chunk declared {expected} bytes but {received} arrived"
+            ))
             .header(header::RANGE, &progress(acknowledged)));
     }
     let mut record = state.record.clone();
     record.acknowledged = appended.len;
     record.updated_at = now_millis();
     let (registry2, id2, record2) = (registry.clone(), id.to_owned(), record.clone());
-    tokio::task::spawn_blocking(move || registry2.meta.write(|tx| meta::uploads::put(tx, &id2, &record2))).await??;
+    tokio::task::spawn_blocking(move || {
+        registry2
+            .meta
+            .write(|tx| meta::uploads::put(tx, &id2, &record2))
+    })
+    .await??;
     state.record = record;
     state.hasher = Some(appended.hasher);
     Ok(())
 }
 
 /// Removes a session everywhere.
-async fn forget(registry: &Arc<Registry>, id: &str, state: &mut SessionState) -> RegistryResult<()> {
+async fn forget(
+    registry: &Arc<Registry>,
+    id: &str,
+    state: &mut SessionState,
+) -> RegistryResult<()> {
     state.finished = true;
     registry.sessions.remove(id);
     let (registry2, id2) = (registry.clone(), id.to_owned());
@@ -299,16 +445,32 @@ async fn forget(registry: &Arc<Registry>, id: &str, state: &mut SessionState) ->
 }
 
 /// `PATCH …/uploads/<id>`: appends a chunk (or, without Content-Range, a stream).
-pub async fn patch(registry: &Arc<Registry>, name: RepoName, id: String, request: Request) -> RegistryResult<Response> {
+pub async fn patch(
+    registry: &Arc<Registry>,
+    name: RepoName,
+    id: String,
+    request: Request,
+) -> RegistryResult<Response> {
     let (_session, mut guard) = lock_session(registry, &name, &id).await?;
     append_chunk(registry, &name, &id, &mut guard, request).await?;
-    Ok(session_response(StatusCode::ACCEPTED, &name, &id, guard.record.acknowledged))
+    Ok(session_response(
+        StatusCode::ACCEPTED,
+        &name,
+        &id,
+        guard.record.acknowledged,
+    ))
 }
 
 /// `PUT …/uploads/<id>?digest=<d>`: appends the final chunk, verifies, and commits.
-pub async fn close(registry: &Arc<Registry>, name: RepoName, id: String, request: Request) -> RegistryResult<Response> {
+pub async fn close(
+    registry: &Arc<Registry>,
+    name: RepoName,
+    id: String,
+    request: Request,
+) -> RegistryResult<Response> {
     let expected = digest_param(request.uri().query())?.ok_or_else(|| {
-        RegistryError::new(ErrorCode::DigestInvalid).message("closing an upload needs ?digest=<algorithm>:<hex>")
+        RegistryError::new(ErrorCode::DigestInvalid)
+            .message("closing an upload needs ?digest=<algorithm>:<hex>")
     })?;
     let (_session, mut guard) = lock_session(registry, &name, &id).await?;
     append_chunk(registry, &name, &id, &mut guard, request).await?;
@@ -317,7 +479,9 @@ pub async fn close(registry: &Arc<Registry>, name: RepoName, id: String, request
         Algorithm::Sha256 => guard.hasher.clone().expect("set by append_chunk").finish(),
         other => {
             let (store, id2) = (registry.store.clone(), id.clone());
-            tokio::task::spawn_blocking(move || store.hash_staging(&id2, len, other)).await??.finish()
+            tokio::task::spawn_blocking(move || store.hash_staging(&id2, len, other))
+                .await??
+                .finish()
         }
     };
     if actual != expected {
@@ -331,7 +495,11 @@ pub async fn close(registry: &Arc<Registry>, name: RepoName, id: String, request
 }
 
 /// `DELETE …/uploads/<id>`: cancels the session.
-pub async fn cancel(registry: &Arc<Registry>, name: &RepoName, id: &str) -> RegistryResult<Response> {
+pub async fn cancel(
+    registry: &Arc<Registry>,
+    name: &RepoName,
+    id: &str,
+) -> RegistryResult<Response> {
     let (_session, mut guard) = lock_session(registry, name, id).await?;
     forget(registry, id, &mut guard).await?;
     Ok(empty(StatusCode::NO_CONTENT))

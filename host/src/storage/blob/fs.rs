@@ -108,7 +108,10 @@ fn staging_id_is_safe(id: &str) -> bool {
 }
 
 fn bad_id(id: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, format!("invalid upload id {id:?}"))
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("invalid upload id {id:?}"),
+    )
 }
 
 impl BlobStore for FsBlobStore {
@@ -134,7 +137,11 @@ impl BlobStore for FsBlobStore {
         }
         let path = self.paths.upload(id);
         let existed = path.exists();
-        let mut file = OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
         let len = file.metadata()?.len();
         if len < offset {
             return Err(io::Error::new(
@@ -217,7 +224,11 @@ impl BlobStore for FsBlobStore {
     }
 
     fn quarantine(&self, digest: &Digest) -> io::Result<String> {
-        let target = self.paths.quarantine_dir().join(format!("{}-{}", digest.algorithm().name(), digest.hex()));
+        let target = self.paths.quarantine_dir().join(format!(
+            "{}-{}",
+            digest.algorithm().name(),
+            digest.hex()
+        ));
         fs::rename(self.paths.blob(digest), &target)?;
         sync_dir(&self.paths.blob_fanout_dir(digest))?;
         sync_dir(&self.paths.quarantine_dir())?;

@@ -46,11 +46,18 @@ impl LinkedBlobs {
     }
 
     /// A reader of `digest` from `offset`, if `repo` links it. Blocks.
-    pub fn open(&self, repo: &str, digest: &Digest, offset: u64) -> Result<Box<dyn Read + Send>, LinkedError> {
+    pub fn open(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        offset: u64,
+    ) -> Result<Box<dyn Read + Send>, LinkedError> {
         self.stat(repo, digest)?;
         match self.store.open(digest, offset) {
             Ok(r) => Ok(r),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(LinkedError::Missing(digest.clone())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(LinkedError::Missing(digest.clone()))
+            }
             Err(e) => Err(e.into()),
         }
     }

@@ -112,7 +112,9 @@ where
         let _ = tx.send(Frame::End).await;
     }
     drop(tx);
-    let written = disk.await.map_err(|e| io::Error::other(format!("upload writer panicked: {e}")))??;
+    let written = disk
+        .await
+        .map_err(|e| io::Error::other(format!("upload writer panicked: {e}")))??;
     if let Some(failure) = failure {
         return Err(failure);
     }

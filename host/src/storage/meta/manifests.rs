@@ -43,14 +43,25 @@ pub(super) fn create(tx: &WriteTransaction) -> MetaResult<()> {
 }
 
 /// Stores a manifest in `repo` (replacing an identical earlier push).
-pub fn put(tx: &WriteTransaction, repo: &str, digest: &str, record: &ManifestRecord, bytes: &[u8]) -> MetaResult<()> {
-    tx.open_table(RECORDS)?.insert((repo, digest), encode(record).as_slice())?;
+pub fn put(
+    tx: &WriteTransaction,
+    repo: &str,
+    digest: &str,
+    record: &ManifestRecord,
+    bytes: &[u8],
+) -> MetaResult<()> {
+    tx.open_table(RECORDS)?
+        .insert((repo, digest), encode(record).as_slice())?;
     tx.open_table(BYTES)?.insert((repo, digest), bytes)?;
     Ok(())
 }
 
 /// Removes a manifest; returns its record if it was there.
-pub fn remove(tx: &WriteTransaction, repo: &str, digest: &str) -> MetaResult<Option<ManifestRecord>> {
+pub fn remove(
+    tx: &WriteTransaction,
+    repo: &str,
+    digest: &str,
+) -> MetaResult<Option<ManifestRecord>> {
     let record = match tx.open_table(RECORDS)?.remove((repo, digest))? {
         Some(v) => Some(decode("manifests", v.value())?),
         None => None,
@@ -69,7 +80,10 @@ pub fn get(tx: &impl Reader, repo: &str, digest: &str) -> MetaResult<Option<Mani
 
 /// The exact bytes of a manifest in `repo`.
 pub fn bytes(tx: &impl Reader, repo: &str, digest: &str) -> MetaResult<Option<Vec<u8>>> {
-    Ok(tx.open(BYTES)?.get((repo, digest))?.map(|v| v.value().to_vec()))
+    Ok(tx
+        .open(BYTES)?
+        .get((repo, digest))?
+        .map(|v| v.value().to_vec()))
 }
 
 /// Whether `repo` holds the manifest.
@@ -84,12 +98,19 @@ pub fn all(tx: &impl Reader) -> MetaResult<Vec<(String, String, ManifestRecord)>
     for entry in table.iter()? {
         let (k, v) = entry?;
         let (repo, digest) = k.value();
-        out.push((repo.to_owned(), digest.to_owned(), decode("manifests", v.value())?));
+        out.push((
+            repo.to_owned(),
+            digest.to_owned(),
+            decode("manifests", v.value())?,
+        ));
     }
     Ok(out)
 }
 
 /// Number of manifests in `repo`.
 pub fn count(tx: &impl Reader, repo: &str) -> MetaResult<usize> {
-    Ok(tx.open(RECORDS)?.range((repo, "")..(repo, KEY_END))?.count())
+    Ok(tx
+        .open(RECORDS)?
+        .range((repo, "")..(repo, KEY_END))?
+        .count())
 }

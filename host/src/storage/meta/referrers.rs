@@ -32,8 +32,16 @@ pub(super) fn create(tx: &WriteTransaction) -> MetaResult<()> {
 }
 
 /// Records that `descriptor.digest` refers to `subject` in `repo`.
-pub fn add(tx: &WriteTransaction, repo: &str, subject: &str, descriptor: &ReferrerDescriptor) -> MetaResult<()> {
-    tx.open_table(TABLE)?.insert((repo, subject, descriptor.digest.as_str()), encode(descriptor).as_slice())?;
+pub fn add(
+    tx: &WriteTransaction,
+    repo: &str,
+    subject: &str,
+    descriptor: &ReferrerDescriptor,
+) -> MetaResult<()> {
+    tx.open_table(TABLE)?.insert(
+        (repo, subject, descriptor.digest.as_str()),
+        encode(descriptor).as_slice(),
+    )?;
     Ok(())
 }
 

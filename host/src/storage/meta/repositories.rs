@@ -23,7 +23,13 @@ pub(super) fn create(tx: &WriteTransaction) -> MetaResult<()> {
 pub fn ensure(tx: &WriteTransaction, repo: &str) -> MetaResult<()> {
     let mut table = tx.open_table(TABLE)?;
     if table.get(repo)?.is_none() {
-        table.insert(repo, encode(&RepositoryRecord { created_at: now_millis() }).as_slice())?;
+        table.insert(
+            repo,
+            encode(&RepositoryRecord {
+                created_at: now_millis(),
+            })
+            .as_slice(),
+        )?;
     }
     Ok(())
 }
@@ -46,7 +52,9 @@ pub fn list(tx: &impl Reader, after: Option<&str>, limit: usize) -> MetaResult<V
     let table = tx.open(TABLE)?;
     let mut out = Vec::new();
     let iter = match after {
-        Some(after) => table.range::<&str>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))?,
+        Some(after) => {
+            table.range::<&str>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))?
+        }
         None => table.range::<&str>(..)?,
     };
     for entry in iter {

@@ -21,7 +21,10 @@ struct Migration {
 }
 
 /// Every migration, in order. Version 0 is "empty file": creating the tables is the first step.
-const MIGRATIONS: &[Migration] = &[Migration { from: 0, apply: create_v1_tables }];
+const MIGRATIONS: &[Migration] = &[Migration {
+    from: 0,
+    apply: create_v1_tables,
+}];
 
 fn create_v1_tables(tx: &WriteTransaction) -> MetaResult<()> {
     super::repositories::create(tx)?;
@@ -58,9 +61,14 @@ pub fn prepare(meta: &Metadata) -> MetaResult<()> {
     meta.write(|tx| -> MetaResult<()> {
         for step in MIGRATIONS.iter().filter(|m| m.from >= version) {
             (step.apply)(tx)?;
-            tracing::info!(from = step.from, to = step.from + 1, "migrated metadata schema");
+            tracing::info!(
+                from = step.from,
+                to = step.from + 1,
+                "migrated metadata schema"
+            );
         }
-        tx.open_table(SCHEMA)?.insert(VERSION_KEY, CURRENT_VERSION)?;
+        tx.open_table(SCHEMA)?
+            .insert(VERSION_KEY, CURRENT_VERSION)?;
         Ok(())
     })
 }
@@ -82,13 +90,17 @@ mod tests {
         let path = dir.path().join("m.redb");
         let meta = Metadata::open(&path).unwrap();
         meta.write(|tx| -> MetaResult<()> {
-            tx.open_table(SCHEMA)?.insert(VERSION_KEY, CURRENT_VERSION + 1)?;
+            tx.open_table(SCHEMA)?
+                .insert(VERSION_KEY, CURRENT_VERSION + 1)?;
             Ok(())
         })
         .unwrap();
         drop(meta);
         let err = Metadata::open(&path).unwrap_err().to_string();
-        assert!(err.contains(&format!("schema version {}", CURRENT_VERSION + 1)), "{err}");
+        assert!(
+            err.contains(&format!("schema version {}", CURRENT_VERSION + 1)),
+            "{err}"
+        );
         assert!(err.contains(&format!("up to {CURRENT_VERSION}")), "{err}");
     }
 }

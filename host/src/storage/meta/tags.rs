@@ -23,8 +23,12 @@ pub(super) fn create(tx: &WriteTransaction) -> MetaResult<()> {
 
 /// Points `tag` of `repo` at `digest`.
 pub fn set(tx: &WriteTransaction, repo: &str, tag: &str, digest: &str) -> MetaResult<()> {
-    let record = TagRecord { digest: digest.to_owned(), updated_at: now_millis() };
-    tx.open_table(TABLE)?.insert((repo, tag), encode(&record).as_slice())?;
+    let record = TagRecord {
+        digest: digest.to_owned(),
+        updated_at: now_millis(),
+    };
+    tx.open_table(TABLE)?
+        .insert((repo, tag), encode(&record).as_slice())?;
     Ok(())
 }
 
@@ -42,7 +46,12 @@ pub fn get(tx: &impl Reader, repo: &str, tag: &str) -> MetaResult<Option<TagReco
 }
 
 /// Up to `limit` tags of `repo` in lexical order, strictly after `after`.
-pub fn list(tx: &impl Reader, repo: &str, after: Option<&str>, limit: usize) -> MetaResult<Vec<String>> {
+pub fn list(
+    tx: &impl Reader,
+    repo: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> MetaResult<Vec<String>> {
     let table = tx.open(TABLE)?;
     let start = after.unwrap_or("");
     let mut out = Vec::new();

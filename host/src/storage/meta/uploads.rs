@@ -30,7 +30,8 @@ pub(super) fn create(tx: &WriteTransaction) -> MetaResult<()> {
 
 /// Records or updates session `id`.
 pub fn put(tx: &WriteTransaction, id: &str, record: &UploadRecord) -> MetaResult<()> {
-    tx.open_table(TABLE)?.insert(id, encode(record).as_slice())?;
+    tx.open_table(TABLE)?
+        .insert(id, encode(record).as_slice())?;
     Ok(())
 }
 
