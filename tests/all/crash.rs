@@ -70,6 +70,7 @@ async fn kill_during_a_200_mib_upload_then_resume_from_the_acknowledged_offset()
     assert!(ok, "fsck after the crash:\n{report}");
 
     berth.restart();
+    let http = client(); // connections to the old process are dead
     // Half-written content is invisible; the session reports exactly what was acknowledged.
     assert_eq!(
         http.head(berth.v2(&format!("team/crash/blobs/{digest}")))
@@ -132,6 +133,7 @@ async fn kill_during_a_monolithic_upload_leaves_nothing_visible() {
     drop(tx);
     let _ = request.await;
     berth.restart();
+    let http = client(); // connections to the old process are dead
     assert_eq!(
         http.head(berth.v2(&format!("team/crash/blobs/{digest}")))
             .send()
@@ -216,6 +218,7 @@ async fn kill_during_manifest_puts_keeps_every_acknowledged_manifest() {
     let (ok, report) = berth.fsck(false);
     assert!(ok, "fsck after the crash:\n{report}");
     berth.restart();
+    let http = client(); // connections to the old process are dead
     for (tag, body) in &acknowledged {
         let r = http
             .get(berth.v2(&format!("team/crash/manifests/{tag}")))
@@ -279,6 +282,7 @@ async fn sigterm_lets_an_upload_in_flight_finish() {
 
     // After a restart the session resumes where the acknowledged bytes end.
     berth.restart();
+    let http = client(); // connections to the old process are dead
     let r = http
         .put(format!("{upload}?digest={}", sha256(&data)))
         .send()
