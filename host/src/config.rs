@@ -83,6 +83,12 @@ pub struct RegistryConfig {
     /// Largest blob accepted, in bytes. Default: no limit. An upload that grows past it
     /// gets 413 SIZE_INVALID and keeps what was acknowledged before.
     pub max_blob_bytes: Option<u64>,
+    /// Seconds an upload session may sit without a chunk before it is removed with its
+    /// data. Default 604800 (7 days, as CNCF distribution). A client resuming later gets
+    /// BLOB_UPLOAD_UNKNOWN and starts over.
+    pub upload_ttl_secs: u64,
+    /// Seconds between sweeps for expired upload sessions. Default 3600.
+    pub upload_purge_interval_secs: u64,
 }
 
 impl Default for RegistryConfig {
@@ -91,6 +97,8 @@ impl Default for RegistryConfig {
             delete_enabled: true,
             max_manifest_bytes: 4 * 1024 * 1024,
             max_blob_bytes: None,
+            upload_ttl_secs: 7 * 24 * 3600,
+            upload_purge_interval_secs: 3600,
         }
     }
 }

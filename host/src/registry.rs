@@ -9,6 +9,7 @@ pub mod errcode;
 pub mod handlers;
 pub mod manifest;
 pub mod names;
+pub mod purge;
 pub mod routes;
 pub mod sessions;
 

@@ -113,6 +113,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let registry = open_registry(&config)?;
     let tls = tls_acceptor(&config)?;
+    tokio::spawn(registry::purge::run(
+        registry.clone(),
+        Duration::from_secs(config.registry.upload_ttl_secs),
+        Duration::from_secs(config.registry.upload_purge_interval_secs.max(1)),
+    ));
     let app = app(registry);
     let local: SocketAddr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };

@@ -935,3 +935,107 @@ async fn sha512_digests_are_accepted_where_the_client_names_them() {
     assert_eq!(got.headers()["docker-content-digest"], digest.as_str());
     assert_eq!(got.bytes().await.unwrap().as_ref(), data.as_slice());
 }
+
+#[tokio::test]
+async fn idle_upload_sessions_expire_and_active_ones_stay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("berth.toml");
+    std::fs::write(
+        &cfg,
+        "[registry]\nupload_ttl_secs = 2\nupload_purge_interval_secs = 1\n",
+    )
+    .unwrap();
+    let berth = Berth::start_with(&["--config", cfg.to_str().unwrap()]);
+    let http = client();
+    let open = |http: reqwest::Client, url: String| async move {
+        let r = http.post(url).send().await.unwrap();
+        r.headers()["location"].to_str().unwrap().to_owned()
+    };
+    let idle = format!(
+        "{}{}",
+        berth.url,
+        open(http.clone(), berth.v2("team/app/blobs/uploads/")).await
+    );
+    let active = format!(
+        "{}{}",
+        berth.url,
+        open(http.clone(), berth.v2("team/app/blobs/uploads/")).await
+    );
+    let r = http
+        .patch(&idle)
+        .header("content-range", "0-9")
+        .body(vec![1u8; 10])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    // Keep one session busy with a chunk every half second for five seconds.
+    for i in 0..10u64 {
+        let r = http
+            .patch(&active)
+            .header("content-range", format!("{}-{}", i * 10, i * 10 + 9))
+            .body(vec![2u8; 10])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "an active session must not expire");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let r = http.get(&idle).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(r).await, "BLOB_UPLOAD_UNKNOWN");
+    assert_eq!(
+        http.get(&active).send().await.unwrap().headers()["range"],
+        "0-99"
+    );
+    // The idle session's staging file is gone; the active one's remains.
+    assert_eq!(
+        std::fs::read_dir(berth.data_dir.join("uploads"))
+            .unwrap()
+            .count(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_memory_stays_flat_while_a_gibibyte_streams_in() {
+    let berth = Berth::start();
+    let http = client();
+    let pid = berth.child_pid();
+    let rss_before = peak_rss_kib(pid);
+    // Generated on the fly: neither side ever holds the blob.
+    const TOTAL: u64 = 1 << 30;
+    const CHUNK: usize = 1 << 20;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let producer = tokio::spawn(async move {
+        use sha2::Digest as _;
+        let mut hasher = sha2::Sha256::new();
+        for i in 0..TOTAL / CHUNK as u64 {
+            let chunk = bytes(10_000 + i, CHUNK);
+            hasher.update(&chunk);
+            tx.send(Ok(chunk)).await.unwrap();
+        }
+        format!("sha256:{}", hex::encode(hasher.finalize()))
+    });
+    let r = http
+        .post(berth.v2("team/big/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let upload = format!("{}{}", berth.url, r.headers()["location"].to_str().unwrap());
+    let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let r = http.patch(&upload).body(body).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let digest = producer.await.unwrap();
+    let r = http
+        .put(format!("{upload}?digest={digest}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let grown_mib = (peak_rss_kib(pid) - rss_before) / 1024;
+    assert!(
+        grown_mib < 48,
+        "peak RSS grew by {grown_mib} MiB while 1 GiB streamed in"
+    );
+}

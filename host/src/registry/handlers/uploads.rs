@@ -427,7 +427,7 @@ async fn append_chunk(
 }
 
 /// Removes a session everywhere.
-async fn forget(
+pub(crate) async fn forget(
     registry: &Arc<Registry>,
     id: &str,
     state: &mut SessionState,
