@@ -71,7 +71,7 @@ impl Metadata {
             .set_cache_size(CACHE_BYTES)
             .create(path)?;
         let meta = Metadata { db };
-        schema::prepare(&meta)?;
+        schema::prepare(&meta, &schema::REGISTRY)?;
         Ok(meta)
     }
 
@@ -126,14 +126,13 @@ pub fn now_millis() -> u64 {
         .unwrap_or(0)
 }
 
-pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+/// Encodes a record for storage.
+pub fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("metadata records always serialize")
 }
 
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(
-    table: &'static str,
-    bytes: &[u8],
-) -> MetaResult<T> {
+/// Decodes a stored record.
+pub fn decode<T: serde::de::DeserializeOwned>(table: &'static str, bytes: &[u8]) -> MetaResult<T> {
     serde_json::from_slice(bytes).map_err(|source| MetaError::Decode { table, source })
 }
 
@@ -176,4 +175,4 @@ impl Reader for WriteTransaction {
 
 /// The smallest string greater than every string starting with `prefix` followed by a
 /// separator-free suffix: used as the exclusive end of a prefix range scan.
-pub(crate) const KEY_END: &str = "\u{10FFFF}";
+pub const KEY_END: &str = "\u{10FFFF}";
