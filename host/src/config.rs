@@ -22,8 +22,24 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Registry limits and switches.
     pub registry: RegistryConfig,
+    /// Login, tokens, audit.
+    pub auth: AuthConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The password for the `admin` user created on first start (`--admin-password`,
+    /// `BERTH_ADMIN_PASSWORD`). Never read from or printed into the file.
+    #[serde(skip)]
+    pub admin_password: Option<Secret>,
+}
+
+/// A secret string whose `Debug` form is redacted, so it never reaches a log line.
+#[derive(Clone, PartialEq, Default)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 /// The HTTP listener.
@@ -99,6 +115,58 @@ impl Default for RegistryConfig {
             max_blob_bytes: None,
             upload_ttl_secs: 7 * 24 * 3600,
             upload_purge_interval_secs: 3600,
+        }
+    }
+}
+
+/// Login, tokens, audit.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The service name tokens are bound to (`aud`), and that clients send as `service=`.
+    /// Default `berth`. Two berth instances sharing a name accept each other's tokens only
+    /// if they also share the signing key.
+    pub service: String,
+    /// The `iss` of issued tokens. Default `berth`.
+    pub issuer: String,
+    /// The token endpoint URL announced in `WWW-Authenticate`. Default: derived from each
+    /// request's Host header (`http(s)://<host>/service/token`); set it behind a proxy
+    /// that rewrites Host.
+    pub realm: Option<String>,
+    /// Lifetime of registry tokens, in seconds. Default 300, as Harbor. Permission changes
+    /// reach holders of existing tokens only when these expire.
+    pub token_ttl_secs: u64,
+    /// Lifetime of refresh tokens (`offline_token=true`), in seconds. Default 30 days.
+    /// Changing a password voids the refresh tokens issued before.
+    pub refresh_ttl_secs: u64,
+    /// Failed logins allowed per account within `login_window_secs` before further tries
+    /// get 429. Default 5.
+    pub login_failures_per_account: u32,
+    /// Failed logins allowed per source address within the window. Default 20.
+    pub login_failures_per_source: u32,
+    /// The failed-login window, in seconds. Default 300.
+    pub login_window_secs: u64,
+    /// Seconds a successful Basic login is remembered (by a digest of the credentials), so
+    /// clients that send Basic on every request are not slowed by argon2. Default 60;
+    /// password changes and revocations clear it at once.
+    pub credential_cache_secs: u64,
+    /// Days audit entries are kept. Default 90.
+    pub audit_retention_days: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> AuthConfig {
+        AuthConfig {
+            service: "berth".to_owned(),
+            issuer: "berth".to_owned(),
+            realm: None,
+            token_ttl_secs: 300,
+            refresh_ttl_secs: 30 * 86_400,
+            login_failures_per_account: 5,
+            login_failures_per_source: 20,
+            login_window_secs: 300,
+            credential_cache_secs: 60,
+            audit_retention_days: 90,
         }
     }
 }

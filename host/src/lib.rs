@@ -16,9 +16,12 @@
 //! registry reaches storage only through `BlobStore`, `LinkedBlobs` and the metadata
 //! table modules.
 
+pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod digest;
+pub mod names;
 pub mod registry;
 pub mod server;
 pub mod storage;

@@ -1,20 +1,21 @@
 //! The OCI Distribution API v1.1 (`/v2/…`): routing, handlers, manifest validation and
 //! the error codes, over the storage interfaces.
 //!
-//! The registry knows repositories, blobs and manifests. It does not know who is asking:
-//! access control sits in front of [`routes::router`] and speaks to it only through the
-//! typed request it parses.
+//! The registry knows repositories, blobs and manifests. Who is asking and what they may
+//! do is decided by [`crate::auth::AccessControl`], asked once per request by
+//! [`guard::admit`] before any handler runs.
 
 pub mod errcode;
+pub mod guard;
 pub mod handlers;
 pub mod manifest;
-pub mod names;
 pub mod purge;
 pub mod routes;
 pub mod sessions;
 
 use std::sync::Arc;
 
+use crate::auth::AccessControl;
 use crate::config::RegistryConfig;
 use crate::storage::blob::BlobStore;
 use crate::storage::blob::linked::LinkedBlobs;
@@ -32,11 +33,21 @@ pub struct Registry {
     pub sessions: sessions::Sessions,
     /// Limits and switches.
     pub config: RegistryConfig,
+    /// Who may do what.
+    pub auth: Arc<AccessControl>,
+    /// Whether clients reach this server over TLS (for the token realm's scheme).
+    pub tls: bool,
 }
 
 impl Registry {
     /// A registry over the given stores.
-    pub fn new(meta: Arc<Metadata>, store: Arc<dyn BlobStore>, config: RegistryConfig) -> Registry {
+    pub fn new(
+        meta: Arc<Metadata>,
+        store: Arc<dyn BlobStore>,
+        config: RegistryConfig,
+        auth: Arc<AccessControl>,
+        tls: bool,
+    ) -> Registry {
         let linked = LinkedBlobs::new(meta.clone(), store.clone());
         Registry {
             meta,
@@ -44,6 +55,8 @@ impl Registry {
             linked,
             sessions: sessions::Sessions::default(),
             config,
+            auth,
+            tls,
         }
     }
 }

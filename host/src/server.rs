@@ -18,13 +18,16 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
+use crate::auth::AccessControl;
+use crate::auth::bootstrap::Bootstrap;
 use crate::config::Config;
 use crate::registry::{self, Registry};
 use crate::storage::blob::fs::FsBlobStore;
 use crate::storage::meta::Metadata;
 use crate::storage::paths::DataPaths;
 
-/// Opens the data directory and builds the registry over it.
+/// Opens the data directory and builds the registry and access control over it. Must run
+/// inside a Tokio runtime (the audit writer is a task).
 pub fn open_registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
     let data_dir = &config.storage.data_dir;
     std::fs::create_dir_all(data_dir)
@@ -45,16 +48,41 @@ pub fn open_registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
             "removed staging files of uploads interrupted before any acknowledgement"
         );
     }
+    let meta = Arc::new(meta);
+    let auth = Arc::new(AccessControl::new(
+        meta.clone(),
+        config.auth.clone(),
+        data_dir,
+    )?);
+    let given = config.admin_password.as_ref().map(|s| s.0.as_str());
+    match crate::auth::bootstrap::ensure_admin(&meta, given)? {
+        Bootstrap::AlreadyDone => {}
+        Bootstrap::CreatedWithGivenPassword => {
+            println!("berth: created user 'admin' with the password given by --admin-password")
+        }
+        Bootstrap::CreatedWithGeneratedPassword(p) => println!(
+            "berth: created user 'admin' with password {p} (shown only this once; change it with `berth user passwd admin`)"
+        ),
+    }
+    let tls = config.server.tls_cert.is_some();
     Ok(Arc::new(Registry::new(
-        Arc::new(meta),
+        meta,
         Arc::new(store),
         config.registry.clone(),
+        auth,
+        tls,
     )))
 }
 
 /// The whole HTTP application.
 pub fn app(registry: Arc<Registry>) -> Router {
-    registry::routes::router(registry)
+    let api = crate::api::router(crate::api::ApiState {
+        auth: registry.auth.clone(),
+        registry: registry.clone(),
+    });
+    crate::auth::endpoint::router(registry.auth.clone())
+        .merge(api)
+        .merge(registry::routes::router(registry))
         .layer(axum::middleware::from_fn(
             registry::routes::api_version_header,
         ))
@@ -142,7 +170,16 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        // The client's address, for the audit log and failed-login limits.
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                request
+            },
+        ));
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();

@@ -63,11 +63,19 @@ async fn serves_https_with_the_given_certificate() {
         "--tls-key",
         key_path.to_str().unwrap(),
     ]);
-    assert!(berth.url.starts_with("http"));
+    assert!(berth.url.starts_with("https://"));
     let port = berth.addr.rsplit(':').next().unwrap();
 
     install_crypto();
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_PASSWORD}"));
+    let mut auth_header = reqwest::header::HeaderMap::new();
+    auth_header.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Basic {basic}").parse().unwrap(),
+    );
     let https = reqwest::Client::builder()
+        .default_headers(auth_header)
         .tls_certs_only([reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap()])
         .build()
         .unwrap();
@@ -88,9 +96,16 @@ async fn serves_https_with_the_given_certificate() {
     std::fs::write(certs.join("ca.crt"), &cert_pem).unwrap();
     let http = https.clone();
     let base = format!("https://localhost:{port}");
+    let r = http
+        .post(format!("{base}/api/v1/projects"))
+        .json(&serde_json::json!({"name": "team"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
     push_image(&http, &base, "team/tls", "v1", 900).await;
     let out = Command::new("skopeo")
-        .args(["inspect", "--raw", "--cert-dir"])
+        .args(["inspect", "--raw", "--creds", &skopeo_creds(), "--cert-dir"])
         .arg(&certs)
         .arg(format!("docker://localhost:{port}/team/tls:v1"))
         .output()

@@ -26,20 +26,14 @@ async fn push_and_pull(monolithic: bool) {
     ];
     let config = Config::oci_v1(br#"{"architecture":"amd64","os":"linux"}"#.to_vec(), None);
     client
-        .push(
-            &reference,
-            &layers,
-            config.clone(),
-            &RegistryAuth::Anonymous,
-            None,
-        )
+        .push(&reference, &layers, config.clone(), &admin_auth(), None)
         .await
         .expect("push");
 
     let pulled = client
         .pull(
             &reference,
-            &RegistryAuth::Anonymous,
+            &admin_auth(),
             vec![oci_client::manifest::IMAGE_LAYER_GZIP_MEDIA_TYPE],
         )
         .await
@@ -52,7 +46,7 @@ async fn push_and_pull(monolithic: bool) {
     assert_eq!(got, want, "pulled layers differ from pushed ones");
     assert!(pulled.config.data == config.data, "pulled config differs");
     let tags = client
-        .list_tags(&reference, &RegistryAuth::Anonymous, None, None)
+        .list_tags(&reference, &admin_auth(), None, None)
         .await
         .unwrap();
     assert_eq!(tags.tags, vec!["v1".to_owned()]);
@@ -79,7 +73,7 @@ async fn oci_client_streams_a_chunked_blob_and_reads_it_back() {
         .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
         .collect();
     client
-        .store_auth_if_needed(reference.resolve_registry(), &RegistryAuth::Anonymous)
+        .store_auth_if_needed(reference.resolve_registry(), &admin_auth())
         .await;
     let pushed = client
         .push_blob_stream_chunked(&reference, futures::stream::iter(chunks))
@@ -102,4 +96,8 @@ async fn oci_client_streams_a_chunked_blob_and_reads_it_back() {
         got.extend_from_slice(&chunk.unwrap());
     }
     assert!(got == data, "pulled blob differs");
+}
+
+fn admin_auth() -> RegistryAuth {
+    RegistryAuth::Basic("admin".into(), ADMIN_PASSWORD.into())
 }

@@ -94,6 +94,7 @@ fn skopeo_copies_single_and_multi_arch_images_in_and_out_bit_identical() {
     let digests = build_layout(&layout);
     let src = |tag: &str| format!("oci:{}:{tag}", layout.display());
     let dst = |tag: &str| format!("docker://{}/team/skopeo:{tag}", berth.addr);
+    let creds = skopeo_creds();
 
     for tag in ["single", "multi"] {
         skopeo(&[
@@ -101,6 +102,8 @@ fn skopeo_copies_single_and_multi_arch_images_in_and_out_bit_identical() {
             "--all",
             "--preserve-digests",
             "--dest-tls-verify=false",
+            "--dest-creds",
+            &creds,
             &src(tag),
             &dst(tag),
         ]);
@@ -108,17 +111,32 @@ fn skopeo_copies_single_and_multi_arch_images_in_and_out_bit_identical() {
 
     // inspect: the digest and the raw manifest are exactly what was pushed.
     for (tag, digest) in &digests {
-        let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &dst(tag)]);
+        let raw = skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            &creds,
+            &dst(tag),
+        ]);
         assert_eq!(sha256(raw.as_bytes()), *digest, "raw manifest of {tag}");
     }
-    let inspect: serde_json::Value =
-        serde_json::from_str(&skopeo(&["inspect", "--tls-verify=false", &dst("single")])).unwrap();
+    let inspect: serde_json::Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        &dst("single"),
+    ]))
+    .unwrap();
     assert_eq!(inspect["Digest"], digests["single"].as_str());
     assert_eq!(inspect["Layers"].as_array().unwrap().len(), 2);
 
     let tags: serde_json::Value = serde_json::from_str(&skopeo(&[
         "list-tags",
         "--tls-verify=false",
+        "--creds",
+        &creds,
         &format!("docker://{}/team/skopeo", berth.addr),
     ]))
     .unwrap();
@@ -132,6 +150,8 @@ fn skopeo_copies_single_and_multi_arch_images_in_and_out_bit_identical() {
             "--all",
             "--preserve-digests",
             "--src-tls-verify=false",
+            "--src-creds",
+            &creds,
             &dst(tag),
             &format!("oci:{}:{tag}", out.display()),
         ]);
@@ -150,11 +170,31 @@ fn skopeo_copies_single_and_multi_arch_images_in_and_out_bit_identical() {
     }
 
     // Delete: the tag's manifest is gone, the other image is untouched.
-    skopeo(&["delete", "--tls-verify=false", &dst("single")]);
+    skopeo(&[
+        "delete",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        &dst("single"),
+    ]);
     let gone = Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false", &dst("single")])
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            &creds,
+            &dst("single"),
+        ])
         .output()
         .unwrap();
     assert!(!gone.status.success(), "deleted image still inspectable");
-    skopeo(&["inspect", "--raw", "--tls-verify=false", &dst("multi")]);
+    skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        &dst("multi"),
+    ]);
 }

@@ -7,6 +7,12 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 
+/// The `admin` password every test server starts with.
+pub const ADMIN_PASSWORD: &str = "test admin password";
+
+/// Projects every test server has (private), so tests can push at once.
+pub const TEST_PROJECTS: [&str; 2] = ["team", "alpha"];
+
 /// A `berth serve` child process with its own data directory.
 pub struct Berth {
     child: Option<Child>,
@@ -44,7 +50,37 @@ impl Berth {
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
         };
         b.spawn("127.0.0.1:0");
+        if b.url.starts_with("http://") {
+            for project in TEST_PROJECTS {
+                b.create_project(project, false);
+            }
+        }
         b
+    }
+
+    /// Creates a project through the admin API, as `admin`. Usable from sync and async
+    /// tests alike (it runs on a thread of its own).
+    pub fn create_project(&self, name: &str, public: bool) {
+        let url = format!("{}/api/v1/projects", self.url);
+        let body = serde_json::json!({"name": name, "public": public});
+        let status = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    client()
+                        .post(url)
+                        .json(&body)
+                        .send()
+                        .await
+                        .expect("create project")
+                        .status()
+                })
+        })
+        .join()
+        .unwrap();
+        assert_eq!(status, 201, "creating project {name}");
     }
 
     fn spawn(&mut self, listen: &str) {
@@ -54,6 +90,8 @@ impl Berth {
             .arg(listen)
             .arg("--data-dir")
             .arg(&self.data_dir)
+            .arg("--admin-password")
+            .arg(ADMIN_PASSWORD)
             .args(&self.extra_args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -62,10 +100,15 @@ impl Berth {
             .expect("spawn berth");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let line = lines
-            .next()
-            .expect("berth printed nothing")
-            .expect("read stdout");
+        let line = loop {
+            let line = lines
+                .next()
+                .expect("berth exited before listening")
+                .expect("read stdout");
+            if line.contains("listening on") {
+                break line;
+            }
+        };
         let addr = line
             .rsplit("://")
             .next()
@@ -74,7 +117,12 @@ impl Berth {
             .to_owned();
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        self.url = format!("http://{addr}");
+        let scheme = if line.contains("https://") {
+            "https"
+        } else {
+            "http"
+        };
+        self.url = format!("{scheme}://{addr}");
         self.addr = addr;
         self.child = Some(child);
     }
@@ -159,14 +207,41 @@ pub fn fsck(data_dir: &Path, repair: bool) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// An HTTP client that follows no redirects (the registry's Location headers are for the
-/// test to read).
+/// An HTTP client logged in as `admin` with Basic credentials, following no redirects (the
+/// registry's Location headers are for the test to read).
 pub fn client() -> reqwest::Client {
+    client_as("admin", ADMIN_PASSWORD)
+}
+
+/// An HTTP client with the given Basic credentials.
+pub fn client_as(user: &str, password: &str) -> reqwest::Client {
+    install_crypto();
+    use base64::Engine;
+    let mut headers = reqwest::header::HeaderMap::new();
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Basic {basic}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
+/// An HTTP client without credentials.
+pub fn anonymous_client() -> reqwest::Client {
     install_crypto();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client")
+}
+
+/// `--creds` for skopeo.
+pub fn skopeo_creds() -> String {
+    format!("admin:{ADMIN_PASSWORD}")
 }
 
 /// `sha256:<hex>` of `bytes`.

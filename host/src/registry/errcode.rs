@@ -235,9 +235,9 @@ impl From<tokio::task::JoinError> for RegistryError {
     }
 }
 
-impl From<crate::registry::names::NameError> for RegistryError {
-    fn from(e: crate::registry::names::NameError) -> RegistryError {
-        use crate::registry::names::NameError;
+impl From<crate::names::NameError> for RegistryError {
+    fn from(e: crate::names::NameError) -> RegistryError {
+        use crate::names::NameError;
         let code = match &e {
             NameError::Tag(_) => ErrorCode::ManifestInvalid,
             NameError::Digest(_) => ErrorCode::DigestInvalid,

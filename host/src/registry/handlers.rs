@@ -16,58 +16,15 @@ use super::errcode::{ErrorCode, RegistryError, RegistryResult};
 /// larger one): bounds the response size; the `Link` header leads to the rest.
 pub const MAX_PAGE: usize = 10_000;
 
-/// Query parameters, decoded.
+/// Query parameters, decoded; the first of repeated keys wins.
 pub fn query_params(query: Option<&str>) -> HashMap<String, String> {
-    query
-        .map(|q| {
-            url_decode_pairs(q)
-                .into_iter()
-                .fold(HashMap::new(), |mut m, (k, v)| {
-                    m.entry(k).or_insert(v);
-                    m
-                })
-        })
-        .unwrap_or_default()
-}
-
-fn url_decode_pairs(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%' && i + 2 < bytes.len())
-            .then(|| {
-                std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-            })
-            .flatten();
-        match (escaped, bytes[i]) {
-            (Some(b), _) => {
-                out.push(b);
-                i += 3;
-            }
-            (None, b'+') => {
-                out.push(b' ');
-                i += 1;
-            }
-            (None, b) => {
-                out.push(b);
-                i += 1;
-            }
-        }
+    let mut params = HashMap::new();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        params
+            .entry(k.into_owned())
+            .or_insert_with(|| v.into_owned());
     }
-    String::from_utf8_lossy(&out).into_owned()
+    params
 }
 
 /// The `n` and `last` pagination parameters.
@@ -89,18 +46,11 @@ pub fn pagination(params: &HashMap<String, String>) -> RegistryResult<(usize, Op
 
 /// `Link: <path?last=…&n=…>; rel="next"` for a page that may have a successor.
 pub fn next_link(path: &str, last: &str, n: usize) -> String {
-    format!("<{path}?last={}&n={n}>; rel=\"next\"", percent_encode(last))
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("last", last)
+        .append_pair("n", &n.to_string())
+        .finish();
+    format!("<{path}?{query}>; rel=\"next\"")
 }
 
 #[cfg(test)]

@@ -14,12 +14,12 @@ use axum::response::{IntoResponse, Response};
 
 use super::Registry;
 use super::errcode::{ErrorCode, RegistryError};
-use super::handlers;
-use super::names::{Reference, RepoName};
+use super::{guard, handlers};
 use crate::digest::Digest;
+use crate::names::{Reference, RepoName};
 
 /// A parsed registry route.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Route {
     /// `/v2/`
     Base,
@@ -134,10 +134,16 @@ async fn dispatch(State(registry): State<Arc<Registry>>, request: Request) -> Re
         Err(e) => return e.into_response(),
     };
     let method = request.method().clone();
+    let source = crate::auth::endpoint::source_of(&request);
+    let caller = match guard::admit(&registry, &route, &method, request.headers(), source).await {
+        Ok(caller) => caller,
+        Err(e) => return finish(Err(e), &method),
+    };
+    let audited = route.clone();
     let result = match (route, &method) {
         (Route::Base, &Method::GET | &Method::HEAD) => Ok(handlers::base::get()),
         (Route::Catalog, &Method::GET) => {
-            handlers::catalog::get(&registry, request.uri().query()).await
+            handlers::catalog::get(&registry, request.uri().query(), &caller).await
         }
         (Route::Tags(name), &Method::GET) => {
             handlers::tags::list(&registry, &name, request.uri().query()).await
@@ -172,7 +178,7 @@ async fn dispatch(State(registry): State<Arc<Registry>>, request: Request) -> Re
             handlers::blobs::delete(&registry, &name, &digest).await
         }
         (Route::UploadStart(name), &Method::POST) => {
-            handlers::uploads::start(&registry, name, request).await
+            handlers::uploads::start(&registry, name, request, &caller).await
         }
         (Route::Upload(name, id), &Method::GET) => {
             handlers::uploads::status(&registry, &name, &id).await
@@ -191,6 +197,25 @@ async fn dispatch(State(registry): State<Arc<Registry>>, request: Request) -> Re
         }
         _ => Err(method_not_allowed(&method)),
     };
+    let response = finish(result, &method);
+    let digest = response
+        .headers()
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    guard::record(
+        &registry,
+        &caller,
+        &audited,
+        &method,
+        response.status(),
+        digest,
+    )
+    .await;
+    response
+}
+
+fn finish(result: Result<Response, RegistryError>, method: &Method) -> Response {
     match result {
         Ok(response) => response,
         Err(e) => {

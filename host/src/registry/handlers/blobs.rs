@@ -19,9 +19,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::digest::Digest;
+use crate::names::RepoName;
 use crate::registry::Registry;
 use crate::registry::errcode::{ErrorCode, RegistryError, RegistryResult};
-use crate::registry::names::RepoName;
 use crate::registry::routes::empty;
 use crate::storage::blob::linked::LinkedError;
 use crate::storage::meta::{self, MetaError};

@@ -9,16 +9,42 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{next_link, pagination, query_params};
+use crate::auth::Action;
+use crate::auth::authenticate::Caller;
 use crate::registry::Registry;
 use crate::registry::errcode::RegistryResult;
 use crate::storage::meta;
 
 /// Lists repositories.
-pub async fn get(registry: &Registry, query: Option<&str>) -> RegistryResult<Response> {
+/// Lists the repositories the caller may pull from.
+pub async fn get(
+    registry: &Registry,
+    query: Option<&str>,
+    caller: &Caller,
+) -> RegistryResult<Response> {
     let (n, last) = pagination(&query_params(query))?;
     let tx = registry.meta.read()?;
-    // One extra tells whether a next page exists without a second query.
-    let mut names = meta::repositories::list(&tx, last.as_deref(), n + 1)?;
+    // One extra tells whether a next page exists without a second query. Repositories the
+    // caller cannot see are skipped, so pages are read until n + 1 visible ones are found.
+    let mut names = Vec::new();
+    let mut cursor = last;
+    loop {
+        let batch = meta::repositories::list(&tx, cursor.as_deref(), (n + 1).max(64))?;
+        let exhausted = batch.len() < (n + 1).max(64);
+        cursor = batch.last().cloned();
+        for name in batch {
+            if caller.principal.is_admin()
+                || registry
+                    .auth
+                    .allows_current(&caller.principal, &name, Action::Pull)?
+            {
+                names.push(name);
+            }
+        }
+        if names.len() > n || exhausted {
+            break;
+        }
+    }
     let more = names.len() > n;
     names.truncate(n);
     let body = serde_json::json!({ "repositories": names }).to_string();

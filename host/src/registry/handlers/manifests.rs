@@ -22,10 +22,10 @@ use http_body_util::BodyExt;
 use serde_json::json;
 
 use crate::digest::Digest;
+use crate::names::{Reference, RepoName};
 use crate::registry::Registry;
 use crate::registry::errcode::{ErrorCode, RegistryError, RegistryResult};
 use crate::registry::manifest::{self, ParsedManifest};
-use crate::registry::names::{Reference, RepoName};
 use crate::registry::routes::empty;
 use crate::storage::meta::{
     self, MetaError, manifests::ManifestRecord, now_millis, referrers::ReferrerDescriptor,

@@ -12,10 +12,10 @@ use axum::response::{IntoResponse, Response};
 
 use super::query_params;
 use crate::digest::Digest;
+use crate::names::RepoName;
 use crate::registry::Registry;
 use crate::registry::errcode::{ErrorCode, RegistryError, RegistryResult};
 use crate::registry::manifest::OCI_INDEX;
-use crate::registry::names::RepoName;
 use crate::storage::meta;
 
 /// Lists referrers.

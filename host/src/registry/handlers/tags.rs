@@ -10,9 +10,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{next_link, pagination, query_params};
+use crate::names::RepoName;
 use crate::registry::Registry;
 use crate::registry::errcode::{ErrorCode, RegistryError, RegistryResult};
-use crate::registry::names::RepoName;
 use crate::storage::meta;
 
 /// Lists tags.

@@ -24,10 +24,12 @@ use http_body::Body as _;
 use serde_json::json;
 
 use super::query_params;
+use crate::auth::Action;
+use crate::auth::authenticate::Caller;
 use crate::digest::{Algorithm, Digest};
+use crate::names::RepoName;
 use crate::registry::Registry;
 use crate::registry::errcode::{ErrorCode, RegistryError, RegistryResult};
-use crate::registry::names::RepoName;
 use crate::registry::routes::empty;
 use crate::registry::sessions::{Session, SessionState};
 use crate::storage::blob::writer::{self, AppendError};
@@ -105,13 +107,16 @@ pub async fn start(
     registry: &Arc<Registry>,
     name: RepoName,
     request: Request,
+    caller: &Caller,
 ) -> RegistryResult<Response> {
     let params = query_params(request.uri().query());
     if let (Some(mount), Some(from)) = (params.get("mount"), params.get("from")) {
         let digest: Digest = mount.parse().map_err(|e: crate::digest::DigestError| {
             RegistryError::new(ErrorCode::DigestInvalid).message(e.to_string())
         })?;
+        // Mounting reads the source: the caller must be allowed to pull from it.
         if let Ok(from) = RepoName::parse(from)
+            && registry.auth.allows(caller, from.as_str(), Action::Pull)?
             && mount_from(registry, &name, &from, &digest).await?
         {
             return Ok(blob_created(&name, &digest));

@@ -46,3 +46,10 @@ pub fn all(tx: &impl Reader) -> MetaResult<Vec<(String, String, u64)>> {
 pub fn count(tx: &impl Reader, repo: &str) -> MetaResult<usize> {
     Ok(tx.open(TABLE)?.range((repo, "")..(repo, KEY_END))?.count())
 }
+
+/// Removes every link of `repo`.
+pub fn remove_repository(tx: &WriteTransaction, repo: &str) -> MetaResult<()> {
+    let mut table = tx.open_table(TABLE)?;
+    table.retain_in((repo, "")..(repo, KEY_END), |_, _| false)?;
+    Ok(())
+}

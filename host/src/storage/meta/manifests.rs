@@ -114,3 +114,12 @@ pub fn count(tx: &impl Reader, repo: &str) -> MetaResult<usize> {
         .range((repo, "")..(repo, KEY_END))?
         .count())
 }
+
+/// Removes every manifest of `repo`.
+pub fn remove_repository(tx: &WriteTransaction, repo: &str) -> MetaResult<()> {
+    tx.open_table(RECORDS)?
+        .retain_in((repo, "")..(repo, KEY_END), |_, _| false)?;
+    tx.open_table(BYTES)?
+        .retain_in((repo, "")..(repo, KEY_END), |_, _| false)?;
+    Ok(())
+}

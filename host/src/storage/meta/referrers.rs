@@ -60,3 +60,10 @@ pub fn list(tx: &impl Reader, repo: &str, subject: &str) -> MetaResult<Vec<Refer
     }
     Ok(out)
 }
+
+/// Removes every referrer entry of `repo`.
+pub fn remove_repository(tx: &WriteTransaction, repo: &str) -> MetaResult<()> {
+    tx.open_table(TABLE)?
+        .retain_in((repo, "", "")..(repo, KEY_END, ""), |_, _| false)?;
+    Ok(())
+}

@@ -65,3 +65,14 @@ pub fn list(tx: &impl Reader, after: Option<&str>, limit: usize) -> MetaResult<V
     }
     Ok(out)
 }
+
+/// Removes `repo` and everything it holds: tags, manifests, referrer entries, blob links.
+/// The blobs themselves stay until garbage collection finds them unreferenced.
+pub fn purge(tx: &WriteTransaction, repo: &str) -> MetaResult<()> {
+    super::tags::remove_repository(tx, repo)?;
+    super::referrers::remove_repository(tx, repo)?;
+    super::manifests::remove_repository(tx, repo)?;
+    super::blob_links::remove_repository(tx, repo)?;
+    tx.open_table(TABLE)?.remove(repo)?;
+    Ok(())
+}

@@ -94,3 +94,10 @@ pub fn all(tx: &impl Reader) -> MetaResult<Vec<(String, String, TagRecord)>> {
     }
     Ok(out)
 }
+
+/// Removes every tag of `repo`.
+pub fn remove_repository(tx: &WriteTransaction, repo: &str) -> MetaResult<()> {
+    tx.open_table(TABLE)?
+        .retain_in((repo, "")..(repo, KEY_END), |_, _| false)?;
+    Ok(())
+}

@@ -37,7 +37,9 @@ pub enum NameError {
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RepoName(String);
 
-fn component_is_valid(c: &str) -> bool {
+/// Whether `c` is one path component of the spec's repository-name grammar; project
+/// names are exactly such a component.
+pub fn component_is_valid(c: &str) -> bool {
     // [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*
     let bytes = c.as_bytes();
     if bytes.is_empty() || !is_alnum(bytes[0]) || !is_alnum(bytes[bytes.len() - 1]) {

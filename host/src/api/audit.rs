@@ -1,0 +1,53 @@
+//! `/api/v1/audit`: the audit log, newest first (system administrators).
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::ApiState;
+use super::caller::ApiCaller;
+use super::problem::{ApiResult, Problem};
+use crate::auth::audit::{self, AuditQuery, AuditRecord};
+
+/// One entry with its id (the cursor for `before`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEntry {
+    /// The entry's id; pass the last one as `before` for the next page.
+    pub id: u64,
+    /// The entry.
+    #[serde(flatten)]
+    pub record: AuditRecord,
+}
+
+/// Reads the audit log. The `Link` header leads to the next page.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = [AuditEntry]), (status = 403, body = Problem)))]
+pub async fn list(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<(HeaderMap, Json<Vec<AuditEntry>>)> {
+    caller.require_admin()?;
+    // Include what was recorded just before this request.
+    state.auth.audit.flush().await;
+    let (entries, next) = audit::query(&state.auth.meta().read()?, &q)?;
+    let mut headers = HeaderMap::new();
+    if let Some(next) = next {
+        let limit = q.limit.unwrap_or(100);
+        if let Ok(v) = format!("</api/v1/audit?before={next}&limit={limit}>; rel=\"next\"").parse()
+        {
+            headers.insert(axum::http::header::LINK, v);
+        }
+    }
+    Ok((
+        headers,
+        Json(
+            entries
+                .into_iter()
+                .map(|(id, record)| AuditEntry { id, record })
+                .collect(),
+        ),
+    ))
+}

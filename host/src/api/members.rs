@@ -1,0 +1,136 @@
+//! `/api/v1/projects/{name}/members`: who holds which role in a project.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::ApiState;
+use super::caller::ApiCaller;
+use super::problem::{ApiError, ApiResult, Problem};
+use crate::auth::audit::AuditRecord;
+use crate::auth::{Action, Role, members, users};
+
+/// A membership.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Member {
+    /// The user.
+    pub username: String,
+    /// `admin`, `developer` or `guest`.
+    pub role: Role,
+}
+
+/// `PUT /api/v1/projects/{name}/members/{username}`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RoleChange {
+    /// `admin`, `developer` or `guest`.
+    pub role: Role,
+}
+
+/// Lists members (anyone who can see the project).
+#[utoipa::path(get, path = "/api/v1/projects/{name}/members", tag = "members", params(("name" = String, Path)),
+    responses((status = 200, body = [Member]), (status = 404, body = Problem)))]
+pub async fn list(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<Member>>> {
+    caller.visible_project(&state.auth, &name)?;
+    let list = members::list(&state.auth.meta().read()?, &name)?;
+    Ok(Json(
+        list.into_iter()
+            .map(|(username, role)| Member { username, role })
+            .collect(),
+    ))
+}
+
+async fn set_role(
+    state: &ApiState,
+    caller: &ApiCaller,
+    project: &str,
+    username: &str,
+    role: Role,
+) -> ApiResult<()> {
+    caller.require(&state.auth, project, Action::ManageMembers)?;
+    state.auth.meta().write(|tx| -> ApiResult<()> {
+        if users::get(tx, username)?.is_none() {
+            return Err(ApiError::not_found(format!(
+                "no user {username}; create it first"
+            )));
+        }
+        members::set(tx, project, username, role)?;
+        Ok(())
+    })?;
+    let mut record = AuditRecord::new(
+        caller.principal.name(),
+        &caller.source,
+        "member.set",
+        project,
+        "success",
+    );
+    record.detail = Some(format!("{username}: {}", role.as_str()));
+    state.auth.audit.record(record).await;
+    Ok(())
+}
+
+/// Adds a member (project admins).
+#[utoipa::path(post, path = "/api/v1/projects/{name}/members", tag = "members", params(("name" = String, Path)), request_body = Member,
+    responses((status = 201, body = Member), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn add(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    Path(name): Path<String>,
+    Json(member): Json<Member>,
+) -> ApiResult<(StatusCode, Json<Member>)> {
+    set_role(&state, &caller, &name, &member.username, member.role).await?;
+    Ok((StatusCode::CREATED, Json(member)))
+}
+
+/// Changes a member's role (project admins).
+#[utoipa::path(put, path = "/api/v1/projects/{name}/members/{username}", tag = "members",
+    params(("name" = String, Path), ("username" = String, Path)), request_body = RoleChange,
+    responses((status = 200, body = Member), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn set(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    Path((name, username)): Path<(String, String)>,
+    Json(change): Json<RoleChange>,
+) -> ApiResult<Json<Member>> {
+    set_role(&state, &caller, &name, &username, change.role).await?;
+    Ok(Json(Member {
+        username,
+        role: change.role,
+    }))
+}
+
+/// Removes a member (project admins).
+#[utoipa::path(delete, path = "/api/v1/projects/{name}/members/{username}", tag = "members",
+    params(("name" = String, Path), ("username" = String, Path)),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn remove(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    Path((name, username)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    caller.require(&state.auth, &name, Action::ManageMembers)?;
+    if !state
+        .auth
+        .meta()
+        .write(|tx| members::remove(tx, &name, &username))?
+    {
+        return Err(ApiError::not_found(format!(
+            "{username} is not a member of {name}"
+        )));
+    }
+    let mut record = AuditRecord::new(
+        caller.principal.name(),
+        &caller.source,
+        "member.remove",
+        &name,
+        "success",
+    );
+    record.detail = Some(username);
+    state.auth.audit.record(record).await;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,248 @@
+//! `/api/v1/projects`: projects, public or private.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::caller::ApiCaller;
+use super::problem::{ApiError, ApiResult, Problem};
+use super::{ApiState, Page};
+use crate::auth::audit::AuditRecord;
+use crate::auth::{Action, Principal, access, members, projects};
+use crate::storage::meta;
+
+/// A project.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Project {
+    /// Its name, the first component of its repositories' names.
+    pub name: String,
+    /// Anyone may pull.
+    pub public: bool,
+    /// Who created it.
+    pub created_by: String,
+    /// When (ms since the epoch).
+    pub created_at: u64,
+    /// How many repositories it holds.
+    pub repositories: usize,
+}
+
+/// `POST /api/v1/projects`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewProject {
+    /// Name: lowercase letters and digits, separated by '.', '_', '__' or '-'.
+    pub name: String,
+    /// Anyone may pull (default false).
+    #[serde(default)]
+    pub public: bool,
+}
+
+/// `PATCH /api/v1/projects/{name}`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ProjectUpdate {
+    /// Make public or private.
+    pub public: Option<bool>,
+}
+
+/// Filters of the project list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ProjectFilter {
+    /// Only names containing this.
+    pub name: Option<String>,
+    /// Only public (true) or private (false) projects.
+    pub public: Option<bool>,
+}
+
+/// `DELETE` options.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct DeleteOptions {
+    /// Delete even if the project holds repositories (they are deleted too).
+    #[serde(default)]
+    pub force: bool,
+}
+
+fn repositories_of(tx: &impl meta::Reader, project: &str) -> meta::MetaResult<Vec<String>> {
+    let prefix = format!("{project}/");
+    let mut out = Vec::new();
+    let mut cursor = Some(prefix.clone());
+    // Names sort after their prefix; stop at the first that does not start with it.
+    'outer: loop {
+        let batch = meta::repositories::list(tx, cursor.as_deref(), 1000)?;
+        if batch.is_empty() {
+            break;
+        }
+        for name in &batch {
+            if !name.starts_with(&prefix) {
+                break 'outer;
+            }
+            out.push(name.clone());
+        }
+        cursor = batch.last().cloned();
+    }
+    Ok(out)
+}
+
+/// Repositories of a project that still hold manifests or blobs.
+pub fn non_empty_repositories(
+    tx: &impl meta::Reader,
+    project: &str,
+) -> meta::MetaResult<Vec<String>> {
+    let mut out = Vec::new();
+    for repo in repositories_of(tx, project)? {
+        if meta::manifests::count(tx, &repo)? > 0 || meta::blob_links::count(tx, &repo)? > 0 {
+            out.push(repo);
+        }
+    }
+    Ok(out)
+}
+
+fn view(tx: &impl meta::Reader, p: projects::ProjectRecord) -> meta::MetaResult<Project> {
+    let repositories = non_empty_repositories(tx, &p.name)?.len();
+    Ok(Project {
+        name: p.name,
+        public: p.public,
+        created_by: p.created_by,
+        created_at: p.created_at,
+        repositories,
+    })
+}
+
+/// Lists the projects the caller can see.
+#[utoipa::path(get, path = "/api/v1/projects", tag = "projects", params(Page, ProjectFilter),
+    responses((status = 200, body = [Project]), (status = 401, body = Problem)))]
+pub async fn list(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    Query(page): Query<Page>,
+    Query(filter): Query<ProjectFilter>,
+) -> ApiResult<(HeaderMap, Json<Vec<Project>>)> {
+    let tx = state.auth.meta().read()?;
+    let mut visible = Vec::new();
+    for p in projects::list(&tx)? {
+        let role = match &caller.principal {
+            Principal::User { name, .. } => members::role(&tx, &p.name, name)?,
+            _ => None,
+        };
+        let wanted = filter
+            .name
+            .as_ref()
+            .is_none_or(|n| p.name.contains(n.as_str()))
+            && filter.public.is_none_or(|pb| pb == p.public);
+        if wanted && access::decide(&caller.principal, &p, role, Action::Pull) {
+            visible.push(view(&tx, p)?);
+        }
+    }
+    let (headers, items) = page.apply(visible, "/api/v1/projects");
+    Ok((headers, Json(items)))
+}
+
+/// Creates a project (system administrators only).
+#[utoipa::path(post, path = "/api/v1/projects", tag = "projects", request_body = NewProject,
+    responses((status = 201, body = Project), (status = 400, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem)))]
+pub async fn create(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    Json(new): Json<NewProject>,
+) -> ApiResult<(StatusCode, Json<Project>)> {
+    caller.require_admin()?;
+    let record = state
+        .auth
+        .meta()
+        .write(|tx| projects::insert(tx, &new.name, new.public, caller.principal.name()))?;
+    state
+        .auth
+        .audit
+        .record(AuditRecord::new(
+            caller.principal.name(),
+            &caller.source,
+            "project.create",
+            &new.name,
+            "success",
+        ))
+        .await;
+    let tx = state.auth.meta().read()?;
+    Ok((StatusCode::CREATED, Json(view(&tx, record)?)))
+}
+
+/// One project.
+#[utoipa::path(get, path = "/api/v1/projects/{name}", tag = "projects", params(("name" = String, Path)),
+    responses((status = 200, body = Project), (status = 404, body = Problem)))]
+pub async fn get(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Project>> {
+    let record = caller.visible_project(&state.auth, &name)?;
+    Ok(Json(view(&state.auth.meta().read()?, record)?))
+}
+
+/// Makes a project public or private (project admins).
+#[utoipa::path(patch, path = "/api/v1/projects/{name}", tag = "projects", params(("name" = String, Path)), request_body = ProjectUpdate,
+    responses((status = 200, body = Project), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn update(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    Path(name): Path<String>,
+    Json(update): Json<ProjectUpdate>,
+) -> ApiResult<Json<Project>> {
+    let mut record = caller.require(&state.auth, &name, Action::ManageProject)?;
+    if let Some(public) = update.public {
+        record.public = public;
+    }
+    state.auth.meta().write(|tx| projects::put(tx, &record))?;
+    state
+        .auth
+        .audit
+        .record(AuditRecord::new(
+            caller.principal.name(),
+            &caller.source,
+            "project.update",
+            &name,
+            "success",
+        ))
+        .await;
+    Ok(Json(view(&state.auth.meta().read()?, record)?))
+}
+
+/// Deletes a project; refused while it holds repositories unless `force=true`, which
+/// deletes them (their manifests, tags and blob links) too.
+#[utoipa::path(delete, path = "/api/v1/projects/{name}", tag = "projects", params(("name" = String, Path), DeleteOptions),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn delete(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    Path(name): Path<String>,
+    Query(options): Query<DeleteOptions>,
+) -> ApiResult<StatusCode> {
+    caller.require(&state.auth, &name, Action::ManageProject)?;
+    state.auth.meta().write(|tx| -> ApiResult<()> {
+        let repos = non_empty_repositories(tx, &name)?;
+        if !repos.is_empty() && !options.force {
+            return Err(ApiError::conflict(format!(
+                "project {name} still holds {} repositories ({}); delete them first or pass force=true",
+                repos.len(),
+                repos.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        for repo in repositories_of(tx, &name)? {
+            meta::repositories::purge(tx, &repo)?;
+        }
+        members::remove_project(tx, &name)?;
+        projects::remove(tx, &name)?;
+        Ok(())
+    })?;
+    state.auth.invalidate_cached_logins();
+    state
+        .auth
+        .audit
+        .record(AuditRecord::new(
+            caller.principal.name(),
+            &caller.source,
+            "project.delete",
+            &name,
+            "success",
+        ))
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}

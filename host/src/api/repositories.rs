@@ -1,0 +1,165 @@
+//! `/api/v1/projects/{project}/repositories` and `/api/v1/repositories/{repository}/…`:
+//! what a project holds, and deleting tags and manifests. `{repository}` is the full name
+//! with its slashes percent-encoded (`team%2Fapp`).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::ApiState;
+use super::caller::ApiCaller;
+use super::problem::{ApiError, ApiResult, Problem};
+use crate::auth::Action;
+use crate::auth::audit::AuditRecord;
+use crate::names::RepoName;
+use crate::storage::meta;
+
+/// A repository.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Repository {
+    /// Full name.
+    pub name: String,
+    /// Number of tags.
+    pub tags: usize,
+    /// Number of manifests.
+    pub manifests: usize,
+}
+
+/// A tag.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TagInfo {
+    /// The tag.
+    pub name: String,
+    /// The manifest it points to.
+    pub digest: String,
+    /// When it last moved (ms since the epoch).
+    pub updated_at: u64,
+}
+
+fn repo_of(name: &str) -> ApiResult<(RepoName, String)> {
+    let repo = RepoName::parse(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let project = repo.project().to_owned();
+    Ok((repo, project))
+}
+
+/// The repositories of a project.
+#[utoipa::path(get, path = "/api/v1/projects/{project}/repositories", tag = "repositories", params(("project" = String, Path)),
+    responses((status = 200, body = [Repository]), (status = 404, body = Problem)))]
+pub async fn list(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    Path(project): Path<String>,
+) -> ApiResult<Json<Vec<Repository>>> {
+    caller.require(&state.auth, &project, Action::Pull)?;
+    let tx = state.registry.meta.read()?;
+    let mut out = Vec::new();
+    for name in super::projects::non_empty_repositories(&tx, &project)? {
+        let tags = meta::tags::list(&tx, &name, None, usize::MAX)?.len();
+        let manifests = meta::manifests::count(&tx, &name)?;
+        out.push(Repository {
+            name,
+            tags,
+            manifests,
+        });
+    }
+    Ok(Json(out))
+}
+
+/// The tags of a repository with their digests.
+#[utoipa::path(get, path = "/api/v1/repositories/{repository}/tags", tag = "repositories", params(("repository" = String, Path)),
+    responses((status = 200, body = [TagInfo]), (status = 404, body = Problem)))]
+pub async fn tags(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    Path(repository): Path<String>,
+) -> ApiResult<Json<Vec<TagInfo>>> {
+    let (repo, project) = repo_of(&repository)?;
+    caller.require(&state.auth, &project, Action::Pull)?;
+    let tx = state.registry.meta.read()?;
+    let mut out = Vec::new();
+    for name in meta::tags::list(&tx, repo.as_str(), None, usize::MAX)? {
+        if let Some(t) = meta::tags::get(&tx, repo.as_str(), &name)? {
+            out.push(TagInfo {
+                name,
+                digest: t.digest,
+                updated_at: t.updated_at,
+            });
+        }
+    }
+    Ok(Json(out))
+}
+
+async fn audit_delete(
+    state: &ApiState,
+    caller: &ApiCaller,
+    repo: &str,
+    tag: Option<String>,
+    digest: Option<String>,
+) {
+    let mut record = AuditRecord::new(
+        caller.principal.name(),
+        &caller.source,
+        "delete",
+        repo,
+        "success",
+    );
+    record.tag = tag;
+    record.digest = digest;
+    state.auth.audit.record(record).await;
+}
+
+/// Deletes a tag (project admins).
+#[utoipa::path(delete, path = "/api/v1/repositories/{repository}/tags/{tag}", tag = "repositories",
+    params(("repository" = String, Path), ("tag" = String, Path)),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn delete_tag(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    Path((repository, tag)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let (repo, project) = repo_of(&repository)?;
+    caller.require(&state.auth, &project, Action::Delete)?;
+    if !state
+        .registry
+        .meta
+        .write(|tx| meta::tags::remove(tx, repo.as_str(), &tag))?
+    {
+        return Err(ApiError::not_found(format!("{repo} has no tag {tag}")));
+    }
+    audit_delete(&state, &caller, repo.as_str(), Some(tag), None).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a manifest and every tag pointing at it (project admins).
+#[utoipa::path(delete, path = "/api/v1/repositories/{repository}/manifests/{digest}", tag = "repositories",
+    params(("repository" = String, Path), ("digest" = String, Path)),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn delete_manifest(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    Path((repository, digest)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let (repo, project) = repo_of(&repository)?;
+    caller.require(&state.auth, &project, Action::Delete)?;
+    let found = state.registry.meta.write(|tx| -> ApiResult<bool> {
+        let Some(record) = meta::manifests::remove(tx, repo.as_str(), &digest)? else {
+            return Ok(false);
+        };
+        for tag in meta::tags::pointing_at(tx, repo.as_str(), &digest)? {
+            meta::tags::remove(tx, repo.as_str(), &tag)?;
+        }
+        if let Some(subject) = &record.subject {
+            meta::referrers::remove(tx, repo.as_str(), subject, &digest)?;
+        }
+        Ok(true)
+    })?;
+    if !found {
+        return Err(ApiError::not_found(format!(
+            "{repo} has no manifest {digest}"
+        )));
+    }
+    audit_delete(&state, &caller, repo.as_str(), None, Some(digest)).await;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,159 @@
+//! The permission matrix: which role may do which action in a project. One table, here,
+//! and the same table in the README.
+
+use serde::{Deserialize, Serialize};
+
+use super::principal::Principal;
+use super::projects::ProjectRecord;
+
+/// Something a principal may do within a project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Read manifests, blobs, tags, referrers.
+    Pull,
+    /// Upload blobs and manifests, move tags.
+    Push,
+    /// Delete manifests, tags and blob links.
+    Delete,
+    /// Add, change and remove members.
+    ManageMembers,
+    /// Create and revoke robot accounts for the project.
+    ManageRobots,
+    /// Change the project's settings (public/private) or delete it.
+    ManageProject,
+}
+
+impl Action {
+    /// Every action, in matrix order.
+    pub const ALL: [Action; 6] = [
+        Action::Pull,
+        Action::Push,
+        Action::Delete,
+        Action::ManageMembers,
+        Action::ManageRobots,
+        Action::ManageProject,
+    ];
+
+    /// The Docker token spec's name, for the actions a registry scope can carry.
+    pub fn scope_name(self) -> Option<&'static str> {
+        match self {
+            Action::Pull => Some("pull"),
+            Action::Push => Some("push"),
+            Action::Delete => Some("delete"),
+            _ => None,
+        }
+    }
+}
+
+/// A member's role in a project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything within the project.
+    Admin,
+    /// Pull and push.
+    Developer,
+    /// Pull only.
+    Guest,
+}
+
+impl Role {
+    /// Parses `admin`, `developer` or `guest`.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" | "project_admin" | "project-admin" => Some(Role::Admin),
+            "developer" => Some(Role::Developer),
+            "guest" => Some(Role::Guest),
+            _ => None,
+        }
+    }
+
+    /// The name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Developer => "developer",
+            Role::Guest => "guest",
+        }
+    }
+}
+
+/// The matrix. A row per role; system admins may do everything, anonymous callers may
+/// pull from public projects, robots may do what their grant lists.
+pub const MATRIX: &[(Role, &[Action])] = &[
+    (
+        Role::Admin,
+        &[
+            Action::Pull,
+            Action::Push,
+            Action::Delete,
+            Action::ManageMembers,
+            Action::ManageRobots,
+            Action::ManageProject,
+        ],
+    ),
+    (Role::Developer, &[Action::Pull, Action::Push]),
+    (Role::Guest, &[Action::Pull]),
+];
+
+/// Whether `role` allows `action`.
+pub fn role_allows(role: Role, action: Action) -> bool {
+    MATRIX
+        .iter()
+        .any(|(r, actions)| *r == role && actions.contains(&action))
+}
+
+/// The decision for one principal, one project and one action. `membership` is the
+/// principal's role in the project, if it is a user who is a member.
+pub fn decide(
+    principal: &Principal,
+    project: &ProjectRecord,
+    membership: Option<Role>,
+    action: Action,
+) -> bool {
+    match principal {
+        Principal::User { admin: true, .. } => true,
+        Principal::User { .. } => {
+            membership.is_some_and(|role| role_allows(role, action))
+                || (action == Action::Pull && project.public)
+        }
+        Principal::Robot { grants, .. } => {
+            grants
+                .iter()
+                .any(|g| g.project == project.name && g.actions.contains(&action))
+                || (action == Action::Pull && project.public)
+        }
+        Principal::Anonymous => action == Action::Pull && project.public,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_matrix_reads_as_documented() {
+        use Action::*;
+        let expect = [
+            (Role::Admin, [true, true, true, true, true, true]),
+            (Role::Developer, [true, true, false, false, false, false]),
+            (Role::Guest, [true, false, false, false, false, false]),
+        ];
+        for (role, row) in expect {
+            for (action, allowed) in [
+                Pull,
+                Push,
+                Delete,
+                ManageMembers,
+                ManageRobots,
+                ManageProject,
+            ]
+            .into_iter()
+            .zip(row)
+            {
+                assert_eq!(role_allows(role, action), allowed, "{role:?} {action:?}");
+            }
+        }
+    }
+}

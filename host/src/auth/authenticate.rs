@@ -1,0 +1,505 @@
+//! [`AccessControl`]: turns credentials into a [`Principal`], decides what it may do to a
+//! repository, and grants token scopes. The registry and the admin API call it; neither
+//! looks at a password or a token itself.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, header};
+use base64::Engine;
+use sha2::Digest as _;
+
+use super::access::{self, Action};
+use super::audit::AuditLog;
+use super::principal::Principal;
+use super::ratelimit::FailureLimiter;
+use super::scope::Scope;
+use super::token::{TokenError, TokenService};
+use super::{members, passwords, projects, robots, users};
+use crate::config::AuthConfig;
+use crate::storage::meta::{MetaError, Metadata, now_millis};
+
+/// Why a caller could not be authenticated.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Unknown user, wrong password, disabled or expired account.
+    #[error("invalid username or password")]
+    BadCredentials,
+    /// Too many failed logins for this account or address.
+    #[error("too many failed logins; try again in {} seconds", .0.as_secs().max(1))]
+    RateLimited(Duration),
+    /// A bearer token that is not (or no longer) valid.
+    #[error("{0}")]
+    InvalidToken(String),
+    /// The Authorization header is malformed.
+    #[error("malformed Authorization header: {0}")]
+    Malformed(&'static str),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] MetaError),
+}
+
+/// What an Authorization header carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Credentials {
+    /// No header.
+    None,
+    /// `Basic base64(user:password)`.
+    Basic {
+        /// Username or robot name.
+        username: String,
+        /// Password or robot secret.
+        password: String,
+    },
+    /// `Bearer <token>`.
+    Bearer(String),
+}
+
+/// An identified caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Who.
+    pub principal: Principal,
+    /// For bearer tokens, exactly what the token grants; the registry checks these rather
+    /// than the principal's current rights, as the token spec intends.
+    pub token_scopes: Option<Vec<Scope>>,
+    /// Where from.
+    pub source: IpAddr,
+}
+
+/// What a principal may do to one repository.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepositoryAccess {
+    /// Whether the repository's project exists.
+    pub project_exists: bool,
+    /// The allowed registry actions (pull, push, delete).
+    pub actions: Vec<Action>,
+}
+
+/// The auth service.
+pub struct AccessControl {
+    meta: Arc<Metadata>,
+    /// Token signing and checking.
+    pub tokens: TokenService,
+    /// The audit log.
+    pub audit: AuditLog,
+    per_account: FailureLimiter,
+    per_source: FailureLimiter,
+    /// Successful Basic logins by digest of `user:password`: Basic credentials arrive with
+    /// every request of some clients, and argon2 on each would cap throughput at a few
+    /// dozen requests a second.
+    basic_cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+    config: AuthConfig,
+}
+
+impl std::fmt::Debug for AccessControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessControl")
+            .field("tokens", &self.tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Most cached Basic logins.
+const MAX_BASIC_CACHE: usize = 10_000;
+
+impl AccessControl {
+    /// Builds the service: loads (or creates) the token key under `data_dir/keys`, and
+    /// starts the audit writer. Must run inside a Tokio runtime.
+    pub fn new(
+        meta: Arc<Metadata>,
+        config: AuthConfig,
+        data_dir: &Path,
+    ) -> anyhow::Result<AccessControl> {
+        super::prepare(&meta)?;
+        let key =
+            super::token::load_or_create_key(&data_dir.join("keys").join("token-ed25519.key"))?;
+        let tokens = TokenService::new(
+            key,
+            &config.issuer,
+            &config.service,
+            config.token_ttl_secs,
+            config.refresh_ttl_secs,
+        );
+        let audit = AuditLog::start(
+            meta.clone(),
+            Duration::from_secs(config.audit_retention_days * 86_400),
+        );
+        let window = Duration::from_secs(config.login_window_secs);
+        Ok(AccessControl {
+            meta,
+            tokens,
+            audit,
+            per_account: FailureLimiter::new(config.login_failures_per_account, window),
+            per_source: FailureLimiter::new(config.login_failures_per_source, window),
+            basic_cache: Mutex::new(HashMap::new()),
+            config,
+        })
+    }
+
+    /// The metadata store (for the admin API).
+    pub fn meta(&self) -> &Arc<Metadata> {
+        &self.meta
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+
+    /// Reads the Authorization header.
+    pub fn credentials(headers: &HeaderMap) -> Result<Credentials, AuthError> {
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Ok(Credentials::None);
+        };
+        let value = value
+            .to_str()
+            .map_err(|_| AuthError::Malformed("not ASCII"))?;
+        let (scheme, rest) = value
+            .split_once(' ')
+            .ok_or(AuthError::Malformed("expected '<scheme> <credentials>'"))?;
+        match scheme.to_ascii_lowercase().as_str() {
+            "basic" => {
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(rest.trim())
+                    .map_err(|_| AuthError::Malformed("Basic credentials are not base64"))?;
+                let decoded = String::from_utf8(decoded)
+                    .map_err(|_| AuthError::Malformed("Basic credentials are not UTF-8"))?;
+                let (username, password) = decoded
+                    .split_once(':')
+                    .ok_or(AuthError::Malformed("Basic credentials need user:password"))?;
+                Ok(Credentials::Basic {
+                    username: username.to_owned(),
+                    password: password.to_owned(),
+                })
+            }
+            "bearer" => Ok(Credentials::Bearer(rest.trim().to_owned())),
+            _ => Err(AuthError::Malformed(
+                "unsupported scheme; use Basic or Bearer",
+            )),
+        }
+    }
+
+    /// Checks a username and password (or robot name and secret). Rate-limited per
+    /// account and per source; blocks on argon2, so call it from `spawn_blocking`.
+    pub fn login(
+        &self,
+        username: &str,
+        password: &str,
+        source: IpAddr,
+    ) -> Result<Principal, AuthError> {
+        let account_key = format!("account:{}", username.to_ascii_lowercase());
+        let source_key = format!("source:{source}");
+        if let Some(wait) = self
+            .per_account
+            .blocked(&account_key)
+            .or_else(|| self.per_source.blocked(&source_key))
+        {
+            return Err(AuthError::RateLimited(wait));
+        }
+        match self.check_password(username, password)? {
+            Some(principal) => {
+                self.per_account.succeed(&account_key);
+                Ok(principal)
+            }
+            None => {
+                self.per_account.fail(&account_key);
+                self.per_source.fail(&source_key);
+                Err(AuthError::BadCredentials)
+            }
+        }
+    }
+
+    /// [`AccessControl::login`] with a short-lived cache of successes.
+    pub fn login_cached(
+        &self,
+        username: &str,
+        password: &str,
+        source: IpAddr,
+    ) -> Result<Principal, AuthError> {
+        let mut h = sha2::Sha256::new();
+        h.update(username.as_bytes());
+        h.update([0]);
+        h.update(password.as_bytes());
+        let key: [u8; 32] = h.finalize().into();
+        let ttl = Duration::from_secs(self.config.credential_cache_secs);
+        if let Some((principal, at)) = self.basic_cache.lock().expect("cache lock").get(&key)
+            && at.elapsed() < ttl
+        {
+            return Ok(principal.clone());
+        }
+        let principal = self.login(username, password, source)?;
+        let mut cache = self.basic_cache.lock().expect("cache lock");
+        if cache.len() >= MAX_BASIC_CACHE {
+            cache.clear();
+        }
+        cache.insert(key, (principal.clone(), Instant::now()));
+        Ok(principal)
+    }
+
+    /// Forgets cached logins (after a password change, a disable, a revocation).
+    pub fn invalidate_cached_logins(&self) {
+        self.basic_cache.lock().expect("cache lock").clear();
+    }
+
+    fn check_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<Principal>, AuthError> {
+        let tx = self.meta.read()?;
+        if username.starts_with(robots::PREFIX) {
+            let Some(robot) = robots::get(&tx, username)? else {
+                return Ok(None);
+            };
+            let expired = robot.expires_at.is_some_and(|e| e <= now_millis());
+            let matches = passwords::constant_time_eq(
+                &passwords::secret_digest(password),
+                &robot.secret_digest,
+            );
+            return Ok(
+                (matches && !robot.disabled && !expired).then(|| Principal::Robot {
+                    name: username.to_owned(),
+                    grants: robot.grants,
+                }),
+            );
+        }
+        let Some(user) = users::get(&tx, username)? else {
+            // Spend the same time as a real check, so response timing does not tell
+            // which usernames exist.
+            let _ = passwords::verify(
+                password,
+                DUMMY_HASH.get_or_init(|| passwords::hash("not a real password")),
+            );
+            return Ok(None);
+        };
+        let ok = passwords::verify(password, &user.password_hash) && !user.disabled;
+        Ok(ok.then(|| Principal::User {
+            name: username.to_owned(),
+            admin: user.admin,
+        }))
+    }
+
+    /// The principal a token was issued to, if it may still act: users and robots can be
+    /// disabled, deleted or expire while their tokens are outstanding.
+    pub fn principal_for_subject(
+        &self,
+        subject: &str,
+        issued_at_secs: u64,
+    ) -> Result<Principal, AuthError> {
+        if subject == "anonymous" {
+            return Ok(Principal::Anonymous);
+        }
+        let tx = self.meta.read()?;
+        let gone = || {
+            AuthError::InvalidToken(format!(
+                "the account {subject} no longer exists or is disabled"
+            ))
+        };
+        if subject.starts_with(robots::PREFIX) {
+            let robot = robots::get(&tx, subject)?.ok_or_else(gone)?;
+            if robot.disabled || robot.expires_at.is_some_and(|e| e <= now_millis()) {
+                return Err(gone());
+            }
+            return Ok(Principal::Robot {
+                name: subject.to_owned(),
+                grants: robot.grants,
+            });
+        }
+        let user = users::get(&tx, subject)?.ok_or_else(gone)?;
+        if user.disabled || user.password_changed_at / 1000 > issued_at_secs {
+            return Err(gone());
+        }
+        Ok(Principal::User {
+            name: subject.to_owned(),
+            admin: user.admin,
+        })
+    }
+
+    /// Identifies the caller of a request. Blocking work (argon2 on a cache miss) is moved
+    /// off the async worker.
+    pub async fn identify(
+        self: &Arc<Self>,
+        headers: &HeaderMap,
+        source: IpAddr,
+    ) -> Result<Caller, AuthError> {
+        match AccessControl::credentials(headers)? {
+            Credentials::None => Ok(Caller {
+                principal: Principal::Anonymous,
+                token_scopes: None,
+                source,
+            }),
+            Credentials::Basic { username, password } => {
+                let this = self.clone();
+                let principal = tokio::task::spawn_blocking(move || {
+                    this.login_cached(&username, &password, source)
+                })
+                .await
+                .map_err(|e| {
+                    AuthError::Store(MetaError::Schema(format!("login task failed: {e}")))
+                })??;
+                Ok(Caller {
+                    principal,
+                    token_scopes: None,
+                    source,
+                })
+            }
+            Credentials::Bearer(token) => {
+                let verified = self
+                    .tokens
+                    .verify_access(&token)
+                    .map_err(|TokenError::Invalid(why)| AuthError::InvalidToken(why))?;
+                let principal =
+                    self.principal_for_subject(&verified.subject, verified.issued_at)?;
+                Ok(Caller {
+                    principal,
+                    token_scopes: Some(verified.access),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// What `principal` may do to `repository` now (project, membership, grants).
+    pub fn repository_access(
+        &self,
+        principal: &Principal,
+        repository: &str,
+    ) -> Result<RepositoryAccess, MetaError> {
+        let project_name = repository.split('/').next().unwrap_or_default();
+        let tx = self.meta.read()?;
+        let Some(project) = projects::get(&tx, project_name)? else {
+            return Ok(RepositoryAccess {
+                project_exists: false,
+                actions: Vec::new(),
+            });
+        };
+        let membership = match principal {
+            Principal::User { name, .. } => members::role(&tx, project_name, name)?,
+            _ => None,
+        };
+        let actions = [Action::Pull, Action::Push, Action::Delete]
+            .into_iter()
+            .filter(|a| access::decide(principal, &project, membership, *a))
+            .collect();
+        Ok(RepositoryAccess {
+            project_exists: true,
+            actions,
+        })
+    }
+
+    /// Whether `caller` may do `action` to `repository`, by its token's scopes if it
+    /// presented one, else by its current rights.
+    pub fn allows(
+        &self,
+        caller: &Caller,
+        repository: &str,
+        action: Action,
+    ) -> Result<bool, MetaError> {
+        let name = action.scope_name().unwrap_or("");
+        match &caller.token_scopes {
+            Some(scopes) => Ok(scopes
+                .iter()
+                .any(|s| s.covers("repository", repository, name))),
+            None => Ok(self
+                .repository_access(&caller.principal, repository)?
+                .actions
+                .contains(&action)),
+        }
+    }
+
+    /// Whether `principal` may do `action` to `repository` by its current rights (not by a
+    /// token's scopes): for listings filtered per repository.
+    pub fn allows_current(
+        &self,
+        principal: &Principal,
+        repository: &str,
+        action: Action,
+    ) -> Result<bool, MetaError> {
+        Ok(self
+            .repository_access(principal, repository)?
+            .actions
+            .contains(&action))
+    }
+
+    /// The scopes a token for `principal` gets: each requested one cut down to what the
+    /// principal may do (possibly to nothing, which is still listed, as the spec shows).
+    pub fn grant(
+        &self,
+        principal: &Principal,
+        requested: &[Scope],
+    ) -> Result<Vec<Scope>, MetaError> {
+        let mut granted = Vec::new();
+        for scope in requested {
+            match scope.kind.as_str() {
+                "repository" => {
+                    let allowed = self.repository_access(principal, &scope.name)?.actions;
+                    let actions: Vec<String> = scope
+                        .actions
+                        .iter()
+                        .filter(|a| {
+                            let want: &[Action] = match a.as_str() {
+                                "pull" => &[Action::Pull],
+                                "push" => &[Action::Push],
+                                "delete" => &[Action::Delete],
+                                "*" => &[Action::Pull, Action::Push, Action::Delete],
+                                _ => &[],
+                            };
+                            !want.is_empty() && want.iter().all(|w| allowed.contains(w))
+                        })
+                        .cloned()
+                        .collect();
+                    granted.push(Scope {
+                        kind: scope.kind.clone(),
+                        name: scope.name.clone(),
+                        actions,
+                    });
+                }
+                // Anyone may list the catalog; the registry filters it to what they can pull.
+                "registry" if scope.name == "catalog" => granted.push(Scope {
+                    kind: scope.kind.clone(),
+                    name: scope.name.clone(),
+                    actions: vec!["*".into()],
+                }),
+                _ => {}
+            }
+        }
+        Ok(granted)
+    }
+
+    /// A `WWW-Authenticate` challenge pointing at the token service.
+    pub fn challenge(&self, realm: &str, scope: Option<&str>, error: Option<&str>) -> String {
+        let mut c = format!(
+            "Bearer realm=\"{realm}\",service=\"{}\"",
+            self.tokens.service()
+        );
+        if let Some(scope) = scope {
+            c.push_str(&format!(",scope=\"{scope}\""));
+        }
+        if let Some(error) = error {
+            c.push_str(&format!(",error=\"{error}\""));
+        }
+        c
+    }
+
+    /// The token endpoint's URL as clients should reach it: configured, or derived from the
+    /// request's Host header.
+    pub fn realm(&self, headers: &HeaderMap, tls: bool) -> String {
+        if let Some(realm) = &self.config.realm {
+            return realm.clone();
+        }
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        format!(
+            "{}://{host}/service/token",
+            if tls { "https" } else { "http" }
+        )
+    }
+}
+
+static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();

@@ -1,0 +1,220 @@
+//! The registry's door: every `/v2` request is identified and checked here before a
+//! handler runs, and pushes, pulls and deletes are written to the audit log after.
+//!
+//! Unauthenticated callers get `401` with a `WWW-Authenticate: Bearer realm=…,service=…,
+//! scope=…` challenge that leads clients to the token service; callers with a token that
+//! lacks the scope get `401 … error="insufficient_scope"`; callers who logged in with
+//! Basic credentials and lack the right get `403 DENIED`.
+
+use std::net::IpAddr;
+
+use axum::http::{HeaderMap, Method, StatusCode, header};
+
+use super::Registry;
+use super::errcode::{ErrorCode, RegistryError, RegistryResult};
+use super::routes::Route;
+use crate::auth::Action;
+use crate::auth::audit::AuditRecord;
+use crate::auth::authenticate::{AuthError, Caller};
+use crate::names::Reference;
+
+/// The action a route needs on its repository.
+pub fn needed_action(route: &Route, method: &Method) -> Action {
+    match (route, method) {
+        (Route::Manifest(..) | Route::Blob(..), &Method::DELETE) => Action::Delete,
+        (Route::Manifest(..), &Method::PUT) | (Route::UploadStart(_) | Route::Upload(..), _) => {
+            Action::Push
+        }
+        _ => Action::Pull,
+    }
+}
+
+fn scope_actions(action: Action) -> &'static str {
+    match action {
+        Action::Push => "pull,push",
+        Action::Delete => "delete",
+        _ => "pull",
+    }
+}
+
+fn challenge(
+    registry: &Registry,
+    headers: &HeaderMap,
+    scope: Option<&str>,
+    error: Option<&str>,
+    message: &str,
+) -> RegistryError {
+    let realm = registry.auth.realm(headers, registry.tls);
+    let value = registry.auth.challenge(&realm, scope, error);
+    RegistryError::new(ErrorCode::Unauthorized)
+        .message(message)
+        .header(header::WWW_AUTHENTICATE, &value)
+}
+
+fn identify_error(registry: &Registry, headers: &HeaderMap, e: AuthError) -> RegistryError {
+    match e {
+        AuthError::RateLimited(wait) => RegistryError::new(ErrorCode::TooManyRequests)
+            .message(e.to_string())
+            .header(header::RETRY_AFTER, &wait.as_secs().max(1).to_string()),
+        AuthError::Store(inner) => inner.into(),
+        AuthError::InvalidToken(_) => challenge(
+            registry,
+            headers,
+            None,
+            Some("invalid_token"),
+            &e.to_string(),
+        ),
+        other => challenge(registry, headers, None, None, &other.to_string()),
+    }
+}
+
+/// Identifies the caller and checks it may do what `route` needs.
+pub async fn admit(
+    registry: &Registry,
+    route: &Route,
+    method: &Method,
+    headers: &HeaderMap,
+    source: IpAddr,
+) -> RegistryResult<Caller> {
+    let caller = registry
+        .auth
+        .identify(headers, source)
+        .await
+        .map_err(|e| identify_error(registry, headers, e))?;
+    let presented = caller.token_scopes.is_some()
+        || !matches!(caller.principal, crate::auth::Principal::Anonymous);
+    match route {
+        Route::Base => {
+            if !presented {
+                return Err(challenge(
+                    registry,
+                    headers,
+                    None,
+                    None,
+                    "authentication required; log in first",
+                ));
+            }
+            Ok(caller)
+        }
+        Route::Catalog => {
+            let covered = caller
+                .token_scopes
+                .as_ref()
+                .is_none_or(|s| s.iter().any(|s| s.covers("registry", "catalog", "*")));
+            if !presented || !covered {
+                return Err(challenge(
+                    registry,
+                    headers,
+                    Some("registry:catalog:*"),
+                    None,
+                    "authentication required",
+                ));
+            }
+            Ok(caller)
+        }
+        _ => {
+            let repo = route
+                .repository()
+                .expect("repository routes name one")
+                .as_str();
+            let action = needed_action(route, method);
+            if registry.auth.allows(&caller, repo, action)? {
+                return Ok(caller);
+            }
+            let scope = format!("repository:{repo}:{}", scope_actions(action));
+            if !presented {
+                return Err(challenge(
+                    registry,
+                    headers,
+                    Some(&scope),
+                    None,
+                    "authentication required",
+                ));
+            }
+            let project = repo.split('/').next().unwrap_or_default();
+            let access = registry.auth.repository_access(&caller.principal, repo)?;
+            if !access.project_exists && caller.principal.is_admin() {
+                return Err(RegistryError::new(ErrorCode::NameUnknown).message(format!(
+                    "project {project} does not exist; create it first (berth project create {project})"
+                )));
+            }
+            record_denial(registry, &caller, route, action).await;
+            if caller.token_scopes.is_some() {
+                return Err(challenge(
+                    registry,
+                    headers,
+                    Some(&scope),
+                    Some("insufficient_scope"),
+                    &format!(
+                        "the token does not grant {} on {repo}",
+                        scope_actions(action)
+                    ),
+                ));
+            }
+            Err(RegistryError::new(ErrorCode::Denied).message(format!(
+                "requested access to the resource is denied: {} may not {} {repo} (the project does not exist or the account lacks the role)",
+                caller.principal.name(),
+                action.scope_name().unwrap_or("use")
+            )))
+        }
+    }
+}
+
+async fn record_denial(registry: &Registry, caller: &Caller, route: &Route, action: Action) {
+    let repo = route.repository().map(|r| r.as_str()).unwrap_or_default();
+    let mut record = AuditRecord::new(
+        caller.principal.name(),
+        &caller.source.to_string(),
+        action.scope_name().unwrap_or("access"),
+        repo,
+        "denied",
+    );
+    if let Route::Manifest(_, Reference::Tag(t)) = route {
+        record.tag = Some(t.to_string());
+    }
+    registry.auth.audit.record(record).await;
+}
+
+/// Writes pushes, pulls and deletes of manifests, tags and blobs to the audit log.
+pub async fn record(
+    registry: &Registry,
+    caller: &Caller,
+    route: &Route,
+    method: &Method,
+    status: StatusCode,
+    response_digest: Option<String>,
+) {
+    let action = match (route, method) {
+        (Route::Manifest(..), &Method::GET) => "pull",
+        (Route::Manifest(..), &Method::PUT) => "push",
+        (Route::Manifest(..) | Route::Blob(..), &Method::DELETE) => "delete",
+        _ => return,
+    };
+    let repo = route.repository().map(|r| r.as_str()).unwrap_or_default();
+    let outcome = if status.is_success() {
+        "success"
+    } else {
+        "failure"
+    };
+    let mut record = AuditRecord::new(
+        caller.principal.name(),
+        &caller.source.to_string(),
+        action,
+        repo,
+        outcome,
+    );
+    match route {
+        Route::Manifest(_, Reference::Tag(t)) => record.tag = Some(t.to_string()),
+        Route::Manifest(_, Reference::Digest(d)) | Route::Blob(_, d) => {
+            record.digest = Some(d.to_string())
+        }
+        _ => {}
+    }
+    if response_digest.is_some() {
+        record.digest = response_digest;
+    }
+    if !status.is_success() && status != StatusCode::NOT_MODIFIED {
+        record.detail = Some(format!("HTTP {}", status.as_u16()));
+    }
+    registry.auth.audit.record(record).await;
+}
