@@ -22,7 +22,7 @@ pub struct AuditEntry {
 }
 
 /// Reads the audit log. The `Link` header leads to the next page.
-#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
+#[utoipa::path(get, operation_id = "audit_list", path = "/api/v1/audit", tag = "audit", params(AuditQuery),
     responses((status = 200, body = [AuditEntry]), (status = 403, body = Problem)))]
 pub async fn list(
     State(state): State<ApiState>,

@@ -29,7 +29,7 @@ pub struct RoleChange {
 }
 
 /// Lists members (anyone who can see the project).
-#[utoipa::path(get, path = "/api/v1/projects/{name}/members", tag = "members", params(("name" = String, Path)),
+#[utoipa::path(get, operation_id = "members_list", path = "/api/v1/projects/{name}/members", tag = "members", params(("name" = String, Path)),
     responses((status = 200, body = [Member]), (status = 404, body = Problem)))]
 pub async fn list(
     State(state): State<ApiState>,
@@ -75,7 +75,7 @@ async fn set_role(
 }
 
 /// Adds a member (project admins).
-#[utoipa::path(post, path = "/api/v1/projects/{name}/members", tag = "members", params(("name" = String, Path)), request_body = Member,
+#[utoipa::path(post, operation_id = "members_add", path = "/api/v1/projects/{name}/members", tag = "members", params(("name" = String, Path)), request_body = Member,
     responses((status = 201, body = Member), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn add(
     State(state): State<ApiState>,
@@ -88,7 +88,7 @@ pub async fn add(
 }
 
 /// Changes a member's role (project admins).
-#[utoipa::path(put, path = "/api/v1/projects/{name}/members/{username}", tag = "members",
+#[utoipa::path(put, operation_id = "members_set", path = "/api/v1/projects/{name}/members/{username}", tag = "members",
     params(("name" = String, Path), ("username" = String, Path)), request_body = RoleChange,
     responses((status = 200, body = Member), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn set(
@@ -105,7 +105,7 @@ pub async fn set(
 }
 
 /// Removes a member (project admins).
-#[utoipa::path(delete, path = "/api/v1/projects/{name}/members/{username}", tag = "members",
+#[utoipa::path(delete, operation_id = "members_remove", path = "/api/v1/projects/{name}/members/{username}", tag = "members",
     params(("name" = String, Path), ("username" = String, Path)),
     responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn remove(

@@ -109,7 +109,7 @@ fn view(tx: &impl meta::Reader, p: projects::ProjectRecord) -> meta::MetaResult<
 }
 
 /// Lists the projects the caller can see.
-#[utoipa::path(get, path = "/api/v1/projects", tag = "projects", params(Page, ProjectFilter),
+#[utoipa::path(get, operation_id = "projects_list", path = "/api/v1/projects", tag = "projects", params(Page, ProjectFilter),
     responses((status = 200, body = [Project]), (status = 401, body = Problem)))]
 pub async fn list(
     State(state): State<ApiState>,
@@ -138,7 +138,7 @@ pub async fn list(
 }
 
 /// Creates a project (system administrators only).
-#[utoipa::path(post, path = "/api/v1/projects", tag = "projects", request_body = NewProject,
+#[utoipa::path(post, operation_id = "projects_create", path = "/api/v1/projects", tag = "projects", request_body = NewProject,
     responses((status = 201, body = Project), (status = 400, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn create(
     State(state): State<ApiState>,
@@ -166,7 +166,7 @@ pub async fn create(
 }
 
 /// One project.
-#[utoipa::path(get, path = "/api/v1/projects/{name}", tag = "projects", params(("name" = String, Path)),
+#[utoipa::path(get, operation_id = "projects_get", path = "/api/v1/projects/{name}", tag = "projects", params(("name" = String, Path)),
     responses((status = 200, body = Project), (status = 404, body = Problem)))]
 pub async fn get(
     State(state): State<ApiState>,
@@ -178,7 +178,7 @@ pub async fn get(
 }
 
 /// Makes a project public or private (project admins).
-#[utoipa::path(patch, path = "/api/v1/projects/{name}", tag = "projects", params(("name" = String, Path)), request_body = ProjectUpdate,
+#[utoipa::path(patch, operation_id = "projects_update", path = "/api/v1/projects/{name}", tag = "projects", params(("name" = String, Path)), request_body = ProjectUpdate,
     responses((status = 200, body = Project), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn update(
     State(state): State<ApiState>,
@@ -207,7 +207,7 @@ pub async fn update(
 
 /// Deletes a project; refused while it holds repositories unless `force=true`, which
 /// deletes them (their manifests, tags and blob links) too.
-#[utoipa::path(delete, path = "/api/v1/projects/{name}", tag = "projects", params(("name" = String, Path), DeleteOptions),
+#[utoipa::path(delete, operation_id = "projects_delete", path = "/api/v1/projects/{name}", tag = "projects", params(("name" = String, Path), DeleteOptions),
     responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn delete(
     State(state): State<ApiState>,

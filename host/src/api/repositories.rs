@@ -45,7 +45,7 @@ fn repo_of(name: &str) -> ApiResult<(RepoName, String)> {
 }
 
 /// The repositories of a project.
-#[utoipa::path(get, path = "/api/v1/projects/{project}/repositories", tag = "repositories", params(("project" = String, Path)),
+#[utoipa::path(get, operation_id = "repositories_list", path = "/api/v1/projects/{project}/repositories", tag = "repositories", params(("project" = String, Path)),
     responses((status = 200, body = [Repository]), (status = 404, body = Problem)))]
 pub async fn list(
     State(state): State<ApiState>,
@@ -68,7 +68,7 @@ pub async fn list(
 }
 
 /// The tags of a repository with their digests.
-#[utoipa::path(get, path = "/api/v1/repositories/{repository}/tags", tag = "repositories", params(("repository" = String, Path)),
+#[utoipa::path(get, operation_id = "repositories_tags", path = "/api/v1/repositories/{repository}/tags", tag = "repositories", params(("repository" = String, Path)),
     responses((status = 200, body = [TagInfo]), (status = 404, body = Problem)))]
 pub async fn tags(
     State(state): State<ApiState>,
@@ -111,7 +111,7 @@ async fn audit_delete(
 }
 
 /// Deletes a tag (project admins).
-#[utoipa::path(delete, path = "/api/v1/repositories/{repository}/tags/{tag}", tag = "repositories",
+#[utoipa::path(delete, operation_id = "repositories_delete_tag", path = "/api/v1/repositories/{repository}/tags/{tag}", tag = "repositories",
     params(("repository" = String, Path), ("tag" = String, Path)),
     responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn delete_tag(
@@ -133,7 +133,7 @@ pub async fn delete_tag(
 }
 
 /// Deletes a manifest and every tag pointing at it (project admins).
-#[utoipa::path(delete, path = "/api/v1/repositories/{repository}/manifests/{digest}", tag = "repositories",
+#[utoipa::path(delete, operation_id = "repositories_delete_manifest", path = "/api/v1/repositories/{repository}/manifests/{digest}", tag = "repositories",
     params(("repository" = String, Path), ("digest" = String, Path)),
     responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn delete_manifest(

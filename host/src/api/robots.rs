@@ -90,7 +90,7 @@ fn require_manage(state: &ApiState, caller: &ApiCaller, grants: &[RobotGrant]) -
 }
 
 /// Lists the robots the caller may manage.
-#[utoipa::path(get, path = "/api/v1/robots", tag = "robots", responses((status = 200, body = [Robot]), (status = 401, body = Problem)))]
+#[utoipa::path(get, operation_id = "robots_list", path = "/api/v1/robots", tag = "robots", responses((status = 200, body = [Robot]), (status = 401, body = Problem)))]
 pub async fn list(State(state): State<ApiState>, caller: ApiCaller) -> ApiResult<Json<Vec<Robot>>> {
     let all = robots::list(&state.auth.meta().read()?)?;
     Ok(Json(
@@ -102,7 +102,7 @@ pub async fn list(State(state): State<ApiState>, caller: ApiCaller) -> ApiResult
 }
 
 /// Creates a robot; the caller must manage robots in every project it names.
-#[utoipa::path(post, path = "/api/v1/robots", tag = "robots", request_body = NewRobot,
+#[utoipa::path(post, operation_id = "robots_create", path = "/api/v1/robots", tag = "robots", request_body = NewRobot,
     responses((status = 201, body = CreatedRobot), (status = 400, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn create(
     State(state): State<ApiState>,
@@ -162,7 +162,7 @@ fn load(state: &ApiState, caller: &ApiCaller, name: &str) -> ApiResult<robots::R
 }
 
 /// One robot.
-#[utoipa::path(get, path = "/api/v1/robots/{name}", tag = "robots", params(("name" = String, Path)),
+#[utoipa::path(get, operation_id = "robots_get", path = "/api/v1/robots/{name}", tag = "robots", params(("name" = String, Path)),
     responses((status = 200, body = Robot), (status = 404, body = Problem)))]
 pub async fn get(
     State(state): State<ApiState>,
@@ -174,7 +174,7 @@ pub async fn get(
 }
 
 /// Revokes or restores a robot.
-#[utoipa::path(patch, path = "/api/v1/robots/{name}", tag = "robots", params(("name" = String, Path)), request_body = RobotUpdate,
+#[utoipa::path(patch, operation_id = "robots_update", path = "/api/v1/robots/{name}", tag = "robots", params(("name" = String, Path)), request_body = RobotUpdate,
     responses((status = 200, body = Robot), (status = 404, body = Problem)))]
 pub async fn update(
     State(state): State<ApiState>,
@@ -206,7 +206,7 @@ pub async fn update(
 }
 
 /// Deletes (revokes for good) a robot.
-#[utoipa::path(delete, path = "/api/v1/robots/{name}", tag = "robots", params(("name" = String, Path)),
+#[utoipa::path(delete, operation_id = "robots_delete", path = "/api/v1/robots/{name}", tag = "robots", params(("name" = String, Path)),
     responses((status = 204), (status = 404, body = Problem)))]
 pub async fn delete(
     State(state): State<ApiState>,

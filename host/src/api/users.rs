@@ -80,7 +80,7 @@ async fn audit(state: &ApiState, caller: &ApiCaller, action: &str, resource: &st
 }
 
 /// Lists users (system administrators only).
-#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(Page),
+#[utoipa::path(get, operation_id = "users_list", path = "/api/v1/users", tag = "users", params(Page),
     responses((status = 200, body = [User]), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn list(
     State(state): State<ApiState>,
@@ -97,7 +97,7 @@ pub async fn list(
 }
 
 /// Creates a user (system administrators only).
-#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser,
+#[utoipa::path(post, operation_id = "users_create", path = "/api/v1/users", tag = "users", request_body = NewUser,
     responses((status = 201, body = User), (status = 400, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem)))]
 pub async fn create(
     State(state): State<ApiState>,
@@ -116,7 +116,7 @@ pub async fn create(
 }
 
 /// The calling user.
-#[utoipa::path(get, path = "/api/v1/users/current", tag = "users", responses((status = 200, body = User), (status = 401, body = Problem)))]
+#[utoipa::path(get, operation_id = "users_current", path = "/api/v1/users/current", tag = "users", responses((status = 200, body = User), (status = 401, body = Problem)))]
 pub async fn current(State(state): State<ApiState>, caller: ApiCaller) -> ApiResult<Json<User>> {
     let name = caller.principal.name().to_owned();
     let record = users::get(&state.auth.meta().read()?, &name)?.ok_or_else(|| {
@@ -128,7 +128,7 @@ pub async fn current(State(state): State<ApiState>, caller: ApiCaller) -> ApiRes
 }
 
 /// One user (system administrators, or the user themself).
-#[utoipa::path(get, path = "/api/v1/users/{username}", tag = "users", params(("username" = String, Path)),
+#[utoipa::path(get, operation_id = "users_get", path = "/api/v1/users/{username}", tag = "users", params(("username" = String, Path)),
     responses((status = 200, body = User), (status = 404, body = Problem)))]
 pub async fn get(
     State(state): State<ApiState>,
@@ -144,7 +144,7 @@ pub async fn get(
 }
 
 /// Grants or withdraws administration, disables or enables (system administrators only).
-#[utoipa::path(patch, path = "/api/v1/users/{username}", tag = "users", params(("username" = String, Path)), request_body = UserUpdate,
+#[utoipa::path(patch, operation_id = "users_update", path = "/api/v1/users/{username}", tag = "users", params(("username" = String, Path)), request_body = UserUpdate,
     responses((status = 200, body = User), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn update(
     State(state): State<ApiState>,
@@ -181,7 +181,7 @@ pub async fn update(
 }
 
 /// Deletes a user and their memberships (system administrators only).
-#[utoipa::path(delete, path = "/api/v1/users/{username}", tag = "users", params(("username" = String, Path)),
+#[utoipa::path(delete, operation_id = "users_delete", path = "/api/v1/users/{username}", tag = "users", params(("username" = String, Path)),
     responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn delete(
     State(state): State<ApiState>,
@@ -206,7 +206,7 @@ pub async fn delete(
 
 /// Changes a password: one's own (with the old one) or anyone's (system administrators).
 /// Refresh tokens issued before stop working.
-#[utoipa::path(put, path = "/api/v1/users/{username}/password", tag = "users", params(("username" = String, Path)), request_body = PasswordChange,
+#[utoipa::path(put, operation_id = "users_change_password", path = "/api/v1/users/{username}/password", tag = "users", params(("username" = String, Path)), request_body = PasswordChange,
     responses((status = 204), (status = 400, body = Problem), (status = 403, body = Problem)))]
 pub async fn change_password(
     State(state): State<ApiState>,

@@ -194,11 +194,14 @@ async fn writer(meta: Arc<Metadata>, mut rx: mpsc::Receiver<Message>, retention:
     }
 }
 
+/// A page of the log: entries with their ids, and the cursor for the next page.
+pub type AuditPage = (Vec<(u64, AuditRecord)>, Option<u64>);
+
 /// Reads the log, newest first. Returns the page and the cursor for the next one.
 pub fn query(
     tx: &impl Reader,
     q: &AuditQuery,
-) -> MetaResult<(Vec<(u64, AuditRecord)>, Option<u64>)> {
+) -> MetaResult<AuditPage> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let table = tx.open(TABLE)?;
     let upper = q.before.map(Bound::Excluded).unwrap_or(Bound::Unbounded);
