@@ -1,7 +1,10 @@
 //! The `berth` command line: one module per subcommand.
 
+pub mod admin;
+pub mod client;
 pub mod config_cmd;
 pub mod fsck;
+pub mod login;
 pub mod serve;
 
 use std::net::SocketAddr;
@@ -30,6 +33,76 @@ pub enum Command {
     Config(config_cmd::ConfigCommand),
     /// Verify a data directory (blobs against digests, manifests' references, sessions).
     Fsck(fsck::FsckArgs),
+    /// Check credentials against a server and remember them (mode 0600).
+    Login(login::LoginArgs),
+    /// Forget the stored credentials for a server.
+    Logout {
+        /// The server (default: the current one).
+        server: Option<String>,
+    },
+    /// Users (system administrators).
+    User {
+        /// Server and output.
+        #[command(flatten)]
+        client: client::ClientArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: admin::UserCommand,
+    },
+    /// Projects.
+    Project {
+        /// Server and output.
+        #[command(flatten)]
+        client: client::ClientArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: admin::ProjectCommand,
+    },
+    /// Project members and their roles.
+    Member {
+        /// Server and output.
+        #[command(flatten)]
+        client: client::ClientArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: admin::MemberCommand,
+    },
+    /// Robot accounts for CI.
+    Robot {
+        /// Server and output.
+        #[command(flatten)]
+        client: client::ClientArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: admin::RobotCommand,
+    },
+    /// Repositories, tags and manifests.
+    Repo {
+        /// Server and output.
+        #[command(flatten)]
+        client: client::ClientArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: admin::RepoCommand,
+    },
+    /// The audit log (system administrators).
+    Audit {
+        /// Server and output.
+        #[command(flatten)]
+        client: client::ClientArgs,
+        /// Only this actor.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only this action (push, pull, delete, login, member.set, …).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only resources starting with this.
+        #[arg(long)]
+        resource: Option<String>,
+        /// Most entries shown.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
 }
 
 /// Where configuration comes from; shared by every command that loads it.
@@ -75,5 +148,35 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Serve(args) => serve::run(&args),
         Command::Config(cmd) => config_cmd::run(cmd),
         Command::Fsck(args) => fsck::run(&args),
+        Command::Login(args) => login::login(&args),
+        Command::Logout { server } => login::logout(server.as_deref()),
+        Command::User { client, command } => {
+            admin::user(&client::Client::connect(&client)?, command)
+        }
+        Command::Project { client, command } => {
+            admin::project(&client::Client::connect(&client)?, command)
+        }
+        Command::Member { client, command } => {
+            admin::member(&client::Client::connect(&client)?, command)
+        }
+        Command::Robot { client, command } => {
+            admin::robot(&client::Client::connect(&client)?, command)
+        }
+        Command::Repo { client, command } => {
+            admin::repo(&client::Client::connect(&client)?, command)
+        }
+        Command::Audit {
+            client,
+            actor,
+            action,
+            resource,
+            limit,
+        } => admin::audit(
+            &client::Client::connect(&client)?,
+            actor,
+            action,
+            resource,
+            limit,
+        ),
     }
 }

@@ -185,3 +185,143 @@ async fn fsck_finds_a_corrupt_blob_and_repair_quarantines_it() {
         .unwrap();
     assert_eq!(r.status(), 404, "a corrupt blob is never served");
 }
+
+/// Runs `berth <args>` with a private config dir; returns (success, stdout, stderr).
+fn berth_cli(
+    config_dir: &std::path::Path,
+    envs: &[(&str, &str)],
+    stdin: Option<&str>,
+    args: &[&str],
+) -> (bool, String, String) {
+    use std::io::Write;
+    let mut cmd = Command::new(berth_bin());
+    cmd.args(args)
+        .env("BERTH_CONFIG_DIR", config_dir)
+        .env_remove("BERTH_SERVER")
+        .env_remove("BERTH_USERNAME")
+        .env_remove("BERTH_PASSWORD")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_commands_drive_the_admin_api() {
+    let berth = Berth::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let run = |args: &[&str]| berth_cli(dir, &[], None, args);
+
+    // Without a login, a clear refusal.
+    let (ok, _, err) = run(&["project", "list"]);
+    assert!(!ok && err.contains("berth login"), "{err}");
+
+    let (ok, out, err) = berth_cli(
+        dir,
+        &[],
+        Some(&format!("{ADMIN_PASSWORD}\n")),
+        &["login", &berth.url, "-u", "admin", "--password-stdin"],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("logged in"));
+    let creds = dir.join("credentials.json");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&creds).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let (ok, _, err) = berth_cli(
+        dir,
+        &[],
+        Some("wrong password here\n"),
+        &["login", &berth.url, "-u", "admin", "--password-stdin"],
+    );
+    assert!(!ok && err.contains("401"), "{err}");
+
+    let (ok, out, err) = run(&["project", "create", "web", "--public"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("web") && out.contains("true"), "{out}");
+    let (ok, _, err) = berth_cli(
+        dir,
+        &[],
+        Some("alice password 123\n"),
+        &["user", "create", "alice", "--password-stdin"],
+    );
+    assert!(ok, "{err}");
+    let (ok, out, _) = run(&["member", "add", "web", "alice", "developer"]);
+    assert!(ok && out.contains("developer"), "{out}");
+    let (ok, out, _) = run(&["member", "list", "web", "--output", "json"]);
+    assert!(ok);
+    let members: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        members,
+        serde_json::json!([{"username": "alice", "role": "developer"}])
+    );
+
+    let (ok, out, err) = run(&[
+        "robot",
+        "create",
+        "ci",
+        "--permission",
+        "web=pull,push",
+        "--output",
+        "json",
+    ]);
+    assert!(ok, "{err}");
+    let robot: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let secret = robot["secret"].as_str().unwrap().to_owned();
+
+    // Scripts use the environment instead of a login; the robot can push to web.
+    let env = [
+        ("BERTH_SERVER", berth.url.as_str()),
+        ("BERTH_USERNAME", "robot$ci"),
+        ("BERTH_PASSWORD", secret.as_str()),
+    ];
+    let (ok, out, err) = berth_cli(
+        tmp.path().join("elsewhere").as_path(),
+        &env,
+        None,
+        &["project", "list"],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("web"));
+    push_image(
+        &client_as("robot$ci", &secret),
+        &berth.url,
+        "web/site",
+        "v1",
+        5,
+    )
+    .await;
+
+    let (ok, out, _) = run(&["repo", "tags", "web/site"]);
+    assert!(ok && out.contains("v1") && out.contains("sha256:"), "{out}");
+    let (ok, _, err) = run(&["project", "delete", "web"]);
+    assert!(!ok && err.contains("web/site"), "{err}");
+    let (ok, _, _) = run(&["repo", "delete-tag", "web/site", "v1"]);
+    assert!(ok);
+    let (ok, out, _) = run(&["audit", "--actor", "robot$ci"]);
+    assert!(
+        ok && out.contains("push") && out.contains("web/site"),
+        "{out}"
+    );
+    let (ok, _, _) = run(&["logout"]);
+    assert!(ok);
+    let (ok, _, _) = run(&["project", "list"]);
+    assert!(!ok);
+}

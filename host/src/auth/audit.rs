@@ -198,10 +198,7 @@ async fn writer(meta: Arc<Metadata>, mut rx: mpsc::Receiver<Message>, retention:
 pub type AuditPage = (Vec<(u64, AuditRecord)>, Option<u64>);
 
 /// Reads the log, newest first. Returns the page and the cursor for the next one.
-pub fn query(
-    tx: &impl Reader,
-    q: &AuditQuery,
-) -> MetaResult<AuditPage> {
+pub fn query(tx: &impl Reader, q: &AuditQuery) -> MetaResult<AuditPage> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let table = tx.open(TABLE)?;
     let upper = q.before.map(Bound::Excluded).unwrap_or(Bound::Unbounded);
