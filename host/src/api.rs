@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod caller;
+pub mod extract;
 pub mod members;
 pub mod problem;
 pub mod projects;

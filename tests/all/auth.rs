@@ -1104,3 +1104,44 @@ fn raw_get(addr: &str, path: &str, basic: &str) -> (u16, String) {
         .unwrap_or(0);
     (status, response)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_api_requests_get_problem_documents_and_change_nothing() {
+    let w = world().await;
+    let url = format!("{}/api/v1/projects", w.berth.url);
+    let cases: Vec<(reqwest::RequestBuilder, u16)> = vec![
+        (client().post(&url).header("content-type", "application/json").body("{not json"), 400),
+        (client().post(&url).header("content-type", "application/json").body(r#"{"name": "typo", "pubic": true}"#), 400),
+        (client().post(&url).header("content-type", "application/json").body(r#"{"name": 42}"#), 400),
+        (client().post(&url).body(r#"{"name": "nocontenttype"}"#), 415),
+        (client().post(&url).json(&json!({"name": "Bad_Name!"})), 400),
+        (client().post(&url).json(&json!({"name": "pub"})), 409),
+        (client().get(format!("{url}?page=abc")), 400),
+        (client().post(format!("{}/api/v1/users", w.berth.url)).json(&json!({"username": "weak", "password": "short"})), 400),
+        (client().post(format!("{}/api/v1/robots", w.berth.url)).json(&json!({"name": "r", "permissions": [{"project": "pub", "actions": ["manage_members"]}]})), 400),
+        (anonymous_client().post(&url).json(&json!({"name": "sneaky"})), 401),
+        (client_as("dev", PASSWORD).post(&url).json(&json!({"name": "sneaky"})), 403),
+    ];
+    for (i, (request, expected)) in cases.into_iter().enumerate() {
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), expected, "case {i}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/problem+json",
+            "case {i}"
+        );
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "case {i}: {body}"
+        );
+    }
+    let (_, list) = api(&client(), reqwest::Method::GET, url, None).await;
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["alpha", "priv", "pub", "team"]);
+}

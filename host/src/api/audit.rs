@@ -1,13 +1,14 @@
 //! `/api/v1/audit`: the audit log, newest first (system administrators).
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::ApiState;
 use super::caller::ApiCaller;
+use super::extract::ApiQuery;
 use super::problem::{ApiResult, Problem};
 use crate::auth::audit::{self, AuditQuery, AuditRecord};
 
@@ -27,7 +28,7 @@ pub struct AuditEntry {
 pub async fn list(
     State(state): State<ApiState>,
     caller: ApiCaller,
-    Query(q): Query<AuditQuery>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<(HeaderMap, Json<Vec<AuditEntry>>)> {
     caller.require_admin()?;
     // Include what was recorded just before this request.

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use super::ApiState;
 use super::caller::ApiCaller;
+use super::extract::ApiJson;
 use super::problem::{ApiError, ApiResult, Problem};
 use crate::auth::audit::AuditRecord;
 use crate::auth::{Action, Role, members, users};
@@ -23,6 +24,7 @@ pub struct Member {
 
 /// `PUT /api/v1/projects/{name}/members/{username}`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RoleChange {
     /// `admin`, `developer` or `guest`.
     pub role: Role,
@@ -81,7 +83,7 @@ pub async fn add(
     State(state): State<ApiState>,
     caller: ApiCaller,
     Path(name): Path<String>,
-    Json(member): Json<Member>,
+    ApiJson(member): ApiJson<Member>,
 ) -> ApiResult<(StatusCode, Json<Member>)> {
     set_role(&state, &caller, &name, &member.username, member.role).await?;
     Ok((StatusCode::CREATED, Json(member)))
@@ -95,7 +97,7 @@ pub async fn set(
     State(state): State<ApiState>,
     caller: ApiCaller,
     Path((name, username)): Path<(String, String)>,
-    Json(change): Json<RoleChange>,
+    ApiJson(change): ApiJson<RoleChange>,
 ) -> ApiResult<Json<Member>> {
     set_role(&state, &caller, &name, &username, change.role).await?;
     Ok(Json(Member {

@@ -1,12 +1,13 @@
 //! `/api/v1/projects`: projects, public or private.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::caller::ApiCaller;
+use super::extract::{ApiJson, ApiQuery};
 use super::problem::{ApiError, ApiResult, Problem};
 use super::{ApiState, Page};
 use crate::auth::audit::AuditRecord;
@@ -30,6 +31,7 @@ pub struct Project {
 
 /// `POST /api/v1/projects`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewProject {
     /// Name: lowercase letters and digits, separated by '.', '_', '__' or '-'.
     pub name: String,
@@ -40,6 +42,7 @@ pub struct NewProject {
 
 /// `PATCH /api/v1/projects/{name}`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ProjectUpdate {
     /// Make public or private.
     pub public: Option<bool>,
@@ -114,8 +117,8 @@ fn view(tx: &impl meta::Reader, p: projects::ProjectRecord) -> meta::MetaResult<
 pub async fn list(
     State(state): State<ApiState>,
     caller: ApiCaller,
-    Query(page): Query<Page>,
-    Query(filter): Query<ProjectFilter>,
+    ApiQuery(page): ApiQuery<Page>,
+    ApiQuery(filter): ApiQuery<ProjectFilter>,
 ) -> ApiResult<(HeaderMap, Json<Vec<Project>>)> {
     let tx = state.auth.meta().read()?;
     let mut visible = Vec::new();
@@ -143,7 +146,7 @@ pub async fn list(
 pub async fn create(
     State(state): State<ApiState>,
     caller: ApiCaller,
-    Json(new): Json<NewProject>,
+    ApiJson(new): ApiJson<NewProject>,
 ) -> ApiResult<(StatusCode, Json<Project>)> {
     caller.require_admin()?;
     let record = state
@@ -184,7 +187,7 @@ pub async fn update(
     State(state): State<ApiState>,
     caller: ApiCaller,
     Path(name): Path<String>,
-    Json(update): Json<ProjectUpdate>,
+    ApiJson(update): ApiJson<ProjectUpdate>,
 ) -> ApiResult<Json<Project>> {
     let mut record = caller.require(&state.auth, &name, Action::ManageProject)?;
     if let Some(public) = update.public {
@@ -213,7 +216,7 @@ pub async fn delete(
     State(state): State<ApiState>,
     caller: ApiCaller,
     Path(name): Path<String>,
-    Query(options): Query<DeleteOptions>,
+    ApiQuery(options): ApiQuery<DeleteOptions>,
 ) -> ApiResult<StatusCode> {
     caller.require(&state.auth, &name, Action::ManageProject)?;
     state.auth.meta().write(|tx| -> ApiResult<()> {

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use super::ApiState;
 use super::caller::ApiCaller;
+use super::extract::ApiJson;
 use super::problem::{ApiError, ApiResult, Problem};
 use crate::auth::audit::AuditRecord;
 use crate::auth::principal::RobotGrant;
@@ -35,6 +36,7 @@ pub struct Robot {
 
 /// `POST /api/v1/robots`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewRobot {
     /// Short name; the account is `robot$<name>`.
     pub name: String,
@@ -59,6 +61,7 @@ pub struct CreatedRobot {
 
 /// `PATCH /api/v1/robots/{name}`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RobotUpdate {
     /// Revoke (true) or restore (false).
     pub disabled: Option<bool>,
@@ -107,7 +110,7 @@ pub async fn list(State(state): State<ApiState>, caller: ApiCaller) -> ApiResult
 pub async fn create(
     State(state): State<ApiState>,
     caller: ApiCaller,
-    Json(new): Json<NewRobot>,
+    ApiJson(new): ApiJson<NewRobot>,
 ) -> ApiResult<(StatusCode, Json<CreatedRobot>)> {
     let name = robots::full_name(&new.name)?;
     for g in &new.permissions {
@@ -180,7 +183,7 @@ pub async fn update(
     State(state): State<ApiState>,
     caller: ApiCaller,
     Path(name): Path<String>,
-    Json(update): Json<RobotUpdate>,
+    ApiJson(update): ApiJson<RobotUpdate>,
 ) -> ApiResult<Json<Robot>> {
     let mut record = load(&state, &caller, &name)?;
     if let Some(disabled) = update.disabled {

@@ -1,12 +1,13 @@
 //! `/api/v1/users`: local accounts.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::caller::ApiCaller;
+use super::extract::{ApiJson, ApiQuery};
 use super::problem::{ApiError, ApiResult, Problem};
 use super::{ApiState, Page};
 use crate::auth::audit::AuditRecord;
@@ -28,6 +29,7 @@ pub struct User {
 
 /// `POST /api/v1/users`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewUser {
     /// Login name: letters, digits, '.', '_', '-'.
     pub username: String,
@@ -40,6 +42,7 @@ pub struct NewUser {
 
 /// `PATCH /api/v1/users/{username}`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UserUpdate {
     /// Grant or withdraw system administration.
     pub admin: Option<bool>,
@@ -49,6 +52,7 @@ pub struct UserUpdate {
 
 /// `PUT /api/v1/users/{username}/password`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     /// The current password (required when changing one's own).
     pub old_password: Option<String>,
@@ -85,7 +89,7 @@ async fn audit(state: &ApiState, caller: &ApiCaller, action: &str, resource: &st
 pub async fn list(
     State(state): State<ApiState>,
     caller: ApiCaller,
-    Query(page): Query<Page>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> ApiResult<(HeaderMap, Json<Vec<User>>)> {
     caller.require_admin()?;
     let all: Vec<User> = users::list(&state.auth.meta().read()?)?
@@ -102,7 +106,7 @@ pub async fn list(
 pub async fn create(
     State(state): State<ApiState>,
     caller: ApiCaller,
-    Json(new): Json<NewUser>,
+    ApiJson(new): ApiJson<NewUser>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
     caller.require_admin()?;
     let meta = state.auth.meta().clone();
@@ -150,7 +154,7 @@ pub async fn update(
     State(state): State<ApiState>,
     caller: ApiCaller,
     Path(username): Path<String>,
-    Json(update): Json<UserUpdate>,
+    ApiJson(update): ApiJson<UserUpdate>,
 ) -> ApiResult<Json<User>> {
     caller.require_admin()?;
     if username == caller.principal.name()
@@ -212,7 +216,7 @@ pub async fn change_password(
     State(state): State<ApiState>,
     caller: ApiCaller,
     Path(username): Path<String>,
-    Json(change): Json<PasswordChange>,
+    ApiJson(change): ApiJson<PasswordChange>,
 ) -> ApiResult<StatusCode> {
     let own = caller.principal.name() == username;
     if !own {

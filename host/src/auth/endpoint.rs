@@ -120,7 +120,9 @@ async fn login(
 ) -> Result<Principal, AuthError> {
     let auth2 = auth.clone();
     let (u, result) = tokio::task::spawn_blocking(move || {
-        let r = auth2.login(&username, &password, source);
+        // Successes are cached briefly (failures never are), so a CI fleet asking for a
+        // token per pull pays argon2 once a minute, not per request.
+        let r = auth2.login_cached(&username, &password, source);
         (username, r)
     })
     .await
