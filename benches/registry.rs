@@ -11,6 +11,12 @@
 //! - 4 KiB uploads: 16 concurrent clients each POST a session then PUT a distinct 4 KiB
 //!   blob with ?digest (the two-request monolithic upload), for a fixed time.
 //! - peak RSS: the server's VmHWM after all of the above.
+//!
+//! berth runs with access control on: pushes log in as `admin` with Basic credentials,
+//! the manifest GETs above read a public project anonymously. Then, for berth alone:
+//! - token issuance: 16 concurrent clients GET `/service/token` with Basic credentials.
+//! - manifest GET with a bearer token at concurrency 64, against the anonymous figure:
+//!   the cost of checking a token on every request.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -25,8 +31,12 @@ use sha2::{Digest as _, Sha256};
 const GIB: usize = 1024 * 1024 * 1024;
 const TIMED_SECONDS: u64 = 5;
 
+const ADMIN_PASSWORD: &str = "benchmark admin password";
+
 struct Server {
     name: &'static str,
+    /// `Authorization` for pushes (berth needs a login; docker-registry runs open).
+    auth: Option<String>,
     child: Child,
     base: String,
     _dir: tempfile::TempDir,
@@ -50,7 +60,14 @@ fn free_port() -> u16 {
 fn start_berth() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-password",
+            ADMIN_PASSWORD,
+            "--data-dir",
+        ])
         .arg(dir.path().join("data"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -58,12 +75,18 @@ fn start_berth() -> Server {
         .expect("start berth");
     let line = BufReader::new(child.stdout.take().unwrap())
         .lines()
-        .next()
-        .unwrap()
+        .map(|l| l.unwrap())
+        .find(|l| l.contains("listening on"))
         .unwrap();
     let addr = line.rsplit("://").next().unwrap().trim().to_owned();
+    use base64::Engine;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_PASSWORD}"))
+    );
     Server {
         name: "berth",
+        auth: Some(basic),
         child,
         base: format!("http://{addr}"),
         _dir: dir,
@@ -97,6 +120,7 @@ fn start_distribution() -> Server {
     }
     Server {
         name: "docker-registry",
+        auth: None,
         child,
         base,
         _dir: dir,
@@ -208,12 +232,49 @@ async fn upload_two_step(http: &reqwest::Client, base: &str, repo: &str, blob: B
     assert_eq!(r.status(), 201);
 }
 
-async fn measure(server: &Server, big: &Bytes, big_digest: &str) -> Figures {
-    let http = reqwest::Client::builder()
+fn client_with(auth: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(a) = auth {
+        headers.insert(reqwest::header::AUTHORIZATION, a.parse().unwrap());
+    }
+    reqwest::Client::builder()
         .pool_max_idle_per_host(128)
+        .default_headers(headers)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// Manifest GETs per second at concurrency 64 with `http`.
+async fn manifest_gets(http: reqwest::Client, base: String) -> f64 {
+    timed(64, move |_, _| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let r = http
+                .get(format!("{base}/v2/bench/small/manifests/latest"))
+                .header("accept", "application/vnd.oci.image.manifest.v1+json")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.bytes().await.unwrap();
+        }
+    })
+    .await
+}
+
+async fn measure(server: &Server, big: &Bytes, big_digest: &str) -> Figures {
+    let http = client_with(server.auth.as_deref());
     let base = server.base.clone();
+    if server.auth.is_some() {
+        // berth: a public project, so the GETs below are anonymous, as on docker-registry.
+        let r = http
+            .post(format!("{base}/api/v1/projects"))
+            .json(&serde_json::json!({"name": "bench", "public": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
 
     let started = Instant::now();
     upload_streamed(&http, &base, "bench/big", big, big_digest).await;
@@ -254,23 +315,7 @@ async fn measure(server: &Server, big: &Bytes, big_digest: &str) -> Figures {
         .unwrap();
     assert_eq!(r.status(), 201);
 
-    let manifest_rps = timed(64, {
-        let (http, base) = (http.clone(), base.clone());
-        move |_, _| {
-            let (http, base) = (http.clone(), base.clone());
-            async move {
-                let r = http
-                    .get(format!("{base}/v2/bench/small/manifests/latest"))
-                    .header("accept", "application/vnd.oci.image.manifest.v1+json")
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 200);
-                r.bytes().await.unwrap();
-            }
-        }
-    })
-    .await;
+    let manifest_rps = manifest_gets(client_with(None), base.clone()).await;
 
     let small_uploads_per_s = timed(16, {
         let (http, base) = (http.clone(), base.clone());
@@ -352,9 +397,13 @@ fn main() {
         .build()
         .unwrap();
     let mut results = Vec::new();
+    let mut auth_figures = None;
     for start in [start_berth as fn() -> Server, start_distribution] {
         let server = start();
         let figures = runtime.block_on(measure(&server, &big, &big_digest));
+        if let Some(basic) = &server.auth {
+            auth_figures = Some(runtime.block_on(measure_auth(&server.base, basic)));
+        }
         results.push((server.name, figures));
     }
     let (b, p) = (&results[0].1, &results[1].1);
@@ -392,4 +441,43 @@ fn main() {
         p.peak_rss_mib,
         "MiB",
     );
+    let (tokens, bearer, anonymous) = auth_figures.expect("berth ran");
+    println!();
+    println!("| access control (berth) | figure |");
+    println!("|---|---:|");
+    println!("| token issuance, Basic credentials, 16 concurrent | {tokens:.0} tokens/s |");
+    println!("| manifest GET, anonymous, 64 concurrent | {anonymous:.0} req/s |");
+    println!("| manifest GET, bearer token, 64 concurrent | {bearer:.0} req/s |");
+    println!(
+        "| bearer-token overhead | {:.1}% |",
+        (1.0 - bearer / anonymous) * 100.0
+    );
+}
+
+/// (token issuance/s, manifest GET/s with a bearer token, manifest GET/s anonymous), the
+/// last two measured back to back so they see the same machine.
+async fn measure_auth(base: &str, basic: &str) -> (f64, f64, f64) {
+    let http = client_with(Some(basic));
+    let url = format!("{base}/service/token?service=berth&scope=repository:bench/small:pull");
+    let tokens = timed(16, {
+        let (http, url) = (http.clone(), url.clone());
+        move |_, _| {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let r = http.get(url).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                r.bytes().await.unwrap();
+            }
+        }
+    })
+    .await;
+    let body: serde_json::Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+    let bearer_client = client_with(Some(&format!("Bearer {}", body["token"].as_str().unwrap())));
+    // Let the audit writer drain the token phase's login entries, then interleave the two
+    // measurements so drift on the machine affects both alike.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let anonymous_before = manifest_gets(client_with(None), base.to_owned()).await;
+    let bearer = manifest_gets(bearer_client, base.to_owned()).await;
+    let anonymous_after = manifest_gets(client_with(None), base.to_owned()).await;
+    (tokens, bearer, (anonymous_before + anonymous_after) / 2.0)
 }

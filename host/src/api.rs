@@ -84,6 +84,7 @@ pub fn router(state: ApiState) -> Router {
 
 /// `page` and `page_size` query parameters.
 #[derive(Debug, Clone, Copy, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
     /// 1-based page number (default 1).
     pub page: Option<usize>,

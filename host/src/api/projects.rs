@@ -50,6 +50,7 @@ pub struct ProjectUpdate {
 
 /// Filters of the project list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ProjectFilter {
     /// Only names containing this.
     pub name: Option<String>,
@@ -59,6 +60,7 @@ pub struct ProjectFilter {
 
 /// `DELETE` options.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteOptions {
     /// Delete even if the project holds repositories (they are deleted too).
     #[serde(default)]

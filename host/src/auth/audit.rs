@@ -98,6 +98,7 @@ impl std::fmt::Debug for Message {
 
 /// Filters for reading the log.
 #[derive(Debug, Default, Clone, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Only this actor.
     pub actor: Option<String>,

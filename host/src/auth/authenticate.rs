@@ -65,7 +65,7 @@ pub struct Caller {
     pub principal: Principal,
     /// For bearer tokens, exactly what the token grants; the registry checks these rather
     /// than the principal's current rights, as the token spec intends.
-    pub token_scopes: Option<Vec<Scope>>,
+    pub token_scopes: Option<Arc<Vec<Scope>>>,
     /// Where from.
     pub source: IpAddr,
 }
@@ -92,7 +92,27 @@ pub struct AccessControl {
     /// every request of some clients, and argon2 on each would cap throughput at a few
     /// dozen requests a second.
     basic_cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+    /// Password checks in flight. argon2 is CPU- and memory-bound: more at once than there
+    /// are cores only adds memory. Waiters re-check the cache, so a burst of requests with
+    /// the same credentials costs one hash.
+    hashing: std::sync::Mutex<()>,
+    hashing_slots: std::sync::Condvar,
+    hashing_in_flight: std::sync::atomic::AtomicUsize,
+    /// Principals of token subjects, valid while `generation` is unchanged.
+    subjects: Mutex<HashMap<String, CachedSubject>>,
+    /// Bumped by every change to users, robots or memberships that could revoke access.
+    generation: std::sync::atomic::AtomicU64,
     config: AuthConfig,
+}
+
+#[derive(Debug, Clone)]
+struct CachedSubject {
+    principal: Principal,
+    generation: u64,
+    /// Tokens issued before this (seconds) are void (a password change).
+    valid_since_secs: u64,
+    /// When the account expires (ms), for robots.
+    expires_at: Option<u64>,
 }
 
 impl std::fmt::Debug for AccessControl {
@@ -136,6 +156,11 @@ impl AccessControl {
             per_account: FailureLimiter::new(config.login_failures_per_account, window),
             per_source: FailureLimiter::new(config.login_failures_per_source, window),
             basic_cache: Mutex::new(HashMap::new()),
+            hashing: std::sync::Mutex::new(()),
+            hashing_slots: std::sync::Condvar::new(),
+            hashing_in_flight: std::sync::atomic::AtomicUsize::new(0),
+            subjects: Mutex::new(HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
             config,
         })
     }
@@ -225,11 +250,12 @@ impl AccessControl {
         h.update([0]);
         h.update(password.as_bytes());
         let key: [u8; 32] = h.finalize().into();
-        let ttl = Duration::from_secs(self.config.credential_cache_secs);
-        if let Some((principal, at)) = self.basic_cache.lock().expect("cache lock").get(&key)
-            && at.elapsed() < ttl
-        {
-            return Ok(principal.clone());
+        if let Some(p) = self.cached_login(&key) {
+            return Ok(p);
+        }
+        let _slot = self.hashing_slot();
+        if let Some(p) = self.cached_login(&key) {
+            return Ok(p);
         }
         let principal = self.login(username, password, source)?;
         let mut cache = self.basic_cache.lock().expect("cache lock");
@@ -240,9 +266,36 @@ impl AccessControl {
         Ok(principal)
     }
 
-    /// Forgets cached logins (after a password change, a disable, a revocation).
+    fn cached_login(&self, key: &[u8; 32]) -> Option<Principal> {
+        let ttl = Duration::from_secs(self.config.credential_cache_secs);
+        let cache = self.basic_cache.lock().expect("cache lock");
+        cache
+            .get(key)
+            .filter(|(_, at)| at.elapsed() < ttl)
+            .map(|(p, _)| p.clone())
+    }
+
+    /// Waits for one of the password-hashing slots (as many as there are cores).
+    fn hashing_slot(&self) -> HashingSlot<'_> {
+        use std::sync::atomic::Ordering;
+        let slots = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let mut guard = self.hashing.lock().expect("hashing lock");
+        while self.hashing_in_flight.load(Ordering::Acquire) >= slots {
+            guard = self.hashing_slots.wait(guard).expect("hashing lock");
+        }
+        self.hashing_in_flight.fetch_add(1, Ordering::AcqRel);
+        HashingSlot { owner: self }
+    }
+
+    /// Forgets cached logins and token subjects (after a password change, a disable, a
+    /// revocation, a membership change).
     pub fn invalidate_cached_logins(&self) {
         self.basic_cache.lock().expect("cache lock").clear();
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.subjects.lock().expect("subjects lock").clear();
     }
 
     fn check_password(
@@ -293,30 +346,64 @@ impl AccessControl {
         if subject == "anonymous" {
             return Ok(Principal::Anonymous);
         }
-        let tx = self.meta.read()?;
         let gone = || {
             AuthError::InvalidToken(format!(
                 "the account {subject} no longer exists or is disabled"
             ))
         };
-        if subject.starts_with(robots::PREFIX) {
-            let robot = robots::get(&tx, subject)?.ok_or_else(gone)?;
-            if robot.disabled || robot.expires_at.is_some_and(|e| e <= now_millis()) {
-                return Err(gone());
+        let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
+        let cached = self
+            .subjects
+            .lock()
+            .expect("subjects lock")
+            .get(subject)
+            .filter(|c| c.generation == generation)
+            .cloned();
+        let entry = match cached {
+            Some(c) => c,
+            None => {
+                let tx = self.meta.read()?;
+                let entry = if subject.starts_with(robots::PREFIX) {
+                    let robot = robots::get(&tx, subject)?
+                        .filter(|r| !r.disabled)
+                        .ok_or_else(gone)?;
+                    CachedSubject {
+                        principal: Principal::Robot {
+                            name: subject.to_owned(),
+                            grants: robot.grants,
+                        },
+                        generation,
+                        valid_since_secs: 0,
+                        expires_at: robot.expires_at,
+                    }
+                } else {
+                    let user = users::get(&tx, subject)?
+                        .filter(|u| !u.disabled)
+                        .ok_or_else(gone)?;
+                    CachedSubject {
+                        principal: Principal::User {
+                            name: subject.to_owned(),
+                            admin: user.admin,
+                        },
+                        generation,
+                        valid_since_secs: user.password_changed_at / 1000,
+                        expires_at: None,
+                    }
+                };
+                let mut subjects = self.subjects.lock().expect("subjects lock");
+                if subjects.len() >= MAX_BASIC_CACHE {
+                    subjects.clear();
+                }
+                subjects.insert(subject.to_owned(), entry.clone());
+                entry
             }
-            return Ok(Principal::Robot {
-                name: subject.to_owned(),
-                grants: robot.grants,
-            });
-        }
-        let user = users::get(&tx, subject)?.ok_or_else(gone)?;
-        if user.disabled || user.password_changed_at / 1000 > issued_at_secs {
+        };
+        if entry.valid_since_secs > issued_at_secs
+            || entry.expires_at.is_some_and(|e| e <= now_millis())
+        {
             return Err(gone());
         }
-        Ok(Principal::User {
-            name: subject.to_owned(),
-            admin: user.admin,
-        })
+        Ok(entry.principal)
     }
 
     /// Identifies the caller of a request. Blocking work (argon2 on a cache miss) is moved
@@ -499,6 +586,21 @@ impl AccessControl {
             "{}://{host}/service/token",
             if tls { "https" } else { "http" }
         )
+    }
+}
+
+/// A held password-hashing slot; releases it on drop.
+struct HashingSlot<'a> {
+    owner: &'a AccessControl,
+}
+
+impl Drop for HashingSlot<'_> {
+    fn drop(&mut self) {
+        let _guard = self.owner.hashing.lock().expect("hashing lock");
+        self.owner
+            .hashing_in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        self.owner.hashing_slots.notify_one();
     }
 }
 

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use jwt_simple::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -38,8 +38,8 @@ pub struct TokenClaims {
 pub struct Verified {
     /// Who it was issued to.
     pub subject: String,
-    /// What it grants.
-    pub access: Vec<Scope>,
+    /// What it grants (shared: every request with this token holds it).
+    pub access: Arc<Vec<Scope>>,
     /// When it was issued (seconds since the epoch).
     pub issued_at: u64,
     /// When it expires (seconds since the epoch).
@@ -210,7 +210,7 @@ impl TokenService {
         }
         let verified = Verified {
             subject: claims.subject.unwrap_or_default(),
-            access: claims.custom.access,
+            access: Arc::new(claims.custom.access),
             issued_at,
             expires_at,
         };
@@ -255,7 +255,7 @@ mod tests {
         let t = s.issue_access("alice", vec![Scope::repository("team/app", &["pull"])]);
         let v = s.verify_access(&t).unwrap();
         assert_eq!(v.subject, "alice");
-        assert_eq!(v.access, vec![Scope::repository("team/app", &["pull"])]);
+        assert_eq!(*v.access, vec![Scope::repository("team/app", &["pull"])]);
         assert!(v.expires_at > v.issued_at);
     }
 

@@ -60,9 +60,10 @@ pub struct Metadata {
     db: Database,
 }
 
-/// How much of the database redb keeps in memory. The working set of a registry's
-/// metadata is small (records, not blobs); a bounded cache keeps RSS predictable.
-const CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// How much of the database redb keeps in memory. The read working set of a registry's
+/// metadata is small (tags and manifests of hot images); most writes append to the audit
+/// log, whose pages need not stay cached. A bounded cache keeps RSS predictable.
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 impl Metadata {
     /// Opens (creating and migrating if needed) the metadata database at `path`.
