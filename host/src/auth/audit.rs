@@ -74,20 +74,36 @@ impl AuditRecord {
     }
 }
 
-pub(super) fn create(tx: &WriteTransaction) -> MetaResult<()> {
+fn create(tx: &WriteTransaction) -> MetaResult<()> {
     tx.open_table(TABLE)?;
     Ok(())
 }
+
+/// The audit log's schema. It lives in its own database file (`audit.redb`): every pull
+/// writes an entry, and that stream of commits must not contend with registry reads.
+pub const AUDIT: crate::storage::meta::schema::Component =
+    crate::storage::meta::schema::Component {
+        name: "audit",
+        current: 1,
+        migrations: &[crate::storage::meta::schema::Migration {
+            from: 0,
+            apply: create,
+        }],
+    };
+
+/// Page cache of the audit database: writes append, reads are occasional.
+const AUDIT_CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 enum Message {
     Record(AuditRecord),
     Flush(oneshot::Sender<()>),
 }
 
-/// The sending side of the audit log.
+/// The sending side of the audit log, and its store for reading.
 #[derive(Clone, Debug)]
 pub struct AuditLog {
     tx: mpsc::Sender<Message>,
+    store: Arc<Metadata>,
 }
 
 impl std::fmt::Debug for Message {
@@ -115,11 +131,19 @@ pub struct AuditQuery {
 }
 
 impl AuditLog {
-    /// Starts the writer task over `meta`, keeping entries for `retention`.
-    pub fn start(meta: Arc<Metadata>, retention: Duration) -> AuditLog {
+    /// Opens (creating) the audit database at `path` and starts the writer task, keeping
+    /// entries for `retention`.
+    pub fn start(path: &std::path::Path, retention: Duration) -> MetaResult<AuditLog> {
+        let store = Arc::new(Metadata::open_with(path, &[&AUDIT], AUDIT_CACHE_BYTES)?);
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(writer(meta, rx, retention));
-        AuditLog { tx }
+        tokio::spawn(writer(store.clone(), rx, retention));
+        Ok(AuditLog { tx, store })
+    }
+
+    /// Reads the log (see [`query`]), after committing what was recorded before the call.
+    pub async fn read(&self, q: &AuditQuery) -> MetaResult<AuditPage> {
+        self.flush().await;
+        query(&self.store.read()?, q)
     }
 
     /// Records an event. Waits only if the writer is far behind.

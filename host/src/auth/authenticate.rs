@@ -145,9 +145,9 @@ impl AccessControl {
             config.refresh_ttl_secs,
         );
         let audit = AuditLog::start(
-            meta.clone(),
+            &data_dir.join("audit.redb"),
             Duration::from_secs(config.audit_retention_days * 86_400),
-        );
+        )?;
         let window = Duration::from_secs(config.login_window_secs);
         Ok(AccessControl {
             meta,

@@ -20,6 +20,5 @@ fn create_v1(tx: &WriteTransaction) -> MetaResult<()> {
     super::projects::create(tx)?;
     super::members::create(tx)?;
     super::robots::create(tx)?;
-    super::audit::create(tx)?;
     Ok(())
 }

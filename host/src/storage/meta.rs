@@ -68,11 +68,24 @@ const CACHE_BYTES: usize = 16 * 1024 * 1024;
 impl Metadata {
     /// Opens (creating and migrating if needed) the metadata database at `path`.
     pub fn open(path: &Path) -> MetaResult<Metadata> {
+        Metadata::open_with(path, &[&schema::REGISTRY], CACHE_BYTES)
+    }
+
+    /// Opens a database at `path` holding the given components' tables, with `cache_bytes`
+    /// of page cache. Used for databases kept apart from the registry's, such as the audit
+    /// log, whose stream of writes should not contend with registry reads.
+    pub fn open_with(
+        path: &Path,
+        components: &[&schema::Component],
+        cache_bytes: usize,
+    ) -> MetaResult<Metadata> {
         let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
+            .set_cache_size(cache_bytes)
             .create(path)?;
         let meta = Metadata { db };
-        schema::prepare(&meta, &schema::REGISTRY)?;
+        for component in components {
+            schema::prepare(&meta, component)?;
+        }
         Ok(meta)
     }
 
