@@ -135,8 +135,9 @@ impl AccessControl {
         data_dir: &Path,
     ) -> anyhow::Result<AccessControl> {
         super::prepare(&meta)?;
-        let key =
-            super::token::load_or_create_key(&data_dir.join("keys").join("token-ed25519.key"))?;
+        let key = super::token::load_or_create_key(
+            &crate::storage::paths::DataPaths::new(data_dir).token_key(),
+        )?;
         let tokens = TokenService::new(
             key,
             &config.issuer,
@@ -145,7 +146,7 @@ impl AccessControl {
             config.refresh_ttl_secs,
         );
         let audit = AuditLog::start(
-            &data_dir.join("audit.redb"),
+            &crate::storage::paths::DataPaths::new(data_dir).audit_db(),
             Duration::from_secs(config.audit_retention_days * 86_400),
         )?;
         let window = Duration::from_secs(config.login_window_secs);

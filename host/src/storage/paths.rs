@@ -3,7 +3,10 @@
 //! ```text
 //! <data-dir>/
 //! ├── berth.redb                  metadata: repositories, links, manifests, tags,
-//! │                               referrers, upload sessions (see storage::meta)
+//! │                               referrers, upload sessions (see storage::meta); users,
+//! │                               projects, members, robots (see auth)
+//! ├── audit.redb                  the audit log, apart so its writes never slow reads
+//! ├── keys/token-ed25519.key      the token signing key (0600)
 //! ├── blobs/
 //! │   ├── sha256/<hh>/<hex>       blob content named by its digest; written once,
 //! │   └── sha512/<hh>/<hex>       fsync'd, renamed into place, never modified
@@ -40,6 +43,16 @@ impl DataPaths {
     /// The redb metadata file.
     pub fn metadata_db(&self) -> PathBuf {
         self.root.join("berth.redb")
+    }
+
+    /// The audit log database.
+    pub fn audit_db(&self) -> PathBuf {
+        self.root.join("audit.redb")
+    }
+
+    /// The token signing key.
+    pub fn token_key(&self) -> PathBuf {
+        self.root.join("keys").join("token-ed25519.key")
     }
 
     /// `blobs/<algorithm>`.
