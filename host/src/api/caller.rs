@@ -8,6 +8,7 @@ use axum::http::request::Parts;
 
 use super::ApiState;
 use super::problem::{ApiError, ApiResult};
+use crate::auth::audit::AuditRecord;
 use crate::auth::authenticate::Credentials;
 use crate::auth::projects::ProjectRecord;
 use crate::auth::{AccessControl, Action, Principal, access, members, projects};
@@ -58,6 +59,25 @@ impl FromRequestParts<ApiState> for ApiCaller {
 }
 
 impl ApiCaller {
+    /// Records a successful change made by this caller in the audit log.
+    pub async fn audit(
+        &self,
+        state: &ApiState,
+        action: &str,
+        resource: &str,
+        detail: Option<String>,
+    ) {
+        let mut record = AuditRecord::new(
+            self.principal.name(),
+            &self.source,
+            action,
+            resource,
+            "success",
+        );
+        record.detail = detail;
+        state.auth.audit.record(record).await;
+    }
+
     /// Refuses callers who are not system administrators.
     pub fn require_admin(&self) -> ApiResult<()> {
         if self.principal.is_admin() {

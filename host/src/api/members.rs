@@ -10,7 +10,6 @@ use super::ApiState;
 use super::caller::ApiCaller;
 use super::extract::ApiJson;
 use super::problem::{ApiError, ApiResult, Problem};
-use crate::auth::audit::AuditRecord;
 use crate::auth::{Action, Role, members, users};
 
 /// A membership.
@@ -64,15 +63,14 @@ async fn set_role(
         members::set(tx, project, username, role)?;
         Ok(())
     })?;
-    let mut record = AuditRecord::new(
-        caller.principal.name(),
-        &caller.source,
-        "member.set",
-        project,
-        "success",
-    );
-    record.detail = Some(format!("{username}: {}", role.as_str()));
-    state.auth.audit.record(record).await;
+    caller
+        .audit(
+            state,
+            "member.set",
+            project,
+            Some(format!("{username}: {}", role.as_str())),
+        )
+        .await;
     Ok(())
 }
 
@@ -125,14 +123,8 @@ pub async fn remove(
             "{username} is not a member of {name}"
         )));
     }
-    let mut record = AuditRecord::new(
-        caller.principal.name(),
-        &caller.source,
-        "member.remove",
-        &name,
-        "success",
-    );
-    record.detail = Some(username);
-    state.auth.audit.record(record).await;
+    caller
+        .audit(&state, "member.remove", &name, Some(username))
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }

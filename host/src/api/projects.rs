@@ -10,7 +10,6 @@ use super::caller::ApiCaller;
 use super::extract::{ApiJson, ApiQuery};
 use super::problem::{ApiError, ApiResult, Problem};
 use super::{ApiState, Page};
-use crate::auth::audit::AuditRecord;
 use crate::auth::{Action, Principal, access, members, projects};
 use crate::storage::meta;
 
@@ -155,16 +154,8 @@ pub async fn create(
         .auth
         .meta()
         .write(|tx| projects::insert(tx, &new.name, new.public, caller.principal.name()))?;
-    state
-        .auth
-        .audit
-        .record(AuditRecord::new(
-            caller.principal.name(),
-            &caller.source,
-            "project.create",
-            &new.name,
-            "success",
-        ))
+    caller
+        .audit(&state, "project.create", &new.name, None)
         .await;
     let tx = state.auth.meta().read()?;
     Ok((StatusCode::CREATED, Json(view(&tx, record)?)))
@@ -196,17 +187,7 @@ pub async fn update(
         record.public = public;
     }
     state.auth.meta().write(|tx| projects::put(tx, &record))?;
-    state
-        .auth
-        .audit
-        .record(AuditRecord::new(
-            caller.principal.name(),
-            &caller.source,
-            "project.update",
-            &name,
-            "success",
-        ))
-        .await;
+    caller.audit(&state, "project.update", &name, None).await;
     Ok(Json(view(&state.auth.meta().read()?, record)?))
 }
 
@@ -238,16 +219,6 @@ pub async fn delete(
         Ok(())
     })?;
     state.auth.invalidate_cached_logins();
-    state
-        .auth
-        .audit
-        .record(AuditRecord::new(
-            caller.principal.name(),
-            &caller.source,
-            "project.delete",
-            &name,
-            "success",
-        ))
-        .await;
+    caller.audit(&state, "project.delete", &name, None).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -10,7 +10,6 @@ use super::ApiState;
 use super::caller::ApiCaller;
 use super::extract::ApiJson;
 use super::problem::{ApiError, ApiResult, Problem};
-use crate::auth::audit::AuditRecord;
 use crate::auth::principal::RobotGrant;
 use crate::auth::{Action, passwords, robots};
 use crate::storage::meta::now_millis;
@@ -136,17 +135,7 @@ pub async fn create(
         .auth
         .meta()
         .write(|tx| robots::insert(tx, &name, &record))?;
-    state
-        .auth
-        .audit
-        .record(AuditRecord::new(
-            caller.principal.name(),
-            &caller.source,
-            "robot.create",
-            &name,
-            "success",
-        ))
-        .await;
+    caller.audit(&state, "robot.create", &name, None).await;
     Ok((
         StatusCode::CREATED,
         Json(CreatedRobot {
@@ -194,17 +183,7 @@ pub async fn update(
         .meta()
         .write(|tx| robots::put(tx, &name, &record))?;
     state.auth.invalidate_cached_logins();
-    state
-        .auth
-        .audit
-        .record(AuditRecord::new(
-            caller.principal.name(),
-            &caller.source,
-            "robot.update",
-            &name,
-            "success",
-        ))
-        .await;
+    caller.audit(&state, "robot.update", &name, None).await;
     Ok(Json(view(name, record)))
 }
 
@@ -219,16 +198,6 @@ pub async fn delete(
     load(&state, &caller, &name)?;
     state.auth.meta().write(|tx| robots::remove(tx, &name))?;
     state.auth.invalidate_cached_logins();
-    state
-        .auth
-        .audit
-        .record(AuditRecord::new(
-            caller.principal.name(),
-            &caller.source,
-            "robot.delete",
-            &name,
-            "success",
-        ))
-        .await;
+    caller.audit(&state, "robot.delete", &name, None).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -10,7 +10,6 @@ use super::caller::ApiCaller;
 use super::extract::{ApiJson, ApiQuery};
 use super::problem::{ApiError, ApiResult, Problem};
 use super::{ApiState, Page};
-use crate::auth::audit::AuditRecord;
 use crate::auth::{members, passwords, users};
 use crate::storage::meta::now_millis;
 
@@ -69,20 +68,6 @@ fn view(name: String, r: users::UserRecord) -> User {
     }
 }
 
-async fn audit(state: &ApiState, caller: &ApiCaller, action: &str, resource: &str) {
-    state
-        .auth
-        .audit
-        .record(AuditRecord::new(
-            caller.principal.name(),
-            &caller.source,
-            action,
-            resource,
-            "success",
-        ))
-        .await;
-}
-
 /// Lists users (system administrators only).
 #[utoipa::path(get, operation_id = "users_list", path = "/api/v1/users", tag = "users", params(Page),
     responses((status = 200, body = [User]), (status = 401, body = Problem), (status = 403, body = Problem)))]
@@ -115,7 +100,7 @@ pub async fn create(
         meta.write(|tx| users::insert(tx, &new.username, &new.password, new.admin))
     })
     .await??;
-    audit(&state, &caller, "user.create", &name).await;
+    caller.audit(&state, "user.create", &name, None).await;
     Ok((StatusCode::CREATED, Json(view(name, record))))
 }
 
@@ -180,7 +165,7 @@ pub async fn update(
             Ok(r)
         })?;
     state.auth.invalidate_cached_logins();
-    audit(&state, &caller, "user.update", &username).await;
+    caller.audit(&state, "user.update", &username, None).await;
     Ok(Json(view(username, record)))
 }
 
@@ -204,7 +189,7 @@ pub async fn delete(
         return Err(ApiError::not_found(format!("no user {username}")));
     }
     state.auth.invalidate_cached_logins();
-    audit(&state, &caller, "user.delete", &username).await;
+    caller.audit(&state, "user.delete", &username, None).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -245,6 +230,6 @@ pub async fn change_password(
     })
     .await??;
     state.auth.invalidate_cached_logins();
-    audit(&state, &caller, "user.password", &username).await;
+    caller.audit(&state, "user.password", &username, None).await;
     Ok(StatusCode::NO_CONTENT)
 }
