@@ -92,7 +92,7 @@ pub const AUDIT: crate::storage::meta::schema::Component =
     };
 
 /// Page cache of the audit database: writes append, reads are occasional.
-const AUDIT_CACHE_BYTES: usize = 4 * 1024 * 1024;
+const AUDIT_CACHE_BYTES: usize = 1024 * 1024;
 
 enum Message {
     Record(AuditRecord),
