@@ -143,18 +143,10 @@ pub async fn delete_manifest(
 ) -> ApiResult<StatusCode> {
     let (repo, project) = repo_of(&repository)?;
     caller.require(&state.auth, &project, Action::Delete)?;
-    let found = state.registry.meta.write(|tx| -> ApiResult<bool> {
-        let Some(record) = meta::manifests::remove(tx, repo.as_str(), &digest)? else {
-            return Ok(false);
-        };
-        for tag in meta::tags::pointing_at(tx, repo.as_str(), &digest)? {
-            meta::tags::remove(tx, repo.as_str(), &tag)?;
-        }
-        if let Some(subject) = &record.subject {
-            meta::referrers::remove(tx, repo.as_str(), subject, &digest)?;
-        }
-        Ok(true)
-    })?;
+    let found = state
+        .registry
+        .meta
+        .write(|tx| meta::manifests::delete_with_references(tx, repo.as_str(), &digest))?;
     if !found {
         return Err(ApiError::not_found(format!(
             "{repo} has no manifest {digest}"

@@ -335,17 +335,7 @@ pub async fn delete(
             match &reference2 {
                 Reference::Tag(tag) => meta::tags::remove(tx, &repo, tag.as_str()),
                 Reference::Digest(digest) => {
-                    let digest = digest.to_string();
-                    let Some(record) = meta::manifests::remove(tx, &repo, &digest)? else {
-                        return Ok(false);
-                    };
-                    for tag in meta::tags::pointing_at(tx, &repo, &digest)? {
-                        meta::tags::remove(tx, &repo, &tag)?;
-                    }
-                    if let Some(subject) = &record.subject {
-                        meta::referrers::remove(tx, &repo, subject, &digest)?;
-                    }
-                    Ok(true)
+                    meta::manifests::delete_with_references(tx, &repo, &digest.to_string())
                 }
             }
         })

@@ -123,3 +123,18 @@ pub fn remove_repository(tx: &WriteTransaction, repo: &str) -> MetaResult<()> {
         .retain_in((repo, "")..(repo, KEY_END), |_, _| false)?;
     Ok(())
 }
+
+/// Deletes a manifest from `repo` with everything that points at it there: the tags that
+/// name it and its entry in its subject's referrers. Returns whether it existed.
+pub fn delete_with_references(tx: &WriteTransaction, repo: &str, digest: &str) -> MetaResult<bool> {
+    let Some(record) = remove(tx, repo, digest)? else {
+        return Ok(false);
+    };
+    for tag in super::tags::pointing_at(tx, repo, digest)? {
+        super::tags::remove(tx, repo, &tag)?;
+    }
+    if let Some(subject) = &record.subject {
+        super::referrers::remove(tx, repo, subject, digest)?;
+    }
+    Ok(true)
+}
