@@ -16,6 +16,7 @@
 //! registry reaches storage only through `BlobStore`, `LinkedBlobs` and the metadata
 //! table modules.
 
+pub mod allocator;
 pub mod api;
 pub mod auth;
 pub mod cli;

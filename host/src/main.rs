@@ -3,6 +3,7 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    berth::allocator::tune();
     let cli = berth::cli::Cli::parse();
     match berth::cli::run(cli) {
         Ok(code) => code,
