@@ -1,0 +1,471 @@
+//! The engine and everything one host shares between plugins: compiling (with the
+//! on-disk cache), linking each world's imports, loading, and running calls on the
+//! runtime's own threads under each plugin's limits.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::Semaphore;
+use tracing::Instrument as _;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+use crate::cache::ArtifactCache;
+use crate::error::{CallError, LoadError};
+use crate::inspect::{Inspection, inspect};
+use crate::limits::{CEILING, Exceeded};
+use crate::plugin::{Plugin, PluginInner, WorldInstance, WorldPre};
+use crate::state::{CallState, HostServices, SecretSource, Settings};
+use crate::v0_1_0::types::PluginInfo;
+use crate::v0_1_0::{cloud_provider, host_init, replication_strategy};
+use crate::world::Kind;
+
+/// A guest yields to the executor after this much fuel, so a busy plugin shares its
+/// thread and its wall-time timer can fire.
+const YIELD_EVERY_FUEL: u64 = 5_000_000;
+
+/// The deepest WebAssembly stack a call may use; deeper recursion traps.
+const MAX_WASM_STACK: usize = 1024 * 1024;
+
+/// How the runtime is set up; the embedding host fills it from its configuration.
+pub struct RuntimeOptions {
+    /// Where compiled components are cached; `None` compiles on every load.
+    pub cache_dir: Option<PathBuf>,
+    /// Threads that run plugin code, apart from the host's request handlers, so a busy
+    /// plugin slows other plugins, not the registry.
+    pub worker_threads: usize,
+    /// Calls that may run at once over all plugins (instance slots); the rest queue.
+    pub max_concurrent_calls: u32,
+    /// Where granted secrets are read.
+    pub secrets: Arc<dyn SecretSource>,
+}
+
+/// A compiled, inspected component, not yet linked or called.
+pub struct Compiled {
+    /// `sha256:<hex>` of the component's bytes.
+    pub digest: String,
+    pub inspection: Inspection,
+    /// Whether the native code came from the on-disk cache.
+    pub from_cache: bool,
+    component: Component,
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled")
+            .field("digest", &self.digest)
+            .field("inspection", &self.inspection)
+            .finish()
+    }
+}
+
+/// The plugin runtime of one host.
+pub struct Runtime {
+    shared: Arc<Shared>,
+    workers: Option<tokio::runtime::Runtime>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}
+
+struct Shared {
+    engine: Engine,
+    provider_linker: Linker<CallState>,
+    strategy_linker: Linker<CallState>,
+    init_linker: Linker<CallState>,
+    cache: Option<ArtifactCache>,
+    services: Arc<HostServices>,
+    slots: Semaphore,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Dropping a tokio runtime from inside another one's async context panics.
+        if let Some(workers) = self.workers.take() {
+            workers.shutdown_background();
+        }
+    }
+}
+
+impl Runtime {
+    /// Builds the engine, the linkers and the worker threads.
+    pub fn new(options: RuntimeOptions) -> anyhow::Result<Runtime> {
+        let slots = options.max_concurrent_calls.max(1);
+        let mut pool = PoolingAllocationConfig::new();
+        // A Rust wasm32-wasip2 component is a handful of core instances (the program and
+        // its adapter shims), one or two memories and a few tables.
+        pool.total_component_instances(slots)
+            .total_core_instances(slots * 8)
+            .max_core_instances_per_component(16)
+            .total_memories(slots * 2)
+            .max_memories_per_component(4)
+            .total_tables(slots * 8)
+            .max_tables_per_component(16)
+            .total_stacks(slots)
+            .max_memory_size(CEILING.memory_bytes as usize)
+            // The first pages of a slot stay mapped and are zeroed in place: a call that
+            // stays small then costs no page faults.
+            .linear_memory_keep_resident(1024 * 1024)
+            .table_keep_resident(64 * 1024);
+
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .consume_fuel(true)
+            .max_wasm_stack(MAX_WASM_STACK)
+            .async_stack_size(MAX_WASM_STACK + 1024 * 1024)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)?;
+
+        let mut provider_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut provider_linker)?;
+        cloud_provider::CloudProvider::add_to_linker::<_, HasSelf<CallState>>(
+            &mut provider_linker,
+            |s| s,
+        )?;
+        let mut strategy_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut strategy_linker)?;
+        replication_strategy::ReplicationStrategy::add_to_linker::<_, HasSelf<CallState>>(
+            &mut strategy_linker,
+            |s| s,
+        )?;
+        let mut init_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut init_linker)?;
+        host_init::HostInit::add_to_linker::<_, HasSelf<CallState>>(&mut init_linker, |s| s)?;
+
+        let cache = match &options.cache_dir {
+            Some(dir) => Some(ArtifactCache::open(dir, &engine)?),
+            None => None,
+        };
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("berth-plugin/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let services = Arc::new(HostServices {
+            http,
+            secrets: options.secrets,
+            epoch: Instant::now(),
+        });
+        let workers = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(options.worker_threads.max(1))
+            .thread_name("plugin-worker")
+            .enable_all()
+            .build()?;
+        Ok(Runtime {
+            shared: Arc::new(Shared {
+                engine,
+                provider_linker,
+                strategy_linker,
+                init_linker,
+                cache,
+                services,
+                slots: Semaphore::new(slots as usize),
+            }),
+            workers: Some(workers),
+        })
+    }
+
+    /// Compiles (or takes from the cache) and inspects `wasm`. CPU-heavy on a cache miss:
+    /// call it from a blocking context, or use [`Runtime::compile_async`].
+    pub fn compile(&self, wasm: &[u8]) -> Result<Compiled, LoadError> {
+        self.shared.compile(wasm)
+    }
+
+    /// [`Runtime::compile`] on a blocking thread.
+    pub async fn compile_async(&self, wasm: Vec<u8>) -> Result<Compiled, LoadError> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || shared.compile(&wasm))
+            .await
+            .map_err(|e| LoadError::Invalid(format!("compiler task failed: {e}")))?
+    }
+
+    /// Links a compiled component against its world and asks it for its info.
+    pub async fn load(&self, compiled: Compiled, settings: Settings) -> Result<Plugin, LoadError> {
+        let shared = &self.shared;
+        let linker = match compiled.inspection.kind {
+            Kind::CloudProvider => &shared.provider_linker,
+            Kind::ReplicationStrategy => &shared.strategy_linker,
+            Kind::HostInit => &shared.init_linker,
+        };
+        let link = |e: wasmtime::Error| LoadError::Link(format!("{e:#}"));
+        let instance_pre = linker.instantiate_pre(&compiled.component).map_err(link)?;
+        let pre = match compiled.inspection.kind {
+            Kind::CloudProvider => WorldPre::Provider(
+                cloud_provider::CloudProviderPre::new(instance_pre).map_err(link)?,
+            ),
+            Kind::ReplicationStrategy => WorldPre::Strategy(
+                replication_strategy::ReplicationStrategyPre::new(instance_pre).map_err(link)?,
+            ),
+            Kind::HostInit => {
+                WorldPre::Init(host_init::HostInitPre::new(instance_pre).map_err(link)?)
+            }
+        };
+        let short = compiled
+            .digest
+            .trim_start_matches("sha256:")
+            .chars()
+            .take(12)
+            .collect::<String>();
+        let loading = Plugin {
+            inner: Arc::new(PluginInner {
+                name: format!("(loading {short})").into(),
+                info: PluginInfo {
+                    name: String::new(),
+                    version: String::new(),
+                    description: String::new(),
+                },
+                digest: compiled.digest.clone(),
+                inspection: compiled.inspection.clone(),
+                pre,
+                settings: RwLock::new(Arc::new(settings)),
+            }),
+        };
+        let info = self
+            .call(&loading, "info", |instance, store| {
+                Box::pin(async move { instance.info(store).await })
+            })
+            .await
+            .map_err(LoadError::Info)?;
+        crate::validate_info(&info).map_err(LoadError::BadInfo)?;
+        let inner = Arc::into_inner(loading.inner).expect("no call holds the loading plugin");
+        Ok(Plugin {
+            inner: Arc::new(PluginInner {
+                name: info.name.clone().into(),
+                info,
+                ..inner
+            }),
+        })
+    }
+
+    /// Runs `f` against a fresh instance of `plugin`, on the runtime's threads, under the
+    /// plugin's limits; maps every failure to a [`CallError`] naming plugin and limit.
+    pub(crate) async fn call<R, F>(
+        &self,
+        plugin: &Plugin,
+        function: &str,
+        f: F,
+    ) -> Result<R, CallError>
+    where
+        R: Send + 'static,
+        F: for<'a> FnOnce(
+                &'a WorldInstance,
+                &'a mut Store<CallState>,
+            ) -> BoxFuture<'a, wasmtime::Result<R>>
+            + Send
+            + 'static,
+    {
+        let shared = self.shared.clone();
+        let (plugin_name, function_name) = (plugin.name().to_string(), function.to_string());
+        let plugin = plugin.clone();
+        let function = function.to_string();
+        let task = async move {
+            let _slot = shared.slots.acquire().await.expect("slots never close");
+            let settings = plugin.settings();
+            let limits = settings.limits;
+            let state =
+                CallState::new(plugin.inner.name.clone(), settings, shared.services.clone());
+            let mut store = Store::new(&shared.engine, state);
+            store.limiter(|s| &mut s.limiter);
+            let host_error = |e: wasmtime::Error| CallError::Host {
+                plugin: plugin.name().to_string(),
+                function: function.clone(),
+                message: format!("{e:#}"),
+            };
+            store.set_fuel(limits.fuel).map_err(host_error)?;
+            store
+                .fuel_async_yield_interval(Some(YIELD_EVERY_FUEL))
+                .map_err(host_error)?;
+            let run = async {
+                let instance = plugin.inner.pre.instantiate(&mut store).await?;
+                f(&instance, &mut store).await
+            };
+            let span = tracing::debug_span!("plugin_call", plugin = plugin.name(), function);
+            match tokio::time::timeout(
+                Duration::from_millis(limits.wall_time_ms),
+                run.instrument(span),
+            )
+            .await
+            {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(e)) => Err(classify(e, &store, plugin.name(), &function, limits.fuel)),
+                Err(_) => Err(CallError::WallTime {
+                    plugin: plugin.name().to_string(),
+                    function,
+                    limit_ms: limits.wall_time_ms,
+                }),
+            }
+        };
+        let handle = self
+            .workers
+            .as_ref()
+            .expect("runtime is running")
+            .spawn(task);
+        let abort = handle.abort_handle();
+        // If the caller goes away (a client disconnects), the call is cancelled too.
+        let _cancel_on_drop = CancelOnDrop(Some(abort));
+        let result = handle.await;
+        std::mem::forget(_cancel_on_drop);
+        match result {
+            Ok(result) => {
+                if let Err(e) = &result {
+                    tracing::warn!(error = %e, "plugin call failed");
+                }
+                result
+            }
+            Err(e) => Err(CallError::Host {
+                plugin: plugin_name,
+                function: function_name,
+                message: format!("call task failed: {e}"),
+            }),
+        }
+    }
+}
+
+struct CancelOnDrop(Option<tokio::task::AbortHandle>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.abort();
+        }
+    }
+}
+
+impl Shared {
+    fn compile(&self, wasm: &[u8]) -> Result<Compiled, LoadError> {
+        if !wasm.starts_with(b"\0asm") {
+            let shown: String = wasm.iter().take(8).map(|b| format!("{b:02x}")).collect();
+            return Err(LoadError::NotWasm(format!(
+                "it does not start with the WebAssembly magic number (starts with {})",
+                if shown.is_empty() {
+                    "nothing: the file is empty".to_string()
+                } else {
+                    shown
+                }
+            )));
+        }
+        // Bytes 4..8: version 1 layer 0 is a core module; components use layer 1.
+        if wasm.get(4..8) == Some(&[1, 0, 0, 0]) {
+            return Err(LoadError::CoreModule);
+        }
+        let digest_hex = hex::encode(Sha256::digest(wasm));
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.load(&self.engine, &digest_hex));
+        let from_cache = cached.is_some();
+        let component = match cached {
+            Some(component) => component,
+            None => {
+                let component = Component::new(&self.engine, wasm)
+                    .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+                if let Some(cache) = &self.cache {
+                    cache.store(&digest_hex, &component);
+                }
+                component
+            }
+        };
+        let inspection = inspect(&self.engine, &component)?;
+        Ok(Compiled {
+            digest: format!("sha256:{digest_hex}"),
+            inspection,
+            from_cache,
+            component,
+        })
+    }
+}
+
+/// Turns a failed call into the error that names the limit or the fault.
+fn classify(
+    error: wasmtime::Error,
+    store: &Store<CallState>,
+    plugin: &str,
+    function: &str,
+    fuel: u64,
+) -> CallError {
+    let plugin = plugin.to_string();
+    let function = function.to_string();
+    match store.data().limiter.exceeded {
+        Some(Exceeded::Memory { limit }) => {
+            return CallError::Memory {
+                plugin,
+                function,
+                limit_bytes: limit,
+            };
+        }
+        Some(Exceeded::Table { limit }) => {
+            return CallError::Table {
+                plugin,
+                function,
+                limit,
+            };
+        }
+        None => {}
+    }
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return CallError::Exit {
+            plugin,
+            function,
+            status: exit.0,
+        };
+    }
+    let stderr = String::from_utf8_lossy(&store.data().stderr.contents()).into_owned();
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => CallError::Cpu {
+            plugin,
+            function,
+            fuel,
+        },
+        Some(Trap::StackOverflow) => CallError::StackOverflow { plugin, function },
+        Some(Trap::UnreachableCodeReached) if stderr.contains("panicked at") => CallError::Panic {
+            plugin,
+            function,
+            message: panic_message(&stderr),
+        },
+        Some(trap) => {
+            let mut message = trap.to_string();
+            if !stderr.trim().is_empty() {
+                message = format!("{message}; stderr: {}", stderr.trim());
+            }
+            CallError::Trap {
+                plugin,
+                function,
+                message,
+            }
+        }
+        None => CallError::Host {
+            plugin,
+            function,
+            message: format!("{error:#}"),
+        },
+    }
+}
+
+/// The panic's location and message from what Rust's panic handler printed, without the
+/// backtrace hint.
+fn panic_message(stderr: &str) -> String {
+    let text = stderr.trim();
+    let text = text.split("\nnote: run with").next().unwrap_or(text);
+    let text = text
+        .find("panicked at ")
+        .map(|i| &text[i + "panicked at ".len()..])
+        .unwrap_or(text);
+    text.replace('\n', " ").trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::panic_message;
+
+    #[test]
+    fn the_panic_message_keeps_location_and_text_only() {
+        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:12:9:\nboom\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(panic_message(stderr), "src/lib.rs:12:9: boom");
+    }
+}
