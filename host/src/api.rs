@@ -9,6 +9,7 @@ pub mod audit;
 pub mod caller;
 pub mod extract;
 pub mod members;
+pub mod plugins;
 pub mod problem;
 pub mod projects;
 pub mod repositories;
@@ -23,6 +24,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::AccessControl;
+use crate::plugins::PluginHost;
 use crate::registry::Registry;
 
 /// What API handlers share.
@@ -32,6 +34,8 @@ pub struct ApiState {
     pub auth: Arc<AccessControl>,
     /// The registry (repositories, tags, manifests).
     pub registry: Arc<Registry>,
+    /// Plugins.
+    pub plugins: Arc<PluginHost>,
 }
 
 /// Most entries one page returns.
@@ -39,11 +43,11 @@ pub const MAX_PAGE_SIZE: usize = 500;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "berth admin API", description = "Users, projects, members, robot accounts, repositories and the audit log."),
+    info(title = "berth admin API", description = "Users, projects, members, robot accounts, repositories, the audit log and plugins."),
     components(schemas(problem::Problem)),
     tags(
         (name = "users"), (name = "projects"), (name = "members"), (name = "robots"),
-        (name = "repositories"), (name = "audit")
+        (name = "repositories"), (name = "audit"), (name = "plugins")
     )
 )]
 struct ApiDoc;
@@ -66,6 +70,11 @@ pub fn router(state: ApiState) -> Router {
         .routes(routes!(repositories::delete_tag))
         .routes(routes!(repositories::delete_manifest))
         .routes(routes!(audit::list))
+        .routes(routes!(plugins::list, plugins::load))
+        .routes(routes!(plugins::get, plugins::update, plugins::remove))
+        .routes(routes!(plugins::invoke))
+        .routes(routes!(plugins::secrets))
+        .routes(routes!(plugins::set_secret, plugins::remove_secret))
         .with_state(state)
         .split_for_parts();
     let document = openapi

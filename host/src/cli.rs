@@ -5,6 +5,7 @@ pub mod client;
 pub mod config_cmd;
 pub mod fsck;
 pub mod login;
+pub mod plugin;
 pub mod serve;
 
 use std::net::SocketAddr;
@@ -85,6 +86,15 @@ pub enum Command {
         #[command(subcommand)]
         command: admin::RepoCommand,
     },
+    /// Plugins: load, inspect, grant, limit, call, push (system administrators).
+    Plugin {
+        /// Server and output.
+        #[command(flatten)]
+        client: client::ClientArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: plugin::PluginCommand,
+    },
     /// The audit log (system administrators).
     Audit {
         /// Server and output.
@@ -164,6 +174,9 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Repo { client, command } => {
             admin::repo(&client::Client::connect(&client)?, command)
+        }
+        Command::Plugin { client, command } => {
+            plugin::run(&client::Client::connect(&client)?, command)
         }
         Command::Audit {
             client,

@@ -26,6 +26,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The plugin runtime.
+    pub plugins: PluginsConfig,
     /// The password for the `admin` user created on first start (`--admin-password`,
     /// `BERTH_ADMIN_PASSWORD`). Never read from or printed into the file.
     #[serde(skip)]
@@ -184,6 +186,26 @@ impl Default for LogConfig {
     fn default() -> LogConfig {
         LogConfig {
             level: "info".to_owned(),
+        }
+    }
+}
+
+/// The plugin runtime.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Threads that run plugin code, apart from the request handlers, so a busy plugin
+    /// slows other plugins and not the registry. Default 2.
+    pub worker_threads: usize,
+    /// Plugin calls that may run at once over all plugins; more wait. Default 64.
+    pub max_concurrent_calls: u32,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> PluginsConfig {
+        PluginsConfig {
+            worker_threads: 2,
+            max_concurrent_calls: 64,
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod digest;
 pub mod names;
+pub mod plugins;
 pub mod registry;
 pub mod server;
 pub mod storage;

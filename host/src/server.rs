@@ -21,6 +21,7 @@ use tracing::Instrument;
 use crate::auth::AccessControl;
 use crate::auth::bootstrap::Bootstrap;
 use crate::config::Config;
+use crate::plugins::{PluginHost, PluginHostOptions};
 use crate::registry::{self, Registry};
 use crate::storage::blob::fs::FsBlobStore;
 use crate::storage::meta::Metadata;
@@ -74,11 +75,27 @@ pub fn open_registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
     )))
 }
 
+/// The plugin host over the same data directory and metadata as `registry`.
+pub fn open_plugins(config: &Config, registry: &Registry) -> anyhow::Result<Arc<PluginHost>> {
+    // Plugins' HTTP goes through reqwest with rustls; ring is the provider berth ships.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let host = PluginHost::new(
+        registry.meta.clone(),
+        DataPaths::new(&config.storage.data_dir),
+        PluginHostOptions {
+            worker_threads: config.plugins.worker_threads,
+            max_concurrent_calls: config.plugins.max_concurrent_calls,
+        },
+    )?;
+    Ok(Arc::new(host))
+}
+
 /// The whole HTTP application.
-pub fn app(registry: Arc<Registry>) -> Router {
+pub fn app(registry: Arc<Registry>, plugins: Arc<PluginHost>) -> Router {
     let api = crate::api::router(crate::api::ApiState {
         auth: registry.auth.clone(),
         registry: registry.clone(),
+        plugins,
     });
     crate::auth::endpoint::router(registry.auth.clone())
         .merge(api)
@@ -146,7 +163,8 @@ pub async fn run(
         Duration::from_secs(config.registry.upload_ttl_secs),
         Duration::from_secs(config.registry.upload_purge_interval_secs.max(1)),
     ));
-    let app = app(registry);
+    let plugins = open_plugins(&config, &registry)?;
+    let app = app(registry, plugins);
     let local: SocketAddr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     // A plain line on stdout, for people and for scripts that started us on port 0.

@@ -183,27 +183,42 @@ impl Client {
                 .send()
                 .await
                 .with_context(|| format!("cannot reach {}", self.base))?;
-            let status = response.status();
-            let text = response.text().await?;
-            let value: Value = if text.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_str(&text).unwrap_or(Value::String(text))
-            };
-            if status.is_success() {
-                return Ok(value);
-            }
-            let detail = value
-                .get("detail")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .unwrap_or_else(|| value.to_string());
-            bail!(
-                "{method} {path}: {} {}: {detail}",
-                status.as_u16(),
-                status.canonical_reason().unwrap_or("")
-            )
+            answer(&method, path, response).await
         })
+    }
+
+    /// Sends `bytes` with `content_type` to `path` and returns the JSON answer.
+    pub fn call_bytes(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let request = self
+            .http
+            .request(method.clone(), &url)
+            .basic_auth(&self.login.username, Some(&self.login.password))
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(bytes);
+        self.runtime.block_on(async {
+            let response = request
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {}", self.base))?;
+            answer(&method, path, response).await
+        })
+    }
+
+    /// The username and password this client logs in with.
+    pub fn credentials(&self) -> (&str, &str) {
+        (&self.login.username, &self.login.password)
+    }
+
+    /// Runs a future on this client's runtime (for other protocols, such as OCI pushes).
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
     }
 
     /// Prints `value` as JSON, or as a table of `columns` (JSON field names).
@@ -228,6 +243,34 @@ impl Client {
         }
         println!("{table}");
     }
+}
+
+/// The JSON answer of a success; the server's explanation of a failure as the error.
+async fn answer(
+    method: &reqwest::Method,
+    path: &str,
+    response: reqwest::Response,
+) -> anyhow::Result<Value> {
+    let status = response.status();
+    let text = response.text().await?;
+    let value: Value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    if status.is_success() {
+        return Ok(value);
+    }
+    let detail = value
+        .get("detail")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| value.to_string());
+    bail!(
+        "{method} {path}: {} {}: {detail}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    )
 }
 
 fn cell(v: &Value) -> String {

@@ -12,7 +12,11 @@
 //! │   └── sha512/<hh>/<hex>       fsync'd, renamed into place, never modified
 //! ├── uploads/<id>                staging file of an upload session (append-only; the
 //! │                               acknowledged length is recorded in berth.redb)
-//! └── quarantine/<algo>-<hex>     blobs `berth fsck --repair` found not to match their name
+//! ├── quarantine/<algo>-<hex>     blobs `berth fsck --repair` found not to match their name
+//! ├── keys/secrets.key            the key sealing plugin secrets at rest (0600)
+//! └── plugins/
+//!     ├── components/<hex>.wasm   loaded plugins' components, named by sha256
+//!     └── compiled/               native code compiled from them (a cache; safe to delete)
 //! ```
 //!
 //! `<hh>` is the first two hex characters of the digest: 256 fan-out directories keep any
@@ -79,6 +83,24 @@ impl DataPaths {
     /// `uploads/<id>`: an upload session's staging file.
     pub fn upload(&self, id: &str) -> PathBuf {
         self.uploads_dir().join(id)
+    }
+
+    /// The key that seals plugin secrets.
+    pub fn secrets_key(&self) -> PathBuf {
+        self.root.join("keys").join("secrets.key")
+    }
+
+    /// `plugins/components/<hex>.wasm`: a loaded plugin's component.
+    pub fn plugin_component(&self, hex: &str) -> PathBuf {
+        self.root
+            .join("plugins")
+            .join("components")
+            .join(format!("{hex}.wasm"))
+    }
+
+    /// `plugins/compiled/`: the compiled-component cache.
+    pub fn plugin_compiled_dir(&self) -> PathBuf {
+        self.root.join("plugins").join("compiled")
     }
 
     /// `quarantine/`.
