@@ -6,5 +6,6 @@ mod cli;
 mod concurrency;
 mod crash;
 mod oci_client;
+mod plugins;
 mod skopeo;
 mod support;

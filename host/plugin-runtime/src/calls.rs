@@ -17,8 +17,10 @@ macro_rules! typed_call {
      ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
         $(#[$doc])*
         pub async fn $method(&self, plugin: &Plugin, $($arg: $ty),*) -> Result<$ret, CallError> {
-            expect_kind(plugin, Kind::$kind, stringify!($method))?;
-            self.call(plugin, stringify!($method), move |instance, store| {
+            // Errors name the WIT function (`plan`), which is what plugin authors know.
+            let function = &stringify!($export)["call_".len()..];
+            expect_kind(plugin, Kind::$kind, function)?;
+            self.call(plugin, function, move |instance, store| {
                 Box::pin(async move {
                     let WorldInstance::$variant(world) = instance else { unreachable!("kind checked") };
                     world.$accessor().$export(&mut *store, $(&$arg),*).await
@@ -60,8 +62,8 @@ impl Runtime {
         plugin: &Plugin,
         region: Option<String>,
     ) -> Result<Result<Vec<provider::Machine>, provider::ProviderError>, CallError> {
-        expect_kind(plugin, Kind::CloudProvider, "list_machines")?;
-        self.call(plugin, "list_machines", move |instance, store| {
+        expect_kind(plugin, Kind::CloudProvider, "list")?;
+        self.call(plugin, "list", move |instance, store| {
             Box::pin(async move {
                 let WorldInstance::Provider(world) = instance else {
                     unreachable!("kind checked")

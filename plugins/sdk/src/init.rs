@@ -101,13 +101,13 @@ macro_rules! export_init_step {
                     facts: $crate::init::Facts,
                     params: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
                 ) -> ::core::result::Result<
-            ::std::vec::Vec<$crate::init::DriftItem>,
+                    ::std::vec::Vec<$crate::init::DriftItem>,
                     $crate::init::InitError,
                 > {
                     <$ty as $crate::init::InitStep>::drift(facts, $crate::init::Params(params))
                 }
             }
-            $crate::bindings::__export_world!($ty with_types_in $crate::bindings);
+    $crate::bindings::__export_world!($ty with_types_in $crate::bindings);
         };
     };
 }

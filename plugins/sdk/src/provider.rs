@@ -104,7 +104,7 @@ macro_rules! export_provider {
                     id: ::std::string::String,
                 ) -> ::core::result::Result<(), __p::ProviderError> {
                     <$ty as __p::Provider>::start(region, id)
-        }
+                }
                 fn stop(
                     region: ::std::string::String,
                     id: ::std::string::String,
@@ -118,7 +118,7 @@ macro_rules! export_provider {
                     <$ty as __p::Provider>::delete(region, id)
                 }
             }
-            $crate::bindings::__export_world!($ty with_types_in $crate::bindings);
+    $crate::bindings::__export_world!($ty with_types_in $crate::bindings);
         };
     };
 }

@@ -29,10 +29,10 @@ macro_rules! export_strategy {
                     $crate::strategy::ReplicationPlan,
                     $crate::strategy::PlanError,
                 > {
-            <$ty as $crate::strategy::Strategy>::plan(request)
+                    <$ty as $crate::strategy::Strategy>::plan(request)
                 }
             }
-            $crate::bindings::__export_world!($ty with_types_in $crate::bindings);
+    $crate::bindings::__export_world!($ty with_types_in $crate::bindings);
         };
     };
 }

@@ -1,6 +1,6 @@
 //! A replication strategy whose `plan` misbehaves as the `behaviour` configuration value
 //! says, for the host's sandbox tests: `loop`, `memory`, `recursion`, `trap`, `panic`,
-//! `exit`, `sleep` (a busy wait on the host clock) or `ok`.
+//! `exit`, `sleep` (a busy wait on the host clock for `sleep-ms`, default 60000) or `ok`.
 
 use berth_plugin_sdk::strategy::{PlanError, PlanRequest, ReplicationPlan, Strategy};
 use berth_plugin_sdk::{Plugin, PluginInfo, export_strategy, host};
@@ -46,17 +46,16 @@ impl Strategy for Hostile {
                 let n = recurse(0, &mut sink);
                 Err(PlanError::Invalid(format!("unreachable {n}")))
             }
-            "trap" => {
-                let divisor = std::hint::black_box(0u32);
-                #[allow(unconditional_panic)]
-                let n = std::hint::black_box(1u32) / divisor;
-                Err(PlanError::Invalid(format!("unreachable {n}")))
-            }
+            // A WebAssembly trap without a panic message, as from a stray `unreachable`.
+            "trap" => core::arch::wasm32::unreachable(),
             "panic" => panic!("the hostile plugin panicked on purpose"),
             "exit" => std::process::exit(3),
             "sleep" => {
                 let start = host::monotonic_now();
-                while host::monotonic_now() - start < 60_000_000_000 {}
+                let ms: u64 = host::config("sleep-ms")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(60_000);
+                while host::monotonic_now() - start < ms * 1_000_000 {}
                 Ok(ReplicationPlan {
                     waves: vec![],
                     limits: vec![],
