@@ -908,3 +908,54 @@ fn the_cli_pushes_a_plugin_to_the_registry_loads_it_by_reference_and_it_survives
     let (ok, _, err) = cli(&berth, &["plugin", "remove", "star"]);
     assert!(!ok && err.contains("built in"), "{err}");
 }
+
+#[test]
+fn the_examples_walkthrough_builds_a_plugin_from_cargo_new_and_loads_it() {
+    let berth = Berth::start();
+    let work = tempfile::tempdir().unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/plugin-walkthrough/walkthrough.sh"
+    );
+    let out = std::process::Command::new("sh")
+        .arg(script)
+        .env("WORK", work.path())
+        .env("BERTH", berth_bin())
+        .env("BERTH_SERVER", &berth.url)
+        .env("BERTH_USERNAME", "admin")
+        .env("BERTH_PASSWORD", ADMIN_PASSWORD)
+        .env("BERTH_CONFIG_DIR", work.path().join("cli-config"))
+        // The host's own build settings must not leak into the guest's.
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("nearest-first") && stdout.contains("ready"),
+        "{stdout}"
+    );
+    let plan: Value = serde_json::from_str(&stdout[stdout.find('{').unwrap()..]).unwrap();
+    let waves = plan["ok"]["waves"].as_array().unwrap();
+    assert_eq!(waves.len(), 2, "{plan}");
+    assert_eq!(
+        waves[0]["transfers"],
+        json!([{"artifact": "sha256:0c0ffee", "source": "main-1", "target": "east-1"}])
+    );
+    assert_eq!(waves[1]["transfers"].as_array().unwrap().len(), 2);
+    let size = std::fs::metadata(
+        work.path()
+            .join("nearest-first/target/wasm32-wasip2/release/nearest_first.wasm"),
+    )
+    .unwrap()
+    .len();
+    assert!(
+        size < 200_000,
+        "the release profile keeps plugins small: {size} bytes"
+    );
+}
