@@ -1052,6 +1052,18 @@ async fn the_openapi_document_is_valid_and_every_route_answers_as_documented() {
             ("patch", "/api/v1/robots/{name}"),
             json!({"disabled": false}),
         ),
+        (
+            ("patch", "/api/v1/plugins/{name}"),
+            json!({"enabled": true}),
+        ),
+        (
+            ("post", "/api/v1/plugins/{name}/invoke"),
+            json!({"function": "info"}),
+        ),
+        (
+            ("put", "/api/v1/plugin-secrets/{name}"),
+            json!({"value": "a secret"}),
+        ),
     ]);
     let mut checked = 0;
     let mut order: Vec<(String, String, Value)> = Vec::new();

@@ -231,7 +231,7 @@ pub async fn get(
 
 /// Enables or disables a plugin, changes its limits or configuration, grants or revokes.
 #[utoipa::path(patch, operation_id = "plugins_update", path = "/api/v1/plugins/{name}", tag = "plugins", request_body = PluginUpdate,
-    responses((status = 200, body = PluginView), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = PluginView), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 415, body = Problem)))]
 pub async fn update(
     State(state): State<ApiState>,
     caller: ApiCaller,
@@ -263,7 +263,7 @@ pub async fn remove(
 /// scripts); a plugin that fails or exceeds a limit answers 502 with the reason.
 #[utoipa::path(post, operation_id = "plugins_invoke", path = "/api/v1/plugins/{name}/invoke", tag = "plugins", request_body = Invoke,
     responses((status = 200, body = Invoked), (status = 400, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 409, body = Problem), (status = 502, body = Problem)))]
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 415, body = Problem), (status = 502, body = Problem)))]
 pub async fn invoke(
     State(state): State<ApiState>,
     caller: ApiCaller,
@@ -291,7 +291,7 @@ pub async fn secrets(
 
 /// Stores a secret (sealed at rest); plugins see it only when granted.
 #[utoipa::path(put, operation_id = "plugins_set_secret", path = "/api/v1/plugin-secrets/{name}", tag = "plugins", request_body = SecretValue,
-    responses((status = 204), (status = 400, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 204), (status = 400, body = Problem), (status = 403, body = Problem), (status = 415, body = Problem)))]
 pub async fn set_secret(
     State(state): State<ApiState>,
     caller: ApiCaller,
