@@ -46,6 +46,85 @@
 //! export_strategy!(Direct);
 //! ```
 //!
+//! ## A complete host-init step
+//!
+//! ```ignore
+//! use berth_plugin_sdk::init::{Action, DriftItem, Facts, InitError, InitStep, Parameter, ParameterKind, Params, ServiceAction};
+//! use berth_plugin_sdk::{Plugin, PluginInfo, export_init_step};
+//!
+//! struct Chrony;
+//!
+//! impl Plugin for Chrony {
+//!     fn info() -> PluginInfo {
+//!         PluginInfo { name: "chrony".into(), version: "0.1.0".into(), description: "time sync".into() }
+//!     }
+//! }
+//!
+//! impl InitStep for Chrony {
+//!     fn parameters() -> Vec<Parameter> {
+//!         vec![Parameter { name: "enabled".into(), description: "run chronyd".into(), kind: ParameterKind::Boolean, required: false, default: Some("true".into()) }]
+//!     }
+//!     fn plan(facts: Facts, params: Params) -> Result<Vec<Action>, InitError> {
+//!         let running = facts.services.iter().any(|s| s.name == "chrony" && s.enabled && s.active);
+//!         let wanted = params.bool("enabled", true)?;
+//!         Ok(if running == wanted { vec![] } else {
+//!             vec![Action::Service(ServiceAction { name: "chrony".into(), enabled: wanted, running: wanted })]
+//!         })
+//!     }
+//!     fn drift(facts: Facts, params: Params) -> Result<Vec<DriftItem>, InitError> {
+//!         Ok(Self::plan(facts, params)?.into_iter().map(|_| DriftItem {
+//!             subject: "service chrony".into(), expected: "running".into(), actual: "not running".into(),
+//!         }).collect())
+//!     }
+//! }
+//!
+//! export_init_step!(Chrony);
+//! ```
+//!
+//! `plugins/sysctl` is a first-party step built this way.
+//!
+//! ## A complete cloud provider
+//!
+//! A provider reaches its cloud only through [`http`](crate) (endpoints the admin granted)
+//! and reads credentials through `secrets`; `?` turns HTTP, secret and status failures
+//! into the world's typed `ProviderError`:
+//!
+//! ```ignore
+//! use berth_plugin_sdk::http::Request;
+//! use berth_plugin_sdk::provider::*;
+//! use berth_plugin_sdk::{Plugin, PluginInfo, export_provider, host, secrets};
+//!
+//! struct Pool;
+//!
+//! impl Plugin for Pool {
+//!     fn info() -> PluginInfo {
+//!         PluginInfo { name: "pool".into(), version: "0.1.0".into(), description: "a machine pool API".into() }
+//!     }
+//! }
+//!
+//! fn api(path: &str) -> Result<String, ProviderError> {
+//!     let base = host::config("endpoint").ok_or_else(|| ProviderError::Invalid("set config endpoint".into()))?;
+//!     Ok(format!("{base}{path}"))
+//! }
+//!
+//! impl Provider for Pool {
+//!     fn list(region: Option<String>) -> Result<Vec<Machine>, ProviderError> {
+//!         let mut request = Request::get(api("/machines")?).bearer(&secrets::get("pool-token")?);
+//!         if let Some(region) = &region {
+//!             request = request.query(&[("region", region)]);
+//!         }
+//!         let machines: Vec<MyMachine> = request.send()?.error_for_status()?.json()?;
+//!         Ok(machines.into_iter().map(Machine::from).collect())
+//!     }
+//!     // describe, price, create (idempotent by spec.client_token), get, start, stop, delete …
+//! }
+//!
+//! export_provider!(Pool);
+//! ```
+//!
+//! `plugins/testing/inventory` is a complete provider of this shape, exercised end to end
+//! by the host's tests.
+//!
 //! Build with `cargo build --release --target wasm32-wasip2` and the release profile of
 //! `examples/plugin-walkthrough/Cargo.toml` (size-optimised, LTO, stripped, panic=abort),
 //! then `berth plugin load target/wasm32-wasip2/release/<name>.wasm`.
