@@ -73,6 +73,7 @@ pub fn router(state: ApiState) -> Router {
         .routes(routes!(plugins::list, plugins::load))
         .routes(routes!(plugins::get, plugins::update, plugins::remove))
         .routes(routes!(plugins::invoke))
+        .routes(routes!(plugins::worlds))
         .routes(routes!(plugins::secrets))
         .routes(routes!(plugins::set_secret, plugins::remove_secret))
         .with_state(state)

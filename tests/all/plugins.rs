@@ -845,6 +845,15 @@ fn the_cli_pushes_a_plugin_to_the_registry_loads_it_by_reference_and_it_survives
             .contains(&json!("berth:plugin/strategy@0.1.0"))
     );
 
+    // The contract the server serves.
+    let (ok, out, _) = cli(&berth, &["plugin", "worlds"]);
+    assert!(
+        ok && out.contains("berth:plugin@0.1.0")
+            && out.contains("replication-strategy")
+            && out.contains("host,http,secrets"),
+        "{out}"
+    );
+
     // Settings through the CLI.
     assert!(
         cli(

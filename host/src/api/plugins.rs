@@ -147,6 +147,56 @@ pub struct SecretValue {
     pub value: String,
 }
 
+/// The plugin contract this host serves.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Worlds {
+    /// `berth:plugin`.
+    pub package: String,
+    /// Package versions a plugin may be built for.
+    pub versions: Vec<String>,
+    /// Each world, with the host interfaces it may import and the functions it exports.
+    pub worlds: Vec<World>,
+}
+
+/// One world of the contract.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct World {
+    pub name: String,
+    pub imports: Vec<String>,
+    pub functions: Vec<String>,
+}
+
+/// Which `berth:plugin` versions and worlds this host loads plugins for.
+#[utoipa::path(get, operation_id = "plugins_worlds", path = "/api/v1/plugin-worlds", tag = "plugins",
+    responses((status = 200, body = Worlds), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn worlds(caller: ApiCaller) -> ApiResult<Json<Worlds>> {
+    caller.require_admin()?;
+    use berth_plugin_runtime::Kind;
+    Ok(Json(Worlds {
+        package: berth_plugin_runtime::world::PACKAGE.to_string(),
+        versions: berth_plugin_runtime::SUPPORTED_VERSIONS
+            .iter()
+            .map(|v| v.to_string())
+            .collect(),
+        worlds: Kind::ALL
+            .into_iter()
+            .map(|kind| World {
+                name: kind.world().to_string(),
+                imports: kind
+                    .allowed_imports()
+                    .iter()
+                    .filter(|i| **i != "types")
+                    .map(|i| i.to_string())
+                    .collect(),
+                functions: berth_plugin_runtime::calls::functions(kind)
+                    .iter()
+                    .map(|f| f.to_string())
+                    .collect(),
+            })
+            .collect(),
+    }))
+}
+
 /// Lists every plugin, built-ins included.
 #[utoipa::path(get, operation_id = "plugins_list", path = "/api/v1/plugins", tag = "plugins",
     responses((status = 200, body = [PluginView]), (status = 401, body = Problem), (status = 403, body = Problem)))]

@@ -45,6 +45,8 @@ pub enum PluginCommand {
     },
     /// List plugins.
     List,
+    /// The berth:plugin versions and worlds this server loads plugins for.
+    Worlds,
     /// Kind, world version, imports, exports, grants, limits and digest of one plugin.
     Inspect { name: String },
     /// Grant endpoints (https://host[:port]/path-prefix, *.domain wildcards) or secrets.
@@ -117,6 +119,18 @@ pub fn run(c: &Client, cmd: PluginCommand) -> anyhow::Result<ExitCode> {
     let plugin_path = |name: &str| format!("/api/v1/plugins/{}", segment(name));
     match cmd {
         PluginCommand::List => c.print(&c.call(Method::GET, "/api/v1/plugins", None)?, COLUMNS),
+        PluginCommand::Worlds => {
+            let v = c.call(Method::GET, "/api/v1/plugin-worlds", None)?;
+            if c.output == Output::Json {
+                c.print(&v, &[]);
+            } else {
+                let package = v["package"].as_str().unwrap_or_default();
+                for version in v["versions"].as_array().into_iter().flatten() {
+                    println!("{package}@{}", version.as_str().unwrap_or_default());
+                }
+                c.print(&v["worlds"], &["name", "imports", "functions"]);
+            }
+        }
         PluginCommand::Inspect { name } => {
             let v = c.call(Method::GET, &plugin_path(&name), None)?;
             print_detail(c, &v);
