@@ -724,7 +724,7 @@ async fn a_hundred_concurrent_calls_and_disable_or_remove_while_calls_are_in_fli
             )
         })
         .collect();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    wait_for_calls_in_flight(&berth, "hostile", 8).await;
     patch(&berth, "hostile", json!({"enabled": false})).await;
     assert_eq!(
         invoke(&client(), &berth.url, "hostile", "plan", plan_request())
@@ -747,7 +747,7 @@ async fn a_hundred_concurrent_calls_and_disable_or_remove_while_calls_are_in_fli
             )
         })
         .collect();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    wait_for_calls_in_flight(&berth, "hostile", 8).await;
     let r = client()
         .delete(format!("{}/api/v1/plugins/hostile", berth.url))
         .send()
@@ -764,6 +764,30 @@ async fn a_hundred_concurrent_calls_and_disable_or_remove_while_calls_are_in_fli
             .0,
         404
     );
+}
+
+/// Waits until the server reports `n` calls of `name` in flight.
+async fn wait_for_calls_in_flight(berth: &Berth, name: &str, n: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let v: Value = client()
+            .get(format!("{}/api/v1/plugins/{name}", berth.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["calls_in_flight"].as_u64() == Some(n) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "calls in flight: {}",
+            v["calls_in_flight"]
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 fn cli(berth: &Berth, args: &[&str]) -> (bool, String, String) {

@@ -1,6 +1,7 @@
 //! A loaded plugin: its compiled, pre-linked component, what it said about itself, and
 //! the settings its next call will run under.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use wasmtime::Store;
@@ -25,6 +26,8 @@ pub(crate) struct PluginInner {
     pub(crate) inspection: Inspection,
     pub(crate) pre: WorldPre,
     pub(crate) settings: RwLock<Arc<Settings>>,
+    /// Calls started and not yet finished (queued for a slot included).
+    pub(crate) in_flight: AtomicUsize,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -60,6 +63,11 @@ impl Plugin {
     /// Imports, exports, kind and world version.
     pub fn inspection(&self) -> &Inspection {
         &self.inner.inspection
+    }
+
+    /// Calls of this plugin running or waiting for a sandbox slot now.
+    pub fn calls_in_flight(&self) -> usize {
+        self.inner.in_flight.load(Ordering::Relaxed)
     }
 
     /// The settings the next call starts with.

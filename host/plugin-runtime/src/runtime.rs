@@ -224,6 +224,7 @@ impl Runtime {
                 inspection: compiled.inspection.clone(),
                 pre,
                 settings: RwLock::new(Arc::new(settings)),
+                in_flight: Default::default(),
             }),
         };
         let info = self
@@ -261,6 +262,7 @@ impl Runtime {
             + 'static,
     {
         let shared = self.shared.clone();
+        let _counted = InFlight::enter(plugin);
         let (plugin_name, function_name) = (plugin.name().to_string(), function.to_string());
         let plugin = plugin.clone();
         let function = function.to_string();
@@ -324,6 +326,28 @@ impl Runtime {
                 message: format!("call task failed: {e}"),
             }),
         }
+    }
+}
+
+/// Counts a call in its plugin's `in_flight` for as long as it lives.
+struct InFlight(Plugin);
+
+impl InFlight {
+    fn enter(plugin: &Plugin) -> InFlight {
+        plugin
+            .inner
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlight(plugin.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0
+            .inner
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -54,6 +54,8 @@ pub struct PluginView {
     pub exports: Vec<String>,
     /// Functions `POST /api/v1/plugins/{name}/invoke` can call.
     pub functions: Vec<String>,
+    /// Calls running or queued now.
+    pub calls_in_flight: usize,
 }
 
 impl From<PluginStatus> for PluginView {
@@ -82,6 +84,7 @@ impl From<PluginStatus> for PluginView {
             imports,
             exports,
             functions: s.functions,
+            calls_in_flight: s.calls_in_flight,
         }
     }
 }

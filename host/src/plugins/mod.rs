@@ -59,6 +59,8 @@ pub struct PluginStatus {
     pub inspection: Option<Inspection>,
     /// Functions `berth plugin call` can invoke.
     pub functions: Vec<String>,
+    /// Calls running or queued now.
+    pub calls_in_flight: usize,
 }
 
 /// A change to one plugin's settings or state; absent fields stay as they are.
@@ -441,10 +443,15 @@ fn status(started: &Started, name: String, record: PluginRecord) -> PluginStatus
         .expect("plugins lock")
         .get(&name)
         .cloned();
-    let (state, error, inspection) = match loaded {
-        Some(Loaded::Ready(plugin)) => ("ready", None, Some(plugin.inspection().clone())),
-        Some(Loaded::Failed(e)) => ("failed", Some(e), None),
-        None => ("failed", Some("not loaded".to_string()), None),
+    let (state, error, inspection, calls_in_flight) = match loaded {
+        Some(Loaded::Ready(plugin)) => (
+            "ready",
+            None,
+            Some(plugin.inspection().clone()),
+            plugin.calls_in_flight(),
+        ),
+        Some(Loaded::Failed(e)) => ("failed", Some(e), None, 0),
+        None => ("failed", Some("not loaded".to_string()), None, 0),
     };
     let functions = berth_plugin_runtime::calls::functions(record.kind)
         .iter()
@@ -457,6 +464,7 @@ fn status(started: &Started, name: String, record: PluginRecord) -> PluginStatus
         error,
         inspection,
         functions,
+        calls_in_flight,
     }
 }
 
