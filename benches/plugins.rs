@@ -67,6 +67,8 @@ async fn load(runtime: &Runtime, wasm: &[u8], settings: Settings) -> (Plugin, bo
 }
 
 fn main() {
+    // Plugins' HTTP client needs a rustls provider, as in `berth serve`.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let star = berth::plugins::builtin::BUILTINS
         .iter()
         .find(|(n, _)| *n == "star")

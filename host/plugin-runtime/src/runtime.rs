@@ -94,7 +94,8 @@ impl Drop for Runtime {
 }
 
 impl Runtime {
-    /// Builds the engine, the linkers and the worker threads.
+    /// Builds the engine, the linkers and the worker threads. The embedding host must have
+    /// installed a rustls crypto provider (plugins' HTTP client is rustls without one).
     pub fn new(options: RuntimeOptions) -> anyhow::Result<Runtime> {
         let slots = options.max_concurrent_calls.max(1);
         let mut pool = PoolingAllocationConfig::new();
