@@ -5,7 +5,6 @@
 //! thousands of requests pays for one signature check, not thousands.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -85,21 +84,8 @@ pub fn load_or_create_key(path: &Path) -> std::io::Result<Ed25519KeyPair> {
             ))
         });
     }
-    let dir = path.parent().expect("key path has a directory");
-    std::fs::create_dir_all(dir)?;
     let key = Ed25519KeyPair::generate();
-    let tmp = path.with_extension("tmp");
-    {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&tmp)?;
-        file.write_all(&key.to_bytes())?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    crate::storage::blob::fs::sync_dir(dir)?;
+    crate::storage::blob::fs::write_file_durably(path, &key.to_bytes(), true)?;
     Ok(key)
 }
 

@@ -179,26 +179,12 @@ pub fn run(c: &Client, cmd: PluginCommand) -> anyhow::Result<ExitCode> {
             name,
             endpoints,
             secrets,
-        } => {
-            let v = c.call(
-                Method::PATCH,
-                &plugin_path(&name),
-                Some(json!({"grant": {"endpoints": endpoints, "secrets": secrets}})),
-            )?;
-            print_detail(c, &v);
-        }
+        } => change_grants(c, &plugin_path(&name), "grant", endpoints, secrets)?,
         PluginCommand::Revoke {
             name,
             endpoints,
             secrets,
-        } => {
-            let v = c.call(
-                Method::PATCH,
-                &plugin_path(&name),
-                Some(json!({"revoke": {"endpoints": endpoints, "secrets": secrets}})),
-            )?;
-            print_detail(c, &v);
-        }
+        } => change_grants(c, &plugin_path(&name), "revoke", endpoints, secrets)?,
         PluginCommand::Limits {
             name,
             memory,
@@ -342,6 +328,23 @@ pub fn run(c: &Client, cmd: PluginCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `grant` or `revoke` endpoints and secrets, then shows the plugin.
+fn change_grants(
+    c: &Client,
+    path: &str,
+    change: &str,
+    endpoints: Vec<String>,
+    secrets: Vec<String>,
+) -> anyhow::Result<()> {
+    let v = c.call(
+        Method::PATCH,
+        path,
+        Some(json!({ change: {"endpoints": endpoints, "secrets": secrets} })),
+    )?;
+    print_detail(c, &v);
+    Ok(())
 }
 
 fn print_detail(c: &Client, v: &Value) {

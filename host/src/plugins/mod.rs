@@ -308,9 +308,11 @@ impl PluginHost {
         probe.set_settings(settings.clone());
         let hex = probe.digest().trim_start_matches("sha256:").to_string();
         let path = self.paths.plugin_component(&hex);
-        tokio::task::spawn_blocking(move || write_durably(&path, &wasm))
-            .await
-            .map_err(|e| PluginHostError::Runtime(e.to_string()))??;
+        tokio::task::spawn_blocking(move || {
+            crate::storage::blob::fs::write_file_durably(&path, &wasm, false)
+        })
+        .await
+        .map_err(|e| PluginHostError::Runtime(e.to_string()))??;
         let record = PluginRecord {
             kind: probe.kind(),
             world_version: probe.inspection().world_version.clone(),
@@ -544,16 +546,4 @@ fn check_secret_name(name: &str) -> Result<()> {
             "secret name {name:?} must be 1 to 128 letters, digits, '.', '_', '-' or '/'"
         )))
     }
-}
-
-fn write_durably(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let dir = path.parent().expect("component path has a directory");
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    crate::storage::blob::fs::sync_dir(dir)
 }

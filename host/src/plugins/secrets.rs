@@ -2,7 +2,6 @@
 //! kept beside the token key (`keys/secrets.key`, 0600). The secret's name is the
 //! associated data, so a sealed value moved to another name does not open.
 
-use std::io::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -100,21 +99,8 @@ impl berth_plugin_runtime::SecretSource for SecretBox {
 }
 
 fn create_key(path: &Path) -> std::io::Result<Vec<u8>> {
-    let dir = path.parent().expect("key path has a directory");
-    std::fs::create_dir_all(dir)?;
     let mut key = vec![0u8; 32];
     rand::thread_rng().fill_bytes(&mut key);
-    let tmp = path.with_extension("tmp");
-    {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&tmp)?;
-        file.write_all(&key)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    crate::storage::blob::fs::sync_dir(dir)?;
+    crate::storage::blob::fs::write_file_durably(path, &key, true)?;
     Ok(key)
 }

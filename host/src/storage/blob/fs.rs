@@ -47,6 +47,28 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Writes `bytes` to `path` durably and atomically: a temporary file, fsync'd, renamed into
+/// place, and the directory fsync'd. `private` makes the file 0600 (keys).
+pub fn write_file_durably(path: &Path, bytes: &[u8], private: bool) -> io::Result<()> {
+    use std::io::Write as _;
+    let dir = path.parent().expect("a file path has a directory");
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        if private {
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        }
+        let mut file = options.open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    sync_dir(dir)
+}
+
 struct FsStagingFile {
     writer: BufWriter<File>,
     /// Bytes written since the last background writeback was started.
