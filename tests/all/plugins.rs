@@ -339,6 +339,22 @@ async fn hostile_plugins_fail_with_the_limit_named_while_the_registry_keeps_serv
             .0,
         200
     );
+    // The statistics count every call: the load's info call, seven failures and seven
+    // successes; each spent time in its sandbox, and no less from start to result.
+    let shown: Value = client()
+        .get(format!("{}/api/v1/plugins/hostile", berth.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let calls = &shown["calls"];
+    assert_eq!(calls["completed"], 15, "{shown}");
+    assert_eq!(calls["failed"], 7, "{shown}");
+    let sandbox = calls["mean_sandbox_us"].as_f64().unwrap();
+    let total = calls["mean_total_us"].as_f64().unwrap();
+    assert!(sandbox > 0.0 && total >= sandbox, "{calls}");
     stop.store(true, Ordering::Relaxed);
     traffic.await.unwrap();
     assert!(

@@ -25,7 +25,7 @@ pub use grants::{Endpoint, Grants};
 pub use imports::{HTTP_REQUEST_LIMIT, HTTP_RESPONSE_LIMIT};
 pub use inspect::Inspection;
 pub use limits::Limits;
-pub use plugin::Plugin;
+pub use plugin::{CallStats, Plugin};
 pub use runtime::{Compiled, Runtime, RuntimeOptions};
 pub use state::{NoSecrets, SecretSource, Settings};
 pub use world::{Kind, SUPPORTED_VERSIONS};

@@ -1,8 +1,9 @@
 //! A loaded plugin: its compiled, pre-linked component, what it said about itself, and
 //! the settings its next call will run under.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use wasmtime::Store;
 
@@ -28,6 +29,70 @@ pub(crate) struct PluginInner {
     pub(crate) settings: RwLock<Arc<Settings>>,
     /// Calls started and not yet finished (queued for a slot included).
     pub(crate) in_flight: AtomicUsize,
+    pub(crate) stats: StatsCounters,
+}
+
+/// What a plugin's finished calls have cost since it was loaded, so an operator can see
+/// which plugin is slow or failing, and where the time goes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CallStats {
+    /// Calls finished, successfully or not.
+    pub calls: u64,
+    /// Calls that ended in an error: a trap, a limit, a failed host call, a cancellation.
+    pub failures: u64,
+    /// Time spent in sandboxes: creating the fresh instance, the call itself and tearing
+    /// the instance down, summed over all calls.
+    pub sandbox_time: Duration,
+    /// Time from each call's start to its result, summed: the sandbox time plus waiting
+    /// for a free slot and the hand-over to and from the plugin threads.
+    pub total_time: Duration,
+}
+
+impl CallStats {
+    /// The mean sandbox time of one call, if there was any call.
+    pub fn mean_sandbox_time(&self) -> Option<Duration> {
+        mean(self.sandbox_time, self.calls)
+    }
+
+    /// The mean time from start to result of one call, if there was any call.
+    pub fn mean_total_time(&self) -> Option<Duration> {
+        mean(self.total_time, self.calls)
+    }
+}
+
+fn mean(sum: Duration, count: u64) -> Option<Duration> {
+    (count > 0).then(|| Duration::from_nanos((sum.as_nanos() / u128::from(count)) as u64))
+}
+
+/// The counters behind [`CallStats`]; relaxed atomics, as a snapshot may mix two calls.
+#[derive(Default)]
+pub(crate) struct StatsCounters {
+    calls: AtomicU64,
+    failures: AtomicU64,
+    sandbox_nanos: AtomicU64,
+    total_nanos: AtomicU64,
+}
+
+impl StatsCounters {
+    pub(crate) fn record(&self, failed: bool, sandbox: Duration, total: Duration) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if failed {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sandbox_nanos
+            .fetch_add(sandbox.as_nanos() as u64, Ordering::Relaxed);
+        self.total_nanos
+            .fetch_add(total.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> CallStats {
+        CallStats {
+            calls: self.calls.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            sandbox_time: Duration::from_nanos(self.sandbox_nanos.load(Ordering::Relaxed)),
+            total_time: Duration::from_nanos(self.total_nanos.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 impl std::fmt::Debug for Plugin {
@@ -68,6 +133,11 @@ impl Plugin {
     /// Calls of this plugin running or waiting for a sandbox slot now.
     pub fn calls_in_flight(&self) -> usize {
         self.inner.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// What its finished calls have cost since it was loaded.
+    pub fn call_stats(&self) -> CallStats {
+        self.inner.stats.snapshot()
     }
 
     /// The settings the next call starts with.

@@ -17,7 +17,7 @@ use super::extract::{ApiJson, ApiQuery};
 use super::problem::{ApiError, ApiResult, Problem};
 use crate::plugins::store::Source;
 use crate::plugins::{MAX_COMPONENT_BYTES, PluginHostError, PluginStatus, PluginUpdate};
-use berth_plugin_runtime::CallError;
+use berth_plugin_runtime::{CallError, CallStats};
 
 /// A plugin as the API shows it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -56,6 +56,34 @@ pub struct PluginView {
     pub functions: Vec<String>,
     /// Calls running or queued now.
     pub calls_in_flight: usize,
+    /// What its finished calls have cost since it was loaded (this server's uptime at most).
+    pub calls: CallStatsView,
+}
+
+/// A plugin's call statistics since it was loaded.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CallStatsView {
+    /// Calls finished, successfully or not.
+    pub completed: u64,
+    /// Calls that ended in an error (a trap, a limit, a refused host call, a cancellation).
+    pub failed: u64,
+    /// Mean µs per call in the sandbox: fresh instance, the call, teardown.
+    pub mean_sandbox_us: Option<f64>,
+    /// Mean µs per call from start to result: the sandbox plus waiting for a slot and the
+    /// hand-over to and from the plugin threads.
+    pub mean_total_us: Option<f64>,
+}
+
+impl From<CallStats> for CallStatsView {
+    fn from(s: CallStats) -> CallStatsView {
+        let us = |d: Option<std::time::Duration>| d.map(|d| d.as_secs_f64() * 1e6);
+        CallStatsView {
+            completed: s.calls,
+            failed: s.failures,
+            mean_sandbox_us: us(s.mean_sandbox_time()),
+            mean_total_us: us(s.mean_total_time()),
+        }
+    }
 }
 
 impl From<PluginStatus> for PluginView {
@@ -85,6 +113,7 @@ impl From<PluginStatus> for PluginView {
             exports,
             functions: s.functions,
             calls_in_flight: s.calls_in_flight,
+            calls: s.calls.into(),
         }
     }
 }
