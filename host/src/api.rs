@@ -12,6 +12,7 @@ pub mod members;
 pub mod plugins;
 pub mod problem;
 pub mod projects;
+pub mod replication;
 pub mod repositories;
 pub mod robots;
 pub mod users;
@@ -36,6 +37,8 @@ pub struct ApiState {
     pub registry: Arc<Registry>,
     /// Plugins.
     pub plugins: Arc<PluginHost>,
+    /// Replication.
+    pub replication: Arc<crate::replication::Replication>,
 }
 
 /// Most entries one page returns.
@@ -43,11 +46,11 @@ pub const MAX_PAGE_SIZE: usize = 500;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "berth admin API", description = "Users, projects, members, robot accounts, repositories, the audit log and plugins."),
+    info(title = "berth admin API", description = "Users, projects, members, robot accounts, repositories, the audit log, plugins and replication."),
     components(schemas(problem::Problem)),
     tags(
         (name = "users"), (name = "projects"), (name = "members"), (name = "robots"),
-        (name = "repositories"), (name = "audit"), (name = "plugins")
+        (name = "repositories"), (name = "audit"), (name = "plugins"), (name = "replication")
     )
 )]
 struct ApiDoc;
@@ -76,6 +79,31 @@ pub fn router(state: ApiState) -> Router {
         .routes(routes!(plugins::worlds))
         .routes(routes!(plugins::secrets))
         .routes(routes!(plugins::set_secret, plugins::remove_secret))
+        .routes(routes!(
+            replication::list_endpoints,
+            replication::create_endpoint
+        ))
+        .routes(routes!(
+            replication::get_endpoint,
+            replication::update_endpoint,
+            replication::delete_endpoint
+        ))
+        .routes(routes!(replication::check_endpoint))
+        .routes(routes!(
+            replication::list_policies,
+            replication::create_policy
+        ))
+        .routes(routes!(
+            replication::get_policy,
+            replication::update_policy,
+            replication::delete_policy
+        ))
+        .routes(routes!(replication::run_policy))
+        .routes(routes!(replication::list_jobs))
+        .routes(routes!(replication::get_job))
+        .routes(routes!(replication::cancel_job))
+        .routes(routes!(replication::retry_job))
+        .routes(routes!(replication::status))
         .with_state(state)
         .split_for_parts();
     let document = openapi

@@ -6,6 +6,7 @@ pub mod config_cmd;
 pub mod fsck;
 pub mod login;
 pub mod plugin;
+pub mod replication;
 pub mod serve;
 
 use std::net::SocketAddr;
@@ -95,6 +96,15 @@ pub enum Command {
         #[command(subcommand)]
         command: plugin::PluginCommand,
     },
+    /// Replication: endpoints, policies, runs, jobs, status (system administrators).
+    Replication {
+        /// Server and output.
+        #[command(flatten)]
+        client: client::ClientArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: replication::ReplicationCommand,
+    },
     /// The audit log (system administrators).
     Audit {
         /// Server and output.
@@ -177,6 +187,9 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Plugin { client, command } => {
             plugin::run(&client::Client::connect(&client)?, command)
+        }
+        Command::Replication { client, command } => {
+            replication::run(&client::Client::connect(&client)?, command)
         }
         Command::Audit {
             client,

@@ -28,6 +28,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The plugin runtime.
     pub plugins: PluginsConfig,
+    /// The replication engine.
+    pub replication: ReplicationConfig,
     /// The password for the `admin` user created on first start (`--admin-password`,
     /// `BERTH_ADMIN_PASSWORD`). Never read from or printed into the file.
     #[serde(skip)]
@@ -206,6 +208,50 @@ impl Default for PluginsConfig {
         PluginsConfig {
             worker_threads: 2,
             max_concurrent_calls: 64,
+        }
+    }
+}
+
+/// The replication engine.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicationConfig {
+    /// This instance's name in replication topologies and in the origin of what it sends.
+    /// Default `local`.
+    pub instance_name: String,
+    /// Jobs that run at once; more wait in the queue. Default 4.
+    pub max_concurrent_jobs: usize,
+    /// Attempts of one task before it is marked failed. Default 5.
+    pub max_attempts: u32,
+    /// The delay before a task's first retry, in milliseconds; it doubles with each
+    /// attempt up to `retry_max_ms`, and each delay is drawn at random below that bound
+    /// (full jitter) so that retries against a recovering peer spread out. Default 1000.
+    pub retry_base_ms: u64,
+    /// The longest delay between two attempts, in milliseconds. Default 60000.
+    pub retry_max_ms: u64,
+    /// Blobs of one manifest copied at once. Default 4.
+    pub parallel_blobs: usize,
+    /// Finished jobs (and their tasks) are removed after this many days. Default 14.
+    pub job_retention_days: u64,
+    /// At most this many finished jobs are kept, whatever their age. Default 1000.
+    pub max_finished_jobs: usize,
+    /// Seconds to wait for a peer to accept a connection or answer a request before the
+    /// attempt fails. Default 30.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> ReplicationConfig {
+        ReplicationConfig {
+            instance_name: "local".to_string(),
+            max_concurrent_jobs: 4,
+            max_attempts: 5,
+            retry_base_ms: 1000,
+            retry_max_ms: 60_000,
+            parallel_blobs: 4,
+            job_retention_days: 14,
+            max_finished_jobs: 1000,
+            request_timeout_secs: 30,
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod digest;
 pub mod names;
 pub mod plugins;
 pub mod registry;
+pub mod replication;
 pub mod server;
 pub mod storage;
 

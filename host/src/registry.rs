@@ -5,6 +5,7 @@
 //! do is decided by [`crate::auth::AccessControl`], asked once per request by
 //! [`guard::admit`] before any handler runs.
 
+pub mod content;
 pub mod errcode;
 pub mod guard;
 pub mod handlers;
@@ -37,6 +38,9 @@ pub struct Registry {
     pub auth: Arc<AccessControl>,
     /// Whether clients reach this server over TLS (for the token realm's scheme).
     pub tls: bool,
+    /// Notified after every commit that appended to the change feed, so its consumer
+    /// (replication) need not poll.
+    pub changed: Arc<tokio::sync::Notify>,
 }
 
 impl Registry {
@@ -57,6 +61,7 @@ impl Registry {
             config,
             auth,
             tls,
+            changed: Arc::new(tokio::sync::Notify::new()),
         }
     }
 }

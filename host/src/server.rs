@@ -23,9 +23,11 @@ use crate::auth::bootstrap::Bootstrap;
 use crate::config::Config;
 use crate::plugins::{PluginHost, PluginHostOptions};
 use crate::registry::{self, Registry};
+use crate::replication::Replication;
 use crate::storage::blob::fs::FsBlobStore;
 use crate::storage::meta::Metadata;
 use crate::storage::paths::DataPaths;
+use crate::storage::sealing::Sealer;
 
 /// Opens the data directory and builds the registry and access control over it. Must run
 /// inside a Tokio runtime (the audit writer is a task).
@@ -75,13 +77,27 @@ pub fn open_registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
     )))
 }
 
+/// The key that seals secrets at rest in the data directory (plugin secrets, replication
+/// endpoints' passwords), created on first use.
+pub fn open_sealer(config: &Config) -> anyhow::Result<Arc<Sealer>> {
+    let path = DataPaths::new(&config.storage.data_dir).secrets_key();
+    Ok(Arc::new(Sealer::open(&path).with_context(|| {
+        format!("cannot open the secrets key {}", path.display())
+    })?))
+}
+
 /// The plugin host over the same data directory and metadata as `registry`.
-pub fn open_plugins(config: &Config, registry: &Registry) -> anyhow::Result<Arc<PluginHost>> {
+pub fn open_plugins(
+    config: &Config,
+    registry: &Registry,
+    sealer: Arc<Sealer>,
+) -> anyhow::Result<Arc<PluginHost>> {
     // Plugins' HTTP goes through reqwest with rustls; ring is the provider berth ships.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let host = PluginHost::new(
         registry.meta.clone(),
         DataPaths::new(&config.storage.data_dir),
+        sealer,
         PluginHostOptions {
             worker_threads: config.plugins.worker_threads,
             max_concurrent_calls: config.plugins.max_concurrent_calls,
@@ -91,11 +107,16 @@ pub fn open_plugins(config: &Config, registry: &Registry) -> anyhow::Result<Arc<
 }
 
 /// The whole HTTP application.
-pub fn app(registry: Arc<Registry>, plugins: Arc<PluginHost>) -> Router {
+pub fn app(
+    registry: Arc<Registry>,
+    plugins: Arc<PluginHost>,
+    replication: Arc<Replication>,
+) -> Router {
     let api = crate::api::router(crate::api::ApiState {
         auth: registry.auth.clone(),
         registry: registry.clone(),
         plugins,
+        replication,
     });
     crate::auth::endpoint::router(registry.auth.clone())
         .merge(api)
@@ -163,8 +184,16 @@ pub async fn run(
         Duration::from_secs(config.registry.upload_ttl_secs),
         Duration::from_secs(config.registry.upload_purge_interval_secs.max(1)),
     ));
-    let plugins = open_plugins(&config, &registry)?;
-    let app = app(registry, plugins);
+    let sealer = open_sealer(&config)?;
+    let plugins = open_plugins(&config, &registry, sealer.clone())?;
+    let replication = Replication::new(
+        registry.clone(),
+        plugins.clone(),
+        sealer,
+        config.replication.clone(),
+    )?;
+    replication.start();
+    let app = app(registry, plugins, replication);
     let local: SocketAddr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     // A plain line on stdout, for people and for scripts that started us on port 0.

@@ -7,3 +7,4 @@ pub mod blob;
 pub mod fsck;
 pub mod meta;
 pub mod paths;
+pub mod sealing;

@@ -7,5 +7,6 @@ mod concurrency;
 mod crash;
 mod oci_client;
 mod plugins;
+mod replication;
 mod skopeo;
 mod support;

@@ -24,6 +24,7 @@ pub struct Berth {
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     extra_args: Vec<String>,
+    extra_env: Vec<(String, String)>,
 }
 
 /// The `berth` binary cargo built for these tests.
@@ -39,6 +40,12 @@ impl Berth {
 
     /// Starts berth with extra `serve` arguments.
     pub fn start_with(extra: &[&str]) -> Berth {
+        Berth::start_configured(extra, &[])
+    }
+
+    /// Starts berth with extra `serve` arguments and environment variables (such as
+    /// `BERTH_REPLICATION__RETRY_BASE_MS`).
+    pub fn start_configured(extra: &[&str], env: &[(&str, &str)]) -> Berth {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data_dir = tmp.path().join("data");
         let mut b = Berth {
@@ -48,6 +55,10 @@ impl Berth {
             data_dir,
             _tmp: Some(tmp),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         b.spawn("127.0.0.1:0");
         if b.url.starts_with("http://") {
@@ -94,6 +105,7 @@ impl Berth {
             .arg(ADMIN_PASSWORD)
             .args(&self.extra_args)
             .env("RUST_LOG", "warn")
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -266,13 +278,31 @@ pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
 /// Pushes a blob monolithically (`POST ?digest=`); returns its digest.
 pub async fn push_blob(http: &reqwest::Client, base: &str, repo: &str, data: &[u8]) -> String {
     let digest = sha256(data);
-    let r = http
+    let mut r = http
         .post(format!("{base}/v2/{repo}/blobs/uploads/?digest={digest}"))
         .header("content-type", "application/octet-stream")
         .body(data.to_vec())
         .send()
         .await
         .expect("push blob");
+    if r.status() == 202 {
+        // A registry without monolithic POSTs (CNCF distribution) opens a session
+        // instead: finish it with one PUT, as docker does.
+        let location = r.headers()["location"].to_str().unwrap().to_string();
+        let location = if location.starts_with('/') {
+            format!("{base}{location}")
+        } else {
+            location
+        };
+        let separator = if location.contains('?') { '&' } else { '?' };
+        r = http
+            .put(format!("{location}{separator}digest={digest}"))
+            .header("content-type", "application/octet-stream")
+            .body(data.to_vec())
+            .send()
+            .await
+            .expect("push blob");
+    }
     assert_eq!(
         r.status(),
         201,
@@ -387,4 +417,137 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// Debian's `docker-registry` (CNCF distribution) on a free port, open (no auth), deletes
+/// enabled, storing in its own temporary directory.
+pub struct DockerRegistry {
+    child: Child,
+    /// `http://127.0.0.1:<port>`
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl DockerRegistry {
+    /// Starts one and waits until it accepts connections.
+    pub fn start() -> DockerRegistry {
+        require_tool("docker-registry", "docker-registry");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .expect("write config");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start docker-registry");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        DockerRegistry {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for DockerRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How a [`FaultyProxy`] treats the connections it accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward everything.
+    None,
+    /// Answer every request with `500 Internal Server Error`.
+    ServerError,
+    /// Close every connection as soon as it is accepted.
+    Drop,
+    /// Forward, but only after this many milliseconds.
+    Slow(u64),
+}
+
+/// A TCP proxy in front of a real server that can be told to fail: for testing that a
+/// replication destination which errors, drops connections or crawls is retried and
+/// reported without holding up the others.
+pub struct FaultyProxy {
+    /// `127.0.0.1:<port>` to connect to instead of the server.
+    pub addr: String,
+    fault: std::sync::Arc<std::sync::Mutex<Fault>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultyProxy {
+    /// A proxy to `target` (`host:port`), starting in `fault` mode. Needs a Tokio runtime.
+    pub async fn start(target: &str, fault: Fault) -> FaultyProxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let fault = std::sync::Arc::new(std::sync::Mutex::new(fault));
+        let (mode, target) = (fault.clone(), target.to_string());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                let now = *mode.lock().unwrap();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    match now {
+                        Fault::Drop => drop(client),
+                        Fault::ServerError => {
+                            let mut buf = vec![0u8; 64 * 1024];
+                            let _ = client.read(&mut buf).await;
+                            let body =
+                                r#"{"errors":[{"code":"UNKNOWN","message":"injected failure"}]}"#;
+                            let answer = format!(
+                                "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                                body.len()
+                            );
+                            let _ = client.write_all(answer.as_bytes()).await;
+                            let _ = client.shutdown().await;
+                        }
+                        Fault::Slow(_) | Fault::None => {
+                            if let Fault::Slow(ms) = now {
+                                tokio::time::sleep(Duration::from_millis(ms)).await;
+                            }
+                            if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                                let _ =
+                                    tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        FaultyProxy {
+            addr,
+            fault,
+            _task: task,
+        }
+    }
+
+    /// Changes how new connections are treated.
+    pub fn set(&self, fault: Fault) {
+        *self.fault.lock().unwrap() = fault;
+    }
 }

@@ -124,10 +124,11 @@ pub async fn delete_tag(
     if !state
         .registry
         .meta
-        .write(|tx| meta::tags::remove(tx, repo.as_str(), &tag))?
+        .write(|tx| meta::tags::delete(tx, repo.as_str(), &tag, None))?
     {
         return Err(ApiError::not_found(format!("{repo} has no tag {tag}")));
     }
+    state.registry.changed.notify_one();
     audit_delete(&state, &caller, repo.as_str(), Some(tag), None).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -146,12 +147,13 @@ pub async fn delete_manifest(
     let found = state
         .registry
         .meta
-        .write(|tx| meta::manifests::delete_with_references(tx, repo.as_str(), &digest))?;
+        .write(|tx| meta::manifests::delete_with_references(tx, repo.as_str(), &digest, None))?;
     if !found {
         return Err(ApiError::not_found(format!(
             "{repo} has no manifest {digest}"
         )));
     }
+    state.registry.changed.notify_one();
     audit_delete(&state, &caller, repo.as_str(), None, Some(digest)).await;
     Ok(StatusCode::NO_CONTENT)
 }

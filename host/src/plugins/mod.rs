@@ -13,12 +13,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
 use berth_plugin_runtime::{
-    CallError, Endpoint, Inspection, Limits, LoadError, Plugin, Runtime, RuntimeOptions, Settings,
+    CallError, CallStats, Endpoint, Inspection, Limits, LoadError, Plugin, Runtime, RuntimeOptions,
+    Settings,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::storage::meta::{MetaError, Metadata, now_millis};
 use crate::storage::paths::DataPaths;
+use crate::storage::sealing::Sealer;
 use secrets::SecretBox;
 use store::{PluginRecord, Source};
 
@@ -61,6 +63,8 @@ pub struct PluginStatus {
     pub functions: Vec<String>,
     /// Calls running or queued now.
     pub calls_in_flight: usize,
+    /// What its finished calls have cost since it was loaded (zero when not loaded).
+    pub calls: CallStats,
 }
 
 /// A change to one plugin's settings or state; absent fields stay as they are.
@@ -135,14 +139,15 @@ enum Loaded {
 }
 
 impl PluginHost {
-    /// Prepares the tables and the secrets key; starts nothing.
+    /// Prepares the tables; starts nothing. Secrets are sealed by `sealer`.
     pub fn new(
         meta: Arc<Metadata>,
         paths: DataPaths,
+        sealer: Arc<Sealer>,
         options: PluginHostOptions,
     ) -> anyhow::Result<PluginHost> {
         crate::storage::meta::schema::prepare(&meta, &store::PLUGINS)?;
-        let secrets = Arc::new(SecretBox::open(&paths.secrets_key(), meta.clone())?);
+        let secrets = Arc::new(SecretBox::new(sealer, meta.clone()));
         Ok(PluginHost {
             meta,
             paths,
@@ -416,6 +421,24 @@ impl PluginHost {
         Ok(started.runtime.invoke(&plugin, function, input).await?)
     }
 
+    /// Asks strategy plugin `name` for a replication plan. The outer error is the call's
+    /// (no such plugin, disabled, not a strategy, a trap or limit); the inner one is the
+    /// plugin's answer that it cannot plan this request.
+    pub async fn plan_replication(
+        &self,
+        name: &str,
+        request: berth_plugin_runtime::latest::strategy::PlanRequest,
+    ) -> Result<
+        std::result::Result<
+            berth_plugin_runtime::latest::strategy::ReplicationPlan,
+            berth_plugin_runtime::latest::strategy::PlanError,
+        >,
+    > {
+        let plugin = self.plugin(name).await?;
+        let started = self.started().await?;
+        Ok(started.runtime.plan_replication(&plugin, request).await?)
+    }
+
     /// Stores (or replaces) a secret's value, sealed.
     pub fn set_secret(&self, name: &str, value: &str) -> Result<()> {
         check_secret_name(name)?;
@@ -445,15 +468,22 @@ fn status(started: &Started, name: String, record: PluginRecord) -> PluginStatus
         .expect("plugins lock")
         .get(&name)
         .cloned();
-    let (state, error, inspection, calls_in_flight) = match loaded {
+    let (state, error, inspection, calls_in_flight, calls) = match loaded {
         Some(Loaded::Ready(plugin)) => (
             "ready",
             None,
             Some(plugin.inspection().clone()),
             plugin.calls_in_flight(),
+            plugin.call_stats(),
         ),
-        Some(Loaded::Failed(e)) => ("failed", Some(e), None, 0),
-        None => ("failed", Some("not loaded".to_string()), None, 0),
+        Some(Loaded::Failed(e)) => ("failed", Some(e), None, 0, CallStats::default()),
+        None => (
+            "failed",
+            Some("not loaded".to_string()),
+            None,
+            0,
+            CallStats::default(),
+        ),
     };
     let functions = berth_plugin_runtime::calls::functions(record.kind)
         .iter()
@@ -467,6 +497,7 @@ fn status(started: &Started, name: String, record: PluginRecord) -> PluginStatus
         inspection,
         functions,
         calls_in_flight,
+        calls,
     }
 }
 

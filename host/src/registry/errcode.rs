@@ -198,6 +198,14 @@ impl RegistryError {
     }
 }
 
+impl std::fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.0.code.as_str(), self.0.message)
+    }
+}
+
+impl std::error::Error for RegistryError {}
+
 impl IntoResponse for RegistryError {
     fn into_response(self) -> Response {
         let e = *self.0;

@@ -5,6 +5,7 @@
 //! hears about it.
 
 pub mod blob_links;
+pub mod changes;
 pub mod manifests;
 pub mod referrers;
 pub mod repositories;

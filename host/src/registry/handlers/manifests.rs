@@ -21,15 +21,12 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::json;
 
-use crate::digest::Digest;
 use crate::names::{Reference, RepoName};
 use crate::registry::Registry;
+use crate::registry::content;
 use crate::registry::errcode::{ErrorCode, RegistryError, RegistryResult};
-use crate::registry::manifest::{self, ParsedManifest};
 use crate::registry::routes::empty;
-use crate::storage::meta::{
-    self, MetaError, manifests::ManifestRecord, now_millis, referrers::ReferrerDescriptor,
-};
+use crate::storage::meta;
 
 fn etag(digest: &str) -> String {
     format!("\"{digest}\"")
@@ -130,26 +127,6 @@ pub async fn read_body(
     }
 }
 
-/// What a manifest PUT transaction can refuse.
-enum PutRefusal {
-    Missing {
-        kind: &'static str,
-        digest: String,
-    },
-    SizeMismatch {
-        digest: String,
-        declared: u64,
-        actual: u64,
-    },
-    Meta(MetaError),
-}
-
-impl From<MetaError> for PutRefusal {
-    fn from(e: MetaError) -> PutRefusal {
-        PutRefusal::Meta(e)
-    }
-}
-
 /// Stores a manifest after checking everything it references is in this repository.
 pub async fn put(
     registry: &Arc<Registry>,
@@ -169,52 +146,16 @@ pub async fn put(
         ErrorCode::ManifestInvalid,
     )
     .await?;
-    let digest = match &reference {
-        Reference::Digest(expected) => {
-            let actual = Digest::of(expected.algorithm(), &bytes);
-            if &actual != expected {
-                return Err(RegistryError::new(ErrorCode::DigestInvalid)
-                    .message(format!(
-                        "the manifest's digest is {actual}, not {expected} as the URL says"
-                    ))
-                    .detail(
-                        json!({ "expected": expected.to_string(), "actual": actual.to_string() }),
-                    ));
-            }
-            actual
-        }
-        Reference::Tag(_) => Digest::sha256_of(&bytes),
-    };
-    let parsed = manifest::parse(content_type.as_deref(), &bytes)
-        .map_err(|e| RegistryError::new(ErrorCode::ManifestInvalid).message(e.0))?;
-
-    let registry2 = registry.clone();
-    let (name2, digest2, parsed2) = (name.clone(), digest.to_string(), parsed.clone());
-    let outcome = tokio::task::spawn_blocking(move || {
-        store(&registry2, &name2, &reference, &digest2, &parsed2, &bytes)
-    })
+    let stored = content::put_manifest(
+        registry,
+        &name,
+        &reference,
+        content_type.as_deref(),
+        bytes,
+        None,
+    )
     .await?;
-    match outcome {
-        Ok(()) => {}
-        Err(PutRefusal::Missing { kind, digest }) => {
-            return Err(RegistryError::new(ErrorCode::ManifestBlobUnknown)
-                .message(format!("the manifest references {kind} {digest}, which is not in repository {name}; push it first"))
-                .detail(json!({ "digest": digest })));
-        }
-        Err(PutRefusal::SizeMismatch {
-            digest,
-            declared,
-            actual,
-        }) => {
-            return Err(RegistryError::new(ErrorCode::ManifestInvalid)
-                .message(format!(
-                    "the manifest says {digest} is {declared} bytes, but it is {actual} bytes"
-                ))
-                .detail(json!({ "digest": digest, "declared": declared, "actual": actual })));
-        }
-        Err(PutRefusal::Meta(e)) => return Err(e.into()),
-    }
-
+    let digest = stored.digest;
     let mut response = empty(StatusCode::CREATED);
     let h = response.headers_mut();
     h.insert(
@@ -227,96 +168,10 @@ pub async fn put(
         "docker-content-digest",
         digest.to_string().parse().expect("ascii"),
     );
-    if let Some(subject) = &parsed.subject {
-        h.insert(
-            "oci-subject",
-            subject.digest.to_string().parse().expect("ascii"),
-        );
+    if let Some(subject) = &stored.subject {
+        h.insert("oci-subject", subject.to_string().parse().expect("ascii"));
     }
     Ok(response)
-}
-
-/// The manifest PUT transaction: checks and writes in one durable commit, so a manifest
-/// is visible exactly when everything it references is, and a crash leaves all or nothing.
-fn store(
-    registry: &Registry,
-    name: &RepoName,
-    reference: &Reference,
-    digest: &str,
-    parsed: &ParsedManifest,
-    bytes: &[u8],
-) -> Result<(), PutRefusal> {
-    let repo = name.as_str();
-    registry.meta.write(|tx| -> Result<(), PutRefusal> {
-        for blob in &parsed.blobs {
-            let d = blob.digest.to_string();
-            match meta::blob_links::get(tx, repo, &d)? {
-                None => {
-                    return Err(PutRefusal::Missing {
-                        kind: "blob",
-                        digest: d,
-                    });
-                }
-                Some(actual) if actual != blob.size => {
-                    return Err(PutRefusal::SizeMismatch {
-                        digest: d,
-                        declared: blob.size,
-                        actual,
-                    });
-                }
-                Some(_) => {}
-            }
-        }
-        for child in &parsed.children {
-            let d = child.digest.to_string();
-            match meta::manifests::get(tx, repo, &d)? {
-                None => {
-                    return Err(PutRefusal::Missing {
-                        kind: "manifest",
-                        digest: d,
-                    });
-                }
-                Some(record) if record.size != child.size => {
-                    return Err(PutRefusal::SizeMismatch {
-                        digest: d,
-                        declared: child.size,
-                        actual: record.size,
-                    });
-                }
-                Some(_) => {}
-            }
-        }
-        let record = ManifestRecord {
-            media_type: parsed.media_type.clone(),
-            size: bytes.len() as u64,
-            artifact_type: parsed.artifact_type.clone(),
-            subject: parsed.subject.as_ref().map(|s| s.digest.to_string()),
-            blobs: parsed.blobs.iter().map(|b| b.digest.to_string()).collect(),
-            children: parsed
-                .children
-                .iter()
-                .map(|c| c.digest.to_string())
-                .collect(),
-            annotations: parsed.annotations.clone(),
-            created_at: now_millis(),
-        };
-        meta::repositories::ensure(tx, repo)?;
-        meta::manifests::put(tx, repo, digest, &record, bytes)?;
-        if let Reference::Tag(tag) = reference {
-            meta::tags::set(tx, repo, tag.as_str(), digest)?;
-        }
-        if let Some(subject) = &parsed.subject {
-            let descriptor = ReferrerDescriptor {
-                media_type: parsed.media_type.clone(),
-                digest: digest.to_owned(),
-                size: bytes.len() as u64,
-                artifact_type: parsed.artifact_type.clone(),
-                annotations: parsed.annotations.clone(),
-            };
-            meta::referrers::add(tx, repo, &subject.digest.to_string(), &descriptor)?;
-        }
-        Ok(())
-    })
 }
 
 /// Deletes a manifest (by digest) or a tag (by tag).
@@ -329,18 +184,7 @@ pub async fn delete(
         return Err(RegistryError::new(ErrorCode::Unsupported)
             .message("deletes are disabled on this registry (registry.delete_enabled = false)"));
     }
-    let (registry2, repo, reference2) = (registry.clone(), name.to_string(), reference.clone());
-    let found = tokio::task::spawn_blocking(move || {
-        registry2.meta.write(|tx| -> Result<bool, MetaError> {
-            match &reference2 {
-                Reference::Tag(tag) => meta::tags::remove(tx, &repo, tag.as_str()),
-                Reference::Digest(digest) => {
-                    meta::manifests::delete_with_references(tx, &repo, &digest.to_string())
-                }
-            }
-        })
-    })
-    .await??;
+    let found = content::delete(registry, name, reference, None).await?;
     if !found {
         return Err(RegistryError::new(ErrorCode::ManifestUnknown)
             .detail(json!({ "name": name.as_str(), "reference": reference.to_string() })));

@@ -29,11 +29,12 @@ use crate::auth::authenticate::Caller;
 use crate::digest::{Algorithm, Digest};
 use crate::names::RepoName;
 use crate::registry::Registry;
+use crate::registry::content::{self, IngestError};
 use crate::registry::errcode::{ErrorCode, RegistryError, RegistryResult};
 use crate::registry::routes::empty;
 use crate::registry::sessions::{Session, SessionState};
 use crate::storage::blob::writer::{self, AppendError};
-use crate::storage::meta::{self, MetaError, now_millis, uploads::UploadRecord};
+use crate::storage::meta::{self, now_millis, uploads::UploadRecord};
 
 fn upload_unknown(id: &str) -> RegistryError {
     RegistryError::new(ErrorCode::BlobUploadUnknown).detail(json!({ "uuid": id }))
@@ -117,7 +118,7 @@ pub async fn start(
         // Mounting reads the source: the caller must be allowed to pull from it.
         if let Ok(from) = RepoName::parse(from)
             && registry.auth.allows(caller, from.as_str(), Action::Pull)?
-            && mount_from(registry, &name, &from, &digest).await?
+            && content::mount(registry, &name, &from, &digest).await?
         {
             return Ok(blob_created(&name, &digest));
         }
@@ -149,32 +150,6 @@ pub async fn start(
     Ok(session_response(StatusCode::ACCEPTED, &name, &id, 0))
 }
 
-/// Links `digest` from `from` into `name` if `from` links it.
-async fn mount_from(
-    registry: &Arc<Registry>,
-    name: &RepoName,
-    from: &RepoName,
-    digest: &Digest,
-) -> RegistryResult<bool> {
-    let (registry2, to, from, d) = (
-        registry.clone(),
-        name.to_string(),
-        from.to_string(),
-        digest.to_string(),
-    );
-    Ok(tokio::task::spawn_blocking(move || {
-        registry2.meta.write(|tx| -> Result<bool, MetaError> {
-            let Some(size) = meta::blob_links::get(tx, &from, &d)? else {
-                return Ok(false);
-            };
-            meta::repositories::ensure(tx, &to)?;
-            meta::blob_links::link(tx, &to, &d, size)?;
-            Ok(true)
-        })
-    })
-    .await??)
-}
-
 /// The whole blob in the POST body.
 async fn monolithic(
     registry: &Arc<Registry>,
@@ -182,30 +157,14 @@ async fn monolithic(
     expected: Digest,
     body: Body,
 ) -> RegistryResult<Response> {
-    let id = uuid::Uuid::new_v4().to_string();
-    let appended = writer::append(
-        registry.store.clone(),
-        id.clone(),
-        0,
-        expected.algorithm().hasher(),
-        body.into_data_stream(),
-        registry.config.max_blob_bytes,
-    )
-    .await;
-    let appended = match appended {
-        Ok(a) => a,
-        Err(e) => {
-            discard_staging(registry, &id).await;
-            return Err(append_error(e));
+    match content::ingest_blob(registry, name, &expected, body.into_data_stream()).await {
+        Ok(_) => Ok(blob_created(name, &expected)),
+        Err(IngestError::Append(e)) => Err(append_error(e)),
+        Err(IngestError::DigestMismatch { expected, actual }) => {
+            Err(digest_mismatch(&expected, &actual))
         }
-    };
-    let actual = appended.hasher.finish();
-    if actual != expected {
-        discard_staging(registry, &id).await;
-        return Err(digest_mismatch(&expected, &actual));
+        Err(IngestError::Registry(e)) => Err(e),
     }
-    commit(registry, name, &id, &expected, appended.len, false).await?;
-    Ok(blob_created(name, &expected))
 }
 
 fn digest_mismatch(expected: &Digest, actual: &Digest) -> RegistryError {
@@ -214,43 +173,6 @@ fn digest_mismatch(expected: &Digest, actual: &Digest) -> RegistryError {
             "the uploaded content's digest is {actual}, not {expected}"
         ))
         .detail(json!({ "expected": expected.to_string(), "actual": actual.to_string() }))
-}
-
-async fn discard_staging(registry: &Arc<Registry>, id: &str) {
-    let (store, id) = (registry.store.clone(), id.to_owned());
-    let _ = tokio::task::spawn_blocking(move || store.remove_staging(&id)).await;
-}
-
-/// Moves the staging file into place and links it, removing the session record in the
-/// same commit.
-async fn commit(
-    registry: &Arc<Registry>,
-    name: &RepoName,
-    id: &str,
-    digest: &Digest,
-    size: u64,
-    has_record: bool,
-) -> RegistryResult<()> {
-    let (registry2, repo, id, d) = (
-        registry.clone(),
-        name.to_string(),
-        id.to_owned(),
-        digest.clone(),
-    );
-    tokio::task::spawn_blocking(move || -> RegistryResult<()> {
-        registry2.store.commit_staging(&id, &d)?;
-        registry2.meta.write(|tx| -> Result<(), MetaError> {
-            meta::repositories::ensure(tx, &repo)?;
-            meta::blob_links::link(tx, &repo, &d.to_string(), size)?;
-            if has_record {
-                meta::uploads::remove(tx, &id)?;
-            }
-            Ok(())
-        })?;
-        Ok(())
-    })
-    .await??;
-    Ok(())
 }
 
 /// Finds session `id` of repository `name` and locks it.
@@ -493,7 +415,7 @@ pub async fn close(
         forget(registry, &id, &mut guard).await?;
         return Err(digest_mismatch(&expected, &actual));
     }
-    commit(registry, &name, &id, &expected, len, true).await?;
+    content::commit_staging(registry, &name, &id, &expected, len, true).await?;
     guard.finished = true;
     registry.sessions.remove(&id);
     Ok(blob_created(&name, &expected))

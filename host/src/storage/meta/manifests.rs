@@ -4,6 +4,7 @@
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
+use super::changes::{Change, ChangeKind};
 use super::{KEY_END, MetaResult, Reader, decode, encode};
 
 const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("manifests");
@@ -125,16 +126,29 @@ pub fn remove_repository(tx: &WriteTransaction, repo: &str) -> MetaResult<()> {
 }
 
 /// Deletes a manifest from `repo` with everything that points at it there: the tags that
-/// name it and its entry in its subject's referrers. Returns whether it existed.
-pub fn delete_with_references(tx: &WriteTransaction, repo: &str, digest: &str) -> MetaResult<bool> {
+/// name it and its entry in its subject's referrers, and records the delete in the change
+/// feed (`origin`: where the delete came from, when it was replicated). Returns whether the
+/// manifest existed.
+pub fn delete_with_references(
+    tx: &WriteTransaction,
+    repo: &str,
+    digest: &str,
+    origin: Option<&str>,
+) -> MetaResult<bool> {
     let Some(record) = remove(tx, repo, digest)? else {
         return Ok(false);
     };
-    for tag in super::tags::pointing_at(tx, repo, digest)? {
-        super::tags::remove(tx, repo, &tag)?;
+    let tags = super::tags::pointing_at(tx, repo, digest)?;
+    for tag in &tags {
+        super::tags::remove(tx, repo, tag)?;
     }
     if let Some(subject) = &record.subject {
         super::referrers::remove(tx, repo, subject, digest)?;
     }
+    let change = ChangeKind::ManifestDeleted {
+        digest: digest.to_owned(),
+        tags,
+    };
+    super::changes::append(tx, &Change::new(repo, change, origin))?;
     Ok(true)
 }

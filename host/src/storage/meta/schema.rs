@@ -35,11 +35,17 @@ pub struct Component {
 /// The registry storage's tables.
 pub const REGISTRY: Component = Component {
     name: "registry",
-    current: 1,
-    migrations: &[Migration {
-        from: 0,
-        apply: create_registry_v1,
-    }],
+    current: 2,
+    migrations: &[
+        Migration {
+            from: 0,
+            apply: create_registry_v1,
+        },
+        Migration {
+            from: 1,
+            apply: add_change_feed,
+        },
+    ],
 };
 
 fn create_registry_v1(tx: &WriteTransaction) -> MetaResult<()> {
@@ -50,6 +56,11 @@ fn create_registry_v1(tx: &WriteTransaction) -> MetaResult<()> {
     super::referrers::create(tx)?;
     super::uploads::create(tx)?;
     Ok(())
+}
+
+/// Version 2: the change feed that replication reads.
+fn add_change_feed(tx: &WriteTransaction) -> MetaResult<()> {
+    super::changes::create(tx)
 }
 
 /// The version recorded for `component` (0 when it has no tables yet).

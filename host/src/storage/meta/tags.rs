@@ -3,6 +3,7 @@
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
+use super::changes::{Change, ChangeKind};
 use super::{KEY_END, MetaResult, Reader, decode, encode, now_millis};
 
 const TABLE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("tags");
@@ -35,6 +36,31 @@ pub fn set(tx: &WriteTransaction, repo: &str, tag: &str, digest: &str) -> MetaRe
 /// Removes a tag; returns whether it existed.
 pub fn remove(tx: &WriteTransaction, repo: &str, tag: &str) -> MetaResult<bool> {
     Ok(tx.open_table(TABLE)?.remove((repo, tag))?.is_some())
+}
+
+/// Removes a tag and records the delete in the change feed (`origin`: where the delete
+/// came from, when it was replicated); returns whether it existed.
+pub fn delete(
+    tx: &WriteTransaction,
+    repo: &str,
+    tag: &str,
+    origin: Option<&str>,
+) -> MetaResult<bool> {
+    let mut table = tx.open_table(TABLE)?;
+    let Some(record) = table
+        .remove((repo, tag))?
+        .map(|old| decode::<TagRecord>("tags", old.value()))
+    else {
+        return Ok(false);
+    };
+    let record = record?;
+    drop(table);
+    let change = ChangeKind::TagDeleted {
+        tag: tag.to_owned(),
+        digest: record.digest,
+    };
+    super::changes::append(tx, &Change::new(repo, change, origin))?;
+    Ok(true)
 }
 
 /// Where `tag` points.

@@ -1,0 +1,398 @@
+//! The registry's writes, apart from HTTP: storing a manifest, taking in a whole blob,
+//! mounting one, deleting a tag or a manifest.
+//!
+//! The `/v2` handlers and replication's local side both use these functions, so content
+//! that arrives by replication is checked and recorded exactly like a client's push, and
+//! lands in the change feed with the origin it came from.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::Stream;
+use serde_json::json;
+
+use super::Registry;
+use super::errcode::{ErrorCode, RegistryError, RegistryResult};
+use super::manifest::{self, ParsedManifest};
+use crate::digest::Digest;
+use crate::names::{Reference, RepoName};
+use crate::storage::blob::writer::{self, AppendError};
+use crate::storage::meta::changes::{Change, ChangeKind};
+use crate::storage::meta::{
+    self, MetaError, manifests::ManifestRecord, now_millis, referrers::ReferrerDescriptor,
+};
+
+/// A manifest the registry accepted.
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    /// Its digest.
+    pub digest: Digest,
+    /// The `subject` it refers to, for the `OCI-Subject` header.
+    pub subject: Option<Digest>,
+    /// Whether anything changed (a new manifest, or a tag moved): pushing what is already
+    /// there is accepted but recorded nowhere.
+    pub changed: bool,
+}
+
+/// What a manifest PUT transaction can refuse.
+enum PutRefusal {
+    Missing {
+        kind: &'static str,
+        digest: String,
+    },
+    SizeMismatch {
+        digest: String,
+        declared: u64,
+        actual: u64,
+    },
+    Meta(MetaError),
+}
+
+impl From<MetaError> for PutRefusal {
+    fn from(e: MetaError) -> PutRefusal {
+        PutRefusal::Meta(e)
+    }
+}
+
+/// Checks and stores a manifest under `reference`: its digest against a digest
+/// reference, its schema, and that every blob and child manifest it references is in the
+/// repository. `origin` names where it came from when it arrived by replication.
+pub async fn put_manifest(
+    registry: &Arc<Registry>,
+    name: &RepoName,
+    reference: &Reference,
+    content_type: Option<&str>,
+    bytes: Bytes,
+    origin: Option<&str>,
+) -> RegistryResult<StoredManifest> {
+    let digest = match reference {
+        Reference::Digest(expected) => {
+            let actual = Digest::of(expected.algorithm(), &bytes);
+            if &actual != expected {
+                return Err(RegistryError::new(ErrorCode::DigestInvalid)
+                    .message(format!(
+                        "the manifest's digest is {actual}, not {expected} as the URL says"
+                    ))
+                    .detail(
+                        json!({ "expected": expected.to_string(), "actual": actual.to_string() }),
+                    ));
+            }
+            actual
+        }
+        Reference::Tag(_) => Digest::sha256_of(&bytes),
+    };
+    let parsed = manifest::parse(content_type, &bytes)
+        .map_err(|e| RegistryError::new(ErrorCode::ManifestInvalid).message(e.0))?;
+
+    let registry2 = registry.clone();
+    let (name2, reference2, digest2, parsed2) = (
+        name.clone(),
+        reference.clone(),
+        digest.to_string(),
+        parsed.clone(),
+    );
+    let origin2 = origin.map(str::to_owned);
+    let outcome = tokio::task::spawn_blocking(move || {
+        store(
+            &registry2,
+            &name2,
+            &reference2,
+            &digest2,
+            &parsed2,
+            &bytes,
+            origin2.as_deref(),
+        )
+    })
+    .await?;
+    let changed = match outcome {
+        Ok(changed) => changed,
+        Err(PutRefusal::Missing { kind, digest }) => {
+            return Err(RegistryError::new(ErrorCode::ManifestBlobUnknown)
+                .message(format!("the manifest references {kind} {digest}, which is not in repository {name}; push it first"))
+                .detail(json!({ "digest": digest })));
+        }
+        Err(PutRefusal::SizeMismatch {
+            digest,
+            declared,
+            actual,
+        }) => {
+            return Err(RegistryError::new(ErrorCode::ManifestInvalid)
+                .message(format!(
+                    "the manifest says {digest} is {declared} bytes, but it is {actual} bytes"
+                ))
+                .detail(json!({ "digest": digest, "declared": declared, "actual": actual })));
+        }
+        Err(PutRefusal::Meta(e)) => return Err(e.into()),
+    };
+    if changed {
+        registry.changed.notify_one();
+    }
+    Ok(StoredManifest {
+        digest,
+        subject: parsed.subject.map(|s| s.digest),
+        changed,
+    })
+}
+
+/// The manifest PUT transaction: checks and writes in one durable commit, so a manifest
+/// is visible exactly when everything it references is, a crash leaves all or nothing,
+/// and the change feed holds the change exactly when it happened.
+fn store(
+    registry: &Registry,
+    name: &RepoName,
+    reference: &Reference,
+    digest: &str,
+    parsed: &ParsedManifest,
+    bytes: &[u8],
+    origin: Option<&str>,
+) -> Result<bool, PutRefusal> {
+    let repo = name.as_str();
+    registry.meta.write(|tx| -> Result<bool, PutRefusal> {
+        for blob in &parsed.blobs {
+            let d = blob.digest.to_string();
+            match meta::blob_links::get(tx, repo, &d)? {
+                None => {
+                    return Err(PutRefusal::Missing {
+                        kind: "blob",
+                        digest: d,
+                    });
+                }
+                Some(actual) if actual != blob.size => {
+                    return Err(PutRefusal::SizeMismatch {
+                        digest: d,
+                        declared: blob.size,
+                        actual,
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        for child in &parsed.children {
+            let d = child.digest.to_string();
+            match meta::manifests::get(tx, repo, &d)? {
+                None => {
+                    return Err(PutRefusal::Missing {
+                        kind: "manifest",
+                        digest: d,
+                    });
+                }
+                Some(record) if record.size != child.size => {
+                    return Err(PutRefusal::SizeMismatch {
+                        digest: d,
+                        declared: child.size,
+                        actual: record.size,
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        let existed = meta::manifests::exists(tx, repo, digest)?;
+        let tag = match reference {
+            Reference::Tag(tag) => Some(tag.as_str()),
+            Reference::Digest(_) => None,
+        };
+        let tag_moves = match tag {
+            Some(tag) => meta::tags::get(tx, repo, tag)?.is_none_or(|t| t.digest != digest),
+            None => false,
+        };
+        if existed && !tag_moves {
+            return Ok(false);
+        }
+        let record = ManifestRecord {
+            media_type: parsed.media_type.clone(),
+            size: bytes.len() as u64,
+            artifact_type: parsed.artifact_type.clone(),
+            subject: parsed.subject.as_ref().map(|s| s.digest.to_string()),
+            blobs: parsed.blobs.iter().map(|b| b.digest.to_string()).collect(),
+            children: parsed
+                .children
+                .iter()
+                .map(|c| c.digest.to_string())
+                .collect(),
+            annotations: parsed.annotations.clone(),
+            created_at: now_millis(),
+        };
+        meta::repositories::ensure(tx, repo)?;
+        if !existed {
+            meta::manifests::put(tx, repo, digest, &record, bytes)?;
+            if let Some(subject) = &parsed.subject {
+                let descriptor = ReferrerDescriptor {
+                    media_type: parsed.media_type.clone(),
+                    digest: digest.to_owned(),
+                    size: bytes.len() as u64,
+                    artifact_type: parsed.artifact_type.clone(),
+                    annotations: parsed.annotations.clone(),
+                };
+                meta::referrers::add(tx, repo, &subject.digest.to_string(), &descriptor)?;
+            }
+        }
+        if let Some(tag) = tag {
+            meta::tags::set(tx, repo, tag, digest)?;
+        }
+        let change = ChangeKind::Manifest {
+            digest: digest.to_owned(),
+            media_type: parsed.media_type.clone(),
+            tag: tag.map(str::to_owned),
+        };
+        meta::changes::append(tx, &Change::new(repo, change, origin))?;
+        Ok(true)
+    })
+}
+
+/// Deletes a tag (the manifest stays) or a manifest (with its tags and referrer entry).
+/// Returns whether it existed.
+pub async fn delete(
+    registry: &Arc<Registry>,
+    name: &RepoName,
+    reference: &Reference,
+    origin: Option<&str>,
+) -> RegistryResult<bool> {
+    let (registry2, repo, reference2) = (registry.clone(), name.to_string(), reference.clone());
+    let origin = origin.map(str::to_owned);
+    let found = tokio::task::spawn_blocking(move || {
+        registry2.meta.write(|tx| -> Result<bool, MetaError> {
+            match &reference2 {
+                Reference::Tag(tag) => {
+                    meta::tags::delete(tx, &repo, tag.as_str(), origin.as_deref())
+                }
+                Reference::Digest(digest) => meta::manifests::delete_with_references(
+                    tx,
+                    &repo,
+                    &digest.to_string(),
+                    origin.as_deref(),
+                ),
+            }
+        })
+    })
+    .await??;
+    if found {
+        registry.changed.notify_one();
+    }
+    Ok(found)
+}
+
+/// Links `digest` from `from` into `name` if `from` links it; returns whether it did.
+/// The caller has checked that whoever asked may read `from`.
+pub async fn mount(
+    registry: &Arc<Registry>,
+    name: &RepoName,
+    from: &RepoName,
+    digest: &Digest,
+) -> RegistryResult<bool> {
+    let (registry2, to, from, d) = (
+        registry.clone(),
+        name.to_string(),
+        from.to_string(),
+        digest.to_string(),
+    );
+    Ok(tokio::task::spawn_blocking(move || {
+        registry2.meta.write(|tx| -> Result<bool, MetaError> {
+            let Some(size) = meta::blob_links::get(tx, &from, &d)? else {
+                return Ok(false);
+            };
+            meta::repositories::ensure(tx, &to)?;
+            meta::blob_links::link(tx, &to, &d, size)?;
+            Ok(true)
+        })
+    })
+    .await??)
+}
+
+/// Why taking in a whole blob failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The body could not be read or stored, or was too large.
+    #[error(transparent)]
+    Append(#[from] AppendError),
+    /// The content does not match the digest it was sent as.
+    #[error("the blob's digest is {actual}, not {expected}")]
+    DigestMismatch {
+        /// What the sender said.
+        expected: Digest,
+        /// What arrived.
+        actual: Digest,
+    },
+    /// Storing it failed after it arrived.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+/// Takes in a whole blob from `body`: streams it to a staging file while hashing it,
+/// checks it against `expected`, makes it durable and links it into `name`. Returns its
+/// size. Nothing is linked unless all of it arrived and matched.
+pub async fn ingest_blob<S, E>(
+    registry: &Arc<Registry>,
+    name: &RepoName,
+    expected: &Digest,
+    body: S,
+) -> Result<u64, IngestError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Send,
+    E: std::fmt::Display,
+{
+    let id = uuid::Uuid::new_v4().to_string();
+    let appended = writer::append(
+        registry.store.clone(),
+        id.clone(),
+        0,
+        expected.algorithm().hasher(),
+        body,
+        registry.config.max_blob_bytes,
+    )
+    .await;
+    let appended = match appended {
+        Ok(a) => a,
+        Err(e) => {
+            discard_staging(registry, &id).await;
+            return Err(e.into());
+        }
+    };
+    let actual = appended.hasher.finish();
+    if &actual != expected {
+        discard_staging(registry, &id).await;
+        return Err(IngestError::DigestMismatch {
+            expected: expected.clone(),
+            actual,
+        });
+    }
+    commit_staging(registry, name, &id, expected, appended.len, false).await?;
+    Ok(appended.len)
+}
+
+/// Removes a staging file that will not be committed.
+pub(crate) async fn discard_staging(registry: &Arc<Registry>, id: &str) {
+    let (store, id) = (registry.store.clone(), id.to_owned());
+    let _ = tokio::task::spawn_blocking(move || store.remove_staging(&id)).await;
+}
+
+/// Moves a staging file into place as `digest` and links it into `name`, removing the
+/// upload session's record (when it has one) in the same commit.
+pub(crate) async fn commit_staging(
+    registry: &Arc<Registry>,
+    name: &RepoName,
+    id: &str,
+    digest: &Digest,
+    size: u64,
+    has_record: bool,
+) -> RegistryResult<()> {
+    let (registry2, repo, id, d) = (
+        registry.clone(),
+        name.to_string(),
+        id.to_owned(),
+        digest.clone(),
+    );
+    tokio::task::spawn_blocking(move || -> RegistryResult<()> {
+        registry2.store.commit_staging(&id, &d)?;
+        registry2.meta.write(|tx| -> Result<(), MetaError> {
+            meta::repositories::ensure(tx, &repo)?;
+            meta::blob_links::link(tx, &repo, &d.to_string(), size)?;
+            if has_record {
+                meta::uploads::remove(tx, &id)?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    })
+    .await??;
+    Ok(())
+}

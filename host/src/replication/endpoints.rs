@@ -1,0 +1,261 @@
+//! Table `replication_endpoints`: the registries this instance replicates with — another
+//! berth, CNCF distribution, or any OCI registry — with their credentials, sealed at rest,
+//! and their TLS options.
+
+use base64::Engine as _;
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use super::{ReplicationError, ReplicationResult, check_name};
+use crate::storage::meta::{MetaResult, Reader, decode, encode};
+use crate::storage::sealing::Sealer;
+
+const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("replication_endpoints");
+
+/// What software answers at an endpoint; it decides which extensions berth may use there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndpointKind {
+    /// Another berth: replication origins are recorded there, and it can run transfers
+    /// on this instance's behalf.
+    Berth,
+    /// CNCF distribution (`docker-registry`).
+    Distribution,
+    /// Any registry that speaks the OCI Distribution API.
+    Oci,
+}
+
+/// One endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EndpointRecord {
+    /// Its name (the key, repeated so a record stands alone).
+    pub name: String,
+    /// What answers there.
+    pub kind: EndpointKind,
+    /// `http://host[:port]` or `https://host[:port]`.
+    pub url: String,
+    /// The user or robot account berth logs in as; none for anonymous access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The password, sealed (see [`Sealer`]); never returned by the API.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "sealed_base64"
+    )]
+    pub sealed_password: Option<Vec<u8>>,
+    /// Accept any TLS certificate (for test set-ups; prefer `ca_cert`).
+    #[serde(default)]
+    pub insecure: bool,
+    /// A PEM CA certificate to trust for this endpoint, beside the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<String>,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// Who created it.
+    pub created_by: String,
+    /// When (ms since the epoch).
+    pub created_at: u64,
+    /// When it was last changed (ms since the epoch).
+    pub updated_at: u64,
+}
+
+impl EndpointRecord {
+    /// `host[:port]` of the URL, as registry references name it.
+    pub fn host(&self) -> String {
+        let url = url::Url::parse(&self.url).expect("checked when stored");
+        match url.port() {
+            Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_string(),
+        }
+    }
+
+    /// Whether the endpoint is reached over plain HTTP.
+    pub fn plain_http(&self) -> bool {
+        self.url.starts_with("http://")
+    }
+
+    /// The password, opened with `sealer`.
+    pub fn password(&self, sealer: &Sealer) -> ReplicationResult<Option<String>> {
+        let Some(sealed) = &self.sealed_password else {
+            return Ok(None);
+        };
+        let plain = sealer.unseal(&sealing_context(&self.name), sealed).ok_or_else(|| {
+            ReplicationError::Invalid(format!(
+                "the stored password of endpoint {} does not open with this data directory's key; set it again",
+                self.name
+            ))
+        })?;
+        String::from_utf8(plain)
+            .map(Some)
+            .map_err(|_| ReplicationError::Invalid("stored password is not UTF-8".into()))
+    }
+
+    /// Seals and stores `password` (or clears it).
+    pub fn set_password(&mut self, sealer: &Sealer, password: Option<&str>) {
+        self.sealed_password =
+            password.map(|p| sealer.seal(&sealing_context(&self.name), p.as_bytes()));
+    }
+}
+
+/// The sealing context of an endpoint's password: a sealed password copied to another
+/// endpoint's record does not open there.
+fn sealing_context(name: &str) -> String {
+    format!("replication-endpoint/{name}")
+}
+
+mod sealed_base64 {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(bytes) => {
+                s.serialize_some(&base64::engine::general_purpose::STANDARD.encode(bytes))
+            }
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
+        let text: Option<String> = Option::deserialize(d)?;
+        text.map(|t| {
+            base64::engine::general_purpose::STANDARD
+                .decode(t)
+                .map_err(serde::de::Error::custom)
+        })
+        .transpose()
+    }
+}
+
+pub(super) fn create(tx: &WriteTransaction) -> MetaResult<()> {
+    tx.open_table(TABLE)?;
+    Ok(())
+}
+
+/// Checks an endpoint URL: `http` or `https`, a host, an optional port, nothing else.
+pub fn check_url(text: &str) -> ReplicationResult<String> {
+    let bad = |why: &str| {
+        ReplicationError::Invalid(format!(
+            "invalid endpoint URL {text:?}: {why} (expected http://host[:port] or https://host[:port])"
+        ))
+    };
+    let url = url::Url::parse(text).map_err(|e| bad(&e.to_string()))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(bad("the scheme must be http or https"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("it has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad(
+            "credentials go in username and password, not in the URL",
+        ));
+    }
+    if url.path() != "/" && !url.path().is_empty() || url.query().is_some() {
+        return Err(bad("registries are served at the root; drop the path"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+/// One endpoint.
+pub fn get(tx: &impl Reader, name: &str) -> MetaResult<Option<EndpointRecord>> {
+    match tx.open(TABLE)?.get(name)? {
+        Some(v) => Ok(Some(decode("replication_endpoints", v.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// Every endpoint, by name.
+pub fn list(tx: &impl Reader) -> MetaResult<Vec<EndpointRecord>> {
+    let mut out = Vec::new();
+    for entry in tx.open(TABLE)?.iter()? {
+        let (_, v) = entry?;
+        out.push(decode("replication_endpoints", v.value())?);
+    }
+    Ok(out)
+}
+
+/// Creates an endpoint; refuses a name in use.
+pub fn insert(tx: &WriteTransaction, record: &EndpointRecord) -> ReplicationResult<()> {
+    check_name("endpoint", &record.name)?;
+    check_url(&record.url)?;
+    if get(tx, &record.name)?.is_some() {
+        return Err(ReplicationError::Conflict(format!(
+            "endpoint {} exists already",
+            record.name
+        )));
+    }
+    put(tx, record)?;
+    Ok(())
+}
+
+/// Stores an endpoint (create or replace).
+pub fn put(tx: &WriteTransaction, record: &EndpointRecord) -> MetaResult<()> {
+    tx.open_table(TABLE)?
+        .insert(record.name.as_str(), encode(record).as_slice())?;
+    Ok(())
+}
+
+/// Removes an endpoint; returns whether it existed.
+pub fn remove(tx: &WriteTransaction, name: &str) -> MetaResult<bool> {
+    Ok(tx.open_table(TABLE)?.remove(name)?.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_normalised_and_anything_but_a_registry_root_is_refused() {
+        assert_eq!(
+            check_url("http://127.0.0.1:5000/").unwrap(),
+            "http://127.0.0.1:5000"
+        );
+        assert_eq!(
+            check_url("https://registry.example.com").unwrap(),
+            "https://registry.example.com"
+        );
+        for bad in [
+            "ftp://x",
+            "http://",
+            "registry.example.com",
+            "http://user:pw@x",
+            "http://x/v2/",
+            "http://x?q=1",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_sealed_password_survives_a_round_trip_through_json_and_opens_only_for_its_endpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealer = Sealer::open(&dir.path().join("k")).unwrap();
+        let mut record = EndpointRecord {
+            name: "dc2".into(),
+            kind: EndpointKind::Berth,
+            url: "http://127.0.0.1:5001".into(),
+            username: Some("robot$sync".into()),
+            sealed_password: None,
+            insecure: false,
+            ca_cert: None,
+            description: String::new(),
+            created_by: "admin".into(),
+            created_at: 0,
+            updated_at: 0,
+        };
+        record.set_password(&sealer, Some("s3cret"));
+        let json = serde_json::to_string(&record).unwrap();
+        assert!(!json.contains("s3cret"));
+        let back: EndpointRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.password(&sealer).unwrap().as_deref(), Some("s3cret"));
+        let moved = EndpointRecord {
+            name: "dc3".into(),
+            ..back
+        };
+        assert!(moved.password(&sealer).is_err());
+    }
+}

@@ -1,0 +1,763 @@
+//! The job engine: turns changes and schedules into jobs, plans each job with its
+//! policy's strategy plugin, and runs its tasks wave by wave with retries, under the
+//! policy's concurrency, the plan's per-link caps and the policy's bandwidth cap.
+//!
+//! Everything it decides is in the metadata store first: the change-feed cursor moves in
+//! the same transaction that queues the jobs (so a change is never dropped, nor queued
+//! twice), tasks are written before they run, and a restart picks up every unfinished
+//! job where it was; a task that was running then runs again, which is harmless because
+//! a task skips what its destination already holds.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use rand::Rng as _;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::Replication;
+use super::jobs::{self, JobRecord, JobStatus, Scope, TaskOp, TaskRecord, TaskStatus, Trigger};
+use super::local::Local;
+use super::plan;
+use super::policies::{self, Mode, PolicyRecord, Selector};
+use super::side::{SideError, Sink, Source};
+use super::transfer::{BlobGate, Copier, CopyOptions, CopyOutcome, Throttle};
+use crate::storage::meta::changes::{self, Change, ChangeKind};
+use crate::storage::meta::{MetaError, MetaResult, now_millis};
+
+/// Changes read from the feed at a time.
+const CHANGE_BATCH: usize = 1000;
+
+/// How often the engine looks for work when nothing wakes it.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// How often finished jobs past their retention are removed.
+const CLEANUP_EVERY: Duration = Duration::from_secs(600);
+
+impl Replication {
+    /// Runs the engine until the process ends.
+    pub(super) async fn run_engine(self: Arc<Self>) {
+        if let Err(e) = self.recover() {
+            tracing::error!(error = %e, "replication: cannot read unfinished jobs");
+        }
+        let mut last_cleanup: Option<std::time::Instant> = None;
+        loop {
+            if let Err(e) = self.poll_changes() {
+                tracing::error!(error = %e, "replication: reading the change feed failed");
+            }
+            if let Err(e) = self.poll_schedules() {
+                tracing::error!(error = %e, "replication: checking schedules failed");
+            }
+            if let Err(e) = self.start_jobs() {
+                tracing::error!(error = %e, "replication: starting jobs failed");
+            }
+            if last_cleanup.is_none_or(|t| t.elapsed() > CLEANUP_EVERY) {
+                match self.cleanup() {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(jobs = n, "replication: removed old finished jobs"),
+                    Err(e) => tracing::error!(error = %e, "replication: cleanup failed"),
+                }
+                last_cleanup = Some(std::time::Instant::now());
+            }
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = self.registry.changed.notified() => {}
+                () = tokio::time::sleep(IDLE_POLL) => {}
+            }
+        }
+    }
+
+    /// After a restart: tasks that were running when the process died run again.
+    fn recover(&self) -> MetaResult<()> {
+        let unfinished = jobs::unfinished(&self.meta.read()?)?;
+        self.meta.write(|tx| -> MetaResult<()> {
+            for job in &unfinished {
+                for mut task in jobs::tasks(tx, job.id)? {
+                    if task.status == TaskStatus::Running {
+                        task.status = TaskStatus::Pending;
+                        task.not_before = 0;
+                        jobs::put_task(tx, &task)?;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        if !unfinished.is_empty() {
+            tracing::info!(
+                jobs = unfinished.len(),
+                "replication: resuming jobs that were unfinished at shutdown"
+            );
+        }
+        Ok(())
+    }
+
+    /// Turns new changes into jobs of the policies that follow changes, and moves the
+    /// cursor past them, in one transaction.
+    fn poll_changes(&self) -> MetaResult<()> {
+        let (cursor, batch) = {
+            let tx = self.meta.read()?;
+            let cursor = jobs::state(&tx, "change_cursor")?;
+            (cursor, changes::after(&tx, cursor, CHANGE_BATCH)?)
+        };
+        let Some((last, _)) = batch.last() else {
+            return Ok(());
+        };
+        let (first, last) = (batch[0].0, *last);
+        let now = now_millis();
+        let mut queued = Vec::new();
+        self.meta.write(|tx| -> MetaResult<()> {
+            // Another poller cannot exist, but the cursor is checked anyway: queueing the
+            // same changes twice would replicate them twice.
+            if jobs::state(tx, "change_cursor")? != cursor {
+                return Ok(());
+            }
+            for policy in policies::list(tx)? {
+                if !policy.enabled || !policy.on_change || policy.mode != Mode::Push {
+                    continue;
+                }
+                let Ok(selector) = Selector::new(&policy.filters) else {
+                    continue;
+                };
+                let selected: Vec<Change> = batch
+                    .iter()
+                    .map(|(_, c)| c)
+                    .filter(|c| wanted(&policy, &selector, c))
+                    .cloned()
+                    .collect();
+                if selected.is_empty() {
+                    continue;
+                }
+                // A job of this policy that is still queued takes the new changes too, so
+                // a burst of pushes is one job, not one per push.
+                let waiting = jobs::jobs(tx, 64, |j| {
+                    j.policy == policy.name
+                        && j.status == JobStatus::Pending
+                        && matches!(j.trigger, Trigger::Change { .. })
+                })?;
+                if let Some(mut job) = waiting.into_iter().next() {
+                    if let (Scope::Changes { changes }, Trigger::Change { last: l, .. }) =
+                        (&mut job.scope, &mut job.trigger)
+                    {
+                        changes.extend(selected);
+                        *l = last;
+                        jobs::put_job(tx, &job)?;
+                        continue;
+                    }
+                }
+                let job = jobs::enqueue(
+                    tx,
+                    &policy.name,
+                    Trigger::Change { first, last },
+                    Scope::Changes { changes: selected },
+                    now,
+                )?;
+                queued.push(job.id);
+            }
+            jobs::set_state(tx, "change_cursor", last)?;
+            changes::trim_through(tx, last)?;
+            Ok(())
+        })?;
+        if !queued.is_empty() {
+            tracing::debug!(jobs = ?queued, first, last, "replication: queued jobs for changes");
+        }
+        Ok(())
+    }
+
+    /// Queues a job for every enabled policy whose schedule has come due.
+    fn poll_schedules(&self) -> MetaResult<()> {
+        let now = now_millis();
+        let policies = policies::list(&self.meta.read()?)?;
+        for policy in policies {
+            let Some(text) = &policy.schedule else {
+                continue;
+            };
+            let Ok(schedule) = super::schedule::parse(text) else {
+                continue;
+            };
+            let key = format!("schedule/{}", policy.name);
+            self.meta.write(|tx| -> MetaResult<()> {
+                let due = jobs::state(tx, &key)?;
+                if due == 0 {
+                    // First sight of this schedule: it fires from now on, not for the past.
+                    if let Some(next) = schedule.next_after(now) {
+                        jobs::set_state(tx, &key, next)?;
+                    }
+                    return Ok(());
+                }
+                if now < due {
+                    return Ok(());
+                }
+                if let Some(next) = schedule.next_after(now) {
+                    jobs::set_state(tx, &key, next)?;
+                }
+                if !policy.enabled {
+                    return Ok(());
+                }
+                // A scheduled run still going when the next comes due is not doubled.
+                let busy = !jobs::jobs(tx, 64, |j| {
+                    j.policy == policy.name
+                        && !j.status.is_final()
+                        && j.trigger == Trigger::Schedule
+                })?
+                .is_empty();
+                if !busy {
+                    jobs::enqueue(tx, &policy.name, Trigger::Schedule, Scope::All, now)?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Starts a runner for unfinished jobs, oldest first, up to the configured number.
+    fn start_jobs(self: &Arc<Self>) -> MetaResult<()> {
+        let unfinished = jobs::unfinished(&self.meta.read()?)?;
+        for job in unfinished {
+            let mut active = self.active.lock().expect("active lock");
+            if active.contains_key(&job.id) {
+                continue;
+            }
+            if active.len() >= self.config.max_concurrent_jobs.max(1) {
+                break;
+            }
+            let token = CancellationToken::new();
+            active.insert(job.id, token.clone());
+            drop(active);
+            let this = self.clone();
+            tokio::spawn(async move {
+                let id = job.id;
+                if let Err(e) = this.run_job(id, token).await {
+                    tracing::error!(job = id, error = %e, "replication job failed to run");
+                    let _ = this.fail_job(id, &format!("the engine failed: {e}"));
+                }
+                this.active.lock().expect("active lock").remove(&id);
+                this.wake.notify_one();
+            });
+        }
+        Ok(())
+    }
+
+    /// Removes finished jobs past their retention, and the oldest beyond the cap.
+    fn cleanup(&self) -> MetaResult<usize> {
+        let horizon =
+            now_millis().saturating_sub(self.config.job_retention_days * 24 * 3600 * 1000);
+        let finished = jobs::jobs(&self.meta.read()?, usize::MAX, |j| j.status.is_final())?;
+        let doomed: Vec<u64> = finished
+            .iter()
+            .enumerate()
+            .filter(|(rank, j)| {
+                *rank >= self.config.max_finished_jobs
+                    || j.finished_at.unwrap_or(j.created_at) < horizon
+            })
+            .map(|(_, j)| j.id)
+            .collect();
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        self.meta.write(|tx| -> MetaResult<()> {
+            for id in &doomed {
+                jobs::remove_job(tx, *id)?;
+            }
+            Ok(())
+        })?;
+        Ok(doomed.len())
+    }
+
+    fn fail_job(&self, id: u64, error: &str) -> MetaResult<()> {
+        self.meta.write(|tx| -> MetaResult<()> {
+            if let Some(mut job) = jobs::job(tx, id)?
+                && !job.status.is_final()
+            {
+                job.status = JobStatus::Failed;
+                job.error = Some(error.to_string());
+                job.finished_at = Some(now_millis());
+                jobs::put_job(tx, &job)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Plans a job if it is new, then runs its tasks to the end.
+    async fn run_job(&self, id: u64, cancel: CancellationToken) -> anyhow::Result<()> {
+        let Some(job) = jobs::job(&self.meta.read()?, id)? else {
+            return Ok(());
+        };
+        let Some(policy) = policies::get(&self.meta.read()?, &job.policy)? else {
+            self.fail_job(id, &format!("policy {} no longer exists", job.policy))?;
+            return Ok(());
+        };
+        let job = if job.status == JobStatus::Pending {
+            match self.prepare(job, &policy).await? {
+                Some(job) => job,
+                None => return Ok(()),
+            }
+        } else {
+            job
+        };
+        self.execute(job, &policy, cancel).await
+    }
+
+    /// Works out what a new job covers, asks the strategy for a plan, and stores the
+    /// tasks; `None` when the job ended here (nothing to do, or it could not be planned).
+    async fn prepare(
+        &self,
+        job: JobRecord,
+        policy: &PolicyRecord,
+    ) -> anyhow::Result<Option<JobRecord>> {
+        let (topology, local) = plan::topology(policy, &self.config.instance_name);
+        let source_id = plan::source_instance(policy, &topology, &local);
+        let work = match &job.scope {
+            Scope::Changes { .. } => plan::from_changes(policy, &job.scope),
+            Scope::All => {
+                let sides = match self.sides(policy, &topology, &local) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.fail_job(job.id, &e.to_string())?;
+                        return Ok(None);
+                    }
+                };
+                match plan::discover(policy, sides.source(&source_id)?.as_ref()).await {
+                    Ok(work) => work,
+                    Err(e) => {
+                        self.fail_job(job.id, &format!("listing what to replicate: {e}"))?;
+                        return Ok(None);
+                    }
+                }
+            }
+        };
+        let request = plan::request(policy, &topology, &local, &work);
+        let plan = if work.artifacts.is_empty() {
+            berth_plugin_runtime::latest::strategy::ReplicationPlan {
+                waves: Vec::new(),
+                limits: Vec::new(),
+            }
+        } else {
+            match self
+                .plugins
+                .plan_replication(&policy.strategy, request.clone())
+                .await
+            {
+                Ok(Ok(plan)) => plan,
+                Ok(Err(e)) => {
+                    self.fail_job(
+                        job.id,
+                        &format!("strategy {} cannot plan this job: {e:?}", policy.strategy),
+                    )?;
+                    return Ok(None);
+                }
+                Err(e) => {
+                    self.fail_job(job.id, &format!("strategy {} failed: {e}", policy.strategy))?;
+                    return Ok(None);
+                }
+            }
+        };
+        let (tasks, summary) = match plan::tasks(job.id, policy, &request, &plan, &source_id, &work)
+        {
+            Ok(t) => t,
+            Err(e) => {
+                self.fail_job(job.id, &e)?;
+                return Ok(None);
+            }
+        };
+        let now = now_millis();
+        let stored = self.meta.write(|tx| -> MetaResult<Option<JobRecord>> {
+            let Some(mut current) = jobs::job(tx, job.id)? else {
+                return Ok(None);
+            };
+            if current.status != JobStatus::Pending {
+                return Ok(None); // cancelled while it was being planned
+            }
+            for task in &tasks {
+                jobs::put_task(tx, task)?;
+            }
+            current.started_at = Some(now);
+            current.plan = Some(summary.clone());
+            current.tasks = jobs::tally(&tasks).0;
+            if tasks.is_empty() {
+                current.status = JobStatus::Succeeded;
+                current.finished_at = Some(now);
+            } else {
+                current.status = JobStatus::Running;
+            }
+            jobs::put_job(tx, &current)?;
+            Ok(Some(current))
+        })?;
+        Ok(stored.filter(|j| j.status == JobStatus::Running))
+    }
+
+    /// Runs a planned job's tasks, wave after wave, then records its outcome.
+    async fn execute(
+        &self,
+        job: JobRecord,
+        policy: &PolicyRecord,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let (topology, local) = plan::topology(policy, &self.config.instance_name);
+        let sides = match self.sides(policy, &topology, &local) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                // An endpoint vanished or its password no longer opens: every task fails.
+                self.finish_all(job.id, &e.to_string())?;
+                return Ok(());
+            }
+        };
+        let mut tasks = jobs::tasks(&self.meta.read()?, job.id)?;
+        let waves = tasks.iter().map(|t| t.wave + 1).max().unwrap_or(0);
+        let slots = Arc::new(Semaphore::new(policy.concurrency.max(1) as usize));
+        let mut links: HashMap<(String, String), Arc<Semaphore>> = HashMap::new();
+        for cap in job.plan.iter().flat_map(|p| &p.limits) {
+            links.insert(
+                (cap.source.clone(), cap.target.clone()),
+                Arc::new(Semaphore::new(cap.max_parallel.max(1) as usize)),
+            );
+        }
+        let context = Arc::new(RunContext {
+            sides,
+            gate: self.gate.clone(),
+            options: CopyOptions {
+                override_existing: policy.override_existing,
+                parallel_blobs: self.config.parallel_blobs,
+                throttle: policy
+                    .bandwidth_limit_mbps
+                    .map(|m| Arc::new(Throttle::new(m))),
+            },
+        });
+        for wave in 0..waves {
+            let mut running = FuturesUnordered::new();
+            for task in tasks
+                .iter()
+                .filter(|t| t.wave == wave && t.status == TaskStatus::Pending)
+            {
+                running.push(
+                    self.run_task(
+                        task.clone(),
+                        context.clone(),
+                        slots.clone(),
+                        links
+                            .get(&(task.source.clone(), task.target.clone()))
+                            .cloned(),
+                        cancel.clone(),
+                    ),
+                );
+            }
+            while let Some(done) = running.next().await {
+                let index = done.index as usize;
+                if let Some(slot) = tasks.iter_mut().find(|t| t.index as usize == index) {
+                    *slot = done;
+                }
+            }
+            if cancel.is_cancelled() {
+                break;
+            }
+        }
+        self.finish(job.id, cancel.is_cancelled())?;
+        Ok(())
+    }
+
+    /// One task, with its retries; returns it in its final state.
+    async fn run_task(
+        &self,
+        mut task: TaskRecord,
+        context: Arc<RunContext>,
+        slots: Arc<Semaphore>,
+        link: Option<Arc<Semaphore>>,
+        cancel: CancellationToken,
+    ) -> TaskRecord {
+        loop {
+            let wait = task.not_before.saturating_sub(now_millis());
+            if wait > 0 {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                    () = cancel.cancelled() => return self.cancelled(task),
+                }
+            }
+            let _slot = tokio::select! {
+                permit = slots.clone().acquire_owned() => permit.expect("never closed"),
+                () = cancel.cancelled() => return self.cancelled(task),
+            };
+            let _link = match &link {
+                Some(link) => Some(tokio::select! {
+                    permit = link.clone().acquire_owned() => permit.expect("never closed"),
+                    () = cancel.cancelled() => return self.cancelled(task),
+                }),
+                None => None,
+            };
+            task.status = TaskStatus::Running;
+            task.attempts += 1;
+            task.started_at = Some(now_millis());
+            self.save_task(&task, false);
+            let outcome = tokio::select! {
+                outcome = self.attempt(&task, &context) => outcome,
+                () = cancel.cancelled() => return self.cancelled(task),
+            };
+            match outcome {
+                Ok(outcome) => {
+                    task.status = TaskStatus::Succeeded;
+                    task.progress = outcome.progress;
+                    task.note = outcome.note;
+                    task.error = None;
+                    task.finished_at = Some(now_millis());
+                    self.save_task(&task, true);
+                    return task;
+                }
+                Err(e) => {
+                    let retryable = matches!(e, SideError::Failed(_) | SideError::Unauthorized(_));
+                    task.error = Some(e.to_string());
+                    if retryable && task.attempts < self.config.max_attempts {
+                        task.status = TaskStatus::Pending;
+                        task.not_before = now_millis() + self.backoff(task.attempts);
+                        tracing::info!(job = task.job, task = task.index, attempt = task.attempts, error = %e, "replication task failed; retrying");
+                        self.save_task(&task, false);
+                        continue;
+                    }
+                    task.status = TaskStatus::Failed;
+                    task.finished_at = Some(now_millis());
+                    tracing::warn!(job = task.job, task = task.index, attempts = task.attempts, error = %e, "replication task failed");
+                    self.save_task(&task, true);
+                    return task;
+                }
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        task: &TaskRecord,
+        context: &RunContext,
+    ) -> Result<CopyOutcome, SideError> {
+        let sink = context.sides.sink(&task.target)?;
+        match &task.op {
+            TaskOp::Copy {
+                repository,
+                reference,
+                destination,
+            } => {
+                let source = context.sides.source(&task.source)?;
+                Copier {
+                    source: source.as_ref(),
+                    sink: sink.as_ref(),
+                    target: &task.target,
+                    gate: &context.gate,
+                    options: &context.options,
+                }
+                .copy(repository, reference, destination)
+                .await
+            }
+            TaskOp::DeleteTag {
+                destination,
+                tag: reference,
+            }
+            | TaskOp::DeleteManifest {
+                destination,
+                digest: reference,
+            } => {
+                let found = sink.delete(destination, reference).await?;
+                Ok(CopyOutcome {
+                    note: (!found).then(|| {
+                        format!(
+                            "{} did not hold {destination}:{reference}; nothing to delete",
+                            sink.describe()
+                        )
+                    }),
+                    ..CopyOutcome::default()
+                })
+            }
+        }
+    }
+
+    fn cancelled(&self, mut task: TaskRecord) -> TaskRecord {
+        task.status = TaskStatus::Cancelled;
+        task.finished_at = Some(now_millis());
+        self.save_task(&task, false);
+        task
+    }
+
+    /// The delay before attempt `attempts + 1`: doubling from the base, capped, and drawn
+    /// at random between half and all of it so that retries against a recovering peer
+    /// spread out.
+    fn backoff(&self, attempts: u32) -> u64 {
+        let exp = self
+            .config
+            .retry_base_ms
+            .saturating_mul(1u64 << attempts.saturating_sub(1).min(30))
+            .min(self.config.retry_max_ms)
+            .max(1);
+        rand::thread_rng().gen_range(exp / 2..=exp)
+    }
+
+    /// Stores a task, and its job's counts when it ended. A task's end is written durably,
+    /// so that after a crash no finished task runs again; its start and retries are not
+    /// (losing them costs nothing: the task was unfinished either way).
+    fn save_task(&self, task: &TaskRecord, ended: bool) {
+        let write = |tx: &redb::WriteTransaction| -> MetaResult<()> {
+            jobs::put_task(tx, task)?;
+            if ended && let Some(mut job) = jobs::job(tx, task.job)? {
+                let (counts, progress) = jobs::tally(&jobs::tasks(tx, task.job)?);
+                job.tasks = counts;
+                job.progress = progress;
+                jobs::put_job(tx, &job)?;
+            }
+            Ok(())
+        };
+        let result = if ended {
+            self.meta.write(write)
+        } else {
+            self.meta.write_lazy(write)
+        };
+        if let Err(e) = result {
+            tracing::error!(job = task.job, task = task.index, error = %e, "cannot record a replication task");
+        }
+    }
+
+    /// Records a job's outcome from its tasks: failed if any task failed.
+    fn finish(&self, id: u64, cancelled: bool) -> MetaResult<()> {
+        self.meta.write(|tx| -> MetaResult<()> {
+            let Some(mut job) = jobs::job(tx, id)? else {
+                return Ok(());
+            };
+            let mut tasks = jobs::tasks(tx, id)?;
+            if cancelled || job.status == JobStatus::Cancelled {
+                for t in tasks.iter_mut().filter(|t| !t.status.is_final()) {
+                    t.status = TaskStatus::Cancelled;
+                    jobs::put_task(tx, t)?;
+                }
+            }
+            let (counts, progress) = jobs::tally(&tasks);
+            job.tasks = counts;
+            job.progress = progress;
+            if !job.status.is_final() {
+                job.status = if counts.failed > 0 {
+                    JobStatus::Failed
+                } else if cancelled || counts.cancelled > 0 {
+                    JobStatus::Cancelled
+                } else if counts.pending > 0 || counts.running > 0 {
+                    JobStatus::Running
+                } else {
+                    JobStatus::Succeeded
+                };
+                if job.status.is_final() {
+                    job.finished_at = Some(now_millis());
+                }
+            }
+            jobs::put_job(tx, &job)
+        })?;
+        Ok(())
+    }
+
+    /// Fails every unfinished task of a job with `error`, and the job with them.
+    fn finish_all(&self, id: u64, error: &str) -> MetaResult<()> {
+        self.meta.write(|tx| -> MetaResult<()> {
+            for mut t in jobs::tasks(tx, id)? {
+                if !t.status.is_final() {
+                    t.status = TaskStatus::Failed;
+                    t.error = Some(error.to_string());
+                    t.finished_at = Some(now_millis());
+                    jobs::put_task(tx, &t)?;
+                }
+            }
+            Ok(())
+        })?;
+        self.finish(id, false)?;
+        self.fail_job(id, error)
+    }
+
+    /// The transfer ends of a policy's instances: this instance itself, and a client per
+    /// endpoint.
+    fn sides(
+        &self,
+        policy: &PolicyRecord,
+        topology: &policies::TopologySpec,
+        local: &str,
+    ) -> Result<Sides, super::ReplicationError> {
+        let mut remotes = BTreeMap::new();
+        for instance in &topology.instances {
+            if let Some(endpoint) = &instance.endpoint {
+                remotes.insert(instance.id.clone(), self.remote(endpoint)?);
+            }
+        }
+        // What this instance fetches is recorded as coming from the pull endpoint, so a
+        // push policy never sends it back there.
+        let origin = match policy.mode {
+            Mode::Pull => policy.endpoints.first().cloned(),
+            Mode::Push => None,
+        };
+        Ok(Sides {
+            local_id: local.to_string(),
+            local: Arc::new(Local::new(self.registry.clone(), origin)),
+            remotes,
+        })
+    }
+}
+
+/// Whether a change concerns `policy`: its filters select it, it is a kind the policy
+/// carries, and it did not come from one of the policy's own endpoints (content that
+/// arrived by replication is not sent back where it came from).
+fn wanted(policy: &PolicyRecord, selector: &Selector, change: &Change) -> bool {
+    if change
+        .origin
+        .as_ref()
+        .is_some_and(|o| policy.endpoints.contains(o))
+    {
+        return false;
+    }
+    if !selector.repository(&change.repository) {
+        return false;
+    }
+    match &change.kind {
+        ChangeKind::Manifest { tag, .. } => selector.tag(tag.as_deref()),
+        ChangeKind::TagDeleted { tag, .. } => policy.replicate_deletions && selector.tag(Some(tag)),
+        // A manifest's deletion is carried whatever its tags were: the destination may
+        // hold it through a tag that has moved since; one it does not hold is a no-op.
+        ChangeKind::ManifestDeleted { .. } => policy.replicate_deletions,
+    }
+}
+
+/// What a running job shares between its tasks.
+struct RunContext {
+    sides: Arc<Sides>,
+    gate: Arc<BlobGate>,
+    options: CopyOptions,
+}
+
+/// The instances of a job's topology, as transfer ends.
+pub(super) struct Sides {
+    local_id: String,
+    local: Arc<Local>,
+    remotes: BTreeMap<String, Arc<super::remote::Remote>>,
+}
+
+impl Sides {
+    pub(super) fn source(&self, instance: &str) -> Result<Arc<dyn Source>, SideError> {
+        if instance == self.local_id {
+            return Ok(self.local.clone());
+        }
+        self.remotes
+            .get(instance)
+            .map(|r| r.clone() as Arc<dyn Source>)
+            .ok_or_else(|| SideError::Refused(format!("no instance {instance} in the topology")))
+    }
+
+    fn sink(&self, instance: &str) -> Result<Arc<dyn Sink>, SideError> {
+        if instance == self.local_id {
+            return Ok(self.local.clone());
+        }
+        self.remotes
+            .get(instance)
+            .map(|r| r.clone() as Arc<dyn Sink>)
+            .ok_or_else(|| SideError::Refused(format!("no instance {instance} in the topology")))
+    }
+}
+
+impl From<super::ReplicationError> for SideError {
+    fn from(e: super::ReplicationError) -> SideError {
+        SideError::Refused(e.to_string())
+    }
+}
+
+impl From<MetaError> for super::ReplicationError {
+    fn from(e: MetaError) -> super::ReplicationError {
+        super::ReplicationError::Meta(e)
+    }
+}

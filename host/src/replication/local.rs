@@ -1,0 +1,257 @@
+//! This instance's own registry as a transfer end: read straight from storage when
+//! sending, written through the registry's own checks when fetching (so what arrives is
+//! validated like a client's push and lands in the change feed with its origin).
+
+use std::io::Read;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::side::{ByteStream, FetchedManifest, SideError, SideResult, Sink, Source};
+use crate::digest::Digest;
+use crate::names::{Reference, RepoName};
+use crate::registry::Registry;
+use crate::registry::content::{self, IngestError};
+use crate::registry::errcode::{ErrorCode, RegistryError};
+use crate::storage::blob::linked::LinkedError;
+use crate::storage::meta::{self, MetaError};
+
+/// Bytes per read when streaming a blob out.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// This instance's registry.
+pub struct Local {
+    registry: Arc<Registry>,
+    /// Recorded as the origin of what this side receives.
+    origin: Option<String>,
+}
+
+impl Local {
+    /// Reads from and writes to `registry`; what it writes is recorded as coming from
+    /// `origin`.
+    pub fn new(registry: Arc<Registry>, origin: Option<String>) -> Local {
+        Local { registry, origin }
+    }
+}
+
+fn meta_failed(e: MetaError) -> SideError {
+    SideError::Failed(format!("local metadata: {e}"))
+}
+
+fn from_registry(e: RegistryError) -> SideError {
+    match e.code() {
+        ErrorCode::Unknown => SideError::Failed(e.to_string()),
+        ErrorCode::BlobUnknown | ErrorCode::ManifestUnknown | ErrorCode::NameUnknown => {
+            SideError::NotFound(e.to_string())
+        }
+        _ => SideError::Refused(e.to_string()),
+    }
+}
+
+fn repo_name(repository: &str) -> SideResult<RepoName> {
+    RepoName::parse(repository)
+        .map_err(|e| SideError::Refused(format!("invalid repository name {repository}: {e}")))
+}
+
+#[async_trait]
+impl Source for Local {
+    fn describe(&self) -> String {
+        "this instance".to_string()
+    }
+
+    async fn manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> SideResult<Option<FetchedManifest>> {
+        let tx = self.registry.meta.read().map_err(meta_failed)?;
+        let digest = if reference.contains(':') {
+            reference.to_string()
+        } else {
+            match meta::tags::get(&tx, repository, reference).map_err(meta_failed)? {
+                Some(t) => t.digest,
+                None => return Ok(None),
+            }
+        };
+        let Some(record) = meta::manifests::get(&tx, repository, &digest).map_err(meta_failed)?
+        else {
+            return Ok(None);
+        };
+        let bytes = meta::manifests::bytes(&tx, repository, &digest)
+            .map_err(meta_failed)?
+            .ok_or_else(|| SideError::Failed(format!("manifest {digest} has no bytes")))?;
+        Ok(Some(FetchedManifest {
+            digest,
+            media_type: record.media_type,
+            bytes: Bytes::from(bytes),
+        }))
+    }
+
+    async fn blob(&self, repository: &str, digest: &str, size: u64) -> SideResult<ByteStream> {
+        let d: Digest = digest
+            .parse()
+            .map_err(|e| SideError::Refused(format!("invalid digest {digest}: {e}")))?;
+        let (linked, repo) = (self.registry.linked.clone(), repository.to_string());
+        let reader = tokio::task::spawn_blocking(move || linked.open(&repo, &d, 0))
+            .await
+            .map_err(|e| SideError::Failed(e.to_string()))?
+            .map_err(|e| match e {
+                LinkedError::Unknown => {
+                    SideError::NotFound(format!("{repository} does not hold blob {digest}"))
+                }
+                other => SideError::Failed(other.to_string()),
+            })?;
+        Ok(stream_reader(reader, size))
+    }
+
+    async fn referrers(&self, repository: &str, digest: &str) -> SideResult<Vec<String>> {
+        let tx = self.registry.meta.read().map_err(meta_failed)?;
+        Ok(meta::referrers::list(&tx, repository, digest)
+            .map_err(meta_failed)?
+            .into_iter()
+            .map(|r| r.digest)
+            .collect())
+    }
+
+    async fn repositories(&self) -> SideResult<Vec<String>> {
+        let tx = self.registry.meta.read().map_err(meta_failed)?;
+        let mut out = Vec::new();
+        loop {
+            let batch = meta::repositories::list(&tx, out.last().map(String::as_str), 1000)
+                .map_err(meta_failed)?;
+            if batch.is_empty() {
+                return Ok(out);
+            }
+            out.extend(batch);
+        }
+    }
+
+    async fn tags(&self, repository: &str) -> SideResult<Vec<String>> {
+        let tx = self.registry.meta.read().map_err(meta_failed)?;
+        let mut out = Vec::new();
+        loop {
+            let batch = meta::tags::list(&tx, repository, out.last().map(String::as_str), 1000)
+                .map_err(meta_failed)?;
+            if batch.is_empty() {
+                return Ok(out);
+            }
+            out.extend(batch);
+        }
+    }
+}
+
+/// Streams `len` bytes of `reader` from a blocking thread, a few chunks ahead of the
+/// consumer, so memory per transfer stays constant whatever the blob's size.
+fn stream_reader(mut reader: Box<dyn Read + Send>, len: u64) -> ByteStream {
+    let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut remaining = len;
+        while remaining > 0 {
+            let n = READ_CHUNK.min(remaining as usize);
+            let mut buf = BytesMut::zeroed(n);
+            let result = reader.read_exact(&mut buf).map(|()| buf.freeze());
+            let failed = result.is_err();
+            if tx.blocking_send(result).is_err() || failed {
+                return;
+            }
+            remaining -= n as u64;
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
+}
+
+#[async_trait]
+impl Sink for Local {
+    fn describe(&self) -> String {
+        "this instance".to_string()
+    }
+
+    async fn resolve(&self, repository: &str, reference: &str) -> SideResult<Option<String>> {
+        let tx = self.registry.meta.read().map_err(meta_failed)?;
+        if reference.contains(':') {
+            let there = meta::manifests::exists(&tx, repository, reference).map_err(meta_failed)?;
+            return Ok(there.then(|| reference.to_string()));
+        }
+        Ok(meta::tags::get(&tx, repository, reference)
+            .map_err(meta_failed)?
+            .map(|t| t.digest))
+    }
+
+    async fn has_blob(&self, repository: &str, digest: &str) -> SideResult<bool> {
+        let tx = self.registry.meta.read().map_err(meta_failed)?;
+        Ok(meta::blob_links::get(&tx, repository, digest)
+            .map_err(meta_failed)?
+            .is_some())
+    }
+
+    async fn mount(&self, repository: &str, from: &str, digest: &str) -> SideResult<bool> {
+        let d: Digest = digest
+            .parse()
+            .map_err(|e| SideError::Refused(format!("invalid digest {digest}: {e}")))?;
+        content::mount(
+            &self.registry,
+            &repo_name(repository)?,
+            &repo_name(from)?,
+            &d,
+        )
+        .await
+        .map_err(from_registry)
+    }
+
+    async fn put_blob(
+        &self,
+        repository: &str,
+        digest: &str,
+        _size: u64,
+        bytes: ByteStream,
+    ) -> SideResult<()> {
+        let d: Digest = digest
+            .parse()
+            .map_err(|e| SideError::Refused(format!("invalid digest {digest}: {e}")))?;
+        match content::ingest_blob(&self.registry, &repo_name(repository)?, &d, bytes).await {
+            Ok(_) => Ok(()),
+            Err(IngestError::DigestMismatch { expected, actual }) => Err(SideError::Failed(
+                format!("blob {expected} arrived as {actual}: the source sent other content"),
+            )),
+            Err(IngestError::Append(e)) => Err(SideError::Failed(e.to_string())),
+            Err(IngestError::Registry(e)) => Err(from_registry(e)),
+        }
+    }
+
+    async fn put_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        manifest: &FetchedManifest,
+    ) -> SideResult<()> {
+        let reference = Reference::parse(reference)
+            .map_err(|e| SideError::Refused(format!("invalid reference {reference}: {e}")))?;
+        content::put_manifest(
+            &self.registry,
+            &repo_name(repository)?,
+            &reference,
+            Some(&manifest.media_type),
+            manifest.bytes.clone(),
+            self.origin.as_deref(),
+        )
+        .await
+        .map(|_| ())
+        .map_err(from_registry)
+    }
+
+    async fn delete(&self, repository: &str, reference: &str) -> SideResult<bool> {
+        let reference = Reference::parse(reference)
+            .map_err(|e| SideError::Refused(format!("invalid reference {reference}: {e}")))?;
+        content::delete(
+            &self.registry,
+            &repo_name(repository)?,
+            &reference,
+            self.origin.as_deref(),
+        )
+        .await
+        .map_err(from_registry)
+    }
+}

@@ -1,0 +1,692 @@
+//! A remote registry as a transfer end, over the OCI Distribution API.
+//!
+//! Reads and blob uploads go through oci-client (token auth, streaming in both
+//! directions, monolithic PUTs with a known length). Manifest writes and deletes use the
+//! same token with a plain HTTP client, because oci-client cannot delete and cannot send
+//! the `Berth-Replication-Origin` header that tells a berth peer where content came from.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Reference, RegistryOperation};
+
+use super::endpoints::{EndpointKind, EndpointRecord};
+use super::side::{ByteStream, FetchedManifest, SideError, SideResult, Sink, Source};
+
+/// The header by which a berth receiving replicated content learns where it came from,
+/// so that it never sends it back there.
+pub const ORIGIN_HEADER: &str = "berth-replication-origin";
+
+/// Every manifest media type berth moves.
+const MANIFEST_TYPES: &[&str] = &[
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
+/// Tokens are asked for again after this long, well inside the usual 5-minute lifetime.
+const TOKEN_REUSE: Duration = Duration::from_secs(60);
+
+/// A remote registry, one per endpoint.
+pub struct Remote {
+    name: String,
+    kind: EndpointKind,
+    host: String,
+    base_url: String,
+    client: oci_client::Client,
+    http: reqwest::Client,
+    auth: RegistryAuth,
+    /// This instance's name, sent as the origin of what it writes to a berth.
+    origin: String,
+    /// Bearer tokens by (repository, push?), with when they were obtained; `None` when
+    /// the registry wants none (anonymous, or Basic credentials).
+    tokens: Mutex<HashMap<(String, bool), (Option<String>, Instant)>>,
+    /// The registry's `Bearer` challenge (realm, service), asked once; `None` inside when
+    /// it wants no token.
+    challenge: tokio::sync::OnceCell<Option<(String, Option<String>)>>,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote").field("name", &self.name).finish()
+    }
+}
+
+impl Remote {
+    /// A client for `endpoint`, logging in with `password` (opened by the caller).
+    pub fn new(
+        endpoint: &EndpointRecord,
+        password: Option<String>,
+        origin: &str,
+        timeout: Duration,
+    ) -> SideResult<Remote> {
+        let host = endpoint.host();
+        let certificates: Vec<Certificate> = endpoint
+            .ca_cert
+            .iter()
+            .map(|pem| Certificate {
+                encoding: CertificateEncoding::Pem,
+                data: pem.as_bytes().to_vec(),
+            })
+            .collect();
+        let config = ClientConfig {
+            protocol: if endpoint.plain_http() {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            accept_invalid_certificates: endpoint.insecure,
+            // One PUT with the whole blob streamed, rather than chunks: fewer round trips,
+            // and the receiver gets the length up front.
+            use_monolithic_push: true,
+            extra_root_certificates: certificates.clone(),
+            connect_timeout: Some(timeout),
+            read_timeout: Some(timeout),
+            user_agent: concat!("berth/", env!("CARGO_PKG_VERSION")),
+            ..ClientConfig::default()
+        };
+        let client = oci_client::Client::new(config);
+        let mut http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(timeout)
+            .read_timeout(timeout)
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .danger_accept_invalid_certs(endpoint.insecure);
+        if let Some(pem) = &endpoint.ca_cert {
+            let cert = reqwest::Certificate::from_pem(pem.as_bytes()).map_err(|e| {
+                SideError::Refused(format!(
+                    "endpoint {}: its CA certificate is not PEM: {e}",
+                    endpoint.name
+                ))
+            })?;
+            http = http.add_root_certificate(cert);
+        }
+        let http = http
+            .build()
+            .map_err(|e| SideError::Failed(format!("HTTP client: {e}")))?;
+        let auth = match (&endpoint.username, password) {
+            (Some(user), Some(password)) => RegistryAuth::Basic(user.clone(), password),
+            (Some(user), None) => RegistryAuth::Basic(user.clone(), String::new()),
+            _ => RegistryAuth::Anonymous,
+        };
+        Ok(Remote {
+            name: endpoint.name.clone(),
+            kind: endpoint.kind,
+            host,
+            base_url: endpoint.url.clone(),
+            client,
+            http,
+            auth,
+            origin: origin.to_string(),
+            tokens: Mutex::new(HashMap::new()),
+            challenge: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    fn reference(&self, repository: &str, reference: &str) -> Reference {
+        if reference.contains(':') {
+            Reference::with_digest(self.host.clone(), repository.into(), reference.into())
+        } else {
+            Reference::with_tag(self.host.clone(), repository.into(), reference.into())
+        }
+    }
+
+    /// Makes sure oci-client holds a fresh token for `repository` (and returns it, for
+    /// the requests made without oci-client).
+    async fn authorize(&self, repository: &str, push: bool) -> SideResult<Option<String>> {
+        let key = (repository.to_string(), push);
+        if let Some((token, at)) = self.tokens.lock().expect("tokens lock").get(&key)
+            && at.elapsed() < TOKEN_REUSE
+        {
+            return Ok(token.clone());
+        }
+        let op = if push {
+            RegistryOperation::Push
+        } else {
+            RegistryOperation::Pull
+        };
+        let token = self
+            .client
+            .auth(&self.reference(repository, "latest"), &self.auth, op)
+            .await
+            .map_err(|e| self.error(e, &format!("logging in for {repository}")))?;
+        self.tokens
+            .lock()
+            .expect("tokens lock")
+            .insert(key, (token.clone(), Instant::now()));
+        Ok(token)
+    }
+
+    /// Forgets tokens, after the registry refused one.
+    fn forget_tokens(&self) {
+        self.tokens.lock().expect("tokens lock").clear();
+    }
+
+    fn request(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        token: Option<String>,
+    ) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, url);
+        match (token, &self.auth) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
+            (None, _) => request,
+        }
+    }
+
+    /// Maps an oci-client error to what the copier needs to know.
+    fn error(&self, e: OciDistributionError, doing: &str) -> SideError {
+        let text = format!("{} ({}): {doing}: {e}", self.name, self.base_url);
+        match &e {
+            OciDistributionError::UnauthorizedError { .. }
+            | OciDistributionError::AuthenticationFailure(_) => {
+                self.forget_tokens();
+                SideError::Unauthorized(text)
+            }
+            OciDistributionError::RegistryError { envelope, .. } => {
+                match envelope.errors.first().map(|e| &e.code) {
+                    Some(
+                        OciErrorCode::BlobUnknown
+                        | OciErrorCode::ManifestUnknown
+                        | OciErrorCode::NameUnknown
+                        | OciErrorCode::NotFound,
+                    ) => SideError::NotFound(text),
+                    Some(OciErrorCode::Unauthorized | OciErrorCode::Denied) => {
+                        self.forget_tokens();
+                        SideError::Unauthorized(text)
+                    }
+                    Some(OciErrorCode::Toomanyrequests) => SideError::Failed(text),
+                    _ => SideError::Refused(text),
+                }
+            }
+            OciDistributionError::ServerError { code, .. } => match code {
+                404 => SideError::NotFound(text),
+                401 | 403 => {
+                    self.forget_tokens();
+                    SideError::Unauthorized(text)
+                }
+                400..=499 if *code != 408 && *code != 429 => SideError::Refused(text),
+                _ => SideError::Failed(text),
+            },
+            _ => SideError::Failed(text),
+        }
+    }
+
+    /// Maps a plain HTTP answer that is not a success.
+    async fn status_error(&self, response: reqwest::Response, doing: &str) -> SideError {
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        let text = format!(
+            "{} ({}): {doing}: HTTP {status}: {}",
+            self.name,
+            self.base_url,
+            body.chars().take(500).collect::<String>()
+        );
+        match status.as_u16() {
+            401 | 403 => {
+                self.forget_tokens();
+                SideError::Unauthorized(text)
+            }
+            404 => SideError::NotFound(text),
+            408 | 429 => SideError::Failed(text),
+            400..=499 => SideError::Refused(text),
+            _ => SideError::Failed(text),
+        }
+    }
+
+    fn transport(&self, e: reqwest::Error, doing: &str) -> SideError {
+        SideError::Failed(format!("{} ({}): {doing}: {e}", self.name, self.base_url))
+    }
+
+    /// Checks that the endpoint answers as a registry and accepts the credentials:
+    /// `GET /v2/`, then a token for the login alone when it wants one.
+    pub async fn check(&self) -> SideResult<()> {
+        let response = self
+            .http
+            .get(format!("{}/v2/", self.base_url))
+            .send()
+            .await
+            .map_err(|e| self.transport(e, "GET /v2/"))?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        if response.status() != reqwest::StatusCode::UNAUTHORIZED {
+            return Err(self.status_error(response, "GET /v2/").await);
+        }
+        let challenge = response
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let RegistryAuth::Basic(user, password) = &self.auth else {
+            return Err(SideError::Unauthorized(format!(
+                "{} ({}) requires a login; set a username and password on the endpoint",
+                self.name, self.base_url
+            )));
+        };
+        let response = if let Some(params) = challenge.strip_prefix("Bearer ") {
+            let params = parse_challenge(params);
+            let Some(realm) = params.get("realm") else {
+                return Err(SideError::Failed(format!(
+                    "{}: its Bearer challenge names no realm",
+                    self.name
+                )));
+            };
+            let mut request = self.http.get(realm.as_str());
+            if let Some(service) = params.get("service") {
+                request = request.query(&[("service", service)]);
+            }
+            request.basic_auth(user, Some(password)).send().await
+        } else {
+            self.http
+                .get(format!("{}/v2/", self.base_url))
+                .basic_auth(user, Some(password))
+                .send()
+                .await
+        }
+        .map_err(|e| self.transport(e, "logging in"))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.status_error(response, "logging in").await)
+        }
+    }
+}
+
+/// `key="value",…` of a `WWW-Authenticate` challenge.
+fn parse_challenge(params: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut rest = params;
+    while let Some((key, after)) = rest.split_once('=') {
+        let key = key.trim().trim_start_matches(',').trim().to_string();
+        let after = after.trim_start();
+        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
+            match quoted.split_once('"') {
+                Some((v, next)) => (v.to_string(), next),
+                None => (quoted.to_string(), ""),
+            }
+        } else {
+            match after.split_once(',') {
+                Some((v, next)) => (v.trim().to_string(), next),
+                None => (after.trim().to_string(), ""),
+            }
+        };
+        out.insert(key, value);
+        rest = next;
+    }
+    out
+}
+
+#[async_trait]
+impl Source for Remote {
+    fn describe(&self) -> String {
+        format!("endpoint {}", self.name)
+    }
+
+    async fn manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> SideResult<Option<FetchedManifest>> {
+        self.authorize(repository, false).await?;
+        let image = self.reference(repository, reference);
+        match self
+            .client
+            .pull_manifest_raw(&image, &self.auth, MANIFEST_TYPES)
+            .await
+        {
+            Ok((bytes, digest)) => Ok(Some(FetchedManifest {
+                digest,
+                media_type: super::side::media_type_of(&bytes),
+                bytes,
+            })),
+            Err(e) => match self.error(e, &format!("reading {repository}:{reference}")) {
+                SideError::NotFound(_) => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn blob(&self, repository: &str, digest: &str, size: u64) -> SideResult<ByteStream> {
+        self.authorize(repository, false).await?;
+        let descriptor = OciDescriptor {
+            digest: digest.to_string(),
+            size: size as i64,
+            ..OciDescriptor::default()
+        };
+        let sized = self
+            .client
+            .pull_blob_stream(&self.reference(repository, digest), &descriptor)
+            .await
+            .map_err(|e| self.error(e, &format!("reading blob {digest}")))?;
+        Ok(Box::pin(sized.stream))
+    }
+
+    async fn referrers(&self, repository: &str, digest: &str) -> SideResult<Vec<String>> {
+        if self.kind == EndpointKind::Distribution {
+            return Ok(Vec::new()); // distribution 2.x has no referrers API
+        }
+        self.authorize(repository, false).await?;
+        match self
+            .client
+            .pull_referrers(&self.reference(repository, digest), None)
+            .await
+        {
+            Ok(index) => Ok(index.manifests.into_iter().map(|m| m.digest).collect()),
+            Err(e) => match self.error(e, &format!("listing referrers of {digest}")) {
+                // A registry without the referrers API answers 404: there are none to move.
+                SideError::NotFound(_) => Ok(Vec::new()),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn repositories(&self) -> SideResult<Vec<String>> {
+        let token = self.token_for(&["registry:catalog:*".to_string()]).await?;
+        let mut out: Vec<String> = Vec::new();
+        loop {
+            let mut url = format!("{}/v2/_catalog?n=1000", self.base_url);
+            if let Some(last) = out.last() {
+                url.push_str(&format!("&last={last}"));
+            }
+            let response = self
+                .request(reqwest::Method::GET, url, token.clone())
+                .send()
+                .await
+                .map_err(|e| self.transport(e, "listing repositories"))?;
+            if !response.status().is_success() {
+                return Err(self.status_error(response, "listing repositories").await);
+            }
+            #[derive(serde::Deserialize)]
+            struct Catalog {
+                #[serde(default)]
+                repositories: Vec<String>,
+            }
+            let page: Catalog = response
+                .json()
+                .await
+                .map_err(|e| self.transport(e, "reading the catalog"))?;
+            if page.repositories.is_empty() {
+                return Ok(out);
+            }
+            out.extend(page.repositories);
+        }
+    }
+
+    async fn tags(&self, repository: &str) -> SideResult<Vec<String>> {
+        self.authorize(repository, false).await?;
+        let image = self.reference(repository, "latest");
+        let mut out: Vec<String> = Vec::new();
+        loop {
+            let page = self
+                .client
+                .list_tags(
+                    &image,
+                    &self.auth,
+                    Some(1000),
+                    out.last().map(String::as_str),
+                )
+                .await;
+            let page = match page {
+                Ok(page) => page,
+                Err(e) => match self.error(e, &format!("listing tags of {repository}")) {
+                    SideError::NotFound(_) => return Ok(out),
+                    other => return Err(other),
+                },
+            };
+            if page.tags.is_empty() {
+                return Ok(out);
+            }
+            let before = out.len();
+            out.extend(page.tags);
+            out.dedup();
+            if out.len() == before {
+                return Ok(out); // a registry that ignores `last`
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for Remote {
+    fn describe(&self) -> String {
+        format!("endpoint {}", self.name)
+    }
+
+    async fn resolve(&self, repository: &str, reference: &str) -> SideResult<Option<String>> {
+        self.authorize(repository, true).await?;
+        match self
+            .client
+            .fetch_manifest_digest(&self.reference(repository, reference), &self.auth)
+            .await
+        {
+            Ok(digest) => Ok(Some(digest)),
+            Err(e) => match self.error(e, &format!("checking {repository}:{reference}")) {
+                SideError::NotFound(_) => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn has_blob(&self, repository: &str, digest: &str) -> SideResult<bool> {
+        self.authorize(repository, true).await?;
+        self.client
+            .blob_exists(&self.reference(repository, digest), digest)
+            .await
+            .map_err(|e| self.error(e, &format!("checking blob {digest}")))
+    }
+
+    async fn mount(&self, repository: &str, from: &str, digest: &str) -> SideResult<bool> {
+        // A mount reads `from`: registries that use tokens want pull on it in the same
+        // token as push on the destination, which oci-client cannot ask for.
+        let token = self
+            .token_for(&[
+                format!("repository:{repository}:pull,push"),
+                format!("repository:{from}:pull"),
+            ])
+            .await?;
+        let url = format!(
+            "{}/v2/{repository}/blobs/uploads/?mount={digest}&from={from}",
+            self.base_url
+        );
+        let response = self
+            .request(reqwest::Method::POST, url, token.clone())
+            .send()
+            .await
+            .map_err(|e| self.transport(e, &format!("mounting blob {digest}")))?;
+        match response.status().as_u16() {
+            201 => Ok(true),
+            202 => {
+                // Not mountable here: the registry opened an upload session instead;
+                // cancel it rather than leave it to expire.
+                if let Some(location) = response
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                {
+                    let location = if location.starts_with('/') {
+                        format!("{}{location}", self.base_url)
+                    } else {
+                        location.to_string()
+                    };
+                    let _ = self
+                        .request(reqwest::Method::DELETE, location, token)
+                        .send()
+                        .await;
+                }
+                Ok(false)
+            }
+            _ => Err(self
+                .status_error(response, &format!("mounting blob {digest}"))
+                .await),
+        }
+    }
+
+    async fn put_blob(
+        &self,
+        repository: &str,
+        digest: &str,
+        size: u64,
+        bytes: ByteStream,
+    ) -> SideResult<()> {
+        self.authorize(repository, true).await?;
+        let stream = bytes.map_err(OciDistributionError::IoError).boxed();
+        self.client
+            .push_blob_stream(
+                &self.reference(repository, digest),
+                stream,
+                digest,
+                Some(size),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(e, &format!("sending blob {digest}")))
+    }
+
+    async fn put_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        manifest: &FetchedManifest,
+    ) -> SideResult<()> {
+        let token = self.authorize(repository, true).await?;
+        let mut request = self
+            .request(
+                reqwest::Method::PUT,
+                format!("{}/v2/{repository}/manifests/{reference}", self.base_url),
+                token,
+            )
+            .header(reqwest::header::CONTENT_TYPE, &manifest.media_type)
+            .body(manifest.bytes.clone());
+        if self.kind == EndpointKind::Berth {
+            request = request.header(ORIGIN_HEADER, &self.origin);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.transport(e, &format!("writing {repository}:{reference}")))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(self
+                .status_error(response, &format!("writing {repository}:{reference}"))
+                .await)
+        }
+    }
+
+    async fn delete(&self, repository: &str, reference: &str) -> SideResult<bool> {
+        let token = self
+            .token_for(&[format!("repository:{repository}:pull,push,delete")])
+            .await?;
+        let mut request = self.request(
+            reqwest::Method::DELETE,
+            format!("{}/v2/{repository}/manifests/{reference}", self.base_url),
+            token,
+        );
+        if self.kind == EndpointKind::Berth {
+            request = request.header(ORIGIN_HEADER, &self.origin);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.transport(e, &format!("deleting {repository}:{reference}")))?;
+        match response.status().as_u16() {
+            200..=299 => Ok(true),
+            404 => Ok(false),
+            _ => Err(self
+                .status_error(response, &format!("deleting {repository}:{reference}"))
+                .await),
+        }
+    }
+}
+
+impl Remote {
+    /// A token for `scopes`, for what oci-client never asks for: `delete` (registries
+    /// that use tokens grant it only when asked by name), the catalog, and a mount's two
+    /// repositories at once. `None` when the registry wants no token (anonymous, or Basic
+    /// credentials).
+    async fn token_for(&self, scopes: &[String]) -> SideResult<Option<String>> {
+        let challenge = self
+            .challenge
+            .get_or_try_init(|| async {
+                let probe = self
+                    .http
+                    .get(format!("{}/v2/", self.base_url))
+                    .send()
+                    .await
+                    .map_err(|e| self.transport(e, "GET /v2/"))?;
+                let header = probe
+                    .headers()
+                    .get(reqwest::header::WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                // Anonymous or Basic: `request` adds what is needed.
+                Ok::<_, SideError>(header.strip_prefix("Bearer ").and_then(|params| {
+                    let mut params = parse_challenge(params);
+                    let realm = params.remove("realm")?;
+                    Some((realm, params.remove("service")))
+                }))
+            })
+            .await?;
+        let Some((realm, service)) = challenge else {
+            return Ok(None);
+        };
+        let mut request = self.http.get(realm.as_str());
+        for scope in scopes {
+            request = request.query(&[("scope", scope)]);
+        }
+        if let Some(service) = service {
+            request = request.query(&[("service", service)]);
+        }
+        if let RegistryAuth::Basic(user, password) = &self.auth {
+            request = request.basic_auth(user, Some(password));
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.transport(e, "asking for a token"))?;
+        if !response.status().is_success() {
+            return Err(self.status_error(response, "asking for a token").await);
+        }
+        #[derive(serde::Deserialize)]
+        struct Token {
+            token: Option<String>,
+            access_token: Option<String>,
+        }
+        let token: Token = response
+            .json()
+            .await
+            .map_err(|e| self.transport(e, "reading a token"))?;
+        Ok(token.token.or(token.access_token))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_challenge;
+
+    #[test]
+    fn challenges_are_parsed_with_quoted_and_bare_values() {
+        let p = parse_challenge(
+            r#"realm="http://127.0.0.1:5000/service/token",service="berth",scope="repository:a/b:pull,push""#,
+        );
+        assert_eq!(p["realm"], "http://127.0.0.1:5000/service/token");
+        assert_eq!(p["service"], "berth");
+        assert_eq!(p["scope"], "repository:a/b:pull,push");
+        let p = parse_challenge("realm=x, service=y");
+        assert_eq!(p["realm"], "x");
+        assert_eq!(p["service"], "y");
+    }
+}

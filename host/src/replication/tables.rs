@@ -1,0 +1,23 @@
+//! The replication component's schema: its tables and their migrations.
+
+use redb::WriteTransaction;
+
+use crate::storage::meta::MetaResult;
+use crate::storage::meta::schema::{Component, Migration};
+
+/// Replication's tables, versioned on their own.
+pub const REPLICATION: Component = Component {
+    name: "replication",
+    current: 1,
+    migrations: &[Migration {
+        from: 0,
+        apply: create_v1,
+    }],
+};
+
+fn create_v1(tx: &WriteTransaction) -> MetaResult<()> {
+    super::endpoints::create(tx)?;
+    super::policies::create(tx)?;
+    super::jobs::create(tx)?;
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! Secrets at rest (plugin secrets, replication endpoints' passwords), sealed with
+//! XChaCha20-Poly1305 under one key per data directory (`keys/secrets.key`, 0600).
+//!
+//! Each value is sealed with a context string as associated data (its table and name), so
+//! a sealed value copied to another record does not open there.
+
+use std::path::Path;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand::RngCore as _;
+
+/// Seals and opens values with the data directory's key.
+pub struct Sealer {
+    cipher: XChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer")
+    }
+}
+
+const NONCE_LEN: usize = 24;
+
+impl Sealer {
+    /// Opens the key at `key_path`, creating it on first use.
+    pub fn open(key_path: &Path) -> std::io::Result<Sealer> {
+        let key = match std::fs::read(key_path) {
+            Ok(bytes) if bytes.len() == 32 => bytes,
+            Ok(_) => {
+                return Err(std::io::Error::other(format!(
+                    "{} is not a 32-byte key; restore it from a backup (secrets sealed with it cannot be opened otherwise)",
+                    key_path.display()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_key(key_path)?,
+            Err(e) => return Err(e),
+        };
+        let cipher = XChaCha20Poly1305::new_from_slice(&key).expect("32-byte key");
+        Ok(Sealer { cipher })
+    }
+
+    /// A random nonce followed by the ciphertext of `value`, bound to `context`.
+    pub fn seal(&self, context: &str, value: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let sealed = self
+            .cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: value,
+                    aad: context.as_bytes(),
+                },
+            )
+            .expect("encryption cannot fail");
+        [nonce.as_slice(), &sealed].concat()
+    }
+
+    /// The value sealed under `context`, or `None` if it was sealed under another
+    /// context, another key, or has been tampered with.
+    pub fn unseal(&self, context: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+        if sealed.len() < NONCE_LEN {
+            return None;
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        self.cipher
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: context.as_bytes(),
+                },
+            )
+            .ok()
+    }
+}
+
+fn create_key(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut key = vec![0u8; 32];
+    rand::thread_rng().fill_bytes(&mut key);
+    super::blob::fs::write_file_durably(path, &key, true)?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_opens_only_under_its_own_context_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealer = Sealer::open(&dir.path().join("k")).unwrap();
+        let sealed = sealer.seal("endpoint/a", b"hunter2");
+        assert_eq!(sealer.unseal("endpoint/a", &sealed).unwrap(), b"hunter2");
+        assert!(sealer.unseal("endpoint/b", &sealed).is_none());
+        let reopened = Sealer::open(&dir.path().join("k")).unwrap();
+        assert_eq!(reopened.unseal("endpoint/a", &sealed).unwrap(), b"hunter2");
+        let other = Sealer::open(&dir.path().join("other")).unwrap();
+        assert!(other.unseal("endpoint/a", &sealed).is_none());
+        let mut tampered = sealed.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert!(sealer.unseal("endpoint/a", &tampered).is_none());
+    }
+}

@@ -1,0 +1,824 @@
+//! Replication end to end: real berth processes and Debian's docker-registry on loopback,
+//! endpoints and policies made through the API and the CLI, content pushed with HTTP
+//! clients and checked byte for byte on the other side.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// Fast retries, so failure tests do not wait a minute.
+const QUICK_RETRIES: &[(&str, &str)] = &[
+    ("BERTH_REPLICATION__RETRY_BASE_MS", "50"),
+    ("BERTH_REPLICATION__RETRY_MAX_MS", "200"),
+    ("BERTH_REPLICATION__MAX_ATTEMPTS", "3"),
+];
+
+async fn api(berth: &Berth, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    let mut request = client().request(method.clone(), format!("{}{path}", berth.url));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("api request");
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert!(status.is_success(), "{method} {path}: {status}: {text}");
+    if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+/// Registers `target` (another berth, as admin) as endpoint `name` on `berth`.
+async fn berth_endpoint(berth: &Berth, name: &str, target_url: &str) {
+    api(
+        berth,
+        reqwest::Method::POST,
+        "/api/v1/replication/endpoints",
+        Some(json!({"name": name, "kind": "berth", "url": target_url,
+                     "username": "admin", "password": ADMIN_PASSWORD})),
+    )
+    .await;
+}
+
+async fn create_policy(berth: &Berth, body: Value) -> Value {
+    api(
+        berth,
+        reqwest::Method::POST,
+        "/api/v1/replication/policies",
+        Some(body),
+    )
+    .await
+}
+
+async fn run_policy(berth: &Berth, policy: &str) -> u64 {
+    let job = api(
+        berth,
+        reqwest::Method::POST,
+        &format!("/api/v1/replication/policies/{policy}/run"),
+        None,
+    )
+    .await;
+    job["id"].as_u64().unwrap()
+}
+
+async fn job(berth: &Berth, id: u64) -> Value {
+    api(
+        berth,
+        reqwest::Method::GET,
+        &format!("/api/v1/replication/jobs/{id}"),
+        None,
+    )
+    .await
+}
+
+/// Waits for a job to end and returns it.
+async fn finished(berth: &Berth, id: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let j = job(berth, id).await;
+        if matches!(
+            j["status"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        ) {
+            return j;
+        }
+        assert!(Instant::now() < deadline, "job {id} did not end: {j:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `check` holds.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The digest `repo:reference` resolves to on a registry, if any.
+async fn resolve(
+    http: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    reference: &str,
+) -> Option<String> {
+    let r = http
+        .head(format!("{base}/v2/{repo}/manifests/{reference}"))
+        .header("accept", MANIFEST_TYPES)
+        .send()
+        .await
+        .unwrap();
+    (r.status() == 200).then(|| {
+        r.headers()["docker-content-digest"]
+            .to_str()
+            .unwrap()
+            .to_string()
+    })
+}
+
+async fn manifest_bytes(
+    http: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    reference: &str,
+) -> Vec<u8> {
+    let r = http
+        .get(format!("{base}/v2/{repo}/manifests/{reference}"))
+        .header("accept", MANIFEST_TYPES)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{base} {repo}:{reference}");
+    r.bytes().await.unwrap().to_vec()
+}
+
+async fn blob_bytes(http: &reqwest::Client, base: &str, repo: &str, digest: &str) -> Vec<u8> {
+    let r = http
+        .get(format!("{base}/v2/{repo}/blobs/{digest}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{base} {repo}@{digest}");
+    r.bytes().await.unwrap().to_vec()
+}
+
+/// An image whose layers are `shared` base layers plus one of its own: returns its
+/// manifest digest and every blob digest (config first).
+async fn push_layered(
+    http: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    tag: &str,
+    shared: &[Vec<u8>],
+    seed: u64,
+) -> (String, Vec<String>) {
+    let config =
+        format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":{seed}}}").into_bytes();
+    let own = bytes(seed, 20_000 + seed as usize % 997);
+    let mut digests = vec![push_blob(http, base, repo, &config).await];
+    let mut layers: Vec<&[u8]> = shared.iter().map(Vec::as_slice).collect();
+    layers.push(&own);
+    for layer in &layers {
+        digests.push(push_blob(http, base, repo, layer).await);
+    }
+    let manifest = image_manifest(&config, &layers);
+    put_manifest(
+        http,
+        base,
+        repo,
+        tag,
+        "application/vnd.oci.image.manifest.v1+json",
+        &manifest,
+    )
+    .await;
+    (sha256(&manifest), digests)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn star_one_primary_to_three_replicas_converges_and_sends_each_blob_once_per_link() {
+    let primary = Berth::start();
+    let replicas = [Berth::start(), Berth::start(), Berth::start()];
+    for (i, r) in replicas.iter().enumerate() {
+        berth_endpoint(&primary, &format!("r{i}"), &r.url).await;
+    }
+    let health = api(
+        &primary,
+        reqwest::Method::POST,
+        "/api/v1/replication/endpoints/r0/check",
+        None,
+    )
+    .await;
+    assert_eq!(health["healthy"], true, "{health}");
+    create_policy(
+        &primary,
+        json!({"name": "fan-out", "endpoints": ["r0", "r1", "r2"], "on_change": true}),
+    )
+    .await;
+
+    // Five images over two shared base layers, pushed to two repositories.
+    let http = client();
+    let base_layers = vec![bytes(1000, 300_000), bytes(1001, 200_000)];
+    let mut images = Vec::new();
+    let mut distinct = std::collections::BTreeSet::new();
+    for i in 0..5u64 {
+        let repo = if i % 2 == 0 {
+            "team/app"
+        } else {
+            "team/tools/builder"
+        };
+        let tag = format!("v{i}");
+        let (digest, blobs) = push_layered(&http, &primary.url, repo, &tag, &base_layers, i).await;
+        images.push((repo, tag, digest));
+        distinct.extend(blobs);
+    }
+
+    for replica in &replicas {
+        for (repo, tag, digest) in &images {
+            let (url, repo, tag, digest) =
+                (replica.url.clone(), *repo, tag.clone(), digest.clone());
+            eventually(&format!("{repo}:{tag} is on {url}"), || {
+                let (http, url, tag, digest) =
+                    (http.clone(), url.clone(), tag.clone(), digest.clone());
+                async move { resolve(&http, &url, repo, &tag).await.as_deref() == Some(&digest) }
+            })
+            .await;
+        }
+    }
+    // Byte for byte: the manifests (so the digests) and every blob.
+    for replica in &replicas {
+        for (repo, tag, _) in &images {
+            assert_eq!(
+                manifest_bytes(&http, &replica.url, repo, tag).await,
+                manifest_bytes(&http, &primary.url, repo, tag).await
+            );
+        }
+    }
+    let (_, blobs) = push_layered(&http, &primary.url, "team/app", "probe", &base_layers, 0).await;
+    for d in &blobs {
+        assert_eq!(
+            blob_bytes(&http, &replicas[2].url, "team/app", d).await,
+            blob_bytes(&http, &primary.url, "team/app", d).await
+        );
+    }
+
+    // Every job succeeded, and over all of them each distinct blob crossed each link once:
+    // blobs shared between images and repositories were skipped or mounted, not resent.
+    eventually("the change jobs are over", || {
+        let primary = &primary;
+        async move {
+            let jobs = api(
+                primary,
+                reqwest::Method::GET,
+                "/api/v1/replication/jobs",
+                None,
+            )
+            .await;
+            jobs.as_array()
+                .unwrap()
+                .iter()
+                .all(|j| matches!(j["status"].as_str(), Some("succeeded")))
+        }
+    })
+    .await;
+    let jobs = api(
+        &primary,
+        reqwest::Method::GET,
+        "/api/v1/replication/jobs",
+        None,
+    )
+    .await;
+    let sent: u64 = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["progress"]["blobs_copied"].as_u64().unwrap())
+        .sum();
+    // The probe image added one config and one layer of its own (seed 0 equals v0's, so
+    // nothing new but its tag).
+    assert_eq!(sent, distinct.len() as u64 * 3, "{jobs:#}");
+
+    // A manual run now finds everything there and sends nothing.
+    let id = run_policy(&primary, "fan-out").await;
+    let done = finished(&primary, id).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(done["progress"]["blobs_copied"], 0, "{done:#}");
+    assert_eq!(done["progress"]["bytes"], 0, "{done:#}");
+    assert_eq!(
+        done["tasks"]["total"],
+        6 * 3,
+        "six tags to three replicas: {done:#}"
+    );
+    assert_eq!(done["plan"]["strategy"], "star");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_to_and_pull_from_docker_registry() {
+    let berth = Berth::start();
+    let registry = DockerRegistry::start();
+    let http = client();
+    let open = anonymous_client();
+    api(
+        &berth,
+        reqwest::Method::POST,
+        "/api/v1/replication/endpoints",
+        Some(json!({"name": "dist", "kind": "distribution", "url": registry.url})),
+    )
+    .await;
+
+    // Push: berth → docker-registry.
+    let (digest, _) = push_image(&http, &berth.url, "team/app", "v1", 1).await;
+    create_policy(&berth, json!({"name": "out", "endpoints": ["dist"]})).await;
+    let done = finished(&berth, run_policy(&berth, "out").await).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(
+        resolve(&open, &registry.url, "team/app", "v1")
+            .await
+            .as_deref(),
+        Some(digest.as_str())
+    );
+    assert_eq!(
+        manifest_bytes(&open, &registry.url, "team/app", "v1").await,
+        manifest_bytes(&http, &berth.url, "team/app", "v1").await
+    );
+
+    // Pull: docker-registry → berth, into another namespace.
+    let (other, _) = push_image(&open, &registry.url, "upstream/base", "1.0", 7).await;
+    berth.create_project("mirror", false);
+    create_policy(
+        &berth,
+        json!({"name": "in", "mode": "pull", "endpoints": ["dist"],
+               "filters": {"repository": "upstream/**"}, "destination_namespace": "mirror"}),
+    )
+    .await;
+    let done = finished(&berth, run_policy(&berth, "in").await).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(
+        resolve(&http, &berth.url, "mirror/base", "1.0")
+            .await
+            .as_deref(),
+        Some(other.as_str())
+    );
+    assert_eq!(
+        done["tasks"]["total"], 1,
+        "the filter keeps team/app out: {done:#}"
+    );
+
+    // What was pulled in is not pushed back to where it came from by the push policy
+    // that follows changes.
+    api(
+        &berth,
+        reqwest::Method::PATCH,
+        "/api/v1/replication/policies/out",
+        Some(json!({"on_change": true})),
+    )
+    .await;
+    let again = finished(&berth, run_policy(&berth, "in").await).await;
+    assert_eq!(again["status"], "succeeded");
+    let jobs = api(
+        &berth,
+        reqwest::Method::GET,
+        "/api/v1/replication/jobs?policy=out",
+        None,
+    )
+    .await;
+    assert_eq!(
+        jobs.as_array().unwrap().len(),
+        1,
+        "only the manual run: {jobs:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_namespace_mapping_and_deletions_follow_changes() {
+    let primary = Berth::start();
+    let replica = Berth::start();
+    replica.create_project("mirror", false);
+    berth_endpoint(&primary, "replica", &replica.url).await;
+    create_policy(
+        &primary,
+        json!({"name": "releases", "endpoints": ["replica"], "on_change": true,
+               "replicate_deletions": true,
+               "filters": {"project": "team", "repository": "team/app*", "tag": "v*"},
+               "destination_namespace": "mirror"}),
+    )
+    .await;
+    let http = client();
+    let (v1, _) = push_image(&http, &primary.url, "team/app", "v1", 1).await;
+    push_image(&http, &primary.url, "team/app", "latest", 2).await; // tag filtered out
+    push_image(&http, &primary.url, "team/other", "v1", 3).await; // repository filtered out
+    push_image(&http, &primary.url, "alpha/app", "v1", 4).await; // project filtered out
+    let (v2, _) = push_image(&http, &primary.url, "team/app", "v2", 5).await;
+    for (tag, digest) in [("v1", &v1), ("v2", &v2)] {
+        eventually(&format!("mirror/app:{tag} arrives"), || {
+            let http = http.clone();
+            let url = replica.url.clone();
+            async move {
+                resolve(&http, &url, "mirror/app", tag).await.as_deref() == Some(digest.as_str())
+            }
+        })
+        .await;
+    }
+    // Let every job end, then check that nothing filtered out arrived.
+    eventually("jobs are over", || async {
+        let jobs = api(
+            &primary,
+            reqwest::Method::GET,
+            "/api/v1/replication/jobs",
+            None,
+        )
+        .await;
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["status"] == "succeeded")
+    })
+    .await;
+    assert_eq!(
+        resolve(&http, &replica.url, "mirror/app", "latest").await,
+        None
+    );
+    for repo in [
+        "mirror/other",
+        "team/app",
+        "team/other",
+        "alpha/app",
+        "mirror/app",
+    ] {
+        if repo == "mirror/app" {
+            continue;
+        }
+        assert_eq!(
+            resolve(&http, &replica.url, repo, "v1").await,
+            None,
+            "{repo}"
+        );
+    }
+
+    // A tag moved on the primary moves on the replica; a deleted tag is deleted there.
+    let (moved, _) = push_image(&http, &primary.url, "team/app", "v1", 9).await;
+    eventually("the moved tag follows", || {
+        let (http, url, moved) = (http.clone(), replica.url.clone(), moved.clone());
+        async move { resolve(&http, &url, "mirror/app", "v1").await.as_deref() == Some(moved.as_str()) }
+    })
+    .await;
+    let r = http
+        .delete(format!("{}/v2/team/app/manifests/v2", primary.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    eventually("the deleted tag goes", || {
+        let (http, url) = (http.clone(), replica.url.clone());
+        async move { resolve(&http, &url, "mirror/app", "v2").await.is_none() }
+    })
+    .await;
+    // The manifest v2 named is still there by digest: only the tag was deleted.
+    assert_eq!(
+        resolve(&http, &replica.url, "mirror/app", &v2)
+            .await
+            .as_deref(),
+        Some(v2.as_str())
+    );
+    // Deleting a manifest by digest deletes it there too.
+    let r = http
+        .delete(format!("{}/v2/team/app/manifests/{v2}", primary.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    eventually("the deleted manifest goes", || {
+        let (http, url, v2) = (http.clone(), replica.url.clone(), v2.clone());
+        async move { resolve(&http, &url, "mirror/app", &v2).await.is_none() }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_destination_is_retried_and_reported_while_the_others_carry_on() {
+    let primary = Berth::start_configured(&[], QUICK_RETRIES);
+    let healthy = Berth::start();
+    let broken = Berth::start();
+    let slow = Berth::start();
+    let failing = FaultyProxy::start(&broken.addr, Fault::ServerError).await;
+    let sluggish = FaultyProxy::start(&slow.addr, Fault::Slow(300)).await;
+    berth_endpoint(&primary, "healthy", &healthy.url).await;
+    berth_endpoint(&primary, "broken", &format!("http://{}", failing.addr)).await;
+    berth_endpoint(&primary, "slow", &format!("http://{}", sluggish.addr)).await;
+    let health = api(
+        &primary,
+        reqwest::Method::POST,
+        "/api/v1/replication/endpoints/broken/check",
+        None,
+    )
+    .await;
+    assert_eq!(health["healthy"], false, "{health}");
+    assert!(
+        health["error"].as_str().unwrap().contains("500"),
+        "{health}"
+    );
+    create_policy(
+        &primary,
+        json!({"name": "all", "endpoints": ["healthy", "broken", "slow"]}),
+    )
+    .await;
+    let http = client();
+    let mut images = Vec::new();
+    for i in 0..3u64 {
+        images.push(push_image(&http, &primary.url, "team/app", &format!("v{i}"), i).await);
+    }
+    let id = run_policy(&primary, "all").await;
+    let done = finished(&primary, id).await;
+    assert_eq!(done["status"], "failed", "{done:#}");
+    assert_eq!(
+        done["tasks"]["succeeded"], 6,
+        "healthy and slow got everything: {done:#}"
+    );
+    assert_eq!(done["tasks"]["failed"], 3, "{done:#}");
+    for task in done["task_list"].as_array().unwrap() {
+        if task["target"] == "broken" {
+            assert_eq!(task["attempts"], 3, "{task}");
+            assert!(task["error"].as_str().unwrap().contains("500"), "{task}");
+        } else {
+            assert_eq!(task["status"], "succeeded", "{task}");
+        }
+    }
+    for (i, (digest, _)) in images.iter().enumerate() {
+        for url in [&healthy.url, &slow.url] {
+            assert_eq!(
+                resolve(&http, url, "team/app", &format!("v{i}"))
+                    .await
+                    .as_deref(),
+                Some(digest.as_str())
+            );
+        }
+    }
+
+    // Dropped connections fail the same way; once the destination recovers, a retry of
+    // the job delivers only what was missing.
+    failing.set(Fault::Drop);
+    let retried = api(
+        &primary,
+        reqwest::Method::POST,
+        &format!("/api/v1/replication/jobs/{id}/retry"),
+        None,
+    )
+    .await;
+    let dropped = finished(&primary, retried["id"].as_u64().unwrap()).await;
+    assert_eq!(dropped["status"], "failed", "{dropped:#}");
+    assert_eq!(
+        dropped["tasks"]["total"], 3,
+        "only the failed tasks: {dropped:#}"
+    );
+    failing.set(Fault::None);
+    let again = api(
+        &primary,
+        reqwest::Method::POST,
+        &format!("/api/v1/replication/jobs/{}/retry", dropped["id"]),
+        None,
+    )
+    .await;
+    let recovered = finished(&primary, again["id"].as_u64().unwrap()).await;
+    assert_eq!(recovered["status"], "succeeded", "{recovered:#}");
+    for (i, (digest, _)) in images.iter().enumerate() {
+        assert_eq!(
+            resolve(&http, &broken.url, "team/app", &format!("v{i}"))
+                .await
+                .as_deref(),
+            Some(digest.as_str())
+        );
+    }
+    // The failed job keeps its outcome: a job's status is final once it ends.
+    assert_eq!(job(&primary, id).await["status"], "failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_resumes_after_the_primary_is_killed_mid_run() {
+    let mut primary = Berth::start();
+    let replica = Berth::start();
+    // Slow enough that the kill lands mid-job.
+    let proxy = FaultyProxy::start(&replica.addr, Fault::Slow(150)).await;
+    berth_endpoint(&primary, "replica", &format!("http://{}", proxy.addr)).await;
+    create_policy(
+        &primary,
+        json!({"name": "bulk", "endpoints": ["replica"], "concurrency": 2}),
+    )
+    .await;
+    let http = client();
+    let mut images = Vec::new();
+    for i in 0..20u64 {
+        images.push(push_image(&http, &primary.url, "team/app", &format!("t{i}"), i).await);
+    }
+    let id = run_policy(&primary, "bulk").await;
+    eventually("a few tasks are done", || async {
+        job(&primary, id).await["tasks"]["succeeded"]
+            .as_u64()
+            .unwrap()
+            >= 3
+    })
+    .await;
+    let before = job(&primary, id).await;
+    primary.restart(); // kill -9, then start on the same data directory
+    proxy.set(Fault::None);
+    let done = finished(&primary, id).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(done["tasks"]["succeeded"], 20);
+    // Tasks that had finished before the kill did not run again; at most the two in
+    // flight (the policy's concurrency) ran twice.
+    let finished_before: Vec<u64> = before["task_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] == "succeeded")
+        .map(|t| t["index"].as_u64().unwrap())
+        .collect();
+    let tasks = done["task_list"].as_array().unwrap();
+    for index in &finished_before {
+        assert_eq!(
+            tasks[*index as usize]["attempts"], 1,
+            "{:#}",
+            tasks[*index as usize]
+        );
+    }
+    let rerun = tasks
+        .iter()
+        .filter(|t| t["attempts"].as_u64().unwrap() > 1)
+        .count();
+    assert!(rerun <= 2, "{rerun} tasks ran twice: {done:#}");
+    for (i, (digest, _)) in images.iter().enumerate() {
+        assert_eq!(
+            resolve(&http, &replica.url, "team/app", &format!("t{i}"))
+                .await
+                .as_deref(),
+            Some(digest.as_str())
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_replication_requests_are_refused_with_the_reason_and_change_nothing() {
+    let berth = Berth::start_configured(&[], QUICK_RETRIES);
+    let url = |p: &str| format!("{}/api/v1/replication{p}", berth.url);
+    let http = client();
+    let cases: Vec<(reqwest::Method, &str, Value, u16, &str)> = vec![
+        (
+            reqwest::Method::POST,
+            "/endpoints",
+            json!({"name": "x", "url": "ftp://x"}),
+            400,
+            "scheme",
+        ),
+        (
+            reqwest::Method::POST,
+            "/endpoints",
+            json!({"name": "Bad Name", "url": "http://x"}),
+            400,
+            "invalid endpoint name",
+        ),
+        (
+            reqwest::Method::POST,
+            "/endpoints",
+            json!({"name": "x", "url": "http://x", "color": 1}),
+            400,
+            "unknown field",
+        ),
+        (
+            reqwest::Method::POST,
+            "/endpoints",
+            json!({"name": "x", "url": "http://x", "ca_cert": "nope"}),
+            400,
+            "PEM",
+        ),
+        (
+            reqwest::Method::POST,
+            "/policies",
+            json!({"name": "p", "endpoints": ["ghost"]}),
+            400,
+            "does not exist",
+        ),
+        (
+            reqwest::Method::POST,
+            "/policies",
+            json!({"name": "p", "endpoints": []}),
+            400,
+            "at least one endpoint",
+        ),
+        (
+            reqwest::Method::GET,
+            "/jobs/abc",
+            Value::Null,
+            400,
+            "numbers",
+        ),
+        (
+            reqwest::Method::GET,
+            "/jobs/99",
+            Value::Null,
+            404,
+            "no job 99",
+        ),
+        (
+            reqwest::Method::POST,
+            "/policies/ghost/run",
+            Value::Null,
+            404,
+            "no policy",
+        ),
+    ];
+    for (method, path, body, status, says) in cases {
+        let mut request = http.request(method.clone(), url(path));
+        if !body.is_null() {
+            request = request.json(&body);
+        }
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{method} {path}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains(says), "{method} {path}: {text}");
+    }
+    // A body that is not JSON, and a caller who is not an admin.
+    let r = http
+        .post(url("/endpoints"))
+        .body("name=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let r = anonymous_client()
+        .get(url("/endpoints"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    api(
+        &berth,
+        reqwest::Method::POST,
+        "/api/v1/users",
+        Some(json!({"username": "dev", "password": "a developer password"})),
+    )
+    .await;
+    let r = client_as("dev", "a developer password")
+        .get(url("/policies"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // A valid endpoint and policy; then refusals that must leave them as they were.
+    api(
+        &berth,
+        reqwest::Method::POST,
+        "/api/v1/replication/endpoints",
+        Some(json!({"name": "peer", "url": "http://127.0.0.1:9", "username": "u", "password": "secret pw"})),
+    )
+    .await;
+    create_policy(
+        &berth,
+        json!({"name": "p", "endpoints": ["peer"], "schedule": "0 0 3 * * *"}),
+    )
+    .await;
+    let r = http
+        .patch(url("/policies/p"))
+        .json(&json!({"schedule": "every night"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = http
+        .post(url("/endpoints"))
+        .json(&json!({"name": "peer", "url": "http://127.0.0.1:10"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let r = http.delete(url("/endpoints/peer")).send().await.unwrap();
+    assert_eq!(r.status(), 409, "a policy uses it");
+    let policy = api(
+        &berth,
+        reqwest::Method::GET,
+        "/api/v1/replication/policies/p",
+        None,
+    )
+    .await;
+    assert_eq!(policy["schedule"], "0 0 3 * * *");
+    let endpoint = api(
+        &berth,
+        reqwest::Method::GET,
+        "/api/v1/replication/endpoints/peer",
+        None,
+    )
+    .await;
+    assert_eq!(endpoint["url"], "http://127.0.0.1:9");
+    assert_eq!(endpoint["has_password"], true);
+    assert!(endpoint.get("password").is_none() && !endpoint.to_string().contains("secret pw"));
+
+    // With nothing to replicate a run succeeds at once; with something, a run against an
+    // endpoint that does not answer fails after its retries, and says why.
+    let done = finished(&berth, run_policy(&berth, "p").await).await;
+    assert_eq!(
+        done["status"], "succeeded",
+        "nothing to replicate: {done:#}"
+    );
+    assert_eq!(done["tasks"]["total"], 0);
+    push_image(&http, &berth.url, "team/app", "v1", 1).await;
+    let done = finished(&berth, run_policy(&berth, "p").await).await;
+    assert_eq!(done["status"], "failed", "{done:#}");
+    let task = &done["task_list"][0];
+    assert_eq!(task["attempts"], 3, "{task}");
+    assert!(task["error"].as_str().unwrap().contains("peer"), "{task}");
+    // Cancelling a finished job is refused; retrying one that succeeded too.
+    let r = http
+        .post(url(&format!("/jobs/{}/cancel", done["id"])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+}
