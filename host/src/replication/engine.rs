@@ -136,15 +136,14 @@ impl Replication {
                         && j.status == JobStatus::Pending
                         && matches!(j.trigger, Trigger::Change { .. })
                 })?;
-                if let Some(mut job) = waiting.into_iter().next() {
-                    if let (Scope::Changes { changes }, Trigger::Change { last: l, .. }) =
+                if let Some(mut job) = waiting.into_iter().next()
+                    && let (Scope::Changes { changes }, Trigger::Change { last: l, .. }) =
                         (&mut job.scope, &mut job.trigger)
-                    {
-                        changes.extend(selected);
-                        *l = last;
-                        jobs::put_job(tx, &job)?;
-                        continue;
-                    }
+                {
+                    changes.extend(selected);
+                    *l = last;
+                    jobs::put_job(tx, &job)?;
+                    continue;
                 }
                 let job = jobs::enqueue(
                     tx,

@@ -438,7 +438,7 @@ mod tests {
     fn open() -> (tempfile::TempDir, Metadata) {
         let dir = tempfile::tempdir().unwrap();
         let meta = Metadata::open(&dir.path().join("m.redb")).unwrap();
-        meta.write(|tx| create(tx)).unwrap();
+        meta.write(create).unwrap();
         (dir, meta)
     }
 

@@ -35,6 +35,9 @@ const MANIFEST_TYPES: &[&str] = &[
 /// Tokens are asked for again after this long, well inside the usual 5-minute lifetime.
 const TOKEN_REUSE: Duration = Duration::from_secs(60);
 
+/// A repository, and whether the token is for pushing.
+type TokenKey = (String, bool);
+
 /// A remote registry, one per endpoint.
 pub struct Remote {
     name: String,
@@ -48,7 +51,7 @@ pub struct Remote {
     origin: String,
     /// Bearer tokens by (repository, push?), with when they were obtained; `None` when
     /// the registry wants none (anonymous, or Basic credentials).
-    tokens: Mutex<HashMap<(String, bool), (Option<String>, Instant)>>,
+    tokens: Mutex<HashMap<TokenKey, (Option<String>, Instant)>>,
     /// The registry's `Bearer` challenge (realm, service), asked once; `None` inside when
     /// it wants no token.
     challenge: tokio::sync::OnceCell<Option<(String, Option<String>)>>,

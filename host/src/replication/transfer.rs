@@ -27,9 +27,12 @@ const MAX_REFERRER_DEPTH: usize = 4;
 /// neither send a blob twice nor miss a chance to mount it. One per engine.
 #[derive(Default)]
 pub struct BlobGate {
-    locks: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
-    known: Mutex<HashMap<(String, String), String>>,
+    locks: Mutex<HashMap<BlobKey, Arc<tokio::sync::Mutex<()>>>>,
+    known: Mutex<HashMap<BlobKey, String>>,
 }
+
+/// A destination instance and a blob digest.
+type BlobKey = (String, String);
 
 /// Where-it-lives entries remembered at most; past this the memory starts over (it only
 /// saves mounts, never correctness).
