@@ -13,7 +13,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Shipped inside `berth` and loaded at start-up: (name, cargo package).
-const BUILTINS: &[(&str, &str)] = &[("star", "berth-star"), ("sysctl", "berth-sysctl")];
+const BUILTINS: &[(&str, &str)] = &[
+    ("star", "berth-star"),
+    ("tree", "berth-tree"),
+    ("dual-primary", "berth-dual-primary"),
+    ("sysctl", "berth-sysctl"),
+];
 
 /// Built for the end-to-end tests only.
 const TEST_PLUGINS: &[&str] = &[

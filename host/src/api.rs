@@ -71,6 +71,7 @@ pub fn router(state: ApiState) -> Router {
         .routes(routes!(repositories::list))
         .routes(routes!(repositories::tags))
         .routes(routes!(repositories::delete_tag))
+        .routes(routes!(repositories::tag_history))
         .routes(routes!(repositories::delete_manifest))
         .routes(routes!(audit::list))
         .routes(routes!(plugins::list, plugins::load))
@@ -103,6 +104,8 @@ pub fn router(state: ApiState) -> Router {
         .routes(routes!(replication::get_job))
         .routes(routes!(replication::cancel_job))
         .routes(routes!(replication::retry_job))
+        .routes(routes!(replication::start_transfer))
+        .routes(routes!(replication::get_transfer))
         .routes(routes!(replication::status))
         .with_state(state)
         .split_for_parts();

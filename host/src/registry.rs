@@ -21,6 +21,7 @@ use crate::config::RegistryConfig;
 use crate::storage::blob::BlobStore;
 use crate::storage::blob::linked::LinkedBlobs;
 use crate::storage::meta::Metadata;
+use crate::storage::meta::clock::Hlc;
 
 /// Everything a registry handler needs.
 pub struct Registry {
@@ -41,16 +42,29 @@ pub struct Registry {
     /// Notified after every commit that appended to the change feed, so its consumer
     /// (replication) need not poll.
     pub changed: Arc<tokio::sync::Notify>,
+    /// The clock tag moves and deletes are stamped with (see `storage::meta::clock`).
+    pub clock: Hlc,
+    /// Asked before a client's manifest push is acknowledged (synchronous replication
+    /// installs itself here; the registry knows only this interface).
+    pub ack_gate: std::sync::OnceLock<Arc<dyn AckGate>>,
+}
+
+/// Something that must happen before a client hears that its manifest push succeeded.
+#[async_trait::async_trait]
+pub trait AckGate: Send + Sync {
+    /// Returns when `repository:reference` (already stored here) may be acknowledged.
+    async fn before_ack(&self, repository: &str, reference: &str);
 }
 
 impl Registry {
-    /// A registry over the given stores.
+    /// A registry over the given stores; `instance` names it in tag clocks.
     pub fn new(
         meta: Arc<Metadata>,
         store: Arc<dyn BlobStore>,
         config: RegistryConfig,
         auth: Arc<AccessControl>,
         tls: bool,
+        instance: &str,
     ) -> Registry {
         let linked = LinkedBlobs::new(meta.clone(), store.clone());
         Registry {
@@ -62,6 +76,8 @@ impl Registry {
             auth,
             tls,
             changed: Arc::new(tokio::sync::Notify::new()),
+            clock: Hlc::new(instance),
+            ack_gate: std::sync::OnceLock::new(),
         }
     }
 }

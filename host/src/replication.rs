@@ -14,6 +14,7 @@
 //! notifies [`crate::registry::Registry::changed`]; replication reads the feed, and writes
 //! through the registry's own [`crate::registry::content`] functions when it fetches.
 
+pub mod delegate;
 pub mod endpoints;
 mod engine;
 pub mod jobs;
@@ -23,6 +24,7 @@ pub mod policies;
 pub mod remote;
 pub mod schedule;
 pub mod side;
+pub mod sync;
 pub mod tables;
 pub mod transfer;
 
@@ -102,6 +104,10 @@ pub struct Replication {
     /// Blobs being sent, over all jobs, so that two jobs never send one blob to one
     /// destination at once.
     gate: Arc<transfer::BlobGate>,
+    /// Transfers this instance runs for others (see [`delegate`]).
+    transfers: delegate::Transfers,
+    /// Sync policies' destinations, and which of them are degraded (see [`sync`]).
+    sync: sync::SyncLinks,
 }
 
 impl std::fmt::Debug for Replication {
@@ -131,6 +137,11 @@ pub struct PolicyStatus {
     pub policy: String,
     /// Whether it runs.
     pub enabled: bool,
+    /// `async` or `sync`.
+    pub delivery: policies::Delivery,
+    /// Sync destinations that pushes no longer wait for, because they were unreachable
+    /// for longer than the policy allows.
+    pub degraded: Vec<sync::Degraded>,
     /// Its unfinished jobs.
     pub unfinished_jobs: u32,
     /// Transfers and deletes queued or running in those jobs: what this instance has not
@@ -182,11 +193,15 @@ impl Replication {
             active: Mutex::new(HashMap::new()),
             remotes: Mutex::new(HashMap::new()),
             gate: Arc::default(),
+            transfers: Default::default(),
+            sync: Default::default(),
         }))
     }
 
-    /// Starts the engine on the current Tokio runtime.
+    /// Starts the engine on the current Tokio runtime, and holds the registry's
+    /// acknowledgements of pushes that sync policies select until they are delivered.
     pub fn start(self: &Arc<Self>) {
+        let _ = self.registry.ack_gate.set(self.clone());
         tokio::spawn(self.clone().run_engine());
     }
 
@@ -565,6 +580,8 @@ impl Replication {
             out.push(PolicyStatus {
                 policy: policy.name.clone(),
                 enabled: policy.enabled,
+                delivery: policy.delivery,
+                degraded: self.sync.degraded(&policy.name),
                 unfinished_jobs: mine.len() as u32,
                 pending_tasks,
                 pending_changes,

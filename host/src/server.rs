@@ -74,6 +74,7 @@ pub fn open_registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
         config.registry.clone(),
         auth,
         tls,
+        &config.replication.instance_name,
     )))
 }
 

@@ -1017,6 +1017,7 @@ async fn the_openapi_document_is_valid_and_every_route_answers_as_documented() {
             .replace("{repository}", "pub%2Fapp")
             .replace("{tag}", "v1")
             .replace("{digest}", &sha256(b"none"))
+            .replace("{id}", "1")
     };
     let bodies: BTreeMap<(&str, &str), Value> = BTreeMap::from([
         (
@@ -1063,6 +1064,27 @@ async fn the_openapi_document_is_valid_and_every_route_answers_as_documented() {
         (
             ("put", "/api/v1/plugin-secrets/{name}"),
             json!({"value": "a secret"}),
+        ),
+        (
+            ("post", "/api/v1/replication/endpoints"),
+            json!({"name": "pub", "kind": "berth", "url": "http://127.0.0.1:9"}),
+        ),
+        (
+            ("patch", "/api/v1/replication/endpoints/{name}"),
+            json!({"description": "a peer that is not there"}),
+        ),
+        (
+            ("post", "/api/v1/replication/policies"),
+            json!({"name": "pub", "endpoints": ["pub"]}),
+        ),
+        (
+            ("patch", "/api/v1/replication/policies/{name}"),
+            json!({"enabled": false}),
+        ),
+        (
+            ("post", "/api/v1/replication/transfers"),
+            json!({"repository": "pub/app", "reference": "v1", "destination": "pub/app",
+                   "target": {"url": "http://127.0.0.1:9", "kind": "berth", "token": "t"}}),
         ),
     ]);
     let mut checked = 0;

@@ -104,7 +104,7 @@ async fn the_built_in_strategy_and_host_init_plugins_answer_through_the_api() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["star", "sysctl"]);
+    assert_eq!(names, ["dual-primary", "star", "sysctl", "tree"]);
     assert!(
         list.as_array()
             .unwrap()
@@ -429,7 +429,7 @@ async fn components_that_are_not_loadable_are_refused_with_the_reason_and_nothin
         .unwrap();
     assert_eq!(
         list.as_array().unwrap().len(),
-        2,
+        4,
         "only the built-ins: {list}"
     );
     let components = berth.data_dir.join("plugins/components");

@@ -822,3 +822,89 @@ async fn bad_replication_requests_are_refused_with_the_reason_and_change_nothing
         .unwrap();
     assert_eq!(r.status(), 409);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_datacenter_tree_one_two_four_carries_each_blob_once_per_link() {
+    // root → {a, b}; a → {a1, a2}; b → {b1, b2}: seven instances, one per datacenter.
+    let root = Berth::start();
+    let names = ["a", "b", "a1", "a2", "b1", "b2"];
+    let others: Vec<Berth> = names.iter().map(|_| Berth::start()).collect();
+    let mut datacenters = vec![json!({"id": "root"})];
+    let mut instances = vec![json!({"id": "root", "datacenter": "root"})];
+    for (name, berth) in names.iter().zip(&others) {
+        berth_endpoint(&root, name, &berth.url).await;
+        let parent = if name.len() == 1 {
+            "root".to_string()
+        } else {
+            name[..1].to_string()
+        };
+        datacenters.push(json!({"id": name, "parent": parent}));
+        instances.push(json!({"id": name, "datacenter": name, "endpoint": name}));
+    }
+    create_policy(
+        &root,
+        json!({"name": "tree", "strategy": "tree", "endpoints": names,
+               "topology": {"datacenters": datacenters, "instances": instances}}),
+    )
+    .await;
+    let http = client();
+    let base_layers = vec![bytes(2000, 400_000)];
+    let mut images = Vec::new();
+    let mut distinct = std::collections::BTreeSet::new();
+    for i in 0..4u64 {
+        let (digest, blobs) = push_layered(
+            &http,
+            &root.url,
+            "team/app",
+            &format!("v{i}"),
+            &base_layers,
+            i,
+        )
+        .await;
+        images.push(digest);
+        distinct.extend(blobs);
+    }
+    let done = finished(&root, run_policy(&root, "tree").await).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(done["plan"]["waves"], 2, "{done:#}");
+    for berth in &others {
+        for (i, digest) in images.iter().enumerate() {
+            assert_eq!(
+                resolve(&http, &berth.url, "team/app", &format!("v{i}"))
+                    .await
+                    .as_deref(),
+                Some(digest.as_str()),
+                "{}",
+                berth.url
+            );
+        }
+    }
+    // Per link, the blobs sent: every tree edge carries each distinct blob once, and the
+    // root sends only to its two children.
+    let mut per_link: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    for task in done["task_list"].as_array().unwrap() {
+        let link = (
+            task["source"].as_str().unwrap().to_string(),
+            task["target"].as_str().unwrap().to_string(),
+        );
+        *per_link.entry(link).or_default() += task["progress"]["blobs_copied"].as_u64().unwrap();
+    }
+    let expected: Vec<(&str, &str)> = vec![
+        ("a", "a1"),
+        ("a", "a2"),
+        ("b", "b1"),
+        ("b", "b2"),
+        ("root", "a"),
+        ("root", "b"),
+    ];
+    assert_eq!(
+        per_link
+            .keys()
+            .map(|(s, t)| (s.as_str(), t.as_str()))
+            .collect::<Vec<_>>(),
+        expected
+    );
+    for (link, sent) in &per_link {
+        assert_eq!(*sent, distinct.len() as u64, "{link:?}: {per_link:?}");
+    }
+}

@@ -11,11 +11,12 @@ use super::ApiState;
 use super::caller::ApiCaller;
 use super::extract::{ApiJson, ApiQuery};
 use super::problem::{ApiError, ApiResult, Problem};
+use crate::replication::delegate::{TransferRequest, TransferState};
 use crate::replication::endpoints::{EndpointKind, EndpointRecord};
 use crate::replication::jobs::{
     JobRecord, JobStatus, PlanSummary, Progress, Scope, TaskCounts, TaskRecord, Trigger,
 };
-use crate::replication::policies::{self, Filters, Mode, PolicyRecord, TopologySpec};
+use crate::replication::policies::{self, Delivery, Filters, Mode, PolicyRecord, TopologySpec};
 use crate::replication::{EndpointHealth, ReplicationError, Status};
 use crate::storage::meta::now_millis;
 
@@ -319,6 +320,10 @@ pub struct PolicyView {
     pub concurrency: u32,
     /// Bytes per second cap, in megabits per second.
     pub bandwidth_limit_mbps: Option<u32>,
+    /// `async` or `sync`.
+    pub delivery: Delivery,
+    /// Sync: seconds a destination may be unreachable before pushes stop waiting.
+    pub degrade_after_secs: u64,
     /// The strategy plugin.
     pub strategy: String,
     /// The topology it plans over.
@@ -347,6 +352,8 @@ impl From<PolicyRecord> for PolicyView {
             override_existing: p.override_existing,
             concurrency: p.concurrency,
             bandwidth_limit_mbps: p.bandwidth_limit_mbps,
+            delivery: p.delivery,
+            degrade_after_secs: p.degrade_after_secs,
             strategy: p.strategy,
             topology: p.topology,
             created_by: p.created_by,
@@ -394,6 +401,14 @@ pub struct NewPolicy {
     pub concurrency: u32,
     /// Bytes per second cap, in megabits per second.
     pub bandwidth_limit_mbps: Option<u32>,
+    /// `async` (default): acknowledge pushes at once. `sync`: once every destination has
+    /// them.
+    #[serde(default)]
+    pub delivery: Delivery,
+    /// Sync: seconds a destination may be unreachable before pushes stop waiting for it
+    /// (default 30).
+    #[serde(default = "degrade_after")]
+    pub degrade_after_secs: u64,
     /// The strategy plugin (default `star`).
     #[serde(default = "strategy")]
     pub strategy: String,
@@ -409,6 +424,9 @@ fn push() -> Mode {
 }
 fn concurrency() -> u32 {
     policies::DEFAULT_CONCURRENCY
+}
+fn degrade_after() -> u64 {
+    policies::DEFAULT_DEGRADE_AFTER_SECS
 }
 fn strategy() -> String {
     policies::DEFAULT_STRATEGY.to_string()
@@ -449,6 +467,10 @@ pub struct PolicyUpdate {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u32>)]
     pub bandwidth_limit_mbps: Option<Option<u32>>,
+    /// `async` or `sync`.
+    pub delivery: Option<Delivery>,
+    /// Sync: seconds before degrading.
+    pub degrade_after_secs: Option<u64>,
     /// The strategy plugin.
     pub strategy: Option<String>,
     /// The topology.
@@ -493,6 +515,8 @@ pub async fn create_policy(
         override_existing: new.override_existing,
         concurrency: new.concurrency,
         bandwidth_limit_mbps: new.bandwidth_limit_mbps,
+        delivery: new.delivery,
+        degrade_after_secs: new.degrade_after_secs,
         strategy: new.strategy,
         topology: new.topology,
         created_by: caller.principal.name().to_string(),
@@ -566,6 +590,12 @@ pub async fn update_policy(
             }
             if let Some(v) = u.bandwidth_limit_mbps {
                 p.bandwidth_limit_mbps = v;
+            }
+            if let Some(v) = u.delivery {
+                p.delivery = v;
+            }
+            if let Some(v) = u.degrade_after_secs {
+                p.degrade_after_secs = v;
             }
             if let Some(v) = u.strategy {
                 p.strategy = v;
@@ -780,6 +810,37 @@ pub async fn retry_job(
         )
         .await;
     Ok((StatusCode::ACCEPTED, Json(job.into())))
+}
+
+/// Runs a transfer for another instance (a hop of its tree): sends an artifact this
+/// instance holds to the destination the request names, with the token it carries.
+#[utoipa::path(post, operation_id = "replication_transfers_start", path = "/api/v1/replication/transfers", tag = "replication", request_body = TransferRequest,
+    responses((status = 202, body = TransferState), (status = 400, body = Problem), (status = 403, body = Problem), (status = 415, body = Problem)))]
+pub async fn start_transfer(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    ApiJson(request): ApiJson<TransferRequest>,
+) -> ApiResult<(StatusCode, Json<TransferState>)> {
+    caller.require_admin()?;
+    let detail = format!("to {} {}", request.target.url, request.destination);
+    let resource = format!("{}:{}", request.repository, request.reference);
+    let started = state.replication.start_transfer(request)?;
+    caller
+        .audit(&state, "replication.transfer", &resource, Some(detail))
+        .await;
+    Ok((StatusCode::ACCEPTED, Json(started)))
+}
+
+/// A transfer this instance runs for another.
+#[utoipa::path(get, operation_id = "replication_transfers_get", path = "/api/v1/replication/transfers/{id}", tag = "replication", params(("id" = String, Path)),
+    responses((status = 200, body = TransferState), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn get_transfer(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TransferState>> {
+    caller.require_admin()?;
+    Ok(Json(state.replication.transfer(&id)?))
 }
 
 /// The engine's state: per policy, what is queued and not yet delivered.

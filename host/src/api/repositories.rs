@@ -36,6 +36,20 @@ pub struct TagInfo {
     pub digest: String,
     /// When it last moved (ms since the epoch).
     pub updated_at: u64,
+    /// The clock of its last move (`<ms>.<counter>.<instance>`), which orders moves made
+    /// on two primaries.
+    pub clock: Option<String>,
+}
+
+/// A tag's former targets, and replicated moves that lost to a later one.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TagHistory {
+    /// The tag.
+    pub name: String,
+    /// Where it points now, if it exists.
+    pub current: Option<TagInfo>,
+    /// Newest first.
+    pub history: Vec<meta::tag_history::HistoryEntry>,
 }
 
 fn repo_of(name: &str) -> ApiResult<(RepoName, String)> {
@@ -85,10 +99,43 @@ pub async fn tags(
                 name,
                 digest: t.digest,
                 updated_at: t.updated_at,
+                clock: t.clock.map(|c| c.to_string()),
             });
         }
     }
     Ok(Json(out))
+}
+
+/// A tag's history: the targets it was moved away from or deleted at, and replicated
+/// moves that arrived late and lost (last writer wins by clock).
+#[utoipa::path(get, operation_id = "repositories_tag_history", path = "/api/v1/repositories/{repository}/tags/{tag}/history", tag = "repositories",
+    params(("repository" = String, Path), ("tag" = String, Path)),
+    responses((status = 200, body = TagHistory), (status = 404, body = Problem)))]
+pub async fn tag_history(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    Path((repository, tag)): Path<(String, String)>,
+) -> ApiResult<Json<TagHistory>> {
+    let (repo, project) = repo_of(&repository)?;
+    caller.require(&state.auth, &project, Action::Pull)?;
+    let tx = state.registry.meta.read()?;
+    let current = meta::tags::get(&tx, repo.as_str(), &tag)?.map(|t| TagInfo {
+        name: tag.clone(),
+        digest: t.digest,
+        updated_at: t.updated_at,
+        clock: t.clock.map(|c| c.to_string()),
+    });
+    let history = meta::tag_history::list(&tx, repo.as_str(), &tag)?;
+    if current.is_none() && history.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "{repo} has no tag {tag}, nor had one"
+        )));
+    }
+    Ok(Json(TagHistory {
+        name: tag,
+        current,
+        history,
+    }))
 }
 
 async fn audit_delete(
@@ -121,11 +168,10 @@ pub async fn delete_tag(
 ) -> ApiResult<StatusCode> {
     let (repo, project) = repo_of(&repository)?;
     caller.require(&state.auth, &project, Action::Delete)?;
-    if !state
-        .registry
-        .meta
-        .write(|tx| meta::tags::delete(tx, repo.as_str(), &tag, None))?
-    {
+    if !state.registry.meta.write(|tx| {
+        let writer = state.registry.tag_writer(None);
+        meta::tags::delete(tx, repo.as_str(), &tag, &writer).map(|t| t.is_some())
+    })? {
         return Err(ApiError::not_found(format!("{repo} has no tag {tag}")));
     }
     state.registry.changed.notify_one();
@@ -144,10 +190,10 @@ pub async fn delete_manifest(
 ) -> ApiResult<StatusCode> {
     let (repo, project) = repo_of(&repository)?;
     caller.require(&state.auth, &project, Action::Delete)?;
-    let found = state
-        .registry
-        .meta
-        .write(|tx| meta::manifests::delete_with_references(tx, repo.as_str(), &digest, None))?;
+    let found = state.registry.meta.write(|tx| {
+        let writer = state.registry.tag_writer(None);
+        meta::manifests::delete_with_references(tx, repo.as_str(), &digest, &writer)
+    })?;
     if !found {
         return Err(ApiError::not_found(format!(
             "{repo} has no manifest {digest}"

@@ -195,6 +195,15 @@ pub struct PolicySettings {
     /// Cap on the bandwidth of one job, megabits per second.
     #[arg(long)]
     bandwidth_mbps: Option<u32>,
+    /// Acknowledge pushes only once the destinations have them (sync delivery).
+    #[arg(long, conflicts_with = "async_delivery")]
+    sync: bool,
+    /// Acknowledge pushes at once and replicate after (the default).
+    #[arg(long = "async")]
+    async_delivery: bool,
+    /// Sync: seconds a destination may be unreachable before pushes stop waiting.
+    #[arg(long)]
+    degrade_after_secs: Option<u64>,
     /// The strategy plugin (default star).
     #[arg(long)]
     strategy: Option<String>,
@@ -243,6 +252,7 @@ const POLICY_COLUMNS: &[&str] = &[
     "mode",
     "endpoints",
     "strategy",
+    "delivery",
     "schedule",
     "on_change",
     "replicate_deletions",
@@ -613,6 +623,15 @@ fn policy_body(s: &PolicySettings, creating: bool) -> anyhow::Result<Map<String,
     }
     if let Some(v) = s.bandwidth_mbps {
         set("bandwidth_limit_mbps", json!(v));
+    }
+    if s.sync {
+        set("delivery", json!("sync"));
+    }
+    if s.async_delivery {
+        set("delivery", json!("async"));
+    }
+    if let Some(v) = s.degrade_after_secs {
+        set("degrade_after_secs", json!(v));
     }
     if let Some(v) = &s.strategy {
         set("strategy", json!(v));

@@ -18,9 +18,54 @@ use crate::digest::Digest;
 use crate::names::{Reference, RepoName};
 use crate::storage::blob::writer::{self, AppendError};
 use crate::storage::meta::changes::{Change, ChangeKind};
+use crate::storage::meta::clock::Clock;
+use crate::storage::meta::tags::{TagWrite, Writer};
 use crate::storage::meta::{
     self, MetaError, manifests::ManifestRecord, now_millis, referrers::ReferrerDescriptor,
 };
+
+/// Where a write came from, when a peer replicated it here.
+#[derive(Debug, Clone)]
+pub struct Replicated {
+    /// The peer's name, recorded as the change's origin so it is not sent back there.
+    pub origin: String,
+    /// The clock of the tag move or delete at the peer; `None` when the peer keeps no
+    /// clocks (then the write takes a clock here, as a client's would).
+    pub clock: Option<Clock>,
+}
+
+impl Registry {
+    /// The writer of a tag move or delete: a fresh clock for a client's write, the
+    /// peer's (which this clock then stays ahead of) for a replicated one.
+    pub fn tag_writer<'a>(&self, from: Option<&'a Replicated>) -> Writer<'a> {
+        match from {
+            Some(Replicated {
+                origin,
+                clock: Some(clock),
+            }) => {
+                self.clock.observe(clock);
+                Writer {
+                    clock: clock.clone(),
+                    origin: Some(origin),
+                    replicated: true,
+                }
+            }
+            Some(Replicated {
+                origin,
+                clock: None,
+            }) => Writer {
+                clock: self.clock.now(),
+                origin: Some(origin),
+                replicated: false,
+            },
+            None => Writer {
+                clock: self.clock.now(),
+                origin: None,
+                replicated: false,
+            },
+        }
+    }
+}
 
 /// A manifest the registry accepted.
 #[derive(Debug, Clone)]
@@ -32,6 +77,8 @@ pub struct StoredManifest {
     /// Whether anything changed (a new manifest, or a tag moved): pushing what is already
     /// there is accepted but recorded nowhere.
     pub changed: bool,
+    /// What happened to the tag, for a push by tag.
+    pub tag: Option<TagWrite>,
 }
 
 /// What a manifest PUT transaction can refuse.
@@ -56,14 +103,14 @@ impl From<MetaError> for PutRefusal {
 
 /// Checks and stores a manifest under `reference`: its digest against a digest
 /// reference, its schema, and that every blob and child manifest it references is in the
-/// repository. `origin` names where it came from when it arrived by replication.
+/// repository. `from` says where it came from when a peer replicated it.
 pub async fn put_manifest(
     registry: &Arc<Registry>,
     name: &RepoName,
     reference: &Reference,
     content_type: Option<&str>,
     bytes: Bytes,
-    origin: Option<&str>,
+    from: Option<&Replicated>,
 ) -> RegistryResult<StoredManifest> {
     let digest = match reference {
         Reference::Digest(expected) => {
@@ -91,8 +138,9 @@ pub async fn put_manifest(
         digest.to_string(),
         parsed.clone(),
     );
-    let origin2 = origin.map(str::to_owned);
+    let from = from.cloned();
     let outcome = tokio::task::spawn_blocking(move || {
+        let writer = registry2.tag_writer(from.as_ref());
         store(
             &registry2,
             &name2,
@@ -100,12 +148,12 @@ pub async fn put_manifest(
             &digest2,
             &parsed2,
             &bytes,
-            origin2.as_deref(),
+            &writer,
         )
     })
     .await?;
-    let changed = match outcome {
-        Ok(changed) => changed,
+    let (changed, tag) = match outcome {
+        Ok(done) => done,
         Err(PutRefusal::Missing { kind, digest }) => {
             return Err(RegistryError::new(ErrorCode::ManifestBlobUnknown)
                 .message(format!("the manifest references {kind} {digest}, which is not in repository {name}; push it first"))
@@ -131,6 +179,7 @@ pub async fn put_manifest(
         digest,
         subject: parsed.subject.map(|s| s.digest),
         changed,
+        tag,
     })
 }
 
@@ -144,123 +193,121 @@ fn store(
     digest: &str,
     parsed: &ParsedManifest,
     bytes: &[u8],
-    origin: Option<&str>,
-) -> Result<bool, PutRefusal> {
+    writer: &Writer<'_>,
+) -> Result<(bool, Option<TagWrite>), PutRefusal> {
     let repo = name.as_str();
-    registry.meta.write(|tx| -> Result<bool, PutRefusal> {
-        for blob in &parsed.blobs {
-            let d = blob.digest.to_string();
-            match meta::blob_links::get(tx, repo, &d)? {
-                None => {
-                    return Err(PutRefusal::Missing {
-                        kind: "blob",
-                        digest: d,
-                    });
+    registry
+        .meta
+        .write(|tx| -> Result<(bool, Option<TagWrite>), PutRefusal> {
+            for blob in &parsed.blobs {
+                let d = blob.digest.to_string();
+                match meta::blob_links::get(tx, repo, &d)? {
+                    None => {
+                        return Err(PutRefusal::Missing {
+                            kind: "blob",
+                            digest: d,
+                        });
+                    }
+                    Some(actual) if actual != blob.size => {
+                        return Err(PutRefusal::SizeMismatch {
+                            digest: d,
+                            declared: blob.size,
+                            actual,
+                        });
+                    }
+                    Some(_) => {}
                 }
-                Some(actual) if actual != blob.size => {
-                    return Err(PutRefusal::SizeMismatch {
-                        digest: d,
-                        declared: blob.size,
-                        actual,
-                    });
-                }
-                Some(_) => {}
             }
-        }
-        for child in &parsed.children {
-            let d = child.digest.to_string();
-            match meta::manifests::get(tx, repo, &d)? {
-                None => {
-                    return Err(PutRefusal::Missing {
-                        kind: "manifest",
-                        digest: d,
-                    });
+            for child in &parsed.children {
+                let d = child.digest.to_string();
+                match meta::manifests::get(tx, repo, &d)? {
+                    None => {
+                        return Err(PutRefusal::Missing {
+                            kind: "manifest",
+                            digest: d,
+                        });
+                    }
+                    Some(record) if record.size != child.size => {
+                        return Err(PutRefusal::SizeMismatch {
+                            digest: d,
+                            declared: child.size,
+                            actual: record.size,
+                        });
+                    }
+                    Some(_) => {}
                 }
-                Some(record) if record.size != child.size => {
-                    return Err(PutRefusal::SizeMismatch {
-                        digest: d,
-                        declared: child.size,
-                        actual: record.size,
-                    });
-                }
-                Some(_) => {}
             }
-        }
-        let existed = meta::manifests::exists(tx, repo, digest)?;
-        let tag = match reference {
-            Reference::Tag(tag) => Some(tag.as_str()),
-            Reference::Digest(_) => None,
-        };
-        let tag_moves = match tag {
-            Some(tag) => meta::tags::get(tx, repo, tag)?.is_none_or(|t| t.digest != digest),
-            None => false,
-        };
-        if existed && !tag_moves {
-            return Ok(false);
-        }
-        let record = ManifestRecord {
-            media_type: parsed.media_type.clone(),
-            size: bytes.len() as u64,
-            artifact_type: parsed.artifact_type.clone(),
-            subject: parsed.subject.as_ref().map(|s| s.digest.to_string()),
-            blobs: parsed.blobs.iter().map(|b| b.digest.to_string()).collect(),
-            children: parsed
-                .children
-                .iter()
-                .map(|c| c.digest.to_string())
-                .collect(),
-            annotations: parsed.annotations.clone(),
-            created_at: now_millis(),
-        };
-        meta::repositories::ensure(tx, repo)?;
-        if !existed {
-            meta::manifests::put(tx, repo, digest, &record, bytes)?;
-            if let Some(subject) = &parsed.subject {
-                let descriptor = ReferrerDescriptor {
+            let existed = meta::manifests::exists(tx, repo, digest)?;
+            if !existed {
+                let record = ManifestRecord {
                     media_type: parsed.media_type.clone(),
-                    digest: digest.to_owned(),
                     size: bytes.len() as u64,
                     artifact_type: parsed.artifact_type.clone(),
+                    subject: parsed.subject.as_ref().map(|s| s.digest.to_string()),
+                    blobs: parsed.blobs.iter().map(|b| b.digest.to_string()).collect(),
+                    children: parsed
+                        .children
+                        .iter()
+                        .map(|c| c.digest.to_string())
+                        .collect(),
                     annotations: parsed.annotations.clone(),
+                    created_at: now_millis(),
                 };
-                meta::referrers::add(tx, repo, &subject.digest.to_string(), &descriptor)?;
+                meta::repositories::ensure(tx, repo)?;
+                meta::manifests::put(tx, repo, digest, &record, bytes)?;
+                if let Some(subject) = &parsed.subject {
+                    let descriptor = ReferrerDescriptor {
+                        media_type: parsed.media_type.clone(),
+                        digest: digest.to_owned(),
+                        size: bytes.len() as u64,
+                        artifact_type: parsed.artifact_type.clone(),
+                        annotations: parsed.annotations.clone(),
+                    };
+                    meta::referrers::add(tx, repo, &subject.digest.to_string(), &descriptor)?;
+                }
             }
-        }
-        if let Some(tag) = tag {
-            meta::tags::set(tx, repo, tag, digest)?;
-        }
-        let change = ChangeKind::Manifest {
-            digest: digest.to_owned(),
-            media_type: parsed.media_type.clone(),
-            tag: tag.map(str::to_owned),
-        };
-        meta::changes::append(tx, &Change::new(repo, change, origin))?;
-        Ok(true)
-    })
+            let tag = match reference {
+                Reference::Tag(tag) => Some((
+                    tag.as_str(),
+                    meta::tags::write(tx, repo, tag.as_str(), digest, writer)?,
+                )),
+                Reference::Digest(_) => None,
+            };
+            let moved = tag.filter(|(_, w)| *w == TagWrite::Moved).map(|(t, _)| t);
+            if existed && moved.is_none() {
+                return Ok((false, tag.map(|(_, w)| w)));
+            }
+            let change = ChangeKind::Manifest {
+                digest: digest.to_owned(),
+                media_type: parsed.media_type.clone(),
+                tag: moved.map(str::to_owned),
+            };
+            meta::changes::append(tx, &Change::new(repo, change, writer.origin))?;
+            Ok((true, tag.map(|(_, w)| w)))
+        })
 }
 
 /// Deletes a tag (the manifest stays) or a manifest (with its tags and referrer entry).
-/// Returns whether it existed.
+/// Returns whether it existed (a replicated tag delete older than the tag's last move
+/// finds nothing to delete).
 pub async fn delete(
     registry: &Arc<Registry>,
     name: &RepoName,
     reference: &Reference,
-    origin: Option<&str>,
+    from: Option<&Replicated>,
 ) -> RegistryResult<bool> {
     let (registry2, repo, reference2) = (registry.clone(), name.to_string(), reference.clone());
-    let origin = origin.map(str::to_owned);
+    let from = from.cloned();
     let found = tokio::task::spawn_blocking(move || {
+        let writer = registry2.tag_writer(from.as_ref());
         registry2.meta.write(|tx| -> Result<bool, MetaError> {
             match &reference2 {
                 Reference::Tag(tag) => {
-                    meta::tags::delete(tx, &repo, tag.as_str(), origin.as_deref())
+                    Ok(meta::tags::delete(tx, &repo, tag.as_str(), &writer)?.is_some())
                 }
-                Reference::Digest(digest) => meta::manifests::delete_with_references(
-                    tx,
-                    &repo,
-                    &digest.to_string(),
-                    origin.as_deref(),
-                ),
+                Reference::Digest(digest) => {
+                    meta::manifests::delete_with_references(tx, &repo, &digest.to_string(), &writer)
+                }
             }
         })
     })

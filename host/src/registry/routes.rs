@@ -13,7 +13,8 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::Registry;
-use super::errcode::{ErrorCode, RegistryError};
+use super::content::Replicated;
+use super::errcode::{ErrorCode, RegistryError, RegistryResult};
 use super::{guard, handlers};
 use crate::digest::Digest;
 use crate::names::{Reference, RepoName};
@@ -128,6 +129,50 @@ pub fn router(registry: Arc<Registry>) -> Router {
     Router::new().fallback(dispatch).with_state(registry)
 }
 
+/// The header a replicating peer names itself in (see `replication::remote`).
+pub const ORIGIN_HEADER: &str = "berth-replication-origin";
+/// The header carrying the clock of a replicated tag move or delete.
+pub const CLOCK_HEADER: &str = "berth-tag-clock";
+
+/// Where a manifest write or delete came from, when a replicating peer says so. Only
+/// system administrators and robot accounts may say so: the origin decides where a
+/// change is not sent, and the clock who wins a tag, so an ordinary developer must not be
+/// able to keep a push from reaching the other primary.
+fn replicated_from(
+    caller: &crate::auth::authenticate::Caller,
+    headers: &axum::http::HeaderMap,
+) -> RegistryResult<Option<Replicated>> {
+    let Some(origin) = headers.get(ORIGIN_HEADER) else {
+        return Ok(None);
+    };
+    let trusted = caller.principal.is_admin()
+        || matches!(caller.principal, crate::auth::Principal::Robot { .. });
+    if !trusted {
+        return Ok(None);
+    }
+    let invalid = |what: &str| {
+        RegistryError::new(ErrorCode::ManifestInvalid).message(format!(
+            "the {what} header is malformed; it is set by replicating berth instances"
+        ))
+    };
+    let origin = origin
+        .to_str()
+        .ok()
+        .filter(|o| !o.is_empty() && o.len() <= 64)
+        .ok_or_else(|| invalid(ORIGIN_HEADER))?
+        .to_string();
+    let clock = match headers.get(CLOCK_HEADER) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| invalid(CLOCK_HEADER))?,
+        ),
+    };
+    Ok(Some(Replicated { origin, clock }))
+}
+
 async fn dispatch(State(registry): State<Arc<Registry>>, request: Request) -> Response {
     let route = match parse(request.uri().path()) {
         Ok(route) => route,
@@ -159,10 +204,21 @@ async fn dispatch(State(registry): State<Arc<Registry>>, request: Request) -> Re
             .await
         }
         (Route::Manifest(name, reference), &Method::PUT) => {
-            handlers::manifests::put(&registry, name, reference, request).await
+            match replicated_from(&caller, request.headers()) {
+                Ok(from) => {
+                    handlers::manifests::put(&registry, name, reference, request, from.as_ref())
+                        .await
+                }
+                Err(e) => Err(e),
+            }
         }
         (Route::Manifest(name, reference), &Method::DELETE) => {
-            handlers::manifests::delete(&registry, &name, &reference).await
+            match replicated_from(&caller, request.headers()) {
+                Ok(from) => {
+                    handlers::manifests::delete(&registry, &name, &reference, from.as_ref()).await
+                }
+                Err(e) => Err(e),
+            }
         }
         (Route::Blob(name, digest), &Method::GET | &Method::HEAD) => {
             handlers::blobs::get(

@@ -18,6 +18,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::Replication;
+use super::delegate::TransferRequest;
+use super::endpoints::EndpointKind;
 use super::jobs::{self, JobRecord, JobStatus, Scope, TaskOp, TaskRecord, TaskStatus, Trigger};
 use super::local::Local;
 use super::plan;
@@ -53,6 +55,7 @@ impl Replication {
             if let Err(e) = self.start_jobs() {
                 tracing::error!(error = %e, "replication: starting jobs failed");
             }
+            self.probe_degraded().await;
             if last_cleanup.is_none_or(|t| t.elapsed() > CLEANUP_EVERY) {
                 match self.cleanup() {
                     Ok(0) => {}
@@ -413,6 +416,10 @@ impl Replication {
             );
         }
         let context = Arc::new(RunContext {
+            // A change job is the outbox: what it carries exists nowhere else, so it keeps
+            // retrying while its destination is away, rather than fail and be forgotten
+            // (goharbor/harbor#21119, #16331).
+            persistent: matches!(job.trigger, Trigger::Change { .. }),
             sides,
             gate: self.gate.clone(),
             options: CopyOptions {
@@ -504,7 +511,8 @@ impl Replication {
                 Err(e) => {
                     let retryable = matches!(e, SideError::Failed(_) | SideError::Unauthorized(_));
                     task.error = Some(e.to_string());
-                    if retryable && task.attempts < self.config.max_attempts {
+                    if retryable && (task.attempts < self.config.max_attempts || context.persistent)
+                    {
                         task.status = TaskStatus::Pending;
                         task.not_before = now_millis() + self.backoff(task.attempts);
                         tracing::info!(job = task.job, task = task.index, attempt = task.attempts, error = %e, "replication task failed; retrying");
@@ -533,6 +541,25 @@ impl Replication {
                 reference,
                 destination,
             } => {
+                // A hop between two other instances: the sender runs it when it is a berth,
+                // so the bytes do not detour through this instance.
+                if let (Some(from), Some(to)) = (
+                    context.sides.remote(&task.source),
+                    context.sides.remote(&task.target),
+                ) && from.kind() == EndpointKind::Berth
+                    && let Some(token) = to
+                        .token_for(&[format!("repository:{destination}:pull,push")])
+                        .await?
+                {
+                    let request = TransferRequest {
+                        repository: repository.clone(),
+                        reference: reference.clone(),
+                        destination: destination.clone(),
+                        target: to.as_target(token),
+                        override_existing: context.options.override_existing,
+                    };
+                    return from.delegate_copy(&request).await;
+                }
                 let source = context.sides.source(&task.source)?;
                 Copier {
                     source: source.as_ref(),
@@ -547,22 +574,12 @@ impl Replication {
             TaskOp::DeleteTag {
                 destination,
                 tag: reference,
-            }
-            | TaskOp::DeleteManifest {
+                clock,
+            } => deleted(sink.as_ref(), destination, reference, clock.as_ref()).await,
+            TaskOp::DeleteManifest {
                 destination,
                 digest: reference,
-            } => {
-                let found = sink.delete(destination, reference).await?;
-                Ok(CopyOutcome {
-                    note: (!found).then(|| {
-                        format!(
-                            "{} did not hold {destination}:{reference}; nothing to delete",
-                            sink.describe()
-                        )
-                    }),
-                    ..CopyOutcome::default()
-                })
-            }
+            } => deleted(sink.as_ref(), destination, reference, None).await,
         }
     }
 
@@ -690,6 +707,25 @@ impl Replication {
     }
 }
 
+/// Carries a delete to a destination.
+async fn deleted(
+    sink: &dyn Sink,
+    destination: &str,
+    reference: &str,
+    clock: Option<&crate::storage::meta::clock::Clock>,
+) -> Result<CopyOutcome, SideError> {
+    let found = sink.delete(destination, reference, clock).await?;
+    Ok(CopyOutcome {
+        note: (!found).then(|| {
+            format!(
+                "{} did not hold {destination}:{reference} (or moved it later); nothing to delete",
+                sink.describe()
+            )
+        }),
+        ..CopyOutcome::default()
+    })
+}
+
 /// Whether a change concerns `policy`: its filters select it, it is a kind the policy
 /// carries, and it did not come from one of the policy's own endpoints (content that
 /// arrived by replication is not sent back where it came from).
@@ -715,6 +751,7 @@ fn wanted(policy: &PolicyRecord, selector: &Selector, change: &Change) -> bool {
 
 /// What a running job shares between its tasks.
 struct RunContext {
+    persistent: bool,
     sides: Arc<Sides>,
     gate: Arc<BlobGate>,
     options: CopyOptions,
@@ -728,6 +765,11 @@ pub(super) struct Sides {
 }
 
 impl Sides {
+    /// The remote registry an instance is reached at, unless it is this instance.
+    fn remote(&self, instance: &str) -> Option<Arc<super::remote::Remote>> {
+        self.remotes.get(instance).cloned()
+    }
+
     pub(super) fn source(&self, instance: &str) -> Result<Arc<dyn Source>, SideError> {
         if instance == self.local_id {
             return Ok(self.local.clone());

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::storage::meta::changes::Change;
+use crate::storage::meta::clock::Clock;
 use crate::storage::meta::{MetaResult, Reader, decode, encode};
 
 const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("replication_jobs");
@@ -230,6 +231,11 @@ pub enum TaskOp {
         destination: String,
         /// The tag.
         tag: String,
+        /// The delete's clock at the source, so the target orders it against its own
+        /// moves of the tag.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<String>)]
+        clock: Option<Clock>,
     },
     /// Removes a manifest (and its tags) on the target.
     DeleteManifest {
@@ -478,6 +484,7 @@ mod tests {
                             op: TaskOp::DeleteTag {
                                 destination: "team/app".into(),
                                 tag: format!("t{index}"),
+                                clock: None,
                             },
                             status: TaskStatus::Pending,
                             attempts: 0,

@@ -14,9 +14,10 @@ use super::side::{ByteStream, FetchedManifest, SideError, SideResult, Sink, Sour
 use crate::digest::Digest;
 use crate::names::{Reference, RepoName};
 use crate::registry::Registry;
-use crate::registry::content::{self, IngestError};
+use crate::registry::content::{self, IngestError, Replicated};
 use crate::registry::errcode::{ErrorCode, RegistryError};
 use crate::storage::blob::linked::LinkedError;
+use crate::storage::meta::clock::Clock;
 use crate::storage::meta::{self, MetaError};
 
 /// Bytes per read when streaming a blob out.
@@ -34,6 +35,13 @@ impl Local {
     /// `origin`.
     pub fn new(registry: Arc<Registry>, origin: Option<String>) -> Local {
         Local { registry, origin }
+    }
+
+    fn replicated(&self, clock: Option<Clock>) -> Option<Replicated> {
+        self.origin.as_ref().map(|origin| Replicated {
+            origin: origin.clone(),
+            clock,
+        })
     }
 }
 
@@ -68,11 +76,11 @@ impl Source for Local {
         reference: &str,
     ) -> SideResult<Option<FetchedManifest>> {
         let tx = self.registry.meta.read().map_err(meta_failed)?;
-        let digest = if reference.contains(':') {
-            reference.to_string()
+        let (digest, clock) = if reference.contains(':') {
+            (reference.to_string(), None)
         } else {
             match meta::tags::get(&tx, repository, reference).map_err(meta_failed)? {
-                Some(t) => t.digest,
+                Some(t) => (t.digest, t.clock),
                 None => return Ok(None),
             }
         };
@@ -87,6 +95,7 @@ impl Source for Local {
             digest,
             media_type: record.media_type,
             bytes: Bytes::from(bytes),
+            clock,
         }))
     }
 
@@ -235,21 +244,26 @@ impl Sink for Local {
             &reference,
             Some(&manifest.media_type),
             manifest.bytes.clone(),
-            self.origin.as_deref(),
+            self.replicated(manifest.clock.clone()).as_ref(),
         )
         .await
         .map(|_| ())
         .map_err(from_registry)
     }
 
-    async fn delete(&self, repository: &str, reference: &str) -> SideResult<bool> {
+    async fn delete(
+        &self,
+        repository: &str,
+        reference: &str,
+        clock: Option<&Clock>,
+    ) -> SideResult<bool> {
         let reference = Reference::parse(reference)
             .map_err(|e| SideError::Refused(format!("invalid reference {reference}: {e}")))?;
         content::delete(
             &self.registry,
             &repo_name(repository)?,
             &reference,
-            self.origin.as_deref(),
+            self.replicated(clock.cloned()).as_ref(),
         )
         .await
         .map_err(from_registry)

@@ -10,6 +10,7 @@ use super::jobs::{LinkCap, PlanSummary, Progress, Scope, TaskOp, TaskRecord, Tas
 use super::policies::{DatacenterSpec, InstanceSpec, Mode, PolicyRecord, Selector, TopologySpec};
 use super::side::{SideResult, Source};
 use crate::storage::meta::changes::ChangeKind;
+use crate::storage::meta::clock::Clock;
 
 /// One artifact a job moves: a tag (or an untagged manifest) of a repository on the
 /// policy's source.
@@ -43,6 +44,8 @@ pub enum Deletion {
         repository: String,
         /// The tag.
         tag: String,
+        /// The delete's clock.
+        clock: Option<Clock>,
     },
     /// A manifest went away, with its tags.
     Manifest {
@@ -113,12 +116,13 @@ pub fn from_changes(policy: &PolicyRecord, scope: &Scope) -> Work {
                     }),
                 );
             }
-            ChangeKind::TagDeleted { tag, .. } if policy.replicate_deletions => {
+            ChangeKind::TagDeleted { tag, clock, .. } if policy.replicate_deletions => {
                 last.insert(
                     (repo.clone(), tag.clone()),
                     Last::Delete(Deletion::Tag {
                         repository: repo,
                         tag: tag.clone(),
+                        clock: clock.clone(),
                     }),
                 );
             }
@@ -340,9 +344,14 @@ pub fn tasks(
     for deletion in &work.deletions {
         for target in &request.targets {
             let op = match deletion {
-                Deletion::Tag { repository, tag } => TaskOp::DeleteTag {
+                Deletion::Tag {
+                    repository,
+                    tag,
+                    clock,
+                } => TaskOp::DeleteTag {
                     destination: policy.destination_repository(repository),
                     tag: tag.clone(),
+                    clock: clock.clone(),
                 },
                 Deletion::Manifest { repository, digest } => TaskOp::DeleteManifest {
                     destination: policy.destination_repository(repository),
@@ -410,6 +419,8 @@ mod tests {
             override_existing: true,
             concurrency: 4,
             bandwidth_limit_mbps: None,
+            delivery: Default::default(),
+            degrade_after_secs: 30,
             strategy: "star".into(),
             topology: None,
             created_by: "admin".into(),
@@ -440,6 +451,7 @@ mod tests {
                 ChangeKind::TagDeleted {
                     tag: "v1".into(),
                     digest: "sha256:a".into(),
+                    clock: None,
                 },
                 None,
             ),
@@ -458,7 +470,8 @@ mod tests {
             work.deletions,
             [Deletion::Tag {
                 repository: "team/app".into(),
-                tag: "v1".into()
+                tag: "v1".into(),
+                clock: None,
             }]
         );
         let mut keep = policy();
@@ -468,6 +481,7 @@ mod tests {
             ChangeKind::TagDeleted {
                 tag: "v1".into(),
                 digest: "sha256:a".into(),
+                clock: None,
             },
             None,
         )];
@@ -491,6 +505,7 @@ mod tests {
             deletions: vec![Deletion::Tag {
                 repository: "team/app".into(),
                 tag: "old".into(),
+                clock: None,
             }],
         };
         let request = request(&p, &topology, &local, &work);

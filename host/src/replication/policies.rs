@@ -26,6 +26,19 @@ pub enum Mode {
     Pull,
 }
 
+/// When a client's push is acknowledged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// At once; replication follows (the backlog is what a crash here would lose).
+    #[default]
+    Async,
+    /// Only once every destination holds the manifest and its blobs; a destination
+    /// unreachable for longer than `degrade_after_secs` is waited for no more (the
+    /// policy degrades to async, loudly, until it answers again).
+    Sync,
+}
+
 /// Globs that select what a policy replicates; an absent glob selects everything.
 ///
 /// `*` matches within one path component, `**` across components, `?` one character,
@@ -142,6 +155,13 @@ pub struct PolicyRecord {
     /// A cap on the bytes per second one job sends, in megabits per second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bandwidth_limit_mbps: Option<u32>,
+    /// When a client's push is acknowledged (push policies).
+    #[serde(default)]
+    pub delivery: Delivery,
+    /// Sync delivery: seconds a destination may stay unreachable before pushes are
+    /// acknowledged without it.
+    #[serde(default = "default_degrade_after")]
+    pub degrade_after_secs: u64,
     /// The replication-strategy plugin that plans the transfers.
     #[serde(default = "default_strategy")]
     pub strategy: String,
@@ -165,6 +185,13 @@ pub const DEFAULT_CONCURRENCY: u32 = 4;
 
 fn default_concurrency() -> u32 {
     DEFAULT_CONCURRENCY
+}
+
+/// Seconds a sync destination may be unreachable before pushes stop waiting for it.
+pub const DEFAULT_DEGRADE_AFTER_SECS: u64 = 30;
+
+fn default_degrade_after() -> u64 {
+    DEFAULT_DEGRADE_AFTER_SECS
 }
 
 /// The strategy a policy uses when it names none.
@@ -286,6 +313,17 @@ impl PolicyRecord {
             return Err(ReplicationError::Invalid(format!(
                 "concurrency must be between 1 and 256, not {}",
                 self.concurrency
+            )));
+        }
+        if self.delivery == Delivery::Sync && self.mode == Mode::Pull {
+            return Err(ReplicationError::Invalid(
+                "sync delivery holds back pushes to this instance until the destinations have them; a pull policy has no such pushes".into(),
+            ));
+        }
+        if self.degrade_after_secs == 0 || self.degrade_after_secs > 24 * 3600 {
+            return Err(ReplicationError::Invalid(format!(
+                "degrade_after_secs must be between 1 and 86400, not {}",
+                self.degrade_after_secs
             )));
         }
         if self.bandwidth_limit_mbps == Some(0) {
@@ -435,6 +473,8 @@ mod tests {
             override_existing: true,
             concurrency: 4,
             bandwidth_limit_mbps: None,
+            delivery: Delivery::Async,
+            degrade_after_secs: 30,
             strategy: "star".into(),
             topology: None,
             created_by: "admin".into(),

@@ -17,12 +17,15 @@ use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Reference, RegistryOperation};
 
+use super::delegate::{
+    FailureKind, TransferRequest, TransferState, TransferStatus, TransferTarget,
+};
 use super::endpoints::{EndpointKind, EndpointRecord};
 use super::side::{ByteStream, FetchedManifest, SideError, SideResult, Sink, Source};
+use super::transfer::CopyOutcome;
 
-/// The header by which a berth receiving replicated content learns where it came from,
-/// so that it never sends it back there.
-pub const ORIGIN_HEADER: &str = "berth-replication-origin";
+use crate::registry::routes::{CLOCK_HEADER, ORIGIN_HEADER};
+use crate::storage::meta::clock::Clock;
 
 /// Every manifest media type berth moves.
 const MANIFEST_TYPES: &[&str] = &[
@@ -42,6 +45,9 @@ type TokenKey = (String, bool);
 pub struct Remote {
     name: String,
     kind: EndpointKind,
+    /// TLS settings, for handing a destination to a delegated transfer.
+    insecure: bool,
+    ca_cert: Option<String>,
     host: String,
     base_url: String,
     client: oci_client::Client,
@@ -68,6 +74,32 @@ impl Remote {
     pub fn new(
         endpoint: &EndpointRecord,
         password: Option<String>,
+        origin: &str,
+        timeout: Duration,
+    ) -> SideResult<Remote> {
+        let auth = match (&endpoint.username, password) {
+            (Some(user), Some(password)) => RegistryAuth::Basic(user.clone(), password),
+            (Some(user), None) => RegistryAuth::Basic(user.clone(), String::new()),
+            _ => RegistryAuth::Anonymous,
+        };
+        Remote::with_auth(endpoint, auth, origin, timeout)
+    }
+
+    /// A client for `endpoint` that presents `token`, a bearer token another instance
+    /// obtained for it (a delegated transfer): it can do what the token allows and
+    /// nothing more.
+    pub fn with_token(
+        endpoint: &EndpointRecord,
+        token: String,
+        origin: &str,
+        timeout: Duration,
+    ) -> SideResult<Remote> {
+        Remote::with_auth(endpoint, RegistryAuth::Bearer(token), origin, timeout)
+    }
+
+    fn with_auth(
+        endpoint: &EndpointRecord,
+        auth: RegistryAuth,
         origin: &str,
         timeout: Duration,
     ) -> SideResult<Remote> {
@@ -115,14 +147,11 @@ impl Remote {
         let http = http
             .build()
             .map_err(|e| SideError::Failed(format!("HTTP client: {e}")))?;
-        let auth = match (&endpoint.username, password) {
-            (Some(user), Some(password)) => RegistryAuth::Basic(user.clone(), password),
-            (Some(user), None) => RegistryAuth::Basic(user.clone(), String::new()),
-            _ => RegistryAuth::Anonymous,
-        };
         Ok(Remote {
             name: endpoint.name.clone(),
             kind: endpoint.kind,
+            insecure: endpoint.insecure,
+            ca_cert: endpoint.ca_cert.clone(),
             host,
             base_url: endpoint.url.clone(),
             client,
@@ -353,6 +382,7 @@ impl Source for Remote {
                 digest,
                 media_type: super::side::media_type_of(&bytes),
                 bytes,
+                clock: None,
             })),
             Err(e) => match self.error(e, &format!("reading {repository}:{reference}")) {
                 SideError::NotFound(_) => Ok(None),
@@ -491,6 +521,9 @@ impl Sink for Remote {
     }
 
     async fn mount(&self, repository: &str, from: &str, digest: &str) -> SideResult<bool> {
+        if matches!(self.auth, RegistryAuth::Bearer(_)) {
+            return Ok(false); // a delegated token covers the destination only
+        }
         // A mount reads `from`: registries that use tokens want pull on it in the same
         // token as push on the destination, which oci-client cannot ask for.
         let token = self
@@ -574,6 +607,9 @@ impl Sink for Remote {
             .body(manifest.bytes.clone());
         if self.kind == EndpointKind::Berth {
             request = request.header(ORIGIN_HEADER, &self.origin);
+            if let Some(clock) = &manifest.clock {
+                request = request.header(CLOCK_HEADER, clock.to_string());
+            }
         }
         let response = request
             .send()
@@ -588,7 +624,12 @@ impl Sink for Remote {
         }
     }
 
-    async fn delete(&self, repository: &str, reference: &str) -> SideResult<bool> {
+    async fn delete(
+        &self,
+        repository: &str,
+        reference: &str,
+        clock: Option<&Clock>,
+    ) -> SideResult<bool> {
         let token = self
             .token_for(&[format!("repository:{repository}:pull,push,delete")])
             .await?;
@@ -599,6 +640,9 @@ impl Sink for Remote {
         );
         if self.kind == EndpointKind::Berth {
             request = request.header(ORIGIN_HEADER, &self.origin);
+            if let Some(clock) = clock {
+                request = request.header(CLOCK_HEADER, clock.to_string());
+            }
         }
         let response = request
             .send()
@@ -619,7 +663,10 @@ impl Remote {
     /// that use tokens grant it only when asked by name), the catalog, and a mount's two
     /// repositories at once. `None` when the registry wants no token (anonymous, or Basic
     /// credentials).
-    async fn token_for(&self, scopes: &[String]) -> SideResult<Option<String>> {
+    pub async fn token_for(&self, scopes: &[String]) -> SideResult<Option<String>> {
+        if let RegistryAuth::Bearer(token) = &self.auth {
+            return Ok(Some(token.clone())); // all this client may ever present
+        }
         let challenge = self
             .challenge
             .get_or_try_init(|| async {
@@ -673,6 +720,98 @@ impl Remote {
             .await
             .map_err(|e| self.transport(e, "reading a token"))?;
         Ok(token.token.or(token.access_token))
+    }
+}
+
+impl Remote {
+    /// What answers at this endpoint.
+    pub fn kind(&self) -> EndpointKind {
+        self.kind
+    }
+
+    /// This endpoint as the destination of a delegated transfer, with `token`.
+    pub fn as_target(&self, token: String) -> TransferTarget {
+        TransferTarget {
+            url: self.base_url.clone(),
+            kind: self.kind,
+            token,
+            insecure: self.insecure,
+            ca_cert: self.ca_cert.clone(),
+        }
+    }
+
+    /// Asks this berth to send an artifact it holds to another registry, and waits for
+    /// the outcome (see [`super::delegate`]).
+    pub async fn delegate_copy(&self, request: &TransferRequest) -> SideResult<CopyOutcome> {
+        let doing = format!(
+            "sending {}:{} on to {}",
+            request.repository, request.reference, request.target.url
+        );
+        let response = self
+            .request(
+                reqwest::Method::POST,
+                format!("{}/api/v1/replication/transfers", self.base_url),
+                None,
+            )
+            .json(request)
+            .send()
+            .await
+            .map_err(|e| self.transport(e, &doing))?;
+        if !response.status().is_success() {
+            return Err(self.status_error(response, &doing).await);
+        }
+        let mut state: TransferState = response
+            .json()
+            .await
+            .map_err(|e| self.transport(e, &doing))?;
+        let mut pause = Duration::from_millis(20);
+        while state.status == TransferStatus::Running {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+            let response = self
+                .request(
+                    reqwest::Method::GET,
+                    format!(
+                        "{}/api/v1/replication/transfers/{}",
+                        self.base_url, state.id
+                    ),
+                    None,
+                )
+                .send()
+                .await
+                .map_err(|e| self.transport(e, &doing))?;
+            if response.status() == reqwest::StatusCode::NOT_FOUND {
+                return Err(SideError::Failed(format!(
+                    "{} ({}): {doing}: it no longer knows the transfer (did it restart?)",
+                    self.name, self.base_url
+                )));
+            }
+            if !response.status().is_success() {
+                return Err(self.status_error(response, &doing).await);
+            }
+            state = response
+                .json()
+                .await
+                .map_err(|e| self.transport(e, &doing))?;
+        }
+        if state.status == TransferStatus::Succeeded {
+            return Ok(CopyOutcome {
+                progress: state.progress,
+                note: state.note,
+            });
+        }
+        let text = format!(
+            "{} ({}) {doing}: {}",
+            self.name,
+            self.base_url,
+            state.error.unwrap_or_default()
+        );
+        Err(match state.failure {
+            Some(FailureKind::Unauthorized) => SideError::Unauthorized(text),
+            Some(FailureKind::NotFound) => SideError::NotFound(text),
+            Some(FailureKind::Refused) => SideError::Refused(text),
+            _ => SideError::Failed(text),
+        })
     }
 }
 

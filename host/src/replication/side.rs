@@ -8,6 +8,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::Stream;
 
+use crate::storage::meta::clock::Clock;
+
 /// A blob's bytes on their way from one registry to another.
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
@@ -40,6 +42,9 @@ pub struct FetchedManifest {
     pub media_type: String,
     /// Its bytes exactly as stored.
     pub bytes: Bytes,
+    /// The clock of the tag it was read through, when the source keeps clocks: it
+    /// travels with the manifest so the destination orders racing moves of the tag.
+    pub clock: Option<Clock>,
 }
 
 /// A registry content is read from.
@@ -102,8 +107,14 @@ pub trait Sink: Send + Sync {
         manifest: &FetchedManifest,
     ) -> SideResult<()>;
 
-    /// Deletes a tag, or a manifest by digest; returns whether it was there.
-    async fn delete(&self, repository: &str, reference: &str) -> SideResult<bool>;
+    /// Deletes a tag, or a manifest by digest, as of `clock` (the delete's clock at the
+    /// source, when it keeps clocks); returns whether it was there.
+    async fn delete(
+        &self,
+        repository: &str,
+        reference: &str,
+        clock: Option<&Clock>,
+    ) -> SideResult<bool>;
 }
 
 /// What a manifest's bytes say about its media type, for registries that do not tell

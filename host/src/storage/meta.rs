@@ -6,10 +6,12 @@
 
 pub mod blob_links;
 pub mod changes;
+pub mod clock;
 pub mod manifests;
 pub mod referrers;
 pub mod repositories;
 pub mod schema;
+pub mod tag_history;
 pub mod tags;
 pub mod uploads;
 

@@ -23,7 +23,7 @@ use serde_json::json;
 
 use crate::names::{Reference, RepoName};
 use crate::registry::Registry;
-use crate::registry::content;
+use crate::registry::content::{self, Replicated};
 use crate::registry::errcode::{ErrorCode, RegistryError, RegistryResult};
 use crate::registry::routes::empty;
 use crate::storage::meta;
@@ -133,6 +133,7 @@ pub async fn put(
     name: RepoName,
     reference: Reference,
     request: Request,
+    from: Option<&Replicated>,
 ) -> RegistryResult<Response> {
     let content_type = request
         .headers()
@@ -152,9 +153,15 @@ pub async fn put(
         &reference,
         content_type.as_deref(),
         bytes,
-        None,
+        from,
     )
     .await?;
+    // A client's push (not a peer's) waits here while synchronous replication delivers it.
+    if from.is_none()
+        && let Some(gate) = registry.ack_gate.get()
+    {
+        gate.before_ack(name.as_str(), &reference.to_string()).await;
+    }
     let digest = stored.digest;
     let mut response = empty(StatusCode::CREATED);
     let h = response.headers_mut();
@@ -179,12 +186,13 @@ pub async fn delete(
     registry: &Arc<Registry>,
     name: &RepoName,
     reference: &Reference,
+    from: Option<&Replicated>,
 ) -> RegistryResult<Response> {
     if !registry.config.delete_enabled {
         return Err(RegistryError::new(ErrorCode::Unsupported)
             .message("deletes are disabled on this registry (registry.delete_enabled = false)"));
     }
-    let found = content::delete(registry, name, reference, None).await?;
+    let found = content::delete(registry, name, reference, from).await?;
     if !found {
         return Err(RegistryError::new(ErrorCode::ManifestUnknown)
             .detail(json!({ "name": name.as_str(), "reference": reference.to_string() })));

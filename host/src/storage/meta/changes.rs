@@ -33,6 +33,10 @@ pub enum ChangeKind {
         tag: String,
         /// Where it pointed.
         digest: String,
+        /// The delete's clock, which travels with it so that the peer orders it against
+        /// its own moves of the tag.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clock: Option<super::clock::Clock>,
     },
     /// A manifest was deleted, with every tag that pointed at it.
     ManifestDeleted {

@@ -126,21 +126,21 @@ pub fn remove_repository(tx: &WriteTransaction, repo: &str) -> MetaResult<()> {
 }
 
 /// Deletes a manifest from `repo` with everything that points at it there: the tags that
-/// name it and its entry in its subject's referrers, and records the delete in the change
-/// feed (`origin`: where the delete came from, when it was replicated). Returns whether the
-/// manifest existed.
+/// name it (each leaving a tombstone and a history entry) and its entry in its subject's
+/// referrers, and records the delete in the change feed. Returns whether the manifest
+/// existed.
 pub fn delete_with_references(
     tx: &WriteTransaction,
     repo: &str,
     digest: &str,
-    origin: Option<&str>,
+    by: &super::tags::Writer<'_>,
 ) -> MetaResult<bool> {
     let Some(record) = remove(tx, repo, digest)? else {
         return Ok(false);
     };
     let tags = super::tags::pointing_at(tx, repo, digest)?;
     for tag in &tags {
-        super::tags::remove(tx, repo, tag)?;
+        super::tags::bury(tx, repo, tag, by)?;
     }
     if let Some(subject) = &record.subject {
         super::referrers::remove(tx, repo, subject, digest)?;
@@ -149,6 +149,6 @@ pub fn delete_with_references(
         digest: digest.to_owned(),
         tags,
     };
-    super::changes::append(tx, &Change::new(repo, change, origin))?;
+    super::changes::append(tx, &Change::new(repo, change, by.origin))?;
     Ok(true)
 }

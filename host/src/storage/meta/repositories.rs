@@ -70,6 +70,7 @@ pub fn list(tx: &impl Reader, after: Option<&str>, limit: usize) -> MetaResult<V
 /// The blobs themselves stay until garbage collection finds them unreferenced.
 pub fn purge(tx: &WriteTransaction, repo: &str) -> MetaResult<()> {
     super::tags::remove_repository(tx, repo)?;
+    super::tag_history::remove_repository(tx, repo)?;
     super::referrers::remove_repository(tx, repo)?;
     super::manifests::remove_repository(tx, repo)?;
     super::blob_links::remove_repository(tx, repo)?;

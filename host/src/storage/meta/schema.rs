@@ -35,7 +35,7 @@ pub struct Component {
 /// The registry storage's tables.
 pub const REGISTRY: Component = Component {
     name: "registry",
-    current: 2,
+    current: 3,
     migrations: &[
         Migration {
             from: 0,
@@ -44,6 +44,10 @@ pub const REGISTRY: Component = Component {
         Migration {
             from: 1,
             apply: add_change_feed,
+        },
+        Migration {
+            from: 2,
+            apply: add_tag_history,
         },
     ],
 };
@@ -61,6 +65,11 @@ fn create_registry_v1(tx: &WriteTransaction) -> MetaResult<()> {
 /// Version 2: the change feed that replication reads.
 fn add_change_feed(tx: &WriteTransaction) -> MetaResult<()> {
     super::changes::create(tx)
+}
+
+/// Version 3: tag history and tombstones, for tags moved on two primaries at once.
+fn add_tag_history(tx: &WriteTransaction) -> MetaResult<()> {
+    super::tag_history::create(tx)
 }
 
 /// The version recorded for `component` (0 when it has no tables yet).

@@ -1,0 +1,228 @@
+//! Delegated transfers. In a tree, the instance that plans a job does not carry the
+//! bytes of the later hops: it asks the berth that holds the artifact (a regional
+//! datacenter's) to send it on to the next hop, so each blob crosses each link once
+//! instead of detouring through the planner.
+//!
+//! The planner lends the sender a bearer token for the destination repository only, which
+//! it obtained from the destination's token service with its own credentials: the sender
+//! never sees a password, and what it can do there is what the token's scope says, for
+//! the token's lifetime. Transfers are kept in memory: if the sender restarts, the
+//! planner's poll finds the transfer gone and the task is retried (tasks are idempotent).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::endpoints::{EndpointKind, EndpointRecord};
+use super::jobs::Progress;
+use super::local::Local;
+use super::remote::Remote;
+use super::side::SideError;
+use super::transfer::{Copier, CopyOptions};
+use super::{Replication, ReplicationError, ReplicationResult};
+
+/// Finished transfers are forgotten after this long.
+const KEEP_FINISHED: Duration = Duration::from_secs(3600);
+
+/// What the planner asks the sender to do.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferRequest {
+    /// The repository on the sender.
+    pub repository: String,
+    /// A tag or digest.
+    pub reference: String,
+    /// The repository on the destination.
+    pub destination: String,
+    /// Where to send it.
+    pub target: TransferTarget,
+    /// Move a destination tag that points elsewhere.
+    #[serde(default = "yes")]
+    pub override_existing: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The destination of a delegated transfer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferTarget {
+    /// `http(s)://host[:port]`.
+    pub url: String,
+    /// What answers there.
+    pub kind: EndpointKind,
+    /// A bearer token for the destination repository, from its own token service.
+    pub token: String,
+    /// Accept any TLS certificate.
+    #[serde(default)]
+    pub insecure: bool,
+    /// A PEM CA certificate to trust.
+    #[serde(default)]
+    pub ca_cert: Option<String>,
+}
+
+/// Where a delegated transfer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransferStatus {
+    /// Still sending.
+    Running,
+    /// Done.
+    Succeeded,
+    /// Failed; see `error`.
+    Failed,
+}
+
+/// How a failed transfer failed, so the planner can decide to retry as if it had run
+/// the transfer itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureKind {
+    /// Worth retrying.
+    Failed,
+    /// The destination refused the token.
+    Unauthorized,
+    /// The sender does not hold the artifact.
+    NotFound,
+    /// The destination refused the content.
+    Refused,
+}
+
+/// A delegated transfer's state, as `GET …/transfers/{id}` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TransferState {
+    /// Its id.
+    pub id: String,
+    /// Where it is.
+    pub status: TransferStatus,
+    /// Work done (when it succeeded).
+    pub progress: Progress,
+    /// Less than asked was done (a tag left alone).
+    pub note: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// How it failed.
+    pub failure: Option<FailureKind>,
+}
+
+/// The transfers this instance runs for others.
+#[derive(Default)]
+pub(super) struct Transfers {
+    states: Mutex<HashMap<String, (TransferState, Option<Instant>)>>,
+}
+
+impl Replication {
+    /// Starts a transfer another instance asked for; answers at once with its id.
+    pub fn start_transfer(
+        self: &Arc<Self>,
+        request: TransferRequest,
+    ) -> ReplicationResult<TransferState> {
+        let url = super::endpoints::check_url(&request.target.url)?;
+        for name in [&request.repository, &request.destination] {
+            crate::names::RepoName::parse(name).map_err(|e| {
+                ReplicationError::Invalid(format!("invalid repository name {name}: {e}"))
+            })?;
+        }
+        crate::names::Reference::parse(&request.reference).map_err(|e| {
+            ReplicationError::Invalid(format!("invalid reference {}: {e}", request.reference))
+        })?;
+        let endpoint = EndpointRecord {
+            name: url.clone(),
+            kind: request.target.kind,
+            url,
+            username: None,
+            sealed_password: None,
+            insecure: request.target.insecure,
+            ca_cert: request.target.ca_cert.clone(),
+            description: String::new(),
+            created_by: String::new(),
+            created_at: 0,
+            updated_at: 0,
+        };
+        let sink = Remote::with_token(
+            &endpoint,
+            request.target.token.clone(),
+            &self.config.instance_name,
+            Duration::from_secs(self.config.request_timeout_secs.max(1)),
+        )
+        .map_err(|e| ReplicationError::Invalid(e.to_string()))?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let state = TransferState {
+            id: id.clone(),
+            status: TransferStatus::Running,
+            progress: Progress::default(),
+            note: None,
+            error: None,
+            failure: None,
+        };
+        {
+            let mut states = self.transfers.states.lock().expect("transfers lock");
+            states.retain(|_, (_, done)| done.is_none_or(|t| t.elapsed() < KEEP_FINISHED));
+            states.insert(id.clone(), (state.clone(), None));
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let source = Local::new(this.registry.clone(), None);
+            let options = CopyOptions {
+                override_existing: request.override_existing,
+                parallel_blobs: this.config.parallel_blobs,
+                throttle: None,
+            };
+            let result = Copier {
+                source: &source,
+                sink: &sink,
+                target: &endpoint.url,
+                gate: &this.gate,
+                options: &options,
+            }
+            .copy(
+                &request.repository,
+                &request.reference,
+                &request.destination,
+            )
+            .await;
+            let mut states = this.transfers.states.lock().expect("transfers lock");
+            if let Some((state, done)) = states.get_mut(&id) {
+                match result {
+                    Ok(outcome) => {
+                        state.status = TransferStatus::Succeeded;
+                        state.progress = outcome.progress;
+                        state.note = outcome.note;
+                    }
+                    Err(e) => {
+                        state.status = TransferStatus::Failed;
+                        state.failure = Some(match e {
+                            SideError::Unauthorized(_) => FailureKind::Unauthorized,
+                            SideError::NotFound(_) => FailureKind::NotFound,
+                            SideError::Refused(_) => FailureKind::Refused,
+                            SideError::Failed(_) => FailureKind::Failed,
+                        });
+                        state.error = Some(e.to_string());
+                    }
+                }
+                *done = Some(Instant::now());
+            }
+        });
+        Ok(state)
+    }
+
+    /// A transfer this instance runs for another.
+    pub fn transfer(&self, id: &str) -> ReplicationResult<TransferState> {
+        self.transfers
+            .states
+            .lock()
+            .expect("transfers lock")
+            .get(id)
+            .map(|(s, _)| s.clone())
+            .ok_or_else(|| {
+                ReplicationError::NotFound(format!(
+                    "no transfer {id} (finished ones are kept an hour; a restart forgets all)"
+                ))
+            })
+    }
+}

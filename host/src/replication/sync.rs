@@ -1,0 +1,233 @@
+//! Synchronous delivery: a client's manifest push to this instance is acknowledged only
+//! once every destination of every `sync` policy that selects it holds the manifest and
+//! all its blobs, so that losing this instance loses nothing it acknowledged.
+//!
+//! A destination that cannot be reached is retried within the push until it has been
+//! unreachable for the policy's `degrade_after_secs`; from then on pushes are
+//! acknowledged without it (the policy is degraded: logged as an error, shown by
+//! `berth replication status` and the `berth_replication_degraded` metric) while the
+//! change jobs queue what it misses. The engine probes a degraded destination every few
+//! seconds; once it answers, pushes wait for it again and the queued jobs catch it up.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::Replication;
+use super::local::Local;
+use super::policies::{Delivery, Mode, Selector};
+use super::side::SideError;
+use super::transfer::{Copier, CopyOptions};
+use crate::storage::meta::now_millis;
+
+/// How often a degraded destination is probed.
+pub(super) const PROBE_EVERY: Duration = Duration::from_secs(2);
+
+/// Pause between two attempts within one push.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// One destination of one sync policy, as the push path sees it.
+#[derive(Debug, Default)]
+struct Link {
+    /// Since when every attempt failed (cleared by a success).
+    unreachable_since: Option<Instant>,
+    /// Degraded since (ms since the epoch), with the error that degraded it.
+    degraded: Option<(u64, String)>,
+    last_probe: Option<Instant>,
+}
+
+/// Sync links by (policy, endpoint).
+#[derive(Debug, Default)]
+pub(super) struct SyncLinks(Mutex<HashMap<(String, String), Link>>);
+
+/// A degraded destination, for status and metrics.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Degraded {
+    /// The endpoint pushes no longer wait for.
+    pub endpoint: String,
+    /// Since when (ms since the epoch).
+    pub since: u64,
+    /// The failure that degraded it.
+    pub error: String,
+}
+
+impl SyncLinks {
+    /// The degraded destinations of `policy`.
+    pub(super) fn degraded(&self, policy: &str) -> Vec<Degraded> {
+        let links = self.0.lock().expect("sync lock");
+        let mut out: Vec<Degraded> = links
+            .iter()
+            .filter(|((p, _), _)| p == policy)
+            .filter_map(|((_, endpoint), link)| {
+                link.degraded.as_ref().map(|(since, error)| Degraded {
+                    endpoint: endpoint.clone(),
+                    since: *since,
+                    error: error.clone(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
+        out
+    }
+
+    fn is_degraded(&self, key: &(String, String)) -> bool {
+        self.0
+            .lock()
+            .expect("sync lock")
+            .get(key)
+            .is_some_and(|l| l.degraded.is_some())
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::registry::AckGate for Replication {
+    async fn before_ack(&self, repository: &str, reference: &str) {
+        let Ok(policies) = self.policies() else {
+            return; // the async jobs will carry it; nothing better to do here
+        };
+        let tag = (!reference.contains(':')).then_some(reference);
+        for policy in policies {
+            if !policy.enabled || policy.mode != Mode::Push || policy.delivery != Delivery::Sync {
+                continue;
+            }
+            let Ok(selector) = Selector::new(&policy.filters) else {
+                continue;
+            };
+            if !selector.repository(repository) || !selector.tag(tag) {
+                continue;
+            }
+            let destination = policy.destination_repository(repository);
+            let deadline = Duration::from_secs(policy.degrade_after_secs);
+            for endpoint in &policy.endpoints {
+                self.deliver(
+                    &policy.name,
+                    endpoint,
+                    policy.override_existing,
+                    repository,
+                    reference,
+                    &destination,
+                    deadline,
+                )
+                .await;
+            }
+        }
+    }
+}
+
+impl Replication {
+    /// Copies one artifact to one sync destination now, retrying until it is there or
+    /// the destination has been unreachable for `degrade_after`.
+    #[allow(clippy::too_many_arguments)]
+    async fn deliver(
+        &self,
+        policy: &str,
+        endpoint: &str,
+        override_existing: bool,
+        repository: &str,
+        reference: &str,
+        destination: &str,
+        degrade_after: Duration,
+    ) {
+        let key = (policy.to_string(), endpoint.to_string());
+        if self.sync.is_degraded(&key) {
+            return;
+        }
+        let source = Local::new(self.registry.clone(), None);
+        let options = CopyOptions {
+            override_existing,
+            parallel_blobs: self.config.parallel_blobs,
+            throttle: None,
+        };
+        loop {
+            let result = match self.remote(endpoint) {
+                Ok(sink) => {
+                    let copier = Copier {
+                        source: &source,
+                        sink: sink.as_ref(),
+                        target: endpoint,
+                        gate: &self.gate,
+                        options: &options,
+                    };
+                    let copy = copier.copy(repository, reference, destination);
+                    match tokio::time::timeout(degrade_after, copy).await {
+                        Ok(result) => result.map(|_| ()),
+                        Err(_) => Err(SideError::Failed(format!(
+                            "no answer within {}s",
+                            degrade_after.as_secs()
+                        ))),
+                    }
+                }
+                Err(e) => Err(SideError::Refused(e.to_string())),
+            };
+            let error = match result {
+                Ok(()) => {
+                    let mut links = self.sync.0.lock().expect("sync lock");
+                    links.entry(key).or_default().unreachable_since = None;
+                    return;
+                }
+                Err(SideError::Failed(e) | SideError::Unauthorized(e)) => e,
+                Err(e) => {
+                    // Not a question of reaching it: the destination refused this content,
+                    // or it vanished here. The change job will report it; do not hold the
+                    // client.
+                    tracing::warn!(policy, endpoint, repository, reference, error = %e, "sync replication could not deliver a push; the change job will report it");
+                    return;
+                }
+            };
+            let since = {
+                let mut links = self.sync.0.lock().expect("sync lock");
+                *links
+                    .entry(key.clone())
+                    .or_default()
+                    .unreachable_since
+                    .get_or_insert_with(Instant::now)
+            };
+            if since.elapsed() >= degrade_after {
+                let mut links = self.sync.0.lock().expect("sync lock");
+                let link = links.entry(key).or_default();
+                link.degraded = Some((now_millis(), error.clone()));
+                link.last_probe = Some(Instant::now());
+                tracing::error!(
+                    policy,
+                    endpoint,
+                    unreachable_secs = since.elapsed().as_secs(),
+                    error = %error,
+                    "SYNC REPLICATION DEGRADED: pushes are acknowledged without reaching {endpoint}; what it misses is queued and sent when it returns"
+                );
+                return;
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    /// Probes degraded destinations; one that answers again is waited for again.
+    pub(super) async fn probe_degraded(&self) {
+        let due: Vec<(String, String)> = {
+            let links = self.sync.0.lock().expect("sync lock");
+            links
+                .iter()
+                .filter(|(_, l)| {
+                    l.degraded.is_some() && l.last_probe.is_none_or(|t| t.elapsed() >= PROBE_EVERY)
+                })
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        for key in due {
+            let healthy = match self.remote(&key.1) {
+                Ok(remote) => remote.check().await.is_ok(),
+                Err(_) => false,
+            };
+            let mut links = self.sync.0.lock().expect("sync lock");
+            let link = links.entry(key.clone()).or_default();
+            link.last_probe = Some(Instant::now());
+            if healthy {
+                link.degraded = None;
+                link.unreachable_since = None;
+                tracing::warn!(policy = %key.0, endpoint = %key.1, "sync replication resumed: the destination answers again; queued changes are catching it up");
+                self.wake.notify_one();
+            }
+        }
+    }
+}
