@@ -46,7 +46,9 @@ impl Strategy for DualPrimary {
         let cap: u32 = match host::config("max-parallel") {
             None => 8,
             Some(v) => v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                PlanError::Invalid(format!("max-parallel must be a positive integer, not {v:?}"))
+                PlanError::Invalid(format!(
+                    "max-parallel must be a positive integer, not {v:?}"
+                ))
             })?,
         };
         let mut transfers = Vec::new();

@@ -23,7 +23,9 @@ impl Plugin for Tree {
         PluginInfo {
             name: "tree".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "datacenters as a tree: each level sends to its children once it has the artifact".into(),
+            description:
+                "datacenters as a tree: each level sends to its children once it has the artifact"
+                    .into(),
         }
     }
 }
