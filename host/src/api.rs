@@ -9,6 +9,7 @@ pub mod audit;
 pub mod caller;
 pub mod extract;
 pub mod members;
+pub mod metrics;
 pub mod plugins;
 pub mod problem;
 pub mod projects;
@@ -107,6 +108,7 @@ pub fn router(state: ApiState) -> Router {
         .routes(routes!(replication::start_transfer))
         .routes(routes!(replication::get_transfer))
         .routes(routes!(replication::status))
+        .routes(routes!(metrics::metrics))
         .with_state(state)
         .split_for_parts();
     let document = openapi

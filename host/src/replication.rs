@@ -278,11 +278,43 @@ impl Replication {
         let remote = self.remote(name)?;
         let started = std::time::Instant::now();
         let result = remote.check().await;
+        let latency_ms = started.elapsed().as_millis() as u64;
+        if let Ok(Some(instance)) = &result {
+            self.remember_instance(name, instance)?;
+        }
         Ok(EndpointHealth {
             name: name.to_string(),
             healthy: result.is_ok(),
-            latency_ms: started.elapsed().as_millis() as u64,
+            latency_ms,
             error: result.err().map(|e| e.to_string()),
+        })
+    }
+
+    /// Learns the instance name a berth endpoint reports, if it answers now.
+    pub async fn learn_instance(&self, name: &str) {
+        let Ok(record) = self.endpoint(name) else {
+            return;
+        };
+        if record.kind != endpoints::EndpointKind::Berth {
+            return;
+        }
+        if let Ok(remote) = self.remote(name)
+            && let Ok(Some(instance)) = remote.check().await
+            && let Err(e) = self.remember_instance(name, &instance)
+        {
+            tracing::warn!(endpoint = name, error = %e, "cannot record the endpoint's instance name");
+        }
+    }
+
+    fn remember_instance(&self, name: &str, instance: &str) -> ReplicationResult<()> {
+        self.meta.write(|tx| -> ReplicationResult<()> {
+            if let Some(mut record) = endpoints::get(tx, name)?
+                && record.instance.as_deref() != Some(instance)
+            {
+                record.instance = Some(instance.to_string());
+                endpoints::put(tx, &record)?;
+            }
+            Ok(())
         })
     }
 

@@ -908,3 +908,344 @@ async fn a_datacenter_tree_one_two_four_carries_each_blob_once_per_link() {
         assert_eq!(*sent, distinct.len() as u64, "{link:?}: {per_link:?}");
     }
 }
+
+/// Two berths, each with an endpoint for the other and a `pair` policy (dual-primary
+/// strategy, following changes, deletions carried) in `delivery` mode.
+async fn pair(delivery: &str, env_a: &[(&str, &str)], env_b: &[(&str, &str)]) -> (Berth, Berth) {
+    let a = Berth::start_configured(&[], env_a);
+    let b = Berth::start_configured(&[], env_b);
+    for (here, there, name) in [(&a, &b, "peer-b"), (&b, &a, "peer-a")] {
+        berth_endpoint(here, name, &there.url).await;
+        create_policy(
+            here,
+            json!({"name": "pair", "endpoints": [name], "strategy": "dual-primary",
+                   "on_change": true, "replicate_deletions": true,
+                   "delivery": delivery, "degrade_after_secs": 2}),
+        )
+        .await;
+    }
+    // Each side learns the other's instance name, which is what replicated content
+    // carries as its origin.
+    for (here, name) in [(&a, "peer-b"), (&b, "peer-a")] {
+        let check = api(
+            here,
+            reqwest::Method::POST,
+            &format!("/api/v1/replication/endpoints/{name}/check"),
+            None,
+        )
+        .await;
+        assert_eq!(check["healthy"], true, "{check}");
+    }
+    (a, b)
+}
+
+/// The tag → digest map of a repository, through the admin API.
+async fn tag_map(berth: &Berth, repo: &str) -> std::collections::BTreeMap<String, String> {
+    let encoded = repo.replace('/', "%2F");
+    let r = client()
+        .get(format!("{}/api/v1/repositories/{encoded}/tags", berth.url))
+        .send()
+        .await
+        .unwrap();
+    if r.status() == 404 {
+        return Default::default();
+    }
+    let tags: Value = r.json().await.unwrap();
+    tags.as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap().to_string(),
+                t["digest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Whether `berth` has no replication work left.
+async fn idle(berth: &Berth) -> bool {
+    let status = api(
+        berth,
+        reqwest::Method::GET,
+        "/api/v1/replication/status",
+        None,
+    )
+    .await;
+    status["unread_changes"] == 0
+        && status["policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["unfinished_jobs"] == 0)
+}
+
+/// A push that may fail (the server may be killed under it): the manifest digest when the
+/// registry acknowledged the manifest, `None` otherwise.
+async fn try_push(
+    http: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    tag: &str,
+    seed: u64,
+) -> Option<String> {
+    let config =
+        format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":{seed}}}").into_bytes();
+    let layer = bytes(seed, 8192 + seed as usize % 1000);
+    for blob in [&config, &layer] {
+        let r = http
+            .post(format!(
+                "{base}/v2/{repo}/blobs/uploads/?digest={}",
+                sha256(blob)
+            ))
+            .body(blob.clone())
+            .send()
+            .await
+            .ok()?;
+        if r.status() != 201 {
+            return None;
+        }
+    }
+    let manifest = image_manifest(&config, &[&layer]);
+    let r = http
+        .put(format!("{base}/v2/{repo}/manifests/{tag}"))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.clone())
+        .send()
+        .await
+        .ok()?;
+    (r.status() == 201).then(|| sha256(&manifest))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_primary_async_pushes_and_tag_moves_on_both_sides_converge() {
+    let (a, b) = pair(
+        "async",
+        &[("BERTH_REPLICATION__INSTANCE_NAME", "dc-a")],
+        &[("BERTH_REPLICATION__INSTANCE_NAME", "dc-b")],
+    )
+    .await;
+    let http = client();
+    // Both sides at once: their own tags, and the same tags with different content.
+    let (ua, ub) = (a.url.clone(), b.url.clone());
+    let side = |url: String, offset: u64| {
+        let http = http.clone();
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..12u64 {
+                let own = format!("own-{offset}-{i}");
+                acked.push((
+                    own.clone(),
+                    push_image(&http, &url, "team/app", &own, offset + i)
+                        .await
+                        .0,
+                ));
+                let shared = format!("shared-{}", i % 4);
+                acked.push((
+                    shared,
+                    push_image(
+                        &http,
+                        &url,
+                        "team/app",
+                        &format!("shared-{}", i % 4),
+                        offset + 100 + i,
+                    )
+                    .await
+                    .0,
+                ));
+            }
+            acked
+        })
+    };
+    let (from_a, from_b) = (side(ua, 1000), side(ub, 2000));
+    let acked: Vec<(String, String)> = from_a
+        .await
+        .unwrap()
+        .into_iter()
+        .chain(from_b.await.unwrap())
+        .collect();
+    // A deleted tag goes on both sides.
+    let r = http
+        .delete(format!("{}/v2/team/app/manifests/own-1000-3", a.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+
+    eventually("both sides agree and are idle", || async {
+        let (ma, mb) = (tag_map(&a, "team/app").await, tag_map(&b, "team/app").await);
+        ma == mb && idle(&a).await && idle(&b).await && ma.len() == 12 * 2 - 1 + 4
+    })
+    .await;
+    let map = tag_map(&a, "team/app").await;
+    assert!(!map.contains_key("own-1000-3"));
+    assert!(map.contains_key("own-2000-3"));
+    // Every acknowledged manifest is on both sides, by digest, with all its blobs.
+    for (tag, digest) in &acked {
+        for side in [&a, &b] {
+            let bytes = manifest_bytes(&http, &side.url, "team/app", digest).await;
+            assert_eq!(sha256(&bytes), *digest, "{tag} on {}", side.url);
+            let manifest: Value = serde_json::from_slice(&bytes).unwrap();
+            for blob in
+                std::iter::once(&manifest["config"]).chain(manifest["layers"].as_array().unwrap())
+            {
+                let d = blob["digest"].as_str().unwrap();
+                assert_eq!(
+                    sha256(&blob_bytes(&http, &side.url, "team/app", d).await),
+                    d
+                );
+            }
+        }
+    }
+    // A shared tag moved on both sides: the loser of each race is in the history, on the
+    // side where it lost or was replaced.
+    let history = api(
+        &a,
+        reqwest::Method::GET,
+        "/api/v1/repositories/team%2Fapp/tags/shared-0/history",
+        None,
+    )
+    .await;
+    assert!(
+        !history["history"].as_array().unwrap().is_empty(),
+        "{history:#}"
+    );
+    let clock = history["current"]["clock"].as_str().unwrap();
+    assert!(
+        clock.ends_with(".dc-a") || clock.ends_with(".dc-b"),
+        "{clock}"
+    );
+
+    // Nothing echoes: content that arrived by replication is not sent back, so once idle
+    // no new jobs appear.
+    let count = |berth: &Berth| {
+        let url = berth.url.clone();
+        async move {
+            let jobs: Value = client()
+                .get(format!("{url}/api/v1/replication/jobs?limit=500"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            jobs.as_array().unwrap().len()
+        }
+    };
+    let before = (count(&a).await, count(&b).await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!((count(&a).await, count(&b).await), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_primary_sync_loses_no_acknowledged_push_when_a_is_killed_ten_times() {
+    let (mut a, b) = pair("sync", QUICK_RETRIES, QUICK_RETRIES).await;
+    let url = a.url.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let http = client();
+            let mut acked = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let tag = format!("w{i}");
+                if let Some(digest) = try_push(&http, &url, "team/app", &tag, i).await {
+                    acked.push((tag, digest));
+                }
+                i += 1;
+            }
+            acked
+        })
+    };
+    for cycle in 0..10 {
+        tokio::time::sleep(Duration::from_millis(300 + cycle * 37)).await;
+        a.restart(); // kill -9, then start again on the same data directory and port
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked = writer.await.unwrap();
+    assert!(acked.len() >= 10, "the writer got through: {}", acked.len());
+    // Sync: what A acknowledged was on B before A said so; no waiting here.
+    let http = client();
+    for (tag, digest) in &acked {
+        assert_eq!(
+            resolve(&http, &b.url, "team/app", tag).await.as_deref(),
+            Some(digest.as_str()),
+            "{tag} was acknowledged by A but is not on B"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_primary_sync_degrades_while_b_is_down_and_b_catches_up() {
+    let (a, mut b) = pair("sync", QUICK_RETRIES, QUICK_RETRIES).await;
+    let http = client();
+    let (first, _) = push_image(&http, &a.url, "team/app", "before", 1).await;
+    assert_eq!(
+        resolve(&http, &b.url, "team/app", "before")
+            .await
+            .as_deref(),
+        Some(first.as_str())
+    );
+    b.kill9();
+    // A keeps accepting: the first push waits out degrade_after_secs, then A degrades.
+    let mut acked = Vec::new();
+    for i in 0..5u64 {
+        let tag = format!("during-{i}");
+        acked.push((
+            tag.clone(),
+            push_image(&http, &a.url, "team/app", &tag, 10 + i).await.0,
+        ));
+    }
+    let status = api(&a, reqwest::Method::GET, "/api/v1/replication/status", None).await;
+    let pair_status = &status["policies"][0];
+    assert_eq!(pair_status["delivery"], "sync");
+    assert_eq!(
+        pair_status["degraded"][0]["endpoint"], "peer-b",
+        "{status:#}"
+    );
+    assert!(
+        pair_status["pending_tasks"].as_u64().unwrap()
+            + pair_status["pending_changes"].as_u64().unwrap()
+            > 0,
+        "{status:#}"
+    );
+    let metrics = client()
+        .get(format!("{}/metrics", a.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("berth_replication_degraded{policy=\"pair\",endpoint=\"peer-b\"} 1"),
+        "{metrics}"
+    );
+    b.restart();
+    for (tag, digest) in &acked {
+        let (http, url, tag, digest) = (http.clone(), b.url.clone(), tag.clone(), digest.clone());
+        eventually(&format!("{tag} reaches B"), || {
+            let (http, url, tag, digest) = (http.clone(), url.clone(), tag.clone(), digest.clone());
+            async move {
+                resolve(&http, &url, "team/app", &tag).await.as_deref() == Some(digest.as_str())
+            }
+        })
+        .await;
+    }
+    eventually("A is no longer degraded", || async {
+        let status = api(&a, reqwest::Method::GET, "/api/v1/replication/status", None).await;
+        status["policies"][0]["degraded"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    // Sync again: a push is on B as soon as A acknowledges it.
+    let (after, _) = push_image(&http, &a.url, "team/app", "after", 99).await;
+    assert_eq!(
+        resolve(&http, &b.url, "team/app", "after").await.as_deref(),
+        Some(after.as_str())
+    );
+}

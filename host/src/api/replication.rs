@@ -56,6 +56,8 @@ pub struct EndpointView {
     pub insecure: bool,
     /// Whether a CA certificate is set.
     pub has_ca_cert: bool,
+    /// The instance name a berth endpoint reports (learnt when it answers).
+    pub instance: Option<String>,
     /// Free text.
     pub description: String,
     /// Who created it.
@@ -76,6 +78,7 @@ impl From<EndpointRecord> for EndpointView {
             has_password: r.sealed_password.is_some(),
             insecure: r.insecure,
             has_ca_cert: r.ca_cert.is_some(),
+            instance: r.instance,
             description: r.description,
             created_by: r.created_by,
             created_at: r.created_at,
@@ -186,6 +189,7 @@ pub async fn create_endpoint(
         sealed_password: None,
         insecure: new.insecure,
         ca_cert: new.ca_cert,
+        instance: None,
         description: new.description,
         created_by: caller.principal.name().to_string(),
         created_at: now,
@@ -196,6 +200,9 @@ pub async fn create_endpoint(
         new.password.as_deref().filter(|p| !p.is_empty()),
     );
     let record = state.replication.create_endpoint(record)?;
+    let replication = state.replication.clone();
+    let learn = new.name.clone();
+    tokio::spawn(async move { replication.learn_instance(&learn).await });
     caller
         .audit(&state, "replication.endpoint.create", &new.name, None)
         .await;
@@ -255,6 +262,9 @@ pub async fn update_endpoint(
         }
         Ok(())
     })?;
+    let replication = state.replication.clone();
+    let learn = name.clone();
+    tokio::spawn(async move { replication.learn_instance(&learn).await });
     caller
         .audit(&state, "replication.endpoint.update", &name, None)
         .await;

@@ -180,9 +180,17 @@ async fn dispatch(State(registry): State<Arc<Registry>>, request: Request) -> Re
     };
     let method = request.method().clone();
     let source = crate::auth::endpoint::source_of(&request);
+    let is_base = route == Route::Base;
     let caller = match guard::admit(&registry, &route, &method, request.headers(), source).await {
         Ok(caller) => caller,
-        Err(e) => return finish(Err(e), &method),
+        Err(e) => {
+            let response = finish(Err(e), &method);
+            return if is_base {
+                name_instance(&registry, response)
+            } else {
+                response
+            };
+        }
     };
     let audited = route.clone();
     let result = match (route, &method) {
@@ -253,7 +261,10 @@ async fn dispatch(State(registry): State<Arc<Registry>>, request: Request) -> Re
         }
         _ => Err(method_not_allowed(&method)),
     };
-    let response = finish(result, &method);
+    let mut response = finish(result, &method);
+    if is_base {
+        response = name_instance(&registry, response);
+    }
     let digest = response
         .headers()
         .get("docker-content-digest")
@@ -268,6 +279,17 @@ async fn dispatch(State(registry): State<Arc<Registry>>, request: Request) -> Re
         digest,
     )
     .await;
+    response
+}
+
+/// The header `/v2/` answers (authenticated or not) name this instance in, so that a
+/// berth adding this one as an endpoint learns the name its replicated content will carry.
+pub const INSTANCE_HEADER: &str = "berth-instance";
+
+fn name_instance(registry: &Registry, mut response: Response) -> Response {
+    if let Ok(value) = axum::http::HeaderValue::from_str(registry.clock.node()) {
+        response.headers_mut().insert(INSTANCE_HEADER, value);
+    }
     response
 }
 

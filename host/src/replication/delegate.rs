@@ -139,6 +139,7 @@ impl Replication {
             sealed_password: None,
             insecure: request.target.insecure,
             ca_cert: request.target.ca_cert.clone(),
+            instance: None,
             description: String::new(),
             created_by: String::new(),
             created_at: 0,

@@ -50,6 +50,11 @@ pub struct EndpointRecord {
     /// A PEM CA certificate to trust for this endpoint, beside the system's roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_cert: Option<String>,
+    /// The instance name a berth endpoint reports (`Berth-Instance` on `/v2/`), learnt
+    /// when the endpoint is created, changed or checked: content replicated from it
+    /// carries this name as its origin, and is never sent back to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
     /// Free text.
     #[serde(default)]
     pub description: String,
@@ -242,6 +247,7 @@ mod tests {
             sealed_password: None,
             insecure: false,
             ca_cert: None,
+            instance: None,
             description: String::new(),
             created_by: "admin".into(),
             created_at: 0,

@@ -44,6 +44,13 @@ impl Replication {
         if let Err(e) = self.recover() {
             tracing::error!(error = %e, "replication: cannot read unfinished jobs");
         }
+        // Peers' instance names decide what is not sent back to them; learn the missing.
+        if let Ok(list) = self.endpoints() {
+            for e in list.into_iter().filter(|e| e.instance.is_none()) {
+                let this = self.clone();
+                tokio::spawn(async move { this.learn_instance(&e.name).await });
+            }
+        }
         let mut last_cleanup: Option<std::time::Instant> = None;
         loop {
             if let Err(e) = self.poll_changes() {
@@ -116,6 +123,10 @@ impl Replication {
             if jobs::state(tx, "change_cursor")? != cursor {
                 return Ok(());
             }
+            let instances: HashMap<String, String> = super::endpoints::list(tx)?
+                .into_iter()
+                .filter_map(|e| e.instance.map(|i| (e.name, i)))
+                .collect();
             for policy in policies::list(tx)? {
                 if !policy.enabled || !policy.on_change || policy.mode != Mode::Push {
                     continue;
@@ -126,7 +137,7 @@ impl Replication {
                 let selected: Vec<Change> = batch
                     .iter()
                     .map(|(_, c)| c)
-                    .filter(|c| wanted(&policy, &selector, c))
+                    .filter(|c| wanted(&policy, &selector, &instances, c))
                     .cloned()
                     .collect();
                 if selected.is_empty() {
@@ -729,11 +740,17 @@ async fn deleted(
 /// Whether a change concerns `policy`: its filters select it, it is a kind the policy
 /// carries, and it did not come from one of the policy's own endpoints (content that
 /// arrived by replication is not sent back where it came from).
-fn wanted(policy: &PolicyRecord, selector: &Selector, change: &Change) -> bool {
-    if change
-        .origin
-        .as_ref()
-        .is_some_and(|o| policy.endpoints.contains(o))
+fn wanted(
+    policy: &PolicyRecord,
+    selector: &Selector,
+    instances: &HashMap<String, String>,
+    change: &Change,
+) -> bool {
+    if let Some(origin) = &change.origin
+        && policy
+            .endpoints
+            .iter()
+            .any(|e| e == origin || instances.get(e) == Some(origin))
     {
         return false;
     }

@@ -315,6 +315,11 @@ impl PolicyRecord {
                 self.concurrency
             )));
         }
+        if self.delivery == Delivery::Sync && !self.on_change {
+            return Err(ReplicationError::Invalid(
+                "sync delivery needs on_change: the change jobs carry what a destination misses while it is away".into(),
+            ));
+        }
         if self.delivery == Delivery::Sync && self.mode == Mode::Pull {
             return Err(ReplicationError::Invalid(
                 "sync delivery holds back pushes to this instance until the destinations have them; a pull policy has no such pushes".into(),

@@ -24,7 +24,7 @@ use super::endpoints::{EndpointKind, EndpointRecord};
 use super::side::{ByteStream, FetchedManifest, SideError, SideResult, Sink, Source};
 use super::transfer::CopyOutcome;
 
-use crate::registry::routes::{CLOCK_HEADER, ORIGIN_HEADER};
+use crate::registry::routes::{CLOCK_HEADER, INSTANCE_HEADER, ORIGIN_HEADER};
 use crate::storage::meta::clock::Clock;
 
 /// Every manifest media type berth moves.
@@ -281,16 +281,22 @@ impl Remote {
     }
 
     /// Checks that the endpoint answers as a registry and accepts the credentials:
-    /// `GET /v2/`, then a token for the login alone when it wants one.
-    pub async fn check(&self) -> SideResult<()> {
+    /// `GET /v2/`, then a token for the login alone when it wants one. Returns the
+    /// instance name a berth reports.
+    pub async fn check(&self) -> SideResult<Option<String>> {
         let response = self
             .http
             .get(format!("{}/v2/", self.base_url))
             .send()
             .await
             .map_err(|e| self.transport(e, "GET /v2/"))?;
+        let instance = response
+            .headers()
+            .get(INSTANCE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         if response.status().is_success() {
-            return Ok(());
+            return Ok(instance);
         }
         if response.status() != reqwest::StatusCode::UNAUTHORIZED {
             return Err(self.status_error(response, "GET /v2/").await);
@@ -329,7 +335,7 @@ impl Remote {
         }
         .map_err(|e| self.transport(e, "logging in"))?;
         if response.status().is_success() {
-            Ok(())
+            Ok(instance)
         } else {
             Err(self.status_error(response, "logging in").await)
         }

@@ -98,6 +98,11 @@ impl Hlc {
         }
     }
 
+    /// The instance this clock stamps its readings with.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
     /// A reading later than every reading taken or observed before.
     pub fn now(&self) -> Clock {
         self.tick(super::now_millis())
