@@ -187,7 +187,7 @@ async fn fsck_finds_a_corrupt_blob_and_repair_quarantines_it() {
 }
 
 /// Runs `berth <args>` with a private config dir; returns (success, stdout, stderr).
-fn berth_cli(
+pub(crate) fn berth_cli(
     config_dir: &std::path::Path,
     envs: &[(&str, &str)],
     stdin: Option<&str>,

@@ -1249,3 +1249,277 @@ async fn dual_primary_sync_degrades_while_b_is_down_and_b_catches_up() {
         Some(after.as_str())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_brings_its_children_referrers_follow_their_subject_schedules_fire_and_old_jobs_go()
+ {
+    let primary = Berth::start_configured(&[], &[("BERTH_REPLICATION__MAX_FINISHED_JOBS", "3")]);
+    let replica = Berth::start();
+    berth_endpoint(&primary, "replica", &replica.url).await;
+    let http = client();
+    // An index of two images, tagged; a signature whose subject is the index, untagged.
+    let mut children = Vec::new();
+    for seed in [1u64, 2] {
+        let (digest, bytes) = push_image(
+            &http,
+            &primary.url,
+            "team/multi",
+            &format!("arch{seed}"),
+            seed,
+        )
+        .await;
+        children.push(
+            json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                             "digest": digest, "size": bytes.len(),
+                             "platform": {"architecture": format!("arch{seed}"), "os": "linux"}}),
+        );
+    }
+    // Untag the children, so only the index (and its referrer) can bring them.
+    for seed in [1u64, 2] {
+        let r = http
+            .delete(format!(
+                "{}/v2/team/multi/manifests/arch{seed}",
+                primary.url
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    let index = serde_json::to_vec(&json!({"schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": children}))
+    .unwrap();
+    put_manifest(
+        &http,
+        &primary.url,
+        "team/multi",
+        "all",
+        "application/vnd.oci.image.index.v1+json",
+        &index,
+    )
+    .await;
+    let empty = b"{}".to_vec();
+    push_blob(&http, &primary.url, "team/multi", &empty).await;
+    let signature_payload = bytes(77, 256);
+    push_blob(&http, &primary.url, "team/multi", &signature_payload).await;
+    let signature = serde_json::to_vec(&json!({"schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.example.signature",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256(&empty), "size": 2},
+        "layers": [{"mediaType": "application/octet-stream", "digest": sha256(&signature_payload), "size": 256}],
+        "subject": {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha256(&index), "size": index.len()}})).unwrap();
+    put_manifest(
+        &http,
+        &primary.url,
+        "team/multi",
+        &sha256(&signature),
+        "application/vnd.oci.image.manifest.v1+json",
+        &signature,
+    )
+    .await;
+
+    // A policy that runs every second: the schedule is the only trigger.
+    create_policy(
+        &primary,
+        json!({"name": "nightly", "endpoints": ["replica"], "schedule": "* * * * * *",
+               "filters": {"repository": "team/multi"}}),
+    )
+    .await;
+    eventually("the schedule fires and the job succeeds", || async {
+        let jobs = api(
+            &primary,
+            reqwest::Method::GET,
+            "/api/v1/replication/jobs",
+            None,
+        )
+        .await;
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["trigger"]["type"] == "schedule" && j["status"] == "succeeded")
+    })
+    .await;
+    assert_eq!(
+        resolve(&http, &replica.url, "team/multi", "all")
+            .await
+            .as_deref(),
+        Some(sha256(&index).as_str())
+    );
+    for child in &children {
+        let d = child["digest"].as_str().unwrap();
+        assert_eq!(
+            resolve(&http, &replica.url, "team/multi", d)
+                .await
+                .as_deref(),
+            Some(d)
+        );
+    }
+    let referrers: Value = http
+        .get(format!(
+            "{}/v2/team/multi/referrers/{}",
+            replica.url,
+            sha256(&index)
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        referrers["manifests"][0]["digest"],
+        sha256(&signature),
+        "{referrers}"
+    );
+    assert_eq!(
+        manifest_bytes(&http, &replica.url, "team/multi", &sha256(&signature)).await,
+        signature
+    );
+
+    // It keeps firing; at most three finished jobs are kept.
+    eventually("old jobs are removed", || async {
+        let jobs = api(
+            &primary,
+            reqwest::Method::GET,
+            "/api/v1/replication/jobs?limit=500",
+            None,
+        )
+        .await;
+        let ids: Vec<u64> = jobs
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_u64().unwrap())
+            .collect();
+        ids.first().is_some_and(|newest| *newest >= 5) && ids.len() <= 4
+    })
+    .await;
+    let r = client()
+        .get(format!("{}/api/v1/replication/jobs/1", primary.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "the first job is gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replication_commands_drive_endpoints_policies_runs_and_jobs() {
+    let primary = Berth::start();
+    let replica = Berth::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let env = [
+        ("BERTH_SERVER", primary.url.as_str()),
+        ("BERTH_USERNAME", "admin"),
+        ("BERTH_PASSWORD", ADMIN_PASSWORD),
+    ];
+    let run = |stdin: Option<&str>, args: &[&str]| {
+        let mut all = vec!["replication"];
+        all.extend_from_slice(args);
+        crate::cli::berth_cli(tmp.path(), &env, stdin, &all)
+    };
+    let (ok, out, err) = run(
+        Some(&format!("{ADMIN_PASSWORD}\n")),
+        &[
+            "endpoint",
+            "create",
+            "dc2",
+            "--kind",
+            "berth",
+            "--url",
+            &replica.url,
+            "--username",
+            "admin",
+            "--password-stdin",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("dc2") && out.contains("true"), "{out}");
+    assert!(
+        !out.contains(ADMIN_PASSWORD),
+        "the password is never printed: {out}"
+    );
+    let (ok, out, err) = run(None, &["endpoint", "check", "dc2"]);
+    assert!(ok && out.contains("true"), "{out}{err}");
+    let topology = tmp.path().join("topology.toml");
+    std::fs::write(
+        &topology,
+        r#"
+datacenters = [{ id = "main" }, { id = "east", parent = "main" }]
+instances = [
+  { id = "primary", datacenter = "main" },
+  { id = "dc2", datacenter = "east", endpoint = "dc2" },
+]
+"#,
+    )
+    .unwrap();
+    let (ok, out, err) = run(
+        None,
+        &[
+            "policy",
+            "create",
+            "east",
+            "--endpoint",
+            "dc2",
+            "--repository",
+            "team/**",
+            "--tag",
+            "v*",
+            "--strategy",
+            "tree",
+            "--topology",
+            topology.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("east") && out.contains("tree"), "{out}");
+    let (ok, _, err) = run(None, &["policy", "create", "bad", "--endpoint", "nowhere"]);
+    assert!(
+        !ok && err.contains("nowhere") && err.contains("400"),
+        "{err}"
+    );
+
+    let http = client();
+    let (digest, _) = push_image(&http, &primary.url, "team/app", "v1", 5).await;
+    let (ok, out, err) = run(None, &["run", "east", "--wait"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("succeeded"), "{out}");
+    assert_eq!(
+        resolve(&http, &replica.url, "team/app", "v1")
+            .await
+            .as_deref(),
+        Some(digest.as_str())
+    );
+    let (ok, out, err) = run(None, &["jobs", "--policy", "east"]);
+    assert!(
+        ok && out.contains("succeeded") && out.contains("1/1 done"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = run(None, &["job", "show", "1"]);
+    assert!(
+        ok && out.contains("copy team/app:v1 → team/app") && out.contains("dc2"),
+        "{out}{err}"
+    );
+    let (ok, _, err) = run(None, &["job", "retry", "1"]);
+    assert!(!ok && err.contains("409"), "{err}");
+    let (ok, _, err) = run(None, &["job", "cancel", "1"]);
+    assert!(!ok && err.contains("already succeeded"), "{err}");
+    let (ok, out, err) = run(None, &["--output", "json", "status"]);
+    assert!(ok, "{err}");
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        status["policies"][0]["last_status"], "succeeded",
+        "{status}"
+    );
+    let (ok, out, _) = run(None, &["policy", "disable", "east"]);
+    assert!(ok && out.contains("false"), "{out}");
+    let (ok, _, err) = run(None, &["run", "east"]);
+    assert!(!ok && err.contains("disabled"), "{err}");
+    let (ok, _, err) = run(None, &["endpoint", "delete", "dc2"]);
+    assert!(!ok && err.contains("used by policies east"), "{err}");
+    let (ok, _, err) = run(None, &["policy", "delete", "east"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(None, &["endpoint", "delete", "dc2"]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = run(None, &["endpoint", "list"]);
+    assert!(ok && !out.contains("dc2"), "{out}");
+}

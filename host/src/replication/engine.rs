@@ -246,6 +246,11 @@ impl Replication {
                     let _ = this.fail_job(id, &format!("the engine failed: {e}"));
                 }
                 this.active.lock().expect("active lock").remove(&id);
+                // Keep the record of finished jobs bounded as they finish, not only every
+                // few minutes (goharbor/harbor#16764).
+                if let Err(e) = this.cleanup() {
+                    tracing::error!(error = %e, "replication: cleanup failed");
+                }
                 this.wake.notify_one();
             });
         }

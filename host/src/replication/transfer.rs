@@ -350,3 +350,24 @@ impl Copier<'_> {
         Ok(progress)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Throttle;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_throttle_holds_bytes_to_the_cap() {
+        // 8 Mbit/s is 1 MB/s: 3 MB take three seconds, however they are chunked.
+        let throttle = Throttle::new(8);
+        let started = tokio::time::Instant::now();
+        for _ in 0..30 {
+            throttle.take(100_000).await;
+        }
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(2990) && took <= Duration::from_millis(3010),
+            "{took:?}"
+        );
+    }
+}
