@@ -18,80 +18,19 @@
 //! - manifest GET with a bearer token at concurrency 64, against the anonymous figure:
 //!   the cost of checking a token on every request.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use sha2::{Digest as _, Sha256};
 
 const GIB: usize = 1024 * 1024 * 1024;
 const TIMED_SECONDS: u64 = 5;
 
-const ADMIN_PASSWORD: &str = "benchmark admin password";
-
-struct Server {
-    name: &'static str,
-    /// `Authorization` for pushes (berth needs a login; docker-registry runs open).
-    auth: Option<String>,
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_berth() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-password",
-            ADMIN_PASSWORD,
-            "--data-dir",
-        ])
-        .arg(dir.path().join("data"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start berth");
-    let line = BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .map(|l| l.unwrap())
-        .find(|l| l.contains("listening on"))
-        .unwrap();
-    let addr = line.rsplit("://").next().unwrap().trim().to_owned();
-    use base64::Engine;
-    let basic = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_PASSWORD}"))
-    );
-    Server {
-        name: "berth",
-        auth: Some(basic),
-        child,
-        base: format!("http://{addr}"),
-        _dir: dir,
-    }
-}
+mod support;
+use support::{Server, data, free_port, sha256, start_berth};
 
 fn start_distribution() -> Server {
     let dir = tempfile::tempdir().unwrap();
@@ -135,23 +74,6 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-fn sha256(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
-}
-
-fn data(len: usize, seed: u64) -> Bytes {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    Bytes::from(out)
 }
 
 struct Figures {

@@ -422,7 +422,6 @@ impl Replication {
             }
         };
         let mut tasks = jobs::tasks(&self.meta.read()?, job.id)?;
-        let waves = tasks.iter().map(|t| t.wave + 1).max().unwrap_or(0);
         let slots = Arc::new(Semaphore::new(policy.concurrency.max(1) as usize));
         let mut links: HashMap<(String, String), Arc<Semaphore>> = HashMap::new();
         for cap in job.plan.iter().flat_map(|p| &p.limits) {
@@ -446,12 +445,26 @@ impl Replication {
                     .map(|m| Arc::new(Throttle::new(m))),
             },
         });
-        for wave in 0..waves {
-            let mut running = FuturesUnordered::new();
-            for task in tasks
-                .iter()
-                .filter(|t| t.wave == wave && t.status == TaskStatus::Pending)
-            {
+        // Waves are ordered per artifact: a transfer of an artifact in wave k starts once
+        // that artifact's transfers of the earlier waves are over, so a tree forwards each
+        // artifact as soon as its hop has it instead of waiting for the whole wave.
+        let mut running = FuturesUnordered::new();
+        let mut started = vec![false; tasks.len()];
+        loop {
+            for (i, task) in tasks.iter().enumerate() {
+                if started[i] || task.status != TaskStatus::Pending {
+                    continue;
+                }
+                let key = artifact_key(&task.op);
+                let ready = tasks.iter().all(|other| {
+                    other.wave >= task.wave
+                        || artifact_key(&other.op) != key
+                        || other.status.is_final()
+                });
+                if !ready {
+                    continue;
+                }
+                started[i] = true;
                 running.push(
                     self.run_task(
                         task.clone(),
@@ -464,14 +477,11 @@ impl Replication {
                     ),
                 );
             }
-            while let Some(done) = running.next().await {
-                let index = done.index as usize;
-                if let Some(slot) = tasks.iter_mut().find(|t| t.index as usize == index) {
-                    *slot = done;
-                }
-            }
-            if cancel.is_cancelled() {
+            let Some(done) = running.next().await else {
                 break;
+            };
+            if let Some(slot) = tasks.iter_mut().find(|t| t.index == done.index) {
+                *slot = done;
             }
         }
         self.finish(job.id, cancel.is_cancelled())?;
@@ -720,6 +730,25 @@ impl Replication {
             local: Arc::new(Local::new(self.registry.clone(), origin)),
             remotes,
         })
+    }
+}
+
+/// What a task moves, as far as wave order goes: the destination repository and the
+/// reference (a tag or digest).
+fn artifact_key(op: &TaskOp) -> (&str, &str) {
+    match op {
+        TaskOp::Copy {
+            destination,
+            reference,
+            ..
+        } => (destination, reference),
+        TaskOp::DeleteTag {
+            destination, tag, ..
+        } => (destination, tag),
+        TaskOp::DeleteManifest {
+            destination,
+            digest,
+        } => (destination, digest),
     }
 }
 

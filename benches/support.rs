@@ -1,0 +1,100 @@
+//! What the benchmarks share: starting a release `berth` on a free port, test data.
+
+#![allow(dead_code)] // each benchmark uses part of it
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use bytes::Bytes;
+use sha2::{Digest as _, Sha256};
+
+pub const ADMIN_PASSWORD: &str = "benchmark admin password";
+
+/// A server process with its own data directory, stopped when dropped.
+pub struct Server {
+    pub name: &'static str,
+    /// `Authorization` for pushes (berth needs a login; docker-registry runs open).
+    pub auth: Option<String>,
+    pub child: Child,
+    pub base: String,
+    pub _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A release berth on a free port, with `admin` / [`ADMIN_PASSWORD`].
+pub fn start_berth() -> Server {
+    start_berth_with(&[])
+}
+
+/// The same, with extra environment (configuration such as `BERTH_REPLICATION__…`).
+pub fn start_berth_with(env: &[(&str, &str)]) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-password",
+            ADMIN_PASSWORD,
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start berth");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find(|l| l.contains("listening on"))
+        .unwrap();
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    let addr = line.rsplit("://").next().unwrap().trim().to_owned();
+    use base64::Engine;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_PASSWORD}"))
+    );
+    Server {
+        name: "berth",
+        auth: Some(basic),
+        child,
+        base: format!("http://{addr}"),
+        _dir: dir,
+    }
+}
+
+pub fn sha256(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+/// `len` pseudo-random bytes (xorshift), different per seed.
+pub fn data(len: usize, seed: u64) -> Bytes {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    Bytes::from(out)
+}
