@@ -107,6 +107,7 @@ pub fn router(state: ApiState) -> Router {
         .routes(routes!(replication::retry_job))
         .routes(routes!(replication::start_transfer))
         .routes(routes!(replication::get_transfer))
+        .routes(routes!(replication::exchange_metadata))
         .routes(routes!(replication::status))
         .routes(routes!(metrics::metrics))
         .with_state(state)

@@ -19,6 +19,7 @@ pub mod endpoints;
 mod engine;
 pub mod jobs;
 pub mod local;
+pub mod metadata;
 pub mod plan;
 pub mod policies;
 pub mod remote;
@@ -636,3 +637,12 @@ impl From<redb::Error> for ReplicationError {
         ReplicationError::Meta(e.into())
     }
 }
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for ReplicationError {
+            fn from(e: $t) -> ReplicationError { ReplicationError::Meta(MetaError::from(e)) }
+        }
+    )*};
+}
+from_redb!(redb::TableError, redb::StorageError);

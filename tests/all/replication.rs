@@ -912,6 +912,15 @@ async fn a_datacenter_tree_one_two_four_carries_each_blob_once_per_link() {
 /// Two berths, each with an endpoint for the other and a `pair` policy (dual-primary
 /// strategy, following changes, deletions carried) in `delivery` mode.
 async fn pair(delivery: &str, env_a: &[(&str, &str)], env_b: &[(&str, &str)]) -> (Berth, Berth) {
+    pair_with(delivery, false, env_a, env_b).await
+}
+
+async fn pair_with(
+    delivery: &str,
+    metadata: bool,
+    env_a: &[(&str, &str)],
+    env_b: &[(&str, &str)],
+) -> (Berth, Berth) {
     let a = Berth::start_configured(&[], env_a);
     let b = Berth::start_configured(&[], env_b);
     for (here, there, name) in [(&a, &b, "peer-b"), (&b, &a, "peer-a")] {
@@ -919,7 +928,7 @@ async fn pair(delivery: &str, env_a: &[(&str, &str)], env_b: &[(&str, &str)]) ->
         create_policy(
             here,
             json!({"name": "pair", "endpoints": [name], "strategy": "dual-primary",
-                   "on_change": true, "replicate_deletions": true,
+                   "on_change": true, "replicate_deletions": true, "metadata": metadata,
                    "delivery": delivery, "degrade_after_secs": 2}),
         )
         .await;
@@ -1522,4 +1531,141 @@ instances = [
     assert!(ok, "{err}");
     let (ok, out, _) = run(None, &["endpoint", "list"]);
     assert!(ok && !out.contains("dc2"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_primary_metadata_converges_users_projects_members_robots_and_settings() {
+    let (a, b) = pair_with(
+        "async",
+        true,
+        &[("BERTH_REPLICATION__INSTANCE_NAME", "dc-a")],
+        &[("BERTH_REPLICATION__INSTANCE_NAME", "dc-b")],
+    )
+    .await;
+    let third = Berth::start();
+    let post = |berth: &Berth, path: &str, body: Value| {
+        let (url, path) = (berth.url.clone(), path.to_string());
+        async move {
+            let r = client()
+                .post(format!("{url}{path}"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            assert!(status.is_success(), "POST {path}: {status} {body}");
+            body
+        }
+    };
+    // On A: a project with a member, and a robot; a third endpoint with its policy.
+    post(&a, "/api/v1/projects", json!({"name": "shared"})).await;
+    post(
+        &a,
+        "/api/v1/users",
+        json!({"username": "alice", "password": "alice's long password"}),
+    )
+    .await;
+    post(
+        &a,
+        "/api/v1/projects/shared/members",
+        json!({"username": "alice", "role": "developer"}),
+    )
+    .await;
+    let robot = post(
+        &a,
+        "/api/v1/robots",
+        json!({"name": "ci", "permissions": [{"project": "shared", "actions": ["pull", "push"]}]}),
+    )
+    .await;
+    let secret = robot["secret"].as_str().unwrap().to_string();
+    berth_endpoint(&a, "third", &third.url).await;
+    create_policy(
+        &a,
+        json!({"name": "to-third", "endpoints": ["third"], "filters": {"project": "shared"}}),
+    )
+    .await;
+    // On B: a user and a project of its own.
+    post(
+        &b,
+        "/api/v1/users",
+        json!({"username": "bob", "password": "bob's long password here"}),
+    )
+    .await;
+    post(&b, "/api/v1/projects", json!({"name": "bobs"})).await;
+
+    let get = |berth: &Berth, path: &str| {
+        let (url, path) = (berth.url.clone(), path.to_string());
+        async move {
+            let r = client().get(format!("{url}{path}")).send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    eventually("A's records reach B and B's reach A", || async {
+        get(&b, "/api/v1/projects/shared").await.0 == 200
+            && get(&b, "/api/v1/users/alice").await.0 == 200
+            && get(&b, "/api/v1/robots/robot$ci").await.0 == 200
+            && get(&b, "/api/v1/replication/policies/to-third").await.0 == 200
+            && get(&a, "/api/v1/users/bob").await.0 == 200
+            && get(&a, "/api/v1/projects/bobs").await.0 == 200
+            && get(&b, "/api/v1/projects/shared/members")
+                .await
+                .1
+                .to_string()
+                .contains("alice")
+    })
+    .await;
+    // The synced endpoint works on B: its password was sealed again there.
+    let check = api(
+        &b,
+        reqwest::Method::POST,
+        "/api/v1/replication/endpoints/third/check",
+        None,
+    )
+    .await;
+    assert_eq!(check["healthy"], true, "{check}");
+    // The pair's own settings stay each side's own.
+    assert_eq!(get(&b, "/api/v1/replication/endpoints/peer-b").await.0, 404);
+    assert_eq!(get(&a, "/api/v1/replication/endpoints/peer-a").await.0, 404);
+    // The robot made on A logs in and pushes on B; alice logs in on B.
+    push_image(
+        &client_as("robot$ci", &secret),
+        &b.url,
+        "shared/app",
+        "v1",
+        3,
+    )
+    .await;
+    let r = client_as("alice", "alice's long password")
+        .get(format!("{}/api/v1/users/current", b.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Deletes travel too: a member removed on B, a project deleted on A.
+    let r = client()
+        .delete(format!("{}/api/v1/projects/shared/members/alice", b.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let r = client()
+        .delete(format!("{}/api/v1/projects/bobs", a.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    eventually("the deletes converge", || async {
+        !get(&a, "/api/v1/projects/shared/members")
+            .await
+            .1
+            .to_string()
+            .contains("alice")
+            && get(&b, "/api/v1/projects/bobs").await.0 == 404
+    })
+    .await;
 }

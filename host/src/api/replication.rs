@@ -16,6 +16,7 @@ use crate::replication::endpoints::{EndpointKind, EndpointRecord};
 use crate::replication::jobs::{
     JobRecord, JobStatus, PlanSummary, Progress, Scope, TaskCounts, TaskRecord, Trigger,
 };
+use crate::replication::metadata::MetadataState;
 use crate::replication::policies::{self, Delivery, Filters, Mode, PolicyRecord, TopologySpec};
 use crate::replication::{EndpointHealth, ReplicationError, Status};
 use crate::storage::meta::now_millis;
@@ -330,6 +331,9 @@ pub struct PolicyView {
     pub concurrency: u32,
     /// Bytes per second cap, in megabits per second.
     pub bandwidth_limit_mbps: Option<u32>,
+    /// Keeps users, projects, members, robots and replication settings converged with
+    /// the endpoints (a dual-primary pair).
+    pub metadata: bool,
     /// `async` or `sync`.
     pub delivery: Delivery,
     /// Sync: seconds a destination may be unreachable before pushes stop waiting.
@@ -362,6 +366,7 @@ impl From<PolicyRecord> for PolicyView {
             override_existing: p.override_existing,
             concurrency: p.concurrency,
             bandwidth_limit_mbps: p.bandwidth_limit_mbps,
+            metadata: p.metadata,
             delivery: p.delivery,
             degrade_after_secs: p.degrade_after_secs,
             strategy: p.strategy,
@@ -411,6 +416,10 @@ pub struct NewPolicy {
     pub concurrency: u32,
     /// Bytes per second cap, in megabits per second.
     pub bandwidth_limit_mbps: Option<u32>,
+    /// Keep users, projects, members, robots and replication settings converged with the
+    /// endpoints (berths): for a dual-primary pair.
+    #[serde(default)]
+    pub metadata: bool,
     /// `async` (default): acknowledge pushes at once. `sync`: once every destination has
     /// them.
     #[serde(default)]
@@ -477,6 +486,8 @@ pub struct PolicyUpdate {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u32>)]
     pub bandwidth_limit_mbps: Option<Option<u32>>,
+    /// Metadata convergence.
+    pub metadata: Option<bool>,
     /// `async` or `sync`.
     pub delivery: Option<Delivery>,
     /// Sync: seconds before degrading.
@@ -525,6 +536,7 @@ pub async fn create_policy(
         override_existing: new.override_existing,
         concurrency: new.concurrency,
         bandwidth_limit_mbps: new.bandwidth_limit_mbps,
+        metadata: new.metadata,
         delivery: new.delivery,
         degrade_after_secs: new.degrade_after_secs,
         strategy: new.strategy,
@@ -600,6 +612,9 @@ pub async fn update_policy(
             }
             if let Some(v) = u.bandwidth_limit_mbps {
                 p.bandwidth_limit_mbps = v;
+            }
+            if let Some(v) = u.metadata {
+                p.metadata = v;
             }
             if let Some(v) = u.delivery {
                 p.delivery = v;
@@ -851,6 +866,25 @@ pub async fn get_transfer(
 ) -> ApiResult<Json<TransferState>> {
     caller.require_admin()?;
     Ok(Json(state.replication.transfer(&id)?))
+}
+
+/// A dual-primary peer's metadata round: merges the peer's versioned users, projects,
+/// members, robots and replication settings, and answers with this instance's.
+#[utoipa::path(post, operation_id = "replication_metadata_exchange", path = "/api/v1/replication/metadata", tag = "replication", request_body = MetadataState,
+    responses((status = 200, body = MetadataState), (status = 400, body = Problem), (status = 403, body = Problem), (status = 415, body = Problem)))]
+pub async fn exchange_metadata(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    ApiJson(incoming): ApiJson<MetadataState>,
+) -> ApiResult<Json<MetadataState>> {
+    caller.require_admin()?;
+    let (replication, who) = (
+        state.replication.clone(),
+        caller.principal.name().to_string(),
+    );
+    let answer =
+        tokio::task::spawn_blocking(move || replication.metadata_round(incoming, &who)).await??;
+    Ok(Json(answer))
 }
 
 /// The engine's state: per policy, what is queued and not yet delivered.

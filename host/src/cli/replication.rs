@@ -195,6 +195,10 @@ pub struct PolicySettings {
     /// Cap on the bandwidth of one job, megabits per second.
     #[arg(long)]
     bandwidth_mbps: Option<u32>,
+    /// Keep users, projects, members, robots and replication settings converged with the
+    /// endpoints (a dual-primary pair).
+    #[arg(long)]
+    metadata: bool,
     /// Acknowledge pushes only once the destinations have them (sync delivery).
     #[arg(long, conflicts_with = "async_delivery")]
     sync: bool,
@@ -623,6 +627,9 @@ fn policy_body(s: &PolicySettings, creating: bool) -> anyhow::Result<Map<String,
     }
     if let Some(v) = s.bandwidth_mbps {
         set("bandwidth_limit_mbps", json!(v));
+    }
+    if s.metadata {
+        set("metadata", json!(true));
     }
     if s.sync {
         set("delivery", json!("sync"));

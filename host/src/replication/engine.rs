@@ -35,6 +35,9 @@ const CHANGE_BATCH: usize = 1000;
 /// How often the engine looks for work when nothing wakes it.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
+/// How often a dual-primary pair's metadata is exchanged.
+const METADATA_EVERY: Duration = Duration::from_secs(2);
+
 /// How often finished jobs past their retention are removed.
 const CLEANUP_EVERY: Duration = Duration::from_secs(600);
 
@@ -52,6 +55,7 @@ impl Replication {
             }
         }
         let mut last_cleanup: Option<std::time::Instant> = None;
+        let mut last_metadata: Option<std::time::Instant> = None;
         loop {
             if let Err(e) = self.poll_changes() {
                 tracing::error!(error = %e, "replication: reading the change feed failed");
@@ -63,6 +67,10 @@ impl Replication {
                 tracing::error!(error = %e, "replication: starting jobs failed");
             }
             self.probe_degraded().await;
+            if last_metadata.is_none_or(|t| t.elapsed() > METADATA_EVERY) {
+                self.sync_all_metadata().await;
+                last_metadata = Some(std::time::Instant::now());
+            }
             if last_cleanup.is_none_or(|t| t.elapsed() > CLEANUP_EVERY) {
                 match self.cleanup() {
                     Ok(0) => {}
@@ -75,6 +83,27 @@ impl Replication {
                 () = self.wake.notified() => {}
                 () = self.registry.changed.notified() => {}
                 () = tokio::time::sleep(IDLE_POLL) => {}
+            }
+        }
+    }
+
+    /// A metadata round for every enabled policy that keeps metadata converged.
+    async fn sync_all_metadata(&self) {
+        let Ok(list) = self.policies() else {
+            return;
+        };
+        for policy in list
+            .iter()
+            .filter(|p| p.enabled && p.metadata && p.mode == Mode::Push)
+        {
+            match self.sync_metadata(policy).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(policy = %policy.name, records = n, "replication: metadata converged from the peer")
+                }
+                Err(e) => {
+                    tracing::debug!(policy = %policy.name, error = %e, "replication: metadata round failed; retrying")
+                }
             }
         }
     }

@@ -419,6 +419,7 @@ mod tests {
             override_existing: true,
             concurrency: 4,
             bandwidth_limit_mbps: None,
+            metadata: false,
             delivery: Default::default(),
             degrade_after_secs: 30,
             strategy: "star".into(),

@@ -155,6 +155,10 @@ pub struct PolicyRecord {
     /// A cap on the bytes per second one job sends, in megabits per second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bandwidth_limit_mbps: Option<u32>,
+    /// Keep the users, projects, members, robot accounts and replication settings of
+    /// this instance and the endpoints (berths) converged: for a dual-primary pair.
+    #[serde(default)]
+    pub metadata: bool,
     /// When a client's push is acknowledged (push policies).
     #[serde(default)]
     pub delivery: Delivery,
@@ -314,6 +318,12 @@ impl PolicyRecord {
                 "concurrency must be between 1 and 256, not {}",
                 self.concurrency
             )));
+        }
+        if self.metadata && self.mode == Mode::Pull {
+            return Err(ReplicationError::Invalid(
+                "metadata convergence is for push policies between berths (a dual-primary pair)"
+                    .into(),
+            ));
         }
         if self.delivery == Delivery::Sync && !self.on_change {
             return Err(ReplicationError::Invalid(
@@ -478,6 +488,7 @@ mod tests {
             override_existing: true,
             concurrency: 4,
             bandwidth_limit_mbps: None,
+            metadata: false,
             delivery: Delivery::Async,
             degrade_after_secs: 30,
             strategy: "star".into(),

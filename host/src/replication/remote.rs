@@ -21,6 +21,7 @@ use super::delegate::{
     FailureKind, TransferRequest, TransferState, TransferStatus, TransferTarget,
 };
 use super::endpoints::{EndpointKind, EndpointRecord};
+use super::metadata::MetadataState;
 use super::side::{ByteStream, FetchedManifest, SideError, SideResult, Sink, Source};
 use super::transfer::CopyOutcome;
 
@@ -744,6 +745,26 @@ impl Remote {
             insecure: self.insecure,
             ca_cert: self.ca_cert.clone(),
         }
+    }
+
+    /// One metadata round with this berth (see [`super::metadata`]): sends our state,
+    /// returns theirs.
+    pub async fn exchange_metadata(&self, state: &MetadataState) -> SideResult<MetadataState> {
+        let doing = "exchanging metadata";
+        let response = self
+            .request(
+                reqwest::Method::POST,
+                format!("{}/api/v1/replication/metadata", self.base_url),
+                None,
+            )
+            .json(state)
+            .send()
+            .await
+            .map_err(|e| self.transport(e, doing))?;
+        if !response.status().is_success() {
+            return Err(self.status_error(response, doing).await);
+        }
+        response.json().await.map_err(|e| self.transport(e, doing))
     }
 
     /// Asks this berth to send an artifact it holds to another registry, and waits for

@@ -8,11 +8,17 @@ use crate::storage::meta::schema::{Component, Migration};
 /// Replication's tables, versioned on their own.
 pub const REPLICATION: Component = Component {
     name: "replication",
-    current: 1,
-    migrations: &[Migration {
-        from: 0,
-        apply: create_v1,
-    }],
+    current: 2,
+    migrations: &[
+        Migration {
+            from: 0,
+            apply: create_v1,
+        },
+        Migration {
+            from: 1,
+            apply: add_metadata_versions,
+        },
+    ],
 };
 
 fn create_v1(tx: &WriteTransaction) -> MetaResult<()> {
@@ -20,4 +26,9 @@ fn create_v1(tx: &WriteTransaction) -> MetaResult<()> {
     super::policies::create(tx)?;
     super::jobs::create(tx)?;
     Ok(())
+}
+
+/// Version 2: the versions of a dual-primary pair's metadata.
+fn add_metadata_versions(tx: &WriteTransaction) -> MetaResult<()> {
+    super::metadata::create(tx)
 }

@@ -1,0 +1,432 @@
+//! Metadata convergence for a dual-primary pair: users, projects, members, robot accounts
+//! and replication settings made on one side exist on the other (Harbor never replicates
+//! them, goharbor/harbor#8709, and its users fall back to database replication).
+//!
+//! Each record has a version: a clock taken when this instance first saw it as it is now
+//! (a content hash tells), or a deletion's clock. A sync round sends the whole versioned
+//! state to the peer (`POST /api/v1/replication/metadata`), which keeps, record by record,
+//! whichever side's version is later, and answers with its own state, which the sender
+//! merges the same way: one round trip converges both sides.
+//!
+//! Left out, because copying them would break the pair: the endpoints the pair uses to
+//! reach each other and the policies that use them, and the accounts the two log in to
+//! each other with (the sender never sends the account it uses there; the receiver never
+//! changes the account the caller logged in with).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use utoipa::ToSchema;
+
+use super::endpoints::{self, EndpointRecord};
+use super::policies::{self, PolicyRecord};
+use super::{Replication, ReplicationError, ReplicationResult};
+use crate::auth::{Role, members, projects, robots, users};
+use crate::storage::meta::clock::Clock;
+use crate::storage::meta::{MetaResult, Reader, decode, encode};
+
+const VERSIONS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("replication_metadata_versions");
+
+/// What kind of record an item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// A user (its password hash travels, never a password).
+    User,
+    /// A project.
+    Project,
+    /// A user's role in a project; the key is `project/user`.
+    Member,
+    /// A robot account (the digest of its secret).
+    Robot,
+    /// A replication endpoint (its password, in the clear inside the TLS connection, is
+    /// sealed again on arrival).
+    Endpoint,
+    /// A replication policy.
+    Policy,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::User => "user",
+            Kind::Project => "project",
+            Kind::Member => "member",
+            Kind::Robot => "robot",
+            Kind::Endpoint => "endpoint",
+            Kind::Policy => "policy",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Kind> {
+        Some(match s {
+            "user" => Kind::User,
+            "project" => Kind::Project,
+            "member" => Kind::Member,
+            "robot" => Kind::Robot,
+            "endpoint" => Kind::Endpoint,
+            "policy" => Kind::Policy,
+            _ => return None,
+        })
+    }
+}
+
+/// One record's version and content (none: deleted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Item {
+    /// What it is.
+    pub kind: Kind,
+    /// Its name (`project/user` for members).
+    pub key: String,
+    /// Its version.
+    #[schema(value_type = String)]
+    pub clock: Clock,
+    /// The record; absent when it was deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub body: Option<Value>,
+}
+
+/// A sync round's message, either way.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataState {
+    /// Every record and deletion the sender knows, with their versions.
+    pub items: Vec<Item>,
+    /// Accounts the receiver must not send back or change: the one the sender logs in to
+    /// the receiver with is excluded by the receiver already; this names the one the
+    /// receiver logs in to the sender with, when the sender knows it.
+    #[serde(default)]
+    pub protected_accounts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Version {
+    clock: Clock,
+    /// sha256 of the record's JSON; empty for a deletion.
+    hash: String,
+}
+
+pub(super) fn create(tx: &WriteTransaction) -> MetaResult<()> {
+    tx.open_table(VERSIONS)?;
+    Ok(())
+}
+
+fn hash(body: &Value) -> String {
+    hex::encode(Sha256::digest(body.to_string().as_bytes()))
+}
+
+impl Replication {
+    /// This instance's metadata as items, without versions: what exists now.
+    fn current(
+        &self,
+        tx: &impl Reader,
+        excluded_endpoints: &BTreeSet<String>,
+        protected: &BTreeSet<String>,
+    ) -> ReplicationResult<BTreeMap<(Kind, String), Value>> {
+        let mut out = BTreeMap::new();
+        for (name, user) in users::list(tx)? {
+            if !protected.contains(&name) {
+                out.insert((Kind::User, name), json(&user));
+            }
+        }
+        for project in projects::list(tx)? {
+            for (user, role) in members::list(tx, &project.name)? {
+                out.insert(
+                    (Kind::Member, format!("{}/{user}", project.name)),
+                    serde_json::json!({ "role": role.as_str() }),
+                );
+            }
+            out.insert((Kind::Project, project.name.clone()), json(&project));
+        }
+        for (name, robot) in robots::list(tx)? {
+            if !protected.contains(&name) {
+                out.insert((Kind::Robot, name), json(&robot));
+            }
+        }
+        for endpoint in endpoints::list(tx)? {
+            if excluded_endpoints.contains(&endpoint.name) {
+                continue;
+            }
+            let mut body = json(&endpoint);
+            if let Value::Object(map) = &mut body {
+                map.remove("sealed_password");
+                map.remove("instance");
+                if let Some(password) = endpoint.password(&self.sealer)? {
+                    map.insert("password".into(), Value::String(password));
+                }
+            }
+            out.insert((Kind::Endpoint, endpoint.name.clone()), body);
+        }
+        for policy in policies::list(tx)? {
+            if policy
+                .endpoints
+                .iter()
+                .any(|e| excluded_endpoints.contains(e))
+            {
+                continue;
+            }
+            out.insert((Kind::Policy, policy.name.clone()), json(&policy));
+        }
+        Ok(out)
+    }
+
+    /// Gives every record that is new or changed since it was last seen a new version,
+    /// and every record gone since a deletion version; returns the versioned state.
+    fn versioned(
+        &self,
+        excluded_endpoints: &BTreeSet<String>,
+        protected: &BTreeSet<String>,
+    ) -> ReplicationResult<Vec<Item>> {
+        let current = self.current(&self.meta.read()?, excluded_endpoints, protected)?;
+        self.meta.write(|tx| -> ReplicationResult<Vec<Item>> {
+            let mut table = tx.open_table(VERSIONS)?;
+            let mut stored: BTreeMap<(Kind, String), Version> = BTreeMap::new();
+            for entry in table.iter()? {
+                let (k, v) = entry?;
+                let (kind, key) = k.value();
+                if let Some(kind) = Kind::parse(kind) {
+                    stored.insert(
+                        (kind, key.to_string()),
+                        decode("replication_metadata_versions", v.value())?,
+                    );
+                }
+            }
+            let mut items = Vec::new();
+            for ((kind, key), body) in &current {
+                let h = hash(body);
+                let version = match stored.get(&(*kind, key.clone())) {
+                    Some(v) if v.hash == h => v.clone(),
+                    _ => {
+                        let v = Version {
+                            clock: self.registry.clock.now(),
+                            hash: h,
+                        };
+                        table.insert((kind.as_str(), key.as_str()), encode(&v).as_slice())?;
+                        v
+                    }
+                };
+                items.push(Item {
+                    kind: *kind,
+                    key: key.clone(),
+                    clock: version.clock,
+                    body: Some(body.clone()),
+                });
+            }
+            for ((kind, key), version) in &stored {
+                if current.contains_key(&(*kind, key.clone())) {
+                    continue;
+                }
+                // Records left out of the exchange (the pair's own endpoints, protected
+                // accounts) are neither sent nor mourned.
+                let excluded = match kind {
+                    Kind::Endpoint => excluded_endpoints.contains(key),
+                    Kind::User | Kind::Robot => protected.contains(key),
+                    _ => false,
+                };
+                if excluded {
+                    continue;
+                }
+                let version = if version.hash.is_empty() {
+                    version.clone()
+                } else {
+                    let v = Version {
+                        clock: self.registry.clock.now(),
+                        hash: String::new(),
+                    };
+                    table.insert((kind.as_str(), key.as_str()), encode(&v).as_slice())?;
+                    v
+                };
+                items.push(Item {
+                    kind: *kind,
+                    key: key.clone(),
+                    clock: version.clock,
+                    body: None,
+                });
+            }
+            Ok(items)
+        })
+    }
+
+    /// Merges a peer's state: each record whose version is later than ours is applied.
+    /// `protected` names accounts never changed here (the caller's own). Returns how
+    /// many records changed.
+    pub fn merge_metadata(
+        &self,
+        incoming: &[Item],
+        excluded_endpoints: &BTreeSet<String>,
+        protected: &BTreeSet<String>,
+    ) -> ReplicationResult<usize> {
+        // Local changes made since the last round get their versions first, so that a
+        // change made here is not lost to an older one from the peer.
+        self.versioned(excluded_endpoints, protected)?;
+        let applied = self.meta.write(|tx| -> ReplicationResult<usize> {
+            let mut applied = 0;
+            for item in incoming {
+                self.registry.clock.observe(&item.clock);
+                let skip = match item.kind {
+                    Kind::Endpoint => excluded_endpoints.contains(&item.key),
+                    Kind::Policy => item
+                        .body
+                        .as_ref()
+                        .and_then(|b| serde_json::from_value::<PolicyRecord>(b.clone()).ok())
+                        .is_some_and(|p| {
+                            p.endpoints.iter().any(|e| excluded_endpoints.contains(e))
+                        }),
+                    Kind::User | Kind::Robot => protected.contains(&item.key),
+                    _ => false,
+                };
+                if skip {
+                    continue;
+                }
+                let ours: Option<Version> = match tx
+                    .open_table(VERSIONS)?
+                    .get((item.kind.as_str(), item.key.as_str()))?
+                {
+                    Some(v) => Some(decode("replication_metadata_versions", v.value())?),
+                    None => None,
+                };
+                if ours.as_ref().is_some_and(|v| v.clock >= item.clock) {
+                    continue;
+                }
+                self.apply(tx, item)?;
+                let version = Version {
+                    clock: item.clock.clone(),
+                    hash: item.body.as_ref().map(hash).unwrap_or_default(),
+                };
+                tx.open_table(VERSIONS)?.insert(
+                    (item.kind.as_str(), item.key.as_str()),
+                    encode(&version).as_slice(),
+                )?;
+                applied += 1;
+            }
+            Ok(applied)
+        })?;
+        if applied > 0 {
+            self.registry.auth.invalidate_cached_logins();
+            self.wake.notify_one();
+        }
+        Ok(applied)
+    }
+
+    fn apply(&self, tx: &WriteTransaction, item: &Item) -> ReplicationResult<()> {
+        let bad = |e: serde_json::Error| {
+            ReplicationError::Invalid(format!("{:?} {}: {e}", item.kind, item.key))
+        };
+        let key = item.key.as_str();
+        match (&item.kind, &item.body) {
+            (Kind::User, Some(b)) => {
+                users::put(tx, key, &serde_json::from_value(b.clone()).map_err(bad)?)?
+            }
+            (Kind::User, None) => {
+                users::remove(tx, key)?;
+                members::remove_user(tx, key)?;
+            }
+            (Kind::Project, Some(b)) => {
+                projects::put(tx, &serde_json::from_value(b.clone()).map_err(bad)?)?
+            }
+            (Kind::Project, None) => {
+                members::remove_project(tx, key)?;
+                projects::remove(tx, key)?;
+            }
+            (Kind::Member, body) => {
+                let Some((project, user)) = key.split_once('/') else {
+                    return Err(ReplicationError::Invalid(format!(
+                        "member key {key} is not project/user"
+                    )));
+                };
+                match body
+                    .as_ref()
+                    .and_then(|b| b["role"].as_str())
+                    .and_then(Role::parse)
+                {
+                    Some(role) => members::set(tx, project, user, role)?,
+                    None => {
+                        members::remove(tx, project, user)?;
+                    }
+                }
+            }
+            (Kind::Robot, Some(b)) => {
+                robots::put(tx, key, &serde_json::from_value(b.clone()).map_err(bad)?)?
+            }
+            (Kind::Robot, None) => {
+                robots::remove(tx, key)?;
+            }
+            (Kind::Endpoint, Some(b)) => {
+                let mut body = b.clone();
+                let password = body
+                    .as_object_mut()
+                    .and_then(|m| m.remove("password"))
+                    .and_then(|p| p.as_str().map(str::to_owned));
+                let mut record: EndpointRecord = serde_json::from_value(body).map_err(bad)?;
+                record.set_password(&self.sealer, password.as_deref());
+                endpoints::put(tx, &record)?;
+                self.remotes.lock().expect("remotes lock").remove(key);
+            }
+            (Kind::Endpoint, None) => {
+                endpoints::remove(tx, key)?;
+            }
+            (Kind::Policy, Some(b)) => {
+                policies::put(tx, &serde_json::from_value(b.clone()).map_err(bad)?)?
+            }
+            (Kind::Policy, None) => {
+                policies::remove(tx, key)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One round with the peer of `policy`: send our state, merge theirs.
+    pub(super) async fn sync_metadata(&self, policy: &PolicyRecord) -> ReplicationResult<usize> {
+        let excluded: BTreeSet<String> = policy.endpoints.iter().cloned().collect();
+        let mut applied = 0;
+        for endpoint in &policy.endpoints {
+            let record = self.endpoint(endpoint)?;
+            // The account this instance logs in to the peer with is the peer's business.
+            let protected: BTreeSet<String> = record.username.iter().cloned().collect();
+            let items = self.versioned(&excluded, &protected)?;
+            let remote = self.remote(endpoint)?;
+            let state = MetadataState {
+                items,
+                protected_accounts: protected.iter().cloned().collect(),
+            };
+            let answer = remote
+                .exchange_metadata(&state)
+                .await
+                .map_err(|e| ReplicationError::Invalid(e.to_string()))?;
+            applied += self.merge_metadata(&answer.items, &excluded, &protected)?;
+        }
+        Ok(applied)
+    }
+
+    /// A peer's round: merge its state, answer with ours. `caller` is the account it
+    /// logged in with, which the exchange never changes.
+    pub fn metadata_round(
+        &self,
+        incoming: MetadataState,
+        caller: &str,
+    ) -> ReplicationResult<MetadataState> {
+        // The pair's own endpoints here are those whose policies point back at the caller;
+        // without a way to tell them apart, leave out every endpoint a metadata policy uses.
+        let excluded: BTreeSet<String> = policies::list(&self.meta.read()?)?
+            .into_iter()
+            .filter(|p| p.metadata)
+            .flat_map(|p| p.endpoints)
+            .collect();
+        let mut protected: BTreeSet<String> = incoming.protected_accounts.iter().cloned().collect();
+        protected.insert(caller.to_string());
+        self.merge_metadata(&incoming.items, &excluded, &protected)?;
+        Ok(MetadataState {
+            items: self.versioned(&excluded, &protected)?,
+            protected_accounts: Vec::new(),
+        })
+    }
+}
+
+fn json<T: Serialize>(record: &T) -> Value {
+    serde_json::to_value(record).expect("records serialize")
+}
