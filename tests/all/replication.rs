@@ -1081,11 +1081,67 @@ async fn dual_primary_async_pushes_and_tag_moves_on_both_sides_converge() {
         .unwrap();
     assert_eq!(r.status(), 202);
 
-    eventually("both sides agree and are idle", || async {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
         let (ma, mb) = (tag_map(&a, "team/app").await, tag_map(&b, "team/app").await);
-        ma == mb && idle(&a).await && idle(&b).await && ma.len() == 12 * 2 - 1 + 4
-    })
-    .await;
+        if ma == mb && idle(&a).await && idle(&b).await && ma.len() == 12 * 2 - 1 + 4 {
+            break;
+        }
+        if Instant::now() > deadline {
+            let keys: std::collections::BTreeSet<&String> = ma.keys().chain(mb.keys()).collect();
+            let differ: Vec<_> = keys
+                .into_iter()
+                .filter(|t| ma.get(*t) != mb.get(*t))
+                .map(|t| (t.clone(), ma.get(t).cloned(), mb.get(t).cloned()))
+                .collect();
+            let mut report = format!(
+                "not converged: A has {} tags, B {}; differing {differ:?}\n",
+                ma.len(),
+                mb.len()
+            );
+            for (tag, _, _) in &differ {
+                for side in [&a, &b] {
+                    let r = client()
+                        .get(format!(
+                            "{}/api/v1/repositories/team%2Fapp/tags/{tag}/history",
+                            side.url
+                        ))
+                        .send()
+                        .await
+                        .unwrap()
+                        .text()
+                        .await
+                        .unwrap();
+                    report.push_str(&format!("history of {tag} on {}: {r}\n", side.url));
+                }
+            }
+            for side in [&a, &b] {
+                let status = api(
+                    side,
+                    reqwest::Method::GET,
+                    "/api/v1/replication/status",
+                    None,
+                )
+                .await;
+                report.push_str(&format!("{}: {status}\n", side.url));
+                let jobs = api(
+                    side,
+                    reqwest::Method::GET,
+                    "/api/v1/replication/jobs?limit=500",
+                    None,
+                )
+                .await;
+                for j in jobs.as_array().unwrap() {
+                    if j["status"] != "succeeded" {
+                        let detail = job(side, j["id"].as_u64().unwrap()).await;
+                        report.push_str(&format!("{detail}\n"));
+                    }
+                }
+            }
+            panic!("{report}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let map = tag_map(&a, "team/app").await;
     assert!(!map.contains_key("own-1000-3"));
     assert!(map.contains_key("own-2000-3"));

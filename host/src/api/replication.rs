@@ -871,7 +871,7 @@ pub async fn get_transfer(
 /// A dual-primary peer's metadata round: merges the peer's versioned users, projects,
 /// members, robots and replication settings, and answers with this instance's.
 #[utoipa::path(post, operation_id = "replication_metadata_exchange", path = "/api/v1/replication/metadata", tag = "replication", request_body = MetadataState,
-    responses((status = 200, body = MetadataState), (status = 400, body = Problem), (status = 403, body = Problem), (status = 415, body = Problem)))]
+    responses((status = 200, body = MetadataState), (status = 400, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 415, body = Problem)))]
 pub async fn exchange_metadata(
     State(state): State<ApiState>,
     caller: ApiCaller,

@@ -172,12 +172,16 @@ impl Replication {
                 if selected.is_empty() {
                     continue;
                 }
-                // A job of this policy that is still queued takes the new changes too, so
-                // a burst of pushes is one job, not one per push.
+                // A job of this policy that is still queued, and that no runner has begun to
+                // plan, takes the new changes too, so a burst of pushes is one job, not one
+                // per push. (Runners are started by this same loop, so `active` cannot
+                // change under us.)
+                let active = self.active.lock().expect("active lock").clone();
                 let waiting = jobs::jobs(tx, 64, |j| {
                     j.policy == policy.name
                         && j.status == JobStatus::Pending
                         && matches!(j.trigger, Trigger::Change { .. })
+                        && !active.contains_key(&j.id)
                 })?;
                 if let Some(mut job) = waiting.into_iter().next()
                     && let (Scope::Changes { changes }, Trigger::Change { last: l, .. }) =
@@ -335,24 +339,24 @@ impl Replication {
             self.fail_job(id, &format!("policy {} no longer exists", job.policy))?;
             return Ok(());
         };
-        let job = if job.status == JobStatus::Pending {
-            match self.prepare(job, &policy).await? {
-                Some(job) => job,
-                None => return Ok(()),
-            }
-        } else {
-            job
-        };
+        let mut job = job;
+        while job.status == JobStatus::Pending {
+            job = match self.prepare(job, &policy).await? {
+                Prepared::Running(job) => job,
+                Prepared::Over => return Ok(()),
+                // Its scope grew while it was planned: plan it again with all of it.
+                Prepared::Changed => match jobs::job(&self.meta.read()?, id)? {
+                    Some(job) => job,
+                    None => return Ok(()),
+                },
+            };
+        }
         self.execute(job, &policy, cancel).await
     }
 
     /// Works out what a new job covers, asks the strategy for a plan, and stores the
-    /// tasks; `None` when the job ended here (nothing to do, or it could not be planned).
-    async fn prepare(
-        &self,
-        job: JobRecord,
-        policy: &PolicyRecord,
-    ) -> anyhow::Result<Option<JobRecord>> {
+    /// tasks.
+    async fn prepare(&self, job: JobRecord, policy: &PolicyRecord) -> anyhow::Result<Prepared> {
         let (topology, local) = plan::topology(policy, &self.config.instance_name);
         let source_id = plan::source_instance(policy, &topology, &local);
         let work = match &job.scope {
@@ -362,14 +366,14 @@ impl Replication {
                     Ok(s) => s,
                     Err(e) => {
                         self.fail_job(job.id, &e.to_string())?;
-                        return Ok(None);
+                        return Ok(Prepared::Over);
                     }
                 };
                 match plan::discover(policy, sides.source(&source_id)?.as_ref()).await {
                     Ok(work) => work,
                     Err(e) => {
                         self.fail_job(job.id, &format!("listing what to replicate: {e}"))?;
-                        return Ok(None);
+                        return Ok(Prepared::Over);
                     }
                 }
             }
@@ -392,11 +396,11 @@ impl Replication {
                         job.id,
                         &format!("strategy {} cannot plan this job: {e:?}", policy.strategy),
                     )?;
-                    return Ok(None);
+                    return Ok(Prepared::Over);
                 }
                 Err(e) => {
                     self.fail_job(job.id, &format!("strategy {} failed: {e}", policy.strategy))?;
-                    return Ok(None);
+                    return Ok(Prepared::Over);
                 }
             }
         };
@@ -405,16 +409,21 @@ impl Replication {
             Ok(t) => t,
             Err(e) => {
                 self.fail_job(job.id, &e)?;
-                return Ok(None);
+                return Ok(Prepared::Over);
             }
         };
         let now = now_millis();
-        let stored = self.meta.write(|tx| -> MetaResult<Option<JobRecord>> {
+        let stored = self.meta.write(|tx| -> MetaResult<Prepared> {
             let Some(mut current) = jobs::job(tx, job.id)? else {
-                return Ok(None);
+                return Ok(Prepared::Over);
             };
             if current.status != JobStatus::Pending {
-                return Ok(None); // cancelled while it was being planned
+                return Ok(Prepared::Over); // cancelled while it was being planned
+            }
+            if current.scope != job.scope {
+                // Its scope grew while it was planned (poll_changes should not let it):
+                // plan again rather than drop what was added.
+                return Ok(Prepared::Changed);
             }
             for task in &tasks {
                 jobs::put_task(tx, task)?;
@@ -429,9 +438,13 @@ impl Replication {
                 current.status = JobStatus::Running;
             }
             jobs::put_job(tx, &current)?;
-            Ok(Some(current))
+            Ok(if current.status == JobStatus::Running {
+                Prepared::Running(current)
+            } else {
+                Prepared::Over
+            })
         })?;
-        Ok(stored.filter(|j| j.status == JobStatus::Running))
+        Ok(stored)
     }
 
     /// Runs a planned job's tasks, wave after wave, then records its outcome.
@@ -827,6 +840,17 @@ fn wanted(
         // hold it through a tag that has moved since; one it does not hold is a no-op.
         ChangeKind::ManifestDeleted { .. } => policy.replicate_deletions,
     }
+}
+
+/// Where planning left a job.
+enum Prepared {
+    /// Planned; its tasks are stored and it runs.
+    Running(JobRecord),
+    /// Nothing more to do here: it ended (nothing to move, could not be planned) or was
+    /// cancelled.
+    Over,
+    /// It took in more changes while it was planned; plan it again.
+    Changed,
 }
 
 /// What a running job shares between its tasks.

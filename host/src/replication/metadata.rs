@@ -102,6 +102,10 @@ pub struct MetadataState {
     /// receiver logs in to the sender with, when the sender knows it.
     #[serde(default)]
     pub protected_accounts: Vec<String>,
+    /// The sender's instance name: endpoints here that lead back to it are its pair's
+    /// own and are left out.
+    #[serde(default)]
+    pub from_instance: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -393,6 +397,7 @@ impl Replication {
             let state = MetadataState {
                 items,
                 protected_accounts: protected.iter().cloned().collect(),
+                from_instance: Some(self.config.instance_name.clone()),
             };
             let answer = remote
                 .exchange_metadata(&state)
@@ -410,19 +415,35 @@ impl Replication {
         incoming: MetadataState,
         caller: &str,
     ) -> ReplicationResult<MetadataState> {
-        // The pair's own endpoints here are those whose policies point back at the caller;
-        // without a way to tell them apart, leave out every endpoint a metadata policy uses.
-        let excluded: BTreeSet<String> = policies::list(&self.meta.read()?)?
+        let tx = self.meta.read()?;
+        let pairs: Vec<PolicyRecord> = policies::list(&tx)?
             .into_iter()
-            .filter(|p| p.metadata)
-            .flat_map(|p| p.endpoints)
+            .filter(|p| p.enabled && p.metadata)
             .collect();
+        // Both sides of a pair say so: an instance not (yet) configured as one takes no
+        // part, so that it cannot hand its own endpoint for the caller back to the caller.
+        if pairs.is_empty() {
+            return Err(ReplicationError::Conflict(
+                "this instance keeps no metadata converged with a peer; give the pair's policy `metadata` on both sides".into(),
+            ));
+        }
+        let mut excluded: BTreeSet<String> = pairs.into_iter().flat_map(|p| p.endpoints).collect();
+        if let Some(from) = &incoming.from_instance {
+            excluded.extend(
+                endpoints::list(&tx)?
+                    .into_iter()
+                    .filter(|e| e.instance.as_ref() == Some(from))
+                    .map(|e| e.name),
+            );
+        }
+        drop(tx);
         let mut protected: BTreeSet<String> = incoming.protected_accounts.iter().cloned().collect();
         protected.insert(caller.to_string());
         self.merge_metadata(&incoming.items, &excluded, &protected)?;
         Ok(MetadataState {
             items: self.versioned(&excluded, &protected)?,
             protected_accounts: Vec::new(),
+            from_instance: Some(self.config.instance_name.clone()),
         })
     }
 }
