@@ -342,7 +342,7 @@ impl Replication {
         let mut job = job;
         while job.status == JobStatus::Pending {
             job = match self.prepare(job, &policy).await? {
-                Prepared::Running(job) => job,
+                Prepared::Running(job) => *job,
                 Prepared::Over => return Ok(()),
                 // Its scope grew while it was planned: plan it again with all of it.
                 Prepared::Changed => match jobs::job(&self.meta.read()?, id)? {
@@ -439,7 +439,7 @@ impl Replication {
             }
             jobs::put_job(tx, &current)?;
             Ok(if current.status == JobStatus::Running {
-                Prepared::Running(current)
+                Prepared::Running(Box::new(current))
             } else {
                 Prepared::Over
             })
@@ -845,7 +845,7 @@ fn wanted(
 /// Where planning left a job.
 enum Prepared {
     /// Planned; its tasks are stored and it runs.
-    Running(JobRecord),
+    Running(Box<JobRecord>),
     /// Nothing more to do here: it ended (nothing to move, could not be planned) or was
     /// cancelled.
     Over,
