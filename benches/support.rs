@@ -87,7 +87,8 @@ pub fn sha256(data: &[u8]) -> String {
 
 /// `len` pseudo-random bytes (xorshift), different per seed.
 pub fn data(len: usize, seed: u64) -> Bytes {
-    let mut x = seed | 1;
+    // Spread the seed over the state, so that neighbouring seeds give different data.
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut out = Vec::with_capacity(len);
     while out.len() < len {
         x ^= x << 13;

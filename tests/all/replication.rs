@@ -1725,3 +1725,149 @@ async fn dual_primary_metadata_converges_users_projects_members_robots_and_setti
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_endpoints_tags_left_alone_without_override_and_cancelling_a_running_job() {
+    // A replica serving TLS with a certificate no system trusts.
+    let tmp = tempfile::tempdir().unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert_pem, key_pem) = (cert.cert.pem(), cert.signing_key.serialize_pem());
+    std::fs::write(tmp.path().join("cert.pem"), &cert_pem).unwrap();
+    std::fs::write(tmp.path().join("key.pem"), &key_pem).unwrap();
+    let secure = Berth::start_with(&[
+        "--tls-cert",
+        tmp.path().join("cert.pem").to_str().unwrap(),
+        "--tls-key",
+        tmp.path().join("key.pem").to_str().unwrap(),
+    ]);
+    install_crypto();
+    let https = {
+        use base64::Engine;
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_PASSWORD}"));
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Basic {basic}").parse().unwrap(),
+        );
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .tls_certs_only([reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap()])
+            .build()
+            .unwrap()
+    };
+    let r = https
+        .post(format!("{}/api/v1/projects", secure.url))
+        .json(&json!({"name": "team"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    let primary = Berth::start_configured(&[], QUICK_RETRIES);
+    berth_endpoint(&primary, "secure", &secure.url).await;
+    let check = api(
+        &primary,
+        reqwest::Method::POST,
+        "/api/v1/replication/endpoints/secure/check",
+        None,
+    )
+    .await;
+    assert_eq!(check["healthy"], false, "{check}");
+    assert!(
+        check["error"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("certificate"),
+        "{check}"
+    );
+    api(
+        &primary,
+        reqwest::Method::PATCH,
+        "/api/v1/replication/endpoints/secure",
+        Some(json!({"ca_cert": cert_pem})),
+    )
+    .await;
+    let check = api(
+        &primary,
+        reqwest::Method::POST,
+        "/api/v1/replication/endpoints/secure/check",
+        None,
+    )
+    .await;
+    assert_eq!(check["healthy"], true, "{check}");
+
+    // Without override, a destination tag that points elsewhere is left alone, and the
+    // task says so.
+    let http = client();
+    let (v1, _) = push_image(&http, &primary.url, "team/app", "v1", 1).await;
+    push_image(&http, &primary.url, "team/app", "v2", 2).await;
+    let (theirs, _) = push_image(&https, &secure.url, "team/app", "v2", 3).await;
+    create_policy(
+        &primary,
+        json!({"name": "keep", "endpoints": ["secure"], "override_existing": false}),
+    )
+    .await;
+    let done = finished(&primary, run_policy(&primary, "keep").await).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(
+        resolve(&https, &secure.url, "team/app", "v1")
+            .await
+            .as_deref(),
+        Some(v1.as_str())
+    );
+    assert_eq!(
+        resolve(&https, &secure.url, "team/app", "v2")
+            .await
+            .as_deref(),
+        Some(theirs.as_str())
+    );
+    let notes: Vec<&str> = done["task_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["note"].as_str())
+        .collect();
+    assert!(notes.iter().any(|n| n.contains("left alone")), "{done:#}");
+
+    // A job cancelled while it runs stops: what had not run is cancelled, and it is
+    // final.
+    let slow_replica = Berth::start();
+    let proxy = FaultyProxy::start(&slow_replica.addr, Fault::Slow(400)).await;
+    berth_endpoint(&primary, "slow", &format!("http://{}", proxy.addr)).await;
+    for i in 0..10u64 {
+        push_image(&http, &primary.url, "team/many", &format!("t{i}"), 100 + i).await;
+    }
+    create_policy(
+        &primary,
+        json!({"name": "bulk", "endpoints": ["slow"], "concurrency": 1}),
+    )
+    .await;
+    let id = run_policy(&primary, "bulk").await;
+    eventually("the job runs", || async {
+        job(&primary, id).await["status"] == "running"
+    })
+    .await;
+    let cancelled = api(
+        &primary,
+        reqwest::Method::POST,
+        &format!("/api/v1/replication/jobs/{id}/cancel"),
+        None,
+    )
+    .await;
+    assert_eq!(cancelled["status"], "cancelled");
+    let done = finished(&primary, id).await;
+    assert_eq!(done["status"], "cancelled", "{done:#}");
+    assert!(
+        done["tasks"]["cancelled"].as_u64().unwrap() >= 5,
+        "{done:#}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        job(&primary, id).await["status"],
+        "cancelled",
+        "a cancelled job stays cancelled"
+    );
+}

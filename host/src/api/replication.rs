@@ -856,16 +856,28 @@ pub async fn start_transfer(
     Ok((StatusCode::ACCEPTED, Json(started)))
 }
 
-/// A transfer this instance runs for another.
-#[utoipa::path(get, operation_id = "replication_transfers_get", path = "/api/v1/replication/transfers/{id}", tag = "replication", params(("id" = String, Path)),
-    responses((status = 200, body = TransferState), (status = 403, body = Problem), (status = 404, body = Problem)))]
+/// `GET …/transfers/{id}` options.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct TransferWait {
+    /// Wait up to this many milliseconds (at most 60000) for the transfer to end.
+    pub wait_ms: Option<u64>,
+}
+
+/// A transfer this instance runs for another; with `wait_ms`, answered when it ends (or
+/// when the wait is over).
+#[utoipa::path(get, operation_id = "replication_transfers_get", path = "/api/v1/replication/transfers/{id}", tag = "replication", params(("id" = String, Path), TransferWait),
+    responses((status = 200, body = TransferState), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_transfer(
     State(state): State<ApiState>,
     caller: ApiCaller,
     Path(id): Path<String>,
+    ApiQuery(wait): ApiQuery<TransferWait>,
 ) -> ApiResult<Json<TransferState>> {
     caller.require_admin()?;
-    Ok(Json(state.replication.transfer(&id)?))
+    let wait = wait.wait_ms.map(std::time::Duration::from_millis);
+    Ok(Json(state.replication.transfer(&id, wait).await?))
 }
 
 /// A dual-primary peer's metadata round: merges the peer's versioned users, projects,

@@ -113,8 +113,19 @@ pub struct TransferState {
 /// The transfers this instance runs for others.
 #[derive(Default)]
 pub(super) struct Transfers {
-    states: Mutex<HashMap<String, (TransferState, Option<Instant>)>>,
+    states: Mutex<HashMap<String, Entry>>,
 }
+
+struct Entry {
+    state: TransferState,
+    /// When it ended.
+    ended: Option<Instant>,
+    /// Turns true when it ends, for callers waiting on it.
+    done: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The longest a `GET …/transfers/{id}?wait_ms=` waits for the end.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
 impl Replication {
     /// Starts a transfer another instance asked for; answers at once with its id.
@@ -161,10 +172,18 @@ impl Replication {
             error: None,
             failure: None,
         };
+        let (ended, done) = tokio::sync::watch::channel(false);
         {
             let mut states = self.transfers.states.lock().expect("transfers lock");
-            states.retain(|_, (_, done)| done.is_none_or(|t| t.elapsed() < KEEP_FINISHED));
-            states.insert(id.clone(), (state.clone(), None));
+            states.retain(|_, e| e.ended.is_none_or(|t| t.elapsed() < KEEP_FINISHED));
+            states.insert(
+                id.clone(),
+                Entry {
+                    state: state.clone(),
+                    ended: None,
+                    done,
+                },
+            );
         }
         let this = self.clone();
         tokio::spawn(async move {
@@ -188,7 +207,10 @@ impl Replication {
             )
             .await;
             let mut states = this.transfers.states.lock().expect("transfers lock");
-            if let Some((state, done)) = states.get_mut(&id) {
+            if let Some(Entry {
+                state, ended: done, ..
+            }) = states.get_mut(&id)
+            {
                 match result {
                     Ok(outcome) => {
                         state.status = TransferStatus::Succeeded;
@@ -208,22 +230,38 @@ impl Replication {
                 }
                 *done = Some(Instant::now());
             }
+            drop(states);
+            let _ = ended.send(true);
         });
         Ok(state)
     }
 
-    /// A transfer this instance runs for another.
-    pub fn transfer(&self, id: &str) -> ReplicationResult<TransferState> {
+    /// A transfer this instance runs for another; with `wait`, once it ends or `wait`
+    /// has passed, whichever comes first (a long poll: the caller learns of the end at
+    /// once, without polling in a loop).
+    pub async fn transfer(
+        &self,
+        id: &str,
+        wait: Option<Duration>,
+    ) -> ReplicationResult<TransferState> {
+        let gone = || {
+            ReplicationError::NotFound(format!(
+                "no transfer {id} (finished ones are kept an hour; a restart forgets all)"
+            ))
+        };
+        let mut done = {
+            let states = self.transfers.states.lock().expect("transfers lock");
+            states.get(id).ok_or_else(gone)?.done.clone()
+        };
+        if let Some(wait) = wait {
+            let _ = tokio::time::timeout(wait.min(MAX_WAIT), done.wait_for(|ended| *ended)).await;
+        }
         self.transfers
             .states
             .lock()
             .expect("transfers lock")
             .get(id)
-            .map(|(s, _)| s.clone())
-            .ok_or_else(|| {
-                ReplicationError::NotFound(format!(
-                    "no transfer {id} (finished ones are kept an hour; a restart forgets all)"
-                ))
-            })
+            .map(|e| e.state.clone())
+            .ok_or_else(gone)
     }
 }

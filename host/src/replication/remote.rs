@@ -56,6 +56,8 @@ pub struct Remote {
     auth: RegistryAuth,
     /// This instance's name, sent as the origin of what it writes to a berth.
     origin: String,
+    /// The connect and read timeout of requests.
+    timeout: Duration,
     /// Bearer tokens by (repository, push?), with when they were obtained; `None` when
     /// the registry wants none (anonymous, or Basic credentials).
     tokens: Mutex<HashMap<TokenKey, (Option<String>, Instant)>>,
@@ -159,6 +161,7 @@ impl Remote {
             http,
             auth,
             origin: origin.to_string(),
+            timeout,
             tokens: Mutex::new(HashMap::new()),
             challenge: tokio::sync::OnceCell::new(),
         })
@@ -219,7 +222,12 @@ impl Remote {
 
     /// Maps an oci-client error to what the copier needs to know.
     fn error(&self, e: OciDistributionError, doing: &str) -> SideError {
-        let text = format!("{} ({}): {doing}: {e}", self.name, self.base_url);
+        let text = format!(
+            "{} ({}): {doing}: {}",
+            self.name,
+            self.base_url,
+            with_causes(&e)
+        );
         match &e {
             OciDistributionError::UnauthorizedError { .. }
             | OciDistributionError::AuthenticationFailure(_) => {
@@ -278,7 +286,12 @@ impl Remote {
     }
 
     fn transport(&self, e: reqwest::Error, doing: &str) -> SideError {
-        SideError::Failed(format!("{} ({}): {doing}: {e}", self.name, self.base_url))
+        SideError::Failed(format!(
+            "{} ({}): {doing}: {}",
+            self.name,
+            self.base_url,
+            with_causes(&e)
+        ))
     }
 
     /// Checks that the endpoint answers as a registry and accepts the credentials:
@@ -341,6 +354,22 @@ impl Remote {
             Err(self.status_error(response, "logging in").await)
         }
     }
+}
+
+/// An error with the causes it wraps ("error sending request" says little; "invalid peer
+/// certificate: UnknownIssuer" says what to fix).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// `key="value",…` of a `WWW-Authenticate` challenge.
@@ -791,15 +820,14 @@ impl Remote {
             .json()
             .await
             .map_err(|e| self.transport(e, &doing))?;
-        let mut pause = Duration::from_millis(20);
+        // Long polls, each shorter than the read timeout, until the transfer ends.
+        let wait_ms = (self.timeout.as_millis() as u64 / 2).clamp(100, 20_000);
         while state.status == TransferStatus::Running {
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(500));
             let response = self
                 .request(
                     reqwest::Method::GET,
                     format!(
-                        "{}/api/v1/replication/transfers/{}",
+                        "{}/api/v1/replication/transfers/{}?wait_ms={wait_ms}",
                         self.base_url, state.id
                     ),
                     None,
