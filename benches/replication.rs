@@ -7,7 +7,10 @@
 //!
 //! For each: wall time (from the run to the job's end), bytes sent per link, and the bytes
 //! sent against the minimum (each distinct blob once per link), from the job's own task
-//! records. Run: `cargo bench --bench replication`.
+//! records. Twice: with every link as fast as this machine allows (so all links share its
+//! two cores and its disk, and the processes, not the links, are the limit), then with
+//! each link held to 200 Mbit/s by a proxy in front of its receiver, as between
+//! datacenters, where the links are the limit. Run: `cargo bench --bench replication`.
 
 mod support;
 
@@ -23,6 +26,8 @@ const IMAGES: usize = 50;
 const BASES: usize = 5;
 const BASE_BYTES: usize = 40_000_000;
 const OWN_BYTES: usize = 6_000_000;
+/// The bandwidth of each link in the second half.
+const LINK_MBPS: f64 = 200.0;
 
 /// The image set: blobs by digest, and per image its config and layers.
 struct Set {
@@ -125,6 +130,64 @@ async fn create_project(server: &Server) {
     .await;
 }
 
+/// A TCP proxy in front of `target` that carries at most `bytes_per_sec` towards it, over
+/// all its connections together, like one WAN link. Answers come back unhindered.
+async fn link(target: String, bytes_per_sec: f64) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let budget = std::sync::Arc::new(std::sync::Mutex::new((Instant::now(), 0u64)));
+    tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
+            let (target, budget) = (target.clone(), budget.clone());
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let upstream = async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match client_read.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let due = {
+                            let mut b = budget.lock().unwrap();
+                            // An idle link does not save up: the budget starts again now.
+                            let now = Instant::now();
+                            let earliest =
+                                b.0 + Duration::from_secs_f64(b.1 as f64 / bytes_per_sec);
+                            if earliest < now {
+                                *b = (now, 0);
+                            }
+                            b.1 += n as u64;
+                            b.0 + Duration::from_secs_f64(b.1 as f64 / bytes_per_sec)
+                        };
+                        tokio::time::sleep_until(due.into()).await;
+                        if server_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = server_write.shutdown().await;
+                };
+                let downstream = async move {
+                    let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                    let _ = client_write.shutdown().await;
+                };
+                tokio::join!(upstream, downstream);
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
 /// What one scenario measured.
 struct Outcome {
     wall: Duration,
@@ -132,20 +195,31 @@ struct Outcome {
 }
 
 /// Replicates the set from `primary` over `topology` with `strategy`; the other servers
-/// are named by `names`.
+/// are named by `names`, and reached through a link of `link_mbps` when given.
 async fn replicate(
     primary: &Server,
     others: &[(&str, &Server)],
     strategy: &str,
     topology: Option<Value>,
+    link_mbps: Option<f64>,
 ) -> Outcome {
     for (name, server) in others {
         create_project(server).await;
+        let url = match link_mbps {
+            Some(mbps) => {
+                link(
+                    server.base.trim_start_matches("http://").to_string(),
+                    mbps * 1e6 / 8.0,
+                )
+                .await
+            }
+            None => server.base.clone(),
+        };
         api(
             primary,
             reqwest::Method::POST,
             "/api/v1/replication/endpoints",
-            Some(json!({"name": name, "kind": "berth", "url": server.base,
+            Some(json!({"name": name, "kind": "berth", "url": url,
                          "username": "admin", "password": ADMIN_PASSWORD})),
         )
         .await;
@@ -224,23 +298,24 @@ fn main() {
         })
         .sum();
 
-    let scenario =
-        |name: &str, count: usize, strategy: &str, topology: Option<Value>, names: &[&str]| {
-            let primary = start_berth();
-            let others: Vec<Server> = (0..count).map(|_| start_berth()).collect();
-            runtime.block_on(async {
-                create_project(&primary).await;
-                push_set(&primary, &set).await;
-                let named: Vec<(&str, &Server)> =
-                    names.iter().copied().zip(others.iter()).collect();
-                let outcome = replicate(&primary, &named, strategy, topology).await;
-                eprintln!("{name}: {:.1} s", outcome.wall.as_secs_f64());
-                outcome
-            })
-        };
+    let scenario = |name: &str,
+                    count: usize,
+                    strategy: &str,
+                    topology: Option<Value>,
+                    names: &[&str],
+                    link_mbps: Option<f64>| {
+        let primary = start_berth();
+        let others: Vec<Server> = (0..count).map(|_| start_berth()).collect();
+        runtime.block_on(async {
+            create_project(&primary).await;
+            push_set(&primary, &set).await;
+            let named: Vec<(&str, &Server)> = names.iter().copied().zip(others.iter()).collect();
+            let outcome = replicate(&primary, &named, strategy, topology, link_mbps).await;
+            eprintln!("{name}: {:.1} s", outcome.wall.as_secs_f64());
+            outcome
+        })
+    };
 
-    let single = scenario("one link", 1, "star", None, &["r1"]);
-    let star = scenario("star 1 → 3", 3, "star", None, &["r1", "r2", "r3"]);
     let tree_names = ["a", "b", "a1", "a2", "b1", "b2"];
     let mut datacenters = vec![json!({"id": "root"})];
     let mut instances = vec![json!({"id": "root", "datacenter": "root"})];
@@ -249,13 +324,28 @@ fn main() {
         datacenters.push(json!({"id": name, "parent": parent}));
         instances.push(json!({"id": name, "datacenter": name, "endpoint": name}));
     }
-    let tree = scenario(
-        "tree 1 → 2 → 4",
-        6,
-        "tree",
-        Some(json!({"datacenters": datacenters, "instances": instances})),
-        &tree_names,
-    );
+    let tree_topology = json!({"datacenters": datacenters, "instances": instances});
+    let mut runs = Vec::new();
+    for link_mbps in [None, Some(LINK_MBPS)] {
+        let single = scenario("one link", 1, "star", None, &["r1"], link_mbps);
+        let star = scenario(
+            "star 1 → 3",
+            3,
+            "star",
+            None,
+            &["r1", "r2", "r3"],
+            link_mbps,
+        );
+        let tree = scenario(
+            "tree 1 → 2 → 4",
+            6,
+            "tree",
+            Some(tree_topology.clone()),
+            &tree_names,
+            link_mbps,
+        );
+        runs.push((link_mbps, single, star, tree));
+    }
 
     let mb = |b: u64| b as f64 / 1e6;
     println!();
@@ -267,24 +357,32 @@ fn main() {
             .map(|n| n.get())
             .unwrap_or(1)
     );
-    println!();
-    println!("| scenario | wall time | vs one link | links | bytes sent | bytes / minimum |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    for (name, o) in [
-        ("one link (primary → 1)", &single),
-        ("star (primary → 3)", &star),
-        ("tree (root → 2 → 4)", &tree),
-    ] {
-        let sent: u64 = o.per_link.values().sum();
-        let links = o.per_link.len() as u64;
-        println!(
-            "| {name} | {:.1} s | {:.2}x | {links} | {:.0} MB | {:.3} |",
-            o.wall.as_secs_f64(),
-            o.wall.as_secs_f64() / single.wall.as_secs_f64(),
-            mb(sent),
-            sent as f64 / (minimum * links) as f64
-        );
+    for (link_mbps, single, star, tree) in &runs {
+        println!();
+        match link_mbps {
+            None => println!("Links as fast as this machine allows (all processes share it):"),
+            Some(m) => println!("Each link held to {m:.0} Mbit/s, as between datacenters:"),
+        }
+        println!();
+        println!("| scenario | wall time | vs one link | links | bytes sent | bytes / minimum |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        for (name, o) in [
+            ("one link (primary → 1)", single),
+            ("star (primary → 3)", star),
+            ("tree (root → 2 → 4)", tree),
+        ] {
+            let sent: u64 = o.per_link.values().sum();
+            let links = o.per_link.len() as u64;
+            println!(
+                "| {name} | {:.1} s | {:.2}x | {links} | {:.0} MB | {:.3} |",
+                o.wall.as_secs_f64(),
+                o.wall.as_secs_f64() / single.wall.as_secs_f64(),
+                mb(sent),
+                sent as f64 / (minimum * links) as f64
+            );
+        }
     }
+    let (_, _, star, tree) = &runs[1];
     println!();
     println!("| link | star: MB sent | tree: MB sent |");
     println!("|---|---:|---:|");
@@ -303,8 +401,8 @@ fn main() {
             "| {} → {} | {} | {} |",
             link.0,
             link.1,
-            cell(&star),
-            cell(&tree)
+            cell(star),
+            cell(tree)
         );
     }
 }

@@ -105,6 +105,36 @@ where
     }
 }
 
+/// Waits until `repo:reference` resolves to `digest` on the registry at `url` (with
+/// `None`: until it resolves to nothing).
+async fn resolves_to(url: &str, repo: &str, reference: &str, digest: Option<&str>) {
+    let http = client();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let now = resolve(&http, url, repo, reference).await;
+        if now.as_deref() == digest {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url}: {repo}:{reference} is {now:?}, not {digest:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every job of `berth` (the newest 500), newest first.
+async fn all_jobs(berth: &Berth) -> Vec<Value> {
+    let jobs = api(
+        berth,
+        reqwest::Method::GET,
+        "/api/v1/replication/jobs?limit=500",
+        None,
+    )
+    .await;
+    jobs.as_array().unwrap().clone()
+}
+
 /// The digest `repo:reference` resolves to on a registry, if any.
 async fn resolve(
     http: &reqwest::Client,
@@ -224,14 +254,7 @@ async fn star_one_primary_to_three_replicas_converges_and_sends_each_blob_once_p
 
     for replica in &replicas {
         for (repo, tag, digest) in &images {
-            let (url, repo, tag, digest) =
-                (replica.url.clone(), *repo, tag.clone(), digest.clone());
-            eventually(&format!("{repo}:{tag} is on {url}"), || {
-                let (http, url, tag, digest) =
-                    (http.clone(), url.clone(), tag.clone(), digest.clone());
-                async move { resolve(&http, &url, repo, &tag).await.as_deref() == Some(&digest) }
-            })
-            .await;
+            resolves_to(&replica.url, repo, tag, Some(digest)).await;
         }
     }
     // Byte for byte: the manifests (so the digests) and every blob.
@@ -253,39 +276,21 @@ async fn star_one_primary_to_three_replicas_converges_and_sends_each_blob_once_p
 
     // Every job succeeded, and over all of them each distinct blob crossed each link once:
     // blobs shared between images and repositories were skipped or mounted, not resent.
-    eventually("the change jobs are over", || {
-        let primary = &primary;
-        async move {
-            let jobs = api(
-                primary,
-                reqwest::Method::GET,
-                "/api/v1/replication/jobs",
-                None,
-            )
-            .await;
-            jobs.as_array()
-                .unwrap()
-                .iter()
-                .all(|j| matches!(j["status"].as_str(), Some("succeeded")))
-        }
+    eventually("the change jobs are over", || async {
+        all_jobs(&primary)
+            .await
+            .iter()
+            .all(|j| j["status"] == "succeeded")
     })
     .await;
-    let jobs = api(
-        &primary,
-        reqwest::Method::GET,
-        "/api/v1/replication/jobs",
-        None,
-    )
-    .await;
+    let jobs = all_jobs(&primary).await;
     let sent: u64 = jobs
-        .as_array()
-        .unwrap()
         .iter()
         .map(|j| j["progress"]["blobs_copied"].as_u64().unwrap())
         .sum();
     // The probe image added one config and one layer of its own (seed 0 equals v0's, so
     // nothing new but its tag).
-    assert_eq!(sent, distinct.len() as u64 * 3, "{jobs:#}");
+    assert_eq!(sent, distinct.len() as u64 * 3, "{jobs:#?}");
 
     // A manual run now finds everything there and sends nothing.
     let id = run_policy(&primary, "fan-out").await;
@@ -399,26 +404,12 @@ async fn filters_namespace_mapping_and_deletions_follow_changes() {
     push_image(&http, &primary.url, "alpha/app", "v1", 4).await; // project filtered out
     let (v2, _) = push_image(&http, &primary.url, "team/app", "v2", 5).await;
     for (tag, digest) in [("v1", &v1), ("v2", &v2)] {
-        eventually(&format!("mirror/app:{tag} arrives"), || {
-            let http = http.clone();
-            let url = replica.url.clone();
-            async move {
-                resolve(&http, &url, "mirror/app", tag).await.as_deref() == Some(digest.as_str())
-            }
-        })
-        .await;
+        resolves_to(&replica.url, "mirror/app", tag, Some(digest)).await;
     }
     // Let every job end, then check that nothing filtered out arrived.
     eventually("jobs are over", || async {
-        let jobs = api(
-            &primary,
-            reqwest::Method::GET,
-            "/api/v1/replication/jobs",
-            None,
-        )
-        .await;
-        jobs.as_array()
-            .unwrap()
+        all_jobs(&primary)
+            .await
             .iter()
             .all(|j| j["status"] == "succeeded")
     })
@@ -446,22 +437,14 @@ async fn filters_namespace_mapping_and_deletions_follow_changes() {
 
     // A tag moved on the primary moves on the replica; a deleted tag is deleted there.
     let (moved, _) = push_image(&http, &primary.url, "team/app", "v1", 9).await;
-    eventually("the moved tag follows", || {
-        let (http, url, moved) = (http.clone(), replica.url.clone(), moved.clone());
-        async move { resolve(&http, &url, "mirror/app", "v1").await.as_deref() == Some(moved.as_str()) }
-    })
-    .await;
+    resolves_to(&replica.url, "mirror/app", "v1", Some(&moved)).await;
     let r = http
         .delete(format!("{}/v2/team/app/manifests/v2", primary.url))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    eventually("the deleted tag goes", || {
-        let (http, url) = (http.clone(), replica.url.clone());
-        async move { resolve(&http, &url, "mirror/app", "v2").await.is_none() }
-    })
-    .await;
+    resolves_to(&replica.url, "mirror/app", "v2", None).await;
     // The manifest v2 named is still there by digest: only the tag was deleted.
     assert_eq!(
         resolve(&http, &replica.url, "mirror/app", &v2)
@@ -476,11 +459,7 @@ async fn filters_namespace_mapping_and_deletions_follow_changes() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    eventually("the deleted manifest goes", || {
-        let (http, url, v2) = (http.clone(), replica.url.clone(), v2.clone());
-        async move { resolve(&http, &url, "mirror/app", &v2).await.is_none() }
-    })
-    .await;
+    resolves_to(&replica.url, "mirror/app", &v2, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1124,14 +1103,7 @@ async fn dual_primary_async_pushes_and_tag_moves_on_both_sides_converge() {
                 )
                 .await;
                 report.push_str(&format!("{}: {status}\n", side.url));
-                let jobs = api(
-                    side,
-                    reqwest::Method::GET,
-                    "/api/v1/replication/jobs?limit=500",
-                    None,
-                )
-                .await;
-                for j in jobs.as_array().unwrap() {
+                for j in all_jobs(side).await {
                     if j["status"] != "succeeded" {
                         let detail = job(side, j["id"].as_u64().unwrap()).await;
                         report.push_str(&format!("{detail}\n"));
@@ -1183,23 +1155,9 @@ async fn dual_primary_async_pushes_and_tag_moves_on_both_sides_converge() {
 
     // Nothing echoes: content that arrived by replication is not sent back, so once idle
     // no new jobs appear.
-    let count = |berth: &Berth| {
-        let url = berth.url.clone();
-        async move {
-            let jobs: Value = client()
-                .get(format!("{url}/api/v1/replication/jobs?limit=500"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            jobs.as_array().unwrap().len()
-        }
-    };
-    let before = (count(&a).await, count(&b).await);
+    let before = (all_jobs(&a).await.len(), all_jobs(&b).await.len());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!((count(&a).await, count(&b).await), before);
+    assert_eq!((all_jobs(&a).await.len(), all_jobs(&b).await.len()), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1290,14 +1248,7 @@ async fn dual_primary_sync_degrades_while_b_is_down_and_b_catches_up() {
     );
     b.restart();
     for (tag, digest) in &acked {
-        let (http, url, tag, digest) = (http.clone(), b.url.clone(), tag.clone(), digest.clone());
-        eventually(&format!("{tag} reaches B"), || {
-            let (http, url, tag, digest) = (http.clone(), url.clone(), tag.clone(), digest.clone());
-            async move {
-                resolve(&http, &url, "team/app", &tag).await.as_deref() == Some(digest.as_str())
-            }
-        })
-        .await;
+        resolves_to(&b.url, "team/app", tag, Some(digest)).await;
     }
     eventually("A is no longer degraded", || async {
         let status = api(&a, reqwest::Method::GET, "/api/v1/replication/status", None).await;
@@ -1391,15 +1342,8 @@ async fn an_index_brings_its_children_referrers_follow_their_subject_schedules_f
     )
     .await;
     eventually("the schedule fires and the job succeeds", || async {
-        let jobs = api(
-            &primary,
-            reqwest::Method::GET,
-            "/api/v1/replication/jobs",
-            None,
-        )
-        .await;
-        jobs.as_array()
-            .unwrap()
+        all_jobs(&primary)
+            .await
             .iter()
             .any(|j| j["trigger"]["type"] == "schedule" && j["status"] == "succeeded")
     })
@@ -1443,16 +1387,8 @@ async fn an_index_brings_its_children_referrers_follow_their_subject_schedules_f
 
     // It keeps firing; at most three finished jobs are kept.
     eventually("old jobs are removed", || async {
-        let jobs = api(
-            &primary,
-            reqwest::Method::GET,
-            "/api/v1/replication/jobs?limit=500",
-            None,
-        )
-        .await;
-        let ids: Vec<u64> = jobs
-            .as_array()
-            .unwrap()
+        let ids: Vec<u64> = all_jobs(&primary)
+            .await
             .iter()
             .map(|j| j["id"].as_u64().unwrap())
             .collect();

@@ -343,24 +343,8 @@ pub fn run(c: &Client, cmd: ReplicationCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        ReplicationCommand::Job(JobCommand::Retry { id }) => {
-            let job = c.call(
-                Method::POST,
-                &format!("/api/v1/replication/jobs/{id}/retry"),
-                None,
-            )?;
-            print_jobs(c, &job);
-            Ok(ExitCode::SUCCESS)
-        }
-        ReplicationCommand::Job(JobCommand::Cancel { id }) => {
-            let job = c.call(
-                Method::POST,
-                &format!("/api/v1/replication/jobs/{id}/cancel"),
-                None,
-            )?;
-            print_jobs(c, &job);
-            Ok(ExitCode::SUCCESS)
-        }
+        ReplicationCommand::Job(JobCommand::Retry { id }) => job_action(c, id, "retry"),
+        ReplicationCommand::Job(JobCommand::Cancel { id }) => job_action(c, id, "cancel"),
         ReplicationCommand::Status => {
             let status = c.call(Method::GET, "/api/v1/replication/status", None)?;
             if c.output == Output::Json {
@@ -388,6 +372,17 @@ pub fn run(c: &Client, cmd: ReplicationCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `POST /jobs/{id}/{action}`, printing the job it answers with.
+fn job_action(c: &Client, id: u64, action: &str) -> anyhow::Result<ExitCode> {
+    let job = c.call(
+        Method::POST,
+        &format!("/api/v1/replication/jobs/{id}/{action}"),
+        None,
+    )?;
+    print_jobs(c, &job);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Polls a job until it ends.

@@ -6,9 +6,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use bytes::Bytes;
 
 use super::side::{ByteStream, FetchedManifest, SideError, SideResult, Sink, Source};
 use crate::digest::Digest;
@@ -19,9 +17,6 @@ use crate::registry::errcode::{ErrorCode, RegistryError};
 use crate::storage::blob::linked::LinkedError;
 use crate::storage::meta::clock::Clock;
 use crate::storage::meta::{self, MetaError};
-
-/// Bytes per read when streaming a blob out.
-const READ_CHUNK: usize = 256 * 1024;
 
 /// This instance's registry.
 pub struct Local {
@@ -152,24 +147,8 @@ impl Source for Local {
     }
 }
 
-/// Streams `len` bytes of `reader` from a blocking thread, a few chunks ahead of the
-/// consumer, so memory per transfer stays constant whatever the blob's size.
-fn stream_reader(mut reader: Box<dyn Read + Send>, len: u64) -> ByteStream {
-    let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
-    tokio::task::spawn_blocking(move || {
-        let mut remaining = len;
-        while remaining > 0 {
-            let n = READ_CHUNK.min(remaining as usize);
-            let mut buf = BytesMut::zeroed(n);
-            let result = reader.read_exact(&mut buf).map(|()| buf.freeze());
-            let failed = result.is_err();
-            if tx.blocking_send(result).is_err() || failed {
-                return;
-            }
-            remaining -= n as u64;
-        }
-    });
-    Box::pin(ReceiverStream::new(rx))
+fn stream_reader(reader: Box<dyn Read + Send>, len: u64) -> ByteStream {
+    Box::pin(crate::storage::blob::stream_reader(reader, len))
 }
 
 #[async_trait]

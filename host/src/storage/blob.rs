@@ -7,7 +7,41 @@ pub mod writer;
 
 use std::io::{self, Read, Write};
 
+use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
 use crate::digest::{Algorithm, Digest, Hasher};
+
+/// Bytes per read when streaming a blob out.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Streams `len` bytes of `reader` from a blocking thread, a few chunks ahead of the
+/// consumer, so memory per reader stays constant whatever the blob's size. A read error
+/// ends the stream with that error.
+pub fn stream_reader(
+    mut reader: Box<dyn Read + Send>,
+    len: u64,
+) -> ReceiverStream<io::Result<Bytes>> {
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut remaining = len;
+        while remaining > 0 {
+            let n = READ_CHUNK.min(remaining as usize);
+            let mut buf = BytesMut::zeroed(n);
+            let result = reader.read_exact(&mut buf).map(|()| buf.freeze());
+            let failed = result.is_err();
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "reading a blob failed mid-stream");
+            }
+            if tx.blocking_send(result).is_err() || failed {
+                return; // the consumer went away, or the error was passed on
+            }
+            remaining -= n as u64;
+        }
+    });
+    ReceiverStream::new(rx)
+}
 
 /// A staging file an upload appends to. Data is durable only after [`StagingFile::sync`].
 pub trait StagingFile: Write + Send {

@@ -10,9 +10,9 @@
 //! once.
 
 use berth_plugin_sdk::strategy::{
-    LinkLimit, PlanError, PlanRequest, ReplicationPlan, Strategy, Transfer, Wave,
+    LinkLimit, PlanError, PlanRequest, ReplicationPlan, Strategy, Transfer, Wave, positive_setting,
 };
-use berth_plugin_sdk::{Plugin, PluginInfo, export_strategy, host};
+use berth_plugin_sdk::{Plugin, PluginInfo, export_strategy};
 
 struct DualPrimary;
 
@@ -43,14 +43,7 @@ impl Strategy for DualPrimary {
                 )));
             }
         }
-        let cap: u32 = match host::config("max-parallel") {
-            None => 8,
-            Some(v) => v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                PlanError::Invalid(format!(
-                    "max-parallel must be a positive integer, not {v:?}"
-                ))
-            })?,
-        };
+        let cap = positive_setting("max-parallel", 8)?;
         let mut transfers = Vec::new();
         for placement in &request.present {
             let has = |id: &str| placement.instances.iter().any(|i| i == id);

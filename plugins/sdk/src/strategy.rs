@@ -5,6 +5,42 @@ pub use crate::bindings::exports::berth::plugin::strategy::{
     ReplicationPlan, Topology, Transfer, Wave,
 };
 
+/// A positive whole number from the plugin's configuration under `key`, or `default`
+/// when the admin set none; a value that is not one is refused, naming the key.
+pub fn positive_setting(key: &str, default: u32) -> Result<u32, PlanError> {
+    match crate::host::config(key) {
+        None => Ok(default),
+        Some(v) => v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            PlanError::Invalid(format!("{key} must be a positive integer, not {v:?}"))
+        }),
+    }
+}
+
+/// The per-link caps of a plan that uses `links` (source, target): the topology's own
+/// `max-parallel` for a link where it has one, never more than `cap`.
+pub fn link_limits(
+    topology: &Topology,
+    links: impl IntoIterator<Item = (String, String)>,
+    cap: u32,
+) -> Vec<LinkLimit> {
+    links
+        .into_iter()
+        .map(|(source, target)| {
+            let link_cap = topology
+                .links
+                .iter()
+                .find(|l| l.source == source && l.target == target)
+                .and_then(|l| l.max_parallel)
+                .unwrap_or(cap);
+            LinkLimit {
+                source,
+                target,
+                max_parallel: link_cap.min(cap),
+            }
+        })
+        .collect()
+}
+
 /// Implement this, and [`crate::Plugin`], then `export_strategy!(YourType)`.
 pub trait Strategy: crate::Plugin {
     /// Plans the transfers that bring every artifact to every target.

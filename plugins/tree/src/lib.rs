@@ -12,9 +12,10 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use berth_plugin_sdk::strategy::{
-    LinkLimit, PlanError, PlanRequest, ReplicationPlan, Strategy, Transfer, Wave,
+    PlanError, PlanRequest, ReplicationPlan, Strategy, Transfer, Wave, link_limits,
+    positive_setting,
 };
-use berth_plugin_sdk::{Plugin, PluginInfo, export_strategy, host};
+use berth_plugin_sdk::{Plugin, PluginInfo, export_strategy};
 
 struct Tree;
 
@@ -104,14 +105,7 @@ fn layout(request: &PlanRequest) -> Result<Layout<'_>, PlanError> {
 
 impl Strategy for Tree {
     fn plan(request: PlanRequest) -> Result<ReplicationPlan, PlanError> {
-        let cap: u32 = match host::config("max-parallel-per-link") {
-            None => 4,
-            Some(v) => v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                PlanError::Invalid(format!(
-                    "max-parallel-per-link must be a positive integer, not {v:?}"
-                ))
-            })?,
-        };
+        let cap = positive_setting("max-parallel-per-link", 4)?;
         let layout = layout(&request)?;
         let present: BTreeMap<&str, &Vec<String>> = request
             .present
@@ -195,23 +189,7 @@ impl Strategy for Tree {
                 }
             }
         }
-        let limits = links
-            .into_iter()
-            .map(|(source, target)| {
-                let link_cap = request
-                    .topology
-                    .links
-                    .iter()
-                    .find(|l| l.source == source && l.target == target)
-                    .and_then(|l| l.max_parallel)
-                    .unwrap_or(cap);
-                LinkLimit {
-                    source,
-                    target,
-                    max_parallel: link_cap.min(cap),
-                }
-            })
-            .collect();
+        let limits = link_limits(&request.topology, links, cap);
         Ok(ReplicationPlan {
             waves: waves
                 .into_iter()

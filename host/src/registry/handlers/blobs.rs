@@ -7,16 +7,13 @@
 //! DELETE /v2/<name>/blobs/<digest>     → 202 (the repository's link is removed)
 //! ```
 
-use std::io::{self, Read};
+use std::io::Read;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use bytes::{Bytes, BytesMut};
 use serde_json::json;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 use crate::digest::Digest;
 use crate::names::RepoName;
@@ -25,9 +22,6 @@ use crate::registry::errcode::{ErrorCode, RegistryError, RegistryResult};
 use crate::registry::routes::empty;
 use crate::storage::blob::linked::LinkedError;
 use crate::storage::meta::{self, MetaError};
-
-/// Bytes per read when streaming a blob out.
-const READ_CHUNK: usize = 256 * 1024;
 
 fn unknown(name: &RepoName, digest: &Digest) -> RegistryError {
     RegistryError::new(ErrorCode::BlobUnknown)
@@ -174,27 +168,9 @@ pub async fn get(
     Ok(builder.body(stream(reader, len)).expect("valid response"))
 }
 
-/// Streams `len` bytes of `reader` from a blocking thread, a bounded number of chunks
-/// ahead of the client, so memory per download stays constant.
-fn stream(mut reader: Box<dyn Read + Send>, len: u64) -> Body {
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
-    tokio::task::spawn_blocking(move || {
-        let mut remaining = len;
-        while remaining > 0 {
-            let n = READ_CHUNK.min(remaining as usize);
-            let mut buf = BytesMut::zeroed(n);
-            let result = reader.read_exact(&mut buf).map(|()| buf.freeze());
-            let failed = result.is_err();
-            if let Err(e) = &result {
-                tracing::error!(error = %e, "reading a blob failed mid-response");
-            }
-            if tx.blocking_send(result).is_err() || failed {
-                return; // client went away, or the error was passed on to abort the response
-            }
-            remaining -= n as u64;
-        }
-    });
-    Body::from_stream(ReceiverStream::new(rx))
+/// The blob as a response body, streamed from a blocking thread.
+fn stream(reader: Box<dyn Read + Send>, len: u64) -> Body {
+    Body::from_stream(crate::storage::blob::stream_reader(reader, len))
 }
 
 /// Removes the repository's link to a blob. The content stays until garbage collection
