@@ -226,7 +226,7 @@ async fn replicate(
     }
     let endpoints: Vec<&str> = others.iter().map(|(n, _)| *n).collect();
     let mut policy = json!({"name": "bench", "endpoints": endpoints, "strategy": strategy,
-                            "concurrency": 16});
+                            "concurrency": 32});
     if let Some(t) = topology {
         policy["topology"] = t;
     }

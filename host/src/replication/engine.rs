@@ -487,9 +487,10 @@ impl Replication {
                     .map(|m| Arc::new(Throttle::new(m))),
             },
         });
-        // Waves are ordered per artifact: a transfer of an artifact in wave k starts once
-        // that artifact's transfers of the earlier waves are over, so a tree forwards each
-        // artifact as soon as its hop has it instead of waiting for the whole wave.
+        // Waves are ordered per artifact and path: a transfer of an artifact in wave k
+        // starts once the earlier-wave transfers bringing that artifact to its source are
+        // over, so a tree forwards each artifact as soon as its hop has it instead of
+        // waiting for the whole wave.
         let mut running = FuturesUnordered::new();
         let mut started = vec![false; tasks.len()];
         loop {
@@ -497,9 +498,13 @@ impl Replication {
                 if started[i] || task.status != TaskStatus::Pending {
                     continue;
                 }
+                // It waits for what brings its artifact to its source: earlier-wave
+                // transfers of the same artifact to that instance. (Other branches of a
+                // tree go their own pace.)
                 let key = artifact_key(&task.op);
                 let ready = tasks.iter().all(|other| {
                     other.wave >= task.wave
+                        || other.target != task.source
                         || artifact_key(&other.op) != key
                         || other.status.is_final()
                 });
@@ -547,16 +552,18 @@ impl Replication {
                     () = cancel.cancelled() => return self.cancelled(task),
                 }
             }
-            let _slot = tokio::select! {
-                permit = slots.clone().acquire_owned() => permit.expect("never closed"),
-                () = cancel.cancelled() => return self.cancelled(task),
-            };
+            // The link first: a task waiting for a busy link must not hold one of the
+            // job's slots, which a task on an idle link (a later hop of a tree) could use.
             let _link = match &link {
                 Some(link) => Some(tokio::select! {
                     permit = link.clone().acquire_owned() => permit.expect("never closed"),
                     () = cancel.cancelled() => return self.cancelled(task),
                 }),
                 None => None,
+            };
+            let _slot = tokio::select! {
+                permit = slots.clone().acquire_owned() => permit.expect("never closed"),
+                () = cancel.cancelled() => return self.cancelled(task),
             };
             task.status = TaskStatus::Running;
             task.attempts += 1;
