@@ -10,7 +10,8 @@
 //! records. Twice: with every link as fast as this machine allows (so all links share its
 //! two cores and its disk, and the processes, not the links, are the limit), then with
 //! each link held to 200 Mbit/s by a proxy in front of its receiver, as between
-//! datacenters, where the links are the limit. Run: `cargo bench --bench replication`.
+//! datacenters, where the links are the limit. Run: `cargo bench --bench replication`
+//! (`BENCH_LINK_MBPS` sets the link rate; `BENCH_TREE_CAP` the tree's transfers per link).
 
 mod support;
 
@@ -26,7 +27,7 @@ const IMAGES: usize = 50;
 const BASES: usize = 5;
 const BASE_BYTES: usize = 40_000_000;
 const OWN_BYTES: usize = 6_000_000;
-/// The bandwidth of each link in the second half.
+/// The bandwidth of each link in the second half, unless `BENCH_LINK_MBPS` says another.
 const LINK_MBPS: f64 = 200.0;
 
 /// The image set: blobs by digest, and per image its config and layers.
@@ -192,6 +193,9 @@ async fn link(target: String, bytes_per_sec: f64) -> String {
 struct Outcome {
     wall: Duration,
     per_link: BTreeMap<(String, String), u64>,
+    /// Per link, seconds from the job's start to its first transfer's start and to its
+    /// last transfer's end.
+    windows: BTreeMap<(String, String), (f64, f64)>,
 }
 
 /// Replicates the set from `primary` over `topology` with `strategy`; the other servers
@@ -230,6 +234,18 @@ async fn replicate(
     if let Some(t) = topology {
         policy["topology"] = t;
     }
+    // `BENCH_TREE_CAP`: the tree strategy's transfers per link, instead of its default.
+    if strategy == "tree"
+        && let Ok(cap) = std::env::var("BENCH_TREE_CAP")
+    {
+        api(
+            primary,
+            reqwest::Method::PATCH,
+            "/api/v1/plugins/tree",
+            Some(json!({"config": {"max-parallel-per-link": cap}})),
+        )
+        .await;
+    }
     api(
         primary,
         reqwest::Method::POST,
@@ -265,14 +281,25 @@ async fn replicate(
     let wall = started.elapsed();
     assert_eq!(done["status"], "succeeded", "{done:#}");
     let mut per_link = BTreeMap::new();
+    let mut windows: BTreeMap<(String, String), (f64, f64)> = BTreeMap::new();
+    let origin = done["started_at"].as_u64().unwrap();
     for task in done["task_list"].as_array().unwrap() {
         let link = (
             task["source"].as_str().unwrap().to_string(),
             task["target"].as_str().unwrap().to_string(),
         );
-        *per_link.entry(link).or_default() += task["progress"]["bytes"].as_u64().unwrap();
+        *per_link.entry(link.clone()).or_default() += task["progress"]["bytes"].as_u64().unwrap();
+        let secs =
+            |key: &str| task[key].as_u64().unwrap_or(origin).saturating_sub(origin) as f64 / 1e3;
+        let window = windows.entry(link).or_insert((f64::MAX, 0.0));
+        window.0 = window.0.min(secs("started_at"));
+        window.1 = window.1.max(secs("finished_at"));
     }
-    Outcome { wall, per_link }
+    Outcome {
+        wall,
+        per_link,
+        windows,
+    }
 }
 
 fn main() {
@@ -326,7 +353,11 @@ fn main() {
     }
     let tree_topology = json!({"datacenters": datacenters, "instances": instances});
     let mut runs = Vec::new();
-    for link_mbps in [None, Some(LINK_MBPS)] {
+    let link_mbps_set = std::env::var("BENCH_LINK_MBPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(LINK_MBPS);
+    for link_mbps in [None, Some(link_mbps_set)] {
         let single = scenario("one link", 1, "star", None, &["r1"], link_mbps);
         let star = scenario(
             "star 1 → 3",
@@ -384,8 +415,8 @@ fn main() {
     }
     let (_, _, star, tree) = &runs[1];
     println!();
-    println!("| link | star: MB sent | tree: MB sent |");
-    println!("|---|---:|---:|");
+    println!("| link | star: MB sent | tree: MB sent | tree: busy from – to (s) |");
+    println!("|---|---:|---:|---:|");
     let mut all: Vec<&(String, String)> =
         star.per_link.keys().chain(tree.per_link.keys()).collect();
     all.sort();
@@ -397,8 +428,13 @@ fn main() {
                 .map(|b| format!("{:.0}", mb(*b)))
                 .unwrap_or_else(|| "-".into())
         };
+        let window = tree
+            .windows
+            .get(link)
+            .map(|(a, b)| format!("{a:.1} – {b:.1}"))
+            .unwrap_or_else(|| "-".into());
         println!(
-            "| {} → {} | {} | {} |",
+            "| {} → {} | {} | {} | {window} |",
             link.0,
             link.1,
             cell(star),

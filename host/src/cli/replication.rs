@@ -599,50 +599,36 @@ fn policy_body(s: &PolicySettings, creating: bool) -> anyhow::Result<Map<String,
             json!({"project": s.project, "repository": s.repository, "tag": s.tag}),
         );
     }
-    let mut set = |key: &str, value: Value| {
-        body.insert(key.to_string(), value);
-    };
-    if let Some(v) = &s.namespace {
-        set("destination_namespace", json!(v));
+    let switches = [
+        (s.on_change, "on_change", json!(true)),
+        (s.replicate_deletions, "replicate_deletions", json!(true)),
+        (s.no_override, "override_existing", json!(false)),
+        (s.metadata, "metadata", json!(true)),
+        (s.sync, "delivery", json!("sync")),
+        (s.async_delivery, "delivery", json!("async")),
+        (s.disabled, "enabled", json!(false)),
+    ];
+    for (given, key, value) in switches {
+        if given {
+            body.insert(key.into(), value);
+        }
     }
-    if let Some(v) = &s.schedule {
-        set("schedule", json!(v));
-    }
-    if s.on_change {
-        set("on_change", json!(true));
-    }
-    if s.replicate_deletions {
-        set("replicate_deletions", json!(true));
-    }
-    if s.no_override {
-        set("override_existing", json!(false));
-    }
-    if let Some(v) = s.concurrency {
-        set("concurrency", json!(v));
-    }
-    if let Some(v) = s.bandwidth_mbps {
-        set("bandwidth_limit_mbps", json!(v));
-    }
-    if s.metadata {
-        set("metadata", json!(true));
-    }
-    if s.sync {
-        set("delivery", json!("sync"));
-    }
-    if s.async_delivery {
-        set("delivery", json!("async"));
-    }
-    if let Some(v) = s.degrade_after_secs {
-        set("degrade_after_secs", json!(v));
-    }
-    if let Some(v) = &s.strategy {
-        set("strategy", json!(v));
-    }
-    if let Some(v) = &s.description {
-        set("description", json!(v));
-    }
-    if s.disabled {
-        set("enabled", json!(false));
+    let options = [
+        (
+            "destination_namespace",
+            s.namespace.as_ref().map(|v| json!(v)),
+        ),
+        ("schedule", s.schedule.as_ref().map(|v| json!(v))),
+        ("concurrency", s.concurrency.map(|v| json!(v))),
+        ("bandwidth_limit_mbps", s.bandwidth_mbps.map(|v| json!(v))),
+        ("degrade_after_secs", s.degrade_after_secs.map(|v| json!(v))),
+        ("strategy", s.strategy.as_ref().map(|v| json!(v))),
+        ("description", s.description.as_ref().map(|v| json!(v))),
+    ];
+    for (key, value) in options {
+        if let Some(value) = value {
+            body.insert(key.into(), value);
+        }
     }
     if let Some(path) = &s.topology {
         let text = std::fs::read_to_string(path)
@@ -653,7 +639,7 @@ fn policy_body(s: &PolicySettings, creating: bool) -> anyhow::Result<Map<String,
             serde_json::from_str(&text)
                 .with_context(|| format!("{} is not JSON", path.display()))?
         };
-        set("topology", topology);
+        body.insert("topology".into(), topology);
     }
     Ok(body)
 }
