@@ -1807,3 +1807,39 @@ async fn tls_endpoints_tags_left_alone_without_override_and_cancelling_a_running
         "a cancelled job stays cancelled"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hop_forwarding_what_it_still_receives_stops_when_that_transfer_fails() {
+    // root → a → a1, where a refuses the push (its project is gone): the hop a → a1,
+    // started early to forward as a receives, is stopped instead of waiting it out.
+    let root = Berth::start_configured(&[], QUICK_RETRIES);
+    let a = Berth::start();
+    let a1 = Berth::start();
+    let r = client()
+        .delete(format!("{}/api/v1/projects/team", a.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    berth_endpoint(&root, "a", &a.url).await;
+    berth_endpoint(&root, "a1", &a1.url).await;
+    create_policy(
+        &root,
+        json!({"name": "tree", "strategy": "tree", "endpoints": ["a", "a1"],
+               "topology": {
+                   "datacenters": [{"id": "root"}, {"id": "a", "parent": "root"},
+                                   {"id": "a1", "parent": "a"}],
+                   "instances": [{"id": "root", "datacenter": "root"},
+                                 {"id": "a", "datacenter": "a", "endpoint": "a"},
+                                 {"id": "a1", "datacenter": "a1", "endpoint": "a1"}]}}),
+    )
+    .await;
+    push_image(&client(), &root.url, "team/app", "v1", 1).await;
+    let done = finished(&root, run_policy(&root, "tree").await).await;
+    assert_eq!(done["status"], "failed", "{done:#}");
+    let tasks = done["task_list"].as_array().unwrap();
+    let hop = |source: &str| tasks.iter().find(|t| t["source"] == source).unwrap();
+    assert_eq!(hop("root")["status"], "failed", "{done:#}");
+    assert_eq!(hop("a")["status"], "cancelled", "{done:#}");
+    assert_eq!(resolve(&client(), &a1.url, "team/app", "v1").await, None);
+}

@@ -20,9 +20,14 @@ use super::endpoints::{EndpointKind, EndpointRecord};
 use super::jobs::Progress;
 use super::local::Local;
 use super::remote::Remote;
-use super::side::SideError;
+use super::side::{ByteStream, FetchedManifest, SideError, SideResult, Source};
 use super::transfer::{Copier, CopyOptions};
 use super::{Replication, ReplicationError, ReplicationResult};
+use crate::registry::Registry;
+use crate::storage::meta::clock::Clock;
+
+/// The longest a sender waits for a piece of an artifact it is still receiving.
+const MAX_AHEAD_WAIT: Duration = Duration::from_secs(3600);
 
 /// Finished transfers are forgotten after this long.
 const KEEP_FINISHED: Duration = Duration::from_secs(3600);
@@ -42,6 +47,47 @@ pub struct TransferRequest {
     /// Move a destination tag that points elsewhere.
     #[serde(default = "yes")]
     pub override_existing: bool,
+    /// The manifest, read ahead by the planner: the sender starts before it holds the
+    /// artifact, and sends each blob (and child and referrer) as soon as it has arrived,
+    /// so a tree's hops overlap instead of following one another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ahead: Option<Ahead>,
+}
+
+/// What a sender needs to forward an artifact it is still receiving.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ahead {
+    /// The manifest's digest.
+    pub digest: String,
+    /// Its media type.
+    pub media_type: String,
+    /// Its bytes, base64.
+    pub bytes: String,
+    /// The clock of the tag it was read through.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub clock: Option<Clock>,
+    /// Its referrers, which follow it.
+    #[serde(default)]
+    pub referrers: Vec<String>,
+    /// How long to wait for a piece that has not arrived yet, in milliseconds.
+    pub wait_ms: u64,
+}
+
+impl Ahead {
+    /// The manifest read ahead, with its referrers.
+    pub fn new(manifest: &FetchedManifest, referrers: Vec<String>, wait: Duration) -> Ahead {
+        use base64::Engine as _;
+        Ahead {
+            digest: manifest.digest.clone(),
+            media_type: manifest.media_type.clone(),
+            bytes: base64::engine::general_purpose::STANDARD.encode(&manifest.bytes),
+            clock: manifest.clock.clone(),
+            referrers,
+            wait_ms: wait.as_millis() as u64,
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -185,16 +231,49 @@ impl Replication {
                 },
             );
         }
+        let ahead = match &request.ahead {
+            None => None,
+            Some(a) => {
+                use base64::Engine as _;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(&a.bytes)
+                    .map_err(|e| ReplicationError::Invalid(format!("ahead.bytes: {e}")))?;
+                let digest = crate::digest::Digest::sha256_of(&bytes).to_string();
+                if digest != a.digest {
+                    return Err(ReplicationError::Invalid(format!(
+                        "ahead.bytes are {digest}, not {}",
+                        a.digest
+                    )));
+                }
+                Some(Awaiting {
+                    top: FetchedManifest {
+                        digest,
+                        media_type: a.media_type.clone(),
+                        bytes: bytes.into(),
+                        clock: a.clock.clone(),
+                    },
+                    reference: request.reference.clone(),
+                    referrers: a.referrers.clone(),
+                    wait: Duration::from_millis(a.wait_ms).min(MAX_AHEAD_WAIT),
+                    local: Local::new(self.registry.clone(), None),
+                    registry: self.registry.clone(),
+                })
+            }
+        };
         let this = self.clone();
         tokio::spawn(async move {
-            let source = Local::new(this.registry.clone(), None);
+            let local = Local::new(this.registry.clone(), None);
+            let source: &dyn Source = match &ahead {
+                Some(awaiting) => awaiting,
+                None => &local,
+            };
             let options = CopyOptions {
                 override_existing: request.override_existing,
                 parallel_blobs: this.config.parallel_blobs,
                 throttle: None,
             };
             let result = Copier {
-                source: &source,
+                source,
                 sink: &sink,
                 target: &endpoint.url,
                 gate: &this.gate,
@@ -263,5 +342,95 @@ impl Replication {
             .get(id)
             .map(|e| e.state.clone())
             .ok_or_else(gone)
+    }
+}
+
+/// This instance's storage as the source of an artifact it is still receiving: the
+/// manifest comes read ahead from the planner; a blob, child or referrer that is not here
+/// yet is waited for, and sent as soon as it is.
+struct Awaiting {
+    top: FetchedManifest,
+    reference: String,
+    referrers: Vec<String>,
+    wait: Duration,
+    local: Local,
+    registry: Arc<Registry>,
+}
+
+/// How often a piece still on its way is looked for.
+const AWAIT_POLL: Duration = Duration::from_millis(25);
+
+impl Awaiting {
+    /// Fails once the wait for `what` is over; otherwise pauses before the next look.
+    async fn pause(&self, deadline: Instant, what: &str) -> SideResult<()> {
+        if Instant::now() >= deadline {
+            return Err(SideError::NotFound(format!(
+                "{what} did not arrive here within {} s",
+                self.wait.as_secs()
+            )));
+        }
+        tokio::time::sleep(AWAIT_POLL).await;
+        Ok(())
+    }
+
+    fn has_blob(&self, repository: &str, digest: &str) -> SideResult<bool> {
+        let tx = self
+            .registry
+            .meta
+            .read()
+            .map_err(|e| SideError::Failed(e.to_string()))?;
+        Ok(
+            crate::storage::meta::blob_links::get(&tx, repository, digest)
+                .map_err(|e| SideError::Failed(e.to_string()))?
+                .is_some(),
+        )
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for Awaiting {
+    fn describe(&self) -> String {
+        "this instance (forwarding as it receives)".to_string()
+    }
+
+    async fn manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> SideResult<Option<FetchedManifest>> {
+        if reference == self.reference || reference == self.top.digest {
+            return Ok(Some(self.top.clone()));
+        }
+        let deadline = Instant::now() + self.wait;
+        loop {
+            if let Some(found) = self.local.manifest(repository, reference).await? {
+                return Ok(Some(found));
+            }
+            self.pause(deadline, &format!("manifest {reference}"))
+                .await?;
+        }
+    }
+
+    async fn blob(&self, repository: &str, digest: &str, size: u64) -> SideResult<ByteStream> {
+        let deadline = Instant::now() + self.wait;
+        while !self.has_blob(repository, digest)? {
+            self.pause(deadline, &format!("blob {digest}")).await?;
+        }
+        self.local.blob(repository, digest, size).await
+    }
+
+    async fn referrers(&self, repository: &str, digest: &str) -> SideResult<Vec<String>> {
+        if digest == self.top.digest {
+            return Ok(self.referrers.clone());
+        }
+        self.local.referrers(repository, digest).await
+    }
+
+    async fn repositories(&self) -> SideResult<Vec<String>> {
+        self.local.repositories().await
+    }
+
+    async fn tags(&self, repository: &str) -> SideResult<Vec<String>> {
+        self.local.tags(repository).await
     }
 }

@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::Replication;
-use super::delegate::TransferRequest;
+use super::delegate::{Ahead, TransferRequest};
 use super::endpoints::EndpointKind;
 use super::jobs::{self, JobRecord, JobStatus, Scope, TaskOp, TaskRecord, TaskStatus, Trigger};
 use super::local::Local;
@@ -34,6 +34,9 @@ const CHANGE_BATCH: usize = 1000;
 
 /// How often the engine looks for work when nothing wakes it.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// How long a hop forwarding an artifact it still receives waits for each piece.
+const AHEAD_WAIT: Duration = Duration::from_secs(30 * 60);
 
 /// How often a dual-primary pair's metadata is exchanged.
 const METADATA_EVERY: Duration = Duration::from_secs(2);
@@ -472,7 +475,27 @@ impl Replication {
                 Arc::new(Semaphore::new(cap.max_parallel.max(1) as usize)),
             );
         }
+        let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
+        // Later hops of a tree that can forward an artifact while it still arrives: their
+        // sender is a berth, and the manifest is here to be read ahead.
+        let mut forwardable = std::collections::HashSet::new();
+        for task in &tasks {
+            if let TaskOp::Copy {
+                origin_repository: Some(origin),
+                reference,
+                ..
+            } = &task.op
+                && sides
+                    .remote(&task.source)
+                    .is_some_and(|r| r.kind() == EndpointKind::Berth)
+                && sides.remote(&task.target).is_some()
+                && matches!(sides.local.manifest(origin, reference).await, Ok(Some(_)))
+            {
+                forwardable.insert(task.index);
+            }
+        }
         let context = Arc::new(RunContext {
+            started: started_tx,
             // A change job is the outbox: what it carries exists nowhere else, so it keeps
             // retrying while its destination is away, rather than fail and be forgotten
             // (goharbor/harbor#21119, #16331).
@@ -489,29 +512,34 @@ impl Replication {
         });
         // Waves are ordered per artifact and path: a transfer of an artifact in wave k
         // starts once the earlier-wave transfers bringing that artifact to its source are
-        // over, so a tree forwards each artifact as soon as its hop has it instead of
-        // waiting for the whole wave.
+        // over — or, for a hop that can forward while it receives, once they run — so a
+        // tree passes each artifact on as it arrives instead of waiting for the whole wave.
         let mut running = FuturesUnordered::new();
         let mut started = vec![false; tasks.len()];
+        let mut running_now = std::collections::HashSet::new();
+        // Each task's own cancellation, so that a hop started early can be stopped when
+        // the transfer it forwards from fails.
+        let mut tokens: HashMap<u32, CancellationToken> = HashMap::new();
         loop {
             for (i, task) in tasks.iter().enumerate() {
                 if started[i] || task.status != TaskStatus::Pending {
                     continue;
                 }
-                // It waits for what brings its artifact to its source: earlier-wave
-                // transfers of the same artifact to that instance. (Other branches of a
-                // tree go their own pace.)
                 let key = artifact_key(&task.op);
+                let early = forwardable.contains(&task.index);
                 let ready = tasks.iter().all(|other| {
                     other.wave >= task.wave
                         || other.target != task.source
                         || artifact_key(&other.op) != key
                         || other.status.is_final()
+                        || (early && running_now.contains(&other.index))
                 });
                 if !ready {
                     continue;
                 }
                 started[i] = true;
+                let token = cancel.child_token();
+                tokens.insert(task.index, token.clone());
                 running.push(
                     self.run_task(
                         task.clone(),
@@ -520,15 +548,40 @@ impl Replication {
                         links
                             .get(&(task.source.clone(), task.target.clone()))
                             .cloned(),
-                        cancel.clone(),
+                        token,
                     ),
                 );
             }
-            let Some(done) = running.next().await else {
+            if running.is_empty() {
                 break;
-            };
-            if let Some(slot) = tasks.iter_mut().find(|t| t.index == done.index) {
-                *slot = done;
+            }
+            tokio::select! {
+                done = running.next() => {
+                    let Some(done) = done else { break };
+                    running_now.remove(&done.index);
+                    tokens.remove(&done.index);
+                    if done.status != TaskStatus::Succeeded {
+                        // Hops that started forwarding from it will not get what they wait
+                        // for: stop them rather than let them wait it out.
+                        let key = artifact_key(&done.op);
+                        for (j, t) in tasks.iter().enumerate() {
+                            if started[j]
+                                && t.wave > done.wave
+                                && t.source == done.target
+                                && artifact_key(&t.op) == key
+                                && let Some(token) = tokens.get(&t.index)
+                            {
+                                token.cancel();
+                            }
+                        }
+                    }
+                    if let Some(slot) = tasks.iter_mut().find(|t| t.index == done.index) {
+                        *slot = done;
+                    }
+                }
+                Some(index) = started_rx.recv() => {
+                    running_now.insert(index);
+                }
             }
         }
         self.finish(job.id, cancel.is_cancelled())?;
@@ -569,6 +622,7 @@ impl Replication {
             task.attempts += 1;
             task.started_at = Some(now_millis());
             self.save_task(&task, false);
+            let _ = context.started.send(task.index);
             let outcome = tokio::select! {
                 outcome = self.attempt(&task, &context) => outcome,
                 () = cancel.cancelled() => return self.cancelled(task),
@@ -615,6 +669,7 @@ impl Replication {
                 repository,
                 reference,
                 destination,
+                origin_repository,
             } => {
                 // A hop between two other instances: the sender runs it when it is a berth,
                 // so the bytes do not detour through this instance.
@@ -626,12 +681,30 @@ impl Replication {
                         .token_for(&[format!("repository:{destination}:pull,push")])
                         .await?
                 {
+                    // The manifest, read here, lets the sender start before it holds it all.
+                    let ahead = match origin_repository {
+                        Some(origin) => {
+                            match context.sides.local.manifest(origin, reference).await? {
+                                Some(manifest) => {
+                                    let referrers = context
+                                        .sides
+                                        .local
+                                        .referrers(origin, &manifest.digest)
+                                        .await?;
+                                    Some(Ahead::new(&manifest, referrers, AHEAD_WAIT))
+                                }
+                                None => None,
+                            }
+                        }
+                        None => None,
+                    };
                     let request = TransferRequest {
                         repository: repository.clone(),
                         reference: reference.clone(),
                         destination: destination.clone(),
                         target: to.as_target(token),
                         override_existing: context.options.override_existing,
+                        ahead,
                     };
                     return from.delegate_copy(&request).await;
                 }
@@ -863,6 +936,8 @@ enum Prepared {
 /// What a running job shares between its tasks.
 struct RunContext {
     persistent: bool,
+    /// Tells the scheduler which task has just started running.
+    started: tokio::sync::mpsc::UnboundedSender<u32>,
     sides: Arc<Sides>,
     gate: Arc<BlobGate>,
     options: CopyOptions,

@@ -224,6 +224,11 @@ pub enum TaskOp {
         reference: String,
         /// The repository on the target.
         destination: String,
+        /// For a later hop of a tree: the repository on the job's own source, where the
+        /// planner reads the manifest ahead so the hop can start before its source holds
+        /// all of it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        origin_repository: Option<String>,
     },
     /// Removes a tag on the target.
     DeleteTag {

@@ -321,7 +321,8 @@ pub fn tasks(
                 continue; // sent to the same target twice: once is enough
             }
             // Past the first hop, the content lives under its destination name.
-            let repository = if t.source == source {
+            let first_hop = t.source == source;
+            let repository = if first_hop {
                 artifact.repository.clone()
             } else {
                 policy.destination_repository(&artifact.repository)
@@ -336,6 +337,7 @@ pub fn tasks(
                     repository,
                     reference: artifact.reference.clone(),
                     destination: policy.destination_repository(&artifact.repository),
+                    origin_repository: (!first_hop).then(|| artifact.repository.clone()),
                 },
             ));
         }
@@ -530,7 +532,8 @@ mod tests {
             TaskOp::Copy {
                 repository: "team/app".into(),
                 reference: "v1".into(),
-                destination: "mirror/app".into()
+                destination: "mirror/app".into(),
+                origin_repository: None,
             }
         );
         assert_eq!(tasks[3].wave, 1);
