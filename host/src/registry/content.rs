@@ -175,6 +175,7 @@ pub async fn put_manifest(
     if changed {
         registry.changed.notify_one();
     }
+    registry.arrived.notify_waiters();
     Ok(StoredManifest {
         digest,
         subject: parsed.subject.map(|s| s.digest),
@@ -332,7 +333,7 @@ pub async fn mount(
         from.to_string(),
         digest.to_string(),
     );
-    Ok(tokio::task::spawn_blocking(move || {
+    let mounted = tokio::task::spawn_blocking(move || {
         registry2.meta.write(|tx| -> Result<bool, MetaError> {
             let Some(size) = meta::blob_links::get(tx, &from, &d)? else {
                 return Ok(false);
@@ -342,7 +343,11 @@ pub async fn mount(
             Ok(true)
         })
     })
-    .await??)
+    .await??;
+    if mounted {
+        registry.arrived.notify_waiters();
+    }
+    Ok(mounted)
 }
 
 /// Why taking in a whole blob failed.
@@ -441,5 +446,6 @@ pub(crate) async fn commit_staging(
         Ok(())
     })
     .await??;
+    registry.arrived.notify_waiters();
     Ok(())
 }

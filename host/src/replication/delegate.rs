@@ -357,20 +357,33 @@ struct Awaiting {
     registry: Arc<Registry>,
 }
 
-/// How often a piece still on its way is looked for.
-const AWAIT_POLL: Duration = Duration::from_millis(25);
+/// How often a piece still on its way is looked for when no arrival wakes the wait.
+const AWAIT_POLL: Duration = Duration::from_secs(1);
 
 impl Awaiting {
-    /// Fails once the wait for `what` is over; otherwise pauses before the next look.
-    async fn pause(&self, deadline: Instant, what: &str) -> SideResult<()> {
-        if Instant::now() >= deadline {
-            return Err(SideError::NotFound(format!(
-                "{what} did not arrive here within {} s",
-                self.wait.as_secs()
-            )));
+    /// Waits until `here` says the piece has arrived, woken by each arrival in this
+    /// registry (and, should a wake-up be missed, every second), or fails once the wait
+    /// for `what` is over.
+    async fn wait_for(&self, what: &str, here: impl Fn() -> SideResult<bool>) -> SideResult<()> {
+        let deadline = tokio::time::Instant::now() + self.wait;
+        loop {
+            let arrival = self.registry.arrived.notified();
+            tokio::pin!(arrival);
+            arrival.as_mut().enable();
+            if here()? {
+                return Ok(());
+            }
+            tokio::select! {
+                () = arrival => {}
+                () = tokio::time::sleep(AWAIT_POLL) => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err(SideError::NotFound(format!(
+                        "{what} did not arrive here within {} s",
+                        self.wait.as_secs()
+                    )));
+                }
+            }
         }
-        tokio::time::sleep(AWAIT_POLL).await;
-        Ok(())
     }
 
     fn has_blob(&self, repository: &str, digest: &str) -> SideResult<bool> {
@@ -401,21 +414,25 @@ impl Source for Awaiting {
         if reference == self.reference || reference == self.top.digest {
             return Ok(Some(self.top.clone()));
         }
-        let deadline = Instant::now() + self.wait;
-        loop {
-            if let Some(found) = self.local.manifest(repository, reference).await? {
-                return Ok(Some(found));
-            }
-            self.pause(deadline, &format!("manifest {reference}"))
-                .await?;
-        }
+        let registry = self.registry.clone();
+        let (repo, wanted) = (repository.to_string(), reference.to_string());
+        self.wait_for(&format!("manifest {reference}"), move || {
+            let tx = registry
+                .meta
+                .read()
+                .map_err(|e| SideError::Failed(e.to_string()))?;
+            crate::storage::meta::manifests::exists(&tx, &repo, &wanted)
+                .map_err(|e| SideError::Failed(e.to_string()))
+        })
+        .await?;
+        self.local.manifest(repository, reference).await
     }
 
     async fn blob(&self, repository: &str, digest: &str, size: u64) -> SideResult<ByteStream> {
-        let deadline = Instant::now() + self.wait;
-        while !self.has_blob(repository, digest)? {
-            self.pause(deadline, &format!("blob {digest}")).await?;
-        }
+        self.wait_for(&format!("blob {digest}"), || {
+            self.has_blob(repository, digest)
+        })
+        .await?;
         self.local.blob(repository, digest, size).await
     }
 
