@@ -5,6 +5,7 @@
 //! do is decided by [`crate::auth::AccessControl`], asked once per request by
 //! [`guard::admit`] before any handler runs.
 
+pub mod arrivals;
 pub mod content;
 pub mod errcode;
 pub mod guard;
@@ -42,9 +43,9 @@ pub struct Registry {
     /// Notified after every commit that appended to the change feed, so its consumer
     /// (replication) need not poll.
     pub changed: Arc<tokio::sync::Notify>,
-    /// Woken (all waiters) whenever a blob is linked or a manifest stored, for whoever
-    /// waits for content to arrive (a tree hop forwarding what it still receives).
-    pub arrived: tokio::sync::Notify,
+    /// Content landing here and blobs still arriving, for whoever waits for them (a tree
+    /// hop forwarding what it still receives).
+    pub arrivals: Arc<arrivals::Arrivals>,
     /// The clock tag moves and deletes are stamped with (see `storage::meta::clock`).
     pub clock: Hlc,
     /// Asked before a client's manifest push is acknowledged (synchronous replication
@@ -79,7 +80,7 @@ impl Registry {
             auth,
             tls,
             changed: Arc::new(tokio::sync::Notify::new()),
-            arrived: tokio::sync::Notify::new(),
+            arrivals: Arc::default(),
             clock: Hlc::new(instance),
             ack_gate: std::sync::OnceLock::new(),
         }

@@ -175,7 +175,7 @@ pub async fn put_manifest(
     if changed {
         registry.changed.notify_one();
     }
-    registry.arrived.notify_waiters();
+    registry.arrivals.landed();
     Ok(StoredManifest {
         digest,
         subject: parsed.subject.map(|s| s.digest),
@@ -345,7 +345,7 @@ pub async fn mount(
     })
     .await??;
     if mounted {
-        registry.arrived.notify_waiters();
+        registry.arrivals.landed();
     }
     Ok(mounted)
 }
@@ -383,6 +383,7 @@ where
     E: std::fmt::Display,
 {
     let id = uuid::Uuid::new_v4().to_string();
+    let arriving = registry.arrivals.begin(&expected.to_string(), &id, 0);
     let appended = writer::append(
         registry.store.clone(),
         id.clone(),
@@ -390,6 +391,7 @@ where
         expected.algorithm().hasher(),
         body,
         registry.config.max_blob_bytes,
+        Some(arriving.reporter()),
     )
     .await;
     let appended = match appended {
@@ -408,6 +410,7 @@ where
         });
     }
     commit_staging(registry, name, &id, expected, appended.len, false).await?;
+    arriving.committed(appended.len);
     Ok(appended.len)
 }
 
@@ -446,6 +449,6 @@ pub(crate) async fn commit_staging(
         Ok(())
     })
     .await??;
-    registry.arrived.notify_waiters();
+    registry.arrivals.landed();
     Ok(())
 }

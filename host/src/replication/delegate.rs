@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -23,7 +24,7 @@ use super::remote::Remote;
 use super::side::{ByteStream, FetchedManifest, SideError, SideResult, Source};
 use super::transfer::{Copier, CopyOptions};
 use super::{Replication, ReplicationError, ReplicationResult};
-use crate::registry::Registry;
+use crate::registry::{Registry, arrivals};
 use crate::storage::meta::clock::Clock;
 
 /// The longest a sender waits for a piece of an artifact it is still receiving.
@@ -367,7 +368,7 @@ impl Awaiting {
     async fn wait_for(&self, what: &str, here: impl Fn() -> SideResult<bool>) -> SideResult<()> {
         let deadline = tokio::time::Instant::now() + self.wait;
         loop {
-            let arrival = self.registry.arrived.notified();
+            let arrival = self.registry.arrivals.notified();
             tokio::pin!(arrival);
             arrival.as_mut().enable();
             if here()? {
@@ -429,11 +430,26 @@ impl Source for Awaiting {
     }
 
     async fn blob(&self, repository: &str, digest: &str, size: u64) -> SideResult<ByteStream> {
-        self.wait_for(&format!("blob {digest}"), || {
-            self.has_blob(repository, digest)
-        })
-        .await?;
-        self.local.blob(repository, digest, size).await
+        loop {
+            let arrivals = self.registry.arrivals.clone();
+            self.wait_for(&format!("blob {digest}"), || {
+                Ok(self.has_blob(repository, digest)? || arrivals.follow(digest).is_some())
+            })
+            .await?;
+            if self.has_blob(repository, digest)? {
+                return self.local.blob(repository, digest, size).await;
+            }
+            // Still arriving: forward its bytes as they come in.
+            let Some(following) = arrivals.follow(digest) else {
+                continue; // it landed or failed in between
+            };
+            match arrivals::open(self.registry.store.clone(), &following).await {
+                Ok(file) => return Ok(arrivals::stream(following, file, size).boxed()),
+                // Committed (renamed) or discarded since: look again.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(SideError::Failed(format!("following blob {digest}: {e}"))),
+            }
+        }
     }
 
     async fn referrers(&self, repository: &str, digest: &str) -> SideResult<Vec<String>> {

@@ -74,6 +74,10 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Discards upload `id`'s staging file (missing is not an error).
     fn remove_staging(&self, id: &str) -> io::Result<()>;
 
+    /// A reader at the start of a staging file, for following an upload while it is
+    /// written (see `registry::arrivals`). It sees what the writer has flushed.
+    fn read_staging(&self, id: &str) -> io::Result<Box<dyn Read + Send>>;
+
     /// Ids of every staging file present.
     fn list_staging(&self) -> io::Result<Vec<String>>;
 

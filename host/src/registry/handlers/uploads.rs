@@ -247,13 +247,15 @@ fn range_error(name: &RepoName, id: &str, acknowledged: u64, why: String) -> Reg
         .header("docker-upload-uuid".parse().expect("static"), id)
 }
 
-/// Appends the request body to a locked session and makes the new length durable.
+/// Appends the request body to a locked session and makes the new length durable;
+/// `report` hears the readable length as it grows.
 async fn append_chunk(
     registry: &Arc<Registry>,
     name: &RepoName,
     id: &str,
     state: &mut SessionState,
     request: Request,
+    report: Option<writer::Reporter>,
 ) -> RegistryResult<()> {
     let acknowledged = state.record.acknowledged;
     let range = content_range(request.headers()).map_err(|()| {
@@ -324,6 +326,7 @@ async fn append_chunk(
         hasher,
         body.into_data_stream(),
         registry.config.max_blob_bytes,
+        report,
     )
     .await
     .map_err(append_error)?;
@@ -379,7 +382,7 @@ pub async fn patch(
     request: Request,
 ) -> RegistryResult<Response> {
     let (_session, mut guard) = lock_session(registry, &name, &id).await?;
-    append_chunk(registry, &name, &id, &mut guard, request).await?;
+    append_chunk(registry, &name, &id, &mut guard, request, None).await?;
     Ok(session_response(
         StatusCode::ACCEPTED,
         &name,
@@ -400,7 +403,19 @@ pub async fn close(
             .message("closing an upload needs ?digest=<algorithm>:<hex>")
     })?;
     let (_session, mut guard) = lock_session(registry, &name, &id).await?;
-    append_chunk(registry, &name, &id, &mut guard, request).await?;
+    // The digest is known from here on: whoever waits for it may follow the bytes in.
+    let arriving = registry
+        .arrivals
+        .begin(&expected.to_string(), &id, guard.record.acknowledged);
+    append_chunk(
+        registry,
+        &name,
+        &id,
+        &mut guard,
+        request,
+        Some(arriving.reporter()),
+    )
+    .await?;
     let len = guard.record.acknowledged;
     let actual = match expected.algorithm() {
         Algorithm::Sha256 => guard.hasher.clone().expect("set by append_chunk").finish(),
@@ -416,6 +431,7 @@ pub async fn close(
         return Err(digest_mismatch(&expected, &actual));
     }
     content::commit_staging(registry, &name, &id, &expected, len, true).await?;
+    arriving.committed(len);
     guard.finished = true;
     registry.sessions.remove(&id);
     Ok(blob_created(&name, &expected))

@@ -217,6 +217,13 @@ impl BlobStore for FsBlobStore {
         }
     }
 
+    fn read_staging(&self, id: &str) -> io::Result<Box<dyn Read + Send>> {
+        if !staging_id_is_safe(id) {
+            return Err(bad_id(id));
+        }
+        Ok(Box::new(File::open(self.paths.upload(id))?))
+    }
+
     fn list_staging(&self) -> io::Result<Vec<String>> {
         let mut ids = Vec::new();
         for entry in fs::read_dir(self.paths.uploads_dir())? {

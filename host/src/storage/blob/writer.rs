@@ -19,6 +19,13 @@ use crate::digest::Hasher;
 /// at most a few hundred KiB, so this bounds an upload's buffered data to a few MiB.
 const PIPELINE_DEPTH: usize = 8;
 
+/// Bytes written between two reports to an upload's follower: each report flushes the
+/// write buffer so the follower can read what it was told about.
+const REPORT_EVERY: u64 = 256 * 1024;
+
+/// Told the upload's length each time more of it is readable in the staging file.
+pub type Reporter = Box<dyn Fn(u64) + Send>;
+
 /// Why an append did not complete. In every case nothing past the previous offset counts.
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
@@ -51,7 +58,8 @@ enum Frame {
 }
 
 /// Appends `body` to upload `id` at `offset`, continuing `hasher`, and makes the result
-/// durable before returning. `max_len` bounds the upload's total size.
+/// durable before returning. `max_len` bounds the upload's total size; `report`, when
+/// given, hears the readable length as the upload grows.
 pub async fn append<S, E>(
     store: Arc<dyn BlobStore>,
     id: String,
@@ -59,6 +67,7 @@ pub async fn append<S, E>(
     mut hasher: Hasher,
     body: S,
     max_len: Option<u64>,
+    report: Option<Reporter>,
 ) -> Result<Appended, AppendError>
 where
     S: Stream<Item = Result<Bytes, E>> + Send,
@@ -68,15 +77,26 @@ where
     let disk = tokio::task::spawn_blocking(move || -> io::Result<Option<Appended>> {
         let mut file = store.open_staging(&id, offset)?;
         let mut len = offset;
+        let mut reported = offset;
         while let Some(frame) = rx.blocking_recv() {
             match frame {
                 Frame::Data(bytes) => {
                     hasher.update(&bytes);
                     file.write_all(&bytes)?;
                     len += bytes.len() as u64;
+                    if let Some(report) = &report
+                        && len - reported >= REPORT_EVERY
+                    {
+                        file.flush()?;
+                        report(len);
+                        reported = len;
+                    }
                 }
                 Frame::End => {
                     file.sync()?;
+                    if let Some(report) = &report {
+                        report(len);
+                    }
                     return Ok(Some(Appended { len, hasher }));
                 }
             }

@@ -1,0 +1,316 @@
+//! Content arriving in this registry: wakes whoever waits for a blob or manifest to land,
+//! and lets them read a blob while its upload is still being written, so a tree hop
+//! forwards each byte as it arrives rather than after the whole blob (cut-through).
+//!
+//! Bytes read before an upload ends are not verified yet. A follower therefore gets the
+//! last byte only once the upload has committed (its digest checked here) and an error if
+//! it failed: no receiver further down ever completes a blob this registry refused.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use futures::Stream;
+use tokio::sync::{Notify, futures::Notified, watch};
+
+use crate::storage::blob::BlobStore;
+
+/// Bytes read from a staging file per chunk handed to a follower.
+const FOLLOW_CHUNK: u64 = 256 * 1024;
+
+/// How far an upload has come, as its followers see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// This many bytes are in the staging file and readable.
+    Writing(u64),
+    /// The upload was verified and committed with this many bytes.
+    Committed(u64),
+    /// The upload failed or was abandoned; its bytes will never be a blob.
+    Failed,
+}
+
+struct InFlight {
+    staging: String,
+    progress: watch::Sender<Progress>,
+}
+
+/// The arrivals board of one registry.
+#[derive(Default)]
+pub struct Arrivals {
+    landed: Notify,
+    uploads: Mutex<HashMap<String, Arc<InFlight>>>,
+}
+
+/// An upload that announced the digest it will be committed as, registered on the board
+/// until it commits or is dropped (dropping it marks it failed).
+pub struct Upload {
+    arrivals: Arc<Arrivals>,
+    digest: String,
+    entry: Arc<InFlight>,
+    ended: bool,
+}
+
+/// What a follower needs to read an upload in progress.
+pub struct Following {
+    /// The upload's staging file.
+    pub staging: String,
+    progress: watch::Receiver<Progress>,
+}
+
+impl Arrivals {
+    /// Wakes everyone waiting in [`Arrivals::notified`]: a blob was linked, a manifest
+    /// stored, or an upload announced itself.
+    pub fn landed(&self) {
+        self.landed.notify_waiters();
+    }
+
+    /// Resolves at the next [`Arrivals::landed`]; `enable` it before looking, so nothing
+    /// that lands in between is missed.
+    pub fn notified(&self) -> Notified<'_> {
+        self.landed.notified()
+    }
+
+    /// Registers an upload of `digest` writing to staging file `staging`, which already
+    /// holds `written` bytes. When that digest is already arriving through another upload,
+    /// followers keep following that one.
+    pub fn begin(self: &Arc<Self>, digest: &str, staging: &str, written: u64) -> Upload {
+        let entry = Arc::new(InFlight {
+            staging: staging.to_owned(),
+            progress: watch::Sender::new(Progress::Writing(written)),
+        });
+        let fresh = {
+            let mut uploads = self.uploads.lock().expect("arrivals lock");
+            let fresh = !uploads.contains_key(digest);
+            if fresh {
+                uploads.insert(digest.to_owned(), entry.clone());
+            }
+            fresh
+        };
+        if fresh {
+            self.landed();
+        }
+        Upload {
+            arrivals: self.clone(),
+            digest: digest.to_owned(),
+            entry,
+            ended: false,
+        }
+    }
+
+    /// The upload of `digest` in progress, if there is one.
+    pub fn follow(&self, digest: &str) -> Option<Following> {
+        let uploads = self.uploads.lock().expect("arrivals lock");
+        uploads.get(digest).map(|entry| Following {
+            staging: entry.staging.clone(),
+            progress: entry.progress.subscribe(),
+        })
+    }
+
+    fn end(&self, digest: &str, entry: &Arc<InFlight>, outcome: Progress) {
+        entry.progress.send_replace(outcome);
+        let mut uploads = self.uploads.lock().expect("arrivals lock");
+        if uploads.get(digest).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+            uploads.remove(digest);
+        }
+    }
+}
+
+impl Upload {
+    /// A callback for the upload writer: `len` bytes are now readable in the staging file.
+    pub fn reporter(&self) -> Box<dyn Fn(u64) + Send> {
+        let entry = self.entry.clone();
+        Box::new(move |len| {
+            entry.progress.send_replace(Progress::Writing(len));
+        })
+    }
+
+    /// The upload was verified and committed with `len` bytes.
+    pub fn committed(mut self, len: u64) {
+        self.ended = true;
+        self.arrivals
+            .end(&self.digest, &self.entry, Progress::Committed(len));
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.arrivals
+                .end(&self.digest, &self.entry, Progress::Failed);
+        }
+    }
+}
+
+/// Why a followed upload could not be read to its end.
+fn gave_up(message: String) -> io::Error {
+    io::Error::other(message)
+}
+
+/// Streams the `size` bytes of an upload being followed, from `file` (its staging file,
+/// opened at offset 0), as they are written. Everything but the last byte flows while the
+/// upload is being written; the last byte only once it has committed with exactly `size`
+/// bytes. Memory stays at one chunk whatever the blob's size.
+pub fn stream(
+    following: Following,
+    file: Box<dyn Read + Send>,
+    size: u64,
+) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+    struct State {
+        progress: watch::Receiver<Progress>,
+        file: Option<Box<dyn Read + Send>>,
+        position: u64,
+        size: u64,
+    }
+    let state = State {
+        progress: following.progress,
+        file: Some(file),
+        position: 0,
+        size,
+    };
+    futures::stream::unfold(state, |mut state| async move {
+        if state.position >= state.size {
+            return None;
+        }
+        let readable = loop {
+            let now = *state.progress.borrow_and_update();
+            let readable = match now {
+                Progress::Failed => {
+                    state.position = state.size;
+                    return Some((
+                        Err(gave_up("the upload it is forwarded from failed".into())),
+                        state,
+                    ));
+                }
+                Progress::Committed(len) if len != state.size => {
+                    state.position = state.size;
+                    return Some((
+                        Err(gave_up(format!(
+                            "the upload it is forwarded from committed {len} bytes, not {}",
+                            state.size
+                        ))),
+                        state,
+                    ));
+                }
+                Progress::Committed(len) => len,
+                Progress::Writing(len) => len.min(state.size - 1),
+            };
+            if readable > state.position {
+                break readable;
+            }
+            if state.progress.changed().await.is_err() {
+                // The board dropped the upload without an outcome: treat as failed.
+                state.position = state.size;
+                return Some((
+                    Err(gave_up("the upload it is forwarded from went away".into())),
+                    state,
+                ));
+            }
+        };
+        let n = (readable - state.position).min(FOLLOW_CHUNK) as usize;
+        let mut file = state.file.take().expect("file is returned after each read");
+        let read = tokio::task::spawn_blocking(move || {
+            let mut buf = BytesMut::zeroed(n);
+            let result = file.read_exact(&mut buf).map(|()| buf.freeze());
+            (file, result)
+        })
+        .await;
+        match read {
+            Ok((file, Ok(chunk))) => {
+                state.file = Some(file);
+                state.position += n as u64;
+                Some((Ok(chunk), state))
+            }
+            Ok((_, Err(e))) => {
+                state.position = state.size;
+                Some((Err(e), state))
+            }
+            Err(e) => {
+                state.position = state.size;
+                Some((
+                    Err(gave_up(format!("reading an upload failed: {e}"))),
+                    state,
+                ))
+            }
+        }
+    })
+}
+
+/// Opens the staging file of an upload being followed, from another thread.
+pub async fn open(
+    store: Arc<dyn BlobStore>,
+    following: &Following,
+) -> io::Result<Box<dyn Read + Send>> {
+    let staging = following.staging.clone();
+    tokio::task::spawn_blocking(move || store.read_staging(&staging))
+        .await
+        .map_err(|e| gave_up(format!("opening an upload failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    /// A reader over a file another handle appends to, as the staging file is.
+    fn pipe_file() -> (std::fs::File, Box<dyn Read + Send>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("staging");
+        let writer = std::fs::File::create(&path).unwrap();
+        let reader = std::fs::File::open(&path).unwrap();
+        (writer, Box::new(reader), dir)
+    }
+
+    #[tokio::test]
+    async fn a_follower_gets_bytes_as_written_and_the_last_only_after_commit() {
+        use std::io::Write;
+        let arrivals = Arc::new(Arrivals::default());
+        let (mut writer, reader, _dir) = pipe_file();
+        let upload = arrivals.begin("sha256:x", "id", 0);
+        let report = upload.reporter();
+        let following = arrivals.follow("sha256:x").unwrap();
+        let mut forwarded = Box::pin(stream(following, reader, 10));
+
+        writer.write_all(b"01234").unwrap();
+        report(5);
+        assert_eq!(&forwarded.next().await.unwrap().unwrap()[..], b"01234");
+        writer.write_all(b"56789").unwrap();
+        report(10);
+        // Nine bytes may flow before the upload is verified; the tenth may not.
+        assert_eq!(&forwarded.next().await.unwrap().unwrap()[..], b"5678");
+        let pending = tokio::time::timeout(std::time::Duration::from_millis(50), forwarded.next());
+        assert!(pending.await.is_err(), "the last byte went out unverified");
+        upload.committed(10);
+        assert_eq!(&forwarded.next().await.unwrap().unwrap()[..], b"9");
+        assert!(forwarded.next().await.is_none());
+        assert!(arrivals.follow("sha256:x").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_follower_of_a_failed_upload_gets_an_error_not_the_whole_blob() {
+        use std::io::Write;
+        let arrivals = Arc::new(Arrivals::default());
+        let (mut writer, reader, _dir) = pipe_file();
+        let upload = arrivals.begin("sha256:y", "id", 0);
+        let following = arrivals.follow("sha256:y").unwrap();
+        let mut forwarded = Box::pin(stream(following, reader, 4));
+        writer.write_all(b"abcd").unwrap();
+        upload.reporter()(4);
+        assert_eq!(&forwarded.next().await.unwrap().unwrap()[..], b"abc");
+        drop(upload); // the digest did not match, or the client went away
+        assert!(forwarded.next().await.unwrap().is_err());
+        assert!(forwarded.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_second_upload_of_the_same_digest_does_not_replace_the_first() {
+        let arrivals = Arc::new(Arrivals::default());
+        let first = arrivals.begin("sha256:z", "one", 0);
+        let second = arrivals.begin("sha256:z", "two", 0);
+        assert_eq!(arrivals.follow("sha256:z").unwrap().staging, "one");
+        drop(second);
+        assert_eq!(arrivals.follow("sha256:z").unwrap().staging, "one");
+        first.committed(0);
+        assert!(arrivals.follow("sha256:z").is_none());
+    }
+}
