@@ -1843,3 +1843,96 @@ async fn a_hop_forwarding_what_it_still_receives_stops_when_that_transfer_fails(
     assert_eq!(hop("a")["status"], "cancelled", "{done:#}");
     assert_eq!(resolve(&client(), &a1.url, "team/app", "v1").await, None);
 }
+
+/// root → a → a1 with root's link to a held after 2 MB of an 8 MB layer: returns the
+/// three berths, the gate, the layer and the job, once a1 is seen receiving that layer
+/// although a has not got all of it (a tree hop forwards bytes as they arrive).
+async fn tree_with_a_half_arrived_layer() -> (Berth, Berth, Berth, GatedProxy, Vec<u8>, u64) {
+    let root = Berth::start_configured(&[], QUICK_RETRIES);
+    let a = Berth::start();
+    let a1 = Berth::start();
+    let gate = GatedProxy::start(&a.addr, 2 << 20).await;
+    berth_endpoint(&root, "a", &format!("http://{}", gate.addr)).await;
+    berth_endpoint(&root, "a1", &a1.url).await;
+    create_policy(
+        &root,
+        json!({"name": "tree", "strategy": "tree", "endpoints": ["a", "a1"],
+               "topology": {
+                   "datacenters": [{"id": "root"}, {"id": "a", "parent": "root"},
+                                   {"id": "a1", "parent": "a"}],
+                   "instances": [{"id": "root", "datacenter": "root"},
+                                 {"id": "a", "datacenter": "a", "endpoint": "a"},
+                                 {"id": "a1", "datacenter": "a1", "endpoint": "a1"}]}}),
+    )
+    .await;
+    let http = client();
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let layer = bytes(77, 8 << 20);
+    push_blob(&http, &root.url, "team/app", config).await;
+    push_blob(&http, &root.url, "team/app", &layer).await;
+    put_manifest(
+        &http,
+        &root.url,
+        "team/app",
+        "v1",
+        "application/vnd.oci.image.manifest.v1+json",
+        &image_manifest(config, &[&layer]),
+    )
+    .await;
+    let job = run_policy(&root, "tree").await;
+    let staging = a1.data_dir.join("uploads");
+    eventually("a1 receives the layer a is still receiving", || {
+        let staged = largest_file_under(&staging);
+        async move { staged >= 1 << 20 }
+    })
+    .await;
+    let blob = format!("team/app/blobs/{}", sha256(&layer));
+    for (who, berth) in [("a", &a), ("a1", &a1)] {
+        let r = http.head(berth.v2(&blob)).send().await.unwrap();
+        assert_eq!(
+            r.status(),
+            404,
+            "{who} has the layer before all of it arrived"
+        );
+    }
+    assert!(
+        largest_file_under(&staging) < layer.len() as u64,
+        "a1 got the whole layer before a had it"
+    );
+    (root, a, a1, gate, layer, job)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tree_hop_forwards_a_blob_while_it_still_arrives() {
+    let (root, _a, a1, gate, layer, job) = tree_with_a_half_arrived_layer().await;
+    gate.set(Gate::Open);
+    let done = finished(&root, job).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    let r = client()
+        .get(a1.v2(&format!("team/app/blobs/{}", sha256(&layer))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.unwrap() == layer, "a1's layer differs");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blob_forwarded_while_it_arrives_is_not_completed_downstream_when_its_upload_fails() {
+    // The held upload to a is cut: a never verifies those bytes, so a1, which was
+    // forwarded most of them, must not complete the blob from them; the job's retry
+    // brings the whole layer through a new connection.
+    let (root, a, mut a1, gate, layer, job) = tree_with_a_half_arrived_layer().await;
+    let blob = format!("team/app/blobs/{}", sha256(&layer));
+    gate.set(Gate::Cut);
+    let done = finished(&root, job).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    for berth in [&a, &a1] {
+        let r = client().get(berth.v2(&blob)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.bytes().await.unwrap() == layer, "a layer differs");
+    }
+    assert!(a1.terminate(), "a1 did not stop cleanly");
+    let (clean, report) = a1.fsck(false);
+    assert!(clean, "{report}");
+}

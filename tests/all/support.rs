@@ -551,3 +551,110 @@ impl FaultyProxy {
         *self.fault.lock().unwrap() = fault;
     }
 }
+
+/// What a [`GatedProxy`] does with a connection that reached its threshold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Hold it: forward nothing more towards the server until told otherwise.
+    Held,
+    /// Forward everything, on held connections and new ones.
+    Open,
+    /// Close held connections; forward new ones freely.
+    Cut,
+}
+
+/// A TCP proxy that forwards each connection's first `threshold` bytes towards the server
+/// and then holds it, for catching a transfer half-way: what the receiver (and whoever
+/// forwards from it) does with half a blob.
+pub struct GatedProxy {
+    /// `127.0.0.1:<port>` to connect to instead of the server.
+    pub addr: String,
+    gate: tokio::sync::watch::Sender<Gate>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl GatedProxy {
+    /// A held gate in front of `target` (`host:port`). Needs a Tokio runtime.
+    pub async fn start(target: &str, threshold: u64) -> GatedProxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let gate = tokio::sync::watch::Sender::new(Gate::Held);
+        let (watch, target) = (gate.clone(), target.to_string());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                    continue;
+                };
+                let mut gate = watch.subscribe();
+                tokio::spawn(async move {
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let answers = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                    });
+                    let mut forwarded = 0u64;
+                    let mut let_through = false;
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match client_read.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        forwarded += n as u64;
+                        if forwarded > threshold && !let_through {
+                            // Only a connection that arrives while the gate holds is held
+                            // (and cut); later ones pass.
+                            if *gate.borrow() == Gate::Held {
+                                let state = *gate
+                                    .wait_for(|g| *g != Gate::Held)
+                                    .await
+                                    .expect("gate kept by the proxy");
+                                if state == Gate::Cut {
+                                    break;
+                                }
+                            }
+                            let_through = true;
+                        }
+                        if server_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    answers.abort();
+                });
+            }
+        });
+        GatedProxy {
+            addr,
+            gate,
+            _task: task,
+        }
+    }
+
+    /// Releases held connections (to finish, or to be closed).
+    pub fn set(&self, state: Gate) {
+        self.gate.send_replace(state);
+    }
+}
+
+/// The size of the largest file under `dir` (0 when there is none).
+pub fn largest_file_under(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                largest_file_under(&path)
+            } else {
+                e.metadata().map(|m| m.len()).unwrap_or(0)
+            }
+        })
+        .max()
+        .unwrap_or(0)
+}
