@@ -1808,6 +1808,21 @@ async fn tls_endpoints_tags_left_alone_without_override_and_cancelling_a_running
     );
 }
 
+/// Policy `tree` on `root`: root → a → a1 over endpoints `a` and `a1`.
+async fn chain_tree_policy(root: &Berth) {
+    create_policy(
+        root,
+        json!({"name": "tree", "strategy": "tree", "endpoints": ["a", "a1"],
+               "topology": {
+                   "datacenters": [{"id": "root"}, {"id": "a", "parent": "root"},
+                                   {"id": "a1", "parent": "a"}],
+                   "instances": [{"id": "root", "datacenter": "root"},
+                                 {"id": "a", "datacenter": "a", "endpoint": "a"},
+                                 {"id": "a1", "datacenter": "a1", "endpoint": "a1"}]}}),
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hop_forwarding_what_it_still_receives_stops_when_that_transfer_fails() {
     // root → a → a1, where a refuses the push (its project is gone): the hop a → a1,
@@ -1823,17 +1838,7 @@ async fn a_hop_forwarding_what_it_still_receives_stops_when_that_transfer_fails(
     assert!(r.status().is_success());
     berth_endpoint(&root, "a", &a.url).await;
     berth_endpoint(&root, "a1", &a1.url).await;
-    create_policy(
-        &root,
-        json!({"name": "tree", "strategy": "tree", "endpoints": ["a", "a1"],
-               "topology": {
-                   "datacenters": [{"id": "root"}, {"id": "a", "parent": "root"},
-                                   {"id": "a1", "parent": "a"}],
-                   "instances": [{"id": "root", "datacenter": "root"},
-                                 {"id": "a", "datacenter": "a", "endpoint": "a"},
-                                 {"id": "a1", "datacenter": "a1", "endpoint": "a1"}]}}),
-    )
-    .await;
+    chain_tree_policy(&root).await;
     push_image(&client(), &root.url, "team/app", "v1", 1).await;
     let done = finished(&root, run_policy(&root, "tree").await).await;
     assert_eq!(done["status"], "failed", "{done:#}");
@@ -1854,17 +1859,7 @@ async fn tree_with_a_half_arrived_layer() -> (Berth, Berth, Berth, GatedProxy, V
     let gate = GatedProxy::start(&a.addr, 2 << 20).await;
     berth_endpoint(&root, "a", &format!("http://{}", gate.addr)).await;
     berth_endpoint(&root, "a1", &a1.url).await;
-    create_policy(
-        &root,
-        json!({"name": "tree", "strategy": "tree", "endpoints": ["a", "a1"],
-               "topology": {
-                   "datacenters": [{"id": "root"}, {"id": "a", "parent": "root"},
-                                   {"id": "a1", "parent": "a"}],
-                   "instances": [{"id": "root", "datacenter": "root"},
-                                 {"id": "a", "datacenter": "a", "endpoint": "a"},
-                                 {"id": "a1", "datacenter": "a1", "endpoint": "a1"}]}}),
-    )
-    .await;
+    chain_tree_policy(&root).await;
     let http = client();
     let config = br#"{"architecture":"amd64","os":"linux"}"#;
     let layer = bytes(77, 8 << 20);
