@@ -39,14 +39,16 @@ struct InFlight {
 #[derive(Default)]
 pub struct Arrivals {
     landed: Notify,
-    uploads: Mutex<HashMap<String, Arc<InFlight>>>,
+    /// By repository and digest: a follower reads only what arrives in the repository it
+    /// forwards from.
+    uploads: Mutex<HashMap<(String, String), Arc<InFlight>>>,
 }
 
 /// An upload that announced the digest it will be committed as, registered on the board
 /// until it commits or is dropped (dropping it marks it failed).
 pub struct Upload {
     arrivals: Arc<Arrivals>,
-    digest: String,
+    key: (String, String),
     entry: Arc<InFlight>,
     ended: bool,
 }
@@ -71,19 +73,26 @@ impl Arrivals {
         self.landed.notified()
     }
 
-    /// Registers an upload of `digest` writing to staging file `staging`, which already
-    /// holds `written` bytes. When that digest is already arriving through another upload,
-    /// followers keep following that one.
-    pub fn begin(self: &Arc<Self>, digest: &str, staging: &str, written: u64) -> Upload {
+    /// Registers an upload of `digest` into `repository` writing to staging file
+    /// `staging`, which already holds `written` bytes. When that blob is already arriving
+    /// there through another upload, followers keep following that one.
+    pub fn begin(
+        self: &Arc<Self>,
+        repository: &str,
+        digest: &str,
+        staging: &str,
+        written: u64,
+    ) -> Upload {
+        let key = (repository.to_owned(), digest.to_owned());
         let entry = Arc::new(InFlight {
             staging: staging.to_owned(),
             progress: watch::Sender::new(Progress::Writing(written)),
         });
         let fresh = {
             let mut uploads = self.uploads.lock().expect("arrivals lock");
-            let fresh = !uploads.contains_key(digest);
+            let fresh = !uploads.contains_key(&key);
             if fresh {
-                uploads.insert(digest.to_owned(), entry.clone());
+                uploads.insert(key.clone(), entry.clone());
             }
             fresh
         };
@@ -92,26 +101,27 @@ impl Arrivals {
         }
         Upload {
             arrivals: self.clone(),
-            digest: digest.to_owned(),
+            key,
             entry,
             ended: false,
         }
     }
 
-    /// The upload of `digest` in progress, if there is one.
-    pub fn follow(&self, digest: &str) -> Option<Following> {
+    /// The upload of `digest` into `repository` in progress, if there is one.
+    pub fn follow(&self, repository: &str, digest: &str) -> Option<Following> {
         let uploads = self.uploads.lock().expect("arrivals lock");
-        uploads.get(digest).map(|entry| Following {
+        let key = (repository.to_owned(), digest.to_owned());
+        uploads.get(&key).map(|entry| Following {
             staging: entry.staging.clone(),
             progress: entry.progress.subscribe(),
         })
     }
 
-    fn end(&self, digest: &str, entry: &Arc<InFlight>, outcome: Progress) {
+    fn end(&self, key: &(String, String), entry: &Arc<InFlight>, outcome: Progress) {
         entry.progress.send_replace(outcome);
         let mut uploads = self.uploads.lock().expect("arrivals lock");
-        if uploads.get(digest).is_some_and(|e| Arc::ptr_eq(e, entry)) {
-            uploads.remove(digest);
+        if uploads.get(key).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+            uploads.remove(key);
         }
     }
 }
@@ -129,15 +139,14 @@ impl Upload {
     pub fn committed(mut self, len: u64) {
         self.ended = true;
         self.arrivals
-            .end(&self.digest, &self.entry, Progress::Committed(len));
+            .end(&self.key, &self.entry, Progress::Committed(len));
     }
 }
 
 impl Drop for Upload {
     fn drop(&mut self) {
         if !self.ended {
-            self.arrivals
-                .end(&self.digest, &self.entry, Progress::Failed);
+            self.arrivals.end(&self.key, &self.entry, Progress::Failed);
         }
     }
 }
@@ -266,9 +275,9 @@ mod tests {
         use std::io::Write;
         let arrivals = Arc::new(Arrivals::default());
         let (mut writer, reader, _dir) = pipe_file();
-        let upload = arrivals.begin("sha256:x", "id", 0);
+        let upload = arrivals.begin("team/app", "sha256:x", "id", 0);
         let report = upload.reporter();
-        let following = arrivals.follow("sha256:x").unwrap();
+        let following = arrivals.follow("team/app", "sha256:x").unwrap();
         let mut forwarded = Box::pin(stream(following, reader, 10));
 
         writer.write_all(b"01234").unwrap();
@@ -283,7 +292,7 @@ mod tests {
         upload.committed(10);
         assert_eq!(&forwarded.next().await.unwrap().unwrap()[..], b"9");
         assert!(forwarded.next().await.is_none());
-        assert!(arrivals.follow("sha256:x").is_none());
+        assert!(arrivals.follow("team/app", "sha256:x").is_none());
     }
 
     #[tokio::test]
@@ -291,8 +300,8 @@ mod tests {
         use std::io::Write;
         let arrivals = Arc::new(Arrivals::default());
         let (mut writer, reader, _dir) = pipe_file();
-        let upload = arrivals.begin("sha256:y", "id", 0);
-        let following = arrivals.follow("sha256:y").unwrap();
+        let upload = arrivals.begin("team/app", "sha256:y", "id", 0);
+        let following = arrivals.follow("team/app", "sha256:y").unwrap();
         let mut forwarded = Box::pin(stream(following, reader, 4));
         writer.write_all(b"abcd").unwrap();
         upload.reporter()(4);
@@ -303,14 +312,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_second_upload_of_the_same_digest_does_not_replace_the_first() {
+    async fn a_second_upload_of_the_same_blob_does_not_replace_the_first_nor_leak_to_another_repository()
+     {
         let arrivals = Arc::new(Arrivals::default());
-        let first = arrivals.begin("sha256:z", "one", 0);
-        let second = arrivals.begin("sha256:z", "two", 0);
-        assert_eq!(arrivals.follow("sha256:z").unwrap().staging, "one");
+        let first = arrivals.begin("team/app", "sha256:z", "one", 0);
+        let second = arrivals.begin("team/app", "sha256:z", "two", 0);
+        assert_eq!(
+            arrivals.follow("team/app", "sha256:z").unwrap().staging,
+            "one"
+        );
         drop(second);
-        assert_eq!(arrivals.follow("sha256:z").unwrap().staging, "one");
+        assert_eq!(
+            arrivals.follow("team/app", "sha256:z").unwrap().staging,
+            "one"
+        );
+        assert!(
+            arrivals.follow("other/app", "sha256:z").is_none(),
+            "an upload into team/app was followed from other/app"
+        );
         first.committed(0);
-        assert!(arrivals.follow("sha256:z").is_none());
+        assert!(arrivals.follow("team/app", "sha256:z").is_none());
     }
 }

@@ -383,7 +383,9 @@ where
     E: std::fmt::Display,
 {
     let id = uuid::Uuid::new_v4().to_string();
-    let arriving = registry.arrivals.begin(&expected.to_string(), &id, 0);
+    let arriving = registry
+        .arrivals
+        .begin(name.as_str(), &expected.to_string(), &id, 0);
     let appended = writer::append(
         registry.store.clone(),
         id.clone(),

@@ -433,14 +433,15 @@ impl Source for Awaiting {
         loop {
             let arrivals = self.registry.arrivals.clone();
             self.wait_for(&format!("blob {digest}"), || {
-                Ok(self.has_blob(repository, digest)? || arrivals.follow(digest).is_some())
+                Ok(self.has_blob(repository, digest)?
+                    || arrivals.follow(repository, digest).is_some())
             })
             .await?;
             if self.has_blob(repository, digest)? {
                 return self.local.blob(repository, digest, size).await;
             }
             // Still arriving: forward its bytes as they come in.
-            let Some(following) = arrivals.follow(digest) else {
+            let Some(following) = arrivals.follow(repository, digest) else {
                 continue; // it landed or failed in between
             };
             match arrivals::open(self.registry.store.clone(), &following).await {

@@ -404,9 +404,12 @@ pub async fn close(
     })?;
     let (_session, mut guard) = lock_session(registry, &name, &id).await?;
     // The digest is known from here on: whoever waits for it may follow the bytes in.
-    let arriving = registry
-        .arrivals
-        .begin(&expected.to_string(), &id, guard.record.acknowledged);
+    let arriving = registry.arrivals.begin(
+        name.as_str(),
+        &expected.to_string(),
+        &id,
+        guard.record.acknowledged,
+    );
     append_chunk(
         registry,
         &name,
