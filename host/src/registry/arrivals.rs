@@ -151,11 +151,6 @@ impl Drop for Upload {
     }
 }
 
-/// Why a followed upload could not be read to its end.
-fn gave_up(message: String) -> io::Error {
-    io::Error::other(message)
-}
-
 /// Streams the `size` bytes of an upload being followed, from `file` (its staging file,
 /// opened at offset 0), as they are written. Everything but the last byte flows while the
 /// upload is being written; the last byte only once it has committed with exactly `size`
@@ -165,84 +160,78 @@ pub fn stream(
     file: Box<dyn Read + Send>,
     size: u64,
 ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
-    struct State {
-        progress: watch::Receiver<Progress>,
-        file: Option<Box<dyn Read + Send>>,
-        position: u64,
-        size: u64,
-    }
-    let state = State {
+    let follower = Follower {
         progress: following.progress,
         file: Some(file),
         position: 0,
         size,
     };
-    futures::stream::unfold(state, |mut state| async move {
-        if state.position >= state.size {
+    futures::stream::unfold(follower, |mut follower| async move {
+        if follower.position >= follower.size {
             return None;
         }
-        let readable = loop {
-            let now = *state.progress.borrow_and_update();
+        let chunk = follower.next_chunk().await;
+        if chunk.is_err() {
+            follower.position = follower.size; // an error ends the stream
+        }
+        Some((chunk, follower))
+    })
+}
+
+/// The reading side of [`stream`].
+struct Follower {
+    progress: watch::Receiver<Progress>,
+    /// Lent to the blocking thread during each read.
+    file: Option<Box<dyn Read + Send>>,
+    position: u64,
+    size: u64,
+}
+
+impl Follower {
+    /// Waits until bytes past `position` may be handed on; returns how far.
+    async fn readable(&mut self) -> io::Result<u64> {
+        loop {
+            let now = *self.progress.borrow_and_update();
             let readable = match now {
                 Progress::Failed => {
-                    state.position = state.size;
-                    return Some((
-                        Err(gave_up("the upload it is forwarded from failed".into())),
-                        state,
-                    ));
+                    return Err(io::Error::other("the upload it is forwarded from failed"));
                 }
-                Progress::Committed(len) if len != state.size => {
-                    state.position = state.size;
-                    return Some((
-                        Err(gave_up(format!(
-                            "the upload it is forwarded from committed {len} bytes, not {}",
-                            state.size
-                        ))),
-                        state,
-                    ));
+                Progress::Committed(len) if len != self.size => {
+                    return Err(io::Error::other(format!(
+                        "the upload it is forwarded from committed {len} bytes, not {}",
+                        self.size
+                    )));
                 }
                 Progress::Committed(len) => len,
-                Progress::Writing(len) => len.min(state.size - 1),
+                Progress::Writing(len) => len.min(self.size - 1),
             };
-            if readable > state.position {
-                break readable;
+            if readable > self.position {
+                return Ok(readable);
             }
-            if state.progress.changed().await.is_err() {
-                // The board dropped the upload without an outcome: treat as failed.
-                state.position = state.size;
-                return Some((
-                    Err(gave_up("the upload it is forwarded from went away".into())),
-                    state,
+            if self.progress.changed().await.is_err() {
+                // Unreachable while `Upload` always reports an outcome before it goes.
+                return Err(io::Error::other(
+                    "the upload it is forwarded from went away",
                 ));
             }
-        };
-        let n = (readable - state.position).min(FOLLOW_CHUNK) as usize;
-        let mut file = state.file.take().expect("file is returned after each read");
-        let read = tokio::task::spawn_blocking(move || {
+        }
+    }
+
+    async fn next_chunk(&mut self) -> io::Result<Bytes> {
+        let readable = self.readable().await?;
+        let n = (readable - self.position).min(FOLLOW_CHUNK) as usize;
+        let mut file = self.file.take().expect("the file is back after each read");
+        let (file, chunk) = tokio::task::spawn_blocking(move || {
             let mut buf = BytesMut::zeroed(n);
             let result = file.read_exact(&mut buf).map(|()| buf.freeze());
             (file, result)
         })
-        .await;
-        match read {
-            Ok((file, Ok(chunk))) => {
-                state.file = Some(file);
-                state.position += n as u64;
-                Some((Ok(chunk), state))
-            }
-            Ok((_, Err(e))) => {
-                state.position = state.size;
-                Some((Err(e), state))
-            }
-            Err(e) => {
-                state.position = state.size;
-                Some((
-                    Err(gave_up(format!("reading an upload failed: {e}"))),
-                    state,
-                ))
-            }
-        }
-    })
+        .await
+        .map_err(|e| io::Error::other(format!("reading an upload failed: {e}")))?;
+        self.file = Some(file);
+        self.position += n as u64;
+        chunk
+    }
 }
 
 /// Opens the staging file of an upload being followed, from another thread.
@@ -253,7 +242,7 @@ pub async fn open(
     let staging = following.staging.clone();
     tokio::task::spawn_blocking(move || store.read_staging(&staging))
         .await
-        .map_err(|e| gave_up(format!("opening an upload failed: {e}")))?
+        .map_err(|e| io::Error::other(format!("opening an upload failed: {e}")))?
 }
 
 #[cfg(test)]

@@ -362,17 +362,21 @@ struct Awaiting {
 const AWAIT_POLL: Duration = Duration::from_secs(1);
 
 impl Awaiting {
-    /// Waits until `here` says the piece has arrived, woken by each arrival in this
-    /// registry (and, should a wake-up be missed, every second), or fails once the wait
-    /// for `what` is over.
-    async fn wait_for(&self, what: &str, here: impl Fn() -> SideResult<bool>) -> SideResult<()> {
+    /// Waits until `look` finds the piece (woken by each arrival in this registry and,
+    /// should a wake-up be missed, every second) and returns what it found, or fails once
+    /// the wait for `what` is over.
+    async fn wait_for<T>(
+        &self,
+        what: &str,
+        look: impl Fn() -> SideResult<Option<T>>,
+    ) -> SideResult<T> {
         let deadline = tokio::time::Instant::now() + self.wait;
         loop {
             let arrival = self.registry.arrivals.notified();
             tokio::pin!(arrival);
             arrival.as_mut().enable();
-            if here()? {
-                return Ok(());
+            if let Some(found) = look()? {
+                return Ok(found);
             }
             tokio::select! {
                 () = arrival => {}
@@ -415,38 +419,38 @@ impl Source for Awaiting {
         if reference == self.reference || reference == self.top.digest {
             return Ok(Some(self.top.clone()));
         }
-        let registry = self.registry.clone();
-        let (repo, wanted) = (repository.to_string(), reference.to_string());
-        self.wait_for(&format!("manifest {reference}"), move || {
-            let tx = registry
+        self.wait_for(&format!("manifest {reference}"), || {
+            let tx = self
+                .registry
                 .meta
                 .read()
                 .map_err(|e| SideError::Failed(e.to_string()))?;
-            crate::storage::meta::manifests::exists(&tx, &repo, &wanted)
-                .map_err(|e| SideError::Failed(e.to_string()))
+            let here = crate::storage::meta::manifests::exists(&tx, repository, reference)
+                .map_err(|e| SideError::Failed(e.to_string()))?;
+            Ok(here.then_some(()))
         })
         .await?;
         self.local.manifest(repository, reference).await
     }
 
     async fn blob(&self, repository: &str, digest: &str, size: u64) -> SideResult<ByteStream> {
+        let arrivals = &self.registry.arrivals;
         loop {
-            let arrivals = self.registry.arrivals.clone();
-            self.wait_for(&format!("blob {digest}"), || {
-                Ok(self.has_blob(repository, digest)?
-                    || arrivals.follow(repository, digest).is_some())
-            })
-            .await?;
-            if self.has_blob(repository, digest)? {
-                return self.local.blob(repository, digest, size).await;
-            }
+            let arriving = self
+                .wait_for(&format!("blob {digest}"), || {
+                    if self.has_blob(repository, digest)? {
+                        return Ok(Some(None));
+                    }
+                    Ok(arrivals.follow(repository, digest).map(Some))
+                })
+                .await?;
             // Still arriving: forward its bytes as they come in.
-            let Some(following) = arrivals.follow(repository, digest) else {
-                continue; // it landed or failed in between
+            let Some(following) = arriving else {
+                return self.local.blob(repository, digest, size).await;
             };
             match arrivals::open(self.registry.store.clone(), &following).await {
                 Ok(file) => return Ok(arrivals::stream(following, file, size).boxed()),
-                // Committed (renamed) or discarded since: look again.
+                // Committed (renamed) or discarded since it was looked up: look again.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(SideError::Failed(format!("following blob {digest}: {e}"))),
             }
