@@ -548,22 +548,20 @@ impl Replication {
                 .filter(|t| matches!(t.status, TaskStatus::Failed | TaskStatus::Cancelled))
                 .collect();
             if old.plan.is_some() && !redo.is_empty() {
-                let mut tasks = Vec::new();
-                for (index, t) in redo.into_iter().enumerate() {
-                    tasks.push(TaskRecord {
-                        job: job.id,
-                        index: index as u32,
-                        status: TaskStatus::Pending,
-                        attempts: 0,
-                        not_before: 0,
-                        error: None,
-                        note: None,
-                        progress: Default::default(),
-                        started_at: None,
-                        finished_at: None,
-                        ..t
-                    });
-                }
+                let tasks: Vec<TaskRecord> = redo
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, t)| {
+                        TaskRecord::pending(
+                            job.id,
+                            index as u32,
+                            t.wave,
+                            &t.source,
+                            &t.target,
+                            t.op,
+                        )
+                    })
+                    .collect();
                 for t in &tasks {
                     jobs::put_task(tx, t)?;
                 }

@@ -4,7 +4,7 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::{AuthResult, AuthStoreError};
-use crate::storage::meta::{MetaError, MetaResult, Reader, decode, encode, now_millis};
+use crate::storage::meta::{self, MetaError, MetaResult, Reader, encode, now_millis};
 
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("projects");
 
@@ -79,18 +79,11 @@ pub fn remove(tx: &WriteTransaction, name: &str) -> MetaResult<bool> {
 
 /// A project.
 pub fn get(tx: &impl Reader, name: &str) -> MetaResult<Option<ProjectRecord>> {
-    match tx.open(TABLE)?.get(name)? {
-        Some(v) => Ok(Some(decode("projects", v.value())?)),
-        None => Ok(None),
-    }
+    meta::get_named(tx, TABLE, "projects", name)
 }
 
 /// Every project, by name.
 pub fn list(tx: &impl Reader) -> MetaResult<Vec<ProjectRecord>> {
-    let table = tx.open(TABLE)?;
-    let mut out = Vec::new();
-    for entry in table.iter()? {
-        out.push(decode("projects", entry?.1.value())?);
-    }
-    Ok(out)
+    let named = meta::list_named(tx, TABLE, "projects")?;
+    Ok(named.into_iter().map(|(_, record)| record).collect())
 }

@@ -449,6 +449,7 @@ fn describe_op(op: &Value) -> String {
 }
 
 fn endpoint(c: &Client, cmd: EndpointCommand) -> anyhow::Result<ExitCode> {
+    let path = |name: &str| format!("/api/v1/replication/endpoints/{}", segment(name));
     match cmd {
         EndpointCommand::List => c.print(
             &c.call(Method::GET, "/api/v1/replication/endpoints", None)?,
@@ -471,14 +472,9 @@ fn endpoint(c: &Client, cmd: EndpointCommand) -> anyhow::Result<ExitCode> {
             )?;
             c.print(&v, ENDPOINT_COLUMNS);
         }
-        EndpointCommand::Show { name } => c.print(
-            &c.call(
-                Method::GET,
-                &format!("/api/v1/replication/endpoints/{}", segment(&name)),
-                None,
-            )?,
-            ENDPOINT_COLUMNS,
-        ),
+        EndpointCommand::Show { name } => {
+            c.print(&c.call(Method::GET, &path(&name), None)?, ENDPOINT_COLUMNS)
+        }
         EndpointCommand::Update {
             name,
             url,
@@ -495,26 +491,14 @@ fn endpoint(c: &Client, cmd: EndpointCommand) -> anyhow::Result<ExitCode> {
             if let Some(kind) = kind {
                 body.insert("kind".into(), json!(kind));
             }
-            let v = c.call(
-                Method::PATCH,
-                &format!("/api/v1/replication/endpoints/{}", segment(&name)),
-                Some(Value::Object(body)),
-            )?;
+            let v = c.call(Method::PATCH, &path(&name), Some(Value::Object(body)))?;
             c.print(&v, ENDPOINT_COLUMNS);
         }
         EndpointCommand::Delete { name } => {
-            c.call(
-                Method::DELETE,
-                &format!("/api/v1/replication/endpoints/{}", segment(&name)),
-                None,
-            )?;
+            c.call(Method::DELETE, &path(&name), None)?;
         }
         EndpointCommand::Check { name } => {
-            let v = c.call(
-                Method::POST,
-                &format!("/api/v1/replication/endpoints/{}/check", segment(&name)),
-                None,
-            )?;
+            let v = c.call(Method::POST, &format!("{}/check", path(&name)), None)?;
             c.print(&v, &["name", "healthy", "latency_ms", "error"]);
             if v["healthy"] != true {
                 return Ok(ExitCode::FAILURE);

@@ -6,7 +6,7 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use crate::storage::meta::schema::{Component, Migration};
-use crate::storage::meta::{MetaResult, Reader, decode, encode};
+use crate::storage::meta::{self, MetaResult, Reader, encode};
 
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
 const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugin_secrets");
@@ -57,19 +57,11 @@ pub struct PluginRecord {
 }
 
 pub fn get(reader: &impl Reader, name: &str) -> MetaResult<Option<PluginRecord>> {
-    match reader.open(TABLE)?.get(name)? {
-        Some(v) => Ok(Some(decode("plugins", v.value())?)),
-        None => Ok(None),
-    }
+    meta::get_named(reader, TABLE, "plugins", name)
 }
 
 pub fn list(reader: &impl Reader) -> MetaResult<Vec<(String, PluginRecord)>> {
-    let mut out = Vec::new();
-    for entry in reader.open(TABLE)?.iter()? {
-        let (k, v) = entry?;
-        out.push((k.value().to_string(), decode("plugins", v.value())?));
-    }
-    Ok(out)
+    meta::list_named(reader, TABLE, "plugins")
 }
 
 pub fn put(tx: &WriteTransaction, name: &str, record: &PluginRecord) -> MetaResult<()> {

@@ -3,11 +3,11 @@
 //! and their TLS options.
 
 use base64::Engine as _;
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::{ReplicationError, ReplicationResult, check_name};
-use crate::storage::meta::{MetaResult, Reader, decode, encode};
+use crate::storage::meta::{self, MetaResult, Reader, encode};
 use crate::storage::sealing::Sealer;
 
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("replication_endpoints");
@@ -167,20 +167,13 @@ pub fn check_url(text: &str) -> ReplicationResult<String> {
 
 /// One endpoint.
 pub fn get(tx: &impl Reader, name: &str) -> MetaResult<Option<EndpointRecord>> {
-    match tx.open(TABLE)?.get(name)? {
-        Some(v) => Ok(Some(decode("replication_endpoints", v.value())?)),
-        None => Ok(None),
-    }
+    meta::get_named(tx, TABLE, "replication_endpoints", name)
 }
 
 /// Every endpoint, by name.
 pub fn list(tx: &impl Reader) -> MetaResult<Vec<EndpointRecord>> {
-    let mut out = Vec::new();
-    for entry in tx.open(TABLE)?.iter()? {
-        let (_, v) = entry?;
-        out.push(decode("replication_endpoints", v.value())?);
-    }
-    Ok(out)
+    let named = meta::list_named(tx, TABLE, "replication_endpoints")?;
+    Ok(named.into_iter().map(|(_, record)| record).collect())
 }
 
 /// Creates an endpoint; refuses a name in use.

@@ -291,6 +291,35 @@ pub struct TaskRecord {
     pub finished_at: Option<u64>,
 }
 
+impl TaskRecord {
+    /// A task not yet started.
+    pub fn pending(
+        job: u64,
+        index: u32,
+        wave: u32,
+        source: &str,
+        target: &str,
+        op: TaskOp,
+    ) -> TaskRecord {
+        TaskRecord {
+            job,
+            index,
+            wave,
+            source: source.to_string(),
+            target: target.to_string(),
+            op,
+            status: TaskStatus::Pending,
+            attempts: 0,
+            not_before: 0,
+            error: None,
+            note: None,
+            progress: Progress::default(),
+            started_at: None,
+            finished_at: None,
+        }
+    }
+}
+
 pub(super) fn create(tx: &WriteTransaction) -> MetaResult<()> {
     tx.open_table(JOBS)?;
     tx.open_table(TASKS)?;
@@ -478,29 +507,12 @@ mod tests {
         meta.write(|tx| -> MetaResult<()> {
             for job in [1, 2] {
                 for index in 0..3 {
-                    put_task(
-                        tx,
-                        &TaskRecord {
-                            job,
-                            index,
-                            wave: 0,
-                            source: "local".into(),
-                            target: "r".into(),
-                            op: TaskOp::DeleteTag {
-                                destination: "team/app".into(),
-                                tag: format!("t{index}"),
-                                clock: None,
-                            },
-                            status: TaskStatus::Pending,
-                            attempts: 0,
-                            not_before: 0,
-                            error: None,
-                            note: None,
-                            progress: Progress::default(),
-                            started_at: None,
-                            finished_at: None,
-                        },
-                    )?;
+                    let op = TaskOp::DeleteTag {
+                        destination: "team/app".into(),
+                        tag: format!("t{index}"),
+                        clock: None,
+                    };
+                    put_task(tx, &TaskRecord::pending(job, index, 0, "local", "r", op))?;
                 }
             }
             remove_job(tx, 1)

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use berth_plugin_runtime::latest::strategy as wit;
 
-use super::jobs::{LinkCap, PlanSummary, Progress, Scope, TaskOp, TaskRecord, TaskStatus};
+use super::jobs::{LinkCap, PlanSummary, Scope, TaskOp, TaskRecord};
 use super::policies::{DatacenterSpec, InstanceSpec, Mode, PolicyRecord, Selector, TopologySpec};
 use super::side::{SideResult, Source};
 use crate::storage::meta::changes::ChangeKind;
@@ -327,7 +327,7 @@ pub fn tasks(
             } else {
                 policy.destination_repository(&artifact.repository)
             };
-            tasks.push(task(
+            tasks.push(TaskRecord::pending(
                 job,
                 tasks.len() as u32,
                 wave as u32,
@@ -360,7 +360,14 @@ pub fn tasks(
                     digest: digest.clone(),
                 },
             };
-            tasks.push(task(job, tasks.len() as u32, last_wave, source, target, op));
+            tasks.push(TaskRecord::pending(
+                job,
+                tasks.len() as u32,
+                last_wave,
+                source,
+                target,
+                op,
+            ));
         }
     }
     let waves = tasks.iter().map(|t| t.wave + 1).max().unwrap_or(0);
@@ -379,25 +386,6 @@ pub fn tasks(
             .collect(),
     };
     Ok((tasks, summary))
-}
-
-fn task(job: u64, index: u32, wave: u32, source: &str, target: &str, op: TaskOp) -> TaskRecord {
-    TaskRecord {
-        job,
-        index,
-        wave,
-        source: source.to_string(),
-        target: target.to_string(),
-        op,
-        status: TaskStatus::Pending,
-        attempts: 0,
-        not_before: 0,
-        error: None,
-        note: None,
-        progress: Progress::default(),
-        started_at: None,
-        finished_at: None,
-    }
 }
 
 #[cfg(test)]

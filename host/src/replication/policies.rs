@@ -7,12 +7,12 @@
 //! plans the transfers over the policy's topology.
 
 use globset::{Glob, GlobMatcher};
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{ReplicationError, ReplicationResult, check_name};
-use crate::storage::meta::{MetaResult, Reader, decode, encode};
+use crate::storage::meta::{self, MetaResult, Reader, encode};
 
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("replication_policies");
 
@@ -441,20 +441,13 @@ pub(super) fn create(tx: &WriteTransaction) -> MetaResult<()> {
 
 /// One policy.
 pub fn get(tx: &impl Reader, name: &str) -> MetaResult<Option<PolicyRecord>> {
-    match tx.open(TABLE)?.get(name)? {
-        Some(v) => Ok(Some(decode("replication_policies", v.value())?)),
-        None => Ok(None),
-    }
+    meta::get_named(tx, TABLE, "replication_policies", name)
 }
 
 /// Every policy, by name.
 pub fn list(tx: &impl Reader) -> MetaResult<Vec<PolicyRecord>> {
-    let mut out = Vec::new();
-    for entry in tx.open(TABLE)?.iter()? {
-        let (_, v) = entry?;
-        out.push(decode("replication_policies", v.value())?);
-    }
-    Ok(out)
+    let named = meta::list_named(tx, TABLE, "replication_policies")?;
+    Ok(named.into_iter().map(|(_, record)| record).collect())
 }
 
 /// Stores a policy (create or replace).

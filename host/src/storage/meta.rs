@@ -153,6 +153,38 @@ pub fn decode<T: serde::de::DeserializeOwned>(table: &'static str, bytes: &[u8])
     serde_json::from_slice(bytes).map_err(|source| MetaError::Decode { table, source })
 }
 
+/// A table of records stored by name, as most components keep theirs.
+pub type NamedRecords = redb::TableDefinition<'static, &'static str, &'static [u8]>;
+
+/// The record named `name` in `table` (`label` names the table in decode errors).
+pub fn get_named<T: serde::de::DeserializeOwned>(
+    tx: &impl Reader,
+    table: NamedRecords,
+    label: &'static str,
+    name: &str,
+) -> MetaResult<Option<T>> {
+    use redb::ReadableTable as _;
+    match tx.open(table)?.get(name)? {
+        Some(v) => Ok(Some(decode(label, v.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// Every record of `table` with its name, in name order.
+pub fn list_named<T: serde::de::DeserializeOwned>(
+    tx: &impl Reader,
+    table: NamedRecords,
+    label: &'static str,
+) -> MetaResult<Vec<(String, T)>> {
+    use redb::ReadableTable as _;
+    let mut out = Vec::new();
+    for entry in tx.open(table)?.iter()? {
+        let (k, v) = entry?;
+        out.push((k.value().to_owned(), decode(label, v.value())?));
+    }
+    Ok(out)
+}
+
 /// Read access shared by read and write transactions, so that the checks a write makes
 /// (is this blob linked?) use the same code as plain reads.
 pub trait Reader {
