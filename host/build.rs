@@ -27,6 +27,8 @@ const TEST_PLUGINS: &[&str] = &[
     "berth-test-sneaky",
     "berth-test-overreach",
     "berth-test-future",
+    "berth-test-stall",
+    "berth-test-prober",
 ];
 
 fn main() {

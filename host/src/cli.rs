@@ -185,6 +185,11 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Repo { client, command } => {
             admin::repo(&client::Client::connect(&client)?, command)
         }
+        // The function reference is built in: no server needed.
+        Command::Plugin {
+            command: plugin::PluginCommand::Functions { world },
+            ..
+        } => plugin::print_functions(world.as_deref()),
         Command::Plugin { client, command } => {
             plugin::run(&client::Client::connect(&client)?, command)
         }

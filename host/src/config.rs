@@ -212,6 +212,9 @@ impl Default for PluginsConfig {
     }
 }
 
+/// The instance name a berth replicates under until one is configured.
+pub const DEFAULT_INSTANCE_NAME: &str = "local";
+
 /// The replication engine.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -243,7 +246,7 @@ pub struct ReplicationConfig {
 impl Default for ReplicationConfig {
     fn default() -> ReplicationConfig {
         ReplicationConfig {
-            instance_name: "local".to_string(),
+            instance_name: DEFAULT_INSTANCE_NAME.to_string(),
             max_concurrent_jobs: 4,
             max_attempts: 5,
             retry_base_ms: 1000,

@@ -29,12 +29,17 @@ pub mod replication;
 pub mod server;
 pub mod storage;
 
-/// Installs the `tracing` subscriber: `RUST_LOG` if set, else `level`.
+/// Installs the `tracing` subscriber: `RUST_LOG` if set, else `level`. Colours only on
+/// a terminal, and never with `NO_COLOR` set: a log file or a journal gets plain text.
 pub fn init_logging(level: &str) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .try_init();
 }

@@ -85,6 +85,23 @@ impl RepoName {
         Ok(RepoName(s.to_owned()))
     }
 
+    /// Like [`RepoName::parse`], but a one-component name (`alpine`, valid in the
+    /// distribution grammar) is returned instead of refused: the registry's routes take it
+    /// so that each request under it can be answered the way that leads a client to the
+    /// explanation (see `registry::routes`). Nothing past the routes sees such a name.
+    pub fn parse_allowing_one_component(s: &str) -> Result<RepoName, NameError> {
+        match RepoName::parse(s) {
+            Err(NameError::NoProject(name)) => Ok(RepoName(name)),
+            other => other,
+        }
+    }
+
+    /// Whether the name has a project (every name but those of
+    /// [`RepoName::parse_allowing_one_component`]).
+    pub fn has_project(&self) -> bool {
+        self.0.contains('/')
+    }
+
     /// The project: the first path component.
     pub fn project(&self) -> &str {
         self.0.split('/').next().unwrap_or_default()

@@ -172,6 +172,8 @@ pub struct Status {
     pub running_jobs: u32,
     /// Per policy.
     pub policies: Vec<PolicyStatus>,
+    /// What an operator should fix: instance names that collide with a peer's.
+    pub warnings: Vec<String>,
 }
 
 impl Replication {
@@ -202,6 +204,11 @@ impl Replication {
     /// Starts the engine on the current Tokio runtime, and holds the registry's
     /// acknowledgements of pushes that sync policies select until they are delivered.
     pub fn start(self: &Arc<Self>) {
+        if let Ok(warnings) = self.name_warnings() {
+            for warning in warnings {
+                tracing::warn!("{warning}");
+            }
+        }
         let _ = self.registry.ack_gate.set(self.clone());
         tokio::spawn(self.clone().run_engine());
     }
@@ -626,7 +633,36 @@ impl Replication {
             unread_changes,
             running_jobs: self.active.lock().expect("active lock").len() as u32,
             policies: out,
+            warnings: self.name_warnings()?,
         })
+    }
+
+    /// Instance names that would make replication misbehave. Content carries the name of
+    /// the instance it came from, and is never sent back there: two berths of one name
+    /// take each other's pushes for their own and stop sending them.
+    pub fn name_warnings(&self) -> ReplicationResult<Vec<String>> {
+        let own = &self.config.instance_name;
+        let berths: Vec<EndpointRecord> = self
+            .endpoints()?
+            .into_iter()
+            .filter(|e| e.kind == endpoints::EndpointKind::Berth)
+            .collect();
+        let mut warnings = Vec::new();
+        for endpoint in &berths {
+            if endpoint.instance.as_deref() == Some(own.as_str()) {
+                warnings.push(format!(
+                    "endpoint {} is a berth named {own:?}, like this instance: each would take the other's pushes for its own and not send them; give every instance its own name (replication.instance_name, BERTH_REPLICATION__INSTANCE_NAME)",
+                    endpoint.name
+                ));
+            }
+        }
+        if own == crate::config::DEFAULT_INSTANCE_NAME && !berths.is_empty() && warnings.is_empty()
+        {
+            warnings.push(format!(
+                "this instance keeps the default name {own:?} while it replicates with other berths; if a peer keeps it too, neither sends the other's pushes on: give every instance its own name (replication.instance_name)"
+            ));
+        }
+        Ok(warnings)
     }
 }
 

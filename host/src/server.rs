@@ -125,7 +125,40 @@ pub fn app(
         .layer(axum::middleware::from_fn(
             registry::routes::api_version_header,
         ))
+        .layer(axum::middleware::from_fn(require_one_host))
         .layer(axum::middleware::from_fn(trace_request))
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request without a Host header, or with more than one, is
+/// answered 400. berth derives the token realm from Host, and two of them could make a
+/// proxy in front and berth disagree about where a request was meant to go.
+async fn require_one_host(request: Request, next: Next) -> Response {
+    use axum::response::IntoResponse as _;
+    let hosts = request
+        .headers()
+        .get_all(axum::http::header::HOST)
+        .iter()
+        .count();
+    if request.version() != axum::http::Version::HTTP_11 || hosts == 1 {
+        return next.run(request).await;
+    }
+    let message = if hosts == 0 {
+        "an HTTP/1.1 request needs a Host header (RFC 9112 section 3.2)"
+    } else {
+        "an HTTP/1.1 request must carry exactly one Host header (RFC 9112 section 3.2)"
+    };
+    let mut response = if request.uri().path().starts_with("/v2") {
+        registry::errcode::RegistryError::new(registry::errcode::ErrorCode::Unsupported)
+            .status(axum::http::StatusCode::BAD_REQUEST)
+            .message(message)
+            .into_response()
+    } else {
+        crate::api::problem::ApiError::bad_request(message).into_response()
+    };
+    if request.method() == axum::http::Method::HEAD {
+        *response.body_mut() = axum::body::Body::empty();
+    }
+    response
 }
 
 /// One span per request; server errors are logged at warn, everything else at debug so

@@ -290,3 +290,144 @@ async fn sigterm_lets_an_upload_in_flight_finish() {
         .unwrap();
     assert_eq!(r.status(), 201);
 }
+
+/// What one small upload got acknowledged before the crash.
+#[derive(Debug, Clone)]
+struct SmallUpload {
+    data: Vec<u8>,
+    digest: String,
+    /// The session's URL, once its PATCH was acknowledged.
+    session: Option<String>,
+    /// Whether the closing PUT was acknowledged (201).
+    created: bool,
+}
+
+/// One worker: sessions of POST, PATCH (4 KiB), PUT ?digest, over and over, recording what
+/// was acknowledged, until the server dies under it.
+async fn small_uploads(
+    base: String,
+    worker: u64,
+    round: u64,
+    log: std::sync::Arc<std::sync::Mutex<Vec<SmallUpload>>>,
+) {
+    let http = client();
+    for n in 0.. {
+        let data = bytes((round << 40) | (worker << 20) | n, 4096);
+        let digest = sha256(&data);
+        let index = {
+            let mut log = log.lock().unwrap();
+            log.push(SmallUpload {
+                data: data.clone(),
+                digest: digest.clone(),
+                session: None,
+                created: false,
+            });
+            log.len() - 1
+        };
+        let Ok(r) = http
+            .post(format!("{base}/v2/team/chaos/blobs/uploads/"))
+            .send()
+            .await
+        else {
+            return;
+        };
+        if r.status() != 202 {
+            return;
+        }
+        let location = format!("{base}{}", r.headers()["location"].to_str().unwrap());
+        let Ok(r) = http
+            .patch(&location)
+            .header("content-range", "0-4095")
+            .header("content-type", "application/octet-stream")
+            .body(data.clone())
+            .send()
+            .await
+        else {
+            return;
+        };
+        if r.status() != 202 {
+            return;
+        }
+        log.lock().unwrap()[index].session = Some(location.clone());
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let Ok(r) = http
+            .put(format!("{location}{sep}digest={digest}"))
+            .send()
+            .await
+        else {
+            return;
+        };
+        if r.status() != 201 {
+            return;
+        }
+        log.lock().unwrap()[index].created = true;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_while_many_small_uploads_complete_leaves_every_session_whole_or_its_blob_linked() {
+    const ROUNDS: u64 = 8;
+    const WORKERS: u64 = 16;
+    let mut berth = Berth::start();
+    let (mut created, mut resumed) = (0usize, 0usize);
+    for round in 0..ROUNDS {
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let workers: Vec<_> = (0..WORKERS)
+            .map(|w| tokio::spawn(small_uploads(berth.url.clone(), w, round, log.clone())))
+            .collect();
+        // Vary the moment of the crash from round to round.
+        tokio::time::sleep(Duration::from_millis(300 + round * 97 % 400)).await;
+        berth.kill9();
+        for w in workers {
+            let _ = w.await;
+        }
+        let (ok, report) = berth.fsck(false);
+        assert!(ok, "round {round}: fsck after kill -9:\n{report}");
+        berth.restart();
+        let http = client();
+        let uploads = log.lock().unwrap().clone();
+        for upload in &uploads {
+            let blob = berth.v2(&format!("team/chaos/blobs/{}", upload.digest));
+            let present = http.head(&blob).send().await.unwrap().status() == 200;
+            if upload.created {
+                assert!(
+                    present,
+                    "round {round}: acknowledged blob {} is gone",
+                    upload.digest
+                );
+                created += 1;
+                continue;
+            }
+            let Some(session) = &upload.session else {
+                continue; // nothing of it was acknowledged
+            };
+            // Its bytes were acknowledged: either the close went through (the answer was
+            // lost in the crash) or the session is intact and resumes.
+            let status = http.get(session).send().await.unwrap();
+            if present {
+                assert_eq!(status.status(), 404, "round {round}: {session}");
+                continue;
+            }
+            assert_eq!(
+                status.status(),
+                204,
+                "round {round}: session {session} of acknowledged bytes is gone"
+            );
+            assert_eq!(status.headers()["range"], "0-4095", "round {round}");
+            let sep = if session.contains('?') { '&' } else { '?' };
+            let r = http
+                .put(format!("{session}{sep}digest={}", upload.digest))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            assert_eq!(status, 201, "round {round}: {}", r.text().await.unwrap());
+            let got = http.get(&blob).send().await.unwrap().bytes().await.unwrap();
+            assert_eq!(got.as_ref(), upload.data.as_slice());
+            resumed += 1;
+        }
+    }
+    println!("{created} acknowledged blobs all present, {resumed} sessions resumed after kill -9");
+    assert!(created > 0);
+    assert_fsck_clean(&mut berth);
+}

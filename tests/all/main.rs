@@ -8,5 +8,6 @@ mod crash;
 mod oci_client;
 mod plugins;
 mod replication;
+mod sandbox;
 mod skopeo;
 mod support;

@@ -11,12 +11,12 @@ use serde_json::{Value, json};
 use crate::support::{ADMIN_PASSWORD, Berth, berth_bin, client, client_as};
 
 /// A test plugin built by host/build.rs.
-fn test_plugin(package: &str) -> PathBuf {
+pub(crate) fn test_plugin(package: &str) -> PathBuf {
     PathBuf::from(env!("BERTH_TEST_PLUGINS_DIR"))
         .join(format!("{}.wasm", package.replace('-', "_")))
 }
 
-async fn load(berth: &Berth, bytes: Vec<u8>) -> reqwest::Response {
+pub(crate) async fn load(berth: &Berth, bytes: Vec<u8>) -> reqwest::Response {
     client()
         .post(format!("{}/api/v1/plugins", berth.url))
         .header("content-type", "application/wasm")
@@ -26,13 +26,13 @@ async fn load(berth: &Berth, bytes: Vec<u8>) -> reqwest::Response {
         .unwrap()
 }
 
-async fn load_ok(berth: &Berth, package: &str) -> Value {
+pub(crate) async fn load_ok(berth: &Berth, package: &str) -> Value {
     let r = load(berth, std::fs::read(test_plugin(package)).unwrap()).await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     r.json().await.unwrap()
 }
 
-async fn patch(berth: &Berth, name: &str, body: Value) -> Value {
+pub(crate) async fn patch(berth: &Berth, name: &str, body: Value) -> Value {
     let r = client()
         .patch(format!("{}/api/v1/plugins/{name}", berth.url))
         .json(&body)
@@ -44,7 +44,7 @@ async fn patch(berth: &Berth, name: &str, body: Value) -> Value {
 }
 
 /// Invokes `function`; returns the status and the body (output, or the problem's detail).
-async fn invoke(
+pub(crate) async fn invoke(
     http: &reqwest::Client,
     url: &str,
     name: &str,
@@ -66,17 +66,18 @@ async fn invoke(
     }
 }
 
-fn plan_request() -> Value {
-    json!({
+/// The input of a strategy's `plan`: its one parameter, `request`, in the WIT's names.
+pub(crate) fn plan_request() -> Value {
+    json!({"request": {
         "topology": {
             "datacenters": [{"id": "dc1", "parent": null}],
             "instances": [{"id": "primary", "datacenter": "dc1"}, {"id": "r1", "datacenter": "dc1"}, {"id": "r2", "datacenter": "dc1"}],
-            "links": [{"source": "primary", "target": "r1", "bandwidth_mbps": null, "max_parallel": 2}]
+            "links": [{"source": "primary", "target": "r1", "bandwidth-mbps": null, "max-parallel": 2}]
         },
         "artifacts": [{"id": "sha256:aa", "size": 10}, {"id": "sha256:bb", "size": 20}],
         "present": [{"artifact": "sha256:aa", "instances": ["primary", "r2"]}, {"artifact": "sha256:bb", "instances": ["primary"]}],
         "targets": ["r1", "r2"]
-    })
+    }})
 }
 
 fn facts(sysctl: &[(&str, &str)]) -> Value {
@@ -141,21 +142,21 @@ async fn the_built_in_strategy_and_host_init_plugins_answer_through_the_api() {
     );
     let limits = out["ok"]["limits"].as_array().unwrap();
     assert!(
-        limits.contains(&json!({"source": "primary", "target": "r1", "max_parallel": 2})),
+        limits.contains(&json!({"source": "primary", "target": "r1", "max-parallel": 2})),
         "{limits:?}"
     );
     assert!(
-        limits.contains(&json!({"source": "primary", "target": "r2", "max_parallel": 4})),
+        limits.contains(&json!({"source": "primary", "target": "r2", "max-parallel": 4})),
         "{limits:?}"
     );
 
     // A planner error is the plugin's typed answer, not a failure of the call.
     let mut bad = plan_request();
-    bad["targets"] = json!(["nowhere"]);
+    bad["request"]["targets"] = json!(["nowhere"]);
     let (status, out) = invoke(&client(), &berth.url, "star", "plan", bad).await;
     assert_eq!(status, 200);
     assert!(
-        out["error"]["Invalid"]
+        out["error"]["invalid"]
             .as_str()
             .unwrap()
             .contains("nowhere"),
@@ -172,7 +173,7 @@ async fn the_built_in_strategy_and_host_init_plugins_answer_through_the_api() {
     assert_eq!(status, 200, "{out}");
     assert_eq!(
         out["ok"],
-        json!([{"Sysctl": {"key": "net.ipv4.ip_forward", "value": "1"}}])
+        json!([{"sysctl": {"key": "net.ipv4.ip_forward", "value": "1"}}])
     );
     let (_, out) = invoke(&client(), &berth.url, "sysctl", "drift", input).await;
     assert_eq!(
@@ -188,7 +189,7 @@ async fn the_built_in_strategy_and_host_init_plugins_answer_through_the_api() {
     )
     .await;
     assert!(
-        out["error"]["InvalidParameter"]
+        out["error"]["invalid-parameter"]
             .as_str()
             .unwrap()
             .contains("unknown parameter bogus"),
@@ -207,12 +208,44 @@ async fn the_built_in_strategy_and_host_init_plugins_answer_through_the_api() {
         &berth.url,
         "star",
         "plan",
-        json!({"topology": 7}),
+        json!({"request": {"topology": 7}}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let detail = detail.as_str().unwrap();
+    assert!(detail.contains("bad input for plan"), "{detail}");
+    assert!(
+        detail.contains("request.topology: expected an object"),
+        "{detail}"
+    );
+    // Rust's spelling of a WIT name is not the WIT's: the error names the right one.
+    let mut rusty = plan_request();
+    rusty["request"]["topology"]["links"][0] =
+        json!({"source": "primary", "target": "r1", "bandwidth_mbps": null, "max_parallel": 2});
+    let (status, detail) = invoke(&client(), &berth.url, "star", "plan", rusty).await;
+    assert_eq!(status, 400);
+    assert!(
+        detail
+            .as_str()
+            .unwrap()
+            .contains("unknown field \"bandwidth_mbps\"")
+            && detail.as_str().unwrap().contains("bandwidth-mbps"),
+        "{detail}"
+    );
+    let (status, detail) = invoke(
+        &client(),
+        &berth.url,
+        "star",
+        "plan",
+        json!({"topology": {}}),
     )
     .await;
     assert_eq!(status, 400);
     assert!(
-        detail.as_str().unwrap().contains("bad input for plan"),
+        detail
+            .as_str()
+            .unwrap()
+            .contains("no parameter \"topology\"; its parameters are request"),
         "{detail}"
     );
 
@@ -546,7 +579,7 @@ async fn a_provider_reaches_only_granted_endpoints_with_only_granted_secrets() {
     let (status, out) = list(client(), berth.url.clone()).await;
     assert_eq!(status, 200, "{out}");
     assert_eq!(
-        out["error"]["Auth"], "secret inventory-token is not granted to this plugin",
+        out["error"]["auth"], "secret inventory-token is not granted to this plugin",
         "{out}"
     );
     // Granted, but no value stored yet.
@@ -558,7 +591,7 @@ async fn a_provider_reaches_only_granted_endpoints_with_only_granted_secrets() {
     .await;
     let (_, out) = list(client(), berth.url.clone()).await;
     assert_eq!(
-        out["error"]["Auth"], "secret inventory-token is granted but has no value",
+        out["error"]["auth"], "secret inventory-token is granted but has no value",
         "{out}"
     );
     let r = client()
@@ -574,7 +607,7 @@ async fn a_provider_reaches_only_granted_endpoints_with_only_granted_secrets() {
 
     // No endpoint granted: refused by the host before anything leaves it.
     let (_, out) = list(client(), berth.url.clone()).await;
-    let auth = out["error"]["Auth"].as_str().unwrap();
+    let auth = out["error"]["auth"].as_str().unwrap();
     assert!(
         auth.contains("is not granted to this plugin") && auth.contains("http://127.0.0.1:"),
         "{out}"
@@ -589,7 +622,7 @@ async fn a_provider_reaches_only_granted_endpoints_with_only_granted_secrets() {
     .await;
     let (_, out) = list(client(), berth.url.clone()).await;
     assert!(
-        out["error"]["Auth"]
+        out["error"]["auth"]
             .as_str()
             .unwrap()
             .contains("not granted"),
@@ -605,10 +638,10 @@ async fn a_provider_reaches_only_granted_endpoints_with_only_granted_secrets() {
     assert_eq!(out, json!({"ok": []}));
 
     // The whole life of a machine; create is idempotent by client token.
-    let create = json!({
-        "client_token": "tok-1", "name": "web-1", "region": "local", "zone": null,
-        "machine_type": "small", "image": "debian-12", "tags": [], "user_data": null
-    });
+    let create = json!({"spec": {
+        "client-token": "tok-1", "name": "web-1", "region": "local", "zone": null,
+        "machine-type": "small", "image": "debian-12", "tags": [], "user-data": null
+    }});
     let (_, first) = invoke(&client(), &berth.url, "inventory", "create", create.clone()).await;
     let (_, again) = invoke(&client(), &berth.url, "inventory", "create", create).await;
     assert_eq!(first["ok"]["id"], "m-1", "{first}");
@@ -633,19 +666,19 @@ async fn a_provider_reaches_only_granted_endpoints_with_only_granted_secrets() {
         json!({"region": "local", "id": "m-1"}),
     )
     .await;
-    assert_eq!(out["ok"]["state"], "Stopped", "{out}");
+    assert_eq!(out["ok"]["state"], "stopped", "{out}");
     assert_eq!(out["ok"]["addresses"][0]["ip"], "10.0.0.1");
     let (_, out) = invoke(
         &client(),
         &berth.url,
         "inventory",
         "price",
-        json!({"region": "local", "machine_type": "small"}),
+        json!({"region": "local", "machine-type": "small"}),
     )
     .await;
     assert_eq!(
         out["ok"],
-        json!({"currency": "USD", "micros_per_hour": 41600})
+        json!({"currency": "USD", "micros-per-hour": 41600})
     );
     let (_, out) = invoke(
         &client(),
@@ -664,7 +697,7 @@ async fn a_provider_reaches_only_granted_endpoints_with_only_granted_secrets() {
         json!({"region": "local", "id": "m-1"}),
     )
     .await;
-    assert!(out["error"]["NotFound"].is_string(), "{out}");
+    assert!(out["error"]["not-found"].is_string(), "{out}");
 
     // Revoking the endpoint cuts it off again; the secret's value never shows in the API.
     patch(
@@ -675,7 +708,7 @@ async fn a_provider_reaches_only_granted_endpoints_with_only_granted_secrets() {
     .await;
     let (_, out) = list(client(), berth.url.clone()).await;
     assert!(
-        out["error"]["Auth"]
+        out["error"]["auth"]
             .as_str()
             .unwrap()
             .contains("not granted"),
@@ -806,7 +839,7 @@ async fn wait_for_calls_in_flight(berth: &Berth, name: &str, n: u64) {
     }
 }
 
-fn cli(berth: &Berth, args: &[&str]) -> (bool, String, String) {
+pub(crate) fn cli(berth: &Berth, args: &[&str]) -> (bool, String, String) {
     let out = std::process::Command::new(berth_bin())
         .args(args)
         .env("BERTH_SERVER", &berth.url)

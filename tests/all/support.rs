@@ -25,6 +25,8 @@ pub struct Berth {
     _tmp: Option<tempfile::TempDir>,
     extra_args: Vec<String>,
     extra_env: Vec<(String, String)>,
+    /// Where berth's log (stderr) goes when a test reads it; inherited otherwise.
+    log_file: Option<PathBuf>,
 }
 
 /// The `berth` binary cargo built for these tests.
@@ -46,7 +48,23 @@ impl Berth {
     /// Starts berth with extra `serve` arguments and environment variables (such as
     /// `BERTH_REPLICATION__RETRY_BASE_MS`).
     pub fn start_configured(extra: &[&str], env: &[(&str, &str)]) -> Berth {
+        Berth::start_full(extra, env, false)
+    }
+
+    /// Starts berth with its log (stderr) written to [`Berth::log_path`], for tests that
+    /// read what berth logged.
+    pub fn start_logged(extra: &[&str], env: &[(&str, &str)]) -> Berth {
+        Berth::start_full(extra, env, true)
+    }
+
+    /// The file berth's log goes to (see [`Berth::start_logged`]).
+    pub fn log_path(&self) -> &Path {
+        self.log_file.as_deref().expect("started with start_logged")
+    }
+
+    fn start_full(extra: &[&str], env: &[(&str, &str)], logged: bool) -> Berth {
         let tmp = tempfile::tempdir().expect("tempdir");
+        let log_file = logged.then(|| tmp.path().join("berth.log"));
         let data_dir = tmp.path().join("data");
         let mut b = Berth {
             child: None,
@@ -59,6 +77,7 @@ impl Berth {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            log_file,
         };
         b.spawn("127.0.0.1:0");
         if b.url.starts_with("http://") {
@@ -107,7 +126,16 @@ impl Berth {
             .env("RUST_LOG", "warn")
             .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(match &self.log_file {
+                Some(path) => Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .expect("open the log file"),
+                ),
+                None => Stdio::inherit(),
+            })
             .spawn()
             .expect("spawn berth");
         let stdout = child.stdout.take().expect("stdout");

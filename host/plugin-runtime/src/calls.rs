@@ -1,9 +1,10 @@
 //! One typed method per exported function of every world, and `invoke`, which calls any
-//! of them with JSON in and out (for `berth plugin call` and the admin API).
+//! of them with JSON in and out in the WIT's terms (for `berth plugin call` and the admin
+//! API).
 
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Type, Val};
 
 use crate::error::CallError;
 use crate::plugin::{Plugin, WorldInstance};
@@ -107,8 +108,10 @@ impl Runtime {
         (facts: init_step::Facts, params: Vec<(String, String)>)
             -> Result<Vec<init_step::DriftItem>, init_step::InitError>);
 
-    /// Calls `function` with arguments from a JSON object and returns the result as
-    /// JSON. A WIT `result` comes back as `{"ok": …}` or `{"error": …}`.
+    /// Calls `function` with arguments from a JSON object keyed by the WIT parameter
+    /// names, and returns its result as JSON, all in the WIT's own terms (see
+    /// [`crate::json`]): `{"region": "r1", "machine-type": "m5.large"}` in, a WIT `result`
+    /// out as `{"ok": …}` or `{"error": {"not-found": "…"}}`.
     pub async fn invoke(
         &self,
         plugin: &Plugin,
@@ -120,85 +123,92 @@ impl Runtime {
             function: function.to_string(),
             message,
         };
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct RegionId {
-            region: String,
-            id: String,
-        }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Price {
-            region: String,
-            machine_type: String,
-        }
-        #[derive(Deserialize, Default)]
-        #[serde(deny_unknown_fields, default)]
-        struct List {
-            region: Option<String>,
-        }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct FactsParams {
-            facts: init_step::Facts,
-            #[serde(default)]
-            params: Vec<(String, String)>,
-        }
-        fn parse<T: DeserializeOwned>(input: Value) -> Result<T, String> {
-            serde_json::from_value(input).map_err(|e| e.to_string())
-        }
-        let input = if input.is_null() {
-            Value::Object(Default::default())
-        } else {
-            input
-        };
-        match (plugin.kind(), function) {
-            (_, "info") => json(self.info(plugin).await?),
-            (Kind::CloudProvider, "describe") => json_result(self.describe(plugin).await?),
-            (Kind::CloudProvider, "price") => {
-                let a: Price = parse(input).map_err(bad)?;
-                json_result(self.price(plugin, a.region, a.machine_type).await?)
-            }
-            (Kind::CloudProvider, "create") => {
-                let spec = parse(input).map_err(bad)?;
-                json_result(self.create_machine(plugin, spec).await?)
-            }
-            (Kind::CloudProvider, "get") => {
-                let a: RegionId = parse(input).map_err(bad)?;
-                json_result(self.get_machine(plugin, a.region, a.id).await?)
-            }
-            (Kind::CloudProvider, "list") => {
-                let a: List = parse(input).map_err(bad)?;
-                json_result(self.list_machines(plugin, a.region).await?)
-            }
-            (Kind::CloudProvider, "start" | "stop" | "delete") => {
-                let a: RegionId = parse(input).map_err(bad)?;
-                let result = match function {
-                    "start" => self.start_machine(plugin, a.region, a.id).await?,
-                    "stop" => self.stop_machine(plugin, a.region, a.id).await?,
-                    _ => self.delete_machine(plugin, a.region, a.id).await?,
-                };
-                json_result(result)
-            }
-            (Kind::ReplicationStrategy, "plan") => {
-                let request = parse(input).map_err(bad)?;
-                json_result(self.plan_replication(plugin, request).await?)
-            }
-            (Kind::HostInit, "parameters") => json(self.init_parameters(plugin).await?),
-            (Kind::HostInit, "plan") => {
-                let a: FactsParams = parse(input).map_err(bad)?;
-                json_result(self.init_plan(plugin, a.facts, a.params).await?)
-            }
-            (Kind::HostInit, "drift") => {
-                let a: FactsParams = parse(input).map_err(bad)?;
-                json_result(self.init_drift(plugin, a.facts, a.params).await?)
-            }
-            (kind, _) => Err(CallError::NoSuchFunction {
+        let kind = plugin.kind();
+        if !functions(kind).contains(&function) {
+            return Err(CallError::NoSuchFunction {
                 plugin: plugin.name().to_string(),
                 function: function.to_string(),
                 kind,
-            }),
+            });
         }
+        let interface = format!(
+            "{}/{}@{}",
+            crate::world::PACKAGE,
+            if function == "info" {
+                "meta"
+            } else {
+                kind.main_export()
+            },
+            plugin.inspection().world_version
+        );
+        let component = plugin.inner.pre.instance_pre().component();
+        let missing = || {
+            bad(format!(
+                "the component does not export {interface}#{function}"
+            ))
+        };
+        let (_, iface) = component
+            .get_export(None, interface.as_str())
+            .ok_or_else(missing)?;
+        let (item, index) = component
+            .get_export(Some(&iface), function)
+            .ok_or_else(missing)?;
+        let ComponentItem::ComponentFunc(ty) = item else {
+            return Err(missing());
+        };
+        let input = match input {
+            Value::Null => Value::Object(Default::default()),
+            Value::Object(object) => Value::Object(object),
+            other => {
+                return Err(bad(format!(
+                    "the input must be an object of the function's parameters, not {other}"
+                )));
+            }
+        };
+        let names: Vec<&str> = ty.params().map(|(name, _)| name).collect();
+        if let Some(unknown) = input
+            .as_object()
+            .expect("an object")
+            .keys()
+            .find(|k| !names.contains(&k.as_str()))
+        {
+            return Err(bad(format!(
+                "{function} has no parameter {unknown:?}; its parameters are {}",
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            )));
+        }
+        let mut params = Vec::with_capacity(names.len());
+        for (name, param) in ty.params() {
+            let value = match (input.get(name), &param) {
+                (None, Type::Option(_)) => Value::Null,
+                (None, _) => return Err(bad(format!("the parameter {name} is missing"))),
+                (Some(v), _) => v.clone(),
+            };
+            params.push(crate::json::to_val(&value, &param, name).map_err(bad)?);
+        }
+        let results = ty.results().len();
+        let outputs = self
+            .call_raw(plugin, function, move |pre, store| {
+                Box::pin(async move {
+                    let instance = pre.instance_pre().instantiate_async(&mut *store).await?;
+                    let func = instance
+                        .get_func(&mut *store, &index)
+                        .ok_or_else(|| wasmtime::Error::msg("the exported function vanished"))?;
+                    let mut outputs = vec![Val::Bool(false); results];
+                    func.call_async(&mut *store, &params, &mut outputs).await?;
+                    Ok(outputs)
+                })
+            })
+            .await?;
+        Ok(match outputs.as_slice() {
+            [] => Value::Null,
+            [one] => crate::json::from_val(one),
+            many => Value::Array(many.iter().map(crate::json::from_val).collect()),
+        })
     }
 }
 
@@ -223,17 +233,4 @@ fn expect_kind(plugin: &Plugin, kind: Kind, function: &str) -> Result<(), CallEr
             kind: plugin.kind(),
         })
     }
-}
-
-fn json<T: serde::Serialize>(value: T) -> Result<Value, CallError> {
-    Ok(serde_json::to_value(value).expect("plugin types serialize"))
-}
-
-fn json_result<T: serde::Serialize, E: serde::Serialize>(
-    result: Result<T, E>,
-) -> Result<Value, CallError> {
-    Ok(match result {
-        Ok(value) => serde_json::json!({ "ok": value }),
-        Err(error) => serde_json::json!({ "error": error }),
-    })
 }

@@ -3,6 +3,20 @@
 
 use crate::world::Kind;
 
+/// How a component is named while its `info` call, which names it, runs at load time.
+pub(crate) const LOADING: &str = "(loading ";
+
+/// The command that raises a limit, given as its flags (`--fuel N`): `berth plugin
+/// limits NAME …` for a loaded plugin; for a component still being loaded, which has no
+/// name yet, loading it again with the flag.
+pub(crate) fn raise(plugin: &str, flags: &str) -> String {
+    if plugin.starts_with(LOADING) {
+        format!("load it again with a higher limit: `berth plugin load <file> {flags}`")
+    } else {
+        format!("raise it with `berth plugin limits {plugin} {flags}`")
+    }
+}
+
 /// Why a component could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -48,7 +62,8 @@ pub enum LoadError {
 pub enum CallError {
     #[error(
         "plugin {plugin} used up its CPU limit ({fuel} units of fuel) in {function}; \
-         raise it with `berth plugin limits {plugin} --fuel N` if the work is legitimate"
+         if the work is legitimate, {}",
+        raise(plugin, "--fuel N")
     )]
     Cpu {
         plugin: String,
@@ -57,14 +72,18 @@ pub enum CallError {
     },
     #[error(
         "plugin {plugin} tried to grow its memory past its {limit_bytes}-byte limit in \
-         {function}; raise it with `berth plugin limits {plugin} --memory BYTES`"
+         {function}; {}",
+        raise(plugin, "--memory BYTES")
     )]
     Memory {
         plugin: String,
         function: String,
         limit_bytes: u64,
     },
-    #[error("plugin {plugin} tried to grow its tables past {limit} elements in {function}")]
+    #[error(
+        "plugin {plugin} tried to grow its tables past {limit} elements in {function}; {}",
+        raise(plugin, "--tables N")
+    )]
     Table {
         plugin: String,
         function: String,
@@ -72,7 +91,8 @@ pub enum CallError {
     },
     #[error(
         "plugin {plugin} did not finish {function} within its wall-time limit of {limit_ms} ms; \
-         raise it with `berth plugin limits {plugin} --wall-time-ms N`"
+         {}",
+        raise(plugin, "--wall-time-ms N")
     )]
     WallTime {
         plugin: String,

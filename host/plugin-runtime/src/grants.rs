@@ -65,18 +65,25 @@ impl Endpoint {
         let port = url
             .port_or_known_default()
             .expect("http(s) has a default port");
+        let path_prefix =
+            effective_path(url.path()).map_err(|why| format!("{text:?}: the path {why}"))?;
         Ok(Endpoint {
             scheme,
             host,
             port,
-            path_prefix: url.path().to_string(),
+            path_prefix,
         })
     }
 
     /// Whether a request to `url` falls inside this grant. The path must continue the
     /// prefix at a segment boundary: `/v2` covers `/v2` and `/v2/servers`, not `/v2x`.
+    /// The path is compared as a server will act on it ([`effective_path`]); a path a
+    /// server could read two ways is never inside a grant.
     pub fn allows(&self, url: &Url) -> bool {
         let Some(host) = url.host_str() else {
+            return false;
+        };
+        let Ok(path) = effective_path(url.path()) else {
             return false;
         };
         let host_matches = match self.host.strip_prefix("*.") {
@@ -85,7 +92,7 @@ impl Endpoint {
                 .is_some_and(|sub| sub.ends_with('.') && sub.len() > 1),
             None => host.eq_ignore_ascii_case(&self.host),
         };
-        let path = url.path();
+        let path = path.as_str();
         let path_matches = path == self.path_prefix
             || (path.starts_with(&self.path_prefix)
                 && (self.path_prefix.ends_with('/')
@@ -120,6 +127,66 @@ impl<'de> Deserialize<'de> for Endpoint {
         let text = String::deserialize(d)?;
         Endpoint::parse(&text).map_err(serde::de::Error::custom)
     }
+}
+
+/// The path of a request as the server will act on it: each segment percent-decoded once,
+/// with dot segments resolved (the URL parser has resolved `.`, `..` and their `%2e`
+/// spellings already). A path is refused, rather than guessed at, where servers differ:
+/// an encoded `/` or `\` inside a segment (`/api/..%2fprivate` is one segment to the
+/// URL, but `/private` to a server that decodes before resolving), a NUL, a dot segment
+/// hidden behind a `;` path parameter (`..;/`, which Tomcat and others resolve), and a
+/// segment that decodes to another encoded separator or dot (decoded twice by a proxy).
+pub fn effective_path(raw: &str) -> Result<String, String> {
+    let mut segments: Vec<String> = Vec::new();
+    let mut pieces = raw.split('/');
+    if pieces.next() != Some("") {
+        return Err(format!("{raw:?} is not absolute"));
+    }
+    for piece in pieces {
+        let bytes: Vec<u8> = percent_encoding::percent_decode_str(piece).collect();
+        let Ok(decoded) = String::from_utf8(bytes) else {
+            return Err(format!(
+                "{raw:?} has a segment that is not UTF-8 once decoded"
+            ));
+        };
+        if decoded.contains(['/', '\\']) {
+            return Err(format!(
+                "{raw:?} has an encoded '/' or '\\' inside a segment, which servers resolve differently"
+            ));
+        }
+        if decoded.chars().any(char::is_control) {
+            return Err(format!("{raw:?} has an encoded control character"));
+        }
+        let lowered = decoded.to_ascii_lowercase();
+        if ["%2f", "%5c", "%2e", "%00"]
+            .iter()
+            .any(|e| lowered.contains(e))
+        {
+            return Err(format!(
+                "{raw:?} has a doubly encoded separator or dot, which a proxy decoding twice would resolve"
+            ));
+        }
+        let before_parameters = decoded.split(';').next().unwrap_or_default();
+        if decoded.contains(';') && matches!(before_parameters, "." | "..") {
+            return Err(format!(
+                "{raw:?} has a dot segment with path parameters ('..;'), which some servers resolve"
+            ));
+        }
+        match decoded.as_str() {
+            "." => {}
+            ".." => {
+                segments.pop();
+            }
+            _ => segments.push(decoded),
+        }
+    }
+    // A trailing dot segment leaves a directory: keep its trailing slash.
+    let trailing = raw.ends_with('/') || raw.ends_with("/.") || raw.ends_with("/..");
+    let mut path = format!("/{}", segments.join("/"));
+    if trailing && !path.ends_with('/') {
+        path.push('/');
+    }
+    Ok(path)
 }
 
 /// The origin of a URL (`scheme://host:port`), for messages that must not echo a query

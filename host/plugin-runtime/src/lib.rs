@@ -13,8 +13,12 @@ mod error;
 pub mod grants;
 mod imports;
 mod inspect;
+pub mod json;
 pub mod limits;
+pub mod log;
 mod plugin;
+#[cfg(test)]
+mod reference;
 mod runtime;
 mod state;
 pub mod v0_1_0;
@@ -29,6 +33,10 @@ pub use plugin::{CallStats, Plugin};
 pub use runtime::{Compiled, Runtime, RuntimeOptions};
 pub use state::{NoSecrets, SecretSource, Settings};
 pub use world::{Kind, SUPPORTED_VERSIONS};
+
+/// Every function plugins export, with its JSON input and output, generated from the WIT
+/// (`wit/FUNCTIONS.md`; a test keeps it current).
+pub const FUNCTIONS_REFERENCE: &str = include_str!("../../../wit/FUNCTIONS.md");
 
 /// The newest package version's types: what the rest of berth programs against.
 pub use v0_1_0 as latest;
@@ -54,6 +62,11 @@ pub(crate) fn validate_info(info: &latest::types::PluginInfo) -> Result<(), Stri
     }
     if info.description.len() > 1024 {
         return Err("description must be at most 1024 bytes".to_string());
+    }
+    if info.version.chars().chain(info.description.chars()).any(|c| {
+        c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }) {
+        return Err("version and description must be one line of printable text".to_string());
     }
     Ok(())
 }

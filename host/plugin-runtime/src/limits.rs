@@ -17,6 +17,10 @@ pub struct Limits {
     pub fuel: u64,
     /// Wall time of one call, host calls (HTTP) included, in milliseconds.
     pub wall_time_ms: u64,
+    /// Events one call may write to berth's log; the rest are dropped and counted.
+    pub log_events: u64,
+    /// Bytes (messages and fields) one call may write to berth's log.
+    pub log_bytes: u64,
 }
 
 impl Default for Limits {
@@ -26,6 +30,10 @@ impl Default for Limits {
             table_elements: 100_000,
             fuel: 20_000_000_000,
             wall_time_ms: 30_000,
+            // Enough for a plugin that says what it does at every step of a large plan,
+            // and at most 64 KiB per call however long the call runs.
+            log_events: 256,
+            log_bytes: 64 * 1024,
         }
     }
 }
@@ -37,6 +45,8 @@ pub const CEILING: Limits = Limits {
     table_elements: 10_000_000,
     fuel: u64::MAX,
     wall_time_ms: 60 * 60 * 1000,
+    log_events: 100_000,
+    log_bytes: 16 * 1024 * 1024,
 };
 
 impl Limits {
@@ -57,6 +67,8 @@ impl Limits {
             ),
             ("fuel", self.fuel, CEILING.fuel, 1),
             ("wall_time_ms", self.wall_time_ms, CEILING.wall_time_ms, 1),
+            ("log_events", self.log_events, CEILING.log_events, 0),
+            ("log_bytes", self.log_bytes, CEILING.log_bytes, 0),
         ];
         for (name, value, max, min) in checks {
             if value < min || value > max {

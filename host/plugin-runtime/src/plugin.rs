@@ -46,6 +46,10 @@ pub struct CallStats {
     /// Time from each call's start to its result, summed: the sandbox time plus waiting
     /// for a free slot and the hand-over to and from the plugin threads.
     pub total_time: Duration,
+    /// Log events dropped because a call had used up its log budget.
+    pub log_events_dropped: u64,
+    /// The bytes of those events.
+    pub log_bytes_dropped: u64,
 }
 
 impl CallStats {
@@ -71,6 +75,8 @@ pub(crate) struct StatsCounters {
     failures: AtomicU64,
     sandbox_nanos: AtomicU64,
     total_nanos: AtomicU64,
+    log_events_dropped: AtomicU64,
+    log_bytes_dropped: AtomicU64,
 }
 
 impl StatsCounters {
@@ -85,12 +91,21 @@ impl StatsCounters {
             .fetch_add(total.as_nanos() as u64, Ordering::Relaxed);
     }
 
+    pub(crate) fn record_dropped_logs(&self, events: u64, bytes: u64) {
+        if events > 0 {
+            self.log_events_dropped.fetch_add(events, Ordering::Relaxed);
+            self.log_bytes_dropped.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
     fn snapshot(&self) -> CallStats {
         CallStats {
             calls: self.calls.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
             sandbox_time: Duration::from_nanos(self.sandbox_nanos.load(Ordering::Relaxed)),
             total_time: Duration::from_nanos(self.total_nanos.load(Ordering::Relaxed)),
+            log_events_dropped: self.log_events_dropped.load(Ordering::Relaxed),
+            log_bytes_dropped: self.log_bytes_dropped.load(Ordering::Relaxed),
         }
     }
 }
@@ -166,6 +181,15 @@ pub(crate) enum WorldInstance {
 }
 
 impl WorldPre {
+    /// The component linked against its world's imports.
+    pub(crate) fn instance_pre(&self) -> &wasmtime::component::InstancePre<CallState> {
+        match self {
+            WorldPre::Provider(pre) => pre.instance_pre(),
+            WorldPre::Strategy(pre) => pre.instance_pre(),
+            WorldPre::Init(pre) => pre.instance_pre(),
+        }
+    }
+
     pub(crate) async fn instantiate(
         &self,
         store: &mut Store<CallState>,

@@ -16,7 +16,7 @@ use wasmtime::{
 };
 
 use crate::cache::ArtifactCache;
-use crate::error::{CallError, LoadError};
+use crate::error::{CallError, LOADING, LoadError};
 use crate::inspect::{Inspection, inspect};
 use crate::limits::{CEILING, Exceeded};
 use crate::plugin::{Plugin, PluginInner, WorldInstance, WorldPre};
@@ -227,7 +227,7 @@ impl Runtime {
             .collect::<String>();
         let loading = Plugin {
             inner: Arc::new(PluginInner {
-                name: format!("(loading {short})").into(),
+                name: format!("{LOADING}{short})").into(),
                 info: PluginInfo {
                     name: String::new(),
                     version: String::new(),
@@ -275,6 +275,32 @@ impl Runtime {
             + Send
             + 'static,
     {
+        self.call_raw(plugin, function, move |pre, store| {
+            Box::pin(async move {
+                let instance = pre.instantiate(&mut *store).await?;
+                f(&instance, &mut *store).await
+            })
+        })
+        .await
+    }
+
+    /// [`Runtime::call`], with `f` instantiating the component itself (for calls made by
+    /// name rather than through the typed bindings).
+    pub(crate) async fn call_raw<R, F>(
+        &self,
+        plugin: &Plugin,
+        function: &str,
+        f: F,
+    ) -> Result<R, CallError>
+    where
+        R: Send + 'static,
+        F: for<'a> FnOnce(
+                &'a WorldPre,
+                &'a mut Store<CallState>,
+            ) -> BoxFuture<'a, wasmtime::Result<R>>
+            + Send
+            + 'static,
+    {
         let shared = self.shared.clone();
         let counted = InFlight::enter(plugin);
         let (plugin_name, function_name) = (plugin.name().to_string(), function.to_string());
@@ -300,10 +326,7 @@ impl Runtime {
             if let Err(e) = metered {
                 return (Err(host_error(e)), sandbox_started.elapsed());
             }
-            let run = async {
-                let instance = plugin.inner.pre.instantiate(&mut store).await?;
-                f(&instance, &mut store).await
-            };
+            let run = f(&plugin.inner.pre, &mut store);
             let span = tracing::debug_span!("plugin_call", plugin = plugin.name(), function);
             let outcome = match tokio::time::timeout(
                 Duration::from_millis(limits.wall_time_ms),
@@ -315,10 +338,27 @@ impl Runtime {
                 Ok(Err(e)) => Err(classify(e, &store, plugin.name(), &function, limits.fuel)),
                 Err(_) => Err(CallError::WallTime {
                     plugin: plugin.name().to_string(),
-                    function,
+                    function: function.clone(),
                     limit_ms: limits.wall_time_ms,
                 }),
             };
+            let budget = store.data().log_budget;
+            if budget.dropped_events > 0 {
+                plugin
+                    .inner
+                    .stats
+                    .record_dropped_logs(budget.dropped_events, budget.dropped_bytes);
+                tracing::warn!(
+                    plugin = plugin.name(),
+                    function,
+                    dropped_events = budget.dropped_events,
+                    dropped_bytes = budget.dropped_bytes,
+                    log_events = limits.log_events,
+                    log_bytes = limits.log_bytes,
+                    "the plugin wrote more to the log than one call may; the rest was dropped ({})",
+                    crate::error::raise(plugin.name(), "--log-events N --log-bytes N")
+                );
+            }
             // Tearing the instance down (resetting its memory) is part of a call's cost.
             drop(store);
             (outcome, sandbox_started.elapsed())
@@ -481,6 +521,8 @@ fn classify(
             status: exit.0,
         };
     }
+    // What the plugin printed is its own text: escaped before it reaches an error message
+    // (and from there the log).
     let stderr = String::from_utf8_lossy(&store.data().stderr.contents()).into_owned();
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => CallError::Cpu {
@@ -492,12 +534,12 @@ fn classify(
         Some(Trap::UnreachableCodeReached) if stderr.contains("panicked at") => CallError::Panic {
             plugin,
             function,
-            message: panic_message(&stderr),
+            message: crate::log::escape(&panic_message(&stderr)).into_owned(),
         },
         Some(trap) => {
             let mut message = trap.to_string();
             if !stderr.trim().is_empty() {
-                message = format!("{message}; stderr: {}", stderr.trim());
+                message = format!("{message}; stderr: {}", crate::log::escape(stderr.trim()));
             }
             CallError::Trap {
                 plugin,

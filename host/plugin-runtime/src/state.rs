@@ -11,6 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::grants::Grants;
 use crate::limits::{Limiter, Limits};
+use crate::log::LogBudget;
 
 /// How much of a plugin's stderr (a panic message, usually) is kept for the error report.
 pub(crate) const STDERR_CAPTURE: usize = 8 * 1024;
@@ -54,6 +55,7 @@ pub(crate) struct CallState {
     pub(crate) settings: Arc<Settings>,
     pub(crate) services: Arc<HostServices>,
     pub(crate) limiter: Limiter,
+    pub(crate) log_budget: LogBudget,
     pub(crate) stderr: MemoryOutputPipe,
     wasi: WasiCtx,
     table: ResourceTable,
@@ -78,11 +80,13 @@ impl CallState {
             .allow_ip_name_lookup(false)
             .build();
         let limiter = Limiter::new(settings.limits);
+        let log_budget = LogBudget::new(&settings.limits);
         CallState {
             plugin,
             settings,
             services,
             limiter,
+            log_budget,
             stderr,
             wasi,
             table: ResourceTable::new(),

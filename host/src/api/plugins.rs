@@ -16,7 +16,9 @@ use super::caller::ApiCaller;
 use super::extract::{ApiJson, ApiQuery};
 use super::problem::{ApiError, ApiResult, Problem};
 use crate::plugins::store::Source;
-use crate::plugins::{MAX_COMPONENT_BYTES, PluginHostError, PluginStatus, PluginUpdate};
+use crate::plugins::{
+    LimitsUpdate, MAX_COMPONENT_BYTES, PluginHostError, PluginStatus, PluginUpdate, Replace,
+};
 use berth_plugin_runtime::{CallError, CallStats};
 
 /// A plugin as the API shows it.
@@ -72,6 +74,10 @@ pub struct CallStatsView {
     /// Mean µs per call from start to result: the sandbox plus waiting for a slot and the
     /// hand-over to and from the plugin threads.
     pub mean_total_us: Option<f64>,
+    /// Log events dropped because a call had used up its log budget (`log_events`,
+    /// `log_bytes`), and their bytes.
+    pub log_events_dropped: u64,
+    pub log_bytes_dropped: u64,
 }
 
 impl From<CallStats> for CallStatsView {
@@ -82,6 +88,8 @@ impl From<CallStats> for CallStatsView {
             failed: s.failures,
             mean_sandbox_us: us(s.mean_sandbox_time()),
             mean_total_us: us(s.mean_total_time()),
+            log_events_dropped: s.log_events_dropped,
+            log_bytes_dropped: s.log_bytes_dropped,
         }
     }
 }
@@ -144,8 +152,16 @@ impl From<PluginHostError> for ApiError {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LoadQuery {
-    /// Replace a loaded plugin of the same name (its settings are kept).
-    pub replace: Option<bool>,
+    /// `true`: replace a loaded plugin of the same name (its settings are kept); a name:
+    /// replace that plugin, whose limits the component's `info` call runs under.
+    pub replace: Option<String>,
+    /// Limits for the component's first call and, for a new plugin, after it.
+    pub memory_bytes: Option<u64>,
+    pub table_elements: Option<u64>,
+    pub fuel: Option<u64>,
+    pub wall_time_ms: Option<u64>,
+    pub log_events: Option<u64>,
+    pub log_bytes: Option<u64>,
     /// The file's name, for the record.
     pub filename: Option<String>,
     /// The OCI reference (pinned by digest) the client pulled the component from.
@@ -279,13 +295,27 @@ pub async fn load(
         (Some(reference), _) => Source::Oci { reference },
         (None, filename) => Source::File { filename },
     };
+    let replace = match query.replace.as_deref() {
+        None | Some("false") => Replace::No,
+        Some("true") => Replace::Any,
+        Some(name) => Replace::Named(name.to_string()),
+    };
+    let stated = LimitsUpdate {
+        memory_bytes: query.memory_bytes,
+        table_elements: query.table_elements,
+        fuel: query.fuel,
+        wall_time_ms: query.wall_time_ms,
+        log_events: query.log_events,
+        log_bytes: query.log_bytes,
+    };
     let status = state
         .plugins
         .load(
             wasm.to_vec(),
             source,
             caller.principal.name(),
-            query.replace.unwrap_or(false),
+            replace,
+            stated,
         )
         .await?;
     caller

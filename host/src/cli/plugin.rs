@@ -36,12 +36,18 @@ pub enum PluginCommand {
     Load {
         /// A path to a component, or an OCI reference.
         source: String,
-        /// Load in place of a plugin of the same name (its settings are kept).
-        #[arg(long)]
-        replace: bool,
+        /// Load in place of a plugin of the same name (its settings are kept). With
+        /// `--replace=NAME` the component must call itself NAME, and describes itself
+        /// under NAME's limits.
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "NAME")]
+        replace: Option<String>,
         /// Pull over plain HTTP (a registry on localhost without TLS).
         #[arg(long)]
         insecure: bool,
+        /// Limits for the plugin's first call (its `info`, which names it) and, for a new
+        /// plugin, for every call after; a replaced plugin keeps its own unless given.
+        #[command(flatten)]
+        limits: LimitFlags,
     },
     /// List plugins.
     List,
@@ -68,18 +74,8 @@ pub enum PluginCommand {
     /// Show or change the limits of one call.
     Limits {
         name: String,
-        /// Linear memory in bytes.
-        #[arg(long)]
-        memory: Option<u64>,
-        /// Table elements.
-        #[arg(long)]
-        tables: Option<u64>,
-        /// CPU as fuel (about one unit per WebAssembly instruction).
-        #[arg(long)]
-        fuel: Option<u64>,
-        /// Wall time per call, in milliseconds.
-        #[arg(long)]
-        wall_time_ms: Option<u64>,
+        #[command(flatten)]
+        limits: LimitFlags,
     },
     /// Set (KEY=VALUE) or remove (KEY=) configuration values.
     Config { name: String, values: Vec<String> },
@@ -93,9 +89,16 @@ pub enum PluginCommand {
     Call {
         name: String,
         function: String,
-        /// Arguments: a JSON object, or @FILE.
+        /// Arguments: a JSON object keyed by the WIT parameter names, or @FILE (see
+        /// `berth plugin functions`).
         #[arg(long, default_value = "{}")]
         input: String,
+    },
+    /// Every function a plugin of a world exports, with its JSON input and output as
+    /// `call` takes and prints them (generated from the WIT).
+    Functions {
+        /// cloud-provider, replication-strategy or host-init; every world when absent.
+        world: Option<String>,
     },
     /// Publish a component to a registry as a Wasm OCI artifact.
     Push {
@@ -114,10 +117,61 @@ pub enum PluginCommand {
     Secrets,
 }
 
+/// The limits of one call, as flags (`berth plugin limits`, `berth plugin load`).
+#[derive(Debug, Default, clap::Args)]
+pub struct LimitFlags {
+    /// Linear memory in bytes.
+    #[arg(long)]
+    memory: Option<u64>,
+    /// Table elements.
+    #[arg(long)]
+    tables: Option<u64>,
+    /// CPU as fuel (about one unit per WebAssembly instruction).
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Wall time per call, in milliseconds.
+    #[arg(long)]
+    wall_time_ms: Option<u64>,
+    /// Events one call may write to berth's log (the rest are dropped and counted).
+    #[arg(long)]
+    log_events: Option<u64>,
+    /// Bytes one call may write to berth's log.
+    #[arg(long)]
+    log_bytes: Option<u64>,
+}
+
+impl LimitFlags {
+    /// The limits given, by their API names.
+    fn given(&self) -> Vec<(&'static str, u64)> {
+        [
+            ("memory_bytes", self.memory),
+            ("table_elements", self.tables),
+            ("fuel", self.fuel),
+            ("wall_time_ms", self.wall_time_ms),
+            ("log_events", self.log_events),
+            ("log_bytes", self.log_bytes),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|v| (name, v)))
+        .collect()
+    }
+}
+
+/// The columns of `berth plugin limits`.
+const LIMIT_COLUMNS: &[&str] = &[
+    "memory_bytes",
+    "table_elements",
+    "fuel",
+    "wall_time_ms",
+    "log_events",
+    "log_bytes",
+];
+
 /// Runs `berth plugin …`.
 pub fn run(c: &Client, cmd: PluginCommand) -> anyhow::Result<ExitCode> {
     let plugin_path = |name: &str| format!("/api/v1/plugins/{}", segment(name));
     match cmd {
+        PluginCommand::Functions { world } => return print_functions(world.as_deref()),
         PluginCommand::List => c.print(&c.call(Method::GET, "/api/v1/plugins", None)?, COLUMNS),
         PluginCommand::Worlds => {
             let v = c.call(Method::GET, "/api/v1/plugin-worlds", None)?;
@@ -139,6 +193,7 @@ pub fn run(c: &Client, cmd: PluginCommand) -> anyhow::Result<ExitCode> {
             source,
             replace,
             insecure,
+            limits,
         } => {
             let path = PathBuf::from(&source);
             let (bytes, query) = if path.exists() {
@@ -156,10 +211,13 @@ pub fn run(c: &Client, cmd: PluginCommand) -> anyhow::Result<ExitCode> {
             } else {
                 bail!("{source} is neither a file nor an OCI reference (registry/repository:tag)");
             };
-            let path = format!(
-                "/api/v1/plugins?{query}{}",
-                if replace { "&replace=true" } else { "" }
-            );
+            let mut path = format!("/api/v1/plugins?{query}");
+            if let Some(replace) = &replace {
+                path.push_str(&format!("&replace={}", segment(replace)));
+            }
+            for (name, value) in limits.given() {
+                path.push_str(&format!("&{name}={value}"));
+            }
             let v = c.call_bytes(Method::POST, &path, bytes, "application/wasm")?;
             c.print(&v, COLUMNS);
         }
@@ -185,33 +243,25 @@ pub fn run(c: &Client, cmd: PluginCommand) -> anyhow::Result<ExitCode> {
             endpoints,
             secrets,
         } => change_grants(c, &plugin_path(&name), "revoke", endpoints, secrets)?,
-        PluginCommand::Limits {
-            name,
-            memory,
-            tables,
-            fuel,
-            wall_time_ms,
-        } => {
-            let v = if memory.is_none()
-                && tables.is_none()
-                && fuel.is_none()
-                && wall_time_ms.is_none()
-            {
+        PluginCommand::Limits { name, limits } => {
+            let given = limits.given();
+            let v = if given.is_empty() {
                 c.call(Method::GET, &plugin_path(&name), None)?
             } else {
+                let changes: serde_json::Map<String, Value> = given
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), json!(v)))
+                    .collect();
                 c.call(
                     Method::PATCH,
                     &plugin_path(&name),
-                    Some(json!({"limits": {"memory_bytes": memory, "table_elements": tables, "fuel": fuel, "wall_time_ms": wall_time_ms}})),
+                    Some(json!({ "limits": changes })),
                 )?
             };
             if c.output == Output::Json {
                 c.print(&v["limits"], &[]);
             } else {
-                c.print(
-                    &v["limits"],
-                    &["memory_bytes", "table_elements", "fuel", "wall_time_ms"],
-                );
+                c.print(&v["limits"], LIMIT_COLUMNS);
             }
         }
         PluginCommand::Config { name, values } => {
@@ -412,7 +462,48 @@ fn describe_calls(v: &Value) -> String {
             "; mean {sandbox:.0} µs in the sandbox, {total:.0} µs in all"
         ));
     }
+    let dropped = count("log_events_dropped");
+    if dropped > 0 {
+        text.push_str(&format!(
+            "; {dropped} log events ({} bytes) dropped over the log budget",
+            count("log_bytes_dropped")
+        ));
+    }
     text
+}
+
+/// `berth plugin functions [WORLD]`.
+pub fn print_functions(world: Option<&str>) -> anyhow::Result<ExitCode> {
+    print!("{}", functions_reference(world)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The generated function reference, whole or for one world (with the types it uses).
+fn functions_reference(world: Option<&str>) -> anyhow::Result<String> {
+    let text = berth_plugin_runtime::FUNCTIONS_REFERENCE;
+    let Some(world) = world else {
+        return Ok(text.to_string());
+    };
+    if berth_plugin_runtime::Kind::from_world(world).is_none() {
+        bail!(
+            "no world {world:?}: the worlds are cloud-provider, replication-strategy and host-init"
+        );
+    }
+    let heading = format!("### world `{world}`");
+    let mut out = String::new();
+    let mut keep = true;
+    for line in text.lines() {
+        if line.starts_with("### ") {
+            keep = line == heading || line == "### types";
+        } else if line.starts_with("## ") {
+            keep = true;
+        }
+        if keep {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    Ok(out)
 }
 
 fn looks_like_reference(s: &str) -> bool {

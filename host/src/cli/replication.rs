@@ -368,6 +368,19 @@ pub fn run(c: &Client, cmd: ReplicationCommand) -> anyhow::Result<ExitCode> {
                         "last_status",
                     ],
                 );
+                for policy in status["policies"].as_array().into_iter().flatten() {
+                    for d in policy["degraded"].as_array().into_iter().flatten() {
+                        eprintln!(
+                            "warning: sync policy {} is DEGRADED: pushes are acknowledged without {}, whose changes wait in the jobs: {}",
+                            policy["policy"].as_str().unwrap_or_default(),
+                            d["endpoint"].as_str().unwrap_or_default(),
+                            d["error"].as_str().unwrap_or_default()
+                        );
+                    }
+                }
+                for warning in status["warnings"].as_array().into_iter().flatten() {
+                    eprintln!("warning: {}", warning.as_str().unwrap_or_default());
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

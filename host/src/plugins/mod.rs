@@ -91,6 +91,36 @@ pub struct LimitsUpdate {
     pub table_elements: Option<u64>,
     pub fuel: Option<u64>,
     pub wall_time_ms: Option<u64>,
+    pub log_events: Option<u64>,
+    pub log_bytes: Option<u64>,
+}
+
+impl LimitsUpdate {
+    /// `base` with the values given here, checked.
+    pub fn apply_to(&self, base: Limits) -> Result<Limits> {
+        let limits = Limits {
+            memory_bytes: self.memory_bytes.unwrap_or(base.memory_bytes),
+            table_elements: self.table_elements.unwrap_or(base.table_elements),
+            fuel: self.fuel.unwrap_or(base.fuel),
+            wall_time_ms: self.wall_time_ms.unwrap_or(base.wall_time_ms),
+            log_events: self.log_events.unwrap_or(base.log_events),
+            log_bytes: self.log_bytes.unwrap_or(base.log_bytes),
+        };
+        limits.validate().map_err(PluginHostError::Invalid)?;
+        Ok(limits)
+    }
+}
+
+/// Whether a load may take the place of a loaded plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replace {
+    /// A plugin of the same name must not exist.
+    No,
+    /// Whatever name the component gives itself.
+    Any,
+    /// The plugin of this name: the component must give itself this name, and describes
+    /// itself under that plugin's limits.
+    Named(String),
 }
 
 /// Endpoints (`https://host[:port]/path-prefix`, `*.` wildcards) and secret names.
@@ -264,14 +294,20 @@ impl PluginHost {
             .ok_or_else(|| PluginHostError::NotFound(format!("no plugin named {name}")))
     }
 
-    /// Compiles, checks and loads a component, then stores it; `replace` allows a new
-    /// component for a plugin of the same name (its settings are kept).
+    /// Compiles, checks and loads a component, then stores it. `replace` allows a new
+    /// component for a plugin of the same name (its settings are kept); `stated` limits
+    /// apply to the component's first call (its `info`, which names it) and then, for a
+    /// new plugin or where given, to the plugin.
+    ///
+    /// Compiling and the `info` call run without the lock that orders changes, so a
+    /// component that stalls holds up only its own load.
     pub async fn load(
         &self,
         wasm: Vec<u8>,
         source: Source,
         by: &str,
-        replace: bool,
+        replace: Replace,
+        stated: LimitsUpdate,
     ) -> Result<PluginStatus> {
         if wasm.len() > MAX_COMPONENT_BYTES {
             return Err(PluginHostError::Invalid(format!(
@@ -279,20 +315,46 @@ impl PluginHost {
             )));
         }
         let started = self.started().await?;
-        let _changes = self.changes.lock().await;
+        // The limits the first call runs under: the replaced plugin's when it is named,
+        // else the defaults; what the admin stated overrides either.
+        let base = match &replace {
+            Replace::Named(name) => {
+                let record = self.record(name)?;
+                if record.source == Source::Builtin {
+                    return Err(builtin_conflict(name));
+                }
+                record.settings.limits
+            }
+            Replace::No | Replace::Any => Limits::default(),
+        };
+        let info_limits = stated.apply_to(base)?;
         let compiled = started.runtime.compile_async(wasm.clone()).await?;
-        // Settings come from the stored record on replace, so the info call (and the
-        // plugin afterwards) runs under the limits the admin set.
-        let probe = started.runtime.load(compiled, Settings::default()).await?;
+        let probe = started
+            .runtime
+            .load(
+                compiled,
+                Settings {
+                    limits: info_limits,
+                    ..Settings::default()
+                },
+            )
+            .await?;
         let name = probe.name().to_string();
+        if let Replace::Named(expected) = &replace
+            && *expected != name
+        {
+            return Err(PluginHostError::Conflict(format!(
+                "the component calls itself {name}, not {expected}; load it with `--replace={name}` or without a name"
+            )));
+        }
+
+        let _changes = self.changes.lock().await;
         let existing = store::get(&self.meta.read()?, &name)?;
         if let Some(existing) = &existing {
             if existing.source == Source::Builtin {
-                return Err(PluginHostError::Conflict(format!(
-                    "{name} is a built-in plugin; a loaded plugin cannot take its name"
-                )));
+                return Err(builtin_conflict(&name));
             }
-            if !replace {
+            if replace == Replace::No {
                 return Err(PluginHostError::Conflict(format!(
                     "a plugin named {name} is loaded already ({}); pass --replace to load this one in its place",
                     existing.digest
@@ -306,10 +368,13 @@ impl PluginHost {
                 )));
             }
         }
-        let settings = existing
+        // A replaced plugin keeps its settings (limits the admin stated now excepted); a
+        // new one starts from the defaults with the stated limits.
+        let mut settings = existing
             .as_ref()
             .map(|r| r.settings.clone())
             .unwrap_or_default();
+        settings.limits = stated.apply_to(settings.limits)?;
         probe.set_settings(settings.clone());
         let hex = probe.digest().trim_start_matches("sha256:").to_string();
         let path = self.paths.plugin_component(&hex);
@@ -507,14 +572,7 @@ fn apply(record: &mut PluginRecord, update: PluginUpdate) -> Result<()> {
         record.enabled = enabled;
     }
     if let Some(l) = update.limits {
-        let limits = Limits {
-            memory_bytes: l.memory_bytes.unwrap_or(settings.limits.memory_bytes),
-            table_elements: l.table_elements.unwrap_or(settings.limits.table_elements),
-            fuel: l.fuel.unwrap_or(settings.limits.fuel),
-            wall_time_ms: l.wall_time_ms.unwrap_or(settings.limits.wall_time_ms),
-        };
-        limits.validate().map_err(PluginHostError::Invalid)?;
-        settings.limits = limits;
+        settings.limits = l.apply_to(settings.limits)?;
     }
     for (key, value) in update.config.unwrap_or_default() {
         if key.is_empty() || key.len() > 128 {
@@ -562,6 +620,12 @@ fn apply(record: &mut PluginRecord, update: PluginUpdate) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn builtin_conflict(name: &str) -> PluginHostError {
+    PluginHostError::Conflict(format!(
+        "{name} is a built-in plugin; a loaded plugin cannot take its name"
+    ))
 }
 
 fn check_secret_name(name: &str) -> Result<()> {

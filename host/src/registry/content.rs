@@ -15,7 +15,7 @@ use super::Registry;
 use super::errcode::{ErrorCode, RegistryError, RegistryResult};
 use super::manifest::{self, ParsedManifest};
 use crate::digest::Digest;
-use crate::names::{Reference, RepoName};
+use crate::names::{Reference, RepoName, Tag};
 use crate::storage::blob::writer::{self, AppendError};
 use crate::storage::meta::changes::{Change, ChangeKind};
 use crate::storage::meta::clock::Clock;
@@ -103,13 +103,15 @@ impl From<MetaError> for PutRefusal {
 
 /// Checks and stores a manifest under `reference`: its digest against a digest
 /// reference, its schema, and that every blob and child manifest it references is in the
-/// repository. `from` says where it came from when a peer replicated it.
+/// repository; `also_tags` are further tags for it (a push's `?tag=` parameters), set in
+/// the same commit. `from` says where it came from when a peer replicated it.
 pub async fn put_manifest(
     registry: &Arc<Registry>,
     name: &RepoName,
     reference: &Reference,
     content_type: Option<&str>,
     bytes: Bytes,
+    also_tags: &[Tag],
     from: Option<&Replicated>,
 ) -> RegistryResult<StoredManifest> {
     let digest = match reference {
@@ -132,23 +134,21 @@ pub async fn put_manifest(
         .map_err(|e| RegistryError::new(ErrorCode::ManifestInvalid).message(e.0))?;
 
     let registry2 = registry.clone();
-    let (name2, reference2, digest2, parsed2) = (
-        name.clone(),
-        reference.clone(),
-        digest.to_string(),
-        parsed.clone(),
-    );
+    let (name2, digest2, parsed2) = (name.clone(), digest.to_string(), parsed.clone());
+    let mut tags: Vec<Tag> = Vec::new();
+    if let Reference::Tag(tag) = reference {
+        tags.push(tag.clone());
+    }
+    for tag in also_tags {
+        if !tags.contains(tag) {
+            tags.push(tag.clone());
+        }
+    }
     let from = from.cloned();
     let outcome = tokio::task::spawn_blocking(move || {
         let writer = registry2.tag_writer(from.as_ref());
         store(
-            &registry2,
-            &name2,
-            &reference2,
-            &digest2,
-            &parsed2,
-            &bytes,
-            &writer,
+            &registry2, &name2, &tags, &digest2, &parsed2, &bytes, &writer,
         )
     })
     .await?;
@@ -187,10 +187,11 @@ pub async fn put_manifest(
 /// The manifest PUT transaction: checks and writes in one durable commit, so a manifest
 /// is visible exactly when everything it references is, a crash leaves all or nothing,
 /// and the change feed holds the change exactly when it happened.
+#[allow(clippy::too_many_arguments)]
 fn store(
     registry: &Registry,
     name: &RepoName,
-    reference: &Reference,
+    tags: &[Tag],
     digest: &str,
     parsed: &ParsedManifest,
     bytes: &[u8],
@@ -267,24 +268,34 @@ fn store(
                     meta::referrers::add(tx, repo, &subject.digest.to_string(), &descriptor)?;
                 }
             }
-            let tag = match reference {
-                Reference::Tag(tag) => Some((
-                    tag.as_str(),
-                    meta::tags::write(tx, repo, tag.as_str(), digest, writer)?,
-                )),
-                Reference::Digest(_) => None,
-            };
-            let moved = tag.filter(|(_, w)| *w == TagWrite::Moved).map(|(t, _)| t);
-            if existed && moved.is_none() {
-                return Ok((false, tag.map(|(_, w)| w)));
+            let mut first = None;
+            let mut moved = Vec::new();
+            for tag in tags {
+                let write = meta::tags::write(tx, repo, tag.as_str(), digest, writer)?;
+                first.get_or_insert(write);
+                if write == TagWrite::Moved {
+                    moved.push(tag.as_str());
+                }
             }
-            let change = ChangeKind::Manifest {
-                digest: digest.to_owned(),
-                media_type: parsed.media_type.clone(),
-                tag: moved.map(str::to_owned),
+            if existed && moved.is_empty() {
+                return Ok((false, first));
+            }
+            // One change per tag moved (the feed carries one tag per change), or one for
+            // the new manifest when no tag moved.
+            let changed_tags: Vec<Option<&str>> = if moved.is_empty() {
+                vec![None]
+            } else {
+                moved.into_iter().map(Some).collect()
             };
-            meta::changes::append(tx, &Change::new(repo, change, writer.origin))?;
-            Ok((true, tag.map(|(_, w)| w)))
+            for tag in changed_tags {
+                let change = ChangeKind::Manifest {
+                    digest: digest.to_owned(),
+                    media_type: parsed.media_type.clone(),
+                    tag: tag.map(str::to_owned),
+                };
+                meta::changes::append(tx, &Change::new(repo, change, writer.origin))?;
+            }
+            Ok((true, first))
         })
 }
 
@@ -422,8 +433,14 @@ pub(crate) async fn discard_staging(registry: &Arc<Registry>, id: &str) {
     let _ = tokio::task::spawn_blocking(move || store.remove_staging(&id)).await;
 }
 
-/// Moves a staging file into place as `digest` and links it into `name`, removing the
+/// Puts a staging file in place as `digest` and links it into `name`, removing the
 /// upload session's record (when it has one) in the same commit.
+///
+/// The order is what makes every crash point recover: (1) the content is published under
+/// its digest with the staging file kept; (2) one metadata commit links it and ends the
+/// session; (3) the staging file goes. A crash after (1) leaves the session intact and
+/// resumable (plus an unreferenced copy of the same bytes); after (2), a staging file no
+/// session owns, which the next start removes.
 pub(crate) async fn commit_staging(
     registry: &Arc<Registry>,
     name: &RepoName,
@@ -439,7 +456,7 @@ pub(crate) async fn commit_staging(
         digest.clone(),
     );
     tokio::task::spawn_blocking(move || -> RegistryResult<()> {
-        registry2.store.commit_staging(&id, &d)?;
+        registry2.store.publish_staging(&id, &d)?;
         registry2.meta.write(|tx| -> Result<(), MetaError> {
             meta::repositories::ensure(tx, &repo)?;
             meta::blob_links::link(tx, &repo, &d.to_string(), size)?;
@@ -448,6 +465,7 @@ pub(crate) async fn commit_staging(
             }
             Ok(())
         })?;
+        registry2.store.remove_staging(&id)?;
         Ok(())
     })
     .await??;

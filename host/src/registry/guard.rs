@@ -16,7 +16,7 @@ use super::routes::Route;
 use crate::auth::Action;
 use crate::auth::audit::AuditRecord;
 use crate::auth::authenticate::{AuthError, Caller};
-use crate::names::Reference;
+use crate::names::{Reference, RepoName};
 
 /// The action a route needs on its repository.
 pub fn needed_action(route: &Route, method: &Method) -> Action {
@@ -68,13 +68,16 @@ fn identify_error(registry: &Registry, headers: &HeaderMap, e: AuthError) -> Reg
     }
 }
 
-/// Identifies the caller and checks it may do what `route` needs.
+/// Identifies the caller and checks it may do what `route` needs. `mount_source` is the
+/// repository a cross-repository mount reads from: the challenge names its pull scope
+/// too, so a client that follows it gets a token the mount can use.
 pub async fn admit(
     registry: &Registry,
     route: &Route,
     method: &Method,
     headers: &HeaderMap,
     source: IpAddr,
+    mount_source: Option<&RepoName>,
 ) -> RegistryResult<Caller> {
     let caller = registry
         .auth
@@ -118,10 +121,34 @@ pub async fn admit(
                 .expect("repository routes name one")
                 .as_str();
             let action = needed_action(route, method);
+            let mut scope = format!("repository:{repo}:{}", scope_actions(action));
+            if let Some(from) = mount_source {
+                // Distribution's form: several scopes in one parameter, space-separated.
+                scope.push_str(&format!(" repository:{from}:pull"));
+            }
             if registry.auth.allows(&caller, repo, action)? {
+                // A token good for the push but not for the mount's source, held by an
+                // account that may pull the source: ask the client for a fuller token
+                // rather than let the mount silently become an upload. An account that
+                // may not pull the source learns nothing, and uploads.
+                if let (Some(from), Some(_)) = (mount_source, &caller.token_scopes)
+                    && !registry.auth.allows(&caller, from.as_str(), Action::Pull)?
+                    && registry
+                        .auth
+                        .repository_access(&caller.principal, from.as_str())?
+                        .actions
+                        .contains(&Action::Pull)
+                {
+                    return Err(challenge(
+                        registry,
+                        headers,
+                        Some(&scope),
+                        Some("insufficient_scope"),
+                        &format!("the token does not grant pull on {from}, the mount's source"),
+                    ));
+                }
                 return Ok(caller);
             }
-            let scope = format!("repository:{repo}:{}", scope_actions(action));
             if !presented {
                 return Err(challenge(
                     registry,
@@ -138,25 +165,68 @@ pub async fn admit(
                     "project {project} does not exist; create it first (berth project create {project})"
                 )));
             }
-            record_denial(registry, &caller, route, action).await;
+            let verb = action.scope_name().unwrap_or("use");
+            // Why, as the Basic path says it: the caller may see its own rights.
+            let why = if !access.project_exists {
+                format!("project {project} does not exist (a system administrator creates it)")
+            } else if access.actions.contains(&action) {
+                String::new()
+            } else if matches!(caller.principal, crate::auth::Principal::Robot { .. }) {
+                format!(
+                    "{} is not granted {verb} in project {project}",
+                    caller.principal.name()
+                )
+            } else {
+                format!(
+                    "{} has no role in project {project} that allows {verb} ({})",
+                    caller.principal.name(),
+                    role_needed(action)
+                )
+            };
             if caller.token_scopes.is_some() {
+                if why.is_empty() {
+                    // The account may do it now; the token was issued before it could.
+                    return Err(challenge(
+                        registry,
+                        headers,
+                        Some(&scope),
+                        Some("insufficient_scope"),
+                        &format!(
+                            "the token does not grant {} on {repo}; ask the token service for a new one",
+                            scope_actions(action)
+                        ),
+                    ));
+                }
+                record_denial(registry, &caller, route, action).await;
                 return Err(challenge(
                     registry,
                     headers,
                     Some(&scope),
                     Some("insufficient_scope"),
-                    &format!(
-                        "the token does not grant {} on {repo}",
-                        scope_actions(action)
-                    ),
+                    &format!("requested access to {repo} is denied: {why}"),
                 ));
             }
+            record_denial(registry, &caller, route, action).await;
             Err(RegistryError::new(ErrorCode::Denied).message(format!(
-                "requested access to the resource is denied: {} may not {} {repo} (the project does not exist or the account lacks the role)",
+                "requested access to the resource is denied: {} may not {verb} {repo}: {}",
                 caller.principal.name(),
-                action.scope_name().unwrap_or("use")
+                if why.is_empty() {
+                    "the account lacks the role".to_string()
+                } else {
+                    why
+                }
             )))
         }
+    }
+}
+
+/// The roles that allow `action`, for refusals.
+fn role_needed(action: Action) -> &'static str {
+    match action {
+        Action::Pull => "pull needs guest, developer or admin, or a public project",
+        Action::Push => "push needs developer or admin",
+        Action::Delete => "delete needs admin",
+        _ => "it needs a system administrator",
     }
 }
 

@@ -19,12 +19,37 @@ pub const MAX_PAGE: usize = 10_000;
 /// Query parameters, decoded; the first of repeated keys wins.
 pub fn query_params(query: Option<&str>) -> HashMap<String, String> {
     let mut params = HashMap::new();
-    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        params
-            .entry(k.into_owned())
-            .or_insert_with(|| v.into_owned());
+    for (k, v) in query_pairs(query) {
+        params.entry(k).or_insert(v);
     }
     params
+}
+
+/// Every value of `key`, in order (`?tag=a&tag=b`).
+pub fn query_values(query: Option<&str>, key: &str) -> Vec<String> {
+    query_pairs(query)
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// The query's pairs, percent-decoded as RFC 3986 says: a `+` is a plus, not a space.
+/// The registry's queries are not HTML forms, and the values that can hold a `+` (media
+/// types such as `application/spdx+json`) never hold a space.
+fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (String, String)> + '_ {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(move |pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k), decode(v))
+        })
 }
 
 /// The `n` and `last` pagination parameters.
@@ -71,5 +96,14 @@ mod tests {
             next_link("/v2/_catalog", "a/b", 2),
             "</v2/_catalog?last=a%2Fb&n=2>; rel=\"next\""
         );
+    }
+
+    #[test]
+    fn a_plus_in_a_query_is_a_plus() {
+        let q = Some("artifactType=application/spdx+json&x=a%2Bb%20c&tag=1&tag=2");
+        let params = query_params(q);
+        assert_eq!(params["artifactType"], "application/spdx+json");
+        assert_eq!(params["x"], "a+b c");
+        assert_eq!(query_values(q, "tag"), ["1", "2"]);
     }
 }

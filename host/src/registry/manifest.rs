@@ -169,8 +169,10 @@ pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<ParsedManifest,
                 .get("config")
                 .ok_or_else(|| invalid("image manifest has no config"))?;
             let config = descriptor(config, "config")?;
+            // `null` is an empty list, as CNCF distribution (Go's JSON) reads it.
             let layers = match obj.get("layers") {
                 Some(Value::Array(a)) => a.as_slice(),
+                Some(Value::Null) => &[][..],
                 None if media_type == OCI_MANIFEST => &[][..],
                 _ => return Err(invalid("layers must be an array of descriptors")),
             };
@@ -192,9 +194,16 @@ pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<ParsedManifest,
             })
         }
         OCI_INDEX | DOCKER_MANIFEST_LIST => {
+            // `null` (what `crane index filter` writes when it filters everything out) or
+            // an absent list is an empty index, as CNCF distribution (Go's JSON) reads it.
             let manifests = match obj.get("manifests") {
-                Some(Value::Array(a)) => a,
-                _ => return Err(invalid("index has no manifests array")),
+                Some(Value::Array(a)) => a.as_slice(),
+                Some(Value::Null) | None => &[][..],
+                Some(_) => {
+                    return Err(invalid(
+                        "the index's \"manifests\" must be an array of descriptors",
+                    ));
+                }
             };
             let children = manifests
                 .iter()

@@ -30,6 +30,10 @@ pub enum Route {
     Tags(RepoName),
     /// `/v2/<name>/manifests/<reference>`
     Manifest(RepoName, Reference),
+    /// `/v2/<name>/manifests/<text>` where the text is neither a valid tag nor a valid
+    /// digest: nothing can be stored under it (GET/HEAD/DELETE answer 404), and a PUT is
+    /// refused with the reason.
+    ManifestBadReference(RepoName, String),
     /// `/v2/<name>/blobs/<digest>`
     Blob(RepoName, Digest),
     /// `/v2/<name>/blobs/uploads/`
@@ -47,6 +51,7 @@ impl Route {
             Route::Base | Route::Catalog => None,
             Route::Tags(n)
             | Route::Manifest(n, _)
+            | Route::ManifestBadReference(n, _)
             | Route::Blob(n, _)
             | Route::UploadStart(n)
             | Route::Upload(n, _)
@@ -76,7 +81,9 @@ pub fn parse(path: &str) -> Result<Route, RegistryError> {
         if n <= k {
             return Err(not_found(path));
         }
-        Ok(RepoName::parse(&segments[..n - k].join("/"))?)
+        Ok(RepoName::parse_allowing_one_component(
+            &segments[..n - k].join("/"),
+        )?)
     };
     if n >= 3 && segments[n - 3] == "blobs" && segments[n - 2] == "uploads" {
         let name = name_of(3)?;
@@ -93,7 +100,10 @@ pub fn parse(path: &str) -> Result<Route, RegistryError> {
             "tags" if last == "list" => return Ok(Route::Tags(name_of(2)?)),
             "manifests" => {
                 let name = name_of(2)?;
-                return Ok(Route::Manifest(name, Reference::parse(last)?));
+                return Ok(match Reference::parse(last) {
+                    Ok(reference) => Route::Manifest(name, reference),
+                    Err(_) => Route::ManifestBadReference(name, last.to_owned()),
+                });
             }
             "blobs" if last == "uploads" => return Ok(Route::UploadStart(name_of(2)?)),
             "blobs" => {
@@ -108,6 +118,37 @@ pub fn parse(path: &str) -> Result<Route, RegistryError> {
         }
     }
     Err(not_found(path))
+}
+
+/// The answer for any request under a one-component name (`alpine`). Such a name holds
+/// nothing, since every repository is `<project>/<repository>`: reads answer as for absent
+/// content, so that a pushing client goes on from its blob HEAD to the upload, whose
+/// refusal carries the rule in a body the client shows (a HEAD's cannot).
+fn one_component(route: &Route, method: &Method, name: &RepoName) -> RegistryError {
+    let rule = format!(
+        "repository name {name:?} has no project: names are <project>/<repository>, such as \
+         'library/{name}'; push to a repository inside a project (`berth project create` makes one)"
+    );
+    let code = match (route, method) {
+        (Route::Blob(..), &Method::GET | &Method::HEAD) => ErrorCode::BlobUnknown,
+        (Route::Manifest(..) | Route::ManifestBadReference(..), &Method::GET | &Method::HEAD) => {
+            ErrorCode::ManifestUnknown
+        }
+        (Route::Tags(_) | Route::Referrers(..), &Method::GET) => ErrorCode::NameUnknown,
+        _ => ErrorCode::NameInvalid,
+    };
+    RegistryError::new(code).message(rule)
+}
+
+/// The repository a cross-repository mount (`POST …/blobs/uploads/?mount=<d>&from=<repo>`)
+/// reads from, when the request is one: access control asks for pull on it too.
+fn mount_source(route: &Route, method: &Method, query: Option<&str>) -> Option<RepoName> {
+    if !matches!(route, Route::UploadStart(_)) || method != Method::POST {
+        return None;
+    }
+    let params = handlers::query_params(query);
+    params.get("mount")?;
+    RepoName::parse(params.get("from")?).ok()
 }
 
 fn not_found(path: &str) -> RegistryError {
@@ -126,7 +167,46 @@ fn method_not_allowed(method: &Method) -> RegistryError {
 pub fn router(registry: Arc<Registry>) -> Router {
     // A fallback rather than path patterns: names contain slashes, so `parse` matches
     // from the right, which axum's router cannot express.
-    Router::new().fallback(dispatch).with_state(registry)
+    Router::new()
+        .fallback(dispatch)
+        .with_state(registry)
+        .layer(axum::middleware::from_fn(error_bodies))
+}
+
+/// Every 4xx answer of the registry carries the OCI error body (`{"errors":[…]}`), which
+/// clients show; the handlers build their errors as [`RegistryError`], and this catches
+/// any empty one that slips past them (a HEAD answer has no body by definition).
+async fn error_bodies(request: Request, next: axum::middleware::Next) -> Response {
+    use http_body::Body as _;
+    let head = request.method() == Method::HEAD;
+    let response = next.run(request).await;
+    let status = response.status();
+    if head || !status.is_client_error() || response.body().size_hint().exact() != Some(0) {
+        return response;
+    }
+    let code = match status {
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::FORBIDDEN => ErrorCode::Denied,
+        StatusCode::TOO_MANY_REQUESTS => ErrorCode::TooManyRequests,
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::RANGE_NOT_SATISFIABLE => ErrorCode::SizeInvalid,
+        _ => ErrorCode::Unsupported,
+    };
+    let (parts, _) = response.into_parts();
+    let mut filled = RegistryError::new(code)
+        .status(status)
+        .message(
+            status
+                .canonical_reason()
+                .unwrap_or("the request was refused")
+                .to_lowercase(),
+        )
+        .into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != axum::http::header::CONTENT_LENGTH && name != axum::http::header::CONTENT_TYPE {
+            filled.headers_mut().append(name, value.clone());
+        }
+    }
+    filled
 }
 
 /// The header a replicating peer names itself in (see `replication::remote`).
@@ -179,9 +259,24 @@ async fn dispatch(State(registry): State<Arc<Registry>>, request: Request) -> Re
         Err(e) => return e.into_response(),
     };
     let method = request.method().clone();
+    if let Some(name) = route.repository()
+        && !name.has_project()
+    {
+        return finish(Err(one_component(&route, &method, name)), &method);
+    }
     let source = crate::auth::endpoint::source_of(&request);
     let is_base = route == Route::Base;
-    let caller = match guard::admit(&registry, &route, &method, request.headers(), source).await {
+    let mount_source = mount_source(&route, &method, request.uri().query());
+    let caller = match guard::admit(
+        &registry,
+        &route,
+        &method,
+        request.headers(),
+        source,
+        mount_source.as_ref(),
+    )
+    .await
+    {
         Ok(caller) => caller,
         Err(e) => {
             let response = finish(Err(e), &method);
@@ -220,6 +315,21 @@ async fn dispatch(State(registry): State<Arc<Registry>>, request: Request) -> Re
                 Err(e) => Err(e),
             }
         }
+        (Route::ManifestBadReference(_, text), &Method::PUT) => {
+            Err(match Reference::parse(&text) {
+                Err(e) => RegistryError::from(e),
+                Ok(_) => RegistryError::new(ErrorCode::ManifestInvalid),
+            })
+        }
+        (
+            Route::ManifestBadReference(name, text),
+            &Method::GET | &Method::HEAD | &Method::DELETE,
+        ) => Err(RegistryError::new(ErrorCode::ManifestUnknown)
+            .message(format!(
+                "{:?} is neither a tag nor a digest, so no manifest is stored under it",
+                text.chars().take(200).collect::<String>()
+            ))
+            .detail(serde_json::json!({ "name": name.as_str() }))),
         (Route::Manifest(name, reference), &Method::DELETE) => {
             match replicated_from(&caller, request.headers()) {
                 Ok(from) => {

@@ -138,6 +138,8 @@ pub enum FailureKind {
     NotFound,
     /// The destination refused the content.
     Refused,
+    /// The destination has no project for the content yet.
+    NoDestination,
 }
 
 /// A delegated transfer's state, as `GET …/transfers/{id}` shows it.
@@ -303,6 +305,7 @@ impl Replication {
                             SideError::Unauthorized(_) => FailureKind::Unauthorized,
                             SideError::NotFound(_) => FailureKind::NotFound,
                             SideError::Refused(_) => FailureKind::Refused,
+                            SideError::NoDestination(_) => FailureKind::NoDestination,
                             SideError::Failed(_) => FailureKind::Failed,
                         });
                         state.error = Some(e.to_string());

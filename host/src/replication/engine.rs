@@ -638,7 +638,7 @@ impl Replication {
                     return task;
                 }
                 Err(e) => {
-                    let retryable = matches!(e, SideError::Failed(_) | SideError::Unauthorized(_));
+                    let retryable = e.can_heal();
                     task.error = Some(e.to_string());
                     if retryable && (task.attempts < self.config.max_attempts || context.persistent)
                     {
@@ -803,6 +803,24 @@ impl Replication {
                 };
                 if job.status.is_final() {
                     job.finished_at = Some(now_millis());
+                }
+                // The reason shows on the job itself, not only on its tasks.
+                if job.status == JobStatus::Failed && job.error.is_none() {
+                    let failed: Vec<&TaskRecord> = tasks
+                        .iter()
+                        .filter(|t| t.status == TaskStatus::Failed)
+                        .collect();
+                    if let Some(first) = failed.first() {
+                        job.error = Some(format!(
+                            "{} of {} tasks failed; task {} ({} -> {}): {}",
+                            failed.len(),
+                            tasks.len(),
+                            first.index,
+                            first.source,
+                            first.target,
+                            first.error.as_deref().unwrap_or("no error recorded")
+                        ));
+                    }
                 }
             }
             jobs::put_job(tx, &job)

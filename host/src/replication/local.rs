@@ -223,6 +223,7 @@ impl Sink for Local {
             &reference,
             Some(&manifest.media_type),
             manifest.bytes.clone(),
+            &[],
             self.replicated(manifest.clock.clone()).as_ref(),
         )
         .await

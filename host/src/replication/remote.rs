@@ -51,7 +51,11 @@ pub struct Remote {
     ca_cert: Option<String>,
     host: String,
     base_url: String,
-    client: oci_client::Client,
+    /// oci-client, which caches the tokens it obtains for as long as they are valid:
+    /// replaced whole when the registry refuses one (see [`Remote::forget_tokens`]).
+    oci: std::sync::RwLock<oci_client::Client>,
+    /// How to build it again: protocol and certificates.
+    oci_settings: OciSettings,
     http: reqwest::Client,
     auth: RegistryAuth,
     /// This instance's name, sent as the origin of what it writes to a berth.
@@ -64,6 +68,36 @@ pub struct Remote {
     /// The registry's `Bearer` challenge (realm, service), asked once; `None` inside when
     /// it wants no token.
     challenge: tokio::sync::OnceCell<Option<(String, Option<String>)>>,
+}
+
+/// What an oci-client for one endpoint is built from.
+#[derive(Clone)]
+struct OciSettings {
+    plain_http: bool,
+    insecure: bool,
+    certificates: Vec<Certificate>,
+    timeout: Duration,
+}
+
+impl OciSettings {
+    fn client(&self) -> oci_client::Client {
+        oci_client::Client::new(ClientConfig {
+            protocol: if self.plain_http {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            accept_invalid_certificates: self.insecure,
+            // One PUT with the whole blob streamed, rather than chunks: fewer round trips,
+            // and the receiver gets the length up front.
+            use_monolithic_push: true,
+            extra_root_certificates: self.certificates.clone(),
+            connect_timeout: Some(self.timeout),
+            read_timeout: Some(self.timeout),
+            user_agent: concat!("berth/", env!("CARGO_PKG_VERSION")),
+            ..ClientConfig::default()
+        })
+    }
 }
 
 impl std::fmt::Debug for Remote {
@@ -115,23 +149,13 @@ impl Remote {
                 data: pem.as_bytes().to_vec(),
             })
             .collect();
-        let config = ClientConfig {
-            protocol: if endpoint.plain_http() {
-                ClientProtocol::Http
-            } else {
-                ClientProtocol::Https
-            },
-            accept_invalid_certificates: endpoint.insecure,
-            // One PUT with the whole blob streamed, rather than chunks: fewer round trips,
-            // and the receiver gets the length up front.
-            use_monolithic_push: true,
-            extra_root_certificates: certificates.clone(),
-            connect_timeout: Some(timeout),
-            read_timeout: Some(timeout),
-            user_agent: concat!("berth/", env!("CARGO_PKG_VERSION")),
-            ..ClientConfig::default()
+        let oci_settings = OciSettings {
+            plain_http: endpoint.plain_http(),
+            insecure: endpoint.insecure,
+            certificates,
+            timeout,
         };
-        let client = oci_client::Client::new(config);
+        let oci = std::sync::RwLock::new(oci_settings.client());
         let mut http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(timeout)
@@ -157,7 +181,8 @@ impl Remote {
             ca_cert: endpoint.ca_cert.clone(),
             host,
             base_url: endpoint.url.clone(),
-            client,
+            oci,
+            oci_settings,
             http,
             auth,
             origin: origin.to_string(),
@@ -190,7 +215,7 @@ impl Remote {
             RegistryOperation::Pull
         };
         let token = self
-            .client
+            .client()
             .auth(&self.reference(repository, "latest"), &self.auth, op)
             .await
             .map_err(|e| self.error(e, &format!("logging in for {repository}")))?;
@@ -201,9 +226,18 @@ impl Remote {
         Ok(token)
     }
 
-    /// Forgets tokens, after the registry refused one.
+    /// The oci-client to use now.
+    fn client(&self) -> oci_client::Client {
+        self.oci.read().expect("oci lock").clone()
+    }
+
+    /// Forgets every token held for this endpoint, ours and oci-client's, after the
+    /// registry refused one: a token obtained before the destination's project existed,
+    /// or before the account's rights were fixed, grants nothing, and oci-client would
+    /// otherwise present it until it expires.
     fn forget_tokens(&self) {
         self.tokens.lock().expect("tokens lock").clear();
+        *self.oci.write().expect("oci lock") = self.oci_settings.client();
     }
 
     fn request(
@@ -410,7 +444,7 @@ impl Source for Remote {
         self.authorize(repository, false).await?;
         let image = self.reference(repository, reference);
         match self
-            .client
+            .client()
             .pull_manifest_raw(&image, &self.auth, MANIFEST_TYPES)
             .await
         {
@@ -435,7 +469,7 @@ impl Source for Remote {
             ..OciDescriptor::default()
         };
         let sized = self
-            .client
+            .client()
             .pull_blob_stream(&self.reference(repository, digest), &descriptor)
             .await
             .map_err(|e| self.error(e, &format!("reading blob {digest}")))?;
@@ -448,7 +482,7 @@ impl Source for Remote {
         }
         self.authorize(repository, false).await?;
         match self
-            .client
+            .client()
             .pull_referrers(&self.reference(repository, digest), None)
             .await
         {
@@ -499,7 +533,7 @@ impl Source for Remote {
         let mut out: Vec<String> = Vec::new();
         loop {
             let page = self
-                .client
+                .client()
                 .list_tags(
                     &image,
                     &self.auth,
@@ -536,7 +570,7 @@ impl Sink for Remote {
     async fn resolve(&self, repository: &str, reference: &str) -> SideResult<Option<String>> {
         self.authorize(repository, true).await?;
         match self
-            .client
+            .client()
             .fetch_manifest_digest(&self.reference(repository, reference), &self.auth)
             .await
         {
@@ -550,7 +584,7 @@ impl Sink for Remote {
 
     async fn has_blob(&self, repository: &str, digest: &str) -> SideResult<bool> {
         self.authorize(repository, true).await?;
-        self.client
+        self.client()
             .blob_exists(&self.reference(repository, digest), digest)
             .await
             .map_err(|e| self.error(e, &format!("checking blob {digest}")))
@@ -601,7 +635,8 @@ impl Sink for Remote {
             }
             _ => Err(self
                 .status_error(response, &format!("mounting blob {digest}"))
-                .await),
+                .await
+                .at_destination()),
         }
     }
 
@@ -614,7 +649,7 @@ impl Sink for Remote {
     ) -> SideResult<()> {
         self.authorize(repository, true).await?;
         let stream = bytes.map_err(OciDistributionError::IoError).boxed();
-        self.client
+        self.client()
             .push_blob_stream(
                 &self.reference(repository, digest),
                 stream,
@@ -623,7 +658,10 @@ impl Sink for Remote {
             )
             .await
             .map(|_| ())
-            .map_err(|e| self.error(e, &format!("sending blob {digest}")))
+            .map_err(|e| {
+                self.error(e, &format!("sending blob {digest}"))
+                    .at_destination()
+            })
     }
 
     async fn put_manifest(
@@ -656,7 +694,8 @@ impl Sink for Remote {
         } else {
             Err(self
                 .status_error(response, &format!("writing {repository}:{reference}"))
-                .await)
+                .await
+                .at_destination())
         }
     }
 
@@ -865,6 +904,7 @@ impl Remote {
             Some(FailureKind::Unauthorized) => SideError::Unauthorized(text),
             Some(FailureKind::NotFound) => SideError::NotFound(text),
             Some(FailureKind::Refused) => SideError::Refused(text),
+            Some(FailureKind::NoDestination) => SideError::NoDestination(text),
             _ => SideError::Failed(text),
         })
     }

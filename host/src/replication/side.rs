@@ -25,9 +25,35 @@ pub enum SideError {
     /// The other side refused the content (invalid manifest, missing blob, too large).
     #[error("{0}")]
     Refused(String),
+    /// The destination has no place for the content yet: its repository's project does
+    /// not exist there. Heals when the project is created (by an administrator, or by a
+    /// dual-primary pair's metadata convergence), so it is retried like a failure.
+    #[error("{0}")]
+    NoDestination(String),
     /// Anything else: a dropped connection, a 5xx, a timeout, local storage failing.
     #[error("{0}")]
     Failed(String),
+}
+
+impl SideError {
+    /// Whether trying again later can succeed: the other side was unreachable or failing,
+    /// refused the credentials (rights being fixed), or has no project for the content
+    /// yet. A refusal of the content itself, or content gone at the source, cannot heal.
+    pub fn can_heal(&self) -> bool {
+        matches!(
+            self,
+            SideError::Failed(_) | SideError::Unauthorized(_) | SideError::NoDestination(_)
+        )
+    }
+
+    /// The same error, read as an answer to a write: "not found" there means the
+    /// destination repository's project does not exist.
+    pub fn at_destination(self) -> SideError {
+        match self {
+            SideError::NotFound(text) => SideError::NoDestination(text),
+            other => other,
+        }
+    }
 }
 
 /// Result alias for side operations.

@@ -167,12 +167,17 @@ impl Replication {
                     links.entry(key).or_default().unreachable_since = None;
                     return;
                 }
-                Err(SideError::Failed(e) | SideError::Unauthorized(e)) => e,
+                Err(SideError::NotFound(e)) => {
+                    // The content is gone here (deleted since): nothing left to deliver.
+                    tracing::debug!(policy, endpoint, repository, reference, error = %e, "sync replication: the push is gone before it was delivered");
+                    return;
+                }
+                Err(e) if e.can_heal() => e.to_string(),
                 Err(e) => {
-                    // Not a question of reaching it: the destination refused this content,
-                    // or it vanished here. The change job will report it; do not hold the
-                    // client.
-                    tracing::warn!(policy, endpoint, repository, reference, error = %e, "sync replication could not deliver a push; the change job will report it");
+                    // The destination refuses this content itself: waiting cannot help,
+                    // and acknowledging as if delivered would hide it. Degrade loudly; the
+                    // change job keeps it and reports the refusal.
+                    self.degrade(&key, repository, reference, &e.to_string(), None);
                     return;
                 }
             };
@@ -185,24 +190,67 @@ impl Replication {
                     .get_or_insert_with(Instant::now)
             };
             if since.elapsed() >= degrade_after {
-                let mut links = self.sync.0.lock().expect("sync lock");
-                let link = links.entry(key).or_default();
-                link.degraded = Some((now_millis(), error.clone()));
-                link.last_probe = Some(Instant::now());
-                tracing::error!(
-                    policy,
-                    endpoint,
-                    unreachable_secs = since.elapsed().as_secs(),
-                    error = %error,
-                    "SYNC REPLICATION DEGRADED: pushes are acknowledged without reaching {endpoint}; what it misses is queued and sent when it returns"
-                );
+                self.degrade(&key, repository, reference, &error, Some(since.elapsed()));
                 return;
             }
             tokio::time::sleep(RETRY_PAUSE).await;
         }
     }
 
-    /// Probes degraded destinations; one that answers again is waited for again.
+    /// Marks a sync link degraded, loudly: from now on pushes are acknowledged without it,
+    /// and what it misses waits in the change jobs.
+    fn degrade(
+        &self,
+        key: &(String, String),
+        repository: &str,
+        reference: &str,
+        error: &str,
+        unreachable_for: Option<Duration>,
+    ) {
+        let (policy, endpoint) = (&key.0, &key.1);
+        let mut links = self.sync.0.lock().expect("sync lock");
+        let link = links.entry(key.clone()).or_default();
+        link.degraded = Some((now_millis(), error.to_string()));
+        link.last_probe = Some(Instant::now());
+        tracing::error!(
+            policy = %policy,
+            endpoint = %endpoint,
+            repository,
+            reference,
+            unreachable_secs = unreachable_for.map(|d| d.as_secs()),
+            error = %error,
+            "SYNC REPLICATION DEGRADED: {endpoint} did not take {repository}:{reference}; pushes are acknowledged without it from now on, and what it misses is queued in the change jobs and sent once it accepts it"
+        );
+    }
+
+    /// Whether the change jobs of `policy` have delivered everything to `endpoint`: no
+    /// unfinished task targets it.
+    fn caught_up(&self, policy: &str, endpoint: &str) -> bool {
+        let Ok(tx) = self.meta.read() else {
+            return false;
+        };
+        let Ok(unfinished) = super::jobs::unfinished(&tx) else {
+            return false;
+        };
+        for job in unfinished.iter().filter(|j| j.policy == policy) {
+            let Ok(tasks) = super::jobs::tasks(&tx, job.id) else {
+                return false;
+            };
+            if tasks
+                .iter()
+                .any(|t| t.target == endpoint && !t.status.is_final())
+            {
+                return false;
+            }
+            if tasks.is_empty() {
+                return false; // not planned yet: it may well target the endpoint
+            }
+        }
+        true
+    }
+
+    /// Probes degraded destinations; one that answers again and has taken everything
+    /// the change jobs held for it is waited for again.
     pub(super) async fn probe_degraded(&self) {
         let due: Vec<(String, String)> = {
             let links = self.sync.0.lock().expect("sync lock");
@@ -215,8 +263,11 @@ impl Replication {
                 .collect()
         };
         for key in due {
+            // Answering is not enough: a destination that answers but refuses (no project
+            // yet, no rights) would degrade the next push again after holding it for
+            // `degrade_after_secs`. It is healthy once the queued changes got through.
             let healthy = match self.remote(&key.1) {
-                Ok(remote) => remote.check().await.is_ok(),
+                Ok(remote) => remote.check().await.is_ok() && self.caught_up(&key.0, &key.1),
                 Err(_) => false,
             };
             let mut links = self.sync.0.lock().expect("sync lock");

@@ -67,9 +67,12 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Hashes the first `len` bytes of upload `id` (resuming after a restart).
     fn hash_staging(&self, id: &str, len: u64, algorithm: Algorithm) -> io::Result<Hasher>;
 
-    /// Moves upload `id` into place as `digest`, durably. If the blob already exists the
-    /// staging file is simply removed: content addressing makes both copies identical.
-    fn commit_staging(&self, id: &str, digest: &Digest) -> io::Result<()>;
+    /// Makes upload `id`'s content durable under `digest`, leaving the staging file in
+    /// place: the caller removes it with [`BlobStore::remove_staging`] once the metadata
+    /// that ends the upload has committed. Until then a crash leaves the session whole and
+    /// resumable (and at worst an identical, unreferenced blob). If the blob exists
+    /// already nothing is written: content addressing makes both copies identical.
+    fn publish_staging(&self, id: &str, digest: &Digest) -> io::Result<()>;
 
     /// Discards upload `id`'s staging file (missing is not an error).
     fn remove_staging(&self, id: &str) -> io::Result<()>;

@@ -2,6 +2,7 @@
 
 use std::time::SystemTime;
 
+use crate::log::escape;
 use crate::state::CallState;
 use crate::v0_1_0::host::Host;
 use crate::v0_1_0::types::{self, Datetime, LogLevel};
@@ -17,13 +18,24 @@ impl Host for CallState {
         message: String,
         fields: Vec<(String, String)>,
     ) -> wasmtime::Result<()> {
-        let message = truncate(message, LOG_MESSAGE_LIMIT);
+        // Everything the plugin wrote is escaped (one event stays one line, and cannot
+        // pass for berth's own), then weighed against the call's budget as written.
+        let message = escape(&truncate(message, LOG_MESSAGE_LIMIT)).into_owned();
         let fields: Vec<String> = fields
             .into_iter()
             .take(LOG_FIELDS_LIMIT)
-            .map(|(k, v)| format!("{}={}", truncate(k, 128), truncate(v, 1024)))
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    escape(&truncate(k, 128)),
+                    escape(&truncate(v, 1024))
+                )
+            })
             .collect();
         let fields = fields.join(" ");
+        if !self.log_budget.take((message.len() + fields.len()) as u64) {
+            return Ok(());
+        }
         let plugin = &*self.plugin;
         match level {
             LogLevel::Trace => {

@@ -29,12 +29,25 @@ impl CallState {
                 url.scheme()
             )));
         }
+        // A path servers could read two ways is refused outright, and said so: the grant
+        // check below compares the path as servers act on it.
+        if let Err(why) = crate::grants::effective_path(url.path()) {
+            tracing::warn!(
+                plugin = &*self.plugin,
+                origin = origin(&url),
+                "refused an HTTP request whose path could escape its grant"
+            );
+            return Err(HttpError::InvalidRequest(format!(
+                "refused: the path {}",
+                crate::log::escape(&why)
+            )));
+        }
         let Some(endpoint) = self.settings.grants.endpoint_for(&url) else {
             let origin = origin(&url);
             tracing::warn!(
                 plugin = &*self.plugin,
                 origin,
-                path = url.path(),
+                path = crate::log::escape(url.path()).as_ref(),
                 "refused an HTTP request to an endpoint not granted to the plugin"
             );
             return Err(HttpError::NotGranted(origin));

@@ -134,11 +134,17 @@ pub async fn get(
         RangeRequest::Whole => None,
         RangeRequest::Part(range) => Some(range),
         RangeRequest::Unsatisfiable => {
-            return Ok(builder
+            let asked = headers
+                .get(header::RANGE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            return Err(RegistryError::new(ErrorCode::SizeInvalid)
                 .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .header(header::CONTENT_RANGE, format!("bytes */{size}"))
-                .body(Body::empty())
-                .expect("valid response"));
+                .message(format!(
+                    "the range {asked:?} starts past the end of this {size}-byte blob"
+                ))
+                .header(header::CONTENT_RANGE, &format!("bytes */{size}"))
+                .header(header::ACCEPT_RANGES, "bytes"));
         }
     };
     let (status, start, len, builder) = match &range {

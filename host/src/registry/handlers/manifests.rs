@@ -4,8 +4,9 @@
 //! GET|HEAD /v2/<name>/manifests/<tag|digest>
 //!   → 200 <bytes as pushed>  Content-Type, Docker-Content-Digest, ETag
 //!   → 404 MANIFEST_UNKNOWN
-//! PUT /v2/<name>/manifests/<tag|digest>   Content-Type: <manifest media type>
+//! PUT /v2/<name>/manifests/<tag|digest>[?tag=<t>&tag=<u>…]   Content-Type: <media type>
 //!   → 201 Location: /v2/<name>/manifests/<digest>, Docker-Content-Digest [, OCI-Subject]
+//!         [, OCI-Tag: <t>, <u>]   (the ?tag= tags, set in the same commit)
 //!   → 400 MANIFEST_INVALID | MANIFEST_BLOB_UNKNOWN | DIGEST_INVALID, 413 when too large
 //! DELETE /v2/<name>/manifests/<digest>   → 202 (the manifest, its tags and referrer entry)
 //! DELETE /v2/<name>/manifests/<tag>      → 202 (the tag only)
@@ -21,7 +22,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::json;
 
-use crate::names::{Reference, RepoName};
+use crate::names::{Reference, RepoName, Tag};
 use crate::registry::Registry;
 use crate::registry::content::{self, Replicated};
 use crate::registry::errcode::{ErrorCode, RegistryError, RegistryResult};
@@ -140,6 +141,7 @@ pub async fn put(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let also_tags = tag_parameters(request.uri().query())?;
     let bytes = read_body(
         request,
         registry.config.max_manifest_bytes,
@@ -153,14 +155,22 @@ pub async fn put(
         &reference,
         content_type.as_deref(),
         bytes,
+        &also_tags,
         from,
     )
     .await?;
-    // A client's push (not a peer's) waits here while synchronous replication delivers it.
+    // A client's push (not a peer's) waits here while synchronous replication delivers it,
+    // under each name it was pushed by.
     if from.is_none()
         && let Some(gate) = registry.ack_gate.get()
     {
         gate.before_ack(name.as_str(), &reference.to_string()).await;
+        for tag in also_tags.iter().filter(|t| match &reference {
+            Reference::Tag(own) => own != *t,
+            Reference::Digest(_) => true,
+        }) {
+            gate.before_ack(name.as_str(), tag.as_str()).await;
+        }
     }
     let digest = stored.digest;
     let mut response = empty(StatusCode::CREATED);
@@ -178,7 +188,38 @@ pub async fn put(
     if let Some(subject) = &stored.subject {
         h.insert("oci-subject", subject.to_string().parse().expect("ascii"));
     }
+    if !also_tags.is_empty() {
+        let accepted: Vec<&str> = also_tags.iter().map(|t| t.as_str()).collect();
+        h.insert(
+            "oci-tag",
+            accepted.join(", ").parse().expect("tags are ascii"),
+        );
+    }
     Ok(response)
+}
+
+/// Most `?tag=` parameters one push may carry (the spec asks for at least 10).
+const MAX_TAGS_PER_PUSH: usize = 100;
+
+/// The `?tag=` parameters of a manifest push (distribution-spec 1.1), each checked.
+fn tag_parameters(query: Option<&str>) -> RegistryResult<Vec<Tag>> {
+    let values = super::query_values(query, "tag");
+    if values.len() > MAX_TAGS_PER_PUSH {
+        return Err(RegistryError::new(ErrorCode::Unsupported)
+            .status(StatusCode::URI_TOO_LONG)
+            .message(format!(
+                "{} tags in one push; at most {MAX_TAGS_PER_PUSH} are accepted",
+                values.len()
+            )));
+    }
+    let mut tags: Vec<Tag> = Vec::with_capacity(values.len());
+    for value in values {
+        let tag = Tag::parse(&value)?;
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    Ok(tags)
 }
 
 /// Deletes a manifest (by digest) or a tag (by tag).

@@ -5,7 +5,9 @@
 //! → 200 application/vnd.oci.image.index.v1+json {"schemaVersion":2,"manifests":[…]}
 //!       OCI-Filters-Applied: artifactType   (when the filter was applied)
 //! ```
-//! An unknown subject has no referrers: an empty index, not a 404.
+//! An unknown subject, or a repository with no content yet, has no referrers: an empty
+//! index, never a 404 (the spec: a registry with the API must not answer 404 to it, and a
+//! client falls back to the tag schema on one).
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +16,7 @@ use super::query_params;
 use crate::digest::Digest;
 use crate::names::RepoName;
 use crate::registry::Registry;
-use crate::registry::errcode::{ErrorCode, RegistryError, RegistryResult};
+use crate::registry::errcode::RegistryResult;
 use crate::registry::manifest::OCI_INDEX;
 use crate::storage::meta;
 
@@ -27,10 +29,6 @@ pub async fn list(
 ) -> RegistryResult<Response> {
     let params = query_params(query);
     let tx = registry.meta.read()?;
-    if !meta::repositories::exists(&tx, name.as_str())? {
-        return Err(RegistryError::new(ErrorCode::NameUnknown)
-            .detail(serde_json::json!({ "name": name.as_str() })));
-    }
     let mut referrers = meta::referrers::list(&tx, name.as_str(), &subject.to_string())?;
     let filter = params.get("artifactType").filter(|t| !t.is_empty());
     if let Some(wanted) = filter {

@@ -36,6 +36,18 @@ impl FsBlobStore {
             }
         }
         fs::create_dir_all(paths.uploads_dir())?;
+        // A private copy cut short by a crash (see `break_shared_link`): the staging file
+        // it was copied from is still whole.
+        for entry in fs::read_dir(paths.uploads_dir())? {
+            let entry = entry?;
+            if entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.ends_with(".unshared"))
+            {
+                fs::remove_file(entry.path())?;
+            }
+        }
         fs::create_dir_all(paths.quarantine_dir())?;
         sync_dir(paths.root())?;
         Ok(FsBlobStore { paths })
@@ -159,6 +171,9 @@ impl BlobStore for FsBlobStore {
         }
         let path = self.paths.upload(id);
         let existed = path.exists();
+        if existed {
+            break_shared_link(&path, &self.paths.uploads_dir())?;
+        }
         let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -191,20 +206,21 @@ impl BlobStore for FsBlobStore {
         hash_reader(file.take(len), algorithm)
     }
 
-    fn commit_staging(&self, id: &str, digest: &Digest) -> io::Result<()> {
+    fn publish_staging(&self, id: &str, digest: &Digest) -> io::Result<()> {
         if !staging_id_is_safe(id) {
             return Err(bad_id(id));
         }
         let staged = self.paths.upload(id);
         let target = self.paths.blob(digest);
-        if target.exists() {
+        // The staging file's data was fsync'd when its last chunk was acknowledged. A hard
+        // link, not a rename: the staging file must outlive this step, so that a crash
+        // before the metadata commit finds the session's acknowledged bytes still there.
+        match fs::hard_link(&staged, &target) {
+            Ok(()) => sync_dir(&self.paths.blob_fanout_dir(digest)),
             // Identical content is already durable under this name.
-            fs::remove_file(&staged)?;
-            return Ok(());
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e),
         }
-        // The staging file's data was fsync'd when its last chunk was acknowledged.
-        fs::rename(&staged, &target)?;
-        sync_dir(&self.paths.blob_fanout_dir(digest))
     }
 
     fn remove_staging(&self, id: &str) -> io::Result<()> {
@@ -227,7 +243,9 @@ impl BlobStore for FsBlobStore {
     fn list_staging(&self) -> io::Result<Vec<String>> {
         let mut ids = Vec::new();
         for entry in fs::read_dir(self.paths.uploads_dir())? {
-            if let Some(name) = entry?.file_name().to_str() {
+            if let Some(name) = entry?.file_name().to_str()
+                && staging_id_is_safe(name)
+            {
                 ids.push(name.to_owned());
             }
         }
@@ -263,6 +281,23 @@ impl BlobStore for FsBlobStore {
         sync_dir(&self.paths.quarantine_dir())?;
         Ok(target.display().to_string())
     }
+}
+
+/// A staging file that was published under its digest (see
+/// [`BlobStore::publish_staging`]) shares its inode with the blob until the upload's
+/// metadata commit removes it. Should a crash fall between the two and the client then
+/// resume the session, writing to that inode would change a blob under its name; so the
+/// staging file gets a private copy first.
+fn break_shared_link(path: &Path, dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    if fs::metadata(path)?.nlink() <= 1 {
+        return Ok(());
+    }
+    let copy = path.with_extension("unshared");
+    fs::copy(path, &copy)?;
+    File::open(&copy)?.sync_all()?;
+    fs::rename(&copy, path)?;
+    sync_dir(dir)
 }
 
 /// Hashes everything `reader` yields.

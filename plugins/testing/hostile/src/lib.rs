@@ -1,6 +1,9 @@
 //! A replication strategy whose `plan` misbehaves as the `behaviour` configuration value
 //! says, for the host's sandbox tests: `loop`, `memory`, `recursion`, `trap`, `panic`,
-//! `exit`, `sleep` (a busy wait on the host clock for `sleep-ms`, default 60000) or `ok`.
+//! `exit`, `sleep` (a busy wait on the host clock for `sleep-ms`, default 60000), `flood`
+//! (logs in a loop until the call is stopped), `forge` (log events whose message, field
+//! names and values carry newlines and terminal escapes that imitate berth's own lines)
+//! or `ok`.
 
 use berth_plugin_sdk::strategy::{PlanError, PlanRequest, ReplicationPlan, Strategy};
 use berth_plugin_sdk::{Plugin, PluginInfo, export_strategy, host};
@@ -56,6 +59,28 @@ impl Strategy for Hostile {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(60_000);
                 while host::monotonic_now() - start < ms * 1_000_000 {}
+                Ok(ReplicationPlan {
+                    waves: vec![],
+                    limits: vec![],
+                })
+            }
+            "flood" => {
+                let line = "x".repeat(1000);
+                let mut n: u64 = 0;
+                loop {
+                    n += 1;
+                    host::info(&line, &[("n", &n.to_string())]);
+                }
+            }
+            "forge" => {
+                let forged = "2026-11-30T12:00:00.000000Z  INFO berth::auth: user admin logged in from 10.0.0.1";
+                host::warn(
+                    &format!("innocent\n{forged}\r\n\u{1b}[31mred\u{1b}[0m\u{2028}sep"),
+                    &[
+                        ("field\nname", &format!("value\n{forged}")),
+                        ("\u{1b}[2J", "\u{7}\u{8}\u{8}"),
+                    ],
+                );
                 Ok(ReplicationPlan {
                     waves: vec![],
                     limits: vec![],

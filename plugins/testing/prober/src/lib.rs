@@ -1,0 +1,77 @@
+//! A cloud provider that fetches whatever it is asked for, to probe the host's grant
+//! checks from inside the sandbox: `get(region, url)` sends `GET url` and answers a
+//! machine whose `name` is the status and whose `image` is the body; a refused request
+//! comes back as the provider error the SDK maps it to. The other functions are inert.
+
+use berth_plugin_sdk::http::{HttpError, Request, describe};
+use berth_plugin_sdk::provider::{
+    Description, HourlyPrice, Machine, MachineSpec, MachineState, Provider, ProviderError,
+};
+use berth_plugin_sdk::{Plugin, PluginInfo, export_provider};
+
+struct Prober;
+
+impl Plugin for Prober {
+    fn info() -> PluginInfo {
+        PluginInfo {
+            name: "prober".into(),
+            version: "0.1.0".into(),
+            description: "fetches the URL it is given".into(),
+        }
+    }
+}
+
+fn inert() -> ProviderError {
+    ProviderError::Invalid("the prober only answers get".into())
+}
+
+impl Provider for Prober {
+    fn describe() -> Result<Description, ProviderError> {
+        Err(inert())
+    }
+    fn price(_region: String, _machine_type: String) -> Result<HourlyPrice, ProviderError> {
+        Err(inert())
+    }
+    fn create(_spec: MachineSpec) -> Result<Machine, ProviderError> {
+        Err(inert())
+    }
+    fn get(region: String, url: String) -> Result<Machine, ProviderError> {
+        let response = Request::get(url.clone()).send().map_err(|e| {
+            // The kind of refusal, spelled out, so a test can tell them apart.
+            let kind = match &e {
+                HttpError::NotGranted(_) => "not-granted",
+                HttpError::InvalidRequest(_) => "invalid-request",
+                HttpError::Connection(_) => "connection",
+                HttpError::Timeout => "timeout",
+                HttpError::TooLarge(_) => "too-large",
+            };
+            ProviderError::Other(format!("{kind}: {}", describe(&e)))
+        })?;
+        Ok(Machine {
+            id: url,
+            name: response.status.to_string(),
+            region,
+            zone: None,
+            machine_type: String::new(),
+            image: response.text(),
+            state: MachineState::Unknown,
+            addresses: vec![],
+            created_at: None,
+            tags: vec![],
+        })
+    }
+    fn list(_region: Option<String>) -> Result<Vec<Machine>, ProviderError> {
+        Err(inert())
+    }
+    fn start(_region: String, _id: String) -> Result<(), ProviderError> {
+        Err(inert())
+    }
+    fn stop(_region: String, _id: String) -> Result<(), ProviderError> {
+        Err(inert())
+    }
+    fn delete(_region: String, _id: String) -> Result<(), ProviderError> {
+        Err(inert())
+    }
+}
+
+export_provider!(Prober);
