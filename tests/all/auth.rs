@@ -1311,10 +1311,32 @@ async fn podman_logs_in_pushes_and_pulls_as_a_user_and_as_a_robot() {
     assert!(podman(&["tag", &image, &guest_target]).0);
     let (ok, err) = podman(&["push", "--tls-verify=false", &guest_target]);
     assert!(!ok, "a guest push must fail");
+    // The refusal comes through the token, and says why, as the Basic path does.
     assert!(
-        err.contains("denied") || err.contains("unauthorized") || err.contains("authentication"),
+        err.contains("guest has no role in project priv that allows push"),
         "{err}"
     );
+    // A project that does not exist, and a name without one, say so too.
+    let (ok, err) = podman(&[
+        "login",
+        "--tls-verify=false",
+        "-u",
+        "dev",
+        "-p",
+        PASSWORD,
+        &host,
+    ]);
+    assert!(ok, "{err}");
+    let nowhere = format!("{host}/nosuch/app:v1");
+    assert!(podman(&["tag", &image, &nowhere]).0);
+    let (ok, err) = podman(&["push", "--tls-verify=false", &nowhere]);
+    assert!(!ok);
+    assert!(err.contains("project nosuch does not exist"), "{err}");
+    let bare = format!("{host}/alpine:v1");
+    assert!(podman(&["tag", &image, &bare]).0);
+    let (ok, err) = podman(&["push", "--tls-verify=false", &bare]);
+    assert!(!ok);
+    assert!(err.contains("<project>/<repository>"), "{err}");
 }
 
 /// Removes a directory when dropped.

@@ -5,6 +5,7 @@ mod auth;
 mod cli;
 mod concurrency;
 mod crash;
+mod edges;
 mod oci_client;
 mod plugins;
 mod replication;

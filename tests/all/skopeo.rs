@@ -198,3 +198,28 @@ fn skopeo_copies_single_and_multi_arch_images_in_and_out_bit_identical() {
         &dst("multi"),
     ]);
 }
+
+#[test]
+fn a_one_component_name_leads_skopeo_to_the_project_rule() {
+    require_tool("skopeo", "skopeo");
+    let berth = Berth::start();
+    let tmp = tempfile::tempdir().unwrap();
+    build_layout(tmp.path());
+    let src = format!("oci:{}:single", tmp.path().display());
+    let out = Command::new("skopeo")
+        .args([
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &skopeo_creds(),
+            &src,
+            &format!("docker://{}/alpine:latest", berth.addr),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Not a bare "400 (Bad Request)": the client reached the request whose answer it shows.
+    assert!(err.contains("<project>/<repository>"), "{err}");
+    assert!(err.contains("library/alpine"), "{err}");
+}

@@ -166,11 +166,17 @@ pub async fn admit(
                 )));
             }
             let verb = action.scope_name().unwrap_or("use");
-            // Why, as the Basic path says it: the caller may see its own rights.
-            let why = if !access.project_exists {
-                format!("project {project} does not exist (a system administrator creates it)")
-            } else if access.actions.contains(&action) {
+            // Why, in words the caller may hear: its own rights in a project it can see;
+            // of a project it cannot see (missing, or private without membership), only
+            // that it cannot see it, which tells apart nothing it may not know.
+            let visible = access.actions.contains(&Action::Pull);
+            let why = if access.actions.contains(&action) {
                 String::new()
+            } else if !visible {
+                format!(
+                    "project {project} does not exist, or {} is not a member of it",
+                    caller.principal.name()
+                )
             } else if matches!(caller.principal, crate::auth::Principal::Robot { .. }) {
                 format!(
                     "{} is not granted {verb} in project {project}",
@@ -183,6 +189,22 @@ pub async fn admit(
                     role_needed(action)
                 )
             };
+            // A logged-in caller's read of what it cannot see is answered as absent: a HEAD
+            // carries no body to explain a refusal, and a pushing client that hears 404 for
+            // its blob goes on to the upload, whose refusal it shows. An anonymous caller
+            // (with an anonymous token) is still challenged: logging in may help it.
+            let anonymous = matches!(caller.principal, crate::auth::Principal::Anonymous);
+            if !visible && action == Action::Pull && !anonymous {
+                record_denial(registry, &caller, route, action).await;
+                let code = match route {
+                    Route::Blob(..) => ErrorCode::BlobUnknown,
+                    Route::Manifest(..) | Route::ManifestBadReference(..) => {
+                        ErrorCode::ManifestUnknown
+                    }
+                    _ => ErrorCode::NameUnknown,
+                };
+                return Err(RegistryError::new(code).message(why));
+            }
             if caller.token_scopes.is_some() {
                 if why.is_empty() {
                     // The account may do it now; the token was issued before it could.
