@@ -125,11 +125,7 @@ async fn referrers_are_never_404_and_a_plus_in_the_artifact_type_is_a_plus() {
         "{head}"
     );
     let index: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(
-        index["manifests"].as_array().unwrap().len(),
-        1,
-        "{index:#}"
-    );
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1, "{index:#}");
     assert_eq!(
         index["manifests"][0]["artifactType"],
         "application/spdx+json"
@@ -151,7 +147,10 @@ async fn a_mount_challenge_names_the_source_so_a_client_that_follows_it_mounts()
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_string();
+    let challenge = r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(
         challenge.contains("scope=\"repository:team/app:pull,push repository:alpha/base:pull\""),
         "{challenge}"
@@ -170,7 +169,14 @@ async fn a_mount_challenge_names_the_source_so_a_client_that_follows_it_mounts()
     for scope in &scopes {
         url.push_str(&format!("&scope={scope}"));
     }
-    let token: Value = client().get(&url).send().await.unwrap().json().await.unwrap();
+    let token: Value = client()
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let bearer = token["token"].as_str().unwrap().to_string();
     let r = anonymous_client()
         .post(format!("{}{path}", berth.url))
@@ -186,7 +192,14 @@ async fn a_mount_challenge_names_the_source_so_a_client_that_follows_it_mounts()
         "{}/service/token?service=berth&scope=repository:team/other:pull,push",
         berth.url
     );
-    let narrow: Value = client().get(&url).send().await.unwrap().json().await.unwrap();
+    let narrow: Value = client()
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let path2 = format!("/v2/team/other/blobs/uploads/?mount={digest}&from=alpha/base");
     let r = anonymous_client()
         .post(format!("{}{path2}", berth.url))
@@ -195,9 +208,15 @@ async fn a_mount_challenge_names_the_source_so_a_client_that_follows_it_mounts()
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_string();
+    let challenge = r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(challenge.contains("insufficient_scope"), "{challenge}");
-    assert!(challenge.contains("repository:alpha/base:pull"), "{challenge}");
+    assert!(
+        challenge.contains("repository:alpha/base:pull"),
+        "{challenge}"
+    );
 
     // An account that may not read the source learns nothing: an ordinary upload.
     let r = http
@@ -428,7 +447,10 @@ async fn an_index_whose_manifests_are_null_is_an_empty_index() {
         .unwrap();
     assert_eq!(r.status(), 400);
     let body = r.text().await.unwrap();
-    assert!(body.contains("\\\"manifests\\\" must be an array"), "{body}");
+    assert!(
+        body.contains("\\\"manifests\\\" must be an array"),
+        "{body}"
+    );
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod edges;
 mod oci_client;
 mod plugins;
 mod replication;
+mod replication_heals;
 mod sandbox;
 mod skopeo;
 mod support;

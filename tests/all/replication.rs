@@ -11,13 +11,18 @@ use crate::support::*;
 const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
 /// Fast retries, so failure tests do not wait a minute.
-const QUICK_RETRIES: &[(&str, &str)] = &[
+pub(crate) const QUICK_RETRIES: &[(&str, &str)] = &[
     ("BERTH_REPLICATION__RETRY_BASE_MS", "50"),
     ("BERTH_REPLICATION__RETRY_MAX_MS", "200"),
     ("BERTH_REPLICATION__MAX_ATTEMPTS", "3"),
 ];
 
-async fn api(berth: &Berth, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+pub(crate) async fn api(
+    berth: &Berth,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
     let mut request = client().request(method.clone(), format!("{}{path}", berth.url));
     if let Some(body) = body {
         request = request.json(&body);
@@ -34,7 +39,7 @@ async fn api(berth: &Berth, method: reqwest::Method, path: &str, body: Option<Va
 }
 
 /// Registers `target` (another berth, as admin) as endpoint `name` on `berth`.
-async fn berth_endpoint(berth: &Berth, name: &str, target_url: &str) {
+pub(crate) async fn berth_endpoint(berth: &Berth, name: &str, target_url: &str) {
     api(
         berth,
         reqwest::Method::POST,
@@ -45,7 +50,7 @@ async fn berth_endpoint(berth: &Berth, name: &str, target_url: &str) {
     .await;
 }
 
-async fn create_policy(berth: &Berth, body: Value) -> Value {
+pub(crate) async fn create_policy(berth: &Berth, body: Value) -> Value {
     api(
         berth,
         reqwest::Method::POST,
@@ -76,6 +81,12 @@ async fn job(berth: &Berth, id: u64) -> Value {
     .await
 }
 
+/// Runs `policy` once and waits for its job to end.
+pub(crate) async fn run_policy_and_wait(berth: &Berth, policy: &str) -> Value {
+    let id = run_policy(berth, policy).await;
+    finished(berth, id).await
+}
+
 /// Waits for a job to end and returns it.
 async fn finished(berth: &Berth, id: u64) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -93,7 +104,7 @@ async fn finished(berth: &Berth, id: u64) -> Value {
 }
 
 /// Waits until `check` holds.
-async fn eventually<F, Fut>(what: &str, mut check: F)
+pub(crate) async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -107,7 +118,7 @@ where
 
 /// Waits until `repo:reference` resolves to `digest` on the registry at `url` (with
 /// `None`: until it resolves to nothing).
-async fn resolves_to(url: &str, repo: &str, reference: &str, digest: Option<&str>) {
+pub(crate) async fn resolves_to(url: &str, repo: &str, reference: &str, digest: Option<&str>) {
     let http = client();
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
@@ -124,7 +135,7 @@ async fn resolves_to(url: &str, repo: &str, reference: &str, digest: Option<&str
 }
 
 /// Every job of `berth` (the newest 500), newest first.
-async fn all_jobs(berth: &Berth) -> Vec<Value> {
+pub(crate) async fn all_jobs(berth: &Berth) -> Vec<Value> {
     let jobs = api(
         berth,
         reqwest::Method::GET,
@@ -136,7 +147,7 @@ async fn all_jobs(berth: &Berth) -> Vec<Value> {
 }
 
 /// The digest `repo:reference` resolves to on a registry, if any.
-async fn resolve(
+pub(crate) async fn resolve(
     http: &reqwest::Client,
     base: &str,
     repo: &str,
@@ -894,7 +905,7 @@ async fn pair(delivery: &str, env_a: &[(&str, &str)], env_b: &[(&str, &str)]) ->
     pair_with(delivery, false, env_a, env_b).await
 }
 
-async fn pair_with(
+pub(crate) async fn pair_with(
     delivery: &str,
     metadata: bool,
     env_a: &[(&str, &str)],
@@ -952,7 +963,7 @@ async fn tag_map(berth: &Berth, repo: &str) -> std::collections::BTreeMap<String
 }
 
 /// Whether `berth` has no replication work left.
-async fn idle(berth: &Berth) -> bool {
+pub(crate) async fn idle(berth: &Berth) -> bool {
     let status = api(
         berth,
         reqwest::Method::GET,
