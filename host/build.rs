@@ -29,6 +29,7 @@ const TEST_PLUGINS: &[&str] = &[
     "berth-test-future",
     "berth-test-stall",
     "berth-test-prober",
+    "berth-test-legacy",
 ];
 
 fn main() {

@@ -7,6 +7,7 @@ mod concurrency;
 mod crash;
 mod edges;
 mod oci_client;
+mod plugin_versions;
 mod plugins;
 mod replication;
 mod replication_heals;

@@ -422,7 +422,7 @@ async fn components_that_are_not_loadable_are_refused_with_the_reason_and_nothin
             std::fs::read(test_plugin("berth-test-future")).unwrap(),
             vec![
                 "built for berth:plugin@9.0.0",
-                "this host serves berth:plugin@0.1.0",
+                "this host serves berth:plugin@0.1.0, @0.2.0",
             ],
         ),
         (
@@ -579,7 +579,7 @@ async fn a_provider_reaches_only_granted_endpoints_with_only_granted_secrets() {
     let (status, out) = list(client(), berth.url.clone()).await;
     assert_eq!(status, 200, "{out}");
     assert_eq!(
-        out["error"]["auth"], "secret inventory-token is not granted to this plugin",
+        out["error"]["not-granted"], "secret inventory-token is not granted to this plugin",
         "{out}"
     );
     // Granted, but no value stored yet.
@@ -607,9 +607,11 @@ async fn a_provider_reaches_only_granted_endpoints_with_only_granted_secrets() {
 
     // No endpoint granted: refused by the host before anything leaves it.
     let (_, out) = list(client(), berth.url.clone()).await;
-    let auth = out["error"]["auth"].as_str().unwrap();
+    // A missing grant is `not-granted`, never `auth` (which is for credentials the
+    // provider's API refused).
+    let refused = out["error"]["not-granted"].as_str().unwrap();
     assert!(
-        auth.contains("is not granted to this plugin") && auth.contains("http://127.0.0.1:"),
+        refused.contains("is not granted to this plugin") && refused.contains("http://127.0.0.1:"),
         "{out}"
     );
     // A grant for another path prefix does not cover /inv.
@@ -622,7 +624,7 @@ async fn a_provider_reaches_only_granted_endpoints_with_only_granted_secrets() {
     .await;
     let (_, out) = list(client(), berth.url.clone()).await;
     assert!(
-        out["error"]["auth"]
+        out["error"]["not-granted"]
             .as_str()
             .unwrap()
             .contains("not granted"),
@@ -708,7 +710,7 @@ async fn a_provider_reaches_only_granted_endpoints_with_only_granted_secrets() {
     .await;
     let (_, out) = list(client(), berth.url.clone()).await;
     assert!(
-        out["error"]["auth"]
+        out["error"]["not-granted"]
             .as_str()
             .unwrap()
             .contains("not granted"),
@@ -909,19 +911,20 @@ fn the_cli_pushes_a_plugin_to_the_registry_loads_it_by_reference_and_it_survives
         detail["imports"]
             .as_array()
             .unwrap()
-            .contains(&json!("berth:plugin/host@0.1.0"))
+            .contains(&json!("berth:plugin/host@0.2.0"))
     );
     assert!(
         detail["exports"]
             .as_array()
             .unwrap()
-            .contains(&json!("berth:plugin/strategy@0.1.0"))
+            .contains(&json!("berth:plugin/strategy@0.2.0"))
     );
 
     // The contract the server serves.
     let (ok, out, _) = cli(&berth, &["plugin", "worlds"]);
     assert!(
         ok && out.contains("berth:plugin@0.1.0")
+            && out.contains("berth:plugin@0.2.0")
             && out.contains("replication-strategy")
             && out.contains("host,http,secrets"),
         "{out}"

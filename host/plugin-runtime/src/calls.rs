@@ -1,112 +1,64 @@
-//! One typed method per exported function of every world, and `invoke`, which calls any
-//! of them with JSON in and out in the WIT's terms (for `berth plugin call` and the admin
-//! API).
+//! Typed calls of what berth itself calls (`info`, a strategy's `plan`), whatever package
+//! version the plugin was built for, and `invoke`, which calls any exported function with
+//! JSON in and out in the WIT's terms (for `berth plugin call` and the admin API).
 
 use serde_json::Value;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Type, Val};
 
 use crate::error::CallError;
-use crate::plugin::{Plugin, WorldInstance};
+use crate::plugin::{Plugin, WorldPre};
 use crate::runtime::Runtime;
-use crate::v0_1_0::{init_step, provider, strategy, types};
 use crate::world::Kind;
-
-/// Generates a typed method that checks the plugin's kind, then calls one export.
-macro_rules! typed_call {
-    ($(#[$doc:meta])* $method:ident, $kind:ident, $variant:ident, $accessor:ident, $export:ident,
-     ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
-        $(#[$doc])*
-        pub async fn $method(&self, plugin: &Plugin, $($arg: $ty),*) -> Result<$ret, CallError> {
-            // Errors name the WIT function (`plan`), which is what plugin authors know.
-            let function = &stringify!($export)["call_".len()..];
-            expect_kind(plugin, Kind::$kind, function)?;
-            self.call(plugin, function, move |instance, store| {
-                Box::pin(async move {
-                    let WorldInstance::$variant(world) = instance else { unreachable!("kind checked") };
-                    world.$accessor().$export(&mut *store, $(&$arg),*).await
-                })
-            })
-            .await
-        }
-    };
-}
+use crate::{latest, v0_1_0};
 
 impl Runtime {
     /// The plugin's name, version and description, asked afresh.
-    pub async fn info(&self, plugin: &Plugin) -> Result<types::PluginInfo, CallError> {
-        self.call(plugin, "info", |instance, store| {
-            Box::pin(async move { instance.info(store).await })
-        })
-        .await
+    pub async fn info(&self, plugin: &Plugin) -> Result<latest::types::PluginInfo, CallError> {
+        self.call_raw(plugin, "info", |pre, store| Box::pin(pre.info(store)))
+            .await
     }
 
-    typed_call!(
-        /// Regions, machine types and images.
-        describe, CloudProvider, Provider, berth_plugin_provider, call_describe,
-        () -> Result<provider::Description, provider::ProviderError>);
-    typed_call!(
-        /// The hourly price of a machine type in a region.
-        price, CloudProvider, Provider, berth_plugin_provider, call_price,
-        (region: String, machine_type: String) -> Result<provider::HourlyPrice, provider::ProviderError>);
-    typed_call!(
-        /// Creates a machine; idempotent by the spec's client token.
-        create_machine, CloudProvider, Provider, berth_plugin_provider, call_create,
-        (spec: provider::MachineSpec) -> Result<provider::Machine, provider::ProviderError>);
-    typed_call!(
-        /// One machine.
-        get_machine, CloudProvider, Provider, berth_plugin_provider, call_get,
-        (region: String, id: String) -> Result<provider::Machine, provider::ProviderError>);
-    /// Machines in one region or all.
-    pub async fn list_machines(
+    /// A replication plan, in the newest package version's terms whatever version the
+    /// plugin was built for. The outer error is the call's; the inner one is the plugin's
+    /// answer that it cannot plan this request.
+    pub async fn plan_replication(
         &self,
         plugin: &Plugin,
-        region: Option<String>,
-    ) -> Result<Result<Vec<provider::Machine>, provider::ProviderError>, CallError> {
-        expect_kind(plugin, Kind::CloudProvider, "list")?;
-        self.call(plugin, "list", move |instance, store| {
+        request: latest::strategy::PlanRequest,
+    ) -> Result<Result<latest::strategy::ReplicationPlan, latest::strategy::PlanError>, CallError>
+    {
+        expect_kind(plugin, Kind::ReplicationStrategy, "plan")?;
+        self.call_raw(plugin, "plan", move |pre, store| {
             Box::pin(async move {
-                let WorldInstance::Provider(world) = instance else {
-                    unreachable!("kind checked")
-                };
-                world
-                    .berth_plugin_provider()
-                    .call_list(&mut *store, region.as_deref())
-                    .await
+                match pre {
+                    WorldPre::Strategy020(pre) => {
+                        let world = pre.instantiate_async(&mut *store).await?;
+                        world
+                            .berth_plugin_strategy()
+                            .call_plan(&mut *store, &request)
+                            .await
+                    }
+                    // The strategy interface did not change in 0.2.0: the same records
+                    // under another version's types.
+                    WorldPre::Strategy010(pre) => {
+                        let request: v0_1_0::strategy::PlanRequest = across_versions(&request)?;
+                        let world = pre.instantiate_async(&mut *store).await?;
+                        let plan = world
+                            .berth_plugin_strategy()
+                            .call_plan(&mut *store, &request)
+                            .await?;
+                        Ok(match plan {
+                            Ok(plan) => Ok(across_versions(&plan)?),
+                            Err(error) => Err(across_versions(&error)?),
+                        })
+                    }
+                    _ => unreachable!("the kind was checked"),
+                }
             })
         })
         .await
     }
-    typed_call!(
-        /// Starts a stopped machine.
-        start_machine, CloudProvider, Provider, berth_plugin_provider, call_start,
-        (region: String, id: String) -> Result<(), provider::ProviderError>);
-    typed_call!(
-        /// Stops a running machine.
-        stop_machine, CloudProvider, Provider, berth_plugin_provider, call_stop,
-        (region: String, id: String) -> Result<(), provider::ProviderError>);
-    typed_call!(
-        /// Deletes (terminates) a machine.
-        delete_machine, CloudProvider, Provider, berth_plugin_provider, call_delete,
-        (region: String, id: String) -> Result<(), provider::ProviderError>);
-    typed_call!(
-        /// A replication plan.
-        plan_replication, ReplicationStrategy, Strategy, berth_plugin_strategy, call_plan,
-        (request: strategy::PlanRequest) -> Result<strategy::ReplicationPlan, strategy::PlanError>);
-    typed_call!(
-        /// The parameters a host-init step takes.
-        init_parameters, HostInit, Init, berth_plugin_init_step, call_parameters,
-        () -> Vec<init_step::Parameter>);
-    typed_call!(
-        /// The actions that bring a host to the step's desired state.
-        init_plan, HostInit, Init, berth_plugin_init_step, call_plan,
-        (facts: init_step::Facts, params: Vec<(String, String)>)
-            -> Result<Vec<init_step::Action>, init_step::InitError>);
-    typed_call!(
-        /// What differs between the host and the step's desired state.
-        init_drift, HostInit, Init, berth_plugin_init_step, call_drift,
-        (facts: init_step::Facts, params: Vec<(String, String)>)
-            -> Result<Vec<init_step::DriftItem>, init_step::InitError>);
 
     /// Calls `function` with arguments from a JSON object keyed by the WIT parameter
     /// names, and returns its result as JSON, all in the WIT's own terms (see
@@ -221,6 +173,14 @@ pub fn functions(kind: Kind) -> &'static [&'static str] {
         Kind::ReplicationStrategy => &["info", "plan"],
         Kind::HostInit => &["info", "parameters", "plan", "drift"],
     }
+}
+
+/// A value of one package version's bindings as the same record of another's: both derive
+/// serde from the same WIT shapes.
+fn across_versions<A: serde::Serialize, B: serde::de::DeserializeOwned>(
+    value: &A,
+) -> wasmtime::Result<B> {
+    Ok(serde_json::from_value(serde_json::to_value(value)?)?)
 }
 
 fn expect_kind(plugin: &Plugin, kind: Kind, function: &str) -> Result<(), CallError> {

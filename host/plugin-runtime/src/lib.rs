@@ -7,6 +7,7 @@
 //! inspect a component, load it as a [`Plugin`], and call it through the typed methods
 //! of `calls.rs` or [`Runtime::invoke`] with JSON.
 
+mod bindings;
 mod cache;
 pub mod calls;
 mod error;
@@ -22,6 +23,7 @@ mod reference;
 mod runtime;
 mod state;
 pub mod v0_1_0;
+pub mod v0_2_0;
 pub mod world;
 
 pub use error::{CallError, LoadError};
@@ -39,7 +41,7 @@ pub use world::{Kind, SUPPORTED_VERSIONS};
 pub const FUNCTIONS_REFERENCE: &str = include_str!("../../../wit/FUNCTIONS.md");
 
 /// The newest package version's types: what the rest of berth programs against.
-pub use v0_1_0 as latest;
+pub use v0_2_0 as latest;
 
 /// Checks what a plugin said about itself: the name is how admins address it.
 pub(crate) fn validate_info(info: &latest::types::PluginInfo) -> Result<(), String> {

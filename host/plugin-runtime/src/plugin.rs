@@ -6,12 +6,13 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use wasmtime::Store;
+use wasmtime::component::InstancePre;
 
 use crate::inspect::Inspection;
+use crate::latest::types::PluginInfo;
 use crate::state::{CallState, Settings};
-use crate::v0_1_0::types::PluginInfo;
-use crate::v0_1_0::{cloud_provider, host_init, replication_strategy};
 use crate::world::Kind;
+use crate::{v0_1_0, v0_2_0};
 
 /// A plugin ready to be called. Cheap to clone; a call in flight holds a clone, so
 /// removing a plugin never cuts a call short.
@@ -166,48 +167,76 @@ impl Plugin {
     }
 }
 
-/// A component linked against one world's imports, ready to instantiate per call.
+/// A component linked against one world of one package version's imports, ready to
+/// instantiate per call.
 pub(crate) enum WorldPre {
-    Provider(cloud_provider::CloudProviderPre<CallState>),
-    Strategy(replication_strategy::ReplicationStrategyPre<CallState>),
-    Init(host_init::HostInitPre<CallState>),
+    Provider010(v0_1_0::cloud_provider::CloudProviderPre<CallState>),
+    Strategy010(v0_1_0::replication_strategy::ReplicationStrategyPre<CallState>),
+    Init010(v0_1_0::host_init::HostInitPre<CallState>),
+    Provider020(v0_2_0::cloud_provider::CloudProviderPre<CallState>),
+    Strategy020(v0_2_0::replication_strategy::ReplicationStrategyPre<CallState>),
+    Init020(v0_2_0::host_init::HostInitPre<CallState>),
 }
 
-/// One call's instance.
-pub(crate) enum WorldInstance {
-    Provider(cloud_provider::CloudProvider),
-    Strategy(replication_strategy::ReplicationStrategy),
-    Init(host_init::HostInit),
+/// Runs `$body` with `$pre` bound to whichever world and version a [`WorldPre`] holds.
+macro_rules! each_pre {
+    ($value:expr, $pre:ident => $body:expr) => {
+        match $value {
+            WorldPre::Provider010($pre) => $body,
+            WorldPre::Strategy010($pre) => $body,
+            WorldPre::Init010($pre) => $body,
+            WorldPre::Provider020($pre) => $body,
+            WorldPre::Strategy020($pre) => $body,
+            WorldPre::Init020($pre) => $body,
+        }
+    };
 }
 
 impl WorldPre {
-    /// The component linked against its world's imports.
-    pub(crate) fn instance_pre(&self) -> &wasmtime::component::InstancePre<CallState> {
-        match self {
-            WorldPre::Provider(pre) => pre.instance_pre(),
-            WorldPre::Strategy(pre) => pre.instance_pre(),
-            WorldPre::Init(pre) => pre.instance_pre(),
-        }
-    }
-
-    pub(crate) async fn instantiate(
-        &self,
-        store: &mut Store<CallState>,
-    ) -> wasmtime::Result<WorldInstance> {
-        Ok(match self {
-            WorldPre::Provider(pre) => WorldInstance::Provider(pre.instantiate_async(store).await?),
-            WorldPre::Strategy(pre) => WorldInstance::Strategy(pre.instantiate_async(store).await?),
-            WorldPre::Init(pre) => WorldInstance::Init(pre.instantiate_async(store).await?),
+    /// Checks `instance_pre` against the bindings of `kind` in package `version`.
+    pub(crate) fn new(
+        version: &str,
+        kind: Kind,
+        instance_pre: InstancePre<CallState>,
+    ) -> wasmtime::Result<WorldPre> {
+        Ok(match (version, kind) {
+            (v0_1_0::VERSION, Kind::CloudProvider) => {
+                WorldPre::Provider010(v0_1_0::cloud_provider::CloudProviderPre::new(instance_pre)?)
+            }
+            (v0_1_0::VERSION, Kind::ReplicationStrategy) => WorldPre::Strategy010(
+                v0_1_0::replication_strategy::ReplicationStrategyPre::new(instance_pre)?,
+            ),
+            (v0_1_0::VERSION, Kind::HostInit) => {
+                WorldPre::Init010(v0_1_0::host_init::HostInitPre::new(instance_pre)?)
+            }
+            (v0_2_0::VERSION, Kind::CloudProvider) => {
+                WorldPre::Provider020(v0_2_0::cloud_provider::CloudProviderPre::new(instance_pre)?)
+            }
+            (v0_2_0::VERSION, Kind::ReplicationStrategy) => WorldPre::Strategy020(
+                v0_2_0::replication_strategy::ReplicationStrategyPre::new(instance_pre)?,
+            ),
+            (v0_2_0::VERSION, Kind::HostInit) => {
+                WorldPre::Init020(v0_2_0::host_init::HostInitPre::new(instance_pre)?)
+            }
+            (other, _) => wasmtime::bail!("no bindings for berth:plugin@{other}"),
         })
     }
-}
 
-impl WorldInstance {
+    /// The component linked against its world's imports.
+    pub(crate) fn instance_pre(&self) -> &InstancePre<CallState> {
+        each_pre!(self, pre => pre.instance_pre())
+    }
+
+    /// A fresh instance's `meta.info`, in the newest version's terms.
     pub(crate) async fn info(&self, store: &mut Store<CallState>) -> wasmtime::Result<PluginInfo> {
-        match self {
-            WorldInstance::Provider(w) => w.berth_plugin_meta().call_info(store).await,
-            WorldInstance::Strategy(w) => w.berth_plugin_meta().call_info(store).await,
-            WorldInstance::Init(w) => w.berth_plugin_meta().call_info(store).await,
-        }
+        each_pre!(self, pre => {
+            let world = pre.instantiate_async(&mut *store).await?;
+            let info = world.berth_plugin_meta().call_info(&mut *store).await?;
+            Ok(PluginInfo {
+                name: info.name,
+                version: info.version,
+                description: info.description,
+            })
+        })
     }
 }

@@ -30,7 +30,8 @@ pub fn markdown(wit_root: &Path, versions: &[&str]) -> anyhow::Result<String> {
          | `list<T>`, `tuple<…>` | an array |\n\
          | `string`, `bool`, integers | a string, `true`/`false`, a number |\n\n",
     );
-    for version in versions {
+    // The newest first: what a plugin author builds for today.
+    for version in versions.iter().rev() {
         let mut resolve = Resolve::default();
         let (package, _) = resolve.push_dir(wit_root.join(format!("v{version}")))?;
         let package = &resolve.packages[package];

@@ -18,11 +18,10 @@ use wasmtime::{
 use crate::cache::ArtifactCache;
 use crate::error::{CallError, LOADING, LoadError};
 use crate::inspect::{Inspection, inspect};
+use crate::latest::types::PluginInfo;
 use crate::limits::{CEILING, Exceeded};
-use crate::plugin::{Plugin, PluginInner, WorldInstance, WorldPre};
+use crate::plugin::{Plugin, PluginInner, WorldPre};
 use crate::state::{CallState, HostServices, SecretSource, Settings};
-use crate::v0_1_0::types::PluginInfo;
-use crate::v0_1_0::{cloud_provider, host_init, replication_strategy};
 use crate::world::Kind;
 
 /// A guest yields to the executor after this much fuel, so a busy plugin shares its
@@ -84,9 +83,8 @@ impl std::fmt::Debug for Runtime {
 
 struct Shared {
     engine: Engine,
-    provider_linker: Linker<CallState>,
-    strategy_linker: Linker<CallState>,
-    init_linker: Linker<CallState>,
+    /// One linker per (package version, world).
+    linkers: Vec<(&'static str, Kind, Linker<CallState>)>,
     cache: Option<ArtifactCache>,
     services: Arc<HostServices>,
     slots: Semaphore,
@@ -136,21 +134,37 @@ impl Runtime {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
 
-        let mut provider_linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut provider_linker)?;
-        cloud_provider::CloudProvider::add_to_linker::<_, HasSelf<CallState>>(
-            &mut provider_linker,
-            |s| s,
-        )?;
-        let mut strategy_linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut strategy_linker)?;
-        replication_strategy::ReplicationStrategy::add_to_linker::<_, HasSelf<CallState>>(
-            &mut strategy_linker,
-            |s| s,
-        )?;
-        let mut init_linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut init_linker)?;
-        host_init::HostInit::add_to_linker::<_, HasSelf<CallState>>(&mut init_linker, |s| s)?;
+        let mut linkers = Vec::new();
+        // Each world of each version links the sandbox's WASI and its own imports.
+        macro_rules! link_version {
+            ($v:ident) => {{
+                let wasi = |engine: &Engine| -> anyhow::Result<Linker<CallState>> {
+                    let mut linker = Linker::new(engine);
+                    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+                    Ok(linker)
+                };
+                let mut provider = wasi(&engine)?;
+                crate::$v::cloud_provider::CloudProvider::add_to_linker::<_, HasSelf<CallState>>(
+                    &mut provider,
+                    |s| s,
+                )?;
+                let mut strategy = wasi(&engine)?;
+                crate::$v::replication_strategy::ReplicationStrategy::add_to_linker::<
+                    _,
+                    HasSelf<CallState>,
+                >(&mut strategy, |s| s)?;
+                let mut init = wasi(&engine)?;
+                crate::$v::host_init::HostInit::add_to_linker::<_, HasSelf<CallState>>(
+                    &mut init,
+                    |s| s,
+                )?;
+                linkers.push((crate::$v::VERSION, Kind::CloudProvider, provider));
+                linkers.push((crate::$v::VERSION, Kind::ReplicationStrategy, strategy));
+                linkers.push((crate::$v::VERSION, Kind::HostInit, init));
+            }};
+        }
+        link_version!(v0_1_0);
+        link_version!(v0_2_0);
 
         let cache = match &options.cache_dir {
             Some(dir) => Some(ArtifactCache::open(dir, &engine)?),
@@ -173,9 +187,7 @@ impl Runtime {
         Ok(Runtime {
             shared: Arc::new(Shared {
                 engine,
-                provider_linker,
-                strategy_linker,
-                init_linker,
+                linkers,
                 cache,
                 services,
                 slots: Semaphore::new(slots as usize),
@@ -200,25 +212,23 @@ impl Runtime {
 
     /// Links a compiled component against its world and asks it for its info.
     pub async fn load(&self, compiled: Compiled, settings: Settings) -> Result<Plugin, LoadError> {
-        let shared = &self.shared;
-        let linker = match compiled.inspection.kind {
-            Kind::CloudProvider => &shared.provider_linker,
-            Kind::ReplicationStrategy => &shared.strategy_linker,
-            Kind::HostInit => &shared.init_linker,
+        let (kind, version) = (
+            compiled.inspection.kind,
+            compiled.inspection.world_version.as_str(),
+        );
+        let Some((_, _, linker)) = self
+            .shared
+            .linkers
+            .iter()
+            .find(|(v, k, _)| *v == version && *k == kind)
+        else {
+            return Err(LoadError::Link(format!(
+                "no linker for the {kind} world of berth:plugin@{version}"
+            )));
         };
         let link = |e: wasmtime::Error| LoadError::Link(format!("{e:#}"));
         let instance_pre = linker.instantiate_pre(&compiled.component).map_err(link)?;
-        let pre = match compiled.inspection.kind {
-            Kind::CloudProvider => WorldPre::Provider(
-                cloud_provider::CloudProviderPre::new(instance_pre).map_err(link)?,
-            ),
-            Kind::ReplicationStrategy => WorldPre::Strategy(
-                replication_strategy::ReplicationStrategyPre::new(instance_pre).map_err(link)?,
-            ),
-            Kind::HostInit => {
-                WorldPre::Init(host_init::HostInitPre::new(instance_pre).map_err(link)?)
-            }
-        };
+        let pre = WorldPre::new(version, kind, instance_pre).map_err(link)?;
         let short = compiled
             .digest
             .trim_start_matches("sha256:")
@@ -241,12 +251,7 @@ impl Runtime {
                 stats: Default::default(),
             }),
         };
-        let info = self
-            .call(&loading, "info", |instance, store| {
-                Box::pin(async move { instance.info(store).await })
-            })
-            .await
-            .map_err(LoadError::Info)?;
+        let info = self.info(&loading).await.map_err(LoadError::Info)?;
         crate::validate_info(&info).map_err(LoadError::BadInfo)?;
         let inner = Arc::into_inner(loading.inner).expect("no call holds the loading plugin");
         Ok(Plugin {
@@ -258,34 +263,9 @@ impl Runtime {
         })
     }
 
-    /// Runs `f` against a fresh instance of `plugin`, on the runtime's threads, under the
-    /// plugin's limits; maps every failure to a [`CallError`] naming plugin and limit.
-    pub(crate) async fn call<R, F>(
-        &self,
-        plugin: &Plugin,
-        function: &str,
-        f: F,
-    ) -> Result<R, CallError>
-    where
-        R: Send + 'static,
-        F: for<'a> FnOnce(
-                &'a WorldInstance,
-                &'a mut Store<CallState>,
-            ) -> BoxFuture<'a, wasmtime::Result<R>>
-            + Send
-            + 'static,
-    {
-        self.call_raw(plugin, function, move |pre, store| {
-            Box::pin(async move {
-                let instance = pre.instantiate(&mut *store).await?;
-                f(&instance, &mut *store).await
-            })
-        })
-        .await
-    }
-
-    /// [`Runtime::call`], with `f` instantiating the component itself (for calls made by
-    /// name rather than through the typed bindings).
+    /// Runs `f` on a fresh sandbox for `plugin` (`f` instantiates the component in it), on
+    /// the runtime's threads, under the plugin's limits; maps every failure to a
+    /// [`CallError`] naming plugin and limit.
     pub(crate) async fn call_raw<R, F>(
         &self,
         plugin: &Plugin,

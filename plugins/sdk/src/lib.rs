@@ -125,6 +125,15 @@
 //! `plugins/testing/inventory` is a complete provider of this shape, exercised end to end
 //! by the host's tests.
 //!
+//! ## One world per build
+//!
+//! The world is a cargo feature, and cargo unifies a dependency's features across
+//! everything one invocation builds: plugins of two worlds in one workspace cannot be
+//! built by one `cargo build --workspace` (the SDK stops it with an explanation). Build
+//! each with `-p <plugin>`, as berth's own build script does for its built-ins, or keep
+//! plugins of different worlds in separate workspaces. Plugins of the same world share
+//! one build freely.
+//!
 //! Build with `cargo build --release --target wasm32-wasip2` and the release profile of
 //! `examples/plugin-walkthrough/Cargo.toml` (size-optimised, LTO, stripped, panic=abort),
 //! then `berth plugin load target/wasm32-wasip2/release/<name>.wasm`.
@@ -135,7 +144,11 @@
     all(feature = "replication-strategy", feature = "host-init"),
 ))]
 compile_error!(
-    "enable exactly one of the features cloud-provider, replication-strategy, host-init"
+    "berth-plugin-sdk is built with more than one world feature. A plugin picks exactly one \
+     (cloud-provider, replication-strategy or host-init); if yours does, cargo unified the \
+     features of plugins of different worlds built in one invocation (a workspace build). \
+     Build each plugin on its own: `cargo build --release --target wasm32-wasip2 -p <plugin>` \
+     (or keep plugins of different worlds in separate workspaces)."
 );
 
 #[cfg(not(any(
@@ -160,7 +173,7 @@ pub use wit_bindgen as __wit_bindgen;
 pub mod bindings {
     #[cfg(feature = "cloud-provider")]
     wit_bindgen::generate!({
-        path: "../../wit/v0.1.0",
+        path: "../../wit/v0.2.0",
         world: "cloud-provider",
         pub_export_macro: true,
         export_macro_name: "__export_world",
@@ -170,7 +183,7 @@ pub mod bindings {
     });
     #[cfg(feature = "replication-strategy")]
     wit_bindgen::generate!({
-        path: "../../wit/v0.1.0",
+        path: "../../wit/v0.2.0",
         world: "replication-strategy",
         pub_export_macro: true,
         export_macro_name: "__export_world",
@@ -180,7 +193,7 @@ pub mod bindings {
     });
     #[cfg(feature = "host-init")]
     wit_bindgen::generate!({
-        path: "../../wit/v0.1.0",
+        path: "../../wit/v0.2.0",
         world: "host-init",
         pub_export_macro: true,
         export_macro_name: "__export_world",

@@ -22,22 +22,29 @@ pub trait Provider: crate::Plugin {
     fn delete(region: String, id: String) -> Result<(), ProviderError>;
 }
 
-/// So `?` works on HTTP calls inside provider functions: an endpoint or secret the admin
-/// did not grant is an authorisation problem; the rest are the provider's own failures.
+/// So `?` works on HTTP calls inside provider functions. An endpoint the admin did not
+/// grant is `not-granted` — a missing grant, which `auth` (credentials the cloud refused)
+/// must not be mistaken for; the rest are the provider's own failures.
 impl From<HttpError> for ProviderError {
     fn from(e: HttpError) -> Self {
         let message = crate::http::describe(&e);
         match e {
-            HttpError::NotGranted(_) => ProviderError::Auth(message),
+            HttpError::NotGranted(_) => ProviderError::NotGranted(message),
             HttpError::InvalidRequest(_) => ProviderError::Invalid(message),
             _ => ProviderError::Other(message),
         }
     }
 }
 
+/// A secret not granted is a missing grant (`not-granted`); one granted without a value
+/// leaves the provider without credentials (`auth`).
 impl From<SecretError> for ProviderError {
     fn from(e: SecretError) -> Self {
-        ProviderError::Auth(crate::secrets::describe(&e))
+        let message = crate::secrets::describe(&e);
+        match e {
+            SecretError::NotGranted(_) => ProviderError::NotGranted(message),
+            SecretError::NotSet(_) => ProviderError::Auth(message),
+        }
     }
 }
 

@@ -1,25 +1,32 @@
-//! `berth:plugin/host`: log, clocks and the plugin's own configuration.
+//! `berth:plugin/host`: log, clocks and the plugin's own configuration, as one set of
+//! functions every package version's bindings call (see `imports/mod.rs`).
 
 use std::time::SystemTime;
 
 use crate::log::escape;
 use crate::state::CallState;
-use crate::v0_1_0::host::Host;
-use crate::v0_1_0::types::{self, Datetime, LogLevel};
 
 use super::{LOG_FIELDS_LIMIT, LOG_MESSAGE_LIMIT};
 
-impl types::Host for CallState {}
+/// A log event's level, whatever the package version.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Level {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
 
-impl Host for CallState {
-    async fn log(
+impl CallState {
+    /// Writes one event a plugin logged: escaped (one event stays one line, and cannot
+    /// pass for berth's own), then weighed against the call's budget as written.
+    pub(crate) fn plugin_log(
         &mut self,
-        level: LogLevel,
+        level: Level,
         message: String,
         fields: Vec<(String, String)>,
-    ) -> wasmtime::Result<()> {
-        // Everything the plugin wrote is escaped (one event stays one line, and cannot
-        // pass for berth's own), then weighed against the call's budget as written.
+    ) {
         let message = escape(&truncate(message, LOG_MESSAGE_LIMIT)).into_owned();
         let fields: Vec<String> = fields
             .into_iter()
@@ -34,46 +41,40 @@ impl Host for CallState {
             .collect();
         let fields = fields.join(" ");
         if !self.log_budget.take((message.len() + fields.len()) as u64) {
-            return Ok(());
+            return;
         }
         let plugin = &*self.plugin;
         match level {
-            LogLevel::Trace => {
-                tracing::trace!(target: "berth::plugin", plugin, fields, "{message}")
-            }
-            LogLevel::Debug => {
-                tracing::debug!(target: "berth::plugin", plugin, fields, "{message}")
-            }
-            LogLevel::Info => tracing::info!(target: "berth::plugin", plugin, fields, "{message}"),
-            LogLevel::Warn => tracing::warn!(target: "berth::plugin", plugin, fields, "{message}"),
-            LogLevel::Error => {
-                tracing::error!(target: "berth::plugin", plugin, fields, "{message}")
-            }
+            Level::Trace => tracing::trace!(target: "berth::plugin", plugin, fields, "{message}"),
+            Level::Debug => tracing::debug!(target: "berth::plugin", plugin, fields, "{message}"),
+            Level::Info => tracing::info!(target: "berth::plugin", plugin, fields, "{message}"),
+            Level::Warn => tracing::warn!(target: "berth::plugin", plugin, fields, "{message}"),
+            Level::Error => tracing::error!(target: "berth::plugin", plugin, fields, "{message}"),
         }
-        Ok(())
     }
 
-    async fn now(&mut self) -> wasmtime::Result<Datetime> {
-        let since_epoch = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        Ok(Datetime {
-            seconds: since_epoch.as_secs(),
-            nanoseconds: since_epoch.subsec_nanos(),
-        })
+    /// Nanoseconds since the runtime started: `host.monotonic-now`.
+    pub(crate) fn monotonic_nanos(&self) -> u64 {
+        u64::try_from(self.services.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    async fn monotonic_now(&mut self) -> wasmtime::Result<u64> {
-        Ok(u64::try_from(self.services.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    /// One value of the plugin's configuration.
+    pub(crate) fn config_value(&self, key: &str) -> Option<String> {
+        self.settings.config.get(key).cloned()
     }
 
-    async fn config(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-        Ok(self.settings.config.get(&key).cloned())
+    /// Every configuration key.
+    pub(crate) fn config_key_list(&self) -> Vec<String> {
+        self.settings.config.keys().cloned().collect()
     }
+}
 
-    async fn config_keys(&mut self) -> wasmtime::Result<Vec<String>> {
-        Ok(self.settings.config.keys().cloned().collect())
-    }
+/// Wall-clock time as (seconds, nanoseconds) since the Unix epoch: `host.now`.
+pub(crate) fn wall_clock() -> (u64, u32) {
+    let since_epoch = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    (since_epoch.as_secs(), since_epoch.subsec_nanos())
 }
 
 /// Cuts `text` to at most `limit` bytes on a character boundary.

@@ -9,18 +9,36 @@ use url::Url;
 
 use crate::grants::origin;
 use crate::state::CallState;
-use crate::v0_1_0::http::{Host, HttpError, Method, Request, Response};
 
 use super::{HTTP_REQUEST_LIMIT, HTTP_RESPONSE_LIMIT, HTTP_TIMEOUT_MS};
 
-impl Host for CallState {
-    async fn send(&mut self, request: Request) -> wasmtime::Result<Result<Response, HttpError>> {
-        Ok(self.send_checked(request).await)
-    }
+/// A plugin's request, whatever the package version.
+pub(crate) struct Request {
+    pub(crate) method: reqwest::Method,
+    pub(crate) url: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+    pub(crate) timeout_ms: Option<u32>,
+}
+
+/// The answer handed back.
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+}
+
+/// Why a request got no answer: the cases of the WIT's `http-error`.
+pub(crate) enum HttpError {
+    NotGranted(String),
+    InvalidRequest(String),
+    Connection(String),
+    Timeout,
+    TooLarge(u64),
 }
 
 impl CallState {
-    async fn send_checked(&mut self, request: Request) -> Result<Response, HttpError> {
+    pub(crate) async fn send_checked(&mut self, request: Request) -> Result<Response, HttpError> {
         let url = Url::parse(&request.url)
             .map_err(|e| HttpError::InvalidRequest(format!("not an absolute URL: {e}")))?;
         if url.scheme() != "http" && url.scheme() != "https" {
@@ -58,14 +76,7 @@ impl CallState {
                 request.body.len()
             )));
         }
-        let method = match request.method {
-            Method::Get => reqwest::Method::GET,
-            Method::Head => reqwest::Method::HEAD,
-            Method::Post => reqwest::Method::POST,
-            Method::Put => reqwest::Method::PUT,
-            Method::Patch => reqwest::Method::PATCH,
-            Method::Delete => reqwest::Method::DELETE,
-        };
+        let method = request.method;
         let mut headers = reqwest::header::HeaderMap::new();
         for (name, value) in request.headers {
             let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
