@@ -10,7 +10,9 @@
 //! - manifest GET: 64 concurrent clients GET one manifest by tag, for a fixed time.
 //! - 4 KiB uploads: 16 concurrent clients each POST a session then PUT a distinct 4 KiB
 //!   blob with ?digest (the two-request monolithic upload), for a fixed time.
-//! - peak RSS: the server's VmHWM after all of the above.
+//! - peak RSS: the server's VmHWM after all of the above, and (berth) a burst of 16
+//!   concurrent first logins by 16 accounts (each an argon2id check), as when a fleet of
+//!   CI jobs starts at once; the berth-only table shows the RSS before and after it.
 //!
 //! berth runs with access control on: pushes log in as `admin` with Basic credentials,
 //! the manifest GETs above read a public project anonymously. Then, for berth alone:
@@ -82,6 +84,54 @@ struct Figures {
     manifest_rps: f64,
     small_uploads_per_s: f64,
     peak_rss_mib: f64,
+    /// berth: (RSS before the login burst, peak before it, peak after it), MiB.
+    logins: Option<(f64, f64, f64)>,
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// 16 accounts, then each logs in for the first time at the same moment (Basic on
+/// `/v2/`, so every one is an argon2id check the credential cache cannot answer).
+async fn login_burst(base: &str, admin: &reqwest::Client) {
+    const ACCOUNTS: usize = 16;
+    for i in 0..ACCOUNTS {
+        let r = admin
+            .post(format!("{base}/api/v1/users"))
+            .json(&serde_json::json!({"username": format!("ci{i}"), "password": format!("ci password number {i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let start = Arc::new(tokio::sync::Barrier::new(ACCOUNTS));
+    let logins: Vec<_> = (0..ACCOUNTS)
+        .map(|i| {
+            let (base, start) = (base.to_owned(), start.clone());
+            tokio::spawn(async move {
+                use base64::Engine;
+                let basic = format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD
+                        .encode(format!("ci{i}:ci password number {i}"))
+                );
+                let http = client_with(Some(&basic));
+                start.wait().await;
+                let r = http.get(format!("{base}/v2/")).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+            })
+        })
+        .collect();
+    for login in logins {
+        login.await.unwrap();
+    }
 }
 
 async fn upload_streamed(
@@ -251,12 +301,22 @@ async fn measure(server: &Server, big: &Bytes, big_digest: &str) -> Figures {
     })
     .await;
 
+    let pid = server.child.id();
+    let logins = if server.auth.is_some() {
+        let before = rss_kib(pid, "VmRSS:") as f64 / 1024.0;
+        let peak_before = peak_rss_kib(pid) as f64 / 1024.0;
+        login_burst(&base, &http).await;
+        Some((before, peak_before, peak_rss_kib(pid) as f64 / 1024.0))
+    } else {
+        None
+    };
     Figures {
         upload_mbs,
         download_mbs,
         manifest_rps,
         small_uploads_per_s,
-        peak_rss_mib: peak_rss_kib(server.child.id()) as f64 / 1024.0,
+        peak_rss_mib: peak_rss_kib(pid) as f64 / 1024.0,
+        logins,
     }
 }
 
@@ -367,6 +427,11 @@ fn main() {
     println!();
     println!("| access control (berth) | figure |");
     println!("|---|---:|");
+    if let Some((rss, peak_before, peak_after)) = b.logins {
+        println!(
+            "| RSS before the login burst; peak before it; peak after 16 concurrent first logins | {rss:.1} MiB; {peak_before:.1} MiB; {peak_after:.1} MiB |"
+        );
+    }
     println!("| token issuance, Basic credentials, 16 concurrent | {tokens:.0} tokens/s |");
     println!("| manifest GET, anonymous, 64 concurrent | {anonymous:.0} req/s |");
     println!("| manifest GET, bearer token, 64 concurrent | {bearer:.0} req/s |");

@@ -148,7 +148,7 @@ impl Runtime {
                 Box::pin(async move {
                     let instance = pre.instance_pre().instantiate_async(&mut *store).await?;
                     let func = instance
-                        .get_func(&mut *store, &index)
+                        .get_func(&mut *store, index)
                         .ok_or_else(|| wasmtime::Error::msg("the exported function vanished"))?;
                     let mut outputs = vec![Val::Bool(false); results];
                     func.call_async(&mut *store, &params, &mut outputs).await?;
