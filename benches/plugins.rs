@@ -53,6 +53,15 @@ fn request(artifacts: usize, targets: usize) -> PlanRequest {
     }
 }
 
+/// The plugin's statistics once every call is in them: a call is counted when its sandbox
+/// is torn down, just after its caller has the answer.
+async fn settled(plugin: &Plugin) -> berth_plugin_runtime::CallStats {
+    while plugin.calls_in_flight() > 0 {
+        tokio::task::yield_now().await;
+    }
+    plugin.call_stats()
+}
+
 /// Per-call figures of 16 callers calling at once.
 struct Concurrent {
     /// Mean time a call spent in its sandbox (from the plugin's statistics).
@@ -67,7 +76,7 @@ struct Concurrent {
 async fn concurrent(runtime: &Arc<Runtime>, plugin: &Plugin, tiny: &PlanRequest) -> Concurrent {
     const CALLERS: u64 = 16;
     const EACH: u64 = 1000;
-    let before = plugin.call_stats();
+    let before = settled(plugin).await;
     let started = Instant::now();
     let workers: Vec<_> = (0..CALLERS)
         .map(|_| {
@@ -87,9 +96,9 @@ async fn concurrent(runtime: &Arc<Runtime>, plugin: &Plugin, tiny: &PlanRequest)
         w.await.unwrap();
     }
     let wall = started.elapsed();
-    let after = plugin.call_stats();
-    let calls = (CALLERS * EACH) as f64;
+    let after = settled(plugin).await;
     assert_eq!(after.calls - before.calls, CALLERS * EACH);
+    let calls = (CALLERS * EACH) as f64;
     Concurrent {
         sandbox_us: (after.sandbox_time - before.sandbox_time).as_secs_f64() * 1e6 / calls,
         latency_us: (after.total_time - before.total_time).as_secs_f64() * 1e6 / calls,
@@ -145,6 +154,33 @@ fn main() {
         assert!(cached, "the second engine found the compiled artifact");
 
         let tiny = request(1, 1);
+        // For a profiler: only calls, `BENCH_PROFILE_CALLS` of them from 16 callers.
+        if let Some(n) = std::env::var("BENCH_PROFILE_CALLS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            let runtime = Arc::new(runtime);
+            let started = Instant::now();
+            let workers: Vec<_> = (0..16)
+                .map(|_| {
+                    let (runtime, plugin, tiny) = (runtime.clone(), plugin.clone(), tiny.clone());
+                    tokio::spawn(async move {
+                        for _ in 0..n / 16 {
+                            runtime
+                                .plan_replication(&plugin, tiny.clone())
+                                .await
+                                .unwrap()
+                                .unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for w in workers {
+                w.await.unwrap();
+            }
+            println!("{n} calls in {:?}", started.elapsed());
+            return;
+        }
         for _ in 0..200 {
             runtime
                 .plan_replication(&plugin, tiny.clone())
@@ -153,7 +189,7 @@ fn main() {
                 .unwrap();
         }
         let calls = 5000;
-        let before = plugin.call_stats();
+        let before = settled(&plugin).await;
         let started = Instant::now();
         for _ in 0..calls {
             runtime
@@ -163,7 +199,7 @@ fn main() {
                 .unwrap();
         }
         let per_call_us = started.elapsed().as_secs_f64() * 1e6 / calls as f64;
-        let after = plugin.call_stats();
+        let after = settled(&plugin).await;
         assert_eq!(after.calls - before.calls, calls);
         let sandbox_us =
             (after.sandbox_time - before.sandbox_time).as_secs_f64() * 1e6 / calls as f64;

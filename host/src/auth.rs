@@ -10,6 +10,7 @@ pub mod authenticate;
 pub mod bootstrap;
 pub mod endpoint;
 pub mod members;
+pub mod password_checks;
 pub mod passwords;
 pub mod principal;
 pub mod projects;

@@ -156,6 +156,10 @@ pub struct AuthConfig {
     pub credential_cache_secs: u64,
     /// Days audit entries are kept. Default 90.
     pub audit_retention_days: u64,
+    /// Memory all password checks running at once may take, in MiB. Each argon2id check
+    /// holds its hash's memory (7 MiB) while it runs; checks beyond the budget wait.
+    /// Default 16: two at once. A login burst never takes more.
+    pub password_check_memory_mib: u64,
 }
 
 impl Default for AuthConfig {
@@ -171,6 +175,7 @@ impl Default for AuthConfig {
             login_window_secs: 300,
             credential_cache_secs: 60,
             audit_retention_days: 90,
+            password_check_memory_mib: 16,
         }
     }
 }

@@ -41,11 +41,13 @@ pub struct CallStats {
     pub calls: u64,
     /// Calls that ended in an error: a trap, a limit, a failed host call, a cancellation.
     pub failures: u64,
-    /// Time spent in sandboxes: creating the fresh instance, the call itself and tearing
-    /// the instance down, summed over all calls.
+    /// Time spent in sandboxes: creating the fresh instance, running the call (its own
+    /// running time: not other calls that ran on the same threads meanwhile, nor waiting
+    /// for a host import's answer) and tearing the instance down, summed over all calls.
     pub sandbox_time: Duration,
-    /// Time from each call's start to its result, summed: the sandbox time plus waiting
-    /// for a free slot and the hand-over to and from the plugin threads.
+    /// Time from each call's start until its caller had the result, summed: waiting for a
+    /// free slot and a plugin thread, the sandbox up to the answer, and the hand-over back
+    /// (the sandbox's teardown comes after the answer, so it is not in here).
     pub total_time: Duration,
     /// Log events dropped because a call had used up its log budget.
     pub log_events_dropped: u64,

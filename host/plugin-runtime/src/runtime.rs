@@ -251,7 +251,12 @@ impl Runtime {
                 stats: Default::default(),
             }),
         };
-        let info = self.info(&loading).await.map_err(LoadError::Info)?;
+        let info = self
+            .call_settled(&loading, "info", true, |pre, store| {
+                Box::pin(pre.info(store))
+            })
+            .await
+            .map_err(LoadError::Info)?;
         crate::validate_info(&info).map_err(LoadError::BadInfo)?;
         let inner = Arc::into_inner(loading.inner).expect("no call holds the loading plugin");
         Ok(Plugin {
@@ -281,11 +286,35 @@ impl Runtime {
             + Send
             + 'static,
     {
+        self.call_settled(plugin, function, false, f).await
+    }
+
+    /// [`Runtime::call_raw`]; with `settle`, it returns only once the sandbox is torn down
+    /// and the call's task holds nothing of the plugin any more (a load needs that).
+    pub(crate) async fn call_settled<R, F>(
+        &self,
+        plugin: &Plugin,
+        function: &str,
+        settle: bool,
+        f: F,
+    ) -> Result<R, CallError>
+    where
+        R: Send + 'static,
+        F: for<'a> FnOnce(
+                &'a WorldPre,
+                &'a mut Store<CallState>,
+            ) -> BoxFuture<'a, wasmtime::Result<R>>
+            + Send
+            + 'static,
+    {
         let shared = self.shared.clone();
         let counted = InFlight::enter(plugin);
         let (plugin_name, function_name) = (plugin.name().to_string(), function.to_string());
         let plugin = plugin.clone();
         let function = function.to_string();
+        // The result goes back before the sandbox is torn down: resetting its memory is
+        // the plugin threads' work, not something the caller waits for.
+        let (reply, result) = tokio::sync::oneshot::channel();
         let task = async move {
             let _slot = shared.slots.acquire().await.expect("slots never close");
             let sandbox_started = Instant::now();
@@ -304,23 +333,33 @@ impl Runtime {
                 .set_fuel(limits.fuel)
                 .and_then(|()| store.fuel_async_yield_interval(Some(YIELD_EVERY_FUEL)));
             if let Err(e) = metered {
-                return (Err(host_error(e)), sandbox_started.elapsed());
+                let _ = reply.send(Err(host_error(e)));
+                counted.finish(true, sandbox_started.elapsed());
+                return;
             }
+            let setup = sandbox_started.elapsed();
             let run = f(&plugin.inner.pre, &mut store);
             let span = tracing::debug_span!("plugin_call", plugin = plugin.name(), function);
-            let outcome = match tokio::time::timeout(
+            let running = Instant::now();
+            let (outcome, busy) = match tokio::time::timeout(
                 Duration::from_millis(limits.wall_time_ms),
-                run.instrument(span),
+                Running::new(run.instrument(span)),
             )
             .await
             {
-                Ok(Ok(value)) => Ok(value),
-                Ok(Err(e)) => Err(classify(e, &store, plugin.name(), &function, limits.fuel)),
-                Err(_) => Err(CallError::WallTime {
-                    plugin: plugin.name().to_string(),
-                    function: function.clone(),
-                    limit_ms: limits.wall_time_ms,
-                }),
+                Ok((Ok(value), busy)) => (Ok(value), busy),
+                Ok((Err(e), busy)) => (
+                    Err(classify(e, &store, plugin.name(), &function, limits.fuel)),
+                    busy,
+                ),
+                Err(_) => (
+                    Err(CallError::WallTime {
+                        plugin: plugin.name().to_string(),
+                        function: function.clone(),
+                        limit_ms: limits.wall_time_ms,
+                    }),
+                    running.elapsed(),
+                ),
             };
             let budget = store.data().log_budget;
             if budget.dropped_events > 0 {
@@ -339,36 +378,37 @@ impl Runtime {
                     crate::error::raise(plugin.name(), "--log-events N --log-bytes N")
                 );
             }
-            // Tearing the instance down (resetting its memory) is part of a call's cost.
+            if let Err(e) = &outcome {
+                tracing::warn!(error = %e, "plugin call failed");
+            }
+            let failed = outcome.is_err();
+            let _ = reply.send(outcome);
+            let answered = counted.started.elapsed();
+            // Tearing the instance down (resetting its memory) is part of a call's cost in
+            // the sandbox, after the caller has its answer.
+            let teardown = Instant::now();
             drop(store);
-            (outcome, sandbox_started.elapsed())
+            counted.finish_answered(failed, setup + busy + teardown.elapsed(), answered);
         };
         let handle = self
             .workers
             .as_ref()
             .expect("runtime is running")
             .spawn(task);
-        let abort = handle.abort_handle();
         // If the caller goes away (a client disconnects), the call is cancelled too.
-        let _cancel_on_drop = CancelOnDrop(Some(abort));
-        let joined = handle.await;
-        std::mem::forget(_cancel_on_drop);
-        let (result, sandbox_time) = match joined {
-            Ok((result, sandbox_time)) => (result, sandbox_time),
-            Err(e) => (
-                Err(CallError::Host {
-                    plugin: plugin_name,
-                    function: function_name,
-                    message: format!("call task failed: {e}"),
-                }),
-                Duration::ZERO,
-            ),
-        };
-        if let Err(e) = &result {
-            tracing::warn!(error = %e, "plugin call failed");
+        let cancel_on_drop = CancelOnDrop(Some(handle.abort_handle()));
+        let answer = result.await;
+        if settle {
+            let _ = handle.await;
         }
-        counted.finish(result.is_err(), sandbox_time);
-        result
+        std::mem::forget(cancel_on_drop);
+        answer.unwrap_or_else(|_| {
+            Err(CallError::Host {
+                plugin: plugin_name,
+                function: function_name,
+                message: "the call's task ended without an answer".to_string(),
+            })
+        })
     }
 }
 
@@ -393,8 +433,13 @@ impl InFlight {
         }
     }
 
-    fn finish(mut self, failed: bool, sandbox: Duration) {
+    fn finish(self, failed: bool, sandbox: Duration) {
         let total = self.started.elapsed();
+        self.finish_answered(failed, sandbox, total);
+    }
+
+    /// Records a call whose caller had its answer `total` after the call began.
+    fn finish_answered(mut self, failed: bool, sandbox: Duration, total: Duration) {
         self.plugin.inner.stats.record(failed, sandbox, total);
         self.finished = true;
     }
@@ -410,6 +455,39 @@ impl Drop for InFlight {
             .inner
             .in_flight
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A call's future, with the time it actually ran: the sum of its polls. Sandboxes share
+/// the plugin threads, so the wall time between a call's first and last poll includes
+/// other calls running meanwhile; this is the call's own time (waiting on a host import,
+/// such as an HTTP answer, is not counted either).
+struct Running<F> {
+    inner: F,
+    busy: Duration,
+}
+
+impl<F> Running<F> {
+    fn new(inner: F) -> Self {
+        Running {
+            inner,
+            busy: Duration::ZERO,
+        }
+    }
+}
+
+impl<F: std::future::Future + Unpin> std::future::Future for Running<F> {
+    type Output = (F::Output, Duration);
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let started = Instant::now();
+        let poll = std::pin::Pin::new(&mut self.inner).poll(cx);
+        self.busy += started.elapsed();
+        let busy = self.busy;
+        poll.map(|output| (output, busy))
     }
 }
 

@@ -14,6 +14,7 @@ use sha2::Digest as _;
 
 use super::access::{self, Action};
 use super::audit::AuditLog;
+use super::password_checks::PasswordChecks;
 use super::principal::Principal;
 use super::ratelimit::FailureLimiter;
 use super::scope::Scope;
@@ -92,12 +93,9 @@ pub struct AccessControl {
     /// every request of some clients, and argon2 on each would cap throughput at a few
     /// dozen requests a second.
     basic_cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
-    /// Password checks in flight. argon2 is CPU- and memory-bound: more at once than there
-    /// are cores only adds memory. Waiters re-check the cache, so a burst of requests with
-    /// the same credentials costs one hash.
-    hashing: std::sync::Mutex<()>,
-    hashing_slots: std::sync::Condvar,
-    hashing_in_flight: std::sync::atomic::AtomicUsize,
+    /// The memory budget of password checks running at once, and the credentials being
+    /// checked (a burst of requests with the same credentials costs one hash).
+    checks: PasswordChecks,
     /// Principals of token subjects, valid while `generation` is unchanged.
     subjects: Mutex<HashMap<String, CachedSubject>>,
     /// Bumped by every change to users, robots or memberships that could revoke access.
@@ -157,9 +155,7 @@ impl AccessControl {
             per_account: FailureLimiter::new(config.login_failures_per_account, window),
             per_source: FailureLimiter::new(config.login_failures_per_source, window),
             basic_cache: Mutex::new(HashMap::new()),
-            hashing: std::sync::Mutex::new(()),
-            hashing_slots: std::sync::Condvar::new(),
-            hashing_in_flight: std::sync::atomic::AtomicUsize::new(0),
+            checks: PasswordChecks::new(config.password_check_memory_mib.saturating_mul(1024)),
             subjects: Mutex::new(HashMap::new()),
             generation: std::sync::atomic::AtomicU64::new(0),
             config,
@@ -254,7 +250,9 @@ impl AccessControl {
         if let Some(p) = self.cached_login(&key) {
             return Ok(p);
         }
-        let _slot = self.hashing_slot();
+        // Wait for a check of the same credentials already running: its answer lands in
+        // the cache.
+        let _claim = self.checks.claim(key);
         if let Some(p) = self.cached_login(&key) {
             return Ok(p);
         }
@@ -274,20 +272,6 @@ impl AccessControl {
             .get(key)
             .filter(|(_, at)| at.elapsed() < ttl)
             .map(|(p, _)| p.clone())
-    }
-
-    /// Waits for one of the password-hashing slots (as many as there are cores).
-    fn hashing_slot(&self) -> HashingSlot<'_> {
-        use std::sync::atomic::Ordering;
-        let slots = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
-        let mut guard = self.hashing.lock().expect("hashing lock");
-        while self.hashing_in_flight.load(Ordering::Acquire) >= slots {
-            guard = self.hashing_slots.wait(guard).expect("hashing lock");
-        }
-        self.hashing_in_flight.fetch_add(1, Ordering::AcqRel);
-        HashingSlot { owner: self }
     }
 
     /// Forgets cached logins and token subjects (after a password change, a disable, a
@@ -324,13 +308,17 @@ impl AccessControl {
         let Some(user) = users::get(&tx, username)? else {
             // Spend the same time as a real check, so response timing does not tell
             // which usernames exist.
-            let _ = passwords::verify(
-                password,
-                DUMMY_HASH.get_or_init(|| passwords::hash("not a real password")),
-            );
+            let dummy = DUMMY_HASH.get_or_init(|| passwords::hash("not a real password"));
+            let _memory = self.checks.memory(passwords::memory_kib(dummy));
+            let _ = passwords::verify(password, dummy);
             return Ok(None);
         };
-        let ok = passwords::verify(password, &user.password_hash) && !user.disabled;
+        let ok = {
+            let _memory = self
+                .checks
+                .memory(passwords::memory_kib(&user.password_hash));
+            passwords::verify(password, &user.password_hash)
+        } && !user.disabled;
         Ok(ok.then(|| Principal::User {
             name: username.to_owned(),
             admin: user.admin,
@@ -587,21 +575,6 @@ impl AccessControl {
             "{}://{host}/service/token",
             if tls { "https" } else { "http" }
         )
-    }
-}
-
-/// A held password-hashing slot; releases it on drop.
-struct HashingSlot<'a> {
-    owner: &'a AccessControl,
-}
-
-impl Drop for HashingSlot<'_> {
-    fn drop(&mut self) {
-        let _guard = self.owner.hashing.lock().expect("hashing lock");
-        self.owner
-            .hashing_in_flight
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-        self.owner.hashing_slots.notify_one();
     }
 }
 

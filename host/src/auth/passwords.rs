@@ -16,6 +16,9 @@ pub const MIN_PASSWORD_LEN: usize = 12;
 /// Longest password accepted: bounds the hashing work one request can ask for.
 pub const MAX_PASSWORD_LEN: usize = 1024;
 
+/// argon2id's memory per hash, KiB.
+const MEMORY_KIB: u64 = 7 * 1024;
+
 fn argon2() -> Argon2<'static> {
     // One of OWASP's equal-strength argon2id profiles: 7 MiB, 5 passes, 1 lane. Chosen over
     // the 19 MiB / 2-pass one because every hash in flight holds its memory, and a
@@ -24,7 +27,7 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(
         Algorithm::Argon2id,
         Version::V0x13,
-        Params::new(7 * 1024, 5, 1, None).expect("valid argon2 parameters"),
+        Params::new(MEMORY_KIB as u32, 5, 1, None).expect("valid argon2 parameters"),
     )
 }
 
@@ -51,6 +54,15 @@ pub fn hash(password: &str) -> String {
         .to_string()
 }
 
+/// The memory (KiB) checking a password against the PHC string `stored` takes: its
+/// `m=` parameter, or berth's own when it cannot be read.
+pub fn memory_kib(stored: &str) -> u64 {
+    PasswordHash::new(stored)
+        .ok()
+        .and_then(|parsed| parsed.params.get_decimal("m").map(u64::from))
+        .unwrap_or(MEMORY_KIB)
+}
+
 /// Whether `password` matches the PHC string `stored` (constant time in the hash).
 pub fn verify(password: &str, stored: &str) -> bool {
     if password.len() > MAX_PASSWORD_LEN {
@@ -75,6 +87,22 @@ pub fn random_secret() -> String {
 /// only slow down every CI request.
 pub fn secret_digest(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+#[cfg(test)]
+mod memory_tests {
+    #[test]
+    fn a_hash_names_the_memory_its_check_takes() {
+        assert_eq!(
+            super::memory_kib(&super::hash("a password of length")),
+            7 * 1024
+        );
+        assert_eq!(
+            super::memory_kib("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"),
+            19456
+        );
+        assert_eq!(super::memory_kib("not a hash"), 7 * 1024);
+    }
 }
 
 /// Constant-time equality of two strings.
