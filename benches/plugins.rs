@@ -73,16 +73,20 @@ struct Concurrent {
     cost_us: f64,
 }
 
-async fn concurrent(runtime: &Arc<Runtime>, plugin: &Plugin, tiny: &PlanRequest) -> Concurrent {
+async fn concurrent(
+    runtime: &Arc<Runtime>,
+    plugin: &Plugin,
+    tiny: &PlanRequest,
+    each: u64,
+) -> Concurrent {
     const CALLERS: u64 = 16;
-    const EACH: u64 = 1000;
     let before = settled(plugin).await;
     let started = Instant::now();
     let workers: Vec<_> = (0..CALLERS)
         .map(|_| {
             let (runtime, plugin, tiny) = (runtime.clone(), plugin.clone(), tiny.clone());
             tokio::spawn(async move {
-                for _ in 0..EACH {
+                for _ in 0..each {
                     runtime
                         .plan_replication(&plugin, tiny.clone())
                         .await
@@ -97,8 +101,8 @@ async fn concurrent(runtime: &Arc<Runtime>, plugin: &Plugin, tiny: &PlanRequest)
     }
     let wall = started.elapsed();
     let after = settled(plugin).await;
-    assert_eq!(after.calls - before.calls, CALLERS * EACH);
-    let calls = (CALLERS * EACH) as f64;
+    assert_eq!(after.calls - before.calls, CALLERS * each);
+    let calls = (CALLERS * each) as f64;
     Concurrent {
         sandbox_us: (after.sandbox_time - before.sandbox_time).as_secs_f64() * 1e6 / calls,
         latency_us: (after.total_time - before.total_time).as_secs_f64() * 1e6 / calls,
@@ -159,26 +163,8 @@ fn main() {
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
         {
-            let runtime = Arc::new(runtime);
-            let started = Instant::now();
-            let workers: Vec<_> = (0..16)
-                .map(|_| {
-                    let (runtime, plugin, tiny) = (runtime.clone(), plugin.clone(), tiny.clone());
-                    tokio::spawn(async move {
-                        for _ in 0..n / 16 {
-                            runtime
-                                .plan_replication(&plugin, tiny.clone())
-                                .await
-                                .unwrap()
-                                .unwrap();
-                        }
-                    })
-                })
-                .collect();
-            for w in workers {
-                w.await.unwrap();
-            }
-            println!("{n} calls in {:?}", started.elapsed());
+            let figures = concurrent(&Arc::new(runtime), &plugin, &tiny, n / 16).await;
+            println!("{n} calls: {:.1} µs each", figures.cost_us);
             return;
         }
         for _ in 0..200 {
@@ -205,7 +191,7 @@ fn main() {
             (after.sandbox_time - before.sandbox_time).as_secs_f64() * 1e6 / calls as f64;
 
         let runtime = Arc::new(runtime);
-        let quiet = concurrent(&runtime, &plugin, &tiny).await;
+        let quiet = concurrent(&runtime, &plugin, &tiny, 1000).await;
         // The same with the other core kept busy by another process's worth of work.
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let hog = std::thread::spawn({
@@ -217,7 +203,7 @@ fn main() {
                 }
             }
         });
-        let busy = concurrent(&runtime, &plugin, &tiny).await;
+        let busy = concurrent(&runtime, &plugin, &tiny, 1000).await;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         hog.join().unwrap();
 

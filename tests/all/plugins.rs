@@ -387,7 +387,8 @@ async fn hostile_plugins_fail_with_the_limit_named_while_the_registry_keeps_serv
     assert_eq!(calls["failed"], 7, "{shown}");
     let sandbox = calls["mean_sandbox_us"].as_f64().unwrap();
     let total = calls["mean_total_us"].as_f64().unwrap();
-    assert!(sandbox > 0.0 && total >= sandbox, "{calls}");
+    // The caller has its answer before the sandbox's teardown, so neither bounds the other.
+    assert!(sandbox > 0.0 && total > 0.0, "{calls}");
     stop.store(true, Ordering::Relaxed);
     traffic.await.unwrap();
     assert!(

@@ -15,8 +15,10 @@ use crate::{latest, v0_1_0};
 impl Runtime {
     /// The plugin's name, version and description, asked afresh.
     pub async fn info(&self, plugin: &Plugin) -> Result<latest::types::PluginInfo, CallError> {
-        self.call_raw(plugin, "info", |pre, store| Box::pin(pre.info(store)))
-            .await
+        self.call_raw(plugin, "info", false, |pre, store| {
+            Box::pin(pre.info(store))
+        })
+        .await
     }
 
     /// A replication plan, in the newest package version's terms whatever version the
@@ -29,7 +31,7 @@ impl Runtime {
     ) -> Result<Result<latest::strategy::ReplicationPlan, latest::strategy::PlanError>, CallError>
     {
         expect_kind(plugin, Kind::ReplicationStrategy, "plan")?;
-        self.call_raw(plugin, "plan", move |pre, store| {
+        self.call_raw(plugin, "plan", false, move |pre, store| {
             Box::pin(async move {
                 match pre {
                     WorldPre::Strategy020(pre) => {
@@ -144,7 +146,7 @@ impl Runtime {
         }
         let results = ty.results().len();
         let outputs = self
-            .call_raw(plugin, function, move |pre, store| {
+            .call_raw(plugin, function, false, move |pre, store| {
                 Box::pin(async move {
                     let instance = pre.instance_pre().instantiate_async(&mut *store).await?;
                     let func = instance

@@ -252,7 +252,7 @@ impl Runtime {
             }),
         };
         let info = self
-            .call_settled(&loading, "info", true, |pre, store| {
+            .call_raw(&loading, "info", true, |pre, store| {
                 Box::pin(pre.info(store))
             })
             .await
@@ -270,28 +270,10 @@ impl Runtime {
 
     /// Runs `f` on a fresh sandbox for `plugin` (`f` instantiates the component in it), on
     /// the runtime's threads, under the plugin's limits; maps every failure to a
-    /// [`CallError`] naming plugin and limit.
+    /// [`CallError`] naming plugin and limit. The answer comes back before the sandbox is
+    /// torn down, unless `settle` asks to return only once it is and the call's task holds
+    /// nothing of the plugin any more (a load needs that).
     pub(crate) async fn call_raw<R, F>(
-        &self,
-        plugin: &Plugin,
-        function: &str,
-        f: F,
-    ) -> Result<R, CallError>
-    where
-        R: Send + 'static,
-        F: for<'a> FnOnce(
-                &'a WorldPre,
-                &'a mut Store<CallState>,
-            ) -> BoxFuture<'a, wasmtime::Result<R>>
-            + Send
-            + 'static,
-    {
-        self.call_settled(plugin, function, false, f).await
-    }
-
-    /// [`Runtime::call_raw`]; with `settle`, it returns only once the sandbox is torn down
-    /// and the call's task holds nothing of the plugin any more (a load needs that).
-    pub(crate) async fn call_settled<R, F>(
         &self,
         plugin: &Plugin,
         function: &str,

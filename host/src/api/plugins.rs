@@ -69,10 +69,12 @@ pub struct CallStatsView {
     pub completed: u64,
     /// Calls that ended in an error (a trap, a limit, a refused host call, a cancellation).
     pub failed: u64,
-    /// Mean µs per call in the sandbox: fresh instance, the call, teardown.
+    /// Mean µs per call in the sandbox: fresh instance, the call's own running time,
+    /// teardown.
     pub mean_sandbox_us: Option<f64>,
-    /// Mean µs per call from start to result: the sandbox plus waiting for a slot and the
-    /// hand-over to and from the plugin threads.
+    /// Mean µs per call from its start until the caller had the result: waiting for a slot
+    /// and a plugin thread, the sandbox up to the answer, the hand-over back (the teardown
+    /// comes after).
     pub mean_total_us: Option<f64>,
     /// Log events dropped because a call had used up its log budget (`log_events`,
     /// `log_bytes`), and their bytes.
