@@ -368,29 +368,31 @@ async fn a_load_that_stalls_holds_up_no_other_plugin_and_errors_advise_commands_
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // Meanwhile every change to another plugin goes through at once.
+    // Meanwhile every change to another plugin goes through: each is done while the load
+    // still stalls (a change waiting for the load would finish only after it). Timing is
+    // not asserted to the millisecond: CI runs many servers on two cores at once.
     for change in [
         json!({"enabled": false}),
         json!({"limits": {"fuel": 1_000_000_000u64}}),
         json!({"config": {"behaviour": "ok"}}),
         json!({"enabled": true}),
     ] {
-        let started = Instant::now();
         patch(&berth, "hostile", change.clone()).await;
         assert!(
-            started.elapsed() < Duration::from_millis(1000),
-            "{change} took {:?} while a load stalled",
-            started.elapsed()
+            !loading.is_finished(),
+            "{change} finished only after the stalled load"
         );
     }
-    let started = Instant::now();
     let r = client()
         .delete(format!("{}/api/v1/plugins/hostile", berth.url))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    assert!(started.elapsed() < Duration::from_millis(1000));
+    assert!(
+        !loading.is_finished(),
+        "the remove finished only after the stalled load"
+    );
 
     let (out, took) = loading.join().unwrap();
     assert!(

@@ -18,7 +18,8 @@ pub struct Grants {
 impl Grants {
     /// The first granted endpoint that covers `url`.
     pub fn endpoint_for(&self, url: &Url) -> Option<&Endpoint> {
-        self.endpoints.iter().find(|e| e.allows(url))
+        let path = effective_path(url.path()).ok()?;
+        self.endpoints.iter().find(|e| e.allows_at(url, &path))
     }
 }
 
@@ -80,10 +81,12 @@ impl Endpoint {
     /// The path is compared as a server will act on it ([`effective_path`]); a path a
     /// server could read two ways is never inside a grant.
     pub fn allows(&self, url: &Url) -> bool {
+        effective_path(url.path()).is_ok_and(|path| self.allows_at(url, &path))
+    }
+
+    /// [`Endpoint::allows`] with the URL's path already made effective.
+    fn allows_at(&self, url: &Url, path: &str) -> bool {
         let Some(host) = url.host_str() else {
-            return false;
-        };
-        let Ok(path) = effective_path(url.path()) else {
             return false;
         };
         let host_matches = match self.host.strip_prefix("*.") {
@@ -92,7 +95,6 @@ impl Endpoint {
                 .is_some_and(|sub| sub.ends_with('.') && sub.len() > 1),
             None => host.eq_ignore_ascii_case(&self.host),
         };
-        let path = path.as_str();
         let path_matches = path == self.path_prefix
             || (path.starts_with(&self.path_prefix)
                 && (self.path_prefix.ends_with('/')

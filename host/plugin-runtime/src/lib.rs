@@ -65,9 +65,12 @@ pub(crate) fn validate_info(info: &latest::types::PluginInfo) -> Result<(), Stri
     if info.description.len() > 1024 {
         return Err("description must be at most 1024 bytes".to_string());
     }
-    if info.version.chars().chain(info.description.chars()).any(|c| {
-        c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    }) {
+    if info
+        .version
+        .chars()
+        .chain(info.description.chars())
+        .any(log::is_unprintable)
+    {
         return Err("version and description must be one line of printable text".to_string());
     }
     Ok(())

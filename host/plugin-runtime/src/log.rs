@@ -30,8 +30,14 @@ pub fn escape(text: &str) -> Cow<'_, str> {
 }
 
 fn needs_escape(c: char) -> bool {
-    c == '\\'
-        || c.is_control()
+    c == '\\' || is_unprintable(c)
+}
+
+/// Whether `c` could start a line, move the cursor or reorder what a reader sees: C0 and
+/// C1 controls, DEL, the Unicode line and paragraph separators, the bidirectional marks
+/// and overrides.
+pub(crate) fn is_unprintable(c: char) -> bool {
+    c.is_control()
         || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
 }
 
