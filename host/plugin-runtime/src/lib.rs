@@ -22,6 +22,7 @@ mod plugin;
 mod reference;
 mod runtime;
 mod state;
+mod ticker;
 pub mod v0_1_0;
 pub mod v0_2_0;
 pub mod world;

@@ -22,6 +22,7 @@ use crate::latest::types::PluginInfo;
 use crate::limits::{CEILING, Exceeded};
 use crate::plugin::{Plugin, PluginInner, WorldPre};
 use crate::state::{CallState, HostServices, SecretSource, Settings};
+use crate::ticker::EpochTicker;
 use crate::world::Kind;
 
 /// A guest yields to the executor after this much fuel, so a busy plugin shares its
@@ -92,6 +93,7 @@ struct Shared {
     cache: Option<ArtifactCache>,
     services: Arc<HostServices>,
     slots: Semaphore,
+    ticker: EpochTicker,
 }
 
 impl Drop for Runtime {
@@ -133,6 +135,7 @@ impl Runtime {
         config
             .wasm_component_model(true)
             .consume_fuel(true)
+            .epoch_interruption(true)
             .max_wasm_stack(MAX_WASM_STACK)
             .async_stack_size(MAX_WASM_STACK + 1024 * 1024)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
@@ -183,6 +186,7 @@ impl Runtime {
             secrets: options.secrets,
             epoch: Instant::now(),
         });
+        let ticker = EpochTicker::start(engine.clone())?;
         let workers = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(options.worker_threads.max(1))
             .thread_name("plugin-worker")
@@ -195,6 +199,7 @@ impl Runtime {
                 cache,
                 services,
                 slots: Semaphore::new(slots as usize),
+                ticker,
             }),
             workers: Some(workers),
         })
@@ -303,6 +308,7 @@ impl Runtime {
         let (reply, result) = tokio::sync::oneshot::channel();
         let task = async move {
             let _slot = shared.slots.acquire().await.expect("slots never close");
+            let _clock = shared.ticker.running();
             let sandbox_started = Instant::now();
             let settings = plugin.settings();
             let limits = settings.limits;
@@ -317,7 +323,12 @@ impl Runtime {
             };
             let metered = store
                 .set_fuel(limits.fuel)
-                .and_then(|()| store.fuel_async_yield_interval(Some(YIELD_EVERY_FUEL)));
+                .and_then(|()| store.fuel_async_yield_interval(Some(YIELD_EVERY_FUEL)))
+                .map(|()| {
+                    // Yield at every tick of the epoch clock too, for the wall timer.
+                    store.set_epoch_deadline(1);
+                    store.epoch_deadline_async_yield_and_update(1);
+                });
             if let Err(e) = metered {
                 let _ = reply.send(Err(host_error(e)));
                 counted.finish(true, sandbox_started.elapsed());
