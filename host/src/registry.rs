@@ -23,11 +23,15 @@ use crate::storage::blob::BlobStore;
 use crate::storage::blob::linked::LinkedBlobs;
 use crate::storage::meta::Metadata;
 use crate::storage::meta::clock::Hlc;
+use crate::storage::store::Store;
 
 /// Everything a registry handler needs.
 pub struct Registry {
-    /// Metadata (repositories, links, manifests, tags, referrers, sessions).
+    /// Metadata (repositories, links, manifests, tags, referrers, sessions), in redb.
     pub meta: Arc<Metadata>,
+    /// The metadata interface over the same database, which components move onto one at
+    /// a time (see `storage::store`).
+    pub metadata: Store,
     /// Blob content.
     pub store: Arc<dyn BlobStore>,
     /// Blobs as repositories see them.
@@ -64,6 +68,7 @@ impl Registry {
     /// A registry over the given stores; `instance` names it in tag clocks.
     pub fn new(
         meta: Arc<Metadata>,
+        metadata: Store,
         store: Arc<dyn BlobStore>,
         config: RegistryConfig,
         auth: Arc<AccessControl>,
@@ -73,6 +78,7 @@ impl Registry {
         let linked = LinkedBlobs::new(meta.clone(), store.clone());
         Registry {
             meta,
+            metadata,
             store,
             linked,
             sessions: sessions::Sessions::default(),

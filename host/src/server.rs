@@ -28,6 +28,7 @@ use crate::storage::blob::fs::FsBlobStore;
 use crate::storage::meta::Metadata;
 use crate::storage::paths::DataPaths;
 use crate::storage::sealing::Sealer;
+use crate::storage::store::Store;
 
 /// Opens the data directory and builds the registry and access control over it. Must run
 /// inside a Tokio runtime (the audit writer is a task).
@@ -52,6 +53,7 @@ pub fn open_registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
         );
     }
     let meta = Arc::new(meta);
+    let metadata = Store::redb(meta.clone())?;
     let auth = Arc::new(AccessControl::new(
         meta.clone(),
         config.auth.clone(),
@@ -70,6 +72,7 @@ pub fn open_registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
     let tls = config.server.tls_cert.is_some();
     Ok(Arc::new(Registry::new(
         meta,
+        metadata,
         Arc::new(store),
         config.registry.clone(),
         auth,
@@ -96,7 +99,7 @@ pub fn open_plugins(
     // Plugins' HTTP goes through reqwest with rustls; ring is the provider berth ships.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let host = PluginHost::new(
-        registry.meta.clone(),
+        registry.metadata.clone(),
         DataPaths::new(&config.storage.data_dir),
         sealer,
         PluginHostOptions {

@@ -1,6 +1,7 @@
 //! berth's end-to-end tests: one binary, a module per area, real processes and clients.
 
 mod api;
+mod architecture;
 mod auth;
 mod cli;
 mod concurrency;

@@ -15,7 +15,7 @@ use super::ApiState;
 use super::caller::ApiCaller;
 use super::extract::{ApiJson, ApiQuery};
 use super::problem::{ApiError, ApiResult, Problem};
-use crate::plugins::store::Source;
+use crate::plugins::Source;
 use crate::plugins::{
     LimitsUpdate, MAX_COMPONENT_BYTES, PluginHostError, PluginStatus, PluginUpdate, Replace,
 };
@@ -142,7 +142,7 @@ impl From<PluginHostError> for ApiError {
                 e @ (CallError::BadInput { .. } | CallError::NoSuchFunction { .. }),
             ) => ApiError::bad_request(e.to_string()),
             PluginHostError::Call(e) => ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()),
-            e @ (PluginHostError::Meta(_)
+            e @ (PluginHostError::Store(_)
             | PluginHostError::Io(_)
             | PluginHostError::Runtime(_)) => ApiError::internal(e),
         }
@@ -400,7 +400,7 @@ pub async fn secrets(
     caller: ApiCaller,
 ) -> ApiResult<Json<Vec<String>>> {
     caller.require_admin()?;
-    Ok(Json(state.plugins.secret_names()?))
+    Ok(Json(state.plugins.secret_names().await?))
 }
 
 /// Stores a secret (sealed at rest); plugins see it only when granted.
@@ -413,7 +413,7 @@ pub async fn set_secret(
     ApiJson(secret): ApiJson<SecretValue>,
 ) -> ApiResult<StatusCode> {
     caller.require_admin()?;
-    state.plugins.set_secret(&name, &secret.value)?;
+    state.plugins.set_secret(&name, &secret.value).await?;
     caller.audit(&state, "plugin.secret.set", &name, None).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -427,7 +427,7 @@ pub async fn remove_secret(
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.require_admin()?;
-    state.plugins.remove_secret(&name)?;
+    state.plugins.remove_secret(&name).await?;
     caller
         .audit(&state, "plugin.secret.remove", &name, None)
         .await;

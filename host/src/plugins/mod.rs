@@ -7,7 +7,6 @@
 
 pub mod builtin;
 pub mod secrets;
-pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
@@ -18,11 +17,11 @@ use berth_plugin_runtime::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::storage::meta::{MetaError, Metadata, now_millis};
 use crate::storage::paths::DataPaths;
 use crate::storage::sealing::Sealer;
+use crate::storage::store::{Store, StoreError, now_millis};
+pub use crate::storage::tables::plugins::{PluginRecord, Source};
 use secrets::SecretBox;
-use store::{PluginRecord, Source};
 
 /// Largest component `berth plugin load` accepts.
 pub const MAX_COMPONENT_BYTES: usize = 64 * 1024 * 1024;
@@ -41,7 +40,7 @@ pub enum PluginHostError {
     #[error("{0}")]
     Call(#[from] CallError),
     #[error("{0}")]
-    Meta(#[from] MetaError),
+    Store(#[from] StoreError),
     #[error("plugin storage: {0}")]
     Io(#[from] std::io::Error),
     #[error("the plugin runtime could not start: {0}")]
@@ -142,7 +141,7 @@ pub struct PluginHostOptions {
 
 /// The plugin host of one berth.
 pub struct PluginHost {
-    meta: Arc<Metadata>,
+    store: Store,
     paths: DataPaths,
     secrets: Arc<SecretBox>,
     options: PluginHostOptions,
@@ -169,17 +168,16 @@ enum Loaded {
 }
 
 impl PluginHost {
-    /// Prepares the tables; starts nothing. Secrets are sealed by `sealer`.
+    /// Starts nothing: the runtime starts on first use. Secrets are sealed by `sealer`.
     pub fn new(
-        meta: Arc<Metadata>,
+        store: Store,
         paths: DataPaths,
         sealer: Arc<Sealer>,
         options: PluginHostOptions,
     ) -> anyhow::Result<PluginHost> {
-        crate::storage::meta::schema::prepare(&meta, &store::PLUGINS)?;
-        let secrets = Arc::new(SecretBox::new(sealer, meta.clone()));
+        let secrets = Arc::new(SecretBox::new(sealer, store.clone()));
         Ok(PluginHost {
-            meta,
+            store,
             paths,
             secrets,
             options,
@@ -202,7 +200,7 @@ impl PluginHost {
         .map_err(|e| PluginHostError::Runtime(format!("{e:#}")))?;
         let mut loaded = BTreeMap::new();
         for (name, bytes) in builtin::BUILTINS {
-            let stored = store::get(&self.meta.read()?, name)?;
+            let stored = self.stored(name).await?;
             let settings = stored
                 .as_ref()
                 .map(|r| r.settings.clone())
@@ -236,10 +234,10 @@ impl PluginHost {
                     loaded_at: now_millis(),
                 },
             };
-            self.meta.write(|tx| store::put(tx, name, &record))?;
+            self.put(name, &record).await?;
             loaded.insert(name.to_string(), Loaded::Ready(plugin));
         }
-        for (name, record) in store::list(&self.meta.read()?)? {
+        for (name, record) in self.records().await? {
             if record.source == Source::Builtin {
                 continue;
             }
@@ -275,7 +273,7 @@ impl PluginHost {
     /// Every plugin, by name.
     pub async fn list(&self) -> Result<Vec<PluginStatus>> {
         let started = self.started().await?;
-        let records = store::list(&self.meta.read()?)?;
+        let records = self.records().await?;
         Ok(records
             .into_iter()
             .map(|(name, record)| status(started, name, record))
@@ -285,13 +283,31 @@ impl PluginHost {
     /// One plugin.
     pub async fn get(&self, name: &str) -> Result<PluginStatus> {
         let started = self.started().await?;
-        let record = self.record(name)?;
+        let record = self.record(name).await?;
         Ok(status(started, name.to_string(), record))
     }
 
-    fn record(&self, name: &str) -> Result<PluginRecord> {
-        store::get(&self.meta.read()?, name)?
+    async fn record(&self, name: &str) -> Result<PluginRecord> {
+        self.stored(name)
+            .await?
             .ok_or_else(|| PluginHostError::NotFound(format!("no plugin named {name}")))
+    }
+
+    async fn stored(&self, name: &str) -> Result<Option<PluginRecord>> {
+        let name = name.to_string();
+        Ok(self.store.read(move |tx| tx.plugins().get(&name)).await?)
+    }
+
+    async fn records(&self) -> Result<Vec<(String, PluginRecord)>> {
+        Ok(self.store.read(|tx| tx.plugins().list()).await?)
+    }
+
+    async fn put(&self, name: &str, record: &PluginRecord) -> Result<()> {
+        let (name, record) = (name.to_string(), record.clone());
+        Ok(self
+            .store
+            .write(move |tx| tx.plugins().put(&name, &record))
+            .await?)
     }
 
     /// Compiles, checks and loads a component, then stores it. `replace` allows a new
@@ -319,7 +335,7 @@ impl PluginHost {
         // else the defaults; what the admin stated overrides either.
         let base = match &replace {
             Replace::Named(name) => {
-                let record = self.record(name)?;
+                let record = self.record(name).await?;
                 if record.source == Source::Builtin {
                     return Err(builtin_conflict(name));
                 }
@@ -349,7 +365,7 @@ impl PluginHost {
         }
 
         let _changes = self.changes.lock().await;
-        let existing = store::get(&self.meta.read()?, &name)?;
+        let existing = self.stored(&name).await?;
         if let Some(existing) = &existing {
             if existing.source == Source::Builtin {
                 return Err(builtin_conflict(&name));
@@ -395,14 +411,14 @@ impl PluginHost {
             loaded_by: by.to_string(),
             loaded_at: now_millis(),
         };
-        self.meta.write(|tx| store::put(tx, &name, &record))?;
+        self.put(&name, &record).await?;
         started
             .loaded
             .write()
             .expect("plugins lock")
             .insert(name.clone(), Loaded::Ready(probe));
         if let Some(old) = existing.filter(|old| old.digest != record.digest) {
-            self.forget_component(&old.digest)?;
+            self.forget_component(&old.digest).await?;
         }
         tracing::info!(plugin = name, digest = record.digest, kind = %record.kind, by, "plugin loaded");
         Ok(status(started, name, record))
@@ -412,9 +428,9 @@ impl PluginHost {
     pub async fn update(&self, name: &str, update: PluginUpdate) -> Result<PluginStatus> {
         let started = self.started().await?;
         let _changes = self.changes.lock().await;
-        let mut record = self.record(name)?;
+        let mut record = self.record(name).await?;
         apply(&mut record, update)?;
-        self.meta.write(|tx| store::put(tx, name, &record))?;
+        self.put(name, &record).await?;
         if let Some(Loaded::Ready(plugin)) = started.loaded.read().expect("plugins lock").get(name)
         {
             plugin.set_settings(record.settings.clone());
@@ -426,22 +442,27 @@ impl PluginHost {
     pub async fn remove(&self, name: &str) -> Result<()> {
         let started = self.started().await?;
         let _changes = self.changes.lock().await;
-        let record = self.record(name)?;
+        let record = self.record(name).await?;
         if record.source == Source::Builtin {
             return Err(PluginHostError::Conflict(format!(
                 "{name} is built in and cannot be removed; disable it with `berth plugin disable {name}`"
             )));
         }
-        self.meta.write(|tx| store::remove(tx, name))?;
+        let removed = name.to_string();
+        self.store
+            .write(move |tx| tx.plugins().remove(&removed))
+            .await?;
         started.loaded.write().expect("plugins lock").remove(name);
-        self.forget_component(&record.digest)?;
+        self.forget_component(&record.digest).await?;
         tracing::info!(plugin = name, "plugin removed");
         Ok(())
     }
 
     /// Deletes a component file no record refers to any more.
-    fn forget_component(&self, digest: &str) -> Result<()> {
-        let still_used = store::list(&self.meta.read()?)?
+    async fn forget_component(&self, digest: &str) -> Result<()> {
+        let still_used = self
+            .records()
+            .await?
             .iter()
             .any(|(_, r)| r.digest == digest);
         if !still_used {
@@ -459,7 +480,7 @@ impl PluginHost {
     /// An enabled, loaded plugin, for calling.
     pub async fn plugin(&self, name: &str) -> Result<Plugin> {
         let started = self.started().await?;
-        let record = self.record(name)?;
+        let record = self.record(name).await?;
         if !record.enabled {
             return Err(PluginHostError::Conflict(format!(
                 "plugin {name} is disabled; enable it with `berth plugin enable {name}`"
@@ -505,24 +526,32 @@ impl PluginHost {
     }
 
     /// Stores (or replaces) a secret's value, sealed.
-    pub fn set_secret(&self, name: &str, value: &str) -> Result<()> {
+    pub async fn set_secret(&self, name: &str, value: &str) -> Result<()> {
         check_secret_name(name)?;
         let sealed = self.secrets.seal(name, value);
-        self.meta.write(|tx| store::put_secret(tx, name, &sealed))?;
-        Ok(())
+        let name = name.to_string();
+        Ok(self
+            .store
+            .write(move |tx| tx.plugins().put_secret(&name, &sealed))
+            .await?)
     }
 
     /// Deletes a secret.
-    pub fn remove_secret(&self, name: &str) -> Result<()> {
-        if !self.meta.write(|tx| store::remove_secret(tx, name))? {
+    pub async fn remove_secret(&self, name: &str) -> Result<()> {
+        let removed = name.to_string();
+        let existed = self
+            .store
+            .write(move |tx| tx.plugins().remove_secret(&removed))
+            .await?;
+        if !existed {
             return Err(PluginHostError::NotFound(format!("no secret named {name}")));
         }
         Ok(())
     }
 
     /// The names of the stored secrets (never their values).
-    pub fn secret_names(&self) -> Result<Vec<String>> {
-        Ok(store::secret_names(&self.meta.read()?)?)
+    pub async fn secret_names(&self) -> Result<Vec<String>> {
+        Ok(self.store.read(|tx| tx.plugins().secret_names()).await?)
     }
 }
 

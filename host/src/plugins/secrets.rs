@@ -4,14 +4,13 @@
 
 use std::sync::Arc;
 
-use super::store;
-use crate::storage::meta::Metadata;
 use crate::storage::sealing::Sealer;
+use crate::storage::store::Store;
 
 /// Seals and opens secret values, and serves them to the plugin runtime.
 pub struct SecretBox {
     sealer: Arc<Sealer>,
-    meta: Arc<Metadata>,
+    store: Store,
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -21,9 +20,9 @@ impl std::fmt::Debug for SecretBox {
 }
 
 impl SecretBox {
-    /// Secrets in `meta`, sealed by `sealer`.
-    pub fn new(sealer: Arc<Sealer>, meta: Arc<Metadata>) -> SecretBox {
-        SecretBox { sealer, meta }
+    /// Secrets in `store`, sealed by `sealer`.
+    pub fn new(sealer: Arc<Sealer>, store: Store) -> SecretBox {
+        SecretBox { sealer, store }
     }
 
     /// Nonce (24 bytes) followed by the ciphertext.
@@ -38,7 +37,8 @@ impl SecretBox {
 
 impl berth_plugin_runtime::SecretSource for SecretBox {
     fn secret(&self, name: &str) -> Option<String> {
-        let sealed = match self.meta.read().and_then(|tx| store::secret(&tx, name)) {
+        // Called by a plugin's host import on the runtime's own threads, which may block.
+        let sealed = match self.store.read_blocking(|tx| tx.plugins().secret(name)) {
             Ok(sealed) => sealed?,
             Err(e) => {
                 tracing::error!(secret = name, error = %e, "cannot read a plugin secret");

@@ -16,7 +16,6 @@ pub mod tags;
 pub mod uploads;
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Database, Durability, ReadTransaction, ReadableDatabase, WriteTransaction};
 
@@ -129,19 +128,22 @@ impl Metadata {
         Ok(out)
     }
 
+    /// A write transaction committed with `durability`, for the storage interface's
+    /// backend, which runs and commits it itself.
+    pub(crate) fn begin_write(&self, durability: Durability) -> MetaResult<WriteTransaction> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(durability)
+            .map_err(|e| MetaError::Schema(e.to_string()))?;
+        Ok(tx)
+    }
+
     /// A consistent read snapshot. Cheap: reads never block writers.
     pub fn read(&self) -> MetaResult<ReadTransaction> {
         Ok(self.db.begin_read()?)
     }
 }
 
-/// Milliseconds since the Unix epoch, the timestamp unit of every record.
-pub fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use super::store::now_millis;
 
 /// Encodes a record for storage.
 pub fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {

@@ -1,0 +1,334 @@
+//! The shared backend: every table in a PostgreSQL database that several berth nodes use
+//! at once. Writes run at `SERIALIZABLE`, so a closure written for redb's single writer
+//! keeps its meaning; a transaction that loses a conflict is rolled back and run again.
+//! Reads run in a `REPEATABLE READ READ ONLY` transaction: one snapshot, as in redb.
+//!
+//! Statements are prepared once per connection and kept (`PgConn::statements`).
+
+mod plugins;
+mod schema;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use postgres::error::SqlState;
+use postgres::types::ToSql;
+use postgres::{Client, IsolationLevel, NoTls, Row, Statement, Transaction};
+use rand::Rng as _;
+
+use crate::storage::store::{Durability, ReadTx, StoreError, StoreResult, WriteTx};
+use crate::storage::tables::plugins::{PluginsRead, PluginsWrite};
+
+/// How many times a write transaction runs before a conflict is reported.
+const MAX_ATTEMPTS: u32 = 12;
+
+/// How long taking a connection from the pool may wait.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The PostgreSQL side of [`crate::storage::store::Store`].
+pub struct PgStore {
+    pool: r2d2::Pool<Connector>,
+}
+
+/// Opens connections for the pool. Holds the parsed configuration, never printed: it
+/// may carry a password.
+struct Connector {
+    config: postgres::Config,
+}
+
+/// One pooled connection and the statements prepared on it.
+pub(crate) struct PgConn {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
+}
+
+impl r2d2::ManageConnection for Connector {
+    type Connection = PgConn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<PgConn, postgres::Error> {
+        Ok(PgConn {
+            client: self.config.connect(NoTls)?,
+            statements: HashMap::new(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
+        conn.client.simple_query("").map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+/// Logs the pool's connection failures without the connection string.
+#[derive(Debug)]
+struct PoolErrors;
+
+impl r2d2::HandleError<postgres::Error> for PoolErrors {
+    fn handle_error(&self, error: postgres::Error) {
+        tracing::warn!(error = %error, "cannot connect to the PostgreSQL metadata database");
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` and brings the schema to this build's. Blocks.
+    pub fn open(url: &str, connections: u32) -> StoreResult<PgStore> {
+        let config = postgres::Config::from_str(url).map_err(|e| {
+            StoreError::Backend(format!("the PostgreSQL connection string is invalid: {e}"))
+        })?;
+        let pool = r2d2::Pool::builder()
+            .max_size(connections.max(1))
+            .min_idle(Some(0))
+            .connection_timeout(CONNECTION_TIMEOUT)
+            .error_handler(Box::new(PoolErrors))
+            .build(Connector { config })
+            .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
+        let store = PgStore { pool };
+        let mut conn = store.connection()?;
+        schema::prepare(&mut conn.client)?;
+        Ok(store)
+    }
+
+    fn connection(&self) -> StoreResult<r2d2::PooledConnection<Connector>> {
+        self.pool
+            .get()
+            .map_err(|e| StoreError::Backend(format!("no PostgreSQL connection: {e}")))
+    }
+
+    pub fn read<T, E>(&self, f: impl FnOnce(&dyn ReadTx) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        off_the_workers(|| self.read_here(f))
+    }
+
+    fn read_here<T, E>(&self, f: impl FnOnce(&dyn ReadTx) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut conn = self.connection()?;
+        let PgConn { client, statements } = &mut *conn;
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(error)?;
+        let tx = PgTx::new(tx, statements);
+        let out = f(&tx)?;
+        tx.tx.into_inner().commit().map_err(error)?;
+        Ok(out)
+    }
+
+    pub fn write<T, E>(
+        &self,
+        durability: Durability,
+        f: impl FnMut(&dyn WriteTx) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        off_the_workers(|| self.write_here(durability, f))
+    }
+
+    fn write_here<T, E>(
+        &self,
+        durability: Durability,
+        mut f: impl FnMut(&dyn WriteTx) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut conn = self.connection()?;
+        for attempt in 1..=MAX_ATTEMPTS {
+            let PgConn { client, statements } = &mut *conn;
+            let tx = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::Serializable)
+                .start()
+                .map_err(error)?;
+            let tx = PgTx::new(tx, statements);
+            if durability == Durability::Lazy {
+                tx.batch("SET LOCAL synchronous_commit = off")?;
+            }
+            let retry = match f(&tx) {
+                Ok(out) => match tx.tx.into_inner().commit() {
+                    Ok(()) => return Ok(out),
+                    Err(e) if is_conflict(&e) => true,
+                    Err(e) => return Err(error(e).into()),
+                },
+                // Dropping the transaction rolls it back.
+                Err(_) if tx.conflicted.get() => true,
+                Err(e) => return Err(e),
+            };
+            debug_assert!(retry);
+            tracing::debug!(attempt, "metadata transaction conflicted; running it again");
+            std::thread::sleep(backoff(attempt));
+        }
+        Err(StoreError::Conflict {
+            attempts: MAX_ATTEMPTS,
+        }
+        .into())
+    }
+}
+
+/// Runs `f`, which waits on the network, where that is allowed: as is on a blocking
+/// thread or outside any runtime; through `block_in_place` on a multi-threaded runtime's
+/// worker (a plugin's host import, say), which moves the worker's other tasks elsewhere.
+/// The synchronous client cannot run on a current-thread runtime's thread at all.
+fn off_the_workers<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// A jittered, growing pause before a conflicted transaction runs again, so that the
+/// transactions that collided do not collide again in step.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling_us = 500u64 << attempt.min(7);
+    Duration::from_micros(rand::thread_rng().gen_range(ceiling_us / 4..=ceiling_us))
+}
+
+/// A PostgreSQL transaction seen through the table traits.
+pub(crate) struct PgTx<'a> {
+    tx: RefCell<Transaction<'a>>,
+    statements: RefCell<&'a mut HashMap<&'static str, Statement>>,
+    /// Set when a statement failed because of a concurrent transaction: the closure's
+    /// error is then a reason to run it again, not an answer.
+    conflicted: Cell<bool>,
+}
+
+impl<'a> PgTx<'a> {
+    fn new(tx: Transaction<'a>, statements: &'a mut HashMap<&'static str, Statement>) -> Self {
+        PgTx {
+            tx: RefCell::new(tx),
+            statements: RefCell::new(statements),
+            conflicted: Cell::new(false),
+        }
+    }
+
+    fn fail(&self, e: postgres::Error) -> StoreError {
+        if is_conflict(&e) {
+            self.conflicted.set(true);
+        }
+        error(e)
+    }
+
+    fn statement(&self, sql: &'static str) -> StoreResult<Statement> {
+        if let Some(statement) = self.statements.borrow().get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self
+            .tx
+            .borrow_mut()
+            .prepare(sql)
+            .map_err(|e| self.fail(e))?;
+        self.statements.borrow_mut().insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    /// Every row `sql` returns.
+    pub(crate) fn query(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> StoreResult<Vec<Row>> {
+        let statement = self.statement(sql)?;
+        self.tx
+            .borrow_mut()
+            .query(&statement, params)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// The row `sql` returns, if any (more than one is an error).
+    pub(crate) fn query_opt(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> StoreResult<Option<Row>> {
+        let statement = self.statement(sql)?;
+        self.tx
+            .borrow_mut()
+            .query_opt(&statement, params)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Runs `sql`; the number of rows it touched.
+    pub(crate) fn execute(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> StoreResult<u64> {
+        let statement = self.statement(sql)?;
+        self.tx
+            .borrow_mut()
+            .execute(&statement, params)
+            .map_err(|e| self.fail(e))
+    }
+
+    fn batch(&self, sql: &str) -> StoreResult<()> {
+        self.tx
+            .borrow_mut()
+            .batch_execute(sql)
+            .map_err(|e| self.fail(e))
+    }
+}
+
+impl ReadTx for PgTx<'_> {
+    fn plugins(&self) -> &dyn PluginsRead {
+        self
+    }
+}
+
+impl WriteTx for PgTx<'_> {
+    fn plugins(&self) -> &dyn PluginsWrite {
+        self
+    }
+}
+
+/// Whether `e` says the transaction lost to a concurrent one and may simply run again.
+fn is_conflict(e: &postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(&SqlState::T_R_SERIALIZATION_FAILURE) | Some(&SqlState::T_R_DEADLOCK_DETECTED)
+    )
+}
+
+/// A PostgreSQL error as the interface's, with the server's message and its SQLSTATE.
+pub(crate) fn error(e: postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db) => StoreError::Backend(format!(
+            "PostgreSQL: {} (SQLSTATE {})",
+            db.message(),
+            db.code().code()
+        )),
+        None => StoreError::Backend(format!("PostgreSQL: {e}")),
+    }
+}
+
+/// A column that does not decode into the record's type.
+pub(crate) fn decode_error(table: &'static str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Decode {
+        table,
+        message: e.to_string(),
+    }
+}
+
+/// Milliseconds since the epoch as a `timestamptz` value, and back.
+pub(crate) fn timestamp(ms: u64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+pub(crate) fn millis(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,82 @@
+//! The embedded backend: every table in the data directory's redb database, one write
+//! transaction at a time (redb's single writer), snapshots for reads that never wait.
+
+mod plugins;
+
+use std::sync::Arc;
+
+use redb::{ReadTransaction, WriteTransaction};
+
+use crate::storage::meta::{Metadata, schema};
+use crate::storage::store::{Durability, ReadTx, StoreError, StoreResult, WriteTx};
+use crate::storage::tables::plugins::{PluginsRead, PluginsWrite};
+
+/// The components whose tables this backend keeps through the storage interface, each
+/// versioned on its own (`storage::meta::schema`).
+const COMPONENTS: &[&schema::Component] = &[&plugins::SCHEMA];
+
+/// The redb side of [`crate::storage::store::Store`].
+pub struct RedbStore {
+    meta: Arc<Metadata>,
+}
+
+/// A redb transaction seen through the table traits.
+pub(crate) struct RedbTx<T>(pub(crate) T);
+
+impl RedbStore {
+    /// Brings each component's tables in `meta` to this build's schema.
+    pub fn open(meta: Arc<Metadata>) -> StoreResult<RedbStore> {
+        for component in COMPONENTS {
+            schema::prepare(&meta, component)?;
+        }
+        Ok(RedbStore { meta })
+    }
+
+    pub fn read<T, E>(&self, f: impl FnOnce(&dyn ReadTx) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let tx = self.meta.read().map_err(StoreError::from)?;
+        f(&RedbTx(tx))
+    }
+
+    pub fn write<T, E>(
+        &self,
+        durability: Durability,
+        mut f: impl FnMut(&dyn WriteTx) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let durability = match durability {
+            Durability::Immediate => redb::Durability::Immediate,
+            Durability::Lazy => redb::Durability::None,
+        };
+        let tx = RedbTx(
+            self.meta
+                .begin_write(durability)
+                .map_err(StoreError::from)?,
+        );
+        // Dropping an uncommitted redb transaction aborts it.
+        let out = f(&tx)?;
+        tx.0.commit().map_err(backend)?;
+        Ok(out)
+    }
+}
+
+impl ReadTx for RedbTx<ReadTransaction> {
+    fn plugins(&self) -> &dyn PluginsRead {
+        self
+    }
+}
+
+impl WriteTx for RedbTx<WriteTransaction> {
+    fn plugins(&self) -> &dyn PluginsWrite {
+        self
+    }
+}
+
+/// Any redb error as the interface's.
+pub(crate) fn backend(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Backend(e.into().to_string())
+}

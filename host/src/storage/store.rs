@@ -1,0 +1,229 @@
+//! The metadata interface: one [`Store`] over two backends (redb, embedded; PostgreSQL,
+//! shared by several berth nodes), transactions as closures over [`ReadTx`] / [`WriteTx`],
+//! and the errors every backend maps its own into.
+//!
+//! A transaction is a synchronous closure that runs on a blocking thread, whichever the
+//! backend: redb is a blocking library, the PostgreSQL client used here is the synchronous
+//! one, and neither an fsync nor a network round trip may hold an async request worker.
+//! Callers on the async side use [`Store::read`] and [`Store::write`], which move the
+//! closure to a blocking thread (redb reads, which never wait for a writer or a disk
+//! flush, stay inline); code that is already blocking uses the `_blocking` forms.
+//!
+//! Each table is reached through an accessor of the transaction (`tx.plugins()`), which
+//! hands out the table's trait from [`super::tables`]. A component calls only the
+//! accessors of the tables it owns (`tests/architecture` enforces it), so a service owns
+//! its tables and decides where its transactions begin and end.
+//!
+//! **Write closures may run more than once.** PostgreSQL runs writes at `SERIALIZABLE`
+//! and retries a transaction that lost a conflict; a closure must therefore touch nothing
+//! but the transaction (compute side effects from its result, after it returns).
+
+use std::sync::Arc;
+
+use super::backends::postgres::PgStore;
+use super::backends::redb::RedbStore;
+use super::meta::Metadata;
+use super::tables::plugins::{PluginsRead, PluginsWrite};
+
+/// Errors of the metadata store, whichever backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed (I/O, connection, corruption, a constraint).
+    #[error("metadata store: {0}")]
+    Backend(String),
+    /// A stored record did not decode.
+    #[error("metadata record in table {table} is unreadable: {message}")]
+    Decode {
+        /// The table.
+        table: &'static str,
+        /// What was wrong with it.
+        message: String,
+    },
+    /// The stored schema cannot be used by this build.
+    #[error("{0}")]
+    Schema(String),
+    /// A transaction kept losing to concurrent ones (PostgreSQL serialization failures)
+    /// and was given up after its retries.
+    #[error(
+        "metadata store: the transaction conflicted with concurrent ones {attempts} times; try again"
+    )]
+    Conflict {
+        /// How many times it ran.
+        attempts: u32,
+    },
+}
+
+impl From<super::meta::MetaError> for StoreError {
+    fn from(e: super::meta::MetaError) -> StoreError {
+        match e {
+            super::meta::MetaError::Db(e) => StoreError::Backend(e.to_string()),
+            super::meta::MetaError::Decode { table, source } => StoreError::Decode {
+                table,
+                message: source.to_string(),
+            },
+            super::meta::MetaError::Schema(s) => StoreError::Schema(s),
+        }
+    }
+}
+
+/// Result alias for metadata operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// How a write transaction reaches the disk before it counts as done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Flushed (fsync, or PostgreSQL's synchronous commit) before `write` returns: what
+    /// anything acknowledged to a client needs.
+    Immediate,
+    /// Committed but not flushed: a crash may lose it. Only for state whose loss costs a
+    /// client a retry, never for acknowledged data.
+    Lazy,
+}
+
+/// The tables a read transaction reaches: a consistent snapshot.
+pub trait ReadTx {
+    /// The plugin host's tables (`plugins`, `plugin_secrets`).
+    fn plugins(&self) -> &dyn PluginsRead;
+}
+
+/// The tables a write transaction reaches; each table's write trait includes its reads,
+/// which see the transaction's own writes.
+pub trait WriteTx {
+    /// The plugin host's tables (`plugins`, `plugin_secrets`).
+    fn plugins(&self) -> &dyn PluginsWrite;
+}
+
+/// The metadata store: cheap to clone, shared by every service.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<Backend>,
+}
+
+enum Backend {
+    Redb(RedbStore),
+    Postgres(PgStore),
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match &*self.backend {
+            Backend::Redb(_) => "Store(redb)",
+            Backend::Postgres(_) => "Store(postgres)",
+        })
+    }
+}
+
+impl Store {
+    /// The embedded store over an open redb database; brings every component's tables
+    /// to this build's schema.
+    pub fn redb(meta: Arc<Metadata>) -> StoreResult<Store> {
+        Ok(Store {
+            backend: Arc::new(Backend::Redb(RedbStore::open(meta)?)),
+        })
+    }
+
+    /// The shared store in the PostgreSQL database at `url` (a `postgres://` URL or a
+    /// `key=value` connection string), with at most `connections` open at once; brings
+    /// the schema to this build's, under a lock that several nodes starting together share.
+    /// Blocks: call from a blocking context.
+    pub fn postgres(url: &str, connections: u32) -> StoreResult<Store> {
+        Ok(Store {
+            backend: Arc::new(Backend::Postgres(PgStore::open(url, connections)?)),
+        })
+    }
+
+    /// Which backend this is, for logs and `berth status`.
+    pub fn backend_name(&self) -> &'static str {
+        match &*self.backend {
+            Backend::Redb(_) => "redb",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Runs `f` on a consistent snapshot. Blocks on PostgreSQL: call from a blocking
+    /// context, or use [`Store::read`].
+    pub fn read_blocking<T, E>(&self, f: impl FnOnce(&dyn ReadTx) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        match &*self.backend {
+            Backend::Redb(store) => store.read(f),
+            Backend::Postgres(store) => store.read(f),
+        }
+    }
+
+    /// Runs `f` in a write transaction and commits it with `durability` if it returns
+    /// `Ok`; nothing of it is kept if it returns `Err`. `f` may run more than once (see
+    /// the module's documentation). Blocks: call from a blocking context, or use
+    /// [`Store::write`].
+    pub fn write_blocking<T, E>(
+        &self,
+        durability: Durability,
+        f: impl FnMut(&dyn WriteTx) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        match &*self.backend {
+            Backend::Redb(store) => store.write(durability, f),
+            Backend::Postgres(store) => store.write(durability, f),
+        }
+    }
+
+    /// [`Store::read_blocking`] from async code: on a blocking thread where reading may
+    /// wait (PostgreSQL), inline where it cannot (redb's snapshots never wait).
+    pub async fn read<T, E>(
+        &self,
+        f: impl FnOnce(&dyn ReadTx) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        match &*self.backend {
+            Backend::Redb(store) => store.read(f),
+            Backend::Postgres(_) => {
+                let store = self.clone();
+                blocking(move || store.read_blocking(f)).await
+            }
+        }
+    }
+
+    /// [`Store::write_blocking`] with immediate durability, from async code: always on a
+    /// blocking thread, since a commit waits for the disk or the network.
+    pub async fn write<T, E>(
+        &self,
+        f: impl FnMut(&dyn WriteTx) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        blocking(move || store.write_blocking(Durability::Immediate, f)).await
+    }
+}
+
+/// Milliseconds since the Unix epoch, the timestamp unit of every record.
+pub fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Runs `f` on tokio's blocking pool; a panic in it is re-raised in the caller.
+async fn blocking<T, E>(f: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(outcome) => outcome,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(StoreError::Backend(
+            "the transaction was cancelled: berth is shutting down".to_string(),
+        )
+        .into()),
+    }
+}
