@@ -737,14 +737,48 @@ async fn deletes_can_be_switched_off() {
         .unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(error_code(r).await, "UNSUPPORTED");
-    assert_eq!(
-        http.get(berth.v2("team/app/manifests/v1"))
+
+    // The admin API and the CLI take the registry's one delete path, and are refused too.
+    let (_, manifest) = push_image(&http, &berth.url, "team/app", "v2", 62).await;
+    let digest = sha256(&manifest);
+    for path in ["tags/v1".to_string(), format!("manifests/{digest}")] {
+        let r = http
+            .delete(format!(
+                "{}/api/v1/repositories/team%2Fapp/{path}",
+                berth.url
+            ))
             .send()
             .await
-            .unwrap()
-            .status(),
-        200
-    );
+            .unwrap();
+        assert_eq!(r.status(), 405, "{path}");
+        let problem: serde_json::Value = r.json().await.unwrap();
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("registry.delete_enabled = false"),
+            "{problem}"
+        );
+    }
+    for args in [
+        ["repo", "delete-tag", "team/app", "v1"],
+        ["repo", "delete-manifest", "team/app", digest.as_str()],
+    ] {
+        let (ok, _, err) = crate::plugins::cli(&berth, &args);
+        assert!(!ok, "{args:?}");
+        assert!(err.contains("deletes are disabled"), "{args:?}: {err}");
+    }
+    for reference in ["v1", "v2", digest.as_str()] {
+        assert_eq!(
+            http.get(berth.v2(&format!("team/app/manifests/{reference}")))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200,
+            "{reference}"
+        );
+    }
 }
 
 #[tokio::test]

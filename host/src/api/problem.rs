@@ -99,6 +99,14 @@ impl From<MetaError> for ApiError {
     }
 }
 
+/// A registry refusal keeps its status and message (`UNSUPPORTED` is 405: deletes are
+/// off); a failure is logged where it happened and shown as the registry shows it.
+impl From<crate::registry::errcode::RegistryError> for ApiError {
+    fn from(e: crate::registry::errcode::RegistryError) -> ApiError {
+        ApiError::new(e.http_status(), e.client_message())
+    }
+}
+
 impl From<AuthStoreError> for ApiError {
     fn from(e: AuthStoreError) -> ApiError {
         match e {

@@ -13,7 +13,8 @@ use super::caller::ApiCaller;
 use super::problem::{ApiError, ApiResult, Problem};
 use crate::auth::Action;
 use crate::auth::audit::AuditRecord;
-use crate::names::RepoName;
+use crate::names::{Reference, RepoName, Tag};
+use crate::registry::content;
 use crate::storage::meta;
 
 /// A repository.
@@ -168,13 +169,11 @@ pub async fn delete_tag(
 ) -> ApiResult<StatusCode> {
     let (repo, project) = repo_of(&repository)?;
     caller.require(&state.auth, &project, Action::Delete)?;
-    if !state.registry.meta.write(|tx| {
-        let writer = state.registry.tag_writer(None);
-        meta::tags::delete(tx, repo.as_str(), &tag, &writer).map(|t| t.is_some())
-    })? {
+    let reference =
+        Reference::Tag(Tag::parse(&tag).map_err(|e| ApiError::bad_request(e.to_string()))?);
+    if !content::delete(&state.registry, &repo, &reference, None).await? {
         return Err(ApiError::not_found(format!("{repo} has no tag {tag}")));
     }
-    state.registry.changed.notify_one();
     audit_delete(&state, &caller, repo.as_str(), Some(tag), None).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -190,16 +189,16 @@ pub async fn delete_manifest(
 ) -> ApiResult<StatusCode> {
     let (repo, project) = repo_of(&repository)?;
     caller.require(&state.auth, &project, Action::Delete)?;
-    let found = state.registry.meta.write(|tx| {
-        let writer = state.registry.tag_writer(None);
-        meta::manifests::delete_with_references(tx, repo.as_str(), &digest, &writer)
-    })?;
-    if !found {
+    let reference = Reference::Digest(
+        digest
+            .parse()
+            .map_err(|e: crate::digest::DigestError| ApiError::bad_request(e.to_string()))?,
+    );
+    if !content::delete(&state.registry, &repo, &reference, None).await? {
         return Err(ApiError::not_found(format!(
             "{repo} has no manifest {digest}"
         )));
     }
-    state.registry.changed.notify_one();
     audit_delete(&state, &caller, repo.as_str(), None, Some(digest)).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -302,12 +302,20 @@ fn store(
 /// Deletes a tag (the manifest stays) or a manifest (with its tags and referrer entry).
 /// Returns whether it existed (a replicated tag delete older than the tag's last move
 /// finds nothing to delete).
+///
+/// The one path of every delete, whoever asks (`/v2`, the admin API, the CLI through it,
+/// replication): a client's delete is refused with `UNSUPPORTED` when
+/// `registry.delete_enabled` is off. A replicated delete (`from`) carries out one that its
+/// origin allowed, and goes through: refusing it would leave the two sides apart for good.
 pub async fn delete(
     registry: &Arc<Registry>,
     name: &RepoName,
     reference: &Reference,
     from: Option<&Replicated>,
 ) -> RegistryResult<bool> {
+    if from.is_none() && !registry.config.delete_enabled {
+        return Err(deletes_disabled());
+    }
     let (registry2, repo, reference2) = (registry.clone(), name.to_string(), reference.clone());
     let from = from.cloned();
     let found = tokio::task::spawn_blocking(move || {
@@ -328,6 +336,12 @@ pub async fn delete(
         registry.changed.notify_one();
     }
     Ok(found)
+}
+
+/// The refusal of a delete while `registry.delete_enabled` is off.
+pub fn deletes_disabled() -> RegistryError {
+    RegistryError::new(ErrorCode::Unsupported)
+        .message("deletes are disabled on this registry (registry.delete_enabled = false)")
 }
 
 /// Links `digest` from `from` into `name` if `from` links it; returns whether it did.

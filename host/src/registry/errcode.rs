@@ -190,6 +190,16 @@ impl RegistryError {
         self.0.code
     }
 
+    /// The HTTP status it is answered with.
+    pub fn http_status(&self) -> StatusCode {
+        self.0.status
+    }
+
+    /// The message a client sees.
+    pub fn client_message(&self) -> &str {
+        &self.0.message
+    }
+
     /// A server-side failure. The cause is logged here, once; the client sees only that
     /// something failed on the server.
     pub fn internal(context: &str, cause: impl std::fmt::Display) -> RegistryError {

@@ -187,8 +187,7 @@ pub async fn delete(
     digest: &Digest,
 ) -> RegistryResult<Response> {
     if !registry.config.delete_enabled {
-        return Err(RegistryError::new(ErrorCode::Unsupported)
-            .message("deletes are disabled on this registry (registry.delete_enabled = false)"));
+        return Err(crate::registry::content::deletes_disabled());
     }
     let (registry2, repo, d) = (registry.clone(), name.to_string(), digest.to_string());
     let found = tokio::task::spawn_blocking(move || {

@@ -229,10 +229,6 @@ pub async fn delete(
     reference: &Reference,
     from: Option<&Replicated>,
 ) -> RegistryResult<Response> {
-    if !registry.config.delete_enabled {
-        return Err(RegistryError::new(ErrorCode::Unsupported)
-            .message("deletes are disabled on this registry (registry.delete_enabled = false)"));
-    }
     let found = content::delete(registry, name, reference, from).await?;
     if !found {
         return Err(RegistryError::new(ErrorCode::ManifestUnknown)
