@@ -4,6 +4,7 @@ pub mod admin;
 pub mod client;
 pub mod config_cmd;
 pub mod fsck;
+pub mod key;
 pub mod login;
 pub mod plugin;
 pub mod replication;
@@ -35,6 +36,9 @@ pub enum Command {
     Config(config_cmd::ConfigCommand),
     /// Verify a data directory (blobs against digests, manifests' references, sessions).
     Fsck(fsck::FsckArgs),
+    /// Keys that several nodes share (token signing, secrets).
+    #[command(subcommand)]
+    Key(key::KeyCommand),
     /// Check credentials against a server and remember them (mode 0600).
     Login(login::LoginArgs),
     /// Forget the stored credentials for a server.
@@ -168,6 +172,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Serve(args) => serve::run(&args),
         Command::Config(cmd) => config_cmd::run(cmd),
         Command::Fsck(args) => fsck::run(&args),
+        Command::Key(command) => key::run(&command),
         Command::Login(args) => login::login(&args),
         Command::Logout { server } => login::logout(server.as_deref()),
         Command::User { client, command } => {

@@ -30,6 +30,8 @@ pub struct Config {
     pub plugins: PluginsConfig,
     /// The replication engine.
     pub replication: ReplicationConfig,
+    /// The keys every node of one berth shares (see `storage::keys`).
+    pub keys: KeysConfig,
     /// The password for the `admin` user created on first start (`--admin-password`,
     /// `BERTH_ADMIN_PASSWORD`). Never read from or printed into the file.
     #[serde(skip)]
@@ -72,6 +74,28 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 30,
         }
     }
+}
+
+/// The token signing key and the secrets key. Unset, each comes from the data directory
+/// (`keys/`, created on first start): right for one node. Several nodes serving one
+/// registry must read the same two keys, from files or from the environment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeysConfig {
+    /// A file holding the token signing key (as `berth key generate token --out FILE`
+    /// writes it, or a copy of a data directory's `keys/token-ed25519.key`). It must exist.
+    pub token_signing_key_file: Option<PathBuf>,
+    /// A file holding the secrets key (`berth key generate secrets --out FILE`, or a copy of
+    /// a data directory's `keys/secrets.key`). It must exist.
+    pub secrets_key_file: Option<PathBuf>,
+    /// The token signing key as base64, from `BERTH_TOKEN_SIGNING_KEY`; wins over the file.
+    /// Never read from or printed into the file.
+    #[serde(skip)]
+    pub token_signing_key: Option<Secret>,
+    /// The secrets key as base64, from `BERTH_SECRETS_KEY`; wins over the file. Never read
+    /// from or printed into the file.
+    #[serde(skip)]
+    pub secrets_key: Option<Secret>,
 }
 
 /// Where data lives.
@@ -313,6 +337,14 @@ impl Config {
         if let Some(v) = &overrides.log_level {
             config.log.level = v.clone();
         }
+        let secret_env = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(Secret)
+        };
+        config.keys.token_signing_key = secret_env("BERTH_TOKEN_SIGNING_KEY");
+        config.keys.secrets_key = secret_env("BERTH_SECRETS_KEY");
         if config.server.tls_cert.is_some() != config.server.tls_key.is_some() {
             anyhow::bail!(
                 "TLS needs both server.tls_cert and server.tls_key (--tls-cert and --tls-key)"

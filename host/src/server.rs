@@ -57,6 +57,7 @@ pub fn open_registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
     let auth = Arc::new(AccessControl::new(
         meta.clone(),
         config.auth.clone(),
+        &config.keys,
         data_dir,
     )?);
     let given = config.admin_password.as_ref().map(|s| s.0.as_str());
@@ -85,9 +86,9 @@ pub fn open_registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
 /// endpoints' passwords), created on first use.
 pub fn open_sealer(config: &Config) -> anyhow::Result<Arc<Sealer>> {
     let path = DataPaths::new(&config.storage.data_dir).secrets_key();
-    Ok(Arc::new(Sealer::open(&path).with_context(|| {
-        format!("cannot open the secrets key {}", path.display())
-    })?))
+    Ok(Arc::new(
+        Sealer::load(&config.keys, &path).with_context(|| "cannot open the secrets key")?,
+    ))
 }
 
 /// The plugin host over the same data directory and metadata as `registry`.

@@ -9,6 +9,7 @@
 pub mod backends;
 pub mod blob;
 pub mod fsck;
+pub mod keys;
 pub mod meta;
 pub mod paths;
 pub mod sealing;

@@ -7,6 +7,7 @@ mod cli;
 mod concurrency;
 mod crash;
 mod edges;
+mod nodes;
 mod oci_client;
 mod plugin_versions;
 mod plugins;

@@ -125,15 +125,18 @@ impl std::fmt::Debug for AccessControl {
 const MAX_BASIC_CACHE: usize = 10_000;
 
 impl AccessControl {
-    /// Builds the service: loads (or creates) the token key under `data_dir/keys`, and
+    /// Builds the service: loads the token key (`storage::keys`: shared by configuration,
+    /// or the data directory's, created on first start), and
     /// starts the audit writer. Must run inside a Tokio runtime.
     pub fn new(
         meta: Arc<Metadata>,
         config: AuthConfig,
+        keys: &crate::config::KeysConfig,
         data_dir: &Path,
     ) -> anyhow::Result<AccessControl> {
         super::prepare(&meta)?;
-        let key = super::token::load_or_create_key(
+        let key = super::token::load_key(
+            keys,
             &crate::storage::paths::DataPaths::new(data_dir).token_key(),
         )?;
         let tokens = TokenService::new(

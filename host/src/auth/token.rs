@@ -74,18 +74,25 @@ impl std::fmt::Debug for TokenService {
     }
 }
 
-/// Loads the signing key at `path`, creating it (mode 0600, written atomically) if absent.
-pub fn load_or_create_key(path: &Path) -> std::io::Result<Ed25519KeyPair> {
-    if let Ok(bytes) = std::fs::read(path) {
-        return Ed25519KeyPair::from_bytes(&bytes).map_err(|e| {
-            std::io::Error::other(format!(
-                "token signing key {} is unreadable: {e}",
-                path.display()
-            ))
-        });
-    }
-    let key = Ed25519KeyPair::generate();
-    crate::storage::blob::fs::write_file_durably(path, &key.to_bytes(), true)?;
+/// The signing key: from the environment, a configured file, or the data directory's
+/// `token_key` file, created (mode 0600, written atomically) on first start.
+pub fn load_key(
+    config: &crate::config::KeysConfig,
+    data_dir_file: &Path,
+) -> anyhow::Result<Ed25519KeyPair> {
+    use crate::storage::keys::{KeyKind, KeySource, load};
+    let (bytes, source) = load(KeyKind::TokenSigning, config, data_dir_file, |path| {
+        let key = KeyKind::TokenSigning.generate();
+        crate::storage::blob::fs::write_file_durably(path, &key, true)?;
+        Ok(key)
+    })?;
+    let key = Ed25519KeyPair::from_bytes(&bytes).map_err(|e| {
+        let from = match source {
+            KeySource::Environment => "BERTH_TOKEN_SIGNING_KEY".to_string(),
+            KeySource::File(p) | KeySource::DataDirectory(p) => p.display().to_string(),
+        };
+        anyhow::anyhow!("the token signing key in {from} is unreadable: {e}")
+    })?;
     Ok(key)
 }
 

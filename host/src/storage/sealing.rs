@@ -24,6 +24,25 @@ impl std::fmt::Debug for Sealer {
 const NONCE_LEN: usize = 24;
 
 impl Sealer {
+    /// The key `storage::keys` finds for this node: shared by configuration, or the data
+    /// directory's `data_dir_file`, created on first use.
+    pub fn load(
+        config: &crate::config::KeysConfig,
+        data_dir_file: &Path,
+    ) -> anyhow::Result<Sealer> {
+        use super::keys::{KeyKind, load};
+        let (key, source) = load(KeyKind::Secrets, config, data_dir_file, create_key)?;
+        if key.len() != 32 {
+            anyhow::bail!(
+                "the secrets key ({source:?}) is {} bytes, not 32; restore it from a backup (secrets sealed with it cannot be opened otherwise)",
+                key.len()
+            );
+        }
+        Ok(Sealer {
+            cipher: XChaCha20Poly1305::new_from_slice(&key).expect("32-byte key"),
+        })
+    }
+
     /// Opens the key at `key_path`, creating it on first use.
     pub fn open(key_path: &Path) -> std::io::Result<Sealer> {
         let key = match std::fs::read(key_path) {
@@ -78,8 +97,7 @@ impl Sealer {
 }
 
 fn create_key(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut key = vec![0u8; 32];
-    rand::thread_rng().fill_bytes(&mut key);
+    let key = super::keys::KeyKind::Secrets.generate();
     super::blob::fs::write_file_durably(path, &key, true)?;
     Ok(key)
 }
@@ -102,5 +120,26 @@ mod tests {
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;
         assert!(sealer.unseal("endpoint/a", &tampered).is_none());
+    }
+
+    #[test]
+    fn nodes_that_share_the_key_by_configuration_open_each_others_secrets() {
+        use base64::Engine as _;
+        let key = base64::engine::general_purpose::STANDARD
+            .encode(super::super::keys::KeyKind::Secrets.generate());
+        let config = crate::config::KeysConfig {
+            secrets_key: Some(crate::config::Secret(key)),
+            ..Default::default()
+        };
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = Sealer::load(&config, &one.path().join("secrets.key")).unwrap();
+        let b = Sealer::load(&config, &two.path().join("secrets.key")).unwrap();
+        let sealed = a.seal("plugin/aws", b"AKIA...");
+        assert_eq!(b.unseal("plugin/aws", &sealed).unwrap(), b"AKIA...");
+        assert!(!one.path().join("secrets.key").exists());
+        // Without the shared key, each data directory has its own.
+        let defaults = crate::config::KeysConfig::default();
+        let own = Sealer::load(&defaults, &two.path().join("secrets.key")).unwrap();
+        assert!(own.unseal("plugin/aws", &sealed).is_none());
     }
 }
