@@ -45,7 +45,11 @@ pub fn open_registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
     })?;
     let store = FsBlobStore::open(paths)
         .with_context(|| format!("cannot prepare blob storage in {}", data_dir.display()))?;
-    let swept = crate::storage::fsck::remove_unacknowledged_staging(&meta, &store)?;
+    let swept = crate::storage::fsck::remove_unacknowledged_staging(
+        &meta,
+        &store,
+        crate::storage::fsck::ABANDONED_STAGING_AFTER,
+    )?;
     if swept > 0 {
         tracing::info!(
             files = swept,

@@ -1,4 +1,5 @@
-//! Expiry of abandoned upload sessions: their staging data, record and in-memory state.
+//! Expiry of abandoned upload sessions (their staging data, record and in-memory state),
+//! and of staging files no session owns that nothing has written for an hour.
 //!
 //! A session still in use is never purged: the sweep takes the session's lock without
 //! waiting and skips it if a request holds it, and re-checks the last activity under the
@@ -56,6 +57,24 @@ pub async fn run(registry: Arc<Registry>, ttl: Duration, interval: Duration) {
                 "removed expired upload sessions"
             ),
             Err(e) => tracing::warn!(error = %e, "sweeping expired upload sessions failed"),
+        }
+        let swept = registry.clone();
+        let orphans = tokio::task::spawn_blocking(move || {
+            crate::storage::fsck::remove_unacknowledged_staging(
+                &swept.meta,
+                swept.store.as_ref(),
+                crate::storage::fsck::ABANDONED_STAGING_AFTER,
+            )
+        })
+        .await;
+        match orphans {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(
+                files = n,
+                "removed staging files of uploads abandoned before any acknowledgement"
+            ),
+            Ok(Err(e)) => tracing::warn!(error = %e, "sweeping abandoned staging files failed"),
+            Err(e) => tracing::warn!(error = %e, "sweeping abandoned staging files failed"),
         }
     }
 }

@@ -84,6 +84,9 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Ids of every staging file present.
     fn list_staging(&self) -> io::Result<Vec<String>>;
 
+    /// When staging file `id` was last written.
+    fn staging_modified(&self, id: &str) -> io::Result<std::time::SystemTime>;
+
     /// Every stored blob with its size.
     fn list(&self) -> io::Result<Vec<(Digest, u64)>>;
 

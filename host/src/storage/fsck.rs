@@ -69,23 +69,44 @@ pub enum FsckError {
     Io(#[from] std::io::Error),
 }
 
-/// Removes staging files that no session owns. Only data that was never acknowledged can
-/// be in them: a session's record is committed durably before its first chunk is
-/// acknowledged, and a monolithic upload has no record until it is complete. Run it only
-/// while nothing serves the data directory.
+/// How long a staging file without a session must have gone unwritten before it counts
+/// as abandoned. Nodes sharing a blob directory each stage their own uploads, and a
+/// monolithic upload has no record until it completes: a younger file may be one that
+/// another node is writing right now.
+pub const ABANDONED_STAGING_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes staging files that no session owns and that nothing has written for
+/// `older_than`. Only data that was never acknowledged can be in them: a session's record
+/// is committed durably before its first chunk is acknowledged, and a monolithic upload
+/// has no record until it is complete. Safe while nodes serve the data directory.
 pub fn remove_unacknowledged_staging(
     meta: &Metadata,
     store: &dyn BlobStore,
+    older_than: std::time::Duration,
 ) -> Result<usize, FsckError> {
+    let cutoff = std::time::SystemTime::now()
+        .checked_sub(older_than)
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let mut removed = 0;
+    // Staging files are listed before sessions are read, so a session created between
+    // the two is seen, and its file kept.
+    let staged = store.list_staging()?;
     let sessions: HashSet<String> = meta::uploads::all(&meta.read()?)?
         .into_iter()
         .map(|(id, _)| id)
         .collect();
-    let mut removed = 0;
-    for id in store.list_staging()? {
-        if !sessions.contains(&id) {
-            store.remove_staging(&id)?;
-            removed += 1;
+    for id in staged {
+        if sessions.contains(&id) {
+            continue;
+        }
+        match store.staging_modified(&id) {
+            Ok(modified) if modified <= cutoff => {
+                store.remove_staging(&id)?;
+                removed += 1;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(removed)
@@ -274,4 +295,43 @@ pub fn check(meta: &Metadata, store: &dyn BlobStore, repair: bool) -> Result<Rep
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::blob::fs::FsBlobStore;
+    use crate::storage::paths::DataPaths;
+
+    /// Nodes sharing a blob directory: the sweep at one node's start (or in its hourly
+    /// purge) must leave alone the staging file of an upload another node is writing.
+    #[test]
+    fn the_sweep_removes_only_orphans_nothing_has_written_for_the_grace_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = DataPaths::new(dir.path());
+        let store = FsBlobStore::open(paths.clone()).unwrap();
+        let meta = Metadata::open(&paths.metadata_db()).unwrap();
+        let (old, fresh) = (
+            "00000000-0000-0000-0000-000000000001",
+            "00000000-0000-0000-0000-000000000002",
+        );
+        for id in [old, fresh] {
+            std::fs::write(paths.upload(id), b"never acknowledged").unwrap();
+        }
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        std::fs::File::options()
+            .write(true)
+            .open(paths.upload(old))
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+        let removed =
+            remove_unacknowledged_staging(&meta, &store, ABANDONED_STAGING_AFTER).unwrap();
+        assert_eq!(removed, 1);
+        assert!(!paths.upload(old).exists());
+        assert!(
+            paths.upload(fresh).exists(),
+            "another node may be writing it"
+        );
+    }
 }

@@ -252,6 +252,13 @@ impl BlobStore for FsBlobStore {
         Ok(ids)
     }
 
+    fn staging_modified(&self, id: &str) -> io::Result<std::time::SystemTime> {
+        if !staging_id_is_safe(id) {
+            return Err(bad_id(id));
+        }
+        fs::metadata(self.paths.upload(id))?.modified()
+    }
+
     fn list(&self) -> io::Result<Vec<(Digest, u64)>> {
         let mut out = Vec::new();
         for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
