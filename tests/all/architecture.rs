@@ -252,3 +252,25 @@ fn each_table_is_reached_only_by_its_owner() {
         trespasses.join("\n")
     );
 }
+
+/// Authorisation is decided in one place: `AccessControl` (`auth/authenticate.rs`) is the
+/// only caller of the permission matrix; the registry, the admin API and listings ask it.
+#[test]
+fn the_permission_matrix_is_consulted_only_by_access_control() {
+    let mut elsewhere = Vec::new();
+    for (file, code) in sources() {
+        if file == "auth/authenticate.rs" || file == "auth/access.rs" {
+            continue;
+        }
+        for word in ["access::decide", "decide(", "role_allows"] {
+            if contains_word(&code, word) {
+                elsewhere.push(format!("{file} calls {word}"));
+            }
+        }
+    }
+    assert!(
+        elsewhere.is_empty(),
+        "ask AccessControl (project_access, repository_access, allows) instead:\n{}",
+        elsewhere.join("\n")
+    );
+}

@@ -10,8 +10,9 @@ use super::ApiState;
 use super::problem::{ApiError, ApiResult};
 use crate::auth::audit::AuditRecord;
 use crate::auth::authenticate::Credentials;
+use crate::auth::authenticate::ProjectAccess;
 use crate::auth::projects::ProjectRecord;
-use crate::auth::{AccessControl, Action, Principal, access, members, projects};
+use crate::auth::{AccessControl, Action, Principal};
 
 /// An authenticated API caller.
 #[derive(Debug, Clone)]
@@ -93,14 +94,12 @@ impl ApiCaller {
     /// The project, if the caller may see it (public, a member, a robot with a grant, or
     /// an admin); otherwise 404, so private projects' names are not disclosed.
     pub fn visible_project(&self, auth: &AccessControl, name: &str) -> ApiResult<ProjectRecord> {
-        let tx = auth.meta().read()?;
-        let project = projects::get(&tx, name)?;
-        let role = match &self.principal {
-            Principal::User { name: user, .. } => members::role(&tx, name, user)?,
-            _ => None,
-        };
-        match project {
-            Some(p) if access::decide(&self.principal, &p, role, Action::Pull) => Ok(p),
+        Ok(self.project_access(auth, name)?.project)
+    }
+
+    fn project_access(&self, auth: &AccessControl, name: &str) -> ApiResult<ProjectAccess> {
+        match auth.project_access(&self.principal, name)? {
+            Some(access) if access.actions.contains(&Action::Pull) => Ok(access),
             _ => Err(ApiError::not_found(format!(
                 "project {name} does not exist or is not visible to you"
             ))),
@@ -114,14 +113,9 @@ impl ApiCaller {
         project: &str,
         action: Action,
     ) -> ApiResult<ProjectRecord> {
-        let record = self.visible_project(auth, project)?;
-        let tx = auth.meta().read()?;
-        let role = match &self.principal {
-            Principal::User { name, .. } => members::role(&tx, project, name)?,
-            _ => None,
-        };
-        if access::decide(&self.principal, &record, role, action) {
-            Ok(record)
+        let access = self.project_access(auth, project)?;
+        if access.actions.contains(&action) {
+            Ok(access.project)
         } else {
             Err(ApiError::forbidden(format!(
                 "{} may not {} in project {project}",

@@ -10,7 +10,7 @@ use super::caller::ApiCaller;
 use super::extract::{ApiJson, ApiQuery};
 use super::problem::{ApiError, ApiResult, Problem};
 use super::{ApiState, Page};
-use crate::auth::{Action, Principal, access, members, projects};
+use crate::auth::{Action, members, projects};
 use crate::storage::meta;
 
 /// A project.
@@ -123,17 +123,14 @@ pub async fn list(
 ) -> ApiResult<(HeaderMap, Json<Vec<Project>>)> {
     let tx = state.auth.meta().read()?;
     let mut visible = Vec::new();
-    for p in projects::list(&tx)? {
-        let role = match &caller.principal {
-            Principal::User { name, .. } => members::role(&tx, &p.name, name)?,
-            _ => None,
-        };
+    for access in state.auth.visible_projects(&caller.principal)? {
+        let p = access.project;
         let wanted = filter
             .name
             .as_ref()
             .is_none_or(|n| p.name.contains(n.as_str()))
             && filter.public.is_none_or(|pb| pb == p.public);
-        if wanted && access::decide(&caller.principal, &p, role, Action::Pull) {
+        if wanted {
             visible.push(view(&tx, p)?);
         }
     }

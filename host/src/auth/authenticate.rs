@@ -16,6 +16,7 @@ use super::access::{self, Action};
 use super::audit::AuditLog;
 use super::password_checks::PasswordChecks;
 use super::principal::Principal;
+use super::projects::ProjectRecord;
 use super::ratelimit::FailureLimiter;
 use super::scope::Scope;
 use super::token::{TokenError, TokenService};
@@ -78,6 +79,32 @@ pub struct RepositoryAccess {
     pub project_exists: bool,
     /// The allowed registry actions (pull, push, delete).
     pub actions: Vec<Action>,
+}
+
+/// A project and what one principal may do in it.
+#[derive(Debug, Clone)]
+pub struct ProjectAccess {
+    /// The project.
+    pub project: ProjectRecord,
+    /// The actions of the matrix allowed there, in matrix order; none if it may not even
+    /// see the project.
+    pub actions: Vec<Action>,
+}
+
+fn decide_all(
+    tx: &impl crate::storage::meta::Reader,
+    principal: &Principal,
+    project: ProjectRecord,
+) -> Result<ProjectAccess, MetaError> {
+    let membership = match principal {
+        Principal::User { name, .. } => members::role(tx, &project.name, name)?,
+        _ => None,
+    };
+    let actions = Action::ALL
+        .into_iter()
+        .filter(|a| access::decide(principal, &project, membership, *a))
+        .collect();
+    Ok(ProjectAccess { project, actions })
 }
 
 /// The auth service.
@@ -449,25 +476,49 @@ impl AccessControl {
         repository: &str,
     ) -> Result<RepositoryAccess, MetaError> {
         let project_name = repository.split('/').next().unwrap_or_default();
-        let tx = self.meta.read()?;
-        let Some(project) = projects::get(&tx, project_name)? else {
-            return Ok(RepositoryAccess {
+        Ok(match self.project_access(principal, project_name)? {
+            None => RepositoryAccess {
                 project_exists: false,
                 actions: Vec::new(),
-            });
-        };
-        let membership = match principal {
-            Principal::User { name, .. } => members::role(&tx, project_name, name)?,
-            _ => None,
-        };
-        let actions = [Action::Pull, Action::Push, Action::Delete]
-            .into_iter()
-            .filter(|a| access::decide(principal, &project, membership, *a))
-            .collect();
-        Ok(RepositoryAccess {
-            project_exists: true,
-            actions,
+            },
+            Some(access) => RepositoryAccess {
+                project_exists: true,
+                actions: access
+                    .actions
+                    .into_iter()
+                    .filter(|a| a.scope_name().is_some())
+                    .collect(),
+            },
         })
+    }
+
+    /// Project `name` and every action of the matrix `principal` may do in it now, or
+    /// `None` if there is no such project. The one place where a project, a membership
+    /// and the matrix meet: the registry, the admin API and listings all ask here.
+    pub fn project_access(
+        &self,
+        principal: &Principal,
+        name: &str,
+    ) -> Result<Option<ProjectAccess>, MetaError> {
+        let tx = self.meta.read()?;
+        let Some(project) = projects::get(&tx, name)? else {
+            return Ok(None);
+        };
+        Ok(Some(decide_all(&tx, principal, project)?))
+    }
+
+    /// Every project `principal` may see (pull from), with what it may do in each, in
+    /// name order.
+    pub fn visible_projects(&self, principal: &Principal) -> Result<Vec<ProjectAccess>, MetaError> {
+        let tx = self.meta.read()?;
+        let mut visible = Vec::new();
+        for project in projects::list(&tx)? {
+            let access = decide_all(&tx, principal, project)?;
+            if access.actions.contains(&Action::Pull) {
+                visible.push(access);
+            }
+        }
+        Ok(visible)
     }
 
     /// Whether `caller` may do `action` to `repository`, by its token's scopes if it
