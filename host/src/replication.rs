@@ -43,7 +43,7 @@ use crate::registry::Registry;
 use crate::storage::meta::{MetaError, Metadata, changes, now_millis};
 use crate::storage::sealing::Sealer;
 use endpoints::EndpointRecord;
-use jobs::{JobRecord, JobStatus, Scope, TaskRecord, TaskStatus, Trigger};
+use jobs::{JobRecord, JobScope, JobStatus, TaskRecord, TaskStatus, Trigger};
 use policies::PolicyRecord;
 use remote::Remote;
 
@@ -465,7 +465,7 @@ impl Replication {
                 tx,
                 name,
                 Trigger::Manual { by: by.to_string() },
-                Scope::All,
+                JobScope::All,
                 now_millis(),
             )?)
         })?;
@@ -600,7 +600,7 @@ impl Replication {
             let mut pending_changes = 0;
             for job in &mine {
                 if job.status == JobStatus::Pending {
-                    if let Scope::Changes { changes } = &job.scope {
+                    if let JobScope::Changes { changes } = &job.scope {
                         pending_changes += changes.len() as u32;
                     }
                 } else {

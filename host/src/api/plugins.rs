@@ -15,7 +15,7 @@ use super::ApiState;
 use super::caller::ApiCaller;
 use super::extract::{ApiJson, ApiQuery};
 use super::problem::{ApiError, ApiResult, Problem};
-use crate::plugins::Source;
+use crate::plugins::PluginSource;
 use crate::plugins::{
     LimitsUpdate, MAX_COMPONENT_BYTES, PluginHostError, PluginStatus, PluginUpdate, Replace,
 };
@@ -34,7 +34,7 @@ pub struct PluginView {
     pub description: String,
     /// `sha256:<hex>` of the component.
     pub digest: String,
-    pub source: Source,
+    pub source: PluginSource,
     pub enabled: bool,
     /// `ready`, or `failed` (see `error`).
     pub state: String,
@@ -294,8 +294,8 @@ pub async fn load(
         ));
     }
     let source = match (query.reference, query.filename) {
-        (Some(reference), _) => Source::Oci { reference },
-        (None, filename) => Source::File { filename },
+        (Some(reference), _) => PluginSource::Oci { reference },
+        (None, filename) => PluginSource::File { filename },
     };
     let replace = match query.replace.as_deref() {
         None | Some("false") => Replace::No,

@@ -14,7 +14,7 @@ use super::problem::{ApiError, ApiResult, Problem};
 use crate::replication::delegate::{TransferRequest, TransferState};
 use crate::replication::endpoints::{EndpointKind, EndpointRecord};
 use crate::replication::jobs::{
-    JobRecord, JobStatus, PlanSummary, Progress, Scope, TaskCounts, TaskRecord, Trigger,
+    JobProgress, JobRecord, JobScope, JobStatus, PlanSummary, TaskCounts, TaskRecord, Trigger,
 };
 use crate::replication::metadata::MetadataState;
 use crate::replication::policies::{self, Delivery, Filters, Mode, PolicyRecord, TopologySpec};
@@ -703,14 +703,14 @@ pub struct JobView {
     /// Its tasks by status.
     pub tasks: TaskCounts,
     /// Work done.
-    pub progress: Progress,
+    pub progress: JobProgress,
 }
 
 impl From<JobRecord> for JobView {
     fn from(j: JobRecord) -> JobView {
         let changes = match &j.scope {
-            Scope::All => 0,
-            Scope::Changes { changes } => changes.len(),
+            JobScope::All => 0,
+            JobScope::Changes { changes } => changes.len(),
         };
         let duration_ms = j
             .started_at

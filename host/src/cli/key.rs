@@ -19,7 +19,7 @@ pub enum KeyCommand {
     /// Make a new key.
     Generate {
         /// Which key.
-        kind: Kind,
+        kind: KeyArg,
         /// Write it to this file (mode 0600; an existing file is never replaced) instead of
         /// printing it as base64.
         #[arg(long)]
@@ -29,7 +29,7 @@ pub enum KeyCommand {
 
 /// Which key, as the command line names it.
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Kind {
+pub enum KeyArg {
     /// The token signing key (`keys.token_signing_key_file`, `BERTH_TOKEN_SIGNING_KEY`).
     Token,
     /// The secrets key (`keys.secrets_key_file`, `BERTH_SECRETS_KEY`).
@@ -39,8 +39,8 @@ pub enum Kind {
 pub fn run(command: &KeyCommand) -> anyhow::Result<std::process::ExitCode> {
     let KeyCommand::Generate { kind, out } = command;
     let kind = match kind {
-        Kind::Token => KeyKind::TokenSigning,
-        Kind::Secrets => KeyKind::Secrets,
+        KeyArg::Token => KeyKind::TokenSigning,
+        KeyArg::Secrets => KeyKind::Secrets,
     };
     let key = kind.generate();
     match out {

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::storage::paths::DataPaths;
 use crate::storage::sealing::Sealer;
 use crate::storage::store::{Store, StoreError, now_millis};
-pub use crate::storage::tables::plugins::{PluginRecord, Source};
+pub use crate::storage::tables::plugins::{PluginRecord, PluginSource};
 use secrets::SecretBox;
 
 /// Largest component `berth plugin load` accepts.
@@ -227,7 +227,7 @@ impl PluginHost {
                     version: plugin.info().version.clone(),
                     description: plugin.info().description.clone(),
                     digest: plugin.digest().to_string(),
-                    source: Source::Builtin,
+                    source: PluginSource::Builtin,
                     settings: Settings::default(),
                     enabled: true,
                     loaded_by: "berth".into(),
@@ -238,7 +238,7 @@ impl PluginHost {
             loaded.insert(name.to_string(), Loaded::Ready(plugin));
         }
         for (name, record) in self.records().await? {
-            if record.source == Source::Builtin {
+            if record.source == PluginSource::Builtin {
                 continue;
             }
             let state = match self.load_stored(&runtime, &record).await {
@@ -320,7 +320,7 @@ impl PluginHost {
     pub async fn load(
         &self,
         wasm: Vec<u8>,
-        source: Source,
+        source: PluginSource,
         by: &str,
         replace: Replace,
         stated: LimitsUpdate,
@@ -336,7 +336,7 @@ impl PluginHost {
         let base = match &replace {
             Replace::Named(name) => {
                 let record = self.record(name).await?;
-                if record.source == Source::Builtin {
+                if record.source == PluginSource::Builtin {
                     return Err(builtin_conflict(name));
                 }
                 record.settings.limits
@@ -367,7 +367,7 @@ impl PluginHost {
         let _changes = self.changes.lock().await;
         let existing = self.stored(&name).await?;
         if let Some(existing) = &existing {
-            if existing.source == Source::Builtin {
+            if existing.source == PluginSource::Builtin {
                 return Err(builtin_conflict(&name));
             }
             if replace == Replace::No {
@@ -443,7 +443,7 @@ impl PluginHost {
         let started = self.started().await?;
         let _changes = self.changes.lock().await;
         let record = self.record(name).await?;
-        if record.source == Source::Builtin {
+        if record.source == PluginSource::Builtin {
             return Err(PluginHostError::Conflict(format!(
                 "{name} is built in and cannot be removed; disable it with `berth plugin disable {name}`"
             )));

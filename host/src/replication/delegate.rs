@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::endpoints::{EndpointKind, EndpointRecord};
-use super::jobs::Progress;
+use super::jobs::JobProgress;
 use super::local::Local;
 use super::remote::Remote;
 use super::side::{ByteStream, FetchedManifest, SideError, SideResult, Source};
@@ -150,7 +150,7 @@ pub struct TransferState {
     /// Where it is.
     pub status: TransferStatus,
     /// Work done (when it succeeded).
-    pub progress: Progress,
+    pub progress: JobProgress,
     /// Less than asked was done (a tag left alone).
     pub note: Option<String>,
     /// Why it failed.
@@ -216,7 +216,7 @@ impl Replication {
         let state = TransferState {
             id: id.clone(),
             status: TransferStatus::Running,
-            progress: Progress::default(),
+            progress: JobProgress::default(),
             note: None,
             error: None,
             failure: None,

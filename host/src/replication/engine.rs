@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::Replication;
 use super::delegate::{Ahead, TransferRequest};
 use super::endpoints::EndpointKind;
-use super::jobs::{self, JobRecord, JobStatus, Scope, TaskOp, TaskRecord, TaskStatus, Trigger};
+use super::jobs::{self, JobRecord, JobScope, JobStatus, TaskOp, TaskRecord, TaskStatus, Trigger};
 use super::local::Local;
 use super::plan;
 use super::policies::{self, Mode, PolicyRecord, Selector};
@@ -187,7 +187,7 @@ impl Replication {
                         && !active.contains_key(&j.id)
                 })?;
                 if let Some(mut job) = waiting.into_iter().next()
-                    && let (Scope::Changes { changes }, Trigger::Change { last: l, .. }) =
+                    && let (JobScope::Changes { changes }, Trigger::Change { last: l, .. }) =
                         (&mut job.scope, &mut job.trigger)
                 {
                     changes.extend(selected);
@@ -199,7 +199,7 @@ impl Replication {
                     tx,
                     &policy.name,
                     Trigger::Change { first, last },
-                    Scope::Changes { changes: selected },
+                    JobScope::Changes { changes: selected },
                     now,
                 )?;
                 queued.push(job.id);
@@ -252,7 +252,7 @@ impl Replication {
                 })?
                 .is_empty();
                 if !busy {
-                    jobs::enqueue(tx, &policy.name, Trigger::Schedule, Scope::All, now)?;
+                    jobs::enqueue(tx, &policy.name, Trigger::Schedule, JobScope::All, now)?;
                 }
                 Ok(())
             })?;
@@ -363,8 +363,8 @@ impl Replication {
         let (topology, local) = plan::topology(policy, &self.config.instance_name);
         let source_id = plan::source_instance(policy, &topology, &local);
         let work = match &job.scope {
-            Scope::Changes { .. } => plan::from_changes(policy, &job.scope),
-            Scope::All => {
+            JobScope::Changes { .. } => plan::from_changes(policy, &job.scope),
+            JobScope::All => {
                 let sides = match self.sides(policy, &topology, &local) {
                     Ok(s) => s,
                     Err(e) => {

@@ -72,7 +72,7 @@ pub enum Trigger {
 /// What a job covers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
-pub enum Scope {
+pub enum JobScope {
     /// Everything the policy's filters select on the source.
     All,
     /// These changes (already filtered by the policy).
@@ -84,7 +84,7 @@ pub enum Scope {
 
 /// Totals over a job's or a task's work.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Progress {
+pub struct JobProgress {
     /// Blob bytes sent.
     pub bytes: u64,
     /// Blobs sent.
@@ -97,9 +97,9 @@ pub struct Progress {
     pub manifests_skipped: u64,
 }
 
-impl Progress {
+impl JobProgress {
     /// Adds `other` into `self`.
-    pub fn add(&mut self, other: &Progress) {
+    pub fn add(&mut self, other: &JobProgress) {
         self.bytes += other.bytes;
         self.blobs_copied += other.blobs_copied;
         self.blobs_skipped += other.blobs_skipped;
@@ -137,7 +137,7 @@ pub struct JobRecord {
     /// Where it is.
     pub status: JobStatus,
     /// What it covers.
-    pub scope: Scope,
+    pub scope: JobScope,
     /// When it was queued (ms since the epoch).
     pub created_at: u64,
     /// When it was planned.
@@ -158,7 +158,7 @@ pub struct JobRecord {
     pub tasks: TaskCounts,
     /// Work done by its finished tasks.
     #[serde(default)]
-    pub progress: Progress,
+    pub progress: JobProgress,
 }
 
 /// How a job was planned.
@@ -282,7 +282,7 @@ pub struct TaskRecord {
     pub note: Option<String>,
     /// Work done by its successful attempt.
     #[serde(default)]
-    pub progress: Progress,
+    pub progress: JobProgress,
     /// When its last attempt started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<u64>,
@@ -313,7 +313,7 @@ impl TaskRecord {
             not_before: 0,
             error: None,
             note: None,
-            progress: Progress::default(),
+            progress: JobProgress::default(),
             started_at: None,
             finished_at: None,
         }
@@ -349,7 +349,7 @@ pub fn enqueue(
     tx: &WriteTransaction,
     policy: &str,
     trigger: Trigger,
-    scope: Scope,
+    scope: JobScope,
     now: u64,
 ) -> MetaResult<JobRecord> {
     let id = state(tx, "next_job")? + 1;
@@ -366,7 +366,7 @@ pub fn enqueue(
         plan: None,
         error: None,
         tasks: TaskCounts::default(),
-        progress: Progress::default(),
+        progress: JobProgress::default(),
     };
     put_job(tx, &job)?;
     Ok(job)
@@ -451,12 +451,12 @@ pub fn remove_job(tx: &WriteTransaction, id: u64) -> MetaResult<()> {
 }
 
 /// Recounts a job's tasks by status and sums their progress.
-pub fn tally(tasks: &[TaskRecord]) -> (TaskCounts, Progress) {
+pub fn tally(tasks: &[TaskRecord]) -> (TaskCounts, JobProgress) {
     let mut counts = TaskCounts {
         total: tasks.len() as u32,
         ..TaskCounts::default()
     };
-    let mut progress = Progress::default();
+    let mut progress = JobProgress::default();
     for t in tasks {
         match t.status {
             TaskStatus::Pending => counts.pending += 1,
@@ -486,7 +486,7 @@ mod tests {
     fn jobs_get_increasing_ids_and_survive_reopening() {
         let (dir, meta) = open();
         for _ in 0..3 {
-            meta.write(|tx| enqueue(tx, "p", Trigger::Schedule, Scope::All, 1))
+            meta.write(|tx| enqueue(tx, "p", Trigger::Schedule, JobScope::All, 1))
                 .unwrap();
         }
         drop(meta);

@@ -34,7 +34,7 @@ const VERSIONS: TableDefinition<(&str, &str), &[u8]> =
 /// What kind of record an item is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
-pub enum Kind {
+pub enum MetadataKind {
     /// A user (its password hash travels, never a password).
     User,
     /// A project.
@@ -50,26 +50,26 @@ pub enum Kind {
     Policy,
 }
 
-impl Kind {
+impl MetadataKind {
     fn as_str(self) -> &'static str {
         match self {
-            Kind::User => "user",
-            Kind::Project => "project",
-            Kind::Member => "member",
-            Kind::Robot => "robot",
-            Kind::Endpoint => "endpoint",
-            Kind::Policy => "policy",
+            MetadataKind::User => "user",
+            MetadataKind::Project => "project",
+            MetadataKind::Member => "member",
+            MetadataKind::Robot => "robot",
+            MetadataKind::Endpoint => "endpoint",
+            MetadataKind::Policy => "policy",
         }
     }
 
-    fn parse(s: &str) -> Option<Kind> {
+    fn parse(s: &str) -> Option<MetadataKind> {
         Some(match s {
-            "user" => Kind::User,
-            "project" => Kind::Project,
-            "member" => Kind::Member,
-            "robot" => Kind::Robot,
-            "endpoint" => Kind::Endpoint,
-            "policy" => Kind::Policy,
+            "user" => MetadataKind::User,
+            "project" => MetadataKind::Project,
+            "member" => MetadataKind::Member,
+            "robot" => MetadataKind::Robot,
+            "endpoint" => MetadataKind::Endpoint,
+            "policy" => MetadataKind::Policy,
             _ => return None,
         })
     }
@@ -79,7 +79,7 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Item {
     /// What it is.
-    pub kind: Kind,
+    pub kind: MetadataKind,
     /// Its name (`project/user` for members).
     pub key: String,
     /// Its version.
@@ -131,25 +131,28 @@ impl Replication {
         tx: &impl Reader,
         excluded_endpoints: &BTreeSet<String>,
         protected: &BTreeSet<String>,
-    ) -> ReplicationResult<BTreeMap<(Kind, String), Value>> {
+    ) -> ReplicationResult<BTreeMap<(MetadataKind, String), Value>> {
         let mut out = BTreeMap::new();
         for (name, user) in users::list(tx)? {
             if !protected.contains(&name) {
-                out.insert((Kind::User, name), json(&user));
+                out.insert((MetadataKind::User, name), json(&user));
             }
         }
         for project in projects::list(tx)? {
             for (user, role) in members::list(tx, &project.name)? {
                 out.insert(
-                    (Kind::Member, format!("{}/{user}", project.name)),
+                    (MetadataKind::Member, format!("{}/{user}", project.name)),
                     serde_json::json!({ "role": role.as_str() }),
                 );
             }
-            out.insert((Kind::Project, project.name.clone()), json(&project));
+            out.insert(
+                (MetadataKind::Project, project.name.clone()),
+                json(&project),
+            );
         }
         for (name, robot) in robots::list(tx)? {
             if !protected.contains(&name) {
-                out.insert((Kind::Robot, name), json(&robot));
+                out.insert((MetadataKind::Robot, name), json(&robot));
             }
         }
         for endpoint in endpoints::list(tx)? {
@@ -164,7 +167,7 @@ impl Replication {
                     map.insert("password".into(), Value::String(password));
                 }
             }
-            out.insert((Kind::Endpoint, endpoint.name.clone()), body);
+            out.insert((MetadataKind::Endpoint, endpoint.name.clone()), body);
         }
         for policy in policies::list(tx)? {
             if policy
@@ -174,7 +177,7 @@ impl Replication {
             {
                 continue;
             }
-            out.insert((Kind::Policy, policy.name.clone()), json(&policy));
+            out.insert((MetadataKind::Policy, policy.name.clone()), json(&policy));
         }
         Ok(out)
     }
@@ -189,11 +192,11 @@ impl Replication {
         let current = self.current(&self.meta.read()?, excluded_endpoints, protected)?;
         self.meta.write(|tx| -> ReplicationResult<Vec<Item>> {
             let mut table = tx.open_table(VERSIONS)?;
-            let mut stored: BTreeMap<(Kind, String), Version> = BTreeMap::new();
+            let mut stored: BTreeMap<(MetadataKind, String), Version> = BTreeMap::new();
             for entry in table.iter()? {
                 let (k, v) = entry?;
                 let (kind, key) = k.value();
-                if let Some(kind) = Kind::parse(kind) {
+                if let Some(kind) = MetadataKind::parse(kind) {
                     stored.insert(
                         (kind, key.to_string()),
                         decode("replication_metadata_versions", v.value())?,
@@ -228,8 +231,8 @@ impl Replication {
                 // Records left out of the exchange (the pair's own endpoints, protected
                 // accounts) are neither sent nor mourned.
                 let excluded = match kind {
-                    Kind::Endpoint => excluded_endpoints.contains(key),
-                    Kind::User | Kind::Robot => protected.contains(key),
+                    MetadataKind::Endpoint => excluded_endpoints.contains(key),
+                    MetadataKind::User | MetadataKind::Robot => protected.contains(key),
                     _ => false,
                 };
                 if excluded {
@@ -273,15 +276,15 @@ impl Replication {
             for item in incoming {
                 self.registry.clock.observe(&item.clock);
                 let skip = match item.kind {
-                    Kind::Endpoint => excluded_endpoints.contains(&item.key),
-                    Kind::Policy => item
+                    MetadataKind::Endpoint => excluded_endpoints.contains(&item.key),
+                    MetadataKind::Policy => item
                         .body
                         .as_ref()
                         .and_then(|b| serde_json::from_value::<PolicyRecord>(b.clone()).ok())
                         .is_some_and(|p| {
                             p.endpoints.iter().any(|e| excluded_endpoints.contains(e))
                         }),
-                    Kind::User | Kind::Robot => protected.contains(&item.key),
+                    MetadataKind::User | MetadataKind::Robot => protected.contains(&item.key),
                     _ => false,
                 };
                 if skip {
@@ -323,21 +326,21 @@ impl Replication {
         };
         let key = item.key.as_str();
         match (&item.kind, &item.body) {
-            (Kind::User, Some(b)) => {
+            (MetadataKind::User, Some(b)) => {
                 users::put(tx, key, &serde_json::from_value(b.clone()).map_err(bad)?)?
             }
-            (Kind::User, None) => {
+            (MetadataKind::User, None) => {
                 users::remove(tx, key)?;
                 members::remove_user(tx, key)?;
             }
-            (Kind::Project, Some(b)) => {
+            (MetadataKind::Project, Some(b)) => {
                 projects::put(tx, &serde_json::from_value(b.clone()).map_err(bad)?)?
             }
-            (Kind::Project, None) => {
+            (MetadataKind::Project, None) => {
                 members::remove_project(tx, key)?;
                 projects::remove(tx, key)?;
             }
-            (Kind::Member, body) => {
+            (MetadataKind::Member, body) => {
                 let Some((project, user)) = key.split_once('/') else {
                     return Err(ReplicationError::Invalid(format!(
                         "member key {key} is not project/user"
@@ -354,13 +357,13 @@ impl Replication {
                     }
                 }
             }
-            (Kind::Robot, Some(b)) => {
+            (MetadataKind::Robot, Some(b)) => {
                 robots::put(tx, key, &serde_json::from_value(b.clone()).map_err(bad)?)?
             }
-            (Kind::Robot, None) => {
+            (MetadataKind::Robot, None) => {
                 robots::remove(tx, key)?;
             }
-            (Kind::Endpoint, Some(b)) => {
+            (MetadataKind::Endpoint, Some(b)) => {
                 let mut body = b.clone();
                 let password = body
                     .as_object_mut()
@@ -371,13 +374,13 @@ impl Replication {
                 endpoints::put(tx, &record)?;
                 self.remotes.lock().expect("remotes lock").remove(key);
             }
-            (Kind::Endpoint, None) => {
+            (MetadataKind::Endpoint, None) => {
                 endpoints::remove(tx, key)?;
             }
-            (Kind::Policy, Some(b)) => {
+            (MetadataKind::Policy, Some(b)) => {
                 policies::put(tx, &serde_json::from_value(b.clone()).map_err(bad)?)?
             }
-            (Kind::Policy, None) => {
+            (MetadataKind::Policy, None) => {
                 policies::remove(tx, key)?;
             }
         }

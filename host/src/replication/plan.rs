@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use berth_plugin_runtime::latest::strategy as wit;
 
-use super::jobs::{LinkCap, PlanSummary, Scope, TaskOp, TaskRecord};
+use super::jobs::{JobScope, LinkCap, PlanSummary, TaskOp, TaskRecord};
 use super::policies::{DatacenterSpec, InstanceSpec, Mode, PolicyRecord, Selector, TopologySpec};
 use super::side::{SideResult, Source};
 use crate::storage::meta::changes::ChangeKind;
@@ -92,8 +92,8 @@ pub async fn discover(policy: &PolicyRecord, source: &dyn Source) -> SideResult<
 
 /// The work in a batch of changes: for each tag (or untagged manifest) only its last
 /// change counts, so a push then a delete of the same tag is one delete.
-pub fn from_changes(policy: &PolicyRecord, scope: &Scope) -> Work {
-    let Scope::Changes { changes } = scope else {
+pub fn from_changes(policy: &PolicyRecord, scope: &JobScope) -> Work {
+    let JobScope::Changes { changes } = scope else {
         return Work::default();
     };
     #[derive(Clone)]
@@ -448,7 +448,7 @@ mod tests {
             ),
             manifest("v2", "sha256:c"),
         ];
-        let work = from_changes(&policy(), &Scope::Changes { changes });
+        let work = from_changes(&policy(), &JobScope::Changes { changes });
         assert_eq!(
             work.artifacts,
             [Artifact {
@@ -477,7 +477,7 @@ mod tests {
             None,
         )];
         assert!(
-            from_changes(&keep, &Scope::Changes { changes })
+            from_changes(&keep, &JobScope::Changes { changes })
                 .deletions
                 .is_empty()
         );

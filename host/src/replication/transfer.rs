@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
-use super::jobs::Progress;
+use super::jobs::JobProgress;
 use super::side::{ByteStream, FetchedManifest, SideError, SideResult, Sink, Source};
 use crate::registry::manifest;
 
@@ -117,7 +117,7 @@ pub struct CopyOptions {
 #[derive(Debug, Default, Clone)]
 pub struct CopyOutcome {
     /// Bytes and counts.
-    pub progress: Progress,
+    pub progress: JobProgress,
     /// Why less than asked was done, when it succeeded anyway (a tag left alone).
     pub note: Option<String>,
 }
@@ -193,7 +193,7 @@ impl Copier<'_> {
         repository: &str,
         destination: &str,
         top: &FetchedManifest,
-        progress: &mut Progress,
+        progress: &mut JobProgress,
     ) -> SideResult<()> {
         let parsed = manifest::parse(Some(&top.media_type), &top.bytes).map_err(|e| {
             SideError::Refused(format!(
@@ -253,7 +253,7 @@ impl Copier<'_> {
         subject: &str,
         depth: usize,
         seen: &mut BTreeSet<String>,
-        progress: &mut Progress,
+        progress: &mut JobProgress,
     ) -> SideResult<()> {
         if depth >= MAX_REFERRER_DEPTH {
             return Ok(());
@@ -293,7 +293,7 @@ impl Copier<'_> {
         destination: &str,
         digest: &str,
         size: u64,
-    ) -> SideResult<Progress> {
+    ) -> SideResult<JobProgress> {
         // One transfer per blob and destination at a time: a second one waits, then finds
         // the blob there (or mountable) instead of sending it again.
         let lock = self.gate.lock_for(self.target, digest);
@@ -312,8 +312,8 @@ impl Copier<'_> {
         destination: &str,
         digest: &str,
         size: u64,
-    ) -> SideResult<Progress> {
-        let mut progress = Progress::default();
+    ) -> SideResult<JobProgress> {
+        let mut progress = JobProgress::default();
         if self.sink.has_blob(destination, digest).await? {
             progress.blobs_skipped += 1;
             self.gate.remember(self.target, digest, destination);

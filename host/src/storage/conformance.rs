@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use berth_plugin_runtime::{Kind, Settings};
 
 use super::store::{Durability, Store, StoreError};
-use super::tables::plugins::{PluginRecord, Source};
+use super::tables::plugins::{PluginRecord, PluginSource};
 
 /// Each case as a test per backend.
 macro_rules! conformance {
@@ -42,7 +42,7 @@ fn record(n: u64) -> PluginRecord {
         version: format!("1.{n}.0"),
         description: "a description with ünïcödé and a\nnewline".into(),
         digest: format!("sha256:{n:064x}"),
-        source: Source::File {
+        source: PluginSource::File {
             filename: Some(format!("plugin-{n}.wasm")),
         },
         settings,
@@ -63,11 +63,11 @@ fn plugins_round_trip_every_field(store: &Store) {
         .unwrap();
     assert_eq!(read, stored);
     for source in [
-        Source::Builtin,
-        Source::Oci {
+        PluginSource::Builtin,
+        PluginSource::Oci {
             reference: "berth.example/p/aws@sha256:00".into(),
         },
-        Source::File { filename: None },
+        PluginSource::File { filename: None },
     ] {
         let mut r = record(8);
         r.source = source;

@@ -10,7 +10,7 @@ use crate::storage::store::StoreResult;
 /// Where a plugin's component came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "kebab-case")]
-pub enum Source {
+pub enum PluginSource {
     /// Compiled into this binary.
     Builtin,
     /// Uploaded as a file (the name the client gave, for the record).
@@ -28,7 +28,7 @@ pub struct PluginRecord {
     pub description: String,
     /// `sha256:<hex>` of the component.
     pub digest: String,
-    pub source: Source,
+    pub source: PluginSource,
     pub settings: Settings,
     pub enabled: bool,
     pub loaded_by: String,

@@ -7,7 +7,7 @@ use postgres::types::Json;
 use super::schema::Component;
 use super::{PgTx, decode_error, millis, timestamp};
 use crate::storage::store::StoreResult;
-use crate::storage::tables::plugins::{PluginRecord, PluginsRead, PluginsWrite, Source};
+use crate::storage::tables::plugins::{PluginRecord, PluginSource, PluginsRead, PluginsWrite};
 
 pub(super) const SCHEMA: Component = Component {
     name: "plugins",
@@ -41,7 +41,7 @@ macro_rules! columns {
 
 fn record(row: &Row) -> StoreResult<(String, PluginRecord)> {
     let kind: String = row.get("kind");
-    let Json(source): Json<Source> = row
+    let Json(source): Json<PluginSource> = row
         .try_get("source")
         .map_err(|e| decode_error("plugins", e))?;
     let Json(settings) = row
