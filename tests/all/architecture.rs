@@ -124,7 +124,6 @@ fn module_dependencies_point_one_way() {
 const NOT_YET_ON_THE_INTERFACE: &[&str] = &[
     "api/problem.rs",
     "api/projects.rs",
-    "api/replication.rs",
     "api/repositories.rs",
     "api/robots.rs",
     "api/users.rs",
@@ -153,7 +152,8 @@ const NOT_YET_ON_THE_INTERFACE: &[&str] = &[
     "replication.rs",
     "replication/delegate.rs",
     "replication/endpoints.rs",
-    "replication/engine.rs",
+    "replication/engine/execute.rs",
+    "replication/engine/intake.rs",
     "replication/jobs.rs",
     "replication/local.rs",
     "replication/metadata.rs",

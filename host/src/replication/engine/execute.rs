@@ -1,12 +1,5 @@
-//! The job engine: turns changes and schedules into jobs, plans each job with its
-//! policy's strategy plugin, and runs its tasks wave by wave with retries, under the
-//! policy's concurrency, the plan's per-link caps and the policy's bandwidth cap.
-//!
-//! Everything it decides is in the metadata store first: the change-feed cursor moves in
-//! the same transaction that queues the jobs (so a change is never dropped, nor queued
-//! twice), tasks are written before they run, and a restart picks up every unfinished
-//! job where it was; a task that was running then runs again, which is harmless because
-//! a task skips what its destination already holds.
+//! Execution: one job from plan to end, wave by wave, each task with its retries, under
+//! the policy's concurrency, the plan's per-link caps and the bandwidth cap.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -17,324 +10,26 @@ use rand::Rng as _;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::Replication;
-use super::delegate::{Ahead, TransferRequest};
-use super::endpoints::EndpointKind;
-use super::jobs::{self, JobRecord, JobScope, JobStatus, TaskOp, TaskRecord, TaskStatus, Trigger};
-use super::local::Local;
-use super::plan;
-use super::policies::{self, Mode, PolicyRecord, Selector};
-use super::side::{SideError, Sink, Source};
-use super::transfer::{BlobGate, Copier, CopyOptions, CopyOutcome, Throttle};
-use crate::storage::meta::changes::{self, Change, ChangeKind};
+use crate::replication::Replication;
+use crate::replication::delegate::{Ahead, TransferRequest};
+use crate::replication::endpoints::EndpointKind;
+use crate::replication::jobs::{
+    self, JobRecord, JobScope, JobStatus, TaskOp, TaskRecord, TaskStatus, Trigger,
+};
+use crate::replication::local::Local;
+use crate::replication::plan;
+use crate::replication::policies::{self, Mode, PolicyRecord, Selector};
+use crate::replication::side::{SideError, Sink, Source};
+use crate::replication::transfer::{BlobGate, Copier, CopyOptions, CopyOutcome, Throttle};
+use crate::storage::meta::changes::{Change, ChangeKind};
 use crate::storage::meta::{MetaError, MetaResult, now_millis};
-
-/// Changes read from the feed at a time.
-const CHANGE_BATCH: usize = 1000;
-
-/// How often the engine looks for work when nothing wakes it.
-const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// How long a hop forwarding an artifact it still receives waits for each piece.
 const AHEAD_WAIT: Duration = Duration::from_secs(30 * 60);
 
-/// How often a dual-primary pair's metadata is exchanged.
-const METADATA_EVERY: Duration = Duration::from_secs(2);
-
-/// How often finished jobs past their retention are removed.
-const CLEANUP_EVERY: Duration = Duration::from_secs(600);
-
 impl Replication {
-    /// Runs the engine until the process ends.
-    pub(super) async fn run_engine(self: Arc<Self>) {
-        if let Err(e) = self.recover() {
-            tracing::error!(error = %e, "replication: cannot read unfinished jobs");
-        }
-        // Peers' instance names decide what is not sent back to them; learn the missing.
-        if let Ok(list) = self.endpoints() {
-            for e in list.into_iter().filter(|e| e.instance.is_none()) {
-                let this = self.clone();
-                tokio::spawn(async move { this.learn_instance(&e.name).await });
-            }
-        }
-        let mut last_cleanup: Option<std::time::Instant> = None;
-        let mut last_metadata: Option<std::time::Instant> = None;
-        loop {
-            if let Err(e) = self.poll_changes() {
-                tracing::error!(error = %e, "replication: reading the change feed failed");
-            }
-            if let Err(e) = self.poll_schedules() {
-                tracing::error!(error = %e, "replication: checking schedules failed");
-            }
-            if let Err(e) = self.start_jobs() {
-                tracing::error!(error = %e, "replication: starting jobs failed");
-            }
-            self.probe_degraded().await;
-            if last_metadata.is_none_or(|t| t.elapsed() > METADATA_EVERY) {
-                self.sync_all_metadata().await;
-                last_metadata = Some(std::time::Instant::now());
-            }
-            if last_cleanup.is_none_or(|t| t.elapsed() > CLEANUP_EVERY) {
-                match self.cleanup() {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(jobs = n, "replication: removed old finished jobs"),
-                    Err(e) => tracing::error!(error = %e, "replication: cleanup failed"),
-                }
-                last_cleanup = Some(std::time::Instant::now());
-            }
-            tokio::select! {
-                () = self.wake.notified() => {}
-                () = self.registry.changed.notified() => {}
-                () = tokio::time::sleep(IDLE_POLL) => {}
-            }
-        }
-    }
-
-    /// A metadata round for every enabled policy that keeps metadata converged.
-    async fn sync_all_metadata(&self) {
-        let Ok(list) = self.policies() else {
-            return;
-        };
-        for policy in list
-            .iter()
-            .filter(|p| p.enabled && p.metadata && p.mode == Mode::Push)
-        {
-            match self.sync_metadata(policy).await {
-                Ok(0) => {}
-                Ok(n) => {
-                    tracing::info!(policy = %policy.name, records = n, "replication: metadata converged from the peer")
-                }
-                Err(e) => {
-                    tracing::debug!(policy = %policy.name, error = %e, "replication: metadata round failed; retrying")
-                }
-            }
-        }
-    }
-
-    /// After a restart: tasks that were running when the process died run again.
-    fn recover(&self) -> MetaResult<()> {
-        let unfinished = jobs::unfinished(&self.meta.read()?)?;
-        self.meta.write(|tx| -> MetaResult<()> {
-            for job in &unfinished {
-                for mut task in jobs::tasks(tx, job.id)? {
-                    if task.status == TaskStatus::Running {
-                        task.status = TaskStatus::Pending;
-                        task.not_before = 0;
-                        jobs::put_task(tx, &task)?;
-                    }
-                }
-            }
-            Ok(())
-        })?;
-        if !unfinished.is_empty() {
-            tracing::info!(
-                jobs = unfinished.len(),
-                "replication: resuming jobs that were unfinished at shutdown"
-            );
-        }
-        Ok(())
-    }
-
-    /// Turns new changes into jobs of the policies that follow changes, and moves the
-    /// cursor past them, in one transaction.
-    fn poll_changes(&self) -> MetaResult<()> {
-        let (cursor, batch) = {
-            let tx = self.meta.read()?;
-            let cursor = jobs::state(&tx, "change_cursor")?;
-            (cursor, changes::after(&tx, cursor, CHANGE_BATCH)?)
-        };
-        let Some((last, _)) = batch.last() else {
-            return Ok(());
-        };
-        let (first, last) = (batch[0].0, *last);
-        let now = now_millis();
-        let mut queued = Vec::new();
-        self.meta.write(|tx| -> MetaResult<()> {
-            // Another poller cannot exist, but the cursor is checked anyway: queueing the
-            // same changes twice would replicate them twice.
-            if jobs::state(tx, "change_cursor")? != cursor {
-                return Ok(());
-            }
-            let instances: HashMap<String, String> = super::endpoints::list(tx)?
-                .into_iter()
-                .filter_map(|e| e.instance.map(|i| (e.name, i)))
-                .collect();
-            for policy in policies::list(tx)? {
-                if !policy.enabled || !policy.on_change || policy.mode != Mode::Push {
-                    continue;
-                }
-                let Ok(selector) = Selector::new(&policy.filters) else {
-                    continue;
-                };
-                let selected: Vec<Change> = batch
-                    .iter()
-                    .map(|(_, c)| c)
-                    .filter(|c| wanted(&policy, &selector, &instances, c))
-                    .cloned()
-                    .collect();
-                if selected.is_empty() {
-                    continue;
-                }
-                // A job of this policy that is still queued, and that no runner has begun to
-                // plan, takes the new changes too, so a burst of pushes is one job, not one
-                // per push. (Runners are started by this same loop, so `active` cannot
-                // change under us.)
-                let active = self.active.lock().expect("active lock").clone();
-                let waiting = jobs::jobs(tx, 64, |j| {
-                    j.policy == policy.name
-                        && j.status == JobStatus::Pending
-                        && matches!(j.trigger, Trigger::Change { .. })
-                        && !active.contains_key(&j.id)
-                })?;
-                if let Some(mut job) = waiting.into_iter().next()
-                    && let (JobScope::Changes { changes }, Trigger::Change { last: l, .. }) =
-                        (&mut job.scope, &mut job.trigger)
-                {
-                    changes.extend(selected);
-                    *l = last;
-                    jobs::put_job(tx, &job)?;
-                    continue;
-                }
-                let job = jobs::enqueue(
-                    tx,
-                    &policy.name,
-                    Trigger::Change { first, last },
-                    JobScope::Changes { changes: selected },
-                    now,
-                )?;
-                queued.push(job.id);
-            }
-            jobs::set_state(tx, "change_cursor", last)?;
-            changes::trim_through(tx, last)?;
-            Ok(())
-        })?;
-        if !queued.is_empty() {
-            tracing::debug!(jobs = ?queued, first, last, "replication: queued jobs for changes");
-        }
-        Ok(())
-    }
-
-    /// Queues a job for every enabled policy whose schedule has come due.
-    fn poll_schedules(&self) -> MetaResult<()> {
-        let now = now_millis();
-        let policies = policies::list(&self.meta.read()?)?;
-        for policy in policies {
-            let Some(text) = &policy.schedule else {
-                continue;
-            };
-            let Ok(schedule) = super::schedule::parse(text) else {
-                continue;
-            };
-            let key = format!("schedule/{}", policy.name);
-            self.meta.write(|tx| -> MetaResult<()> {
-                let due = jobs::state(tx, &key)?;
-                if due == 0 {
-                    // First sight of this schedule: it fires from now on, not for the past.
-                    if let Some(next) = schedule.next_after(now) {
-                        jobs::set_state(tx, &key, next)?;
-                    }
-                    return Ok(());
-                }
-                if now < due {
-                    return Ok(());
-                }
-                if let Some(next) = schedule.next_after(now) {
-                    jobs::set_state(tx, &key, next)?;
-                }
-                if !policy.enabled {
-                    return Ok(());
-                }
-                // A scheduled run still going when the next comes due is not doubled.
-                let busy = !jobs::jobs(tx, 64, |j| {
-                    j.policy == policy.name
-                        && !j.status.is_final()
-                        && j.trigger == Trigger::Schedule
-                })?
-                .is_empty();
-                if !busy {
-                    jobs::enqueue(tx, &policy.name, Trigger::Schedule, JobScope::All, now)?;
-                }
-                Ok(())
-            })?;
-        }
-        Ok(())
-    }
-
-    /// Starts a runner for unfinished jobs, oldest first, up to the configured number.
-    fn start_jobs(self: &Arc<Self>) -> MetaResult<()> {
-        let unfinished = jobs::unfinished(&self.meta.read()?)?;
-        for job in unfinished {
-            let mut active = self.active.lock().expect("active lock");
-            if active.contains_key(&job.id) {
-                continue;
-            }
-            if active.len() >= self.config.max_concurrent_jobs.max(1) {
-                break;
-            }
-            let token = CancellationToken::new();
-            active.insert(job.id, token.clone());
-            drop(active);
-            let this = self.clone();
-            tokio::spawn(async move {
-                let id = job.id;
-                if let Err(e) = this.run_job(id, token).await {
-                    tracing::error!(job = id, error = %e, "replication job failed to run");
-                    let _ = this.fail_job(id, &format!("the engine failed: {e}"));
-                }
-                this.active.lock().expect("active lock").remove(&id);
-                // Keep the record of finished jobs bounded as they finish, not only every
-                // few minutes (goharbor/harbor#16764).
-                if let Err(e) = this.cleanup() {
-                    tracing::error!(error = %e, "replication: cleanup failed");
-                }
-                this.wake.notify_one();
-            });
-        }
-        Ok(())
-    }
-
-    /// Removes finished jobs past their retention, and the oldest beyond the cap.
-    fn cleanup(&self) -> MetaResult<usize> {
-        let horizon =
-            now_millis().saturating_sub(self.config.job_retention_days * 24 * 3600 * 1000);
-        let finished = jobs::jobs(&self.meta.read()?, usize::MAX, |j| j.status.is_final())?;
-        let doomed: Vec<u64> = finished
-            .iter()
-            .enumerate()
-            .filter(|(rank, j)| {
-                *rank >= self.config.max_finished_jobs
-                    || j.finished_at.unwrap_or(j.created_at) < horizon
-            })
-            .map(|(_, j)| j.id)
-            .collect();
-        if doomed.is_empty() {
-            return Ok(0);
-        }
-        self.meta.write(|tx| -> MetaResult<()> {
-            for id in &doomed {
-                jobs::remove_job(tx, *id)?;
-            }
-            Ok(())
-        })?;
-        Ok(doomed.len())
-    }
-
-    fn fail_job(&self, id: u64, error: &str) -> MetaResult<()> {
-        self.meta.write(|tx| -> MetaResult<()> {
-            if let Some(mut job) = jobs::job(tx, id)?
-                && !job.status.is_final()
-            {
-                job.status = JobStatus::Failed;
-                job.error = Some(error.to_string());
-                job.finished_at = Some(now_millis());
-                jobs::put_job(tx, &job)?;
-            }
-            Ok(())
-        })
-    }
-
     /// Plans a job if it is new, then runs its tasks to the end.
-    async fn run_job(&self, id: u64, cancel: CancellationToken) -> anyhow::Result<()> {
+    pub(super) async fn run_job(&self, id: u64, cancel: CancellationToken) -> anyhow::Result<()> {
         let Some(job) = jobs::job(&self.meta.read()?, id)? else {
             return Ok(());
         };
@@ -852,7 +547,7 @@ impl Replication {
         policy: &PolicyRecord,
         topology: &policies::TopologySpec,
         local: &str,
-    ) -> Result<Sides, super::ReplicationError> {
+    ) -> Result<Sides, crate::replication::ReplicationError> {
         let mut remotes = BTreeMap::new();
         for instance in &topology.instances {
             if let Some(endpoint) = &instance.endpoint {
@@ -914,7 +609,7 @@ async fn deleted(
 /// Whether a change concerns `policy`: its filters select it, it is a kind the policy
 /// carries, and it did not come from one of the policy's own endpoints (content that
 /// arrived by replication is not sent back where it came from).
-fn wanted(
+pub(super) fn wanted(
     policy: &PolicyRecord,
     selector: &Selector,
     instances: &HashMap<String, String>,
@@ -965,16 +660,16 @@ struct RunContext {
 pub(super) struct Sides {
     local_id: String,
     local: Arc<Local>,
-    remotes: BTreeMap<String, Arc<super::remote::Remote>>,
+    remotes: BTreeMap<String, Arc<crate::replication::remote::Remote>>,
 }
 
 impl Sides {
     /// The remote registry an instance is reached at, unless it is this instance.
-    fn remote(&self, instance: &str) -> Option<Arc<super::remote::Remote>> {
+    fn remote(&self, instance: &str) -> Option<Arc<crate::replication::remote::Remote>> {
         self.remotes.get(instance).cloned()
     }
 
-    pub(super) fn source(&self, instance: &str) -> Result<Arc<dyn Source>, SideError> {
+    fn source(&self, instance: &str) -> Result<Arc<dyn Source>, SideError> {
         if instance == self.local_id {
             return Ok(self.local.clone());
         }
@@ -995,14 +690,14 @@ impl Sides {
     }
 }
 
-impl From<super::ReplicationError> for SideError {
-    fn from(e: super::ReplicationError) -> SideError {
+impl From<crate::replication::ReplicationError> for SideError {
+    fn from(e: crate::replication::ReplicationError) -> SideError {
         SideError::Refused(e.to_string())
     }
 }
 
-impl From<MetaError> for super::ReplicationError {
-    fn from(e: MetaError) -> super::ReplicationError {
-        super::ReplicationError::Meta(e)
+impl From<MetaError> for crate::replication::ReplicationError {
+    fn from(e: MetaError) -> crate::replication::ReplicationError {
+        crate::replication::ReplicationError::Meta(e)
     }
 }
