@@ -159,7 +159,7 @@ const NOT_YET_ON_THE_INTERFACE: &[&str] = &[
     "replication/metadata.rs",
     "replication/plan.rs",
     "replication/policies.rs",
-    "replication/remote.rs",
+    "replication/remote/sink.rs",
     "replication/side.rs",
     "replication/sync.rs",
     "replication/tables.rs",
