@@ -161,6 +161,7 @@ const NOT_YET_ON_THE_INTERFACE: &[&str] = &[
     "replication/policies.rs",
     "replication/remote/sink.rs",
     "replication/side.rs",
+    "replication/status.rs",
     "replication/sync.rs",
     "replication/tables.rs",
     "server.rs",
