@@ -12,17 +12,19 @@ use axum::http::{HeaderMap, header};
 use base64::Engine;
 use sha2::Digest as _;
 
-use super::access::{self, Action};
 use super::audit::AuditLog;
 use super::password_checks::PasswordChecks;
 use super::principal::Principal;
-use super::projects::ProjectRecord;
 use super::ratelimit::FailureLimiter;
 use super::scope::Scope;
 use super::token::{TokenError, TokenService};
-use super::{members, passwords, projects, robots, users};
+use super::{passwords, robots, users};
 use crate::config::AuthConfig;
 use crate::storage::meta::{MetaError, Metadata, now_millis};
+
+mod authorize;
+
+pub use authorize::{ProjectAccess, RepositoryAccess};
 
 /// Why a caller could not be authenticated.
 #[derive(Debug, thiserror::Error)]
@@ -70,41 +72,6 @@ pub struct Caller {
     pub token_scopes: Option<Arc<Vec<Scope>>>,
     /// Where from.
     pub source: IpAddr,
-}
-
-/// What a principal may do to one repository.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RepositoryAccess {
-    /// Whether the repository's project exists.
-    pub project_exists: bool,
-    /// The allowed registry actions (pull, push, delete).
-    pub actions: Vec<Action>,
-}
-
-/// A project and what one principal may do in it.
-#[derive(Debug, Clone)]
-pub struct ProjectAccess {
-    /// The project.
-    pub project: ProjectRecord,
-    /// The actions of the matrix allowed there, in matrix order; none if it may not even
-    /// see the project.
-    pub actions: Vec<Action>,
-}
-
-fn decide_all(
-    tx: &impl crate::storage::meta::Reader,
-    principal: &Principal,
-    project: ProjectRecord,
-) -> Result<ProjectAccess, MetaError> {
-    let membership = match principal {
-        Principal::User { name, .. } => members::role(tx, &project.name, name)?,
-        _ => None,
-    };
-    let actions = Action::ALL
-        .into_iter()
-        .filter(|a| access::decide(principal, &project, membership, *a))
-        .collect();
-    Ok(ProjectAccess { project, actions })
 }
 
 /// The auth service.
@@ -467,137 +434,6 @@ impl AccessControl {
                 })
             }
         }
-    }
-
-    /// What `principal` may do to `repository` now (project, membership, grants).
-    pub fn repository_access(
-        &self,
-        principal: &Principal,
-        repository: &str,
-    ) -> Result<RepositoryAccess, MetaError> {
-        let project_name = repository.split('/').next().unwrap_or_default();
-        Ok(match self.project_access(principal, project_name)? {
-            None => RepositoryAccess {
-                project_exists: false,
-                actions: Vec::new(),
-            },
-            Some(access) => RepositoryAccess {
-                project_exists: true,
-                actions: access
-                    .actions
-                    .into_iter()
-                    .filter(|a| a.scope_name().is_some())
-                    .collect(),
-            },
-        })
-    }
-
-    /// Project `name` and every action of the matrix `principal` may do in it now, or
-    /// `None` if there is no such project. The one place where a project, a membership
-    /// and the matrix meet: the registry, the admin API and listings all ask here.
-    pub fn project_access(
-        &self,
-        principal: &Principal,
-        name: &str,
-    ) -> Result<Option<ProjectAccess>, MetaError> {
-        let tx = self.meta.read()?;
-        let Some(project) = projects::get(&tx, name)? else {
-            return Ok(None);
-        };
-        Ok(Some(decide_all(&tx, principal, project)?))
-    }
-
-    /// Every project `principal` may see (pull from), with what it may do in each, in
-    /// name order.
-    pub fn visible_projects(&self, principal: &Principal) -> Result<Vec<ProjectAccess>, MetaError> {
-        let tx = self.meta.read()?;
-        let mut visible = Vec::new();
-        for project in projects::list(&tx)? {
-            let access = decide_all(&tx, principal, project)?;
-            if access.actions.contains(&Action::Pull) {
-                visible.push(access);
-            }
-        }
-        Ok(visible)
-    }
-
-    /// Whether `caller` may do `action` to `repository`, by its token's scopes if it
-    /// presented one, else by its current rights.
-    pub fn allows(
-        &self,
-        caller: &Caller,
-        repository: &str,
-        action: Action,
-    ) -> Result<bool, MetaError> {
-        let name = action.scope_name().unwrap_or("");
-        match &caller.token_scopes {
-            Some(scopes) => Ok(scopes
-                .iter()
-                .any(|s| s.covers("repository", repository, name))),
-            None => Ok(self
-                .repository_access(&caller.principal, repository)?
-                .actions
-                .contains(&action)),
-        }
-    }
-
-    /// Whether `principal` may do `action` to `repository` by its current rights (not by a
-    /// token's scopes): for listings filtered per repository.
-    pub fn allows_current(
-        &self,
-        principal: &Principal,
-        repository: &str,
-        action: Action,
-    ) -> Result<bool, MetaError> {
-        Ok(self
-            .repository_access(principal, repository)?
-            .actions
-            .contains(&action))
-    }
-
-    /// The scopes a token for `principal` gets: each requested one cut down to what the
-    /// principal may do (possibly to nothing, which is still listed, as the spec shows).
-    pub fn grant(
-        &self,
-        principal: &Principal,
-        requested: &[Scope],
-    ) -> Result<Vec<Scope>, MetaError> {
-        let mut granted = Vec::new();
-        for scope in requested {
-            match scope.kind.as_str() {
-                "repository" => {
-                    let allowed = self.repository_access(principal, &scope.name)?.actions;
-                    let actions: Vec<String> = scope
-                        .actions
-                        .iter()
-                        .filter(|a| {
-                            let want: &[Action] = match a.as_str() {
-                                "pull" => &[Action::Pull],
-                                "push" => &[Action::Push],
-                                "delete" => &[Action::Delete],
-                                "*" => &[Action::Pull, Action::Push, Action::Delete],
-                                _ => &[],
-                            };
-                            !want.is_empty() && want.iter().all(|w| allowed.contains(w))
-                        })
-                        .cloned()
-                        .collect();
-                    granted.push(Scope {
-                        kind: scope.kind.clone(),
-                        name: scope.name.clone(),
-                        actions,
-                    });
-                }
-                // Anyone may list the catalog; the registry filters it to what they can pull.
-                "registry" if scope.name == "catalog" => granted.push(Scope {
-                    kind: scope.kind.clone(),
-                    name: scope.name.clone(),
-                    actions: vec!["*".into()],
-                }),
-                _ => {}
-            }
-        }
-        Ok(granted)
     }
 
     /// A `WWW-Authenticate` challenge pointing at the token service.
