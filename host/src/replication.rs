@@ -220,6 +220,18 @@ impl Replication {
     }
 }
 
+impl From<ReplicationError> for side::SideError {
+    fn from(e: ReplicationError) -> side::SideError {
+        side::SideError::Refused(e.to_string())
+    }
+}
+
+impl From<MetaError> for ReplicationError {
+    fn from(e: MetaError) -> ReplicationError {
+        ReplicationError::Meta(e)
+    }
+}
+
 impl From<redb::Error> for ReplicationError {
     fn from(e: redb::Error) -> ReplicationError {
         ReplicationError::Meta(e.into())

@@ -231,7 +231,7 @@ mod tests {
     #[test]
     fn a_sealed_password_survives_a_round_trip_through_json_and_opens_only_for_its_endpoint() {
         let dir = tempfile::tempdir().unwrap();
-        let sealer = Sealer::open(&dir.path().join("k")).unwrap();
+        let sealer = Sealer::load(&Default::default(), &dir.path().join("k")).unwrap();
         let mut record = EndpointRecord {
             name: "dc2".into(),
             kind: EndpointKind::Berth,

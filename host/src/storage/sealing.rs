@@ -43,23 +43,6 @@ impl Sealer {
         })
     }
 
-    /// Opens the key at `key_path`, creating it on first use.
-    pub fn open(key_path: &Path) -> std::io::Result<Sealer> {
-        let key = match std::fs::read(key_path) {
-            Ok(bytes) if bytes.len() == 32 => bytes,
-            Ok(_) => {
-                return Err(std::io::Error::other(format!(
-                    "{} is not a 32-byte key; restore it from a backup (secrets sealed with it cannot be opened otherwise)",
-                    key_path.display()
-                )));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_key(key_path)?,
-            Err(e) => return Err(e),
-        };
-        let cipher = XChaCha20Poly1305::new_from_slice(&key).expect("32-byte key");
-        Ok(Sealer { cipher })
-    }
-
     /// A random nonce followed by the ciphertext of `value`, bound to `context`.
     pub fn seal(&self, context: &str, value: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
@@ -109,13 +92,13 @@ mod tests {
     #[test]
     fn a_value_opens_only_under_its_own_context_and_key() {
         let dir = tempfile::tempdir().unwrap();
-        let sealer = Sealer::open(&dir.path().join("k")).unwrap();
+        let sealer = Sealer::load(&Default::default(), &dir.path().join("k")).unwrap();
         let sealed = sealer.seal("endpoint/a", b"hunter2");
         assert_eq!(sealer.unseal("endpoint/a", &sealed).unwrap(), b"hunter2");
         assert!(sealer.unseal("endpoint/b", &sealed).is_none());
-        let reopened = Sealer::open(&dir.path().join("k")).unwrap();
+        let reopened = Sealer::load(&Default::default(), &dir.path().join("k")).unwrap();
         assert_eq!(reopened.unseal("endpoint/a", &sealed).unwrap(), b"hunter2");
-        let other = Sealer::open(&dir.path().join("other")).unwrap();
+        let other = Sealer::load(&Default::default(), &dir.path().join("other")).unwrap();
         assert!(other.unseal("endpoint/a", &sealed).is_none());
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;

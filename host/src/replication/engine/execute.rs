@@ -10,6 +10,7 @@ use rand::Rng as _;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::sides::Sides;
 use crate::replication::Replication;
 use crate::replication::delegate::{Ahead, TransferRequest};
 use crate::replication::endpoints::EndpointKind;
@@ -22,7 +23,7 @@ use crate::replication::policies::{self, Mode, PolicyRecord, Selector};
 use crate::replication::side::{SideError, Sink, Source};
 use crate::replication::transfer::{BlobGate, Copier, CopyOptions, CopyOutcome, Throttle};
 use crate::storage::meta::changes::{Change, ChangeKind};
-use crate::storage::meta::{MetaError, MetaResult, now_millis};
+use crate::storage::meta::{MetaResult, now_millis};
 
 /// How long a hop forwarding an artifact it still receives waits for each piece.
 const AHEAD_WAIT: Duration = Duration::from_secs(30 * 60);
@@ -654,50 +655,4 @@ struct RunContext {
     sides: Arc<Sides>,
     gate: Arc<BlobGate>,
     options: CopyOptions,
-}
-
-/// The instances of a job's topology, as transfer ends.
-pub(super) struct Sides {
-    local_id: String,
-    local: Arc<Local>,
-    remotes: BTreeMap<String, Arc<crate::replication::remote::Remote>>,
-}
-
-impl Sides {
-    /// The remote registry an instance is reached at, unless it is this instance.
-    fn remote(&self, instance: &str) -> Option<Arc<crate::replication::remote::Remote>> {
-        self.remotes.get(instance).cloned()
-    }
-
-    fn source(&self, instance: &str) -> Result<Arc<dyn Source>, SideError> {
-        if instance == self.local_id {
-            return Ok(self.local.clone());
-        }
-        self.remotes
-            .get(instance)
-            .map(|r| r.clone() as Arc<dyn Source>)
-            .ok_or_else(|| SideError::Refused(format!("no instance {instance} in the topology")))
-    }
-
-    fn sink(&self, instance: &str) -> Result<Arc<dyn Sink>, SideError> {
-        if instance == self.local_id {
-            return Ok(self.local.clone());
-        }
-        self.remotes
-            .get(instance)
-            .map(|r| r.clone() as Arc<dyn Sink>)
-            .ok_or_else(|| SideError::Refused(format!("no instance {instance} in the topology")))
-    }
-}
-
-impl From<crate::replication::ReplicationError> for SideError {
-    fn from(e: crate::replication::ReplicationError) -> SideError {
-        SideError::Refused(e.to_string())
-    }
-}
-
-impl From<MetaError> for crate::replication::ReplicationError {
-    fn from(e: MetaError) -> crate::replication::ReplicationError {
-        crate::replication::ReplicationError::Meta(e)
-    }
 }

@@ -93,3 +93,4 @@ impl Replication {
 
 mod execute;
 mod intake;
+mod sides;

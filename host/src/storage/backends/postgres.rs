@@ -155,17 +155,17 @@ impl PgStore {
             if durability == Durability::Lazy {
                 tx.batch("SET LOCAL synchronous_commit = off")?;
             }
-            let retry = match f(&tx) {
+            // Only a conflict falls through to run the closure again; dropping the
+            // transaction rolls it back.
+            match f(&tx) {
                 Ok(out) => match tx.tx.into_inner().commit() {
                     Ok(()) => return Ok(out),
-                    Err(e) if is_conflict(&e) => true,
+                    Err(e) if is_conflict(&e) => {}
                     Err(e) => return Err(error(e).into()),
                 },
-                // Dropping the transaction rolls it back.
-                Err(_) if tx.conflicted.get() => true,
+                Err(_) if tx.conflicted.get() => {}
                 Err(e) => return Err(e),
-            };
-            debug_assert!(retry);
+            }
             tracing::debug!(attempt, "metadata transaction conflicted; running it again");
             std::thread::sleep(backoff(attempt));
         }
