@@ -9,6 +9,7 @@ pub mod audit;
 pub mod authenticate;
 pub mod bootstrap;
 pub mod endpoint;
+pub mod exchange;
 pub mod members;
 pub mod password_checks;
 pub mod passwords;
@@ -17,24 +18,21 @@ pub mod projects;
 pub mod ratelimit;
 pub mod robots;
 pub mod scope;
-pub mod tables;
 pub mod token;
 pub mod users;
-
-use std::sync::Arc;
 
 pub use access::{Action, Role};
 pub use authenticate::{AccessControl, AuthError};
 pub use principal::Principal;
 
-use crate::storage::meta::Metadata;
+use crate::storage::store::StoreError;
 
 /// Errors of auth operations that are not "denied": storage failures and invalid input.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthStoreError {
-    /// Metadata failed.
+    /// The metadata store failed.
     #[error(transparent)]
-    Meta(#[from] crate::storage::meta::MetaError),
+    Store(#[from] StoreError),
     /// The request is invalid (a name outside the grammar, a weak password, …).
     #[error("{0}")]
     Invalid(String),
@@ -44,13 +42,37 @@ pub enum AuthStoreError {
     /// The thing to create exists already, or the change conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// The caller proved less than the change needs (a wrong current password).
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+impl From<crate::storage::meta::MetaError> for AuthStoreError {
+    fn from(e: crate::storage::meta::MetaError) -> AuthStoreError {
+        AuthStoreError::Store(e.into())
+    }
 }
 
 /// Result alias for auth store operations.
 pub type AuthResult<T> = Result<T, AuthStoreError>;
 
-/// Prepares the auth tables of `meta` (creating or migrating them).
-pub fn prepare(meta: &Arc<Metadata>) -> AuthResult<()> {
-    crate::storage::meta::schema::prepare(meta, &tables::AUTH)?;
-    Ok(())
+#[cfg(test)]
+pub(crate) mod testing {
+    //! An [`AccessControl`] over a fresh embedded store, for unit tests.
+
+    use super::AccessControl;
+
+    /// Access control over a new redb store in a temporary directory (kept alive by the
+    /// returned guard). Must run inside a Tokio runtime (the audit writer is a task).
+    pub(crate) fn access_control() -> (AccessControl, tempfile::TempDir) {
+        let (store, dir) = crate::storage::testing::redb_store();
+        let auth = AccessControl::new(
+            store,
+            crate::config::AuthConfig::default(),
+            &crate::config::KeysConfig::default(),
+            dir.path(),
+        )
+        .expect("access control over a fresh store");
+        (auth, dir)
+    }
 }

@@ -11,6 +11,7 @@ pub mod errcode;
 pub mod guard;
 pub mod handlers;
 pub mod manifest;
+pub mod projects;
 pub mod purge;
 pub mod routes;
 pub mod sessions;

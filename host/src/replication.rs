@@ -45,6 +45,7 @@ use crate::plugins::PluginHost;
 use crate::registry::Registry;
 use crate::storage::meta::{MetaError, Metadata};
 use crate::storage::sealing::Sealer;
+use crate::storage::store::StoreError;
 use jobs::JobStatus;
 use remote::Remote;
 
@@ -62,7 +63,7 @@ pub enum ReplicationError {
     Conflict(String),
     /// The metadata store failed.
     #[error(transparent)]
-    Meta(MetaError),
+    Store(StoreError),
 }
 
 /// Result alias for replication operations.
@@ -228,20 +229,39 @@ impl From<ReplicationError> for side::SideError {
 
 impl From<MetaError> for ReplicationError {
     fn from(e: MetaError) -> ReplicationError {
-        ReplicationError::Meta(e)
+        ReplicationError::Store(e.into())
+    }
+}
+
+impl From<StoreError> for ReplicationError {
+    fn from(e: StoreError) -> ReplicationError {
+        ReplicationError::Store(e)
+    }
+}
+
+/// Auth's refusals keep their kind; its store failures stay store failures.
+impl From<crate::auth::AuthStoreError> for ReplicationError {
+    fn from(e: crate::auth::AuthStoreError) -> ReplicationError {
+        use crate::auth::AuthStoreError as A;
+        match e {
+            A::Store(e) => ReplicationError::Store(e),
+            A::Invalid(m) | A::Forbidden(m) => ReplicationError::Invalid(m),
+            A::NotFound(m) => ReplicationError::NotFound(m),
+            A::Conflict(m) => ReplicationError::Conflict(m),
+        }
     }
 }
 
 impl From<redb::Error> for ReplicationError {
     fn from(e: redb::Error) -> ReplicationError {
-        ReplicationError::Meta(e.into())
+        ReplicationError::Store(MetaError::from(e).into())
     }
 }
 
 macro_rules! from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for ReplicationError {
-            fn from(e: $t) -> ReplicationError { ReplicationError::Meta(MetaError::from(e)) }
+            fn from(e: $t) -> ReplicationError { ReplicationError::Store(MetaError::from(e).into()) }
         }
     )*};
 }

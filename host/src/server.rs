@@ -59,13 +59,13 @@ pub fn open_registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
     let meta = Arc::new(meta);
     let metadata = Store::redb(meta.clone())?;
     let auth = Arc::new(AccessControl::new(
-        meta.clone(),
+        metadata.clone(),
         config.auth.clone(),
         &config.keys,
         data_dir,
     )?);
     let given = config.admin_password.as_ref().map(|s| s.0.as_str());
-    match crate::auth::bootstrap::ensure_admin(&meta, given)? {
+    match crate::auth::bootstrap::ensure_admin(&auth, given)? {
         Bootstrap::AlreadyDone => {}
         Bootstrap::CreatedWithGivenPassword => {
             println!("berth: created user 'admin' with the password given by --admin-password")

@@ -123,21 +123,9 @@ fn module_dependencies_point_one_way() {
 /// shrinks: a file listed here that no longer needs to be fails the test.
 const NOT_YET_ON_THE_INTERFACE: &[&str] = &[
     "api/problem.rs",
-    "api/projects.rs",
     "api/repositories.rs",
-    "api/robots.rs",
-    "api/users.rs",
     "auth.rs",
     "auth/audit.rs",
-    "auth/authenticate.rs",
-    "auth/authenticate/authorize.rs",
-    "auth/bootstrap.rs",
-    "auth/endpoint.rs",
-    "auth/members.rs",
-    "auth/projects.rs",
-    "auth/robots.rs",
-    "auth/tables.rs",
-    "auth/users.rs",
     "cli/fsck.rs",
     "registry.rs",
     "registry/content.rs",
@@ -148,6 +136,7 @@ const NOT_YET_ON_THE_INTERFACE: &[&str] = &[
     "registry/handlers/referrers.rs",
     "registry/handlers/tags.rs",
     "registry/handlers/uploads.rs",
+    "registry/projects.rs",
     "registry/purge.rs",
     "registry/sessions.rs",
     "replication.rs",
@@ -182,6 +171,8 @@ const ENGINE_WORDS: &[&str] = &[
     "WriteTransaction",
     "ReadTransaction",
     "TableDefinition",
+    // The transitional bridge to tables not yet on the interface.
+    "redb_legacy",
 ];
 
 #[test]
@@ -235,7 +226,7 @@ fn contains_word(code: &str, word: &str) -> bool {
 }
 
 /// Each table accessor of a transaction, and the folder of the component that owns it.
-const OWNERS: &[(&str, &str)] = &[(".plugins()", "plugins/")];
+const OWNERS: &[(&str, &str)] = &[(".plugins()", "plugins/"), (".auth()", "auth/")];
 
 #[test]
 fn each_table_is_reached_only_by_its_owner() {

@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 use super::ApiState;
 use super::caller::ApiCaller;
 use super::extract::ApiJson;
-use super::problem::{ApiError, ApiResult, Problem};
-use crate::auth::{Action, Role, members, users};
+use super::problem::{ApiResult, Problem};
+use crate::auth::{Action, Role};
 
 /// A membership.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -38,7 +38,7 @@ pub async fn list(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Vec<Member>>> {
     caller.visible_project(&state.auth, &name)?;
-    let list = members::list(&state.auth.meta().read()?, &name)?;
+    let list = state.auth.members(&name).await?;
     Ok(Json(
         list.into_iter()
             .map(|(username, role)| Member { username, role })
@@ -54,15 +54,7 @@ async fn set_role(
     role: Role,
 ) -> ApiResult<()> {
     caller.require(&state.auth, project, Action::ManageMembers)?;
-    state.auth.meta().write(|tx| -> ApiResult<()> {
-        if users::get(tx, username)?.is_none() {
-            return Err(ApiError::not_found(format!(
-                "no user {username}; create it first"
-            )));
-        }
-        members::set(tx, project, username, role)?;
-        Ok(())
-    })?;
+    state.auth.set_member(project, username, role).await?;
     caller
         .audit(
             state,
@@ -114,15 +106,7 @@ pub async fn remove(
     Path((name, username)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     caller.require(&state.auth, &name, Action::ManageMembers)?;
-    if !state
-        .auth
-        .meta()
-        .write(|tx| members::remove(tx, &name, &username))?
-    {
-        return Err(ApiError::not_found(format!(
-            "{username} is not a member of {name}"
-        )));
-    }
+    state.auth.remove_member(&name, &username).await?;
     caller
         .audit(&state, "member.remove", &name, Some(username))
         .await;

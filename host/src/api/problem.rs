@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::auth::{AuthError, AuthStoreError};
 use crate::storage::meta::MetaError;
+use crate::storage::store::StoreError;
 
 /// A problem document.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -99,6 +100,21 @@ impl From<MetaError> for ApiError {
     }
 }
 
+/// A transaction that kept losing to concurrent ones is worth retrying (503 with
+/// Retry-After); any other store failure is the server's.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Conflict { .. } => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                detail: e.to_string(),
+                retry_after: Some(1),
+            },
+            other => ApiError::internal(other),
+        }
+    }
+}
+
 /// A registry refusal keeps its status and message (`UNSUPPORTED` is 405: deletes are
 /// off); a failure is logged where it happened and shown as the registry shows it.
 impl From<crate::registry::errcode::RegistryError> for ApiError {
@@ -110,10 +126,11 @@ impl From<crate::registry::errcode::RegistryError> for ApiError {
 impl From<AuthStoreError> for ApiError {
     fn from(e: AuthStoreError) -> ApiError {
         match e {
-            AuthStoreError::Meta(m) => ApiError::internal(m),
+            AuthStoreError::Store(e) => e.into(),
             AuthStoreError::Invalid(d) => ApiError::bad_request(d),
             AuthStoreError::NotFound(d) => ApiError::not_found(d),
             AuthStoreError::Conflict(d) => ApiError::conflict(d),
+            AuthStoreError::Forbidden(d) => ApiError::forbidden(d),
         }
     }
 }
@@ -126,7 +143,7 @@ impl From<AuthError> for ApiError {
                 detail: e.to_string(),
                 retry_after: Some(wait.as_secs().max(1)),
             },
-            AuthError::Store(m) => ApiError::internal(m),
+            AuthError::Store(e) => e.into(),
             other => ApiError::new(StatusCode::UNAUTHORIZED, other.to_string()),
         }
     }

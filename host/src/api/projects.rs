@@ -8,10 +8,10 @@ use utoipa::ToSchema;
 
 use super::caller::ApiCaller;
 use super::extract::{ApiJson, ApiQuery};
-use super::problem::{ApiError, ApiResult, Problem};
+use super::problem::{ApiResult, Problem};
 use super::{ApiState, Page};
-use crate::auth::{Action, members, projects};
-use crate::storage::meta;
+use crate::auth::Action;
+use crate::auth::projects::ProjectRecord;
 
 /// A project.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -66,43 +66,8 @@ pub struct DeleteOptions {
     pub force: bool,
 }
 
-fn repositories_of(tx: &impl meta::Reader, project: &str) -> meta::MetaResult<Vec<String>> {
-    let prefix = format!("{project}/");
-    let mut out = Vec::new();
-    let mut cursor = Some(prefix.clone());
-    // Names sort after their prefix; stop at the first that does not start with it.
-    'outer: loop {
-        let batch = meta::repositories::list(tx, cursor.as_deref(), 1000)?;
-        if batch.is_empty() {
-            break;
-        }
-        for name in &batch {
-            if !name.starts_with(&prefix) {
-                break 'outer;
-            }
-            out.push(name.clone());
-        }
-        cursor = batch.last().cloned();
-    }
-    Ok(out)
-}
-
-/// Repositories of a project that still hold manifests or blobs.
-pub fn non_empty_repositories(
-    tx: &impl meta::Reader,
-    project: &str,
-) -> meta::MetaResult<Vec<String>> {
-    let mut out = Vec::new();
-    for repo in repositories_of(tx, project)? {
-        if meta::manifests::count(tx, &repo)? > 0 || meta::blob_links::count(tx, &repo)? > 0 {
-            out.push(repo);
-        }
-    }
-    Ok(out)
-}
-
-fn view(tx: &impl meta::Reader, p: projects::ProjectRecord) -> meta::MetaResult<Project> {
-    let repositories = non_empty_repositories(tx, &p.name)?.len();
+fn view(state: &ApiState, p: ProjectRecord) -> ApiResult<Project> {
+    let repositories = state.registry.non_empty_repositories(&p.name)?.len();
     Ok(Project {
         name: p.name,
         public: p.public,
@@ -121,7 +86,6 @@ pub async fn list(
     ApiQuery(page): ApiQuery<Page>,
     ApiQuery(filter): ApiQuery<ProjectFilter>,
 ) -> ApiResult<(HeaderMap, Json<Vec<Project>>)> {
-    let tx = state.auth.meta().read()?;
     let mut visible = Vec::new();
     for access in state.auth.visible_projects(&caller.principal)? {
         let p = access.project;
@@ -131,7 +95,7 @@ pub async fn list(
             .is_none_or(|n| p.name.contains(n.as_str()))
             && filter.public.is_none_or(|pb| pb == p.public);
         if wanted {
-            visible.push(view(&tx, p)?);
+            visible.push(view(&state, p)?);
         }
     }
     let (headers, items) = page.apply(visible, "/api/v1/projects");
@@ -149,13 +113,12 @@ pub async fn create(
     caller.require_admin()?;
     let record = state
         .auth
-        .meta()
-        .write(|tx| projects::insert(tx, &new.name, new.public, caller.principal.name()))?;
+        .create_project(&new.name, new.public, caller.principal.name())
+        .await?;
     caller
         .audit(&state, "project.create", &new.name, None)
         .await;
-    let tx = state.auth.meta().read()?;
-    Ok((StatusCode::CREATED, Json(view(&tx, record)?)))
+    Ok((StatusCode::CREATED, Json(view(&state, record)?)))
 }
 
 /// One project.
@@ -167,7 +130,7 @@ pub async fn get(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Project>> {
     let record = caller.visible_project(&state.auth, &name)?;
-    Ok(Json(view(&state.auth.meta().read()?, record)?))
+    Ok(Json(view(&state, record)?))
 }
 
 /// Makes a project public or private (project admins).
@@ -181,11 +144,10 @@ pub async fn update(
 ) -> ApiResult<Json<Project>> {
     let mut record = caller.require(&state.auth, &name, Action::ManageProject)?;
     if let Some(public) = update.public {
-        record.public = public;
+        record = state.auth.set_project_public(&name, public).await?;
     }
-    state.auth.meta().write(|tx| projects::put(tx, &record))?;
     caller.audit(&state, "project.update", &name, None).await;
-    Ok(Json(view(&state.auth.meta().read()?, record)?))
+    Ok(Json(view(&state, record)?))
 }
 
 /// Deletes a project; refused while it holds repositories unless `force=true`, which
@@ -199,23 +161,7 @@ pub async fn delete(
     ApiQuery(options): ApiQuery<DeleteOptions>,
 ) -> ApiResult<StatusCode> {
     caller.require(&state.auth, &name, Action::ManageProject)?;
-    state.auth.meta().write(|tx| -> ApiResult<()> {
-        let repos = non_empty_repositories(tx, &name)?;
-        if !repos.is_empty() && !options.force {
-            return Err(ApiError::conflict(format!(
-                "project {name} still holds {} repositories ({}); delete them first or pass force=true",
-                repos.len(),
-                repos.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
-            )));
-        }
-        for repo in repositories_of(tx, &name)? {
-            meta::repositories::purge(tx, &repo)?;
-        }
-        members::remove_project(tx, &name)?;
-        projects::remove(tx, &name)?;
-        Ok(())
-    })?;
-    state.auth.invalidate_cached_logins();
+    state.registry.delete_project(&name, options.force).await?;
     caller.audit(&state, "project.delete", &name, None).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -70,7 +70,7 @@ pub async fn list(
     caller.require(&state.auth, &project, Action::Pull)?;
     let tx = state.registry.meta.read()?;
     let mut out = Vec::new();
-    for name in super::projects::non_empty_repositories(&tx, &project)? {
+    for name in state.registry.non_empty_repositories(&project)? {
         let tags = meta::tags::list(&tx, &name, None, usize::MAX)?.len();
         let manifests = meta::manifests::count(&tx, &name)?;
         out.push(Repository {

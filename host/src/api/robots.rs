@@ -12,7 +12,7 @@ use super::extract::ApiJson;
 use super::problem::{ApiError, ApiResult, Problem};
 use crate::auth::principal::RobotGrant;
 use crate::auth::{Action, passwords, robots};
-use crate::storage::meta::now_millis;
+use crate::storage::store::now_millis;
 
 /// A robot account as the API shows it (never the secret's digest).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -94,7 +94,7 @@ fn require_manage(state: &ApiState, caller: &ApiCaller, grants: &[RobotGrant]) -
 /// Lists the robots the caller may manage.
 #[utoipa::path(get, operation_id = "robots_list", path = "/api/v1/robots", tag = "robots", responses((status = 200, body = [Robot]), (status = 401, body = Problem)))]
 pub async fn list(State(state): State<ApiState>, caller: ApiCaller) -> ApiResult<Json<Vec<Robot>>> {
-    let all = robots::list(&state.auth.meta().read()?)?;
+    let all = state.auth.robots().await?;
     Ok(Json(
         all.into_iter()
             .filter(|(_, r)| require_manage(&state, &caller, &r.grants).is_ok())
@@ -131,10 +131,7 @@ pub async fn create(
         created_by: caller.principal.name().to_owned(),
         created_at: now_millis(),
     };
-    state
-        .auth
-        .meta()
-        .write(|tx| robots::insert(tx, &name, &record))?;
+    state.auth.create_robot(&name, &record).await?;
     caller.audit(&state, "robot.create", &name, None).await;
     Ok((
         StatusCode::CREATED,
@@ -145,8 +142,11 @@ pub async fn create(
     ))
 }
 
-fn load(state: &ApiState, caller: &ApiCaller, name: &str) -> ApiResult<robots::RobotRecord> {
-    let record = robots::get(&state.auth.meta().read()?, name)?
+async fn load(state: &ApiState, caller: &ApiCaller, name: &str) -> ApiResult<robots::RobotRecord> {
+    let record = state
+        .auth
+        .robot(name)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no robot account {name}")))?;
     require_manage(state, caller, &record.grants)
         .map_err(|_| ApiError::not_found(format!("no robot account {name}")))?;
@@ -161,7 +161,7 @@ pub async fn get(
     caller: ApiCaller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Robot>> {
-    let record = load(&state, &caller, &name)?;
+    let record = load(&state, &caller, &name).await?;
     Ok(Json(view(name, record)))
 }
 
@@ -174,15 +174,10 @@ pub async fn update(
     Path(name): Path<String>,
     ApiJson(update): ApiJson<RobotUpdate>,
 ) -> ApiResult<Json<Robot>> {
-    let mut record = load(&state, &caller, &name)?;
+    let mut record = load(&state, &caller, &name).await?;
     if let Some(disabled) = update.disabled {
-        record.disabled = disabled;
+        record = state.auth.set_robot_disabled(&name, disabled).await?;
     }
-    state
-        .auth
-        .meta()
-        .write(|tx| robots::put(tx, &name, &record))?;
-    state.auth.invalidate_cached_logins();
     caller.audit(&state, "robot.update", &name, None).await;
     Ok(Json(view(name, record)))
 }
@@ -195,9 +190,8 @@ pub async fn delete(
     caller: ApiCaller,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    load(&state, &caller, &name)?;
-    state.auth.meta().write(|tx| robots::remove(tx, &name))?;
-    state.auth.invalidate_cached_logins();
+    load(&state, &caller, &name).await?;
+    state.auth.delete_robot(&name).await?;
     caller.audit(&state, "robot.delete", &name, None).await;
     Ok(StatusCode::NO_CONTENT)
 }

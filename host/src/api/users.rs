@@ -10,8 +10,7 @@ use super::caller::ApiCaller;
 use super::extract::{ApiJson, ApiQuery};
 use super::problem::{ApiError, ApiResult, Problem};
 use super::{ApiState, Page};
-use crate::auth::{members, passwords, users};
-use crate::storage::meta::now_millis;
+use crate::auth::users::UserRecord;
 
 /// A user as the API shows it (never the hash).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -59,7 +58,7 @@ pub struct PasswordChange {
     pub new_password: String,
 }
 
-fn view(name: String, r: users::UserRecord) -> User {
+fn view(name: String, r: UserRecord) -> User {
     User {
         username: name,
         admin: r.admin,
@@ -77,7 +76,10 @@ pub async fn list(
     ApiQuery(page): ApiQuery<Page>,
 ) -> ApiResult<(HeaderMap, Json<Vec<User>>)> {
     caller.require_admin()?;
-    let all: Vec<User> = users::list(&state.auth.meta().read()?)?
+    let all: Vec<User> = state
+        .auth
+        .users()
+        .await?
         .into_iter()
         .map(|(n, r)| view(n, r))
         .collect();
@@ -94,12 +96,11 @@ pub async fn create(
     ApiJson(new): ApiJson<NewUser>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
     caller.require_admin()?;
-    let meta = state.auth.meta().clone();
     let name = new.username.clone();
-    let record = tokio::task::spawn_blocking(move || {
-        meta.write(|tx| users::insert(tx, &new.username, &new.password, new.admin))
-    })
-    .await??;
+    let record = state
+        .auth
+        .create_user(&new.username, &new.password, new.admin)
+        .await?;
     caller.audit(&state, "user.create", &name, None).await;
     Ok((StatusCode::CREATED, Json(view(name, record))))
 }
@@ -108,7 +109,7 @@ pub async fn create(
 #[utoipa::path(get, operation_id = "users_current", path = "/api/v1/users/current", tag = "users", responses((status = 200, body = User), (status = 401, body = Problem)))]
 pub async fn current(State(state): State<ApiState>, caller: ApiCaller) -> ApiResult<Json<User>> {
     let name = caller.principal.name().to_owned();
-    let record = users::get(&state.auth.meta().read()?, &name)?.ok_or_else(|| {
+    let record = state.auth.user(&name).await?.ok_or_else(|| {
         ApiError::not_found(format!(
             "{name} is not a user account (robots have no user record)"
         ))
@@ -127,7 +128,10 @@ pub async fn get(
     if caller.principal.name() != username {
         caller.require_admin()?;
     }
-    let record = users::get(&state.auth.meta().read()?, &username)?
+    let record = state
+        .auth
+        .user(&username)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no user {username}")))?;
     Ok(Json(view(username, record)))
 }
@@ -151,20 +155,8 @@ pub async fn update(
     }
     let record = state
         .auth
-        .meta()
-        .write(|tx| -> ApiResult<users::UserRecord> {
-            let mut r = users::get(tx, &username)?
-                .ok_or_else(|| ApiError::not_found(format!("no user {username}")))?;
-            if let Some(admin) = update.admin {
-                r.admin = admin;
-            }
-            if let Some(disabled) = update.disabled {
-                r.disabled = disabled;
-            }
-            users::put(tx, &username, &r)?;
-            Ok(r)
-        })?;
-    state.auth.invalidate_cached_logins();
+        .update_user(&username, update.admin, update.disabled)
+        .await?;
     caller.audit(&state, "user.update", &username, None).await;
     Ok(Json(view(username, record)))
 }
@@ -181,14 +173,7 @@ pub async fn delete(
     if username == caller.principal.name() {
         return Err(ApiError::conflict("you cannot delete yourself"));
     }
-    let found = state.auth.meta().write(|tx| -> ApiResult<bool> {
-        members::remove_user(tx, &username)?;
-        Ok(users::remove(tx, &username)?)
-    })?;
-    if !found {
-        return Err(ApiError::not_found(format!("no user {username}")));
-    }
-    state.auth.invalidate_cached_logins();
+    state.auth.delete_user(&username).await?;
     caller.audit(&state, "user.delete", &username, None).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -207,29 +192,17 @@ pub async fn change_password(
     if !own {
         caller.require_admin()?;
     }
-    passwords::check_policy(&change.new_password).map_err(ApiError::bad_request)?;
-    let meta = state.auth.meta().clone();
-    let user = username.clone();
-    tokio::task::spawn_blocking(move || {
-        meta.write(|tx| -> ApiResult<()> {
-            let mut r = users::get(tx, &user)?
-                .ok_or_else(|| ApiError::not_found(format!("no user {user}")))?;
-            if own
-                && !change
-                    .old_password
-                    .as_deref()
-                    .is_some_and(|old| passwords::verify(old, &r.password_hash))
-            {
-                return Err(ApiError::forbidden("the old password is wrong"));
-            }
-            r.password_hash = passwords::hash(&change.new_password);
-            r.password_changed_at = now_millis();
-            users::put(tx, &user, &r)?;
-            Ok(())
-        })
-    })
-    .await??;
-    state.auth.invalidate_cached_logins();
+    let old = if own {
+        Some(change.old_password.as_deref().ok_or_else(|| {
+            ApiError::forbidden("changing your own password needs the old one (old_password)")
+        })?)
+    } else {
+        None
+    };
+    state
+        .auth
+        .change_password(&username, old, &change.new_password)
+        .await?;
     caller.audit(&state, "user.password", &username, None).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,28 +1,10 @@
 //! The permission matrix: which role may do which action in a project. One table, here,
 //! and the same table in the README.
 
-use serde::{Deserialize, Serialize};
-
 use super::principal::Principal;
-use super::projects::ProjectRecord;
+use crate::storage::tables::auth::ProjectRecord;
 
-/// Something a principal may do within a project.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// Read manifests, blobs, tags, referrers.
-    Pull,
-    /// Upload blobs and manifests, move tags.
-    Push,
-    /// Delete manifests, tags and blob links.
-    Delete,
-    /// Add, change and remove members.
-    ManageMembers,
-    /// Create and revoke robot accounts for the project.
-    ManageRobots,
-    /// Change the project's settings (public/private) or delete it.
-    ManageProject,
-}
+pub use crate::storage::tables::auth::{Action, Role};
 
 impl Action {
     /// Every action, in matrix order.
@@ -42,39 +24,6 @@ impl Action {
             Action::Push => Some("push"),
             Action::Delete => Some("delete"),
             _ => None,
-        }
-    }
-}
-
-/// A member's role in a project.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Everything within the project.
-    Admin,
-    /// Pull and push.
-    Developer,
-    /// Pull only.
-    Guest,
-}
-
-impl Role {
-    /// Parses `admin`, `developer` or `guest`.
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "admin" | "project_admin" | "project-admin" => Some(Role::Admin),
-            "developer" => Some(Role::Developer),
-            "guest" => Some(Role::Guest),
-            _ => None,
-        }
-    }
-
-    /// The name used in the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Developer => "developer",
-            Role::Guest => "guest",
         }
     }
 }

@@ -18,9 +18,9 @@ use super::principal::Principal;
 use super::ratelimit::FailureLimiter;
 use super::scope::Scope;
 use super::token::{TokenError, TokenService};
-use super::{passwords, robots, users};
+use super::{passwords, robots};
 use crate::config::AuthConfig;
-use crate::storage::meta::{MetaError, Metadata, now_millis};
+use crate::storage::store::{Store, StoreError, now_millis};
 
 mod authorize;
 
@@ -43,7 +43,7 @@ pub enum AuthError {
     Malformed(&'static str),
     /// Storage failed.
     #[error(transparent)]
-    Store(#[from] MetaError),
+    Store(#[from] StoreError),
 }
 
 /// What an Authorization header carries.
@@ -76,7 +76,7 @@ pub struct Caller {
 
 /// The auth service.
 pub struct AccessControl {
-    meta: Arc<Metadata>,
+    store: Store,
     /// Token signing and checking.
     pub tokens: TokenService,
     /// The audit log.
@@ -123,12 +123,11 @@ impl AccessControl {
     /// or the data directory's, created on first start), and
     /// starts the audit writer. Must run inside a Tokio runtime.
     pub fn new(
-        meta: Arc<Metadata>,
+        store: Store,
         config: AuthConfig,
         keys: &crate::config::KeysConfig,
         data_dir: &Path,
     ) -> anyhow::Result<AccessControl> {
-        super::prepare(&meta)?;
         let key = super::token::load_key(
             keys,
             &crate::storage::paths::DataPaths::new(data_dir).token_key(),
@@ -146,7 +145,7 @@ impl AccessControl {
         )?;
         let window = Duration::from_secs(config.login_window_secs);
         Ok(AccessControl {
-            meta,
+            store,
             tokens,
             audit,
             per_account: FailureLimiter::new(config.login_failures_per_account, window),
@@ -159,9 +158,9 @@ impl AccessControl {
         })
     }
 
-    /// The metadata store (for the admin API).
-    pub fn meta(&self) -> &Arc<Metadata> {
-        &self.meta
+    /// The metadata store, for auth's services.
+    pub(super) fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The configuration.
@@ -285,9 +284,11 @@ impl AccessControl {
         username: &str,
         password: &str,
     ) -> Result<Option<Principal>, AuthError> {
-        let tx = self.meta.read()?;
         if username.starts_with(robots::PREFIX) {
-            let Some(robot) = robots::get(&tx, username)? else {
+            let robot = self
+                .store
+                .read_blocking(|tx| Ok::<_, AuthError>(tx.auth().robot(username)?))?;
+            let Some(robot) = robot else {
                 return Ok(None);
             };
             let expired = robot.expires_at.is_some_and(|e| e <= now_millis());
@@ -302,7 +303,10 @@ impl AccessControl {
                 }),
             );
         }
-        let Some(user) = users::get(&tx, username)? else {
+        let user = self
+            .store
+            .read_blocking(|tx| Ok::<_, AuthError>(tx.auth().user(username)?))?;
+        let Some(user) = user else {
             // Spend the same time as a real check, so response timing does not tell
             // which usernames exist.
             let dummy = DUMMY_HASH.get_or_init(|| passwords::hash("not a real password"));
@@ -348,9 +352,10 @@ impl AccessControl {
         let entry = match cached {
             Some(c) => c,
             None => {
-                let tx = self.meta.read()?;
                 let entry = if subject.starts_with(robots::PREFIX) {
-                    let robot = robots::get(&tx, subject)?
+                    let robot = self
+                        .store
+                        .read_blocking(|tx| Ok::<_, AuthError>(tx.auth().robot(subject)?))?
                         .filter(|r| !r.disabled)
                         .ok_or_else(gone)?;
                     CachedSubject {
@@ -363,7 +368,9 @@ impl AccessControl {
                         expires_at: robot.expires_at,
                     }
                 } else {
-                    let user = users::get(&tx, subject)?
+                    let user = self
+                        .store
+                        .read_blocking(|tx| Ok::<_, AuthError>(tx.auth().user(subject)?))?
                         .filter(|u| !u.disabled)
                         .ok_or_else(gone)?;
                     CachedSubject {
@@ -412,7 +419,7 @@ impl AccessControl {
                 })
                 .await
                 .map_err(|e| {
-                    AuthError::Store(MetaError::Schema(format!("login task failed: {e}")))
+                    AuthError::Store(StoreError::Backend(format!("login task failed: {e}")))
                 })??;
                 Ok(Caller {
                     principal,

@@ -1,8 +1,8 @@
 //! The first start: create the `admin` user. There is never a default password: it comes
 //! from `--admin-password` / `BERTH_ADMIN_PASSWORD`, or is generated and printed once.
 
-use super::{AuthResult, AuthStoreError, passwords, users};
-use crate::storage::meta::Metadata;
+use super::authenticate::AccessControl;
+use super::{AuthResult, AuthStoreError, passwords};
 
 /// What bootstrapping did.
 #[derive(Debug, PartialEq)]
@@ -15,9 +15,9 @@ pub enum Bootstrap {
     CreatedWithGeneratedPassword(String),
 }
 
-/// Creates `admin` if there are no users yet.
-pub fn ensure_admin(meta: &Metadata, password: Option<&str>) -> AuthResult<Bootstrap> {
-    if users::count(&meta.read()?)? > 0 {
+/// Creates `admin` if there are no users yet. Blocking: runs once at start.
+pub fn ensure_admin(auth: &AccessControl, password: Option<&str>) -> AuthResult<Bootstrap> {
+    if auth.has_users()? {
         return Ok(Bootstrap::AlreadyDone);
     }
     if let Some(p) = password {
@@ -29,7 +29,10 @@ pub fn ensure_admin(meta: &Metadata, password: Option<&str>) -> AuthResult<Boots
         .map(str::to_owned)
         .or_else(|| generated.clone())
         .expect("one of them");
-    meta.write(|tx| users::insert(tx, "admin", &chosen, true))?;
+    // Another node may have bootstrapped the shared database meanwhile.
+    if !auth.create_first_admin(&chosen)? {
+        return Ok(Bootstrap::AlreadyDone);
+    }
     Ok(match generated {
         Some(p) => Bootstrap::CreatedWithGeneratedPassword(p),
         None => Bootstrap::CreatedWithGivenPassword,
@@ -40,30 +43,26 @@ pub fn ensure_admin(meta: &Metadata, password: Option<&str>) -> AuthResult<Boots
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_first_start_creates_admin_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = std::sync::Arc::new(Metadata::open(&dir.path().join("m.redb")).unwrap());
-        crate::auth::prepare(&meta).unwrap();
-        let Bootstrap::CreatedWithGeneratedPassword(p) = ensure_admin(&meta, None).unwrap() else {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_first_start_creates_admin_once() {
+        let (auth, _dir) = crate::auth::testing::access_control();
+        let Bootstrap::CreatedWithGeneratedPassword(p) = ensure_admin(&auth, None).unwrap() else {
             panic!()
         };
         assert!(p.len() >= 40);
         assert_eq!(
-            ensure_admin(&meta, Some("another long password")).unwrap(),
+            ensure_admin(&auth, Some("another long password")).unwrap(),
             Bootstrap::AlreadyDone
         );
-        let admin = users::get(&meta.read().unwrap(), "admin").unwrap().unwrap();
+        let admin = auth.user("admin").await.unwrap().unwrap();
         assert!(admin.admin && passwords::verify(&p, &admin.password_hash));
     }
 
-    #[test]
-    fn a_weak_given_password_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = std::sync::Arc::new(Metadata::open(&dir.path().join("m.redb")).unwrap());
-        crate::auth::prepare(&meta).unwrap();
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_weak_given_password_is_refused() {
+        let (auth, _dir) = crate::auth::testing::access_control();
         assert!(
-            ensure_admin(&meta, Some("short"))
+            ensure_admin(&auth, Some("short"))
                 .unwrap_err()
                 .to_string()
                 .contains("--admin-password")

@@ -126,7 +126,7 @@ async fn login(
         (username, r)
     })
     .await
-    .map_err(|e| AuthError::Store(crate::storage::meta::MetaError::Schema(e.to_string())))?;
+    .map_err(|e| AuthError::Store(crate::storage::store::StoreError::Backend(e.to_string())))?;
     let outcome = if result.is_ok() { "success" } else { "failure" };
     let mut record = AuditRecord::new(&u, &source.to_string(), "login", &u, outcome);
     if let Err(e) = &result {

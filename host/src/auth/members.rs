@@ -1,74 +1,49 @@
-//! Table `members`: each user's role in each project.
-
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+//! The membership service: each user's role in each project (table `members`).
 
 use super::access::Role;
-use crate::storage::meta::{KEY_END, MetaResult, Reader};
+use super::authenticate::AccessControl;
+use super::{AuthResult, AuthStoreError};
 
-const TABLE: TableDefinition<(&str, &str), &str> = TableDefinition::new("members");
+impl AccessControl {
+    /// The members of `project` with their roles, in name order.
+    pub async fn members(&self, project: &str) -> AuthResult<Vec<(String, Role)>> {
+        let project = project.to_owned();
+        self.store()
+            .read(move |tx| Ok(tx.auth().members(&project)?))
+            .await
+    }
 
-pub(super) fn create(tx: &WriteTransaction) -> MetaResult<()> {
-    tx.open_table(TABLE)?;
-    Ok(())
-}
+    /// Gives user `user` `role` in `project`, replacing an earlier role; both must exist.
+    pub async fn set_member(&self, project: &str, user: &str, role: Role) -> AuthResult<()> {
+        let (project, user) = (project.to_owned(), user.to_owned());
+        self.store()
+            .write(move |tx| -> AuthResult<()> {
+                if tx.auth().project(&project)?.is_none() {
+                    return Err(AuthStoreError::NotFound(format!("no project {project}")));
+                }
+                if tx.auth().user(&user)?.is_none() {
+                    return Err(AuthStoreError::NotFound(format!(
+                        "no user {user}; create it first"
+                    )));
+                }
+                tx.auth().set_role(&project, &user, role)?;
+                Ok(())
+            })
+            .await
+    }
 
-/// Gives `user` `role` in `project` (replacing any earlier role).
-pub fn set(tx: &WriteTransaction, project: &str, user: &str, role: Role) -> MetaResult<()> {
-    tx.open_table(TABLE)?
-        .insert((project, user), role.as_str())?;
-    Ok(())
-}
-
-/// Removes `user` from `project`; returns whether they were a member.
-pub fn remove(tx: &WriteTransaction, project: &str, user: &str) -> MetaResult<bool> {
-    Ok(tx.open_table(TABLE)?.remove((project, user))?.is_some())
-}
-
-/// `user`'s role in `project`.
-pub fn role(tx: &impl Reader, project: &str, user: &str) -> MetaResult<Option<Role>> {
-    Ok(tx
-        .open(TABLE)?
-        .get((project, user))?
-        .and_then(|v| Role::parse(v.value())))
-}
-
-/// The members of `project` with their roles, by name.
-pub fn list(tx: &impl Reader, project: &str) -> MetaResult<Vec<(String, Role)>> {
-    let table = tx.open(TABLE)?;
-    let mut out = Vec::new();
-    for entry in table.range((project, "")..(project, KEY_END))? {
-        let (k, v) = entry?;
-        if let Some(role) = Role::parse(v.value()) {
-            out.push((k.value().1.to_owned(), role));
+    /// Removes user `user` from `project`.
+    pub async fn remove_member(&self, project: &str, user: &str) -> AuthResult<()> {
+        let (p, u) = (project.to_owned(), user.to_owned());
+        let found = self
+            .store()
+            .write(move |tx| -> AuthResult<bool> { Ok(tx.auth().remove_member(&p, &u)?) })
+            .await?;
+        if !found {
+            return Err(AuthStoreError::NotFound(format!(
+                "{user} is not a member of {project}"
+            )));
         }
+        Ok(())
     }
-    Ok(out)
-}
-
-/// Removes every membership of `project` (when it is deleted).
-pub fn remove_project(tx: &WriteTransaction, project: &str) -> MetaResult<()> {
-    for (user, _) in list(tx, project)? {
-        remove(tx, project, &user)?;
-    }
-    Ok(())
-}
-
-/// Removes every membership of `user` (when the user is deleted).
-pub fn remove_user(tx: &WriteTransaction, user: &str) -> MetaResult<()> {
-    let keys: Vec<(String, String)> = {
-        let table = tx.open_table(TABLE)?;
-        let mut keys = Vec::new();
-        for entry in table.iter()? {
-            let (k, _) = entry?;
-            let (p, u) = k.value();
-            if u == user {
-                keys.push((p.to_owned(), u.to_owned()));
-            }
-        }
-        keys
-    };
-    for (p, u) in keys {
-        remove(tx, &p, &u)?;
-    }
-    Ok(())
 }

@@ -1,17 +1,6 @@
 //! Who is asking.
 
-use serde::{Deserialize, Serialize};
-
-use super::access::Action;
-
-/// What a robot account may do in one project.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct RobotGrant {
-    /// The project.
-    pub project: String,
-    /// The actions allowed there.
-    pub actions: Vec<Action>,
-}
+pub use crate::storage::tables::auth::RobotGrant;
 
 /// An authenticated (or anonymous) caller.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,30 +1,12 @@
-//! Table `projects`: the first component of every repository name, public or private.
+//! The project service: projects (table `projects`), the first component of every
+//! repository name, public or private. Deleting one is the registry's (it removes the
+//! project's repositories in the same transaction, through [`AccessControl::remove_project_in`]).
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
-use serde::{Deserialize, Serialize};
-
+use super::authenticate::AccessControl;
 use super::{AuthResult, AuthStoreError};
-use crate::storage::meta::{self, MetaError, MetaResult, Reader, encode, now_millis};
+use crate::storage::store::{WriteTx, now_millis};
 
-const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("projects");
-
-/// A project.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ProjectRecord {
-    /// Its name (the key, repeated so a record stands alone).
-    pub name: String,
-    /// Anyone, even anonymous, may pull.
-    pub public: bool,
-    /// Who created it.
-    pub created_by: String,
-    /// When (ms since the epoch).
-    pub created_at: u64,
-}
-
-pub(super) fn create(tx: &WriteTransaction) -> MetaResult<()> {
-    tx.open_table(TABLE)?;
-    Ok(())
-}
+pub use crate::storage::tables::auth::ProjectRecord;
 
 /// Checks a project name: one component of the repository-name grammar, at most 63
 /// characters.
@@ -39,51 +21,54 @@ pub fn check_name(name: &str) -> AuthResult<()> {
     }
 }
 
-/// Creates a project.
-pub fn insert(
-    tx: &WriteTransaction,
-    name: &str,
-    public: bool,
-    created_by: &str,
-) -> AuthResult<ProjectRecord> {
-    check_name(name)?;
-    let mut table = tx.open_table(TABLE).map_err(MetaError::from)?;
-    if table.get(name).map_err(MetaError::from)?.is_some() {
-        return Err(AuthStoreError::Conflict(format!(
-            "project {name} exists already"
-        )));
+impl AccessControl {
+    /// Creates project `name`; refused if the name breaks the grammar or it exists.
+    pub async fn create_project(
+        &self,
+        name: &str,
+        public: bool,
+        created_by: &str,
+    ) -> AuthResult<ProjectRecord> {
+        check_name(name)?;
+        let record = ProjectRecord {
+            name: name.to_owned(),
+            public,
+            created_by: created_by.to_owned(),
+            created_at: now_millis(),
+        };
+        self.store()
+            .write(move |tx| -> AuthResult<ProjectRecord> {
+                if tx.auth().project(&record.name)?.is_some() {
+                    return Err(AuthStoreError::Conflict(format!(
+                        "project {} exists already",
+                        record.name
+                    )));
+                }
+                tx.auth().put_project(&record)?;
+                Ok(record.clone())
+            })
+            .await
     }
-    let record = ProjectRecord {
-        name: name.to_owned(),
-        public,
-        created_by: created_by.to_owned(),
-        created_at: now_millis(),
-    };
-    table
-        .insert(name, encode(&record).as_slice())
-        .map_err(MetaError::from)?;
-    Ok(record)
-}
 
-/// Replaces a project's record.
-pub fn put(tx: &WriteTransaction, record: &ProjectRecord) -> MetaResult<()> {
-    tx.open_table(TABLE)?
-        .insert(record.name.as_str(), encode(record).as_slice())?;
-    Ok(())
-}
+    /// Makes project `name` public or private.
+    pub async fn set_project_public(&self, name: &str, public: bool) -> AuthResult<ProjectRecord> {
+        let name = name.to_owned();
+        self.store()
+            .write(move |tx| -> AuthResult<ProjectRecord> {
+                let mut record = tx
+                    .auth()
+                    .project(&name)?
+                    .ok_or_else(|| AuthStoreError::NotFound(format!("no project {name}")))?;
+                record.public = public;
+                tx.auth().put_project(&record)?;
+                Ok(record)
+            })
+            .await
+    }
 
-/// Removes a project record; returns whether it existed.
-pub fn remove(tx: &WriteTransaction, name: &str) -> MetaResult<bool> {
-    Ok(tx.open_table(TABLE)?.remove(name)?.is_some())
-}
-
-/// A project.
-pub fn get(tx: &impl Reader, name: &str) -> MetaResult<Option<ProjectRecord>> {
-    meta::get_named(tx, TABLE, "projects", name)
-}
-
-/// Every project, by name.
-pub fn list(tx: &impl Reader) -> MetaResult<Vec<ProjectRecord>> {
-    let named = meta::list_named(tx, TABLE, "projects")?;
-    Ok(named.into_iter().map(|(_, record)| record).collect())
+    /// Removes project `name` and its memberships inside the caller's transaction; false
+    /// if there was no such project. Forget cached logins once it commits.
+    pub fn remove_project_in(tx: &dyn WriteTx, name: &str) -> AuthResult<bool> {
+        Ok(tx.auth().remove_project(name)?)
+    }
 }

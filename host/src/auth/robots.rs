@@ -1,42 +1,14 @@
-//! Table `robots`: robot accounts for CI, scoped to projects with explicit actions,
-//! optionally expiring. The secret is shown once at creation and stored only as a digest.
+//! The robot-account service: accounts for CI (table `robots`), scoped to projects with
+//! explicit actions, optionally expiring. The secret is shown once at creation and stored
+//! only as a digest.
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
-use serde::{Deserialize, Serialize};
-
-use super::principal::RobotGrant;
+use super::authenticate::AccessControl;
 use super::{AuthResult, AuthStoreError};
-use crate::storage::meta::{MetaError, MetaResult, Reader, decode, encode};
 
-const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("robots");
+pub use crate::storage::tables::auth::RobotRecord;
 
 /// Robot account names start with this, so they can never collide with a username.
 pub const PREFIX: &str = "robot$";
-
-/// A stored robot account.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct RobotRecord {
-    /// sha256 of the secret (see `passwords::secret_digest`).
-    pub secret_digest: String,
-    /// What it is for.
-    #[serde(default)]
-    pub description: String,
-    /// What it may do, per project.
-    pub grants: Vec<RobotGrant>,
-    /// When it stops working (ms since the epoch), if ever.
-    pub expires_at: Option<u64>,
-    /// Revoked robots cannot authenticate.
-    pub disabled: bool,
-    /// Who created it.
-    pub created_by: String,
-    /// When (ms since the epoch).
-    pub created_at: u64,
-}
-
-pub(super) fn create(tx: &WriteTransaction) -> MetaResult<()> {
-    tx.open_table(TABLE)?;
-    Ok(())
-}
 
 /// The full name (`robot$<short>`) for a short name, after checking it.
 pub fn full_name(short: &str) -> AuthResult<String> {
@@ -57,47 +29,67 @@ pub fn full_name(short: &str) -> AuthResult<String> {
     Ok(format!("{PREFIX}{short}"))
 }
 
-/// Creates a robot account.
-pub fn insert(tx: &WriteTransaction, name: &str, record: &RobotRecord) -> AuthResult<()> {
-    let mut table = tx.open_table(TABLE).map_err(MetaError::from)?;
-    if table.get(name).map_err(MetaError::from)?.is_some() {
-        return Err(AuthStoreError::Conflict(format!(
-            "robot account {name} exists already"
-        )));
+fn no_robot(name: &str) -> AuthStoreError {
+    AuthStoreError::NotFound(format!("no robot account {name}"))
+}
+
+impl AccessControl {
+    /// Creates robot account `name` (a full name); refused if it exists.
+    pub async fn create_robot(&self, name: &str, record: &RobotRecord) -> AuthResult<()> {
+        let (name, record) = (name.to_owned(), record.clone());
+        self.store()
+            .write(move |tx| -> AuthResult<()> {
+                if tx.auth().robot(&name)?.is_some() {
+                    return Err(AuthStoreError::Conflict(format!(
+                        "robot account {name} exists already"
+                    )));
+                }
+                tx.auth().put_robot(&name, &record)?;
+                Ok(())
+            })
+            .await
     }
-    table
-        .insert(name, encode(record).as_slice())
-        .map_err(MetaError::from)?;
-    Ok(())
-}
 
-/// Replaces a robot's record.
-pub fn put(tx: &WriteTransaction, name: &str, record: &RobotRecord) -> MetaResult<()> {
-    tx.open_table(TABLE)?
-        .insert(name, encode(record).as_slice())?;
-    Ok(())
-}
-
-/// Removes a robot; returns whether it existed.
-pub fn remove(tx: &WriteTransaction, name: &str) -> MetaResult<bool> {
-    Ok(tx.open_table(TABLE)?.remove(name)?.is_some())
-}
-
-/// A robot's record.
-pub fn get(tx: &impl Reader, name: &str) -> MetaResult<Option<RobotRecord>> {
-    match tx.open(TABLE)?.get(name)? {
-        Some(v) => Ok(Some(decode("robots", v.value())?)),
-        None => Ok(None),
+    /// Robot account `name`.
+    pub async fn robot(&self, name: &str) -> AuthResult<Option<RobotRecord>> {
+        let name = name.to_owned();
+        self.store()
+            .read(move |tx| Ok(tx.auth().robot(&name)?))
+            .await
     }
-}
 
-/// Every robot, by name.
-pub fn list(tx: &impl Reader) -> MetaResult<Vec<(String, RobotRecord)>> {
-    let table = tx.open(TABLE)?;
-    let mut out = Vec::new();
-    for entry in table.iter()? {
-        let (k, v) = entry?;
-        out.push((k.value().to_owned(), decode("robots", v.value())?));
+    /// Every robot account with its name, in name order.
+    pub async fn robots(&self) -> AuthResult<Vec<(String, RobotRecord)>> {
+        self.store().read(|tx| Ok(tx.auth().robots()?)).await
     }
-    Ok(out)
+
+    /// Revokes (true) or restores (false) robot account `name`.
+    pub async fn set_robot_disabled(&self, name: &str, disabled: bool) -> AuthResult<RobotRecord> {
+        let owned = name.to_owned();
+        let record = self
+            .store()
+            .write(move |tx| -> AuthResult<RobotRecord> {
+                let mut record = tx.auth().robot(&owned)?.ok_or_else(|| no_robot(&owned))?;
+                record.disabled = disabled;
+                tx.auth().put_robot(&owned, &record)?;
+                Ok(record)
+            })
+            .await?;
+        self.invalidate_cached_logins();
+        Ok(record)
+    }
+
+    /// Deletes robot account `name` for good.
+    pub async fn delete_robot(&self, name: &str) -> AuthResult<()> {
+        let owned = name.to_owned();
+        let found = self
+            .store()
+            .write(move |tx| -> AuthResult<bool> { Ok(tx.auth().remove_robot(&owned)?) })
+            .await?;
+        if !found {
+            return Err(no_robot(name));
+        }
+        self.invalidate_cached_logins();
+        Ok(())
+    }
 }

@@ -241,6 +241,12 @@ impl From<crate::storage::meta::MetaError> for RegistryError {
     }
 }
 
+impl From<crate::storage::store::StoreError> for RegistryError {
+    fn from(e: crate::storage::store::StoreError) -> RegistryError {
+        RegistryError::internal("metadata store failed", e)
+    }
+}
+
 impl From<std::io::Error> for RegistryError {
     fn from(e: std::io::Error) -> RegistryError {
         RegistryError::internal("blob storage failed", e)

@@ -24,9 +24,12 @@ use utoipa::ToSchema;
 use super::endpoints::{self, EndpointRecord};
 use super::policies::{self, PolicyRecord};
 use super::{Replication, ReplicationError, ReplicationResult};
-use crate::auth::{Role, members, projects, robots, users};
+use crate::auth::AccessControl;
+use crate::auth::Role;
+use crate::auth::exchange::AuthRecord;
 use crate::storage::meta::clock::Clock;
-use crate::storage::meta::{MetaResult, Reader, decode, encode};
+use crate::storage::meta::{MetaResult, decode, encode};
+use crate::storage::store::{Durability, ReadTx, StoreError, WriteTx};
 
 const VERSIONS: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("replication_metadata_versions");
@@ -128,33 +131,36 @@ impl Replication {
     /// This instance's metadata as items, without versions: what exists now.
     fn current(
         &self,
-        tx: &impl Reader,
+        tx: &dyn ReadTx,
         excluded_endpoints: &BTreeSet<String>,
         protected: &BTreeSet<String>,
     ) -> ReplicationResult<BTreeMap<(MetadataKind, String), Value>> {
         let mut out = BTreeMap::new();
-        for (name, user) in users::list(tx)? {
-            if !protected.contains(&name) {
-                out.insert((MetadataKind::User, name), json(&user));
+        for record in AccessControl::records_in(tx)? {
+            match record {
+                AuthRecord::User(name, Some(user)) if !protected.contains(&name) => {
+                    out.insert((MetadataKind::User, name), json(&user));
+                }
+                AuthRecord::Project(name, Some(project)) => {
+                    out.insert((MetadataKind::Project, name), json(&project));
+                }
+                AuthRecord::Member {
+                    project,
+                    user,
+                    role: Some(role),
+                } => {
+                    out.insert(
+                        (MetadataKind::Member, format!("{project}/{user}")),
+                        serde_json::json!({ "role": role.as_str() }),
+                    );
+                }
+                AuthRecord::Robot(name, Some(robot)) if !protected.contains(&name) => {
+                    out.insert((MetadataKind::Robot, name), json(&robot));
+                }
+                _ => {}
             }
         }
-        for project in projects::list(tx)? {
-            for (user, role) in members::list(tx, &project.name)? {
-                out.insert(
-                    (MetadataKind::Member, format!("{}/{user}", project.name)),
-                    serde_json::json!({ "role": role.as_str() }),
-                );
-            }
-            out.insert(
-                (MetadataKind::Project, project.name.clone()),
-                json(&project),
-            );
-        }
-        for (name, robot) in robots::list(tx)? {
-            if !protected.contains(&name) {
-                out.insert((MetadataKind::Robot, name), json(&robot));
-            }
-        }
+        let tx = tx.redb_legacy().ok_or_else(replication_tables_missing)?;
         for endpoint in endpoints::list(tx)? {
             if excluded_endpoints.contains(&endpoint.name) {
                 continue;
@@ -189,7 +195,10 @@ impl Replication {
         excluded_endpoints: &BTreeSet<String>,
         protected: &BTreeSet<String>,
     ) -> ReplicationResult<Vec<Item>> {
-        let current = self.current(&self.meta.read()?, excluded_endpoints, protected)?;
+        let current = self
+            .registry
+            .metadata
+            .read_blocking(|tx| self.current(tx, excluded_endpoints, protected))?;
         self.meta.write(|tx| -> ReplicationResult<Vec<Item>> {
             let mut table = tx.open_table(VERSIONS)?;
             let mut stored: BTreeMap<(MetadataKind, String), Version> = BTreeMap::new();
@@ -271,48 +280,51 @@ impl Replication {
         // Local changes made since the last round get their versions first, so that a
         // change made here is not lost to an older one from the peer.
         self.versioned(excluded_endpoints, protected)?;
-        let applied = self.meta.write(|tx| -> ReplicationResult<usize> {
-            let mut applied = 0;
-            for item in incoming {
-                self.registry.clock.observe(&item.clock);
-                let skip = match item.kind {
-                    MetadataKind::Endpoint => excluded_endpoints.contains(&item.key),
-                    MetadataKind::Policy => item
-                        .body
-                        .as_ref()
-                        .and_then(|b| serde_json::from_value::<PolicyRecord>(b.clone()).ok())
-                        .is_some_and(|p| {
-                            p.endpoints.iter().any(|e| excluded_endpoints.contains(e))
-                        }),
-                    MetadataKind::User | MetadataKind::Robot => protected.contains(&item.key),
-                    _ => false,
-                };
-                if skip {
-                    continue;
+        let store = &self.registry.metadata;
+        let applied =
+            store.write_blocking(Durability::Immediate, |whole| -> ReplicationResult<usize> {
+                let tx = whole.redb_legacy().ok_or_else(replication_tables_missing)?;
+                let mut applied = 0;
+                for item in incoming {
+                    self.registry.clock.observe(&item.clock);
+                    let skip = match item.kind {
+                        MetadataKind::Endpoint => excluded_endpoints.contains(&item.key),
+                        MetadataKind::Policy => item
+                            .body
+                            .as_ref()
+                            .and_then(|b| serde_json::from_value::<PolicyRecord>(b.clone()).ok())
+                            .is_some_and(|p| {
+                                p.endpoints.iter().any(|e| excluded_endpoints.contains(e))
+                            }),
+                        MetadataKind::User | MetadataKind::Robot => protected.contains(&item.key),
+                        _ => false,
+                    };
+                    if skip {
+                        continue;
+                    }
+                    let ours: Option<Version> = match tx
+                        .open_table(VERSIONS)?
+                        .get((item.kind.as_str(), item.key.as_str()))?
+                    {
+                        Some(v) => Some(decode("replication_metadata_versions", v.value())?),
+                        None => None,
+                    };
+                    if ours.as_ref().is_some_and(|v| v.clock >= item.clock) {
+                        continue;
+                    }
+                    self.apply(whole, item)?;
+                    let version = Version {
+                        clock: item.clock.clone(),
+                        hash: item.body.as_ref().map(hash).unwrap_or_default(),
+                    };
+                    tx.open_table(VERSIONS)?.insert(
+                        (item.kind.as_str(), item.key.as_str()),
+                        encode(&version).as_slice(),
+                    )?;
+                    applied += 1;
                 }
-                let ours: Option<Version> = match tx
-                    .open_table(VERSIONS)?
-                    .get((item.kind.as_str(), item.key.as_str()))?
-                {
-                    Some(v) => Some(decode("replication_metadata_versions", v.value())?),
-                    None => None,
-                };
-                if ours.as_ref().is_some_and(|v| v.clock >= item.clock) {
-                    continue;
-                }
-                self.apply(tx, item)?;
-                let version = Version {
-                    clock: item.clock.clone(),
-                    hash: item.body.as_ref().map(hash).unwrap_or_default(),
-                };
-                tx.open_table(VERSIONS)?.insert(
-                    (item.kind.as_str(), item.key.as_str()),
-                    encode(&version).as_slice(),
-                )?;
-                applied += 1;
-            }
-            Ok(applied)
-        })?;
+                Ok(applied)
+            })?;
         if applied > 0 {
             self.registry.auth.invalidate_cached_logins();
             self.wake.notify_one();
@@ -320,25 +332,29 @@ impl Replication {
         Ok(applied)
     }
 
-    fn apply(&self, tx: &WriteTransaction, item: &Item) -> ReplicationResult<()> {
+    fn apply(&self, whole: &dyn WriteTx, item: &Item) -> ReplicationResult<()> {
         let bad = |e: serde_json::Error| {
             ReplicationError::Invalid(format!("{:?} {}: {e}", item.kind, item.key))
         };
         let key = item.key.as_str();
-        match (&item.kind, &item.body) {
-            (MetadataKind::User, Some(b)) => {
-                users::put(tx, key, &serde_json::from_value(b.clone()).map_err(bad)?)?
-            }
-            (MetadataKind::User, None) => {
-                users::remove(tx, key)?;
-                members::remove_user(tx, key)?;
-            }
-            (MetadataKind::Project, Some(b)) => {
-                projects::put(tx, &serde_json::from_value(b.clone()).map_err(bad)?)?
-            }
-            (MetadataKind::Project, None) => {
-                members::remove_project(tx, key)?;
-                projects::remove(tx, key)?;
+        let auth_record = match (&item.kind, &item.body) {
+            (MetadataKind::User, body) => Some(AuthRecord::User(
+                key.to_owned(),
+                body.as_ref()
+                    .map(|b| serde_json::from_value(b.clone()).map_err(bad))
+                    .transpose()?,
+            )),
+            (MetadataKind::Project, body) => {
+                let project: Option<crate::auth::projects::ProjectRecord> = body
+                    .as_ref()
+                    .map(|b| serde_json::from_value(b.clone()).map_err(bad))
+                    .transpose()?;
+                if project.as_ref().is_some_and(|p| p.name != key) {
+                    return Err(ReplicationError::Invalid(format!(
+                        "project {key} carries a record named otherwise"
+                    )));
+                }
+                Some(AuthRecord::Project(key.to_owned(), project))
             }
             (MetadataKind::Member, body) => {
                 let Some((project, user)) = key.split_once('/') else {
@@ -346,22 +362,37 @@ impl Replication {
                         "member key {key} is not project/user"
                     )));
                 };
-                match body
-                    .as_ref()
-                    .and_then(|b| b["role"].as_str())
-                    .and_then(Role::parse)
-                {
-                    Some(role) => members::set(tx, project, user, role)?,
-                    None => {
-                        members::remove(tx, project, user)?;
-                    }
-                }
+                Some(AuthRecord::Member {
+                    project: project.to_owned(),
+                    user: user.to_owned(),
+                    role: body
+                        .as_ref()
+                        .and_then(|b| b["role"].as_str())
+                        .and_then(Role::parse),
+                })
             }
-            (MetadataKind::Robot, Some(b)) => {
-                robots::put(tx, key, &serde_json::from_value(b.clone()).map_err(bad)?)?
-            }
-            (MetadataKind::Robot, None) => {
-                robots::remove(tx, key)?;
+            (MetadataKind::Robot, body) => Some(AuthRecord::Robot(
+                key.to_owned(),
+                body.as_ref()
+                    .map(|b| serde_json::from_value(b.clone()).map_err(bad))
+                    .transpose()?,
+            )),
+            _ => None,
+        };
+        if let Some(record) = auth_record {
+            AccessControl::apply_in(whole, &record)?;
+            return Ok(());
+        }
+        let tx = whole.redb_legacy().ok_or_else(replication_tables_missing)?;
+        match (&item.kind, &item.body) {
+            (
+                MetadataKind::User
+                | MetadataKind::Project
+                | MetadataKind::Member
+                | MetadataKind::Robot,
+                _,
+            ) => {
+                unreachable!("auth's records are applied above")
             }
             (MetadataKind::Endpoint, Some(b)) => {
                 let mut body = b.clone();
@@ -449,6 +480,13 @@ impl Replication {
             from_instance: Some(self.config.instance_name.clone()),
         })
     }
+}
+
+/// Replication's own tables are not on the storage interface yet: only redb has them.
+fn replication_tables_missing() -> StoreError {
+    StoreError::Backend(
+        "replication's tables are kept in the embedded database only, so far".to_string(),
+    )
 }
 
 fn json<T: Serialize>(record: &T) -> Value {

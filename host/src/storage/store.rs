@@ -23,6 +23,7 @@ use std::sync::Arc;
 use super::backends::postgres::PgStore;
 use super::backends::redb::RedbStore;
 use super::meta::Metadata;
+use super::tables::auth::{AuthRead, AuthWrite};
 use super::tables::plugins::{PluginsRead, PluginsWrite};
 
 /// Errors of the metadata store, whichever backend.
@@ -82,15 +83,35 @@ pub enum Durability {
 
 /// The tables a read transaction reaches: a consistent snapshot.
 pub trait ReadTx {
+    /// The auth tables (`users`, `projects`, `members`, `robots`).
+    fn auth(&self) -> &dyn AuthRead;
+
     /// The plugin host's tables (`plugins`, `plugin_secrets`).
     fn plugins(&self) -> &dyn PluginsRead;
+
+    /// Transitional, until every component's tables are on this interface: the redb
+    /// transaction under this one, for the tables still kept only in `storage::meta`.
+    /// `None` on PostgreSQL, which does not have those tables yet (ARCHITECTURE.md
+    /// lists them).
+    fn redb_legacy(&self) -> Option<&redb::ReadTransaction> {
+        None
+    }
 }
 
 /// The tables a write transaction reaches; each table's write trait includes its reads,
 /// which see the transaction's own writes.
 pub trait WriteTx {
+    /// The auth tables (`users`, `projects`, `members`, `robots`).
+    fn auth(&self) -> &dyn AuthWrite;
+
     /// The plugin host's tables (`plugins`, `plugin_secrets`).
     fn plugins(&self) -> &dyn PluginsWrite;
+
+    /// Transitional: the redb write transaction under this one (see
+    /// [`ReadTx::redb_legacy`]).
+    fn redb_legacy(&self) -> Option<&redb::WriteTransaction> {
+        None
+    }
 }
 
 /// The metadata store: cheap to clone, shared by every service.

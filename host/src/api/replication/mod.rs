@@ -20,7 +20,7 @@ impl From<ReplicationError> for ApiError {
             ReplicationError::Invalid(d) => ApiError::bad_request(d),
             ReplicationError::NotFound(d) => ApiError::not_found(d),
             ReplicationError::Conflict(d) => ApiError::conflict(d),
-            ReplicationError::Meta(e) => e.into(),
+            ReplicationError::Store(e) => e.into(),
         }
     }
 }

@@ -6,8 +6,7 @@ use crate::auth::access::{self, Action};
 use crate::auth::principal::Principal;
 use crate::auth::projects::ProjectRecord;
 use crate::auth::scope::Scope;
-use crate::auth::{members, projects};
-use crate::storage::meta::MetaError;
+use crate::storage::store::{ReadTx, StoreError};
 
 use super::{AccessControl, Caller};
 
@@ -31,12 +30,12 @@ pub struct ProjectAccess {
 }
 
 fn decide_all(
-    tx: &impl crate::storage::meta::Reader,
+    tx: &dyn ReadTx,
     principal: &Principal,
     project: ProjectRecord,
-) -> Result<ProjectAccess, MetaError> {
+) -> Result<ProjectAccess, StoreError> {
     let membership = match principal {
-        Principal::User { name, .. } => members::role(tx, &project.name, name)?,
+        Principal::User { name, .. } => tx.auth().role(&project.name, name)?,
         _ => None,
     };
     let actions = Action::ALL
@@ -52,7 +51,7 @@ impl AccessControl {
         &self,
         principal: &Principal,
         repository: &str,
-    ) -> Result<RepositoryAccess, MetaError> {
+    ) -> Result<RepositoryAccess, StoreError> {
         let project_name = repository.split('/').next().unwrap_or_default();
         Ok(match self.project_access(principal, project_name)? {
             None => RepositoryAccess {
@@ -77,26 +76,31 @@ impl AccessControl {
         &self,
         principal: &Principal,
         name: &str,
-    ) -> Result<Option<ProjectAccess>, MetaError> {
-        let tx = self.meta.read()?;
-        let Some(project) = projects::get(&tx, name)? else {
-            return Ok(None);
-        };
-        Ok(Some(decide_all(&tx, principal, project)?))
+    ) -> Result<Option<ProjectAccess>, StoreError> {
+        self.store.read_blocking(|tx| {
+            let Some(project) = tx.auth().project(name)? else {
+                return Ok(None);
+            };
+            Ok(Some(decide_all(tx, principal, project)?))
+        })
     }
 
     /// Every project `principal` may see (pull from), with what it may do in each, in
     /// name order.
-    pub fn visible_projects(&self, principal: &Principal) -> Result<Vec<ProjectAccess>, MetaError> {
-        let tx = self.meta.read()?;
-        let mut visible = Vec::new();
-        for project in projects::list(&tx)? {
-            let access = decide_all(&tx, principal, project)?;
-            if access.actions.contains(&Action::Pull) {
-                visible.push(access);
+    pub fn visible_projects(
+        &self,
+        principal: &Principal,
+    ) -> Result<Vec<ProjectAccess>, StoreError> {
+        self.store.read_blocking(|tx| {
+            let mut visible = Vec::new();
+            for project in tx.auth().projects()? {
+                let access = decide_all(tx, principal, project)?;
+                if access.actions.contains(&Action::Pull) {
+                    visible.push(access);
+                }
             }
-        }
-        Ok(visible)
+            Ok(visible)
+        })
     }
 
     /// Whether `caller` may do `action` to `repository`, by its token's scopes if it
@@ -106,7 +110,7 @@ impl AccessControl {
         caller: &Caller,
         repository: &str,
         action: Action,
-    ) -> Result<bool, MetaError> {
+    ) -> Result<bool, StoreError> {
         let name = action.scope_name().unwrap_or("");
         match &caller.token_scopes {
             Some(scopes) => Ok(scopes
@@ -126,7 +130,7 @@ impl AccessControl {
         principal: &Principal,
         repository: &str,
         action: Action,
-    ) -> Result<bool, MetaError> {
+    ) -> Result<bool, StoreError> {
         Ok(self
             .repository_access(principal, repository)?
             .actions
@@ -139,7 +143,7 @@ impl AccessControl {
         &self,
         principal: &Principal,
         requested: &[Scope],
-    ) -> Result<Vec<Scope>, MetaError> {
+    ) -> Result<Vec<Scope>, StoreError> {
         let mut granted = Vec::new();
         for scope in requested {
             match scope.kind.as_str() {

@@ -5,6 +5,7 @@
 //!
 //! Statements are prepared once per connection and kept (`PgConn::statements`).
 
+mod auth;
 mod plugins;
 mod schema;
 
@@ -19,6 +20,7 @@ use postgres::{Client, IsolationLevel, NoTls, Row, Statement, Transaction};
 use rand::Rng as _;
 
 use crate::storage::store::{Durability, ReadTx, StoreError, StoreResult, WriteTx};
+use crate::storage::tables::auth::{AuthRead, AuthWrite};
 use crate::storage::tables::plugins::{PluginsRead, PluginsWrite};
 
 /// How many times a write transaction runs before a conflict is reported.
@@ -283,12 +285,20 @@ impl<'a> PgTx<'a> {
 }
 
 impl ReadTx for PgTx<'_> {
+    fn auth(&self) -> &dyn AuthRead {
+        self
+    }
+
     fn plugins(&self) -> &dyn PluginsRead {
         self
     }
 }
 
 impl WriteTx for PgTx<'_> {
+    fn auth(&self) -> &dyn AuthWrite {
+        self
+    }
+
     fn plugins(&self) -> &dyn PluginsWrite {
         self
     }

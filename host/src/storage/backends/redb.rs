@@ -1,6 +1,7 @@
 //! The embedded backend: every table in the data directory's redb database, one write
 //! transaction at a time (redb's single writer), snapshots for reads that never wait.
 
+mod auth;
 mod plugins;
 
 use std::sync::Arc;
@@ -9,11 +10,12 @@ use redb::{ReadTransaction, WriteTransaction};
 
 use crate::storage::meta::{Metadata, schema};
 use crate::storage::store::{Durability, ReadTx, StoreError, StoreResult, WriteTx};
+use crate::storage::tables::auth::{AuthRead, AuthWrite};
 use crate::storage::tables::plugins::{PluginsRead, PluginsWrite};
 
 /// The components whose tables this backend keeps through the storage interface, each
 /// versioned on its own (`storage::meta::schema`).
-const COMPONENTS: &[&schema::Component] = &[&plugins::SCHEMA];
+const COMPONENTS: &[&schema::Component] = &[&auth::SCHEMA, &plugins::SCHEMA];
 
 /// The redb side of [`crate::storage::store::Store`].
 pub struct RedbStore {
@@ -65,14 +67,30 @@ impl RedbStore {
 }
 
 impl ReadTx for RedbTx<ReadTransaction> {
+    fn auth(&self) -> &dyn AuthRead {
+        self
+    }
+
     fn plugins(&self) -> &dyn PluginsRead {
         self
+    }
+
+    fn redb_legacy(&self) -> Option<&ReadTransaction> {
+        Some(&self.0)
     }
 }
 
 impl WriteTx for RedbTx<WriteTransaction> {
+    fn auth(&self) -> &dyn AuthWrite {
+        self
+    }
+
     fn plugins(&self) -> &dyn PluginsWrite {
         self
+    }
+
+    fn redb_legacy(&self) -> Option<&WriteTransaction> {
+        Some(&self.0)
     }
 }
 
