@@ -34,9 +34,23 @@ pub async fn list(
     let (entries, next) = state.auth.audit.read(&q).await?;
     let mut headers = HeaderMap::new();
     if let Some(next) = next {
-        let limit = q.limit.unwrap_or(100);
-        if let Ok(v) = format!("</api/v1/audit?before={next}&limit={limit}>; rel=\"next\"").parse()
-        {
+        // The next page keeps the filters of this one.
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (key, value) in [
+            ("actor", q.actor.as_deref()),
+            ("action", q.action.as_deref()),
+            ("resource", q.resource.as_deref()),
+        ] {
+            if let Some(value) = value {
+                query.append_pair(key, value);
+            }
+        }
+        if let Some(since) = q.since {
+            query.append_pair("since", &since.to_string());
+        }
+        query.append_pair("before", &next.to_string());
+        query.append_pair("limit", &q.limit.unwrap_or(100).to_string());
+        if let Ok(v) = format!("</api/v1/audit?{}>; rel=\"next\"", query.finish()).parse() {
             headers.insert(axum::http::header::LINK, v);
         }
     }

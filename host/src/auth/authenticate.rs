@@ -140,9 +140,9 @@ impl AccessControl {
             config.refresh_ttl_secs,
         );
         let audit = AuditLog::start(
-            &crate::storage::paths::DataPaths::new(data_dir).audit_db(),
+            store.audit_log(&crate::storage::paths::DataPaths::new(data_dir).audit_db())?,
             Duration::from_secs(config.audit_retention_days * 86_400),
-        )?;
+        );
         let window = Duration::from_secs(config.login_window_secs);
         Ok(AccessControl {
             store,

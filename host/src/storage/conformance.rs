@@ -1,6 +1,7 @@
 //! The storage interface's conformance suite: every case runs against both backends, so
 //! a service written against [`super::store`] behaves the same on either.
 
+mod audit;
 mod auth;
 mod plugins;
 mod transactions;
@@ -22,6 +23,9 @@ conformance!(
     plugins::plugins_list_in_byte_order,
     plugins::plugins_put_replaces_and_remove_says_whether_it_removed,
     plugins::plugin_secrets_round_trip_bytes,
+    audit::audit_entries_come_back_newest_first_in_pages,
+    audit::audit_filters_by_actor_action_resource_prefix_and_time,
+    audit::audit_retention_removes_only_older_entries,
     auth::users_round_trip_and_count,
     auth::projects_list_in_byte_order_and_replace,
     auth::members_by_project_with_roles,

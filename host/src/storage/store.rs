@@ -23,6 +23,7 @@ use std::sync::Arc;
 use super::backends::postgres::PgStore;
 use super::backends::redb::RedbStore;
 use super::meta::Metadata;
+use super::tables::audit::{AuditRead, AuditWrite};
 use super::tables::auth::{AuthRead, AuthWrite};
 use super::tables::plugins::{PluginsRead, PluginsWrite};
 
@@ -83,6 +84,9 @@ pub enum Durability {
 
 /// The tables a read transaction reaches: a consistent snapshot.
 pub trait ReadTx {
+    /// The audit log (of the store [`Store::audit_log`] returns).
+    fn audit(&self) -> &dyn AuditRead;
+
     /// The auth tables (`users`, `projects`, `members`, `robots`).
     fn auth(&self) -> &dyn AuthRead;
 
@@ -101,6 +105,9 @@ pub trait ReadTx {
 /// The tables a write transaction reaches; each table's write trait includes its reads,
 /// which see the transaction's own writes.
 pub trait WriteTx {
+    /// The audit log (of the store [`Store::audit_log`] returns).
+    fn audit(&self) -> &dyn AuditWrite;
+
     /// The auth tables (`users`, `projects`, `members`, `robots`).
     fn auth(&self) -> &dyn AuthWrite;
 
@@ -151,6 +158,21 @@ impl Store {
         Ok(Store {
             backend: Arc::new(Backend::Postgres(PgStore::open(url, connections)?)),
         })
+    }
+
+    /// The store that keeps the audit log. On redb, a database of its own at
+    /// `redb_path` (every pull writes an entry, and that stream of commits must not
+    /// contend with registry reads); on PostgreSQL, this store.
+    pub fn audit_log(&self, redb_path: &std::path::Path) -> StoreResult<Store> {
+        match &*self.backend {
+            Backend::Redb(_) => {
+                let meta = Metadata::open_with(redb_path, &[], AUDIT_CACHE_BYTES)?;
+                Ok(Store {
+                    backend: Arc::new(Backend::Redb(RedbStore::open_audit_log(Arc::new(meta))?)),
+                })
+            }
+            Backend::Postgres(_) => Ok(self.clone()),
+        }
     }
 
     /// Which backend this is, for logs and `berth status`.
@@ -224,6 +246,9 @@ impl Store {
         blocking(move || store.write_blocking(Durability::Immediate, f)).await
     }
 }
+
+/// Page cache of the embedded audit database: writes append, reads are occasional.
+const AUDIT_CACHE_BYTES: usize = 1024 * 1024;
 
 /// Milliseconds since the Unix epoch, the timestamp unit of every record.
 pub fn now_millis() -> u64 {

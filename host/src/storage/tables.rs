@@ -5,5 +5,6 @@
 //! Tables move here from `storage::meta` one component at a time; until a component has
 //! moved, it keeps its tables in redb alone (ARCHITECTURE.md lists which).
 
+pub mod audit;
 pub mod auth;
 pub mod plugins;

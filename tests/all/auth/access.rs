@@ -345,6 +345,36 @@ async fn every_change_and_access_is_in_the_audit_log() {
     )
     .await;
     assert_eq!(page.as_array().unwrap().len(), 2);
+    // The next page's link keeps the filters: following it pages through one actor.
+    let mut url = format!(
+        "{}/api/v1/audit?actor=admin&resource=priv&limit=1",
+        w.berth.url
+    );
+    let mut seen = 0;
+    loop {
+        let response = client().get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let link = response
+            .headers()
+            .get("link")
+            .map(|l| l.to_str().unwrap().to_string());
+        let page: Vec<serde_json::Value> = response.json().await.unwrap();
+        assert!(page.len() <= 1);
+        for e in &page {
+            assert_eq!(e["actor"], "admin", "{e}");
+            assert!(e["resource"].as_str().unwrap().starts_with("priv"), "{e}");
+        }
+        seen += page.len();
+        let Some(link) = link else { break };
+        assert!(
+            link.contains("actor=admin") && link.contains("resource=priv"),
+            "{link}"
+        );
+        let path = link.trim_start_matches('<').split('>').next().unwrap();
+        url = format!("{}{path}", w.berth.url);
+    }
+    // project.create, member.set (three roles), push at least.
+    assert!(seen >= 4, "{seen}");
     // Only system administrators read it.
     let (s, _) = api(
         &dev,

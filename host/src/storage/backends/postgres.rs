@@ -5,6 +5,7 @@
 //!
 //! Statements are prepared once per connection and kept (`PgConn::statements`).
 
+mod audit;
 mod auth;
 mod plugins;
 mod schema;
@@ -20,6 +21,7 @@ use postgres::{Client, IsolationLevel, NoTls, Row, Statement, Transaction};
 use rand::Rng as _;
 
 use crate::storage::store::{Durability, ReadTx, StoreError, StoreResult, WriteTx};
+use crate::storage::tables::audit::{AuditRead, AuditWrite};
 use crate::storage::tables::auth::{AuthRead, AuthWrite};
 use crate::storage::tables::plugins::{PluginsRead, PluginsWrite};
 
@@ -285,6 +287,10 @@ impl<'a> PgTx<'a> {
 }
 
 impl ReadTx for PgTx<'_> {
+    fn audit(&self) -> &dyn AuditRead {
+        self
+    }
+
     fn auth(&self) -> &dyn AuthRead {
         self
     }
@@ -295,6 +301,10 @@ impl ReadTx for PgTx<'_> {
 }
 
 impl WriteTx for PgTx<'_> {
+    fn audit(&self) -> &dyn AuditWrite {
+        self
+    }
+
     fn auth(&self) -> &dyn AuthWrite {
         self
     }

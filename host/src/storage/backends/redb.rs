@@ -1,6 +1,7 @@
 //! The embedded backend: every table in the data directory's redb database, one write
 //! transaction at a time (redb's single writer), snapshots for reads that never wait.
 
+mod audit;
 mod auth;
 mod plugins;
 
@@ -10,6 +11,7 @@ use redb::{ReadTransaction, WriteTransaction};
 
 use crate::storage::meta::{Metadata, schema};
 use crate::storage::store::{Durability, ReadTx, StoreError, StoreResult, WriteTx};
+use crate::storage::tables::audit::{AuditRead, AuditWrite};
 use crate::storage::tables::auth::{AuthRead, AuthWrite};
 use crate::storage::tables::plugins::{PluginsRead, PluginsWrite};
 
@@ -28,7 +30,16 @@ pub(crate) struct RedbTx<T>(pub(crate) T);
 impl RedbStore {
     /// Brings each component's tables in `meta` to this build's schema.
     pub fn open(meta: Arc<Metadata>) -> StoreResult<RedbStore> {
-        for component in COMPONENTS {
+        RedbStore::open_with(meta, COMPONENTS)
+    }
+
+    /// The audit log's own database (`audit.redb`), which holds its table alone.
+    pub fn open_audit_log(meta: Arc<Metadata>) -> StoreResult<RedbStore> {
+        RedbStore::open_with(meta, &[&audit::SCHEMA])
+    }
+
+    fn open_with(meta: Arc<Metadata>, components: &[&schema::Component]) -> StoreResult<RedbStore> {
+        for component in components {
             schema::prepare(&meta, component)?;
         }
         Ok(RedbStore { meta })
@@ -67,6 +78,10 @@ impl RedbStore {
 }
 
 impl ReadTx for RedbTx<ReadTransaction> {
+    fn audit(&self) -> &dyn AuditRead {
+        self
+    }
+
     fn auth(&self) -> &dyn AuthRead {
         self
     }
@@ -81,6 +96,10 @@ impl ReadTx for RedbTx<ReadTransaction> {
 }
 
 impl WriteTx for RedbTx<WriteTransaction> {
+    fn audit(&self) -> &dyn AuditWrite {
+        self
+    }
+
     fn auth(&self) -> &dyn AuthWrite {
         self
     }

@@ -25,7 +25,11 @@ impl Component {
 }
 
 /// Every component this backend keeps, in the order they are prepared.
-pub(crate) const COMPONENTS: &[&Component] = &[&super::auth::SCHEMA, &super::plugins::SCHEMA];
+pub(crate) const COMPONENTS: &[&Component] = &[
+    &super::audit::SCHEMA,
+    &super::auth::SCHEMA,
+    &super::plugins::SCHEMA,
+];
 
 /// Serialises schema changes between nodes (an arbitrary constant: "berth" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0062_6572_7468;
@@ -132,6 +136,7 @@ mod tests {
         tx.auth().members("p")?;
         tx.auth().role("p", "u")?;
         tx.auth().robots()?;
+        tx.audit().page(&Default::default(), 10)?;
         Ok(())
     }
 
