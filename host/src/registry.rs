@@ -23,7 +23,7 @@ use crate::config::RegistryConfig;
 use crate::storage::blob::BlobStore;
 use crate::storage::blob::linked::LinkedBlobs;
 use crate::storage::meta::Metadata;
-use crate::storage::meta::clock::Hlc;
+use crate::storage::clock::Hlc;
 use crate::storage::store::Store;
 
 /// Everything a registry handler needs.
@@ -51,7 +51,7 @@ pub struct Registry {
     /// Content landing here and blobs still arriving, for whoever waits for them (a tree
     /// hop forwarding what it still receives).
     pub arrivals: Arc<arrivals::Arrivals>,
-    /// The clock tag moves and deletes are stamped with (see `storage::meta::clock`).
+    /// The clock tag moves and deletes are stamped with (see `storage::clock`).
     pub clock: Hlc,
     /// Asked before a client's manifest push is acknowledged (synchronous replication
     /// installs itself here; the registry knows only this interface).

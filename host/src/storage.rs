@@ -8,6 +8,7 @@
 
 pub mod backends;
 pub mod blob;
+pub mod clock;
 pub mod fsck;
 pub mod keys;
 pub mod meta;

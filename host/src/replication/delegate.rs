@@ -25,7 +25,7 @@ use super::side::{ByteStream, FetchedManifest, SideError, SideResult, Source};
 use super::transfer::{Copier, CopyOptions};
 use super::{Replication, ReplicationError, ReplicationResult};
 use crate::registry::{Registry, arrivals};
-use crate::storage::meta::clock::Clock;
+use crate::storage::clock::Clock;
 
 /// The longest a sender waits for a piece of an artifact it is still receiving.
 const MAX_AHEAD_WAIT: Duration = Duration::from_secs(3600);

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::storage::meta::changes::Change;
-use crate::storage::meta::clock::Clock;
+use crate::storage::clock::Clock;
 use crate::storage::meta::{MetaResult, Reader, decode, encode};
 
 const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("replication_jobs");

@@ -15,7 +15,7 @@ use crate::registry::Registry;
 use crate::registry::content::{self, IngestError, Replicated};
 use crate::registry::errcode::{ErrorCode, RegistryError};
 use crate::storage::blob::linked::LinkedError;
-use crate::storage::meta::clock::Clock;
+use crate::storage::clock::Clock;
 use crate::storage::meta::{self, MetaError};
 
 /// This instance's registry.

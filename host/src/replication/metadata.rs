@@ -27,7 +27,7 @@ use super::{Replication, ReplicationError, ReplicationResult};
 use crate::auth::AccessControl;
 use crate::auth::Role;
 use crate::auth::exchange::AuthRecord;
-use crate::storage::meta::clock::Clock;
+use crate::storage::clock::Clock;
 use crate::storage::meta::{MetaResult, decode, encode};
 use crate::storage::store::{Durability, ReadTx, StoreError, WriteTx};
 

@@ -10,7 +10,7 @@ use super::jobs::{JobScope, LinkCap, PlanSummary, TaskOp, TaskRecord};
 use super::policies::{DatacenterSpec, InstanceSpec, Mode, PolicyRecord, Selector, TopologySpec};
 use super::side::{SideResult, Source};
 use crate::storage::meta::changes::ChangeKind;
-use crate::storage::meta::clock::Clock;
+use crate::storage::clock::Clock;
 
 /// One artifact a job moves: a tag (or an untagged manifest) of a repository on the
 /// policy's source.

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::Stream;
 
-use crate::storage::meta::clock::Clock;
+use crate::storage::clock::Clock;
 
 /// A blob's bytes on their way from one registry to another.
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;

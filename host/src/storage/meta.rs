@@ -6,7 +6,6 @@
 
 pub mod blob_links;
 pub mod changes;
-pub mod clock;
 pub mod manifests;
 pub mod referrers;
 pub mod repositories;

@@ -593,7 +593,7 @@ async fn deleted(
     sink: &dyn Sink,
     destination: &str,
     reference: &str,
-    clock: Option<&crate::storage::meta::clock::Clock>,
+    clock: Option<&crate::storage::clock::Clock>,
 ) -> Result<CopyOutcome, SideError> {
     let found = sink.delete(destination, reference, clock).await?;
     Ok(CopyOutcome {

@@ -10,7 +10,7 @@ use crate::replication::endpoints::EndpointKind;
 use crate::replication::side::{ByteStream, FetchedManifest, SideError, SideResult, Sink};
 
 use crate::registry::routes::{CLOCK_HEADER, ORIGIN_HEADER};
-use crate::storage::meta::clock::Clock;
+use crate::storage::clock::Clock;
 
 use super::*;
 

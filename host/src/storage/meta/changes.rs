@@ -36,7 +36,7 @@ pub enum ChangeKind {
         /// The delete's clock, which travels with it so that the peer orders it against
         /// its own moves of the tag.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        clock: Option<super::clock::Clock>,
+        clock: Option<crate::storage::clock::Clock>,
     },
     /// A manifest was deleted, with every tag that pointed at it.
     ManifestDeleted {

@@ -9,7 +9,7 @@
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::clock::Clock;
+use crate::storage::clock::Clock;
 use super::{KEY_END, MetaResult, Reader, decode, encode};
 
 const HISTORY: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("tag_history");

@@ -4,7 +4,7 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::changes::{Change, ChangeKind};
-use super::clock::Clock;
+use crate::storage::clock::Clock;
 use super::tag_history::{self, HistoryEntry, HistoryEvent, Tombstone};
 use super::{KEY_END, MetaResult, Reader, decode, encode, now_millis};
 

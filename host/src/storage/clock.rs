@@ -105,7 +105,7 @@ impl Hlc {
 
     /// A reading later than every reading taken or observed before.
     pub fn now(&self) -> Clock {
-        self.tick(super::now_millis())
+        self.tick(super::store::now_millis())
     }
 
     fn tick(&self, wall: u64) -> Clock {
