@@ -22,8 +22,8 @@ use crate::auth::AccessControl;
 use crate::config::RegistryConfig;
 use crate::storage::blob::BlobStore;
 use crate::storage::blob::linked::LinkedBlobs;
-use crate::storage::meta::Metadata;
 use crate::storage::clock::Hlc;
+use crate::storage::meta::Metadata;
 use crate::storage::store::Store;
 
 /// Everything a registry handler needs.

@@ -30,7 +30,6 @@ pub mod schedule;
 pub mod side;
 mod status;
 pub mod sync;
-pub mod tables;
 pub mod transfer;
 
 use std::collections::HashMap;
@@ -45,7 +44,7 @@ use crate::plugins::PluginHost;
 use crate::registry::Registry;
 use crate::storage::meta::{MetaError, Metadata};
 use crate::storage::sealing::Sealer;
-use crate::storage::store::StoreError;
+use crate::storage::store::{Durability, ReadTx, Store, StoreError, WriteTx};
 use jobs::JobStatus;
 use remote::Remote;
 
@@ -94,6 +93,9 @@ pub fn check_name(what: &str, name: &str) -> ReplicationResult<()> {
 /// The replication service of one berth.
 pub struct Replication {
     meta: Arc<Metadata>,
+    /// Replication's settings (endpoints, policies, metadata versions) and auth's records,
+    /// through the storage interface.
+    store: Store,
     registry: Arc<Registry>,
     plugins: Arc<PluginHost>,
     sealer: Arc<Sealer>,
@@ -179,17 +181,16 @@ pub struct Status {
 }
 
 impl Replication {
-    /// Prepares the tables; starts nothing (see [`Replication::start`]).
+    /// The service over the registry's stores; starts nothing (see [`Replication::start`]).
     pub fn new(
         registry: Arc<Registry>,
         plugins: Arc<PluginHost>,
         sealer: Arc<Sealer>,
         config: ReplicationConfig,
     ) -> anyhow::Result<Arc<Replication>> {
-        let meta = registry.meta.clone();
-        crate::storage::meta::schema::prepare(&meta, &tables::REPLICATION)?;
         Ok(Arc::new(Replication {
-            meta,
+            meta: registry.meta.clone(),
+            store: registry.metadata.clone(),
             registry,
             plugins,
             sealer,
@@ -219,6 +220,39 @@ impl Replication {
     pub fn sealer(&self) -> &Sealer {
         &self.sealer
     }
+
+    /// Transitional, until the shared jobs runner and event feed take them over: one
+    /// snapshot of replication's settings (on the storage interface) together with its
+    /// job queue and the change feed, which only the embedded database has so far.
+    fn read_with_queue<T>(
+        &self,
+        f: impl FnOnce(&dyn ReadTx, &redb::ReadTransaction) -> ReplicationResult<T>,
+    ) -> ReplicationResult<T> {
+        self.store.read_blocking(|tx| {
+            let queue = tx.redb_legacy().ok_or_else(queue_missing)?;
+            f(tx, queue)
+        })
+    }
+
+    /// Transitional: one durable write over replication's settings and its job queue (see
+    /// [`Replication::read_with_queue`]). `f` may run more than once.
+    fn write_with_queue<T>(
+        &self,
+        mut f: impl FnMut(&dyn WriteTx, &redb::WriteTransaction) -> ReplicationResult<T>,
+    ) -> ReplicationResult<T> {
+        self.store.write_blocking(Durability::Immediate, |tx| {
+            let queue = tx.redb_legacy().ok_or_else(queue_missing)?;
+            f(tx, queue)
+        })
+    }
+}
+
+/// Replication's job queue and the change feed are kept in the embedded database only, so
+/// far.
+fn queue_missing() -> StoreError {
+    StoreError::Backend(
+        "replication's job queue is kept in the embedded database only, so far".to_string(),
+    )
 }
 
 impl From<ReplicationError> for side::SideError {

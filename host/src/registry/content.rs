@@ -17,8 +17,8 @@ use super::manifest::{self, ParsedManifest};
 use crate::digest::Digest;
 use crate::names::{Reference, RepoName, Tag};
 use crate::storage::blob::writer::{self, AppendError};
-use crate::storage::meta::changes::{Change, ChangeKind};
 use crate::storage::clock::Clock;
+use crate::storage::meta::changes::{Change, ChangeKind};
 use crate::storage::meta::tags::{TagWrite, Writer};
 use crate::storage::meta::{
     self, MetaError, manifests::ManifestRecord, now_millis, referrers::ReferrerDescriptor,

@@ -5,25 +5,39 @@ use std::time::Duration;
 
 use super::endpoints::EndpointRecord;
 use super::remote::Remote;
-use crate::storage::store::now_millis;
+use crate::storage::store::{Durability, now_millis};
 
 use super::*;
 
 impl Replication {
     /// Every endpoint.
     pub fn endpoints(&self) -> ReplicationResult<Vec<EndpointRecord>> {
-        Ok(endpoints::list(&self.meta.read()?)?)
+        self.store
+            .read_blocking(|tx| Ok(tx.replication().endpoints()?))
     }
 
     /// One endpoint.
     pub fn endpoint(&self, name: &str) -> ReplicationResult<EndpointRecord> {
-        endpoints::get(&self.meta.read()?, name)?
+        self.store
+            .read_blocking(|tx| -> ReplicationResult<_> { Ok(tx.replication().endpoint(name)?) })?
             .ok_or_else(|| ReplicationError::NotFound(format!("no endpoint named {name}")))
     }
 
     /// Stores a new endpoint.
     pub fn create_endpoint(&self, record: EndpointRecord) -> ReplicationResult<EndpointRecord> {
-        self.meta.write(|tx| endpoints::insert(tx, &record))?;
+        check_name("endpoint", &record.name)?;
+        endpoints::check_url(&record.url)?;
+        self.store
+            .write_blocking(Durability::Immediate, |tx| -> ReplicationResult<()> {
+                if tx.replication().endpoint(&record.name)?.is_some() {
+                    return Err(ReplicationError::Conflict(format!(
+                        "endpoint {} exists already",
+                        record.name
+                    )));
+                }
+                tx.replication().put_endpoint(&record)?;
+                Ok(())
+            })?;
         Ok(record)
     }
 
@@ -31,42 +45,49 @@ impl Replication {
     pub fn update_endpoint(
         &self,
         name: &str,
-        change: impl FnOnce(&mut EndpointRecord) -> ReplicationResult<()>,
+        mut change: impl FnMut(&mut EndpointRecord) -> ReplicationResult<()>,
     ) -> ReplicationResult<EndpointRecord> {
-        let record = self.meta.write(|tx| -> ReplicationResult<EndpointRecord> {
-            let mut record = endpoints::get(tx, name)?
-                .ok_or_else(|| ReplicationError::NotFound(format!("no endpoint named {name}")))?;
-            change(&mut record)?;
-            record.url = endpoints::check_url(&record.url)?;
-            record.updated_at = now_millis().max(record.updated_at + 1);
-            endpoints::put(tx, &record)?;
-            Ok(record)
-        })?;
+        let record = self.store.write_blocking(
+            Durability::Immediate,
+            |tx| -> ReplicationResult<EndpointRecord> {
+                let mut record = tx.replication().endpoint(name)?.ok_or_else(|| {
+                    ReplicationError::NotFound(format!("no endpoint named {name}"))
+                })?;
+                change(&mut record)?;
+                record.url = endpoints::check_url(&record.url)?;
+                record.updated_at = now_millis().max(record.updated_at + 1);
+                tx.replication().put_endpoint(&record)?;
+                Ok(record)
+            },
+        )?;
         self.remotes.lock().expect("remotes lock").remove(name);
         Ok(record)
     }
 
     /// Deletes an endpoint no policy uses.
     pub fn delete_endpoint(&self, name: &str) -> ReplicationResult<()> {
-        self.meta.write(|tx| -> ReplicationResult<()> {
-            let users: Vec<String> = policies::list(tx)?
-                .into_iter()
-                .filter(|p| p.endpoints.iter().any(|e| e == name))
-                .map(|p| p.name)
-                .collect();
-            if !users.is_empty() {
-                return Err(ReplicationError::Conflict(format!(
-                    "endpoint {name} is used by policies {}; change or delete them first",
-                    users.join(", ")
-                )));
-            }
-            if !endpoints::remove(tx, name)? {
-                return Err(ReplicationError::NotFound(format!(
-                    "no endpoint named {name}"
-                )));
-            }
-            Ok(())
-        })?;
+        self.store
+            .write_blocking(Durability::Immediate, |tx| -> ReplicationResult<()> {
+                let users: Vec<String> = tx
+                    .replication()
+                    .policies()?
+                    .into_iter()
+                    .filter(|p| p.endpoints.iter().any(|e| e == name))
+                    .map(|p| p.name)
+                    .collect();
+                if !users.is_empty() {
+                    return Err(ReplicationError::Conflict(format!(
+                        "endpoint {name} is used by policies {}; change or delete them first",
+                        users.join(", ")
+                    )));
+                }
+                if !tx.replication().remove_endpoint(name)? {
+                    return Err(ReplicationError::NotFound(format!(
+                        "no endpoint named {name}"
+                    )));
+                }
+                Ok(())
+            })?;
         self.remotes.lock().expect("remotes lock").remove(name);
         Ok(())
     }
@@ -105,15 +126,16 @@ impl Replication {
     }
 
     pub(super) fn remember_instance(&self, name: &str, instance: &str) -> ReplicationResult<()> {
-        self.meta.write(|tx| -> ReplicationResult<()> {
-            if let Some(mut record) = endpoints::get(tx, name)?
-                && record.instance.as_deref() != Some(instance)
-            {
-                record.instance = Some(instance.to_string());
-                endpoints::put(tx, &record)?;
-            }
-            Ok(())
-        })
+        self.store
+            .write_blocking(Durability::Immediate, |tx| -> ReplicationResult<()> {
+                if let Some(mut record) = tx.replication().endpoint(name)?
+                    && record.instance.as_deref() != Some(instance)
+                {
+                    record.instance = Some(instance.to_string());
+                    tx.replication().put_endpoint(&record)?;
+                }
+                Ok(())
+            })
     }
 
     /// The client for an endpoint, built once per version of its record.

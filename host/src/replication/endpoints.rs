@@ -1,70 +1,12 @@
-//! Table `replication_endpoints`: the registries this instance replicates with — another
-//! berth, CNCF distribution, or any OCI registry — with their credentials, sealed at rest,
-//! and their TLS options.
+//! Endpoints: the registries this instance replicates with — another berth, CNCF
+//! distribution, or any OCI registry — with their credentials, sealed at rest, and their
+//! TLS options. The record is stored in `replication_endpoints`
+//! (`storage/tables/replication.rs`); what its fields may hold is decided here.
 
-use base64::Engine as _;
-use redb::{TableDefinition, WriteTransaction};
-use serde::{Deserialize, Serialize};
-
-use super::{ReplicationError, ReplicationResult, check_name};
-use crate::storage::meta::{self, MetaResult, Reader, encode};
+use super::{ReplicationError, ReplicationResult};
 use crate::storage::sealing::Sealer;
 
-const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("replication_endpoints");
-
-/// What software answers at an endpoint; it decides which extensions berth may use there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum EndpointKind {
-    /// Another berth: replication origins are recorded there, and it can run transfers
-    /// on this instance's behalf.
-    Berth,
-    /// CNCF distribution (`docker-registry`).
-    Distribution,
-    /// Any registry that speaks the OCI Distribution API.
-    Oci,
-}
-
-/// One endpoint.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct EndpointRecord {
-    /// Its name (the key, repeated so a record stands alone).
-    pub name: String,
-    /// What answers there.
-    pub kind: EndpointKind,
-    /// `http://host[:port]` or `https://host[:port]`.
-    pub url: String,
-    /// The user or robot account berth logs in as; none for anonymous access.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    /// The password, sealed (see [`Sealer`]); never returned by the API.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "sealed_base64"
-    )]
-    pub sealed_password: Option<Vec<u8>>,
-    /// Accept any TLS certificate (for test set-ups; prefer `ca_cert`).
-    #[serde(default)]
-    pub insecure: bool,
-    /// A PEM CA certificate to trust for this endpoint, beside the system's roots.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_cert: Option<String>,
-    /// The instance name a berth endpoint reports (`Berth-Instance` on `/v2/`), learnt
-    /// when the endpoint is created, changed or checked: content replicated from it
-    /// carries this name as its origin, and is never sent back to it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instance: Option<String>,
-    /// Free text.
-    #[serde(default)]
-    pub description: String,
-    /// Who created it.
-    pub created_by: String,
-    /// When (ms since the epoch).
-    pub created_at: u64,
-    /// When it was last changed (ms since the epoch).
-    pub updated_at: u64,
-}
+pub use crate::storage::tables::replication::{EndpointKind, EndpointRecord};
 
 impl EndpointRecord {
     /// `host[:port]` of the URL, as registry references name it.
@@ -110,36 +52,6 @@ fn sealing_context(name: &str) -> String {
     format!("replication-endpoint/{name}")
 }
 
-mod sealed_base64 {
-    use super::*;
-
-    pub fn serialize<S: serde::Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(bytes) => {
-                s.serialize_some(&base64::engine::general_purpose::STANDARD.encode(bytes))
-            }
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Vec<u8>>, D::Error> {
-        let text: Option<String> = Option::deserialize(d)?;
-        text.map(|t| {
-            base64::engine::general_purpose::STANDARD
-                .decode(t)
-                .map_err(serde::de::Error::custom)
-        })
-        .transpose()
-    }
-}
-
-pub(super) fn create(tx: &WriteTransaction) -> MetaResult<()> {
-    tx.open_table(TABLE)?;
-    Ok(())
-}
-
 /// Checks an endpoint URL: `http` or `https`, a host, an optional port, nothing else.
 pub fn check_url(text: &str) -> ReplicationResult<String> {
     let bad = |why: &str| {
@@ -163,43 +75,6 @@ pub fn check_url(text: &str) -> ReplicationResult<String> {
         return Err(bad("registries are served at the root; drop the path"));
     }
     Ok(url.as_str().trim_end_matches('/').to_string())
-}
-
-/// One endpoint.
-pub fn get(tx: &impl Reader, name: &str) -> MetaResult<Option<EndpointRecord>> {
-    meta::get_named(tx, TABLE, "replication_endpoints", name)
-}
-
-/// Every endpoint, by name.
-pub fn list(tx: &impl Reader) -> MetaResult<Vec<EndpointRecord>> {
-    let named = meta::list_named(tx, TABLE, "replication_endpoints")?;
-    Ok(named.into_iter().map(|(_, record)| record).collect())
-}
-
-/// Creates an endpoint; refuses a name in use.
-pub fn insert(tx: &WriteTransaction, record: &EndpointRecord) -> ReplicationResult<()> {
-    check_name("endpoint", &record.name)?;
-    check_url(&record.url)?;
-    if get(tx, &record.name)?.is_some() {
-        return Err(ReplicationError::Conflict(format!(
-            "endpoint {} exists already",
-            record.name
-        )));
-    }
-    put(tx, record)?;
-    Ok(())
-}
-
-/// Stores an endpoint (create or replace).
-pub fn put(tx: &WriteTransaction, record: &EndpointRecord) -> MetaResult<()> {
-    tx.open_table(TABLE)?
-        .insert(record.name.as_str(), encode(record).as_slice())?;
-    Ok(())
-}
-
-/// Removes an endpoint; returns whether it existed.
-pub fn remove(tx: &WriteTransaction, name: &str) -> MetaResult<bool> {
-    Ok(tx.open_table(TABLE)?.remove(name)?.is_some())
 }
 
 #[cfg(test)]

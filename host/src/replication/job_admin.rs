@@ -64,7 +64,7 @@ impl Replication {
     /// Queues a new job that runs again what a finished job did not complete: its failed
     /// and cancelled tasks, or, if it failed before planning, the whole job.
     pub fn retry(&self, id: u64, by: &str) -> ReplicationResult<JobRecord> {
-        let job = self.meta.write(|tx| -> ReplicationResult<JobRecord> {
+        let job = self.write_with_queue(|settings, tx| -> ReplicationResult<JobRecord> {
             let old = jobs::job(tx, id)?
                 .ok_or_else(|| ReplicationError::NotFound(format!("no job {id}")))?;
             if !matches!(old.status, JobStatus::Failed | JobStatus::Cancelled) {
@@ -72,7 +72,7 @@ impl Replication {
                     "job {id} neither failed nor was cancelled; only those can be retried"
                 )));
             }
-            if policies::get(tx, &old.policy)?.is_none() {
+            if settings.replication().policy(&old.policy)?.is_none() {
                 return Err(ReplicationError::Conflict(format!(
                     "policy {} no longer exists",
                     old.policy

@@ -9,8 +9,8 @@ use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransacti
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::storage::meta::changes::Change;
 use crate::storage::clock::Clock;
+use crate::storage::meta::changes::Change;
 use crate::storage::meta::{MetaResult, Reader, decode, encode};
 
 const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("replication_jobs");
@@ -320,7 +320,10 @@ impl TaskRecord {
     }
 }
 
-pub(super) fn create(tx: &WriteTransaction) -> MetaResult<()> {
+/// Creates the tables in a bare database, for this module's tests (the storage backend
+/// creates them with replication's schema).
+#[cfg(test)]
+fn create(tx: &WriteTransaction) -> MetaResult<()> {
     tx.open_table(JOBS)?;
     tx.open_table(TASKS)?;
     tx.open_table(STATE)?;

@@ -15,24 +15,20 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use utoipa::ToSchema;
 
-use super::endpoints::{self, EndpointRecord};
-use super::policies::{self, PolicyRecord};
+use super::endpoints::EndpointRecord;
+use super::policies::PolicyRecord;
 use super::{Replication, ReplicationError, ReplicationResult};
 use crate::auth::AccessControl;
 use crate::auth::Role;
 use crate::auth::exchange::AuthRecord;
 use crate::storage::clock::Clock;
-use crate::storage::meta::{MetaResult, decode, encode};
-use crate::storage::store::{Durability, ReadTx, StoreError, WriteTx};
-
-const VERSIONS: TableDefinition<(&str, &str), &[u8]> =
-    TableDefinition::new("replication_metadata_versions");
+use crate::storage::store::{Durability, ReadTx, WriteTx};
+use crate::storage::tables::replication::MetadataVersion;
 
 /// What kind of record an item is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
@@ -111,18 +107,6 @@ pub struct MetadataState {
     pub from_instance: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Version {
-    clock: Clock,
-    /// sha256 of the record's JSON; empty for a deletion.
-    hash: String,
-}
-
-pub(super) fn create(tx: &WriteTransaction) -> MetaResult<()> {
-    tx.open_table(VERSIONS)?;
-    Ok(())
-}
-
 fn hash(body: &Value) -> String {
     hex::encode(Sha256::digest(body.to_string().as_bytes()))
 }
@@ -160,8 +144,7 @@ impl Replication {
                 _ => {}
             }
         }
-        let tx = tx.redb_legacy().ok_or_else(replication_tables_missing)?;
-        for endpoint in endpoints::list(tx)? {
+        for endpoint in tx.replication().endpoints()? {
             if excluded_endpoints.contains(&endpoint.name) {
                 continue;
             }
@@ -175,7 +158,7 @@ impl Replication {
             }
             out.insert((MetadataKind::Endpoint, endpoint.name.clone()), body);
         }
-        for policy in policies::list(tx)? {
+        for policy in tx.replication().policies()? {
             if policy
                 .endpoints
                 .iter()
@@ -199,73 +182,72 @@ impl Replication {
             .registry
             .metadata
             .read_blocking(|tx| self.current(tx, excluded_endpoints, protected))?;
-        self.meta.write(|tx| -> ReplicationResult<Vec<Item>> {
-            let mut table = tx.open_table(VERSIONS)?;
-            let mut stored: BTreeMap<(MetadataKind, String), Version> = BTreeMap::new();
-            for entry in table.iter()? {
-                let (k, v) = entry?;
-                let (kind, key) = k.value();
-                if let Some(kind) = MetadataKind::parse(kind) {
-                    stored.insert(
-                        (kind, key.to_string()),
-                        decode("replication_metadata_versions", v.value())?,
-                    );
-                }
-            }
-            let mut items = Vec::new();
-            for ((kind, key), body) in &current {
-                let h = hash(body);
-                let version = match stored.get(&(*kind, key.clone())) {
-                    Some(v) if v.hash == h => v.clone(),
-                    _ => {
-                        let v = Version {
-                            clock: self.registry.clock.now(),
-                            hash: h,
-                        };
-                        table.insert((kind.as_str(), key.as_str()), encode(&v).as_slice())?;
-                        v
+        self.store.write_blocking(
+            Durability::Immediate,
+            |tx| -> ReplicationResult<Vec<Item>> {
+                let mut stored: BTreeMap<(MetadataKind, String), MetadataVersion> = BTreeMap::new();
+                for (kind, key, version) in tx.replication().metadata_versions()? {
+                    if let Some(kind) = MetadataKind::parse(&kind) {
+                        stored.insert((kind, key), version);
                     }
-                };
-                items.push(Item {
-                    kind: *kind,
-                    key: key.clone(),
-                    clock: version.clock,
-                    body: Some(body.clone()),
-                });
-            }
-            for ((kind, key), version) in &stored {
-                if current.contains_key(&(*kind, key.clone())) {
-                    continue;
                 }
-                // Records left out of the exchange (the pair's own endpoints, protected
-                // accounts) are neither sent nor mourned.
-                let excluded = match kind {
-                    MetadataKind::Endpoint => excluded_endpoints.contains(key),
-                    MetadataKind::User | MetadataKind::Robot => protected.contains(key),
-                    _ => false,
-                };
-                if excluded {
-                    continue;
-                }
-                let version = if version.hash.is_empty() {
-                    version.clone()
-                } else {
-                    let v = Version {
-                        clock: self.registry.clock.now(),
-                        hash: String::new(),
+                let mut items = Vec::new();
+                for ((kind, key), body) in &current {
+                    let h = hash(body);
+                    let version = match stored.get(&(*kind, key.clone())) {
+                        Some(v) if v.hash == h => v.clone(),
+                        _ => {
+                            let v = MetadataVersion {
+                                clock: self.registry.clock.now(),
+                                hash: h,
+                            };
+                            tx.replication()
+                                .put_metadata_version(kind.as_str(), key, &v)?;
+                            v
+                        }
                     };
-                    table.insert((kind.as_str(), key.as_str()), encode(&v).as_slice())?;
-                    v
-                };
-                items.push(Item {
-                    kind: *kind,
-                    key: key.clone(),
-                    clock: version.clock,
-                    body: None,
-                });
-            }
-            Ok(items)
-        })
+                    items.push(Item {
+                        kind: *kind,
+                        key: key.clone(),
+                        clock: version.clock,
+                        body: Some(body.clone()),
+                    });
+                }
+                for ((kind, key), version) in &stored {
+                    if current.contains_key(&(*kind, key.clone())) {
+                        continue;
+                    }
+                    // Records left out of the exchange (the pair's own endpoints, protected
+                    // accounts) are neither sent nor mourned.
+                    let excluded = match kind {
+                        MetadataKind::Endpoint => excluded_endpoints.contains(key),
+                        MetadataKind::User | MetadataKind::Robot => protected.contains(key),
+                        _ => false,
+                    };
+                    if excluded {
+                        continue;
+                    }
+                    let version = if version.hash.is_empty() {
+                        version.clone()
+                    } else {
+                        let v = MetadataVersion {
+                            clock: self.registry.clock.now(),
+                            hash: String::new(),
+                        };
+                        tx.replication()
+                            .put_metadata_version(kind.as_str(), key, &v)?;
+                        v
+                    };
+                    items.push(Item {
+                        kind: *kind,
+                        key: key.clone(),
+                        clock: version.clock,
+                        body: None,
+                    });
+                }
+                Ok(items)
+            },
+        )
     }
 
     /// Merges a peer's state: each record whose version is later than ours is applied.
@@ -280,51 +262,51 @@ impl Replication {
         // Local changes made since the last round get their versions first, so that a
         // change made here is not lost to an older one from the peer.
         self.versioned(excluded_endpoints, protected)?;
-        let store = &self.registry.metadata;
         let applied =
-            store.write_blocking(Durability::Immediate, |whole| -> ReplicationResult<usize> {
-                let tx = whole.redb_legacy().ok_or_else(replication_tables_missing)?;
-                let mut applied = 0;
-                for item in incoming {
-                    self.registry.clock.observe(&item.clock);
-                    let skip = match item.kind {
-                        MetadataKind::Endpoint => excluded_endpoints.contains(&item.key),
-                        MetadataKind::Policy => item
-                            .body
-                            .as_ref()
-                            .and_then(|b| serde_json::from_value::<PolicyRecord>(b.clone()).ok())
-                            .is_some_and(|p| {
-                                p.endpoints.iter().any(|e| excluded_endpoints.contains(e))
-                            }),
-                        MetadataKind::User | MetadataKind::Robot => protected.contains(&item.key),
-                        _ => false,
-                    };
-                    if skip {
-                        continue;
+            self.store
+                .write_blocking(Durability::Immediate, |tx| -> ReplicationResult<usize> {
+                    let mut applied = 0;
+                    for item in incoming {
+                        self.registry.clock.observe(&item.clock);
+                        let skip = match item.kind {
+                            MetadataKind::Endpoint => excluded_endpoints.contains(&item.key),
+                            MetadataKind::Policy => item
+                                .body
+                                .as_ref()
+                                .and_then(|b| {
+                                    serde_json::from_value::<PolicyRecord>(b.clone()).ok()
+                                })
+                                .is_some_and(|p| {
+                                    p.endpoints.iter().any(|e| excluded_endpoints.contains(e))
+                                }),
+                            MetadataKind::User | MetadataKind::Robot => {
+                                protected.contains(&item.key)
+                            }
+                            _ => false,
+                        };
+                        if skip {
+                            continue;
+                        }
+                        let ours = tx
+                            .replication()
+                            .metadata_version(item.kind.as_str(), &item.key)?;
+                        if ours.as_ref().is_some_and(|v| v.clock >= item.clock) {
+                            continue;
+                        }
+                        self.apply(tx, item)?;
+                        let version = MetadataVersion {
+                            clock: item.clock.clone(),
+                            hash: item.body.as_ref().map(hash).unwrap_or_default(),
+                        };
+                        tx.replication().put_metadata_version(
+                            item.kind.as_str(),
+                            &item.key,
+                            &version,
+                        )?;
+                        applied += 1;
                     }
-                    let ours: Option<Version> = match tx
-                        .open_table(VERSIONS)?
-                        .get((item.kind.as_str(), item.key.as_str()))?
-                    {
-                        Some(v) => Some(decode("replication_metadata_versions", v.value())?),
-                        None => None,
-                    };
-                    if ours.as_ref().is_some_and(|v| v.clock >= item.clock) {
-                        continue;
-                    }
-                    self.apply(whole, item)?;
-                    let version = Version {
-                        clock: item.clock.clone(),
-                        hash: item.body.as_ref().map(hash).unwrap_or_default(),
-                    };
-                    tx.open_table(VERSIONS)?.insert(
-                        (item.kind.as_str(), item.key.as_str()),
-                        encode(&version).as_slice(),
-                    )?;
-                    applied += 1;
-                }
-                Ok(applied)
-            })?;
+                    Ok(applied)
+                })?;
         if applied > 0 {
             self.registry.auth.invalidate_cached_logins();
             self.wake.notify_one();
@@ -383,7 +365,7 @@ impl Replication {
             AccessControl::apply_in(whole, &record)?;
             return Ok(());
         }
-        let tx = whole.redb_legacy().ok_or_else(replication_tables_missing)?;
+        let tx = whole;
         match (&item.kind, &item.body) {
             (
                 MetadataKind::User
@@ -402,17 +384,17 @@ impl Replication {
                     .and_then(|p| p.as_str().map(str::to_owned));
                 let mut record: EndpointRecord = serde_json::from_value(body).map_err(bad)?;
                 record.set_password(&self.sealer, password.as_deref());
-                endpoints::put(tx, &record)?;
+                tx.replication().put_endpoint(&record)?;
                 self.remotes.lock().expect("remotes lock").remove(key);
             }
             (MetadataKind::Endpoint, None) => {
-                endpoints::remove(tx, key)?;
+                tx.replication().remove_endpoint(key)?;
             }
-            (MetadataKind::Policy, Some(b)) => {
-                policies::put(tx, &serde_json::from_value(b.clone()).map_err(bad)?)?
-            }
+            (MetadataKind::Policy, Some(b)) => tx
+                .replication()
+                .put_policy(&serde_json::from_value(b.clone()).map_err(bad)?)?,
             (MetadataKind::Policy, None) => {
-                policies::remove(tx, key)?;
+                tx.replication().remove_policy(key)?;
             }
         }
         Ok(())
@@ -449,8 +431,10 @@ impl Replication {
         incoming: MetadataState,
         caller: &str,
     ) -> ReplicationResult<MetadataState> {
-        let tx = self.meta.read()?;
-        let pairs: Vec<PolicyRecord> = policies::list(&tx)?
+        let (policies, endpoints) = self.store.read_blocking(|tx| -> ReplicationResult<_> {
+            Ok((tx.replication().policies()?, tx.replication().endpoints()?))
+        })?;
+        let pairs: Vec<PolicyRecord> = policies
             .into_iter()
             .filter(|p| p.enabled && p.metadata)
             .collect();
@@ -464,13 +448,12 @@ impl Replication {
         let mut excluded: BTreeSet<String> = pairs.into_iter().flat_map(|p| p.endpoints).collect();
         if let Some(from) = &incoming.from_instance {
             excluded.extend(
-                endpoints::list(&tx)?
+                endpoints
                     .into_iter()
                     .filter(|e| e.instance.as_ref() == Some(from))
                     .map(|e| e.name),
             );
         }
-        drop(tx);
         let mut protected: BTreeSet<String> = incoming.protected_accounts.iter().cloned().collect();
         protected.insert(caller.to_string());
         self.merge_metadata(&incoming.items, &excluded, &protected)?;
@@ -480,13 +463,6 @@ impl Replication {
             from_instance: Some(self.config.instance_name.clone()),
         })
     }
-}
-
-/// Replication's own tables are not on the storage interface yet: only redb has them.
-fn replication_tables_missing() -> StoreError {
-    StoreError::Backend(
-        "replication's tables are kept in the embedded database only, so far".to_string(),
-    )
 }
 
 fn json<T: Serialize>(record: &T) -> Value {

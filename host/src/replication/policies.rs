@@ -1,4 +1,5 @@
-//! Table `replication_policies`: what to replicate, where, when, and how.
+//! Policies: what to replicate, where, when, and how (stored in `replication_policies`,
+//! `storage/tables/replication.rs`; checked and compiled here).
 //!
 //! A policy is push-based (this instance sends to its endpoints) or pull-based (this
 //! instance fetches from one endpoint). Filters are globs on the project, the repository
@@ -7,203 +8,13 @@
 //! plans the transfers over the policy's topology.
 
 use globset::{Glob, GlobMatcher};
-use redb::{TableDefinition, WriteTransaction};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::{ReplicationError, ReplicationResult, check_name};
-use crate::storage::meta::{self, MetaResult, Reader, encode};
 
-const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("replication_policies");
-
-/// Which side runs the transfers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// This instance sends its content to the policy's endpoints.
-    Push,
-    /// This instance fetches content from the policy's one endpoint.
-    Pull,
-}
-
-/// When a client's push is acknowledged.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum Delivery {
-    /// At once; replication follows (the backlog is what a crash here would lose).
-    #[default]
-    Async,
-    /// Only once every destination holds the manifest and its blobs; a destination
-    /// unreachable for longer than `degrade_after_secs` is waited for no more (the
-    /// policy degrades to async, loudly, until it answers again).
-    Sync,
-}
-
-/// Globs that select what a policy replicates; an absent glob selects everything.
-///
-/// `*` matches within one path component, `**` across components, `?` one character,
-/// `{a,b}` either; e.g. repository `team/**` or tag `v[0-9]*`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Filters {
-    /// The project (the repository's first component).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub project: Option<String>,
-    /// The whole repository name, project included.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repository: Option<String>,
-    /// The tag. Untagged manifests are replicated only when no tag filter is set and
-    /// they arrive as changes (a push by digest).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tag: Option<String>,
-}
-
-/// One datacenter of a topology.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DatacenterSpec {
-    /// Its id.
-    pub id: String,
-    /// The datacenter that feeds this one; none for a root.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<String>,
-}
-
-/// One registry instance of a topology.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct InstanceSpec {
-    /// Its id in plans.
-    pub id: String,
-    /// The datacenter it is in.
-    pub datacenter: String,
-    /// The endpoint that reaches it; none for this instance itself.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
-}
-
-/// A network path between two instances.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LinkSpec {
-    /// The sending instance.
-    pub source: String,
-    /// The receiving instance.
-    pub target: String,
-    /// Megabits per second, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bandwidth_mbps: Option<u32>,
-    /// Transfers the link takes at once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_parallel: Option<u32>,
-}
-
-/// The instances a strategy plans over. Without one, a policy's topology is this
-/// instance and its endpoints in one datacenter.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TopologySpec {
-    /// Datacenters, parents before or after children.
-    #[serde(default)]
-    pub datacenters: Vec<DatacenterSpec>,
-    /// Instances; exactly one has no endpoint (this instance).
-    #[serde(default)]
-    pub instances: Vec<InstanceSpec>,
-    /// Links with known capacities; others are unconstrained.
-    #[serde(default)]
-    pub links: Vec<LinkSpec>,
-}
-
-/// One policy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PolicyRecord {
-    /// Its name (the key, repeated so a record stands alone).
-    pub name: String,
-    /// Free text.
-    #[serde(default)]
-    pub description: String,
-    /// A disabled policy runs on no trigger, manual included.
-    pub enabled: bool,
-    /// Push or pull.
-    pub mode: Mode,
-    /// Push: the endpoints to send to. Pull: the one endpoint to fetch from.
-    pub endpoints: Vec<String>,
-    /// What to replicate.
-    #[serde(default)]
-    pub filters: Filters,
-    /// Replaces the project on the destination (`team/app` → `<namespace>/app`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub destination_namespace: Option<String>,
-    /// A cron schedule (`sec min hour day month weekday`, or the classic five fields),
-    /// in UTC.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schedule: Option<String>,
-    /// Push policies: run on every push, tag move and (with `replicate_deletions`)
-    /// delete. Pull policies have no changes to follow and refuse this.
-    #[serde(default)]
-    pub on_change: bool,
-    /// Carry tag and manifest deletions to the destination.
-    #[serde(default)]
-    pub replicate_deletions: bool,
-    /// Move a destination tag that points elsewhere; when off, such a tag is left alone
-    /// and the task reports it skipped.
-    #[serde(default = "yes")]
-    pub override_existing: bool,
-    /// Transfers of one job that run at once.
-    #[serde(default = "default_concurrency")]
-    pub concurrency: u32,
-    /// A cap on the bytes per second one job sends, in megabits per second.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bandwidth_limit_mbps: Option<u32>,
-    /// Keep the users, projects, members, robot accounts and replication settings of
-    /// this instance and the endpoints (berths) converged: for a dual-primary pair.
-    #[serde(default)]
-    pub metadata: bool,
-    /// When a client's push is acknowledged (push policies).
-    #[serde(default)]
-    pub delivery: Delivery,
-    /// Sync delivery: seconds a destination may stay unreachable before pushes are
-    /// acknowledged without it.
-    #[serde(default = "default_degrade_after")]
-    pub degrade_after_secs: u64,
-    /// The replication-strategy plugin that plans the transfers.
-    #[serde(default = "default_strategy")]
-    pub strategy: String,
-    /// The topology it plans over.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub topology: Option<TopologySpec>,
-    /// Who created it.
-    pub created_by: String,
-    /// When (ms since the epoch).
-    pub created_at: u64,
-    /// When it was last changed.
-    pub updated_at: u64,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// Transfers per job when a policy sets none.
-pub const DEFAULT_CONCURRENCY: u32 = 4;
-
-fn default_concurrency() -> u32 {
-    DEFAULT_CONCURRENCY
-}
-
-/// Seconds a sync destination may be unreachable before pushes stop waiting for it.
-pub const DEFAULT_DEGRADE_AFTER_SECS: u64 = 30;
-
-fn default_degrade_after() -> u64 {
-    DEFAULT_DEGRADE_AFTER_SECS
-}
-
-/// The strategy a policy uses when it names none.
-pub const DEFAULT_STRATEGY: &str = "star";
-
-fn default_strategy() -> String {
-    DEFAULT_STRATEGY.to_string()
-}
+pub use crate::storage::tables::replication::{
+    DEFAULT_CONCURRENCY, DEFAULT_DEGRADE_AFTER_SECS, DEFAULT_STRATEGY, DatacenterSpec, Delivery,
+    Filters, InstanceSpec, LinkSpec, Mode, PolicyRecord, TopologySpec,
+};
 
 /// A policy's filters, compiled.
 #[derive(Debug, Clone)]
@@ -432,34 +243,6 @@ fn check_topology(t: &TopologySpec, endpoints: &[String]) -> ReplicationResult<(
         }
     }
     Ok(())
-}
-
-pub(super) fn create(tx: &WriteTransaction) -> MetaResult<()> {
-    tx.open_table(TABLE)?;
-    Ok(())
-}
-
-/// One policy.
-pub fn get(tx: &impl Reader, name: &str) -> MetaResult<Option<PolicyRecord>> {
-    meta::get_named(tx, TABLE, "replication_policies", name)
-}
-
-/// Every policy, by name.
-pub fn list(tx: &impl Reader) -> MetaResult<Vec<PolicyRecord>> {
-    let named = meta::list_named(tx, TABLE, "replication_policies")?;
-    Ok(named.into_iter().map(|(_, record)| record).collect())
-}
-
-/// Stores a policy (create or replace).
-pub fn put(tx: &WriteTransaction, record: &PolicyRecord) -> MetaResult<()> {
-    tx.open_table(TABLE)?
-        .insert(record.name.as_str(), encode(record).as_slice())?;
-    Ok(())
-}
-
-/// Removes a policy; returns whether it existed.
-pub fn remove(tx: &WriteTransaction, name: &str) -> MetaResult<bool> {
-    Ok(tx.open_table(TABLE)?.remove(name)?.is_some())
 }
 
 #[cfg(test)]

@@ -3,19 +3,21 @@
 
 use super::jobs::{JobRecord, JobScope, Trigger};
 use super::policies::PolicyRecord;
-use crate::storage::store::now_millis;
+use crate::storage::store::{Durability, now_millis};
 
 use super::*;
 
 impl Replication {
     /// Every policy.
     pub fn policies(&self) -> ReplicationResult<Vec<PolicyRecord>> {
-        Ok(policies::list(&self.meta.read()?)?)
+        self.store
+            .read_blocking(|tx| Ok(tx.replication().policies()?))
     }
 
     /// One policy.
     pub fn policy(&self, name: &str) -> ReplicationResult<PolicyRecord> {
-        policies::get(&self.meta.read()?, name)?
+        self.store
+            .read_blocking(|tx| -> ReplicationResult<_> { Ok(tx.replication().policy(name)?) })?
             .ok_or_else(|| ReplicationError::NotFound(format!("no policy named {name}")))
     }
 
@@ -23,9 +25,9 @@ impl Replication {
     /// replication-strategy plugin.
     pub(super) async fn check_references(&self, policy: &PolicyRecord) -> ReplicationResult<()> {
         policy.check()?;
-        let tx = self.meta.read()?;
+        let known: Vec<String> = self.endpoints()?.into_iter().map(|e| e.name).collect();
         for name in &policy.endpoints {
-            if endpoints::get(&tx, name)?.is_none() {
+            if !known.contains(name) {
                 return Err(ReplicationError::Invalid(format!(
                     "policy {} names endpoint {name}, which does not exist; create it with `berth replication endpoint create`",
                     policy.name
@@ -48,16 +50,17 @@ impl Replication {
     /// Stores a new policy after checking it and what it refers to.
     pub async fn create_policy(&self, record: PolicyRecord) -> ReplicationResult<PolicyRecord> {
         self.check_references(&record).await?;
-        self.meta.write(|tx| -> ReplicationResult<()> {
-            if policies::get(tx, &record.name)?.is_some() {
-                return Err(ReplicationError::Conflict(format!(
-                    "policy {} exists already",
-                    record.name
-                )));
-            }
-            policies::put(tx, &record)?;
-            Ok(())
-        })?;
+        self.store
+            .write_blocking(Durability::Immediate, |tx| -> ReplicationResult<()> {
+                if tx.replication().policy(&record.name)?.is_some() {
+                    return Err(ReplicationError::Conflict(format!(
+                        "policy {} exists already",
+                        record.name
+                    )));
+                }
+                tx.replication().put_policy(&record)?;
+                Ok(())
+            })?;
         self.wake.notify_one();
         Ok(record)
     }
@@ -72,12 +75,20 @@ impl Replication {
         let before = record.clone();
         change(&mut record);
         record.name = before.name.clone();
-        record.updated_at = now_millis();
+        record.updated_at = now_millis().max(before.updated_at + 1);
         self.check_references(&record).await?;
-        self.meta.write(|tx| -> ReplicationResult<()> {
-            policies::put(tx, &record)?;
+        self.write_with_queue(|tx, queue| {
+            // The policy was read before the (asynchronous) checks: a change committed
+            // meanwhile would be overwritten without this.
+            let current = tx.replication().policy(name)?;
+            if current.as_ref().map(|p| p.updated_at) != Some(before.updated_at) {
+                return Err(ReplicationError::Conflict(format!(
+                    "policy {name} changed (or was deleted) meanwhile; read it again and retry"
+                )));
+            }
+            tx.replication().put_policy(&record)?;
             if record.schedule != before.schedule {
-                jobs::remove_state(tx, &format!("schedule/{name}"))?;
+                jobs::remove_state(queue, &format!("schedule/{name}"))?;
             }
             Ok(())
         })?;
@@ -95,21 +106,24 @@ impl Replication {
         for id in unfinished {
             self.cancel(id)?;
         }
-        self.meta.write(|tx| -> ReplicationResult<()> {
-            if !policies::remove(tx, name)? {
+        self.write_with_queue(|tx, queue| {
+            if !tx.replication().remove_policy(name)? {
                 return Err(ReplicationError::NotFound(format!(
                     "no policy named {name}"
                 )));
             }
-            jobs::remove_state(tx, &format!("schedule/{name}"))?;
+            jobs::remove_state(queue, &format!("schedule/{name}"))?;
             Ok(())
         })
     }
 
     /// Queues a full run of a policy (everything its filters select).
     pub fn run(&self, name: &str, by: &str) -> ReplicationResult<JobRecord> {
-        let job = self.meta.write(|tx| -> ReplicationResult<JobRecord> {
-            let policy = policies::get(tx, name)?
+        let now = now_millis();
+        let job = self.write_with_queue(|tx, queue| -> ReplicationResult<JobRecord> {
+            let policy = tx
+                .replication()
+                .policy(name)?
                 .ok_or_else(|| ReplicationError::NotFound(format!("no policy named {name}")))?;
             if !policy.enabled {
                 return Err(ReplicationError::Conflict(format!(
@@ -117,11 +131,11 @@ impl Replication {
                 )));
             }
             Ok(jobs::enqueue(
-                tx,
+                queue,
                 name,
                 Trigger::Manual { by: by.to_string() },
                 JobScope::All,
-                now_millis(),
+                now,
             )?)
         })?;
         self.wake.notify_one();

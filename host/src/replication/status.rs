@@ -10,48 +10,51 @@ use super::*;
 impl Replication {
     /// Where every policy stands: what is queued and not yet delivered.
     pub fn status(&self) -> ReplicationResult<Status> {
-        let tx = self.meta.read()?;
-        let cursor = jobs::state(&tx, "change_cursor")?;
-        let unread_changes = changes::last_seq(&tx)?.saturating_sub(cursor);
-        let unfinished = jobs::unfinished(&tx)?;
-        let mut out = Vec::new();
-        for policy in policies::list(&tx)? {
-            let mine: Vec<&JobRecord> = unfinished
-                .iter()
-                .filter(|j| j.policy == policy.name)
-                .collect();
-            let mut pending_tasks = 0;
-            let mut pending_changes = 0;
-            for job in &mine {
-                if job.status == JobStatus::Pending {
-                    if let JobScope::Changes { changes } = &job.scope {
-                        pending_changes += changes.len() as u32;
+        let out = self.read_with_queue(|settings, tx| {
+            let mut out = Vec::new();
+            let cursor = jobs::state(tx, "change_cursor")?;
+            let unread_changes = changes::last_seq(tx)?.saturating_sub(cursor);
+            let unfinished = jobs::unfinished(tx)?;
+            for policy in settings.replication().policies()? {
+                let mine: Vec<&JobRecord> = unfinished
+                    .iter()
+                    .filter(|j| j.policy == policy.name)
+                    .collect();
+                let mut pending_tasks = 0;
+                let mut pending_changes = 0;
+                for job in &mine {
+                    if job.status == JobStatus::Pending {
+                        if let JobScope::Changes { changes } = &job.scope {
+                            pending_changes += changes.len() as u32;
+                        }
+                    } else {
+                        pending_tasks += jobs::tasks(tx, job.id)?
+                            .iter()
+                            .filter(|t| !t.status.is_final())
+                            .count() as u32;
                     }
-                } else {
-                    pending_tasks += jobs::tasks(&tx, job.id)?
-                        .iter()
-                        .filter(|t| !t.status.is_final())
-                        .count() as u32;
                 }
+                let last = jobs::jobs(tx, 1, |j| j.policy == policy.name)?;
+                let next_run = match jobs::state(tx, &format!("schedule/{}", policy.name))? {
+                    0 => None,
+                    t => Some(t),
+                };
+                out.push(PolicyStatus {
+                    policy: policy.name.clone(),
+                    enabled: policy.enabled,
+                    delivery: policy.delivery,
+                    degraded: self.sync.degraded(&policy.name),
+                    unfinished_jobs: mine.len() as u32,
+                    pending_tasks,
+                    pending_changes,
+                    last_job: last.first().map(|j| j.id),
+                    last_status: last.first().map(|j| j.status),
+                    next_run: next_run.filter(|_| policy.schedule.is_some()),
+                });
             }
-            let last = jobs::jobs(&tx, 1, |j| j.policy == policy.name)?;
-            let next_run = match jobs::state(&tx, &format!("schedule/{}", policy.name))? {
-                0 => None,
-                t => Some(t),
-            };
-            out.push(PolicyStatus {
-                policy: policy.name.clone(),
-                enabled: policy.enabled,
-                delivery: policy.delivery,
-                degraded: self.sync.degraded(&policy.name),
-                unfinished_jobs: mine.len() as u32,
-                pending_tasks,
-                pending_changes,
-                last_job: last.first().map(|j| j.id),
-                last_status: last.first().map(|j| j.status),
-                next_run: next_run.filter(|_| policy.schedule.is_some()),
-            });
-        }
+            Ok((out, unread_changes))
+        })?;
+        let (out, unread_changes) = out;
         Ok(Status {
             instance: self.config.instance_name.clone(),
             unread_changes,

@@ -4,6 +4,7 @@
 mod audit;
 mod auth;
 mod plugins;
+mod replication;
 mod transactions;
 
 /// Each case (`module::case`) as a test per backend.
@@ -31,6 +32,9 @@ conformance!(
     auth::members_by_project_with_roles,
     auth::removing_a_user_or_project_removes_its_memberships_only,
     auth::robots_round_trip_grants_and_expiry,
+    replication::endpoints_round_trip_every_field,
+    replication::policies_round_trip_every_field,
+    replication::metadata_versions_keep_their_clock_and_hash,
     transactions::a_failed_write_leaves_nothing,
     transactions::a_lazy_write_is_visible_to_later_reads,
     transactions::a_read_sees_one_snapshot_and_a_write_sees_its_own_writes,

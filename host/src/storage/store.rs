@@ -26,6 +26,7 @@ use super::meta::Metadata;
 use super::tables::audit::{AuditRead, AuditWrite};
 use super::tables::auth::{AuthRead, AuthWrite};
 use super::tables::plugins::{PluginsRead, PluginsWrite};
+use super::tables::replication::{ReplicationRead, ReplicationWrite};
 
 /// Errors of the metadata store, whichever backend.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +94,10 @@ pub trait ReadTx {
     /// The plugin host's tables (`plugins`, `plugin_secrets`).
     fn plugins(&self) -> &dyn PluginsRead;
 
+    /// Replication's settings (`replication_endpoints`, `replication_policies`,
+    /// `replication_metadata_versions`).
+    fn replication(&self) -> &dyn ReplicationRead;
+
     /// Transitional, until every component's tables are on this interface: the redb
     /// transaction under this one, for the tables still kept only in `storage::meta`.
     /// `None` on PostgreSQL, which does not have those tables yet (ARCHITECTURE.md
@@ -113,6 +118,10 @@ pub trait WriteTx {
 
     /// The plugin host's tables (`plugins`, `plugin_secrets`).
     fn plugins(&self) -> &dyn PluginsWrite;
+
+    /// Replication's settings (`replication_endpoints`, `replication_policies`,
+    /// `replication_metadata_versions`).
+    fn replication(&self) -> &dyn ReplicationWrite;
 
     /// Transitional: the redb write transaction under this one (see
     /// [`ReadTx::redb_legacy`]).

@@ -8,3 +8,4 @@
 pub mod audit;
 pub mod auth;
 pub mod plugins;
+pub mod replication;

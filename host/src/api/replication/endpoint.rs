@@ -211,17 +211,19 @@ pub async fn update_endpoint(
         check_ca(ca)?;
     }
     let sealer = state.replication.clone();
+    // The change may be applied more than once (a transaction that lost a conflict runs
+    // again), so it reads the update rather than consuming it.
     let record = state.replication.update_endpoint(&name, |r| {
         if let Some(kind) = update.kind {
             r.kind = kind;
         }
-        if let Some(url) = update.url {
-            r.url = url;
+        if let Some(url) = &update.url {
+            r.url = url.clone();
         }
-        if let Some(username) = update.username {
-            r.username = username.filter(|u| !u.is_empty());
+        if let Some(username) = &update.username {
+            r.username = username.clone().filter(|u| !u.is_empty());
         }
-        if let Some(password) = update.password {
+        if let Some(password) = &update.password {
             r.set_password(
                 sealer.sealer(),
                 password.as_deref().filter(|p| !p.is_empty()),
@@ -230,11 +232,11 @@ pub async fn update_endpoint(
         if let Some(insecure) = update.insecure {
             r.insecure = insecure;
         }
-        if let Some(ca) = update.ca_cert {
-            r.ca_cert = ca;
+        if let Some(ca) = &update.ca_cert {
+            r.ca_cert = ca.clone();
         }
-        if let Some(d) = update.description {
-            r.description = d;
+        if let Some(d) = &update.description {
+            r.description = d.clone();
         }
         Ok(())
     })?;

@@ -34,7 +34,10 @@ impl Replication {
         let Some(job) = jobs::job(&self.meta.read()?, id)? else {
             return Ok(());
         };
-        let Some(policy) = policies::get(&self.meta.read()?, &job.policy)? else {
+        let Some(policy) = self
+            .store
+            .read_blocking(|tx| tx.replication().policy(&job.policy))?
+        else {
             self.fail_job(id, &format!("policy {} no longer exists", job.policy))?;
             return Ok(());
         };

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::replication::Replication;
 use crate::replication::jobs::{self, JobScope, JobStatus, TaskStatus, Trigger};
-use crate::replication::policies::{self, Mode, Selector};
+use crate::replication::policies::{Mode, Selector};
+use crate::replication::{Replication, ReplicationResult};
 use crate::storage::meta::changes::{self, Change};
 use crate::storage::meta::{MetaResult, now_millis};
 
@@ -44,7 +44,7 @@ impl Replication {
 
     /// Turns new changes into jobs of the policies that follow changes, and moves the
     /// cursor past them, in one transaction.
-    pub(super) fn poll_changes(&self) -> MetaResult<()> {
+    pub(super) fn poll_changes(&self) -> ReplicationResult<()> {
         let (cursor, batch) = {
             let tx = self.meta.read()?;
             let cursor = jobs::state(&tx, "change_cursor")?;
@@ -55,18 +55,20 @@ impl Replication {
         };
         let (first, last) = (batch[0].0, *last);
         let now = now_millis();
-        let mut queued = Vec::new();
-        self.meta.write(|tx| -> MetaResult<()> {
+        let queued = self.write_with_queue(|settings, tx| -> ReplicationResult<Vec<u64>> {
+            let mut queued = Vec::new();
             // Another poller cannot exist, but the cursor is checked anyway: queueing the
             // same changes twice would replicate them twice.
             if jobs::state(tx, "change_cursor")? != cursor {
-                return Ok(());
+                return Ok(queued);
             }
-            let instances: HashMap<String, String> = crate::replication::endpoints::list(tx)?
+            let instances: HashMap<String, String> = settings
+                .replication()
+                .endpoints()?
                 .into_iter()
                 .filter_map(|e| e.instance.map(|i| (e.name, i)))
                 .collect();
-            for policy in policies::list(tx)? {
+            for policy in settings.replication().policies()? {
                 if !policy.enabled || !policy.on_change || policy.mode != Mode::Push {
                     continue;
                 }
@@ -113,7 +115,7 @@ impl Replication {
             }
             jobs::set_state(tx, "change_cursor", last)?;
             changes::trim_through(tx, last)?;
-            Ok(())
+            Ok(queued)
         })?;
         if !queued.is_empty() {
             tracing::debug!(jobs = ?queued, first, last, "replication: queued jobs for changes");
@@ -122,9 +124,9 @@ impl Replication {
     }
 
     /// Queues a job for every enabled policy whose schedule has come due.
-    pub(super) fn poll_schedules(&self) -> MetaResult<()> {
+    pub(super) fn poll_schedules(&self) -> ReplicationResult<()> {
         let now = now_millis();
-        let policies = policies::list(&self.meta.read()?)?;
+        let policies = self.policies()?;
         for policy in policies {
             let Some(text) = &policy.schedule else {
                 continue;
@@ -133,7 +135,7 @@ impl Replication {
                 continue;
             };
             let key = format!("schedule/{}", policy.name);
-            self.meta.write(|tx| -> MetaResult<()> {
+            self.meta.write(|tx| -> ReplicationResult<()> {
                 let due = jobs::state(tx, &key)?;
                 if due == 0 {
                     // First sight of this schedule: it fires from now on, not for the past.

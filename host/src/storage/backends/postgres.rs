@@ -8,6 +8,7 @@
 mod audit;
 mod auth;
 mod plugins;
+mod replication;
 mod schema;
 
 use std::cell::{Cell, RefCell};
@@ -24,6 +25,7 @@ use crate::storage::store::{Durability, ReadTx, StoreError, StoreResult, WriteTx
 use crate::storage::tables::audit::{AuditRead, AuditWrite};
 use crate::storage::tables::auth::{AuthRead, AuthWrite};
 use crate::storage::tables::plugins::{PluginsRead, PluginsWrite};
+use crate::storage::tables::replication::{ReplicationRead, ReplicationWrite};
 
 /// How many times a write transaction runs before a conflict is reported.
 const MAX_ATTEMPTS: u32 = 12;
@@ -298,6 +300,10 @@ impl ReadTx for PgTx<'_> {
     fn plugins(&self) -> &dyn PluginsRead {
         self
     }
+
+    fn replication(&self) -> &dyn ReplicationRead {
+        self
+    }
 }
 
 impl WriteTx for PgTx<'_> {
@@ -310,6 +316,10 @@ impl WriteTx for PgTx<'_> {
     }
 
     fn plugins(&self) -> &dyn PluginsWrite {
+        self
+    }
+
+    fn replication(&self) -> &dyn ReplicationWrite {
         self
     }
 }

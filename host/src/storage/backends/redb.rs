@@ -4,6 +4,7 @@
 mod audit;
 mod auth;
 mod plugins;
+mod replication;
 
 use std::sync::Arc;
 
@@ -14,10 +15,11 @@ use crate::storage::store::{Durability, ReadTx, StoreError, StoreResult, WriteTx
 use crate::storage::tables::audit::{AuditRead, AuditWrite};
 use crate::storage::tables::auth::{AuthRead, AuthWrite};
 use crate::storage::tables::plugins::{PluginsRead, PluginsWrite};
+use crate::storage::tables::replication::{ReplicationRead, ReplicationWrite};
 
 /// The components whose tables this backend keeps through the storage interface, each
 /// versioned on its own (`storage::meta::schema`).
-const COMPONENTS: &[&schema::Component] = &[&auth::SCHEMA, &plugins::SCHEMA];
+const COMPONENTS: &[&schema::Component] = &[&auth::SCHEMA, &plugins::SCHEMA, &replication::SCHEMA];
 
 /// The redb side of [`crate::storage::store::Store`].
 pub struct RedbStore {
@@ -90,6 +92,10 @@ impl ReadTx for RedbTx<ReadTransaction> {
         self
     }
 
+    fn replication(&self) -> &dyn ReplicationRead {
+        self
+    }
+
     fn redb_legacy(&self) -> Option<&ReadTransaction> {
         Some(&self.0)
     }
@@ -105,6 +111,10 @@ impl WriteTx for RedbTx<WriteTransaction> {
     }
 
     fn plugins(&self) -> &dyn PluginsWrite {
+        self
+    }
+
+    fn replication(&self) -> &dyn ReplicationWrite {
         self
     }
 

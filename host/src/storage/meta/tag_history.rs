@@ -9,8 +9,8 @@
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use crate::storage::clock::Clock;
 use super::{KEY_END, MetaResult, Reader, decode, encode};
+use crate::storage::clock::Clock;
 
 const HISTORY: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("tag_history");
 const TOMBSTONES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("tag_tombstones");

@@ -4,9 +4,9 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::changes::{Change, ChangeKind};
-use crate::storage::clock::Clock;
 use super::tag_history::{self, HistoryEntry, HistoryEvent, Tombstone};
 use super::{KEY_END, MetaResult, Reader, decode, encode, now_millis};
+use crate::storage::clock::Clock;
 
 const TABLE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("tags");
 

@@ -29,6 +29,7 @@ pub(crate) const COMPONENTS: &[&Component] = &[
     &super::audit::SCHEMA,
     &super::auth::SCHEMA,
     &super::plugins::SCHEMA,
+    &super::replication::SCHEMA,
 ];
 
 /// Serialises schema changes between nodes (an arbitrary constant: "berth" in ASCII).
@@ -137,6 +138,10 @@ mod tests {
         tx.auth().role("p", "u")?;
         tx.auth().robots()?;
         tx.audit().page(&Default::default(), 10)?;
+        tx.replication().endpoints()?;
+        tx.replication().policies()?;
+        tx.replication().metadata_versions()?;
+        tx.replication().metadata_version("user", "u")?;
         Ok(())
     }
 

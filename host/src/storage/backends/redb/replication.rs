@@ -1,0 +1,162 @@
+//! Replication's tables in redb: endpoints and policies as JSON records by name, metadata
+//! versions keyed by `(kind, key)`. The job queue's tables (`replication_jobs`,
+//! `replication_tasks`, `replication_state`) belong to the same schema component and are
+//! created here, but are still read and written by `replication::jobs` directly until the
+//! shared jobs runner takes them over.
+
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+
+use super::{RedbTx, backend};
+use crate::storage::meta::schema::{Component, Migration};
+use crate::storage::meta::{self, MetaResult, Reader, decode, encode};
+use crate::storage::store::StoreResult;
+use crate::storage::tables::replication::{
+    EndpointRecord, MetadataVersion, PolicyRecord, ReplicationRead, ReplicationWrite,
+};
+
+const ENDPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("replication_endpoints");
+const POLICIES: TableDefinition<&str, &[u8]> = TableDefinition::new("replication_policies");
+const VERSIONS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("replication_metadata_versions");
+const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("replication_jobs");
+const TASKS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("replication_tasks");
+const STATE: TableDefinition<&str, u64> = TableDefinition::new("replication_state");
+
+/// Replication's tables, versioned on their own (the same component and versions as
+/// before they moved behind the storage interface).
+pub(super) const SCHEMA: Component = Component {
+    name: "replication",
+    current: 2,
+    migrations: &[
+        Migration {
+            from: 0,
+            apply: create_v1,
+        },
+        Migration {
+            from: 1,
+            apply: add_metadata_versions,
+        },
+    ],
+};
+
+fn create_v1(tx: &WriteTransaction) -> MetaResult<()> {
+    tx.open_table(ENDPOINTS)?;
+    tx.open_table(POLICIES)?;
+    tx.open_table(JOBS)?;
+    tx.open_table(TASKS)?;
+    tx.open_table(STATE)?;
+    Ok(())
+}
+
+/// Version 2: the versions of a dual-primary pair's metadata.
+fn add_metadata_versions(tx: &WriteTransaction) -> MetaResult<()> {
+    tx.open_table(VERSIONS)?;
+    Ok(())
+}
+
+impl<T: Reader> ReplicationRead for RedbTx<T> {
+    fn endpoint(&self, name: &str) -> StoreResult<Option<EndpointRecord>> {
+        Ok(meta::get_named(
+            &self.0,
+            ENDPOINTS,
+            "replication_endpoints",
+            name,
+        )?)
+    }
+
+    fn endpoints(&self) -> StoreResult<Vec<EndpointRecord>> {
+        let named: Vec<(String, EndpointRecord)> =
+            meta::list_named(&self.0, ENDPOINTS, "replication_endpoints")?;
+        Ok(named.into_iter().map(|(_, r)| r).collect())
+    }
+
+    fn policy(&self, name: &str) -> StoreResult<Option<PolicyRecord>> {
+        Ok(meta::get_named(
+            &self.0,
+            POLICIES,
+            "replication_policies",
+            name,
+        )?)
+    }
+
+    fn policies(&self) -> StoreResult<Vec<PolicyRecord>> {
+        let named: Vec<(String, PolicyRecord)> =
+            meta::list_named(&self.0, POLICIES, "replication_policies")?;
+        Ok(named.into_iter().map(|(_, r)| r).collect())
+    }
+
+    fn metadata_version(&self, kind: &str, key: &str) -> StoreResult<Option<MetadataVersion>> {
+        match self.0.open(VERSIONS)?.get((kind, key)).map_err(backend)? {
+            Some(v) => Ok(Some(decode("replication_metadata_versions", v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn metadata_versions(&self) -> StoreResult<Vec<(String, String, MetadataVersion)>> {
+        let mut out = Vec::new();
+        for entry in self.0.open(VERSIONS)?.iter().map_err(backend)? {
+            let (k, v) = entry.map_err(backend)?;
+            let (kind, key) = k.value();
+            out.push((
+                kind.to_owned(),
+                key.to_owned(),
+                decode("replication_metadata_versions", v.value())?,
+            ));
+        }
+        Ok(out)
+    }
+}
+
+impl ReplicationWrite for RedbTx<WriteTransaction> {
+    fn put_endpoint(&self, record: &EndpointRecord) -> StoreResult<()> {
+        self.0
+            .open_table(ENDPOINTS)
+            .map_err(backend)?
+            .insert(record.name.as_str(), encode(record).as_slice())
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn remove_endpoint(&self, name: &str) -> StoreResult<bool> {
+        Ok(self
+            .0
+            .open_table(ENDPOINTS)
+            .map_err(backend)?
+            .remove(name)
+            .map_err(backend)?
+            .is_some())
+    }
+
+    fn put_policy(&self, record: &PolicyRecord) -> StoreResult<()> {
+        self.0
+            .open_table(POLICIES)
+            .map_err(backend)?
+            .insert(record.name.as_str(), encode(record).as_slice())
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn remove_policy(&self, name: &str) -> StoreResult<bool> {
+        Ok(self
+            .0
+            .open_table(POLICIES)
+            .map_err(backend)?
+            .remove(name)
+            .map_err(backend)?
+            .is_some())
+    }
+
+    fn put_metadata_version(
+        &self,
+        kind: &str,
+        key: &str,
+        version: &MetadataVersion,
+    ) -> StoreResult<()> {
+        self.0
+            .open_table(VERSIONS)
+            .map_err(backend)?
+            .insert((kind, key), encode(version).as_slice())
+            .map_err(backend)?;
+        Ok(())
+    }
+}
