@@ -63,6 +63,10 @@ pub struct ServerConfig {
     /// Seconds a shutdown (SIGTERM, Ctrl-C) waits for requests in flight before closing
     /// their connections. Default 30. Interrupted uploads stay resumable either way.
     pub shutdown_grace_secs: u64,
+    /// This node's name among several serving one registry: leases on jobs carry it.
+    /// Unset, a name generated on first start and kept in the data directory (`node-id`);
+    /// nodes that share a data directory must each set their own.
+    pub node_id: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +76,7 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             shutdown_grace_secs: 30,
+            node_id: None,
         }
     }
 }
@@ -270,6 +275,9 @@ pub struct ReplicationConfig {
     /// Seconds to wait for a peer to accept a connection or answer a request before the
     /// attempt fails. Default 30.
     pub request_timeout_secs: u64,
+    /// Seconds a node's claim on a job lasts unless renewed (it renews three times a
+    /// term): how soon another node takes over the jobs of a node that died. Default 30.
+    pub job_lease_secs: u64,
 }
 
 impl Default for ReplicationConfig {
@@ -284,6 +292,7 @@ impl Default for ReplicationConfig {
             job_retention_days: 14,
             max_finished_jobs: 1000,
             request_timeout_secs: 30,
+            job_lease_secs: 30,
         }
     }
 }

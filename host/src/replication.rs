@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ReplicationConfig;
 use crate::plugins::PluginHost;
 use crate::registry::Registry;
-use crate::storage::meta::{MetaError, Metadata};
+use crate::storage::meta::MetaError;
 use crate::storage::sealing::Sealer;
 use crate::storage::store::{Durability, ReadTx, Store, StoreError, WriteTx};
 use jobs::JobStatus;
@@ -92,10 +92,11 @@ pub fn check_name(what: &str, name: &str) -> ReplicationResult<()> {
 
 /// The replication service of one berth.
 pub struct Replication {
-    meta: Arc<Metadata>,
-    /// Replication's settings (endpoints, policies, metadata versions) and auth's records,
-    /// through the storage interface.
+    /// Replication's settings (endpoints, policies, metadata versions), its jobs and
+    /// auth's records, through the storage interface.
     store: Store,
+    /// This node's name, which its job leases carry.
+    node: String,
     registry: Arc<Registry>,
     plugins: Arc<PluginHost>,
     sealer: Arc<Sealer>,
@@ -187,9 +188,10 @@ impl Replication {
         plugins: Arc<PluginHost>,
         sealer: Arc<Sealer>,
         config: ReplicationConfig,
+        node: String,
     ) -> anyhow::Result<Arc<Replication>> {
         Ok(Arc::new(Replication {
-            meta: registry.meta.clone(),
+            node,
             store: registry.metadata.clone(),
             registry,
             plugins,

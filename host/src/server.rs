@@ -86,6 +86,50 @@ pub fn open_registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
     )))
 }
 
+/// This node's name: configured (`server.node_id`), or generated on first start and kept
+/// in the data directory, so that a restarted node knows the leases it held as its own.
+pub fn node_id(config: &Config) -> anyhow::Result<String> {
+    let valid = |id: &str| {
+        !id.is_empty()
+            && id.len() <= 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    if let Some(id) = &config.server.node_id {
+        anyhow::ensure!(
+            valid(id),
+            "server.node_id {id:?} must be 1-64 letters, digits, '.', '_' or '-'"
+        );
+        return Ok(id.clone());
+    }
+    let path = DataPaths::new(&config.storage.data_dir).node_id();
+    match std::fs::read_to_string(&path) {
+        Ok(text) if valid(text.trim()) => return Ok(text.trim().to_string()),
+        Ok(_) => anyhow::bail!(
+            "{} does not hold a node name; remove it to have one generated, or set server.node_id",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let id = format!("node-{:016x}", rand::random::<u64>());
+    // Written whole or not at all: a crash leaves no half name behind.
+    let written = (|| -> std::io::Result<()> {
+        let staging = path.with_extension("new");
+        {
+            use std::io::Write as _;
+            let mut file = std::fs::File::create(&staging)?;
+            file.write_all(id.as_bytes())?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&staging, &path)?;
+        crate::storage::blob::fs::sync_dir(&config.storage.data_dir)
+    })();
+    written.with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
+}
+
 /// The key that seals secrets at rest in the data directory (plugin secrets, replication
 /// endpoints' passwords), created on first use.
 pub fn open_sealer(config: &Config) -> anyhow::Result<Arc<Sealer>> {
@@ -233,6 +277,7 @@ pub async fn run(
         plugins.clone(),
         sealer,
         config.replication.clone(),
+        node_id(&config)?,
     )?;
     replication.start();
     let app = app(registry, plugins, replication);

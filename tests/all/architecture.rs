@@ -56,6 +56,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("config", &[]),
     ("storage", &["digest", "names", "config"]),
     ("auth", &["storage", "digest", "names", "config"]),
+    ("jobs", &["storage", "config"]),
     ("plugins", &["storage", "digest", "names", "config"]),
     (
         "registry",
@@ -64,7 +65,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
     (
         "replication",
         &[
-            "registry", "plugins", "auth", "storage", "digest", "names", "config",
+            "registry", "plugins", "jobs", "auth", "storage", "digest", "names", "config",
         ],
     ),
     (
@@ -73,6 +74,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
             "replication",
             "registry",
             "plugins",
+            "jobs",
             "auth",
             "storage",
             "digest",

@@ -1,7 +1,7 @@
 //! The service's jobs: list and show them, cancel and retry them.
 
 use super::jobs::{JobRecord, JobStatus, TaskRecord, TaskStatus, Trigger};
-use crate::storage::store::now_millis;
+use crate::storage::store::{Durability, now_millis};
 
 use super::*;
 
@@ -13,47 +13,53 @@ impl Replication {
         status: Option<JobStatus>,
         limit: usize,
     ) -> ReplicationResult<Vec<JobRecord>> {
-        Ok(jobs::jobs(&self.meta.read()?, limit, |j| {
-            policy.is_none_or(|p| j.policy == p) && status.is_none_or(|s| j.status == s)
+        Ok(self.store.read_blocking(|tx| {
+            jobs::jobs(tx, limit, |j| {
+                policy.is_none_or(|p| j.policy == p) && status.is_none_or(|s| j.status == s)
+            })
         })?)
     }
 
     /// One job with its tasks.
     pub fn job(&self, id: u64) -> ReplicationResult<(JobRecord, Vec<TaskRecord>)> {
-        let tx = self.meta.read()?;
-        let job = jobs::job(&tx, id)?
-            .ok_or_else(|| ReplicationError::NotFound(format!("no job {id}")))?;
-        Ok((job, jobs::tasks(&tx, id)?))
+        self.store.read_blocking(|tx| {
+            let job = jobs::job(tx, id)?
+                .ok_or_else(|| ReplicationError::NotFound(format!("no job {id}")))?;
+            Ok((job, jobs::tasks(tx, id)?))
+        })
     }
 
     /// Cancels a job: tasks not yet done are not run; those running are interrupted.
     pub fn cancel(&self, id: u64) -> ReplicationResult<JobRecord> {
-        let job = self.meta.write(|tx| -> ReplicationResult<JobRecord> {
-            let mut job = jobs::job(tx, id)?
-                .ok_or_else(|| ReplicationError::NotFound(format!("no job {id}")))?;
-            if job.status.is_final() {
-                return Err(ReplicationError::Conflict(format!(
-                    "job {id} is already {}",
-                    serde_json::to_value(job.status)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default()
-                )));
-            }
-            let now = now_millis();
-            for mut task in jobs::tasks(tx, id)? {
-                if task.status == TaskStatus::Pending {
-                    task.status = TaskStatus::Cancelled;
-                    task.finished_at = Some(now);
-                    jobs::put_task(tx, &task)?;
+        let job = self.store.write_blocking(
+            Durability::Immediate,
+            |tx| -> ReplicationResult<JobRecord> {
+                let mut job = jobs::job(tx.read(), id)?
+                    .ok_or_else(|| ReplicationError::NotFound(format!("no job {id}")))?;
+                if job.status.is_final() {
+                    return Err(ReplicationError::Conflict(format!(
+                        "job {id} is already {}",
+                        serde_json::to_value(job.status)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default()
+                    )));
                 }
-            }
-            job.tasks = jobs::tally(&jobs::tasks(tx, id)?).0;
-            job.status = JobStatus::Cancelled;
-            job.finished_at = Some(now);
-            jobs::put_job(tx, &job)?;
-            Ok(job)
-        })?;
+                let now = now_millis();
+                for mut task in jobs::tasks(tx.read(), id)? {
+                    if task.status == TaskStatus::Pending {
+                        task.status = TaskStatus::Cancelled;
+                        task.finished_at = Some(now);
+                        jobs::put_task(tx, &task)?;
+                    }
+                }
+                job.tasks = jobs::tally(&jobs::tasks(tx.read(), id)?).0;
+                job.status = JobStatus::Cancelled;
+                job.finished_at = Some(now);
+                jobs::put_job(tx, &job)?;
+                Ok(job)
+            },
+        )?;
         if let Some(token) = self.active.lock().expect("active lock").get(&id) {
             token.cancel();
         }
@@ -64,53 +70,56 @@ impl Replication {
     /// Queues a new job that runs again what a finished job did not complete: its failed
     /// and cancelled tasks, or, if it failed before planning, the whole job.
     pub fn retry(&self, id: u64, by: &str) -> ReplicationResult<JobRecord> {
-        let job = self.write_with_queue(|settings, tx| -> ReplicationResult<JobRecord> {
-            let old = jobs::job(tx, id)?
-                .ok_or_else(|| ReplicationError::NotFound(format!("no job {id}")))?;
-            if !matches!(old.status, JobStatus::Failed | JobStatus::Cancelled) {
-                return Err(ReplicationError::Conflict(format!(
-                    "job {id} neither failed nor was cancelled; only those can be retried"
-                )));
-            }
-            if settings.replication().policy(&old.policy)?.is_none() {
-                return Err(ReplicationError::Conflict(format!(
-                    "policy {} no longer exists",
-                    old.policy
-                )));
-            }
-            let now = now_millis();
-            let trigger = Trigger::Retry { by: by.to_string() };
-            let mut job = jobs::enqueue(tx, &old.policy, trigger, old.scope.clone(), now)?;
-            let redo: Vec<TaskRecord> = jobs::tasks(tx, id)?
-                .into_iter()
-                .filter(|t| matches!(t.status, TaskStatus::Failed | TaskStatus::Cancelled))
-                .collect();
-            if old.plan.is_some() && !redo.is_empty() {
-                let tasks: Vec<TaskRecord> = redo
-                    .into_iter()
-                    .enumerate()
-                    .map(|(index, t)| {
-                        TaskRecord::pending(
-                            job.id,
-                            index as u32,
-                            t.wave,
-                            &t.source,
-                            &t.target,
-                            t.op,
-                        )
-                    })
-                    .collect();
-                for t in &tasks {
-                    jobs::put_task(tx, t)?;
+        let job = self.store.write_blocking(
+            Durability::Immediate,
+            |tx| -> ReplicationResult<JobRecord> {
+                let old = jobs::job(tx.read(), id)?
+                    .ok_or_else(|| ReplicationError::NotFound(format!("no job {id}")))?;
+                if !matches!(old.status, JobStatus::Failed | JobStatus::Cancelled) {
+                    return Err(ReplicationError::Conflict(format!(
+                        "job {id} neither failed nor was cancelled; only those can be retried"
+                    )));
                 }
-                job.status = JobStatus::Running;
-                job.started_at = Some(now);
-                job.plan = old.plan.clone();
-                job.tasks = jobs::tally(&tasks).0;
-                jobs::put_job(tx, &job)?;
-            }
-            Ok(job)
-        })?;
+                if tx.replication().policy(&old.policy)?.is_none() {
+                    return Err(ReplicationError::Conflict(format!(
+                        "policy {} no longer exists",
+                        old.policy
+                    )));
+                }
+                let now = now_millis();
+                let trigger = Trigger::Retry { by: by.to_string() };
+                let mut job = jobs::enqueue(tx, &old.policy, trigger, old.scope.clone(), now)?;
+                let redo: Vec<TaskRecord> = jobs::tasks(tx.read(), id)?
+                    .into_iter()
+                    .filter(|t| matches!(t.status, TaskStatus::Failed | TaskStatus::Cancelled))
+                    .collect();
+                if old.plan.is_some() && !redo.is_empty() {
+                    let tasks: Vec<TaskRecord> = redo
+                        .into_iter()
+                        .enumerate()
+                        .map(|(index, t)| {
+                            TaskRecord::pending(
+                                job.id,
+                                index as u32,
+                                t.wave,
+                                &t.source,
+                                &t.target,
+                                t.op,
+                            )
+                        })
+                        .collect();
+                    for t in &tasks {
+                        jobs::put_task(tx, t)?;
+                    }
+                    job.status = JobStatus::Running;
+                    job.started_at = Some(now);
+                    job.plan = old.plan.clone();
+                    job.tasks = jobs::tally(&tasks).0;
+                    jobs::put_job(tx, &job)?;
+                }
+                Ok(job)
+            },
+        )?;
         self.wake.notify_one();
         Ok(job)
     }

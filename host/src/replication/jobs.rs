@@ -1,22 +1,18 @@
-//! Tables `replication_jobs` and `replication_tasks`: the durable job queue.
+//! Replication's jobs, kept by the shared jobs runner (`crate::jobs`, kind `replication`):
+//! what a job and a task are to replication, and their mapping onto the runner's rows.
 //!
 //! A job is one run of a policy; its tasks are the transfers (and deletes) its plan made,
 //! one per artifact and destination, in waves. Both survive a restart: a task that was
 //! running when the process died runs again (tasks are idempotent: what the destination
 //! already holds is skipped), and a job's status is its final outcome after retries.
 
-use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::jobs::{JobFilter, JobRow, Lease, RunState, TaskRow, queue};
 use crate::storage::clock::Clock;
 use crate::storage::meta::changes::Change;
-use crate::storage::meta::{MetaResult, Reader, decode, encode};
-
-const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("replication_jobs");
-const TASKS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("replication_tasks");
-/// Counters and cursors: `next_job`, `change_cursor`, `schedule/<policy>`.
-const STATE: TableDefinition<&str, u64> = TableDefinition::new("replication_state");
+use crate::storage::store::{ReadTx, StoreError, StoreResult, WriteTx};
 
 /// Where a job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -320,45 +316,165 @@ impl TaskRecord {
     }
 }
 
-/// Creates the tables in a bare database, for this module's tests (the storage backend
-/// creates them with replication's schema).
-#[cfg(test)]
-fn create(tx: &WriteTransaction) -> MetaResult<()> {
-    tx.open_table(JOBS)?;
-    tx.open_table(TASKS)?;
-    tx.open_table(STATE)?;
-    Ok(())
+/// The kind replication's jobs have in the shared runner.
+pub const KIND: &str = "replication";
+
+impl From<JobStatus> for RunState {
+    fn from(s: JobStatus) -> RunState {
+        match s {
+            JobStatus::Pending => RunState::Pending,
+            JobStatus::Running => RunState::Running,
+            JobStatus::Succeeded => RunState::Succeeded,
+            JobStatus::Failed => RunState::Failed,
+            JobStatus::Cancelled => RunState::Cancelled,
+        }
+    }
 }
 
-/// A counter or cursor (0 when never set).
-pub fn state(tx: &impl Reader, key: &str) -> MetaResult<u64> {
-    Ok(tx.open(STATE)?.get(key)?.map(|v| v.value()).unwrap_or(0))
+impl From<RunState> for JobStatus {
+    fn from(s: RunState) -> JobStatus {
+        match s {
+            RunState::Pending => JobStatus::Pending,
+            RunState::Running => JobStatus::Running,
+            RunState::Succeeded => JobStatus::Succeeded,
+            RunState::Failed => JobStatus::Failed,
+            RunState::Cancelled => JobStatus::Cancelled,
+        }
+    }
+}
+
+impl From<TaskStatus> for RunState {
+    fn from(s: TaskStatus) -> RunState {
+        match s {
+            TaskStatus::Pending => RunState::Pending,
+            TaskStatus::Running => RunState::Running,
+            TaskStatus::Succeeded => RunState::Succeeded,
+            TaskStatus::Failed => RunState::Failed,
+            TaskStatus::Cancelled => RunState::Cancelled,
+        }
+    }
+}
+
+impl From<RunState> for TaskStatus {
+    fn from(s: RunState) -> TaskStatus {
+        match s {
+            RunState::Pending => TaskStatus::Pending,
+            RunState::Running => TaskStatus::Running,
+            RunState::Succeeded => TaskStatus::Succeeded,
+            RunState::Failed => TaskStatus::Failed,
+            RunState::Cancelled => TaskStatus::Cancelled,
+        }
+    }
+}
+
+/// What of a job is replication's own, kept as the runner's `detail`.
+#[derive(Serialize, Deserialize)]
+struct JobDetail {
+    trigger: Trigger,
+    scope: JobScope,
+    #[serde(default)]
+    plan: Option<PlanSummary>,
+    #[serde(default)]
+    tasks: TaskCounts,
+    #[serde(default)]
+    progress: JobProgress,
+}
+
+/// What of a task is replication's own.
+#[derive(Serialize, Deserialize)]
+struct TaskDetail {
+    source: String,
+    target: String,
+    op: TaskOp,
+    #[serde(default)]
+    note: Option<String>,
+    #[serde(default)]
+    progress: JobProgress,
+}
+
+fn decode_error(table: &'static str, e: serde_json::Error) -> StoreError {
+    StoreError::Decode {
+        table,
+        message: e.to_string(),
+    }
+}
+
+fn job_from(row: JobRow) -> StoreResult<JobRecord> {
+    let detail: JobDetail =
+        serde_json::from_value(row.detail).map_err(|e| decode_error("jobs", e))?;
+    Ok(JobRecord {
+        id: row.id,
+        policy: row.subject,
+        trigger: detail.trigger,
+        status: row.state.into(),
+        scope: detail.scope,
+        created_at: row.created_at,
+        started_at: row.started_at,
+        finished_at: row.finished_at,
+        plan: detail.plan,
+        error: row.error,
+        tasks: detail.tasks,
+        progress: detail.progress,
+    })
+}
+
+fn detail_of(job: &JobRecord) -> serde_json::Value {
+    serde_json::to_value(JobDetail {
+        trigger: job.trigger.clone(),
+        scope: job.scope.clone(),
+        plan: job.plan.clone(),
+        tasks: job.tasks,
+        progress: job.progress,
+    })
+    .expect("job details serialize")
+}
+
+fn task_from(row: TaskRow) -> StoreResult<TaskRecord> {
+    let detail: TaskDetail =
+        serde_json::from_value(row.detail).map_err(|e| decode_error("job_tasks", e))?;
+    Ok(TaskRecord {
+        job: row.job,
+        index: row.index,
+        wave: row.wave,
+        source: detail.source,
+        target: detail.target,
+        op: detail.op,
+        status: row.state.into(),
+        attempts: row.attempts,
+        not_before: row.not_before,
+        error: row.error,
+        note: detail.note,
+        progress: detail.progress,
+        started_at: row.started_at,
+        finished_at: row.finished_at,
+    })
+}
+
+/// A counter or cursor (0 when never set): `change_cursor`, `schedule/<policy>`.
+pub fn state(tx: &dyn ReadTx, key: &str) -> StoreResult<u64> {
+    queue::state(tx, key)
 }
 
 /// Sets a counter or cursor.
-pub fn set_state(tx: &WriteTransaction, key: &str, value: u64) -> MetaResult<()> {
-    tx.open_table(STATE)?.insert(key, value)?;
-    Ok(())
+pub fn set_state(tx: &dyn WriteTx, key: &str, value: u64) -> StoreResult<()> {
+    queue::set_state(tx, key, value)
 }
 
 /// Removes a counter or cursor.
-pub fn remove_state(tx: &WriteTransaction, key: &str) -> MetaResult<()> {
-    tx.open_table(STATE)?.remove(key)?;
-    Ok(())
+pub fn remove_state(tx: &dyn WriteTx, key: &str) -> StoreResult<()> {
+    queue::remove_state(tx, key)
 }
 
 /// Queues a job for `policy`; returns it with its new id.
 pub fn enqueue(
-    tx: &WriteTransaction,
+    tx: &dyn WriteTx,
     policy: &str,
     trigger: Trigger,
     scope: JobScope,
     now: u64,
-) -> MetaResult<JobRecord> {
-    let id = state(tx, "next_job")? + 1;
-    set_state(tx, "next_job", id)?;
-    let job = JobRecord {
-        id,
+) -> StoreResult<JobRecord> {
+    let mut job = JobRecord {
+        id: 0,
         policy: policy.to_string(),
         trigger,
         status: JobStatus::Pending,
@@ -371,38 +487,50 @@ pub fn enqueue(
         tasks: TaskCounts::default(),
         progress: JobProgress::default(),
     };
-    put_job(tx, &job)?;
+    job.id = queue::enqueue(tx, KIND, policy, detail_of(&job), now)?.id;
     Ok(job)
 }
 
 /// One job.
-pub fn job(tx: &impl Reader, id: u64) -> MetaResult<Option<JobRecord>> {
-    match tx.open(JOBS)?.get(id)? {
-        Some(v) => Ok(Some(decode("replication_jobs", v.value())?)),
-        None => Ok(None),
+pub fn job(tx: &dyn ReadTx, id: u64) -> StoreResult<Option<JobRecord>> {
+    match queue::job(tx, id)? {
+        Some(row) if row.kind == KIND => Ok(Some(job_from(row)?)),
+        _ => Ok(None),
     }
 }
 
-/// Stores a job.
-pub fn put_job(tx: &WriteTransaction, job: &JobRecord) -> MetaResult<()> {
-    tx.open_table(JOBS)?
-        .insert(job.id, encode(job).as_slice())?;
-    Ok(())
+/// Stores a job's new state (its lease stays the runner's).
+pub fn put_job(tx: &dyn WriteTx, job: &JobRecord) -> StoreResult<()> {
+    queue::update(
+        tx,
+        &JobRow {
+            id: job.id,
+            kind: KIND.to_string(),
+            subject: job.policy.clone(),
+            state: job.status.into(),
+            detail: detail_of(job),
+            created_at: job.created_at,
+            started_at: job.started_at,
+            finished_at: job.finished_at,
+            error: job.error.clone(),
+            lease: None,
+            cancel_requested: false,
+        },
+    )
 }
 
 /// Jobs, newest first, that `keep` selects; at most `limit`.
 pub fn jobs(
-    tx: &impl Reader,
+    tx: &dyn ReadTx,
     limit: usize,
     keep: impl Fn(&JobRecord) -> bool,
-) -> MetaResult<Vec<JobRecord>> {
+) -> StoreResult<Vec<JobRecord>> {
     let mut out = Vec::new();
-    for entry in tx.open(JOBS)?.iter()?.rev() {
+    for row in queue::jobs(tx, KIND, &JobFilter::default(), usize::MAX)? {
         if out.len() >= limit {
             break;
         }
-        let (_, v) = entry?;
-        let job: JobRecord = decode("replication_jobs", v.value())?;
+        let job = job_from(row)?;
         if keep(&job) {
             out.push(job);
         }
@@ -410,47 +538,74 @@ pub fn jobs(
     Ok(out)
 }
 
-/// Jobs that are not over, oldest first.
-pub fn unfinished(tx: &impl Reader) -> MetaResult<Vec<JobRecord>> {
+/// Jobs that are not over, oldest first, with their leases.
+pub fn unfinished_leased(tx: &dyn ReadTx) -> StoreResult<Vec<(JobRecord, Option<Lease>)>> {
+    let filter = JobFilter {
+        unfinished: true,
+        ..JobFilter::default()
+    };
     let mut out = Vec::new();
-    for entry in tx.open(JOBS)?.iter()? {
-        let (_, v) = entry?;
-        let job: JobRecord = decode("replication_jobs", v.value())?;
-        if !job.status.is_final() {
-            out.push(job);
-        }
+    for row in queue::jobs(tx, KIND, &filter, usize::MAX)?
+        .into_iter()
+        .rev()
+    {
+        let lease = row.lease.clone();
+        out.push((job_from(row)?, lease));
     }
     Ok(out)
 }
 
-/// Number of jobs stored.
-pub fn count(tx: &impl Reader) -> MetaResult<u64> {
-    Ok(tx.open(JOBS)?.len()?)
+/// Jobs that are not over, oldest first.
+pub fn unfinished(tx: &dyn ReadTx) -> StoreResult<Vec<JobRecord>> {
+    Ok(unfinished_leased(tx)?
+        .into_iter()
+        .map(|(job, _)| job)
+        .collect())
+}
+
+/// Whether `node` holds the lease of job `id` (a job that was never claimed, such as one
+/// being cancelled before it ran, counts as held by whoever asks).
+pub fn leased_to(tx: &dyn ReadTx, id: u64, node: &str) -> StoreResult<bool> {
+    Ok(match queue::job(tx, id)? {
+        Some(row) => row.lease.is_none_or(|l| l.node == node),
+        None => false,
+    })
 }
 
 /// Stores a task.
-pub fn put_task(tx: &WriteTransaction, task: &TaskRecord) -> MetaResult<()> {
-    tx.open_table(TASKS)?
-        .insert((task.job, task.index), encode(task).as_slice())?;
-    Ok(())
+pub fn put_task(tx: &dyn WriteTx, task: &TaskRecord) -> StoreResult<()> {
+    queue::put_task(
+        tx,
+        &TaskRow {
+            job: task.job,
+            index: task.index,
+            wave: task.wave,
+            state: task.status.into(),
+            attempts: task.attempts,
+            not_before: task.not_before,
+            started_at: task.started_at,
+            finished_at: task.finished_at,
+            error: task.error.clone(),
+            detail: serde_json::to_value(TaskDetail {
+                source: task.source.clone(),
+                target: task.target.clone(),
+                op: task.op.clone(),
+                note: task.note.clone(),
+                progress: task.progress,
+            })
+            .expect("task details serialize"),
+        },
+    )
 }
 
 /// Every task of a job, in index order.
-pub fn tasks(tx: &impl Reader, job: u64) -> MetaResult<Vec<TaskRecord>> {
-    let mut out = Vec::new();
-    for entry in tx.open(TASKS)?.range((job, 0)..=(job, u32::MAX))? {
-        let (_, v) = entry?;
-        out.push(decode("replication_tasks", v.value())?);
-    }
-    Ok(out)
+pub fn tasks(tx: &dyn ReadTx, job: u64) -> StoreResult<Vec<TaskRecord>> {
+    queue::tasks(tx, job)?.into_iter().map(task_from).collect()
 }
 
 /// Removes a job and its tasks.
-pub fn remove_job(tx: &WriteTransaction, id: u64) -> MetaResult<()> {
-    tx.open_table(JOBS)?.remove(id)?;
-    tx.open_table(TASKS)?
-        .retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
-    Ok(())
+pub fn remove_job(tx: &dyn WriteTx, id: u64) -> StoreResult<()> {
+    queue::remove(tx, id)
 }
 
 /// Recounts a job's tasks by status and sums their progress.
@@ -476,39 +631,44 @@ pub fn tally(tasks: &[TaskRecord]) -> (TaskCounts, JobProgress) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::meta::Metadata;
+    use crate::storage::store::{Durability, Store};
 
-    fn open() -> (tempfile::TempDir, Metadata) {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Metadata::open(&dir.path().join("m.redb")).unwrap();
-        meta.write(create).unwrap();
-        (dir, meta)
+    fn write<T>(store: &Store, f: impl FnMut(&dyn WriteTx) -> StoreResult<T>) -> T {
+        store.write_blocking(Durability::Immediate, f).unwrap()
     }
 
     #[test]
     fn jobs_get_increasing_ids_and_survive_reopening() {
-        let (dir, meta) = open();
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            let meta = crate::storage::meta::Metadata::open(&dir.path().join("m.redb")).unwrap();
+            Store::redb(std::sync::Arc::new(meta)).unwrap()
+        };
+        let store = open();
         for _ in 0..3 {
-            meta.write(|tx| enqueue(tx, "p", Trigger::Schedule, JobScope::All, 1))
-                .unwrap();
+            write(&store, |tx| {
+                enqueue(tx, "p", Trigger::Schedule, JobScope::All, 1)
+            });
         }
-        drop(meta);
-        let meta = Metadata::open(&dir.path().join("m.redb")).unwrap();
-        let tx = meta.read().unwrap();
-        let ids: Vec<u64> = jobs(&tx, 10, |_| true)
+        drop(store);
+        let store = open();
+        let ids: Vec<u64> = store
+            .read_blocking(|tx| jobs(tx, 10, |_| true))
             .unwrap()
             .iter()
             .map(|j| j.id)
             .collect();
         assert_eq!(ids, [3, 2, 1]);
-        assert_eq!(unfinished(&tx).unwrap().len(), 3);
+        assert_eq!(store.read_blocking(unfinished).unwrap().len(), 3);
     }
 
     #[test]
     fn a_jobs_tasks_are_listed_in_order_and_removed_with_it() {
-        let (_dir, meta) = open();
-        meta.write(|tx| -> MetaResult<()> {
-            for job in [1, 2] {
+        let (store, _dir) = crate::storage::testing::redb_store();
+        let (first, second) = write(&store, |tx| {
+            let first = enqueue(tx, "p", Trigger::Schedule, JobScope::All, 1)?.id;
+            let second = enqueue(tx, "p", Trigger::Schedule, JobScope::All, 1)?.id;
+            for job in [first, second] {
                 for index in 0..3 {
                     let op = TaskOp::DeleteTag {
                         destination: "team/app".into(),
@@ -518,12 +678,21 @@ mod tests {
                     put_task(tx, &TaskRecord::pending(job, index, 0, "local", "r", op))?;
                 }
             }
-            remove_job(tx, 1)
-        })
-        .unwrap();
-        let tx = meta.read().unwrap();
-        assert!(tasks(&tx, 1).unwrap().is_empty());
-        let left: Vec<u32> = tasks(&tx, 2).unwrap().iter().map(|t| t.index).collect();
+            remove_job(tx, first)?;
+            Ok((first, second))
+        });
+        assert!(
+            store
+                .read_blocking(|tx| tasks(tx, first))
+                .unwrap()
+                .is_empty()
+        );
+        let left: Vec<u32> = store
+            .read_blocking(|tx| tasks(tx, second))
+            .unwrap()
+            .iter()
+            .map(|t| t.index)
+            .collect();
         assert_eq!(left, [0, 1, 2]);
     }
 }

@@ -77,7 +77,7 @@ impl Replication {
         record.name = before.name.clone();
         record.updated_at = now_millis().max(before.updated_at + 1);
         self.check_references(&record).await?;
-        self.write_with_queue(|tx, queue| {
+        self.store.write_blocking(Durability::Immediate, |tx| {
             // The policy was read before the (asynchronous) checks: a change committed
             // meanwhile would be overwritten without this.
             let current = tx.replication().policy(name)?;
@@ -88,7 +88,7 @@ impl Replication {
             }
             tx.replication().put_policy(&record)?;
             if record.schedule != before.schedule {
-                jobs::remove_state(queue, &format!("schedule/{name}"))?;
+                jobs::remove_state(tx, &format!("schedule/{name}"))?;
             }
             Ok(())
         })?;
@@ -98,7 +98,9 @@ impl Replication {
 
     /// Deletes a policy, cancelling its unfinished jobs.
     pub fn delete_policy(&self, name: &str) -> ReplicationResult<()> {
-        let unfinished: Vec<u64> = jobs::unfinished(&self.meta.read()?)?
+        let unfinished: Vec<u64> = self
+            .store
+            .read_blocking(jobs::unfinished)?
             .into_iter()
             .filter(|j| j.policy == name)
             .map(|j| j.id)
@@ -106,13 +108,13 @@ impl Replication {
         for id in unfinished {
             self.cancel(id)?;
         }
-        self.write_with_queue(|tx, queue| {
+        self.store.write_blocking(Durability::Immediate, |tx| {
             if !tx.replication().remove_policy(name)? {
                 return Err(ReplicationError::NotFound(format!(
                     "no policy named {name}"
                 )));
             }
-            jobs::remove_state(queue, &format!("schedule/{name}"))?;
+            jobs::remove_state(tx, &format!("schedule/{name}"))?;
             Ok(())
         })
     }
@@ -120,24 +122,27 @@ impl Replication {
     /// Queues a full run of a policy (everything its filters select).
     pub fn run(&self, name: &str, by: &str) -> ReplicationResult<JobRecord> {
         let now = now_millis();
-        let job = self.write_with_queue(|tx, queue| -> ReplicationResult<JobRecord> {
-            let policy = tx
-                .replication()
-                .policy(name)?
-                .ok_or_else(|| ReplicationError::NotFound(format!("no policy named {name}")))?;
-            if !policy.enabled {
-                return Err(ReplicationError::Conflict(format!(
-                    "policy {name} is disabled; enable it first"
-                )));
-            }
-            Ok(jobs::enqueue(
-                queue,
-                name,
-                Trigger::Manual { by: by.to_string() },
-                JobScope::All,
-                now,
-            )?)
-        })?;
+        let job = self.store.write_blocking(
+            Durability::Immediate,
+            |tx| -> ReplicationResult<JobRecord> {
+                let policy = tx
+                    .replication()
+                    .policy(name)?
+                    .ok_or_else(|| ReplicationError::NotFound(format!("no policy named {name}")))?;
+                if !policy.enabled {
+                    return Err(ReplicationError::Conflict(format!(
+                        "policy {name} is disabled; enable it first"
+                    )));
+                }
+                Ok(jobs::enqueue(
+                    tx,
+                    name,
+                    Trigger::Manual { by: by.to_string() },
+                    JobScope::All,
+                    now,
+                )?)
+            },
+        )?;
         self.wake.notify_one();
         Ok(job)
     }

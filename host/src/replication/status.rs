@@ -10,12 +10,12 @@ use super::*;
 impl Replication {
     /// Where every policy stands: what is queued and not yet delivered.
     pub fn status(&self) -> ReplicationResult<Status> {
-        let out = self.read_with_queue(|settings, tx| {
+        let out = self.read_with_queue(|tx, feed| {
             let mut out = Vec::new();
             let cursor = jobs::state(tx, "change_cursor")?;
-            let unread_changes = changes::last_seq(tx)?.saturating_sub(cursor);
+            let unread_changes = changes::last_seq(feed)?.saturating_sub(cursor);
             let unfinished = jobs::unfinished(tx)?;
-            for policy in settings.replication().policies()? {
+            for policy in tx.replication().policies()? {
                 let mine: Vec<&JobRecord> = unfinished
                     .iter()
                     .filter(|j| j.policy == policy.name)

@@ -226,27 +226,27 @@ impl Replication {
     /// Whether the change jobs of `policy` have delivered everything to `endpoint`: no
     /// unfinished task targets it.
     fn caught_up(&self, policy: &str, endpoint: &str) -> bool {
-        let Ok(tx) = self.meta.read() else {
-            return false;
-        };
-        let Ok(unfinished) = super::jobs::unfinished(&tx) else {
-            return false;
-        };
-        for job in unfinished.iter().filter(|j| j.policy == policy) {
-            let Ok(tasks) = super::jobs::tasks(&tx, job.id) else {
-                return false;
-            };
-            if tasks
-                .iter()
-                .any(|t| t.target == endpoint && !t.status.is_final())
-            {
-                return false;
-            }
-            if tasks.is_empty() {
-                return false; // not planned yet: it may well target the endpoint
-            }
-        }
-        true
+        let pending = self
+            .store
+            .read_blocking(|tx| -> crate::storage::store::StoreResult<bool> {
+                for job in super::jobs::unfinished(tx)?
+                    .iter()
+                    .filter(|j| j.policy == policy)
+                {
+                    let tasks = super::jobs::tasks(tx, job.id)?;
+                    if tasks
+                        .iter()
+                        .any(|t| t.target == endpoint && !t.status.is_final())
+                    {
+                        return Ok(true);
+                    }
+                    if tasks.is_empty() {
+                        return Ok(true); // not planned yet: it may well target the endpoint
+                    }
+                }
+                Ok(false)
+            });
+        !pending.unwrap_or(true)
     }
 
     /// Probes degraded destinations; one that answers again and has taken everything

@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod jobs;
 mod plugins;
 mod replication;
 mod transactions;
@@ -20,6 +21,10 @@ macro_rules! conformance {
 }
 
 conformance!(
+    jobs::jobs_get_increasing_ids_and_round_trip_every_field,
+    jobs::jobs_are_listed_newest_first_by_kind_subject_and_state,
+    jobs::tasks_come_in_index_order_and_go_with_their_job,
+    jobs::producer_state_counts_and_forgets,
     plugins::plugins_round_trip_every_field,
     plugins::plugins_list_in_byte_order,
     plugins::plugins_put_replaces_and_remove_says_whether_it_removed,

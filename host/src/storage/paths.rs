@@ -49,6 +49,11 @@ impl DataPaths {
         self.root.join("berth.redb")
     }
 
+    /// This node's generated name (when the configuration gives none).
+    pub fn node_id(&self) -> PathBuf {
+        self.root.join("node-id")
+    }
+
     /// The audit log database.
     pub fn audit_db(&self) -> PathBuf {
         self.root.join("audit.redb")

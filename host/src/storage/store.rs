@@ -25,6 +25,7 @@ use super::backends::redb::RedbStore;
 use super::meta::Metadata;
 use super::tables::audit::{AuditRead, AuditWrite};
 use super::tables::auth::{AuthRead, AuthWrite};
+use super::tables::jobs::{JobsRead, JobsWrite};
 use super::tables::plugins::{PluginsRead, PluginsWrite};
 use super::tables::replication::{ReplicationRead, ReplicationWrite};
 
@@ -91,6 +92,9 @@ pub trait ReadTx {
     /// The auth tables (`users`, `projects`, `members`, `robots`).
     fn auth(&self) -> &dyn AuthRead;
 
+    /// The jobs runner's tables (`jobs`, `job_tasks`, `job_state`).
+    fn jobs(&self) -> &dyn JobsRead;
+
     /// The plugin host's tables (`plugins`, `plugin_secrets`).
     fn plugins(&self) -> &dyn PluginsRead;
 
@@ -116,8 +120,15 @@ pub trait WriteTx {
     /// The auth tables (`users`, `projects`, `members`, `robots`).
     fn auth(&self) -> &dyn AuthWrite;
 
+    /// The jobs runner's tables (`jobs`, `job_tasks`, `job_state`).
+    fn jobs(&self) -> &dyn JobsWrite;
+
     /// The plugin host's tables (`plugins`, `plugin_secrets`).
     fn plugins(&self) -> &dyn PluginsWrite;
+
+    /// This transaction seen as a read, for code that only reads: its reads see its own
+    /// writes.
+    fn read(&self) -> &dyn ReadTx;
 
     /// Replication's settings (`replication_endpoints`, `replication_policies`,
     /// `replication_metadata_versions`).

@@ -7,5 +7,6 @@
 
 pub mod audit;
 pub mod auth;
+pub mod jobs;
 pub mod plugins;
 pub mod replication;

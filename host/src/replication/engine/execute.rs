@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use rand::Rng as _;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +22,7 @@ use crate::replication::policies::{self, Mode, PolicyRecord, Selector};
 use crate::replication::side::{SideError, Sink, Source};
 use crate::replication::transfer::{BlobGate, Copier, CopyOptions, CopyOutcome, Throttle};
 use crate::storage::meta::changes::{Change, ChangeKind};
-use crate::storage::meta::{MetaResult, now_millis};
+use crate::storage::store::{Durability, StoreResult, now_millis};
 
 /// How long a hop forwarding an artifact it still receives waits for each piece.
 const AHEAD_WAIT: Duration = Duration::from_secs(30 * 60);
@@ -31,7 +30,7 @@ const AHEAD_WAIT: Duration = Duration::from_secs(30 * 60);
 impl Replication {
     /// Plans a job if it is new, then runs its tasks to the end.
     pub(super) async fn run_job(&self, id: u64, cancel: CancellationToken) -> anyhow::Result<()> {
-        let Some(job) = jobs::job(&self.meta.read()?, id)? else {
+        let Some(job) = self.store.read_blocking(|tx| jobs::job(tx, id))? else {
             return Ok(());
         };
         let Some(policy) = self
@@ -47,7 +46,7 @@ impl Replication {
                 Prepared::Running(job) => *job,
                 Prepared::Over => return Ok(()),
                 // Its scope grew while it was planned: plan it again with all of it.
-                Prepared::Changed => match jobs::job(&self.meta.read()?, id)? {
+                Prepared::Changed => match self.store.read_blocking(|tx| jobs::job(tx, id))? {
                     Some(job) => job,
                     None => return Ok(()),
                 },
@@ -115,37 +114,39 @@ impl Replication {
             }
         };
         let now = now_millis();
-        let stored = self.meta.write(|tx| -> MetaResult<Prepared> {
-            let Some(mut current) = jobs::job(tx, job.id)? else {
-                return Ok(Prepared::Over);
-            };
-            if current.status != JobStatus::Pending {
-                return Ok(Prepared::Over); // cancelled while it was being planned
-            }
-            if current.scope != job.scope {
-                // Its scope grew while it was planned (poll_changes should not let it):
-                // plan again rather than drop what was added.
-                return Ok(Prepared::Changed);
-            }
-            for task in &tasks {
-                jobs::put_task(tx, task)?;
-            }
-            current.started_at = Some(now);
-            current.plan = Some(summary.clone());
-            current.tasks = jobs::tally(&tasks).0;
-            if tasks.is_empty() {
-                current.status = JobStatus::Succeeded;
-                current.finished_at = Some(now);
-            } else {
-                current.status = JobStatus::Running;
-            }
-            jobs::put_job(tx, &current)?;
-            Ok(if current.status == JobStatus::Running {
-                Prepared::Running(Box::new(current))
-            } else {
-                Prepared::Over
-            })
-        })?;
+        let stored =
+            self.store
+                .write_blocking(Durability::Immediate, |tx| -> StoreResult<Prepared> {
+                    let Some(mut current) = jobs::job(tx.read(), job.id)? else {
+                        return Ok(Prepared::Over);
+                    };
+                    if current.status != JobStatus::Pending {
+                        return Ok(Prepared::Over); // cancelled while it was being planned
+                    }
+                    if current.scope != job.scope {
+                        // Its scope grew while it was planned (poll_changes should not let it):
+                        // plan again rather than drop what was added.
+                        return Ok(Prepared::Changed);
+                    }
+                    for task in &tasks {
+                        jobs::put_task(tx, task)?;
+                    }
+                    current.started_at = Some(now);
+                    current.plan = Some(summary.clone());
+                    current.tasks = jobs::tally(&tasks).0;
+                    if tasks.is_empty() {
+                        current.status = JobStatus::Succeeded;
+                        current.finished_at = Some(now);
+                    } else {
+                        current.status = JobStatus::Running;
+                    }
+                    jobs::put_job(tx, &current)?;
+                    Ok(if current.status == JobStatus::Running {
+                        Prepared::Running(Box::new(current))
+                    } else {
+                        Prepared::Over
+                    })
+                })?;
         Ok(stored)
     }
 
@@ -165,7 +166,7 @@ impl Replication {
                 return Ok(());
             }
         };
-        let mut tasks = jobs::tasks(&self.meta.read()?, job.id)?;
+        let mut tasks = self.store.read_blocking(|tx| jobs::tasks(tx, job.id))?;
         let slots = Arc::new(Semaphore::new(policy.concurrency.max(1) as usize));
         let mut links: HashMap<(String, String), Arc<Semaphore>> = HashMap::new();
         for cap in job.plan.iter().flat_map(|p| &p.limits) {
@@ -441,105 +442,112 @@ impl Replication {
     /// at random between half and all of it so that retries against a recovering peer
     /// spread out.
     fn backoff(&self, attempts: u32) -> u64 {
-        let exp = self
-            .config
-            .retry_base_ms
-            .saturating_mul(1u64 << attempts.saturating_sub(1).min(30))
-            .min(self.config.retry_max_ms)
-            .max(1);
-        rand::thread_rng().gen_range(exp / 2..=exp)
+        crate::jobs::backoff::delay_ms(
+            attempts,
+            self.config.retry_base_ms,
+            self.config.retry_max_ms,
+        )
     }
 
     /// Stores a task, and its job's counts when it ended. A task's end is written durably,
     /// so that after a crash no finished task runs again; its start and retries are not
     /// (losing them costs nothing: the task was unfinished either way).
     fn save_task(&self, task: &TaskRecord, ended: bool) {
-        let write = |tx: &redb::WriteTransaction| -> MetaResult<()> {
-            jobs::put_task(tx, task)?;
-            if ended && let Some(mut job) = jobs::job(tx, task.job)? {
-                let (counts, progress) = jobs::tally(&jobs::tasks(tx, task.job)?);
-                job.tasks = counts;
-                job.progress = progress;
-                jobs::put_job(tx, &job)?;
-            }
-            Ok(())
-        };
-        let result = if ended {
-            self.meta.write(write)
+        let durability = if ended {
+            Durability::Immediate
         } else {
-            self.meta.write_lazy(write)
+            Durability::Lazy
         };
+        let result = self
+            .store
+            .write_blocking(durability, |tx| -> StoreResult<()> {
+                jobs::put_task(tx, task)?;
+                if ended && let Some(mut job) = jobs::job(tx.read(), task.job)? {
+                    let (counts, progress) = jobs::tally(&jobs::tasks(tx.read(), task.job)?);
+                    job.tasks = counts;
+                    job.progress = progress;
+                    jobs::put_job(tx, &job)?;
+                }
+                Ok(())
+            });
         if let Err(e) = result {
             tracing::error!(job = task.job, task = task.index, error = %e, "cannot record a replication task");
         }
     }
 
     /// Records a job's outcome from its tasks: failed if any task failed.
-    fn finish(&self, id: u64, cancelled: bool) -> MetaResult<()> {
-        self.meta.write(|tx| -> MetaResult<()> {
-            let Some(mut job) = jobs::job(tx, id)? else {
-                return Ok(());
-            };
-            let mut tasks = jobs::tasks(tx, id)?;
-            if cancelled || job.status == JobStatus::Cancelled {
-                for t in tasks.iter_mut().filter(|t| !t.status.is_final()) {
-                    t.status = TaskStatus::Cancelled;
-                    jobs::put_task(tx, t)?;
-                }
-            }
-            let (counts, progress) = jobs::tally(&tasks);
-            job.tasks = counts;
-            job.progress = progress;
-            if !job.status.is_final() {
-                job.status = if counts.failed > 0 {
-                    JobStatus::Failed
-                } else if cancelled || counts.cancelled > 0 {
-                    JobStatus::Cancelled
-                } else if counts.pending > 0 || counts.running > 0 {
-                    JobStatus::Running
-                } else {
-                    JobStatus::Succeeded
+    fn finish(&self, id: u64, cancelled: bool) -> StoreResult<()> {
+        self.store
+            .write_blocking(Durability::Immediate, |tx| -> StoreResult<()> {
+                let Some(mut job) = jobs::job(tx.read(), id)? else {
+                    return Ok(());
                 };
-                if job.status.is_final() {
-                    job.finished_at = Some(now_millis());
+                // Another node took the job over (this one's lease lapsed): its outcome is
+                // that node's to record.
+                if !jobs::leased_to(tx.read(), id, &self.node)? {
+                    return Ok(());
                 }
-                // The reason shows on the job itself, not only on its tasks.
-                if job.status == JobStatus::Failed && job.error.is_none() {
-                    let failed: Vec<&TaskRecord> = tasks
-                        .iter()
-                        .filter(|t| t.status == TaskStatus::Failed)
-                        .collect();
-                    if let Some(first) = failed.first() {
-                        job.error = Some(format!(
-                            "{} of {} tasks failed; task {} ({} -> {}): {}",
-                            failed.len(),
-                            tasks.len(),
-                            first.index,
-                            first.source,
-                            first.target,
-                            first.error.as_deref().unwrap_or("no error recorded")
-                        ));
+                let mut tasks = jobs::tasks(tx.read(), id)?;
+                if cancelled || job.status == JobStatus::Cancelled {
+                    for t in tasks.iter_mut().filter(|t| !t.status.is_final()) {
+                        t.status = TaskStatus::Cancelled;
+                        jobs::put_task(tx, t)?;
                     }
                 }
-            }
-            jobs::put_job(tx, &job)
-        })?;
+                let (counts, progress) = jobs::tally(&tasks);
+                job.tasks = counts;
+                job.progress = progress;
+                if !job.status.is_final() {
+                    job.status = if counts.failed > 0 {
+                        JobStatus::Failed
+                    } else if cancelled || counts.cancelled > 0 {
+                        JobStatus::Cancelled
+                    } else if counts.pending > 0 || counts.running > 0 {
+                        JobStatus::Running
+                    } else {
+                        JobStatus::Succeeded
+                    };
+                    if job.status.is_final() {
+                        job.finished_at = Some(now_millis());
+                    }
+                    // The reason shows on the job itself, not only on its tasks.
+                    if job.status == JobStatus::Failed && job.error.is_none() {
+                        let failed: Vec<&TaskRecord> = tasks
+                            .iter()
+                            .filter(|t| t.status == TaskStatus::Failed)
+                            .collect();
+                        if let Some(first) = failed.first() {
+                            job.error = Some(format!(
+                                "{} of {} tasks failed; task {} ({} -> {}): {}",
+                                failed.len(),
+                                tasks.len(),
+                                first.index,
+                                first.source,
+                                first.target,
+                                first.error.as_deref().unwrap_or("no error recorded")
+                            ));
+                        }
+                    }
+                }
+                jobs::put_job(tx, &job)
+            })?;
         Ok(())
     }
 
     /// Fails every unfinished task of a job with `error`, and the job with them.
-    fn finish_all(&self, id: u64, error: &str) -> MetaResult<()> {
-        self.meta.write(|tx| -> MetaResult<()> {
-            for mut t in jobs::tasks(tx, id)? {
-                if !t.status.is_final() {
-                    t.status = TaskStatus::Failed;
-                    t.error = Some(error.to_string());
-                    t.finished_at = Some(now_millis());
-                    jobs::put_task(tx, &t)?;
+    fn finish_all(&self, id: u64, error: &str) -> crate::replication::ReplicationResult<()> {
+        self.store
+            .write_blocking(Durability::Immediate, |tx| -> StoreResult<()> {
+                for mut t in jobs::tasks(tx.read(), id)? {
+                    if !t.status.is_final() {
+                        t.status = TaskStatus::Failed;
+                        t.error = Some(error.to_string());
+                        t.finished_at = Some(now_millis());
+                        jobs::put_task(tx, &t)?;
+                    }
                 }
-            }
-            Ok(())
-        })?;
+                Ok(())
+            })?;
         self.finish(id, false)?;
         self.fail_job(id, error)
     }

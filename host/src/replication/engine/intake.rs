@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::jobs::lease::{self, Claim, Renewal};
 use crate::replication::jobs::{self, JobScope, JobStatus, TaskStatus, Trigger};
 use crate::replication::policies::{Mode, Selector};
 use crate::replication::{Replication, ReplicationResult};
 use crate::storage::meta::changes::{self, Change};
-use crate::storage::meta::{MetaResult, now_millis};
+use crate::storage::store::{Durability, StoreResult, now_millis};
 
 /// Changes read from the feed at a time.
 const CHANGE_BATCH: usize = 1000;
@@ -18,57 +19,61 @@ const CHANGE_BATCH: usize = 1000;
 use super::execute::wanted;
 
 impl Replication {
-    /// After a restart: tasks that were running when the process died run again.
-    pub(super) fn recover(&self) -> MetaResult<()> {
-        let unfinished = jobs::unfinished(&self.meta.read()?)?;
-        self.meta.write(|tx| -> MetaResult<()> {
-            for job in &unfinished {
-                for mut task in jobs::tasks(tx, job.id)? {
-                    if task.status == TaskStatus::Running {
-                        task.status = TaskStatus::Pending;
-                        task.not_before = 0;
-                        jobs::put_task(tx, &task)?;
+    /// Takes job `id` over from a node that stopped working on it (this node before a
+    /// restart, or another node whose lease lapsed): the tasks it left running run again,
+    /// which is harmless, since a task skips what its destination already holds.
+    fn take_over(&self, id: u64, from: &str) -> StoreResult<()> {
+        let restarted =
+            self.store
+                .write_blocking(Durability::Immediate, |tx| -> StoreResult<u32> {
+                    let mut restarted = 0;
+                    for mut task in jobs::tasks(tx.read(), id)? {
+                        if task.status == TaskStatus::Running {
+                            task.status = TaskStatus::Pending;
+                            task.not_before = 0;
+                            jobs::put_task(tx, &task)?;
+                            restarted += 1;
+                        }
                     }
-                }
-            }
-            Ok(())
-        })?;
-        if !unfinished.is_empty() {
-            tracing::info!(
-                jobs = unfinished.len(),
-                "replication: resuming jobs that were unfinished at shutdown"
-            );
-        }
+                    Ok(restarted)
+                })?;
+        tracing::info!(
+            job = id,
+            from,
+            tasks_restarted = restarted,
+            "replication: took over a job its node stopped working on"
+        );
         Ok(())
     }
 
     /// Turns new changes into jobs of the policies that follow changes, and moves the
     /// cursor past them, in one transaction.
     pub(super) fn poll_changes(&self) -> ReplicationResult<()> {
-        let (cursor, batch) = {
-            let tx = self.meta.read()?;
-            let cursor = jobs::state(&tx, "change_cursor")?;
-            (cursor, changes::after(&tx, cursor, CHANGE_BATCH)?)
-        };
+        let (cursor, batch) = self.read_with_queue(|tx, feed| {
+            let cursor = jobs::state(tx, "change_cursor")?;
+            Ok((cursor, changes::after(feed, cursor, CHANGE_BATCH)?))
+        })?;
         let Some((last, _)) = batch.last() else {
             return Ok(());
         };
         let (first, last) = (batch[0].0, *last);
         let now = now_millis();
-        let queued = self.write_with_queue(|settings, tx| -> ReplicationResult<Vec<u64>> {
+        let queued = self.write_with_queue(|tx, feed| -> ReplicationResult<Vec<u64>> {
             let mut queued = Vec::new();
-            // Another poller cannot exist, but the cursor is checked anyway: queueing the
-            // same changes twice would replicate them twice.
-            if jobs::state(tx, "change_cursor")? != cursor {
+            // Another node may have queued these changes meanwhile: the cursor moved, and
+            // queueing them twice would replicate them twice. (On PostgreSQL the check and
+            // the move are one serializable transaction.)
+            if jobs::state(tx.read(), "change_cursor")? != cursor {
                 return Ok(queued);
             }
-            let instances: HashMap<String, String> = settings
+            let instances: HashMap<String, String> = tx
                 .replication()
                 .endpoints()?
                 .into_iter()
                 .filter_map(|e| e.instance.map(|i| (e.name, i)))
                 .collect();
-            for policy in settings.replication().policies()? {
+            let unfinished = jobs::unfinished_leased(tx.read())?;
+            for policy in tx.replication().policies()? {
                 if !policy.enabled || !policy.on_change || policy.mode != Mode::Push {
                     continue;
                 }
@@ -84,18 +89,17 @@ impl Replication {
                 if selected.is_empty() {
                     continue;
                 }
-                // A job of this policy that is still queued, and that no runner has begun to
+                // A job of this policy that is still queued, and that no node has claimed to
                 // plan, takes the new changes too, so a burst of pushes is one job, not one
-                // per push. (Runners are started by this same loop, so `active` cannot
-                // change under us.)
-                let active = self.active.lock().expect("active lock").clone();
-                let waiting = jobs::jobs(tx, 64, |j| {
+                // per push. (Should a node claim it meanwhile, its planning sees the scope
+                // grew and plans again.)
+                let waiting = unfinished.iter().rev().find(|(j, lease)| {
                     j.policy == policy.name
                         && j.status == JobStatus::Pending
                         && matches!(j.trigger, Trigger::Change { .. })
-                        && !active.contains_key(&j.id)
-                })?;
-                if let Some(mut job) = waiting.into_iter().next()
+                        && lease.is_none()
+                });
+                if let Some(mut job) = waiting.map(|(j, _)| j.clone())
                     && let (JobScope::Changes { changes }, Trigger::Change { last: l, .. }) =
                         (&mut job.scope, &mut job.trigger)
                 {
@@ -114,7 +118,7 @@ impl Replication {
                 queued.push(job.id);
             }
             jobs::set_state(tx, "change_cursor", last)?;
-            changes::trim_through(tx, last)?;
+            changes::trim_through(feed, last)?;
             Ok(queued)
         })?;
         if !queued.is_empty() {
@@ -135,60 +139,100 @@ impl Replication {
                 continue;
             };
             let key = format!("schedule/{}", policy.name);
-            self.meta.write(|tx| -> ReplicationResult<()> {
-                let due = jobs::state(tx, &key)?;
-                if due == 0 {
-                    // First sight of this schedule: it fires from now on, not for the past.
+            // Read, compared and moved in one transaction: of several nodes, one queues
+            // the run and the others see the schedule moved on.
+            self.store
+                .write_blocking(Durability::Immediate, |tx| -> ReplicationResult<()> {
+                    let due = jobs::state(tx.read(), &key)?;
+                    if due == 0 {
+                        // First sight of this schedule: it fires from now on, not for the past.
+                        if let Some(next) = schedule.next_after(now) {
+                            jobs::set_state(tx, &key, next)?;
+                        }
+                        return Ok(());
+                    }
+                    if now < due {
+                        return Ok(());
+                    }
                     if let Some(next) = schedule.next_after(now) {
                         jobs::set_state(tx, &key, next)?;
                     }
-                    return Ok(());
-                }
-                if now < due {
-                    return Ok(());
-                }
-                if let Some(next) = schedule.next_after(now) {
-                    jobs::set_state(tx, &key, next)?;
-                }
-                if !policy.enabled {
-                    return Ok(());
-                }
-                // A scheduled run still going when the next comes due is not doubled.
-                let busy = !jobs::jobs(tx, 64, |j| {
-                    j.policy == policy.name
-                        && !j.status.is_final()
-                        && j.trigger == Trigger::Schedule
-                })?
-                .is_empty();
-                if !busy {
-                    jobs::enqueue(tx, &policy.name, Trigger::Schedule, JobScope::All, now)?;
-                }
-                Ok(())
-            })?;
+                    if !policy.enabled {
+                        return Ok(());
+                    }
+                    // A scheduled run still going when the next comes due is not doubled.
+                    let busy = !jobs::jobs(tx.read(), 64, |j| {
+                        j.policy == policy.name
+                            && !j.status.is_final()
+                            && j.trigger == Trigger::Schedule
+                    })?
+                    .is_empty();
+                    if !busy {
+                        jobs::enqueue(tx, &policy.name, Trigger::Schedule, JobScope::All, now)?;
+                    }
+                    Ok(())
+                })?;
         }
         Ok(())
     }
 
-    /// Starts a runner for unfinished jobs, oldest first, up to the configured number.
-    pub(super) fn start_jobs(self: &Arc<Self>) -> MetaResult<()> {
-        let unfinished = jobs::unfinished(&self.meta.read()?)?;
-        for job in unfinished {
-            let mut active = self.active.lock().expect("active lock");
-            if active.contains_key(&job.id) {
+    /// Claims unfinished jobs no live node works on, oldest first, up to the configured
+    /// number running here, and starts a runner for each, with a keeper that renews its
+    /// lease and stops it when the job is cancelled or taken over.
+    pub(super) fn start_jobs(self: &Arc<Self>) -> ReplicationResult<()> {
+        let now = now_millis();
+        let unfinished = self.store.read_blocking(jobs::unfinished_leased)?;
+        for (job, lease) in unfinished {
+            if self
+                .active
+                .lock()
+                .expect("active lock")
+                .contains_key(&job.id)
+            {
                 continue;
             }
-            if active.len() >= self.config.max_concurrent_jobs.max(1) {
+            if self.active.lock().expect("active lock").len()
+                >= self.config.max_concurrent_jobs.max(1)
+            {
                 break;
             }
+            // A live lease of another node: that node works on it.
+            if lease
+                .as_ref()
+                .is_some_and(|l| l.node != self.node && l.until > now)
+            {
+                continue;
+            }
+            let claim = self.store.write_blocking(Durability::Immediate, |tx| {
+                lease::claim(tx, job.id, &self.node, now_millis(), self.lease_term_ms())
+            })?;
+            let Claim::Taken { taken_over_from } = claim else {
+                continue;
+            };
+            if let Some(from) = taken_over_from {
+                self.take_over(job.id, &from)?;
+            }
             let token = CancellationToken::new();
-            active.insert(job.id, token.clone());
-            drop(active);
+            self.active
+                .lock()
+                .expect("active lock")
+                .insert(job.id, token.clone());
+            let keeper = tokio::spawn(self.clone().keep_lease(job.id, token.clone()));
             let this = self.clone();
             tokio::spawn(async move {
                 let id = job.id;
                 if let Err(e) = this.run_job(id, token).await {
                     tracing::error!(job = id, error = %e, "replication job failed to run");
                     let _ = this.fail_job(id, &format!("the engine failed: {e}"));
+                }
+                keeper.abort();
+                // A job left unfinished (this node is stopping) is free for the next node
+                // at once rather than when the lease lapses.
+                let released = this.store.write_blocking(Durability::Immediate, |tx| {
+                    lease::release(tx, id, &this.node)
+                });
+                if let Err(e) = released {
+                    tracing::warn!(job = id, error = %e, "replication: cannot release a job's lease; it lapses on its own");
                 }
                 this.active.lock().expect("active lock").remove(&id);
                 // Keep the record of finished jobs bounded as they finish, not only every
@@ -202,43 +246,79 @@ impl Replication {
         Ok(())
     }
 
-    /// Removes finished jobs past their retention, and the oldest beyond the cap.
-    pub(super) fn cleanup(&self) -> MetaResult<usize> {
-        let horizon =
-            now_millis().saturating_sub(self.config.job_retention_days * 24 * 3600 * 1000);
-        let finished = jobs::jobs(&self.meta.read()?, usize::MAX, |j| j.status.is_final())?;
-        let doomed: Vec<u64> = finished
-            .iter()
-            .enumerate()
-            .filter(|(rank, j)| {
-                *rank >= self.config.max_finished_jobs
-                    || j.finished_at.unwrap_or(j.created_at) < horizon
-            })
-            .map(|(_, j)| j.id)
-            .collect();
-        if doomed.is_empty() {
-            return Ok(0);
-        }
-        self.meta.write(|tx| -> MetaResult<()> {
-            for id in &doomed {
-                jobs::remove_job(tx, *id)?;
-            }
-            Ok(())
-        })?;
-        Ok(doomed.len())
+    /// How long a claim on a job lasts unless renewed.
+    pub(super) fn lease_term_ms(&self) -> u64 {
+        self.config.job_lease_secs.max(1) * 1000
     }
 
-    pub(super) fn fail_job(&self, id: u64, error: &str) -> MetaResult<()> {
-        self.meta.write(|tx| -> MetaResult<()> {
-            if let Some(mut job) = jobs::job(tx, id)?
-                && !job.status.is_final()
-            {
-                job.status = JobStatus::Failed;
-                job.error = Some(error.to_string());
-                job.finished_at = Some(now_millis());
-                jobs::put_job(tx, &job)?;
+    /// Renews this node's lease on job `id` three times a term while it runs; stops the
+    /// runner (through `token`) when the job was cancelled or finished elsewhere, or
+    /// another node took it over.
+    async fn keep_lease(self: Arc<Self>, id: u64, token: CancellationToken) {
+        let every = std::time::Duration::from_millis((self.lease_term_ms() / 3).max(100));
+        loop {
+            tokio::select! {
+                () = token.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
             }
-            Ok(())
-        })
+            let this = self.clone();
+            let renewal = tokio::task::spawn_blocking(move || {
+                this.store.write_blocking(Durability::Immediate, |tx| {
+                    lease::renew(tx, id, &this.node, now_millis(), this.lease_term_ms())
+                })
+            })
+            .await;
+            match renewal {
+                Ok(Ok(Renewal::Held)) => {}
+                Ok(Ok(Renewal::Stop)) => {
+                    tracing::info!(
+                        job = id,
+                        "replication: the job was cancelled or ended elsewhere; stopping it here"
+                    );
+                    token.cancel();
+                    return;
+                }
+                Ok(Ok(Renewal::Lost)) => {
+                    tracing::warn!(
+                        job = id,
+                        "replication: another node took this job over; stopping it here"
+                    );
+                    token.cancel();
+                    return;
+                }
+                // The store is unreachable: keep working; if it stays so, the lease
+                // lapses and another node takes over, and this one stops at its next
+                // successful renewal.
+                Ok(Err(e)) => {
+                    tracing::warn!(job = id, error = %e, "replication: cannot renew a job's lease")
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Removes finished jobs past their retention, and the oldest beyond the cap.
+    pub(super) fn cleanup(&self) -> ReplicationResult<usize> {
+        let horizon =
+            now_millis().saturating_sub(self.config.job_retention_days * 24 * 3600 * 1000);
+        Ok(self.store.write_blocking(Durability::Immediate, |tx| {
+            crate::jobs::queue::retire(tx, jobs::KIND, horizon, self.config.max_finished_jobs)
+        })?)
+    }
+
+    pub(super) fn fail_job(&self, id: u64, error: &str) -> ReplicationResult<()> {
+        self.store
+            .write_blocking(Durability::Immediate, |tx| -> StoreResult<()> {
+                if let Some(mut job) = jobs::job(tx.read(), id)?
+                    && !job.status.is_final()
+                {
+                    job.status = JobStatus::Failed;
+                    job.error = Some(error.to_string());
+                    job.finished_at = Some(now_millis());
+                    jobs::put_job(tx, &job)?;
+                }
+                Ok(())
+            })?;
+        Ok(())
     }
 }

@@ -4,9 +4,11 @@
 //!
 //! Everything it decides is in the metadata store first: the change-feed cursor moves in
 //! the same transaction that queues the jobs (so a change is never dropped, nor queued
-//! twice), tasks are written before they run, and a restart picks up every unfinished
-//! job where it was; a task that was running then runs again, which is harmless because
-//! a task skips what its destination already holds.
+//! twice), and tasks are written before they run. Jobs live in the shared jobs runner
+//! (`crate::jobs`): a node runs a job while it holds the job's lease, and a job whose
+//! node stopped (a restart, or another node dying) is taken over where it was; a task that
+//! was running then runs again, which is harmless because a task skips what its
+//! destination already holds.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,9 +28,6 @@ const CLEANUP_EVERY: Duration = Duration::from_secs(600);
 impl Replication {
     /// Runs the engine until the process ends.
     pub(super) async fn run_engine(self: Arc<Self>) {
-        if let Err(e) = self.recover() {
-            tracing::error!(error = %e, "replication: cannot read unfinished jobs");
-        }
         // Peers' instance names decide what is not sent back to them; learn the missing.
         if let Ok(list) = self.endpoints() {
             for e in list.into_iter().filter(|e| e.instance.is_none()) {

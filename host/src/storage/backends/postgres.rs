@@ -7,6 +7,7 @@
 
 mod audit;
 mod auth;
+mod jobs;
 mod plugins;
 mod replication;
 mod schema;
@@ -24,6 +25,7 @@ use rand::Rng as _;
 use crate::storage::store::{Durability, ReadTx, StoreError, StoreResult, WriteTx};
 use crate::storage::tables::audit::{AuditRead, AuditWrite};
 use crate::storage::tables::auth::{AuthRead, AuthWrite};
+use crate::storage::tables::jobs::{JobsRead, JobsWrite};
 use crate::storage::tables::plugins::{PluginsRead, PluginsWrite};
 use crate::storage::tables::replication::{ReplicationRead, ReplicationWrite};
 
@@ -297,6 +299,10 @@ impl ReadTx for PgTx<'_> {
         self
     }
 
+    fn jobs(&self) -> &dyn JobsRead {
+        self
+    }
+
     fn plugins(&self) -> &dyn PluginsRead {
         self
     }
@@ -315,7 +321,15 @@ impl WriteTx for PgTx<'_> {
         self
     }
 
+    fn jobs(&self) -> &dyn JobsWrite {
+        self
+    }
+
     fn plugins(&self) -> &dyn PluginsWrite {
+        self
+    }
+
+    fn read(&self) -> &dyn ReadTx {
         self
     }
 

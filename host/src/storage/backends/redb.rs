@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod jobs;
 mod plugins;
 mod replication;
 
@@ -14,12 +15,19 @@ use crate::storage::meta::{Metadata, schema};
 use crate::storage::store::{Durability, ReadTx, StoreError, StoreResult, WriteTx};
 use crate::storage::tables::audit::{AuditRead, AuditWrite};
 use crate::storage::tables::auth::{AuthRead, AuthWrite};
+use crate::storage::tables::jobs::{JobsRead, JobsWrite};
 use crate::storage::tables::plugins::{PluginsRead, PluginsWrite};
 use crate::storage::tables::replication::{ReplicationRead, ReplicationWrite};
 
 /// The components whose tables this backend keeps through the storage interface, each
 /// versioned on its own (`storage::meta::schema`).
-const COMPONENTS: &[&schema::Component] = &[&auth::SCHEMA, &plugins::SCHEMA, &replication::SCHEMA];
+/// The jobs runner comes before replication, whose queue it takes over.
+const COMPONENTS: &[&schema::Component] = &[
+    &auth::SCHEMA,
+    &plugins::SCHEMA,
+    &jobs::SCHEMA,
+    &replication::SCHEMA,
+];
 
 /// The redb side of [`crate::storage::store::Store`].
 pub struct RedbStore {
@@ -79,26 +87,42 @@ impl RedbStore {
     }
 }
 
+/// The table accessors of a transaction seen as a read: a snapshot, or a write
+/// transaction whose reads see its own writes.
+macro_rules! read_accessors {
+    () => {
+        fn audit(&self) -> &dyn AuditRead {
+            self
+        }
+
+        fn auth(&self) -> &dyn AuthRead {
+            self
+        }
+
+        fn jobs(&self) -> &dyn JobsRead {
+            self
+        }
+
+        fn plugins(&self) -> &dyn PluginsRead {
+            self
+        }
+
+        fn replication(&self) -> &dyn ReplicationRead {
+            self
+        }
+    };
+}
+
 impl ReadTx for RedbTx<ReadTransaction> {
-    fn audit(&self) -> &dyn AuditRead {
-        self
-    }
-
-    fn auth(&self) -> &dyn AuthRead {
-        self
-    }
-
-    fn plugins(&self) -> &dyn PluginsRead {
-        self
-    }
-
-    fn replication(&self) -> &dyn ReplicationRead {
-        self
-    }
+    read_accessors!();
 
     fn redb_legacy(&self) -> Option<&ReadTransaction> {
         Some(&self.0)
     }
+}
+
+impl ReadTx for RedbTx<WriteTransaction> {
+    read_accessors!();
 }
 
 impl WriteTx for RedbTx<WriteTransaction> {
@@ -110,7 +134,15 @@ impl WriteTx for RedbTx<WriteTransaction> {
         self
     }
 
+    fn jobs(&self) -> &dyn JobsWrite {
+        self
+    }
+
     fn plugins(&self) -> &dyn PluginsWrite {
+        self
+    }
+
+    fn read(&self) -> &dyn ReadTx {
         self
     }
 

@@ -28,6 +28,7 @@ impl Component {
 pub(crate) const COMPONENTS: &[&Component] = &[
     &super::audit::SCHEMA,
     &super::auth::SCHEMA,
+    &super::jobs::SCHEMA,
     &super::plugins::SCHEMA,
     &super::replication::SCHEMA,
 ];
@@ -138,6 +139,9 @@ mod tests {
         tx.auth().role("p", "u")?;
         tx.auth().robots()?;
         tx.audit().page(&Default::default(), 10)?;
+        tx.jobs().jobs("k", &Default::default(), 5)?;
+        tx.jobs().tasks(1)?;
+        tx.jobs().state("s")?;
         tx.replication().endpoints()?;
         tx.replication().policies()?;
         tx.replication().metadata_versions()?;

@@ -1,8 +1,6 @@
 //! Replication's tables in redb: endpoints and policies as JSON records by name, metadata
-//! versions keyed by `(kind, key)`. The job queue's tables (`replication_jobs`,
-//! `replication_tasks`, `replication_state`) belong to the same schema component and are
-//! created here, but are still read and written by `replication::jobs` directly until the
-//! shared jobs runner takes them over.
+//! versions keyed by `(kind, key)`. Its own job queue of versions 1 and 2 was taken over
+//! by the shared jobs runner (`jobs.rs`), and version 3 drops it.
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
@@ -18,15 +16,12 @@ const ENDPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("replicatio
 const POLICIES: TableDefinition<&str, &[u8]> = TableDefinition::new("replication_policies");
 const VERSIONS: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("replication_metadata_versions");
-const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("replication_jobs");
-const TASKS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("replication_tasks");
-const STATE: TableDefinition<&str, u64> = TableDefinition::new("replication_state");
 
 /// Replication's tables, versioned on their own (the same component and versions as
 /// before they moved behind the storage interface).
 pub(super) const SCHEMA: Component = Component {
     name: "replication",
-    current: 2,
+    current: 3,
     migrations: &[
         Migration {
             from: 0,
@@ -36,21 +31,33 @@ pub(super) const SCHEMA: Component = Component {
             from: 1,
             apply: add_metadata_versions,
         },
+        Migration {
+            from: 2,
+            apply: drop_own_queue,
+        },
     ],
 };
 
 fn create_v1(tx: &WriteTransaction) -> MetaResult<()> {
     tx.open_table(ENDPOINTS)?;
     tx.open_table(POLICIES)?;
-    tx.open_table(JOBS)?;
-    tx.open_table(TASKS)?;
-    tx.open_table(STATE)?;
+    // Version 1 created the job queue here too; a database created since never uses it.
     Ok(())
 }
 
 /// Version 2: the versions of a dual-primary pair's metadata.
 fn add_metadata_versions(tx: &WriteTransaction) -> MetaResult<()> {
     tx.open_table(VERSIONS)?;
+    Ok(())
+}
+
+/// Version 3: the job queue belongs to the jobs runner, which converted its rows when it
+/// was prepared (before this component).
+fn drop_own_queue(tx: &WriteTransaction) -> MetaResult<()> {
+    use super::jobs::{OLD_JOBS, OLD_STATE, OLD_TASKS};
+    tx.delete_table(OLD_JOBS)?;
+    tx.delete_table(OLD_TASKS)?;
+    tx.delete_table(OLD_STATE)?;
     Ok(())
 }
 

@@ -1,0 +1,219 @@
+//! Leases: which node works on a job. A node claims a job before working on it and renews
+//! the claim while it works; a claim lapses if its node stops renewing (it died, or lost
+//! the database), and another node may then take the job over. An operator's cancellation
+//! is stored on the job and reaches the node holding it at its next renewal.
+
+use super::Lease;
+use crate::storage::store::{StoreResult, WriteTx};
+
+/// What claiming a job gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This node holds the job now. `taken_over_from` names the node whose lease had
+    /// lapsed (or this node's own, from before a restart): work it left running was
+    /// abandoned and must be started again.
+    Taken {
+        /// The previous holder, if any.
+        taken_over_from: Option<String>,
+    },
+    /// Another node holds a lease that has not lapsed.
+    HeldElsewhere,
+    /// The job is over or gone.
+    Over,
+}
+
+/// What renewing a lease said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    /// Still this node's, for another term.
+    Held,
+    /// Another node took the job over (this node's lease had lapsed): stop working on it.
+    Lost,
+    /// The job was cancelled, finished or removed: stop working on it.
+    Stop,
+}
+
+/// Claims job `id` for `node` until `now + term_ms`. A job this node holds already is
+/// taken again: the caller asks only for jobs it is not working on, so such a lease is
+/// left from before a restart.
+pub fn claim(tx: &dyn WriteTx, id: u64, node: &str, now: u64, term_ms: u64) -> StoreResult<Claim> {
+    let Some(mut job) = tx.jobs().job(id)? else {
+        return Ok(Claim::Over);
+    };
+    if job.state.is_final() || job.cancel_requested {
+        return Ok(Claim::Over);
+    }
+    if let Some(lease) = &job.lease
+        && lease.node != node
+        && lease.until > now
+    {
+        return Ok(Claim::HeldElsewhere);
+    }
+    let taken_over_from = job.lease.take().map(|l| l.node);
+    job.lease = Some(Lease {
+        node: node.to_string(),
+        until: now + term_ms,
+    });
+    tx.jobs().put_job(&job)?;
+    Ok(Claim::Taken { taken_over_from })
+}
+
+/// Extends `node`'s lease on job `id` to `now + term_ms`, or says why it should stop.
+pub fn renew(
+    tx: &dyn WriteTx,
+    id: u64,
+    node: &str,
+    now: u64,
+    term_ms: u64,
+) -> StoreResult<Renewal> {
+    let Some(mut job) = tx.jobs().job(id)? else {
+        return Ok(Renewal::Stop);
+    };
+    if job.state.is_final() || job.cancel_requested {
+        return Ok(Renewal::Stop);
+    }
+    match &job.lease {
+        Some(lease) if lease.node == node => {}
+        _ => return Ok(Renewal::Lost),
+    }
+    job.lease = Some(Lease {
+        node: node.to_string(),
+        until: now + term_ms,
+    });
+    tx.jobs().put_job(&job)?;
+    Ok(Renewal::Held)
+}
+
+/// Gives up `node`'s lease on job `id` (the job ended, or this node stops).
+pub fn release(tx: &dyn WriteTx, id: u64, node: &str) -> StoreResult<()> {
+    if let Some(mut job) = tx.jobs().job(id)?
+        && job.lease.as_ref().is_some_and(|l| l.node == node)
+    {
+        job.lease = None;
+        tx.jobs().put_job(&job)?;
+    }
+    Ok(())
+}
+
+/// Asks for job `id` to stop: stored, so the node working on it (whichever) learns it.
+pub fn request_cancel(tx: &dyn WriteTx, id: u64) -> StoreResult<bool> {
+    let Some(mut job) = tx.jobs().job(id)? else {
+        return Ok(false);
+    };
+    job.cancel_requested = true;
+    tx.jobs().put_job(&job)?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::queue;
+    use crate::storage::store::{Durability, Store};
+
+    fn write<T>(store: &Store, f: impl FnMut(&dyn WriteTx) -> StoreResult<T>) -> T {
+        store.write_blocking(Durability::Immediate, f).unwrap()
+    }
+
+    /// Two nodes and an operator over one store: claims exclude each other until a lease
+    /// lapses, renewals tell a node it lost the job or must stop.
+    fn leases_exclude_lapse_and_carry_cancellation(store: &Store) {
+        let id = write(store, |tx| {
+            Ok(queue::enqueue(tx, "replication", "p", serde_json::json!({}), 1_000)?.id)
+        });
+        let term = 30_000;
+        let at = |t: u64| 1_000_000 + t;
+        assert_eq!(
+            write(store, |tx| claim(tx, id, "a", at(0), term)),
+            Claim::Taken {
+                taken_over_from: None
+            }
+        );
+        assert_eq!(
+            write(store, |tx| claim(tx, id, "b", at(10_000), term)),
+            Claim::HeldElsewhere
+        );
+        assert_eq!(
+            write(store, |tx| renew(tx, id, "a", at(20_000), term)),
+            Renewal::Held
+        );
+        // Renewed at 20 s: still held at 45 s, lapsed at 51 s.
+        assert_eq!(
+            write(store, |tx| claim(tx, id, "b", at(45_000), term)),
+            Claim::HeldElsewhere
+        );
+        assert_eq!(
+            write(store, |tx| claim(tx, id, "b", at(51_000), term)),
+            Claim::Taken {
+                taken_over_from: Some("a".into())
+            }
+        );
+        assert_eq!(
+            write(store, |tx| renew(tx, id, "a", at(52_000), term)),
+            Renewal::Lost
+        );
+        // A node that restarted claims its own lease back at once.
+        assert_eq!(
+            write(store, |tx| claim(tx, id, "b", at(53_000), term)),
+            Claim::Taken {
+                taken_over_from: Some("b".into())
+            }
+        );
+        assert!(write(store, |tx| request_cancel(tx, id)));
+        assert_eq!(
+            write(store, |tx| renew(tx, id, "b", at(54_000), term)),
+            Renewal::Stop
+        );
+        assert_eq!(
+            write(store, |tx| claim(tx, id, "a", at(99_000), term)),
+            Claim::Over
+        );
+        write(store, |tx| release(tx, id, "b"));
+        let job = store
+            .read_blocking(|tx| queue::job(tx, id))
+            .unwrap()
+            .unwrap();
+        assert_eq!(job.lease, None);
+        assert!(job.cancel_requested);
+        assert_eq!(
+            write(store, |tx| claim(tx, id + 1, "a", at(0), term)),
+            Claim::Over
+        );
+    }
+
+    #[test]
+    fn on_redb() {
+        let (store, _dir) = crate::storage::testing::redb_store();
+        leases_exclude_lapse_and_carry_cancellation(&store);
+    }
+
+    #[test]
+    fn on_postgres() {
+        leases_exclude_lapse_and_carry_cancellation(&crate::storage::testing::postgres_store());
+    }
+
+    /// Nodes racing for one job on PostgreSQL: exactly one wins.
+    #[test]
+    fn of_nodes_claiming_at_once_one_wins() {
+        let store = crate::storage::testing::postgres_store();
+        let id = write(&store, |tx| {
+            Ok(queue::enqueue(tx, "replication", "p", serde_json::json!({}), 1)?.id)
+        });
+        let wins: Vec<bool> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..6)
+                .map(|n| {
+                    let store = store.clone();
+                    s.spawn(move || {
+                        let node = format!("node-{n}");
+                        matches!(
+                            write(&store, |tx| claim(tx, id, &node, 1_000, 30_000)),
+                            Claim::Taken { .. }
+                        )
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(wins.iter().filter(|w| **w).count(), 1, "{wins:?}");
+    }
+}
