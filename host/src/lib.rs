@@ -29,6 +29,7 @@ pub mod registry;
 pub mod replication;
 pub mod server;
 pub mod storage;
+pub mod supervisor;
 
 /// Installs the `tracing` subscriber: `RUST_LOG` if set, else `level`. Colours only on
 /// a terminal, and never with `NO_COLOR` set: a log file or a journal gets plain text.

@@ -32,6 +32,7 @@ mod status;
 pub mod sync;
 pub mod transfer;
 
+use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -90,6 +91,18 @@ pub fn check_name(what: &str, name: &str) -> ReplicationResult<()> {
     }
 }
 
+/// Why a job running on this node stopped before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// An operator cancelled it (here or on another node), or it ended elsewhere: what is
+    /// left of it is cancelled.
+    Cancelled,
+    /// Another node took it over (this node's lease lapsed): what is left is that node's.
+    TakenOver,
+    /// This node is shutting down: what is left runs when the job is claimed next.
+    Shutdown,
+}
+
 /// The replication service of one berth.
 pub struct Replication {
     /// Replication's settings (endpoints, policies, metadata versions), its jobs and
@@ -105,6 +118,8 @@ pub struct Replication {
     wake: Notify,
     /// Jobs running in this process, with their cancellation.
     active: Mutex<HashMap<u64, CancellationToken>>,
+    /// Why a job running here was stopped before its end.
+    stops: Mutex<HashMap<u64, Stop>>,
     /// A client per endpoint, rebuilt when the endpoint changes (by `updated_at`).
     remotes: Mutex<HashMap<String, (u64, Arc<Remote>)>>,
     /// Blobs being sent, over all jobs, so that two jobs never send one blob to one
@@ -199,6 +214,7 @@ impl Replication {
             config,
             wake: Notify::new(),
             active: Mutex::new(HashMap::new()),
+            stops: Mutex::new(HashMap::new()),
             remotes: Mutex::new(HashMap::new()),
             gate: Arc::default(),
             transfers: Default::default(),
@@ -206,16 +222,57 @@ impl Replication {
         }))
     }
 
-    /// Starts the engine on the current Tokio runtime, and holds the registry's
-    /// acknowledgements of pushes that sync policies select until they are delivered.
-    pub fn start(self: &Arc<Self>) {
+    /// Holds the registry's acknowledgements of pushes that sync policies select until
+    /// they are delivered, and returns the engine's loop, for the caller to run under its
+    /// supervisor (`crate::supervisor`).
+    pub fn start(self: &Arc<Self>) -> impl FnMut() -> BoxFuture<'static, ()> + Send + 'static {
         if let Ok(warnings) = self.name_warnings() {
             for warning in warnings {
                 tracing::warn!("{warning}");
             }
         }
         let _ = self.registry.ack_gate.set(self.clone());
-        tokio::spawn(self.clone().run_engine());
+        let this = self.clone();
+        move || Box::pin(this.clone().run_engine())
+    }
+
+    /// Stops the jobs running here (their leases are released, so another node, or this
+    /// one after a restart, takes them up where they were) and waits up to `grace` for
+    /// their runners to end.
+    pub async fn shutdown(&self, grace: std::time::Duration) {
+        let running: Vec<u64> = self
+            .active
+            .lock()
+            .expect("active lock")
+            .keys()
+            .copied()
+            .collect();
+        for id in &running {
+            self.stop_job(*id, Stop::Shutdown);
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while !self.active.lock().expect("active lock").is_empty()
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops job `id` if it runs here; the first reason given is the one that counts.
+    pub(crate) fn stop_job(&self, id: u64, why: Stop) {
+        self.stops
+            .lock()
+            .expect("stops lock")
+            .entry(id)
+            .or_insert(why);
+        if let Some(token) = self.active.lock().expect("active lock").get(&id) {
+            token.cancel();
+        }
+    }
+
+    /// Why job `id` was stopped here, if it was.
+    pub(crate) fn stop_reason(&self, id: u64) -> Option<Stop> {
+        self.stops.lock().expect("stops lock").get(&id).copied()
     }
 
     /// The sealer endpoints' passwords are sealed with.

@@ -29,6 +29,7 @@ use crate::storage::meta::Metadata;
 use crate::storage::paths::DataPaths;
 use crate::storage::sealing::Sealer;
 use crate::storage::store::Store;
+use crate::supervisor::Supervisor;
 
 /// Opens the data directory and builds the registry and access control over it. Must run
 /// inside a Tokio runtime (the audit writer is a task).
@@ -265,11 +266,15 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let registry = open_registry(&config)?;
     let tls = tls_acceptor(&config)?;
-    tokio::spawn(registry::purge::run(
-        registry.clone(),
-        Duration::from_secs(config.registry.upload_ttl_secs),
-        Duration::from_secs(config.registry.upload_purge_interval_secs.max(1)),
-    ));
+    let supervisor = Supervisor::new();
+    {
+        let registry = registry.clone();
+        let ttl = Duration::from_secs(config.registry.upload_ttl_secs);
+        let every = Duration::from_secs(config.registry.upload_purge_interval_secs.max(1));
+        supervisor.spawn("upload-purge", move || {
+            registry::purge::run(registry.clone(), ttl, every)
+        });
+    }
     let sealer = open_sealer(&config)?;
     let plugins = open_plugins(&config, &registry, sealer.clone())?;
     let replication = Replication::new(
@@ -279,8 +284,8 @@ pub async fn run(
         config.replication.clone(),
         node_id(&config)?,
     )?;
-    replication.start();
-    let app = app(registry, plugins, replication);
+    supervisor.spawn("replication-engine", replication.start());
+    let app = app(registry, plugins, replication.clone());
     let local: SocketAddr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     // A plain line on stdout, for people and for scripts that started us on port 0.
@@ -351,12 +356,17 @@ pub async fn run(
     }
     drop(listener);
     tracing::info!("shutting down: no new connections; waiting for requests in flight");
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(Duration::from_secs(config.server.shutdown_grace_secs)) => {
+        () = tokio::time::sleep(grace) => {
             tracing::warn!(grace_secs = config.server.shutdown_grace_secs, "grace period over; closing remaining connections (their uploads stay resumable)");
         }
     }
+    // Background loops stop first, so that none starts a job the runners then abandon.
+    supervisor.shutdown().await;
+    replication.shutdown(grace).await;
+    tracing::info!("background work stopped");
     Ok(())
 }
 

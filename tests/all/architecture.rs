@@ -51,6 +51,7 @@ fn module_of(file: &str) -> &str {
 /// `server`) may use anything.
 const MAY_USE: &[(&str, &[&str])] = &[
     ("allocator", &[]),
+    ("supervisor", &[]),
     ("digest", &[]),
     ("names", &["digest"]),
     ("config", &[]),

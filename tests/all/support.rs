@@ -202,9 +202,20 @@ impl Berth {
         }
     }
 
+    /// Stops with SIGTERM (a graceful shutdown, which must succeed), then starts the same
+    /// data directory again on the same port.
+    pub fn restart_gracefully(&mut self) {
+        assert!(self.terminate(), "berth did not shut down cleanly");
+        self.start_again();
+    }
+
     /// Starts the same data directory again on the same port.
     pub fn restart(&mut self) {
         self.kill9();
+        self.start_again();
+    }
+
+    fn start_again(&mut self) {
         let addr = self.addr.clone();
         // The port was ours a moment ago; retry briefly in case the kernel holds it.
         for _ in 0..50 {

@@ -60,9 +60,7 @@ impl Replication {
                 Ok(job)
             },
         )?;
-        if let Some(token) = self.active.lock().expect("active lock").get(&id) {
-            token.cancel();
-        }
+        self.stop_job(id, Stop::Cancelled);
         self.wake.notify_one();
         Ok(job)
     }

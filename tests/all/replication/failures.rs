@@ -163,6 +163,48 @@ async fn a_job_resumes_after_the_primary_is_killed_mid_run() {
     }
 }
 
+/// A graceful shutdown stops a job where it is (its lease released, nothing cancelled),
+/// and the restarted node takes it up at once and finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_stopped_by_a_graceful_shutdown_resumes_and_nothing_is_cancelled() {
+    let mut primary = Berth::start();
+    let replica = Berth::start();
+    let proxy = FaultyProxy::start(&replica.addr, Fault::Slow(150)).await;
+    berth_endpoint(&primary, "replica", &format!("http://{}", proxy.addr)).await;
+    create_policy(
+        &primary,
+        json!({"name": "bulk", "endpoints": ["replica"], "concurrency": 2}),
+    )
+    .await;
+    let http = client();
+    let mut images = Vec::new();
+    for i in 0..12u64 {
+        images.push(push_image(&http, &primary.url, "team/app", &format!("t{i}"), i).await);
+    }
+    let id = run_policy(&primary, "bulk").await;
+    eventually("a few tasks are done", || async {
+        job(&primary, id).await["tasks"]["succeeded"]
+            .as_u64()
+            .unwrap()
+            >= 2
+    })
+    .await;
+    primary.restart_gracefully();
+    proxy.set(Fault::None);
+    let done = finished(&primary, id).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(done["tasks"]["succeeded"], 12, "{done:#}");
+    assert_eq!(done["tasks"]["cancelled"], 0, "{done:#}");
+    for (i, (digest, _)) in images.iter().enumerate() {
+        assert_eq!(
+            resolve(&http, &replica.url, "team/app", &format!("t{i}"))
+                .await
+                .as_deref(),
+            Some(digest.as_str())
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_replication_requests_are_refused_with_the_reason_and_change_nothing() {
     let berth = Berth::start_configured(&[], QUICK_RETRIES);

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::sides::Sides;
 use crate::replication::Replication;
+use crate::replication::Stop;
 use crate::replication::delegate::{Ahead, TransferRequest};
 use crate::replication::endpoints::EndpointKind;
 use crate::replication::jobs::{
@@ -284,7 +285,13 @@ impl Replication {
                 }
             }
         }
-        self.finish(job.id, cancel.is_cancelled())?;
+        // A job that only stopped running here is recorded by whoever runs it next.
+        if !matches!(
+            self.stop_reason(job.id),
+            Some(Stop::TakenOver | Stop::Shutdown)
+        ) {
+            self.finish(job.id, cancel.is_cancelled())?;
+        }
         Ok(())
     }
 
@@ -431,7 +438,16 @@ impl Replication {
         }
     }
 
+    /// A task stopped before its end: cancelled, unless the job only stopped running
+    /// here (taken over, or this node shutting down), which leaves the task for whoever
+    /// runs the job next.
     fn cancelled(&self, mut task: TaskRecord) -> TaskRecord {
+        if matches!(
+            self.stop_reason(task.job),
+            Some(Stop::TakenOver | Stop::Shutdown)
+        ) {
+            return task;
+        }
         task.status = TaskStatus::Cancelled;
         task.finished_at = Some(now_millis());
         self.save_task(&task, false);

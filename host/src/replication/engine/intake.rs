@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::jobs::lease::{self, Claim, Renewal};
 use crate::replication::jobs::{self, JobScope, JobStatus, TaskStatus, Trigger};
 use crate::replication::policies::{Mode, Selector};
-use crate::replication::{Replication, ReplicationResult};
+use crate::replication::{Replication, ReplicationResult, Stop};
 use crate::storage::meta::changes::{self, Change};
 use crate::storage::store::{Durability, StoreResult, now_millis};
 
@@ -19,30 +19,32 @@ const CHANGE_BATCH: usize = 1000;
 use super::execute::wanted;
 
 impl Replication {
-    /// Takes job `id` over from a node that stopped working on it (this node before a
-    /// restart, or another node whose lease lapsed): the tasks it left running run again,
-    /// which is harmless, since a task skips what its destination already holds.
-    fn take_over(&self, id: u64, from: &str) -> StoreResult<()> {
-        let restarted =
-            self.store
-                .write_blocking(Durability::Immediate, |tx| -> StoreResult<u32> {
-                    let mut restarted = 0;
-                    for mut task in jobs::tasks(tx.read(), id)? {
-                        if task.status == TaskStatus::Running {
-                            task.status = TaskStatus::Pending;
-                            task.not_before = 0;
-                            jobs::put_task(tx, &task)?;
-                            restarted += 1;
-                        }
-                    }
-                    Ok(restarted)
-                })?;
-        tracing::info!(
-            job = id,
-            from,
-            tasks_restarted = restarted,
-            "replication: took over a job its node stopped working on"
-        );
+    /// Restarts the tasks of job `id` (just claimed by this node) that were left running:
+    /// by a node that died or stopped (`from`; possibly this node before a restart), or
+    /// by this node's own shutdown. No one else runs them, since this node holds the
+    /// lease; running them again is harmless, since a task skips what its destination
+    /// already holds.
+    fn restart_abandoned_tasks(&self, id: u64, from: Option<&str>) -> StoreResult<()> {
+        let restarted = self.store.write_blocking(Durability::Immediate, |tx| -> StoreResult<u32> {
+            let mut restarted = 0;
+            for mut task in jobs::tasks(tx.read(), id)? {
+                if task.status == TaskStatus::Running {
+                    task.status = TaskStatus::Pending;
+                    task.not_before = 0;
+                    jobs::put_task(tx, &task)?;
+                    restarted += 1;
+                }
+            }
+            Ok(restarted)
+        })?;
+        if from.is_some() || restarted > 0 {
+            tracing::info!(
+                job = id,
+                from = from.unwrap_or("(no lease)"),
+                tasks_restarted = restarted,
+                "replication: resuming a job its node stopped working on"
+            );
+        }
         Ok(())
     }
 
@@ -209,9 +211,7 @@ impl Replication {
             let Claim::Taken { taken_over_from } = claim else {
                 continue;
             };
-            if let Some(from) = taken_over_from {
-                self.take_over(job.id, &from)?;
-            }
+            self.restart_abandoned_tasks(job.id, taken_over_from.as_deref())?;
             let token = CancellationToken::new();
             self.active
                 .lock()
@@ -235,6 +235,7 @@ impl Replication {
                     tracing::warn!(job = id, error = %e, "replication: cannot release a job's lease; it lapses on its own");
                 }
                 this.active.lock().expect("active lock").remove(&id);
+                this.stops.lock().expect("stops lock").remove(&id);
                 // Keep the record of finished jobs bounded as they finish, not only every
                 // few minutes (goharbor/harbor#16764).
                 if let Err(e) = this.cleanup() {
@@ -275,7 +276,7 @@ impl Replication {
                         job = id,
                         "replication: the job was cancelled or ended elsewhere; stopping it here"
                     );
-                    token.cancel();
+                    self.stop_job(id, Stop::Cancelled);
                     return;
                 }
                 Ok(Ok(Renewal::Lost)) => {
@@ -283,7 +284,7 @@ impl Replication {
                         job = id,
                         "replication: another node took this job over; stopping it here"
                     );
-                    token.cancel();
+                    self.stop_job(id, Stop::TakenOver);
                     return;
                 }
                 // The store is unreachable: keep working; if it stays so, the lease
