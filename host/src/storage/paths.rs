@@ -4,8 +4,10 @@
 //! <data-dir>/
 //! ├── berth.redb                  metadata: repositories, links, manifests, tags,
 //! │                               referrers, upload sessions (see storage::meta); users,
-//! │                               projects, members, robots (see auth)
+//! │                               projects, members, robots, plugins, replication
+//! │                               settings, jobs (see storage::backends::redb)
 //! ├── audit.redb                  the audit log, apart so its writes never slow reads
+//! ├── node-id                     this node's generated name (unless configured)
 //! ├── keys/token-ed25519.key      the token signing key (0600)
 //! ├── blobs/
 //! │   ├── sha256/<hh>/<hex>       blob content named by its digest; written once,
