@@ -53,6 +53,10 @@ impl From<crate::storage::meta::MetaError> for AuthStoreError {
     }
 }
 
+/// How often a node looks whether access was revoked elsewhere (see
+/// [`AccessControl::watch_revocations`]).
+pub const REVOCATION_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Result alias for auth store operations.
 pub type AuthResult<T> = Result<T, AuthStoreError>;
 
@@ -66,13 +70,21 @@ pub(crate) mod testing {
     /// returned guard). Must run inside a Tokio runtime (the audit writer is a task).
     pub(crate) fn access_control() -> (AccessControl, tempfile::TempDir) {
         let (store, dir) = crate::storage::testing::redb_store();
-        let auth = AccessControl::new(
+        (over(store, &dir), dir)
+    }
+
+    /// Access control over `store` (one node of several sharing it), with its own data
+    /// directory in `dir`.
+    pub(crate) fn over(
+        store: crate::storage::store::Store,
+        dir: &tempfile::TempDir,
+    ) -> AccessControl {
+        AccessControl::new(
             store,
             crate::config::AuthConfig::default(),
             &crate::config::KeysConfig::default(),
             dir.path(),
         )
-        .expect("access control over a fresh store");
-        (auth, dir)
+        .expect("access control over the store")
     }
 }

@@ -275,6 +275,12 @@ pub async fn run(
             registry::purge::run(registry.clone(), ttl, every)
         });
     }
+    {
+        let auth = registry.auth.clone();
+        supervisor.spawn("revocation-watch", move || {
+            auth.clone().watch_revocations(crate::auth::REVOCATION_POLL)
+        });
+    }
     let sealer = open_sealer(&config)?;
     let plugins = open_plugins(&config, &registry, sealer.clone())?;
     let replication = Replication::new(

@@ -94,6 +94,9 @@ pub struct AccessControl {
     subjects: Mutex<HashMap<String, CachedSubject>>,
     /// Bumped by every change to users, robots or memberships that could revoke access.
     generation: std::sync::atomic::AtomicU64,
+    /// The store's revocation counter when this node last looked (see
+    /// [`AccessControl::watch_revocations`]).
+    revision_seen: std::sync::atomic::AtomicU64,
     config: AuthConfig,
 }
 
@@ -144,6 +147,7 @@ impl AccessControl {
             Duration::from_secs(config.audit_retention_days * 86_400),
         );
         let window = Duration::from_secs(config.login_window_secs);
+        let revision = store.read_blocking(|tx| tx.auth().revision())?;
         Ok(AccessControl {
             store,
             tokens,
@@ -154,6 +158,7 @@ impl AccessControl {
             checks: PasswordChecks::new(config.password_check_memory_mib.saturating_mul(1024)),
             subjects: Mutex::new(HashMap::new()),
             generation: std::sync::atomic::AtomicU64::new(0),
+            revision_seen: std::sync::atomic::AtomicU64::new(revision),
             config,
         })
     }
@@ -268,6 +273,31 @@ impl AccessControl {
             .get(key)
             .filter(|(_, at)| at.elapsed() < ttl)
             .map(|(p, _)| p.clone())
+    }
+
+    /// Forgets the logins this node cached whenever the store's revocation counter moved
+    /// (a password change, a disable or deletion, on any node): looks every `every`, for as
+    /// long as it runs. What another node revoked is refused here within `every` and a
+    /// read.
+    pub async fn watch_revocations(self: Arc<Self>, every: Duration) {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match self.store.read(|tx| tx.auth().revision()).await {
+                Ok(revision) => {
+                    let seen = self
+                        .revision_seen
+                        .swap(revision, std::sync::atomic::Ordering::AcqRel);
+                    if seen != revision {
+                        self.invalidate_cached_logins();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the revocation counter; cached logins are kept until it answers")
+                }
+            }
+        }
     }
 
     /// Forgets cached logins and token subjects (after a password change, a disable, a

@@ -108,6 +108,7 @@ impl AccessControl {
                     r.disabled = disabled;
                 }
                 tx.auth().put_user(&owned, &r)?;
+                tx.auth().bump_revision()?;
                 Ok(r)
             })
             .await?;
@@ -120,7 +121,10 @@ impl AccessControl {
         let owned = name.to_owned();
         let found = self
             .store()
-            .write(move |tx| -> AuthResult<bool> { Ok(tx.auth().remove_user(&owned)?) })
+            .write(move |tx| -> AuthResult<bool> {
+                tx.auth().bump_revision()?;
+                Ok(tx.auth().remove_user(&owned)?)
+            })
             .await?;
         if !found {
             return Err(no_user(name));
@@ -165,6 +169,7 @@ impl AccessControl {
                 r.password_hash = new_hash.clone();
                 r.password_changed_at = now_millis();
                 tx.auth().put_user(&owned, &r)?;
+                tx.auth().bump_revision()?;
                 Ok(())
             })
             .await?;

@@ -25,18 +25,20 @@ impl Replication {
     /// lease; running them again is harmless, since a task skips what its destination
     /// already holds.
     fn restart_abandoned_tasks(&self, id: u64, from: Option<&str>) -> StoreResult<()> {
-        let restarted = self.store.write_blocking(Durability::Immediate, |tx| -> StoreResult<u32> {
-            let mut restarted = 0;
-            for mut task in jobs::tasks(tx.read(), id)? {
-                if task.status == TaskStatus::Running {
-                    task.status = TaskStatus::Pending;
-                    task.not_before = 0;
-                    jobs::put_task(tx, &task)?;
-                    restarted += 1;
-                }
-            }
-            Ok(restarted)
-        })?;
+        let restarted =
+            self.store
+                .write_blocking(Durability::Immediate, |tx| -> StoreResult<u32> {
+                    let mut restarted = 0;
+                    for mut task in jobs::tasks(tx.read(), id)? {
+                        if task.status == TaskStatus::Running {
+                            task.status = TaskStatus::Pending;
+                            task.not_before = 0;
+                            jobs::put_task(tx, &task)?;
+                            restarted += 1;
+                        }
+                    }
+                    Ok(restarted)
+                })?;
         if from.is_some() || restarted > 0 {
             tracing::info!(
                 job = id,

@@ -37,7 +37,25 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The PostgreSQL side of [`crate::storage::store::Store`].
 pub struct PgStore {
-    pool: r2d2::Pool<Connector>,
+    /// Taken only by `drop`.
+    pool: Option<r2d2::Pool<Connector>>,
+}
+
+/// The synchronous client closes a connection by blocking on its own runtime, which
+/// panics on a Tokio worker (and aborts the process when it happens during a panic): the
+/// last handle to the store may well be dropped there (a task aborted at shutdown), so
+/// the pool is closed on a thread of its own.
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        let Some(pool) = self.pool.take() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let _ = std::thread::Builder::new()
+                .name("berth-pg-close".into())
+                .spawn(move || drop(pool));
+        }
+    }
 }
 
 /// Opens connections for the pool. Holds the parsed configuration, never printed: it
@@ -95,7 +113,7 @@ impl PgStore {
             .error_handler(Box::new(PoolErrors))
             .build(Connector { config })
             .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
-        let store = PgStore { pool };
+        let store = PgStore { pool: Some(pool) };
         let mut conn = store.connection()?;
         schema::prepare(&mut conn.client)?;
         Ok(store)
@@ -103,6 +121,8 @@ impl PgStore {
 
     fn connection(&self) -> StoreResult<r2d2::PooledConnection<Connector>> {
         self.pool
+            .as_ref()
+            .expect("the pool is taken only by drop")
             .get()
             .map_err(|e| StoreError::Backend(format!("no PostgreSQL connection: {e}")))
     }

@@ -138,6 +138,9 @@ pub trait AuthRead {
     fn robot(&self, name: &str) -> StoreResult<Option<RobotRecord>>;
     /// Every robot account with its name, in name order.
     fn robots(&self) -> StoreResult<Vec<(String, RobotRecord)>>;
+    /// The revocation counter: it grows with every change that can take access away, so
+    /// that every node forgets the logins it cached (0 when nothing was ever revoked).
+    fn revision(&self) -> StoreResult<u64>;
 }
 
 /// Writes of the auth tables. Removing a user or a project removes its memberships in the
@@ -160,4 +163,6 @@ pub trait AuthWrite: AuthRead {
     fn put_robot(&self, name: &str, record: &RobotRecord) -> StoreResult<()>;
     /// Removes robot `name`; false if there was none.
     fn remove_robot(&self, name: &str) -> StoreResult<bool>;
+    /// Counts one more revocation; returns the new revision.
+    fn bump_revision(&self) -> StoreResult<u64>;
 }

@@ -13,7 +13,8 @@ use crate::storage::tables::auth::{
 
 pub(super) const SCHEMA: Component = Component {
     name: "auth",
-    steps: &[r#"
+    steps: &[
+        r#"
         CREATE TABLE users (
             name text COLLATE "C" PRIMARY KEY,
             password_hash text NOT NULL,
@@ -45,7 +46,15 @@ pub(super) const SCHEMA: Component = Component {
             created_by text NOT NULL,
             created_at timestamptz NOT NULL
         );
-    "#],
+    "#,
+        // Version 2: the revocation counter every node watches.
+        r#"
+        CREATE TABLE auth_state (
+            key text COLLATE "C" PRIMARY KEY,
+            value bigint NOT NULL
+        );
+    "#,
+    ],
 };
 
 fn user(row: &Row) -> (String, UserRecord) {
@@ -169,6 +178,13 @@ impl AuthRead for PgTx<'_> {
         .transpose()
     }
 
+    fn revision(&self) -> StoreResult<u64> {
+        Ok(self
+            .query_opt("SELECT value FROM auth_state WHERE key = 'revision'", &[])?
+            .map(|row| row.get::<_, i64>(0) as u64)
+            .unwrap_or(0))
+    }
+
     fn robots(&self) -> StoreResult<Vec<(String, RobotRecord)>> {
         self.query(
             "SELECT name, secret_digest, description, grants, expires_at, disabled, created_by, created_at FROM robots ORDER BY name",
@@ -259,6 +275,18 @@ impl AuthWrite for PgTx<'_> {
             ],
         )?;
         Ok(())
+    }
+
+    fn bump_revision(&self) -> StoreResult<u64> {
+        let row = self
+            .query_opt(
+                "INSERT INTO auth_state (key, value) VALUES ('revision', 1)
+                 ON CONFLICT (key) DO UPDATE SET value = auth_state.value + 1
+                 RETURNING value",
+                &[],
+            )?
+            .expect("INSERT … RETURNING returns a row");
+        Ok(row.get::<_, i64>(0) as u64)
     }
 
     fn remove_robot(&self, name: &str) -> StoreResult<bool> {

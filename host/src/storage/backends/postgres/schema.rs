@@ -138,6 +138,7 @@ mod tests {
         tx.auth().members("p")?;
         tx.auth().role("p", "u")?;
         tx.auth().robots()?;
+        tx.auth().revision()?;
         tx.audit().page(&Default::default(), 10)?;
         tx.jobs().jobs("k", &Default::default(), 5)?;
         tx.jobs().tasks(1)?;

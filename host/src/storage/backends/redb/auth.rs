@@ -15,16 +15,24 @@ const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const PROJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("projects");
 const MEMBERS: TableDefinition<(&str, &str), &str> = TableDefinition::new("members");
 const ROBOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("robots");
+/// Counters: `revision`.
+const STATE: TableDefinition<&str, u64> = TableDefinition::new("auth_state");
 
 /// The auth tables, versioned on their own (the same component and version as before
 /// they moved behind the storage interface, so existing data directories open as they are).
 pub(super) const SCHEMA: Component = Component {
     name: "auth",
-    current: 1,
-    migrations: &[Migration {
-        from: 0,
-        apply: create_v1,
-    }],
+    current: 2,
+    migrations: &[
+        Migration {
+            from: 0,
+            apply: create_v1,
+        },
+        Migration {
+            from: 1,
+            apply: add_revision,
+        },
+    ],
 };
 
 fn create_v1(tx: &WriteTransaction) -> MetaResult<()> {
@@ -32,6 +40,12 @@ fn create_v1(tx: &WriteTransaction) -> MetaResult<()> {
     tx.open_table(PROJECTS)?;
     tx.open_table(MEMBERS)?;
     tx.open_table(ROBOTS)?;
+    Ok(())
+}
+
+/// Version 2: the revocation counter every node watches.
+fn add_revision(tx: &WriteTransaction) -> MetaResult<()> {
+    tx.open_table(STATE)?;
     Ok(())
 }
 
@@ -92,6 +106,16 @@ impl<T: Reader> AuthRead for RedbTx<T> {
 
     fn robots(&self) -> StoreResult<Vec<(String, RobotRecord)>> {
         Ok(meta::list_named(&self.0, ROBOTS, "robots")?)
+    }
+
+    fn revision(&self) -> StoreResult<u64> {
+        Ok(self
+            .0
+            .open(STATE)?
+            .get("revision")
+            .map_err(backend)?
+            .map(|v| v.value())
+            .unwrap_or(0))
     }
 }
 
@@ -188,6 +212,16 @@ impl AuthWrite for RedbTx<WriteTransaction> {
             .insert(name, encode(record).as_slice())
             .map_err(backend)?;
         Ok(())
+    }
+
+    fn bump_revision(&self) -> StoreResult<u64> {
+        let next = self.revision()? + 1;
+        self.0
+            .open_table(STATE)
+            .map_err(backend)?
+            .insert("revision", next)
+            .map_err(backend)?;
+        Ok(next)
     }
 
     fn remove_robot(&self, name: &str) -> StoreResult<bool> {
