@@ -217,8 +217,9 @@ impl Store {
 
     /// Runs `f` in a write transaction and commits it with `durability` if it returns
     /// `Ok`; nothing of it is kept if it returns `Err`. `f` may run more than once (see
-    /// the module's documentation). Blocks: call from a blocking context, or use
-    /// [`Store::write`].
+    /// the module's documentation). Blocks: from async code prefer [`Store::write`]; when
+    /// called on a multi-threaded runtime's worker anyway, it hands the worker's other
+    /// tasks to another thread before it waits.
     pub fn write_blocking<T, E>(
         &self,
         durability: Durability,
@@ -228,7 +229,8 @@ impl Store {
         E: From<StoreError>,
     {
         match &*self.backend {
-            Backend::Redb(store) => store.write(durability, f),
+            // A redb commit waits for the disk: off the async workers, if called there.
+            Backend::Redb(store) => off_the_workers(|| store.write(durability, f)),
             Backend::Postgres(store) => store.write(durability, f),
         }
     }
@@ -276,6 +278,21 @@ pub fn now_millis() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// Runs `f`, which waits for a disk or a network, where that is allowed: as is on a
+/// blocking thread or outside any runtime; through `block_in_place` on a multi-threaded
+/// runtime's worker, which hands the worker's other tasks to another thread first, so
+/// that no request waits behind an fsync. (On a current-thread runtime there is no other
+/// thread to hand them to; such runtimes are tests and the command line.)
+pub(crate) fn off_the_workers<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
 }
 
 /// Runs `f` on tokio's blocking pool; a panic in it is re-raised in the caller.

@@ -131,7 +131,7 @@ impl PgStore {
     where
         E: From<StoreError>,
     {
-        off_the_workers(|| self.read_here(f))
+        crate::storage::store::off_the_workers(|| self.read_here(f))
     }
 
     fn read_here<T, E>(&self, f: impl FnOnce(&dyn ReadTx) -> Result<T, E>) -> Result<T, E>
@@ -160,7 +160,7 @@ impl PgStore {
     where
         E: From<StoreError>,
     {
-        off_the_workers(|| self.write_here(durability, f))
+        crate::storage::store::off_the_workers(|| self.write_here(durability, f))
     }
 
     fn write_here<T, E>(
@@ -204,19 +204,6 @@ impl PgStore {
     }
 }
 
-/// Runs `f`, which waits on the network, where that is allowed: as is on a blocking
-/// thread or outside any runtime; through `block_in_place` on a multi-threaded runtime's
-/// worker (a plugin's host import, say), which moves the worker's other tasks elsewhere.
-/// The synchronous client cannot run on a current-thread runtime's thread at all.
-fn off_the_workers<T>(f: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
-}
 
 /// A jittered, growing pause before a conflicted transaction runs again, so that the
 /// transactions that collided do not collide again in step.
