@@ -149,11 +149,19 @@ impl AccessControl {
         let window = Duration::from_secs(config.login_window_secs);
         let revision = store.read_blocking(|tx| tx.auth().revision())?;
         Ok(AccessControl {
-            store,
+            store: store.clone(),
             tokens,
             audit,
-            per_account: FailureLimiter::new(config.login_failures_per_account, window),
-            per_source: FailureLimiter::new(config.login_failures_per_source, window),
+            per_account: FailureLimiter::new(
+                store.clone(),
+                config.login_failures_per_account,
+                window,
+            ),
+            per_source: FailureLimiter::new(
+                store.clone(),
+                config.login_failures_per_source,
+                window,
+            ),
             basic_cache: Mutex::new(HashMap::new()),
             checks: PasswordChecks::new(config.password_check_memory_mib.saturating_mul(1024)),
             subjects: Mutex::new(HashMap::new()),
@@ -216,21 +224,21 @@ impl AccessControl {
     ) -> Result<Principal, AuthError> {
         let account_key = format!("account:{}", username.to_ascii_lowercase());
         let source_key = format!("source:{source}");
-        if let Some(wait) = self
-            .per_account
-            .blocked(&account_key)
-            .or_else(|| self.per_source.blocked(&source_key))
-        {
+        let blocked = match self.per_account.blocked(&account_key)? {
+            Some(wait) => Some(wait),
+            None => self.per_source.blocked(&source_key)?,
+        };
+        if let Some(wait) = blocked {
             return Err(AuthError::RateLimited(wait));
         }
         match self.check_password(username, password)? {
             Some(principal) => {
-                self.per_account.succeed(&account_key);
+                self.per_account.succeed(&account_key)?;
                 Ok(principal)
             }
             None => {
-                self.per_account.fail(&account_key);
-                self.per_source.fail(&source_key);
+                self.per_account.fail(&account_key)?;
+                self.per_source.fail(&source_key)?;
                 Err(AuthError::BadCredentials)
             }
         }

@@ -204,7 +204,6 @@ impl PgStore {
     }
 }
 
-
 /// A jittered, growing pause before a conflicted transaction runs again, so that the
 /// transactions that collided do not collide again in step.
 fn backoff(attempt: u32) -> Duration {

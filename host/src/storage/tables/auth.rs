@@ -118,6 +118,15 @@ impl Role {
     }
 }
 
+/// Failed logins of one key (an account, a source address) in the current window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureWindow {
+    /// When the window began (ms since the epoch).
+    pub started: u64,
+    /// Failures in it.
+    pub failures: u32,
+}
+
 /// Reads of the auth tables.
 pub trait AuthRead {
     /// The user named `name`.
@@ -141,6 +150,8 @@ pub trait AuthRead {
     /// The revocation counter: it grows with every change that can take access away, so
     /// that every node forgets the logins it cached (0 when nothing was ever revoked).
     fn revision(&self) -> StoreResult<u64>;
+    /// The failed-login window of `key`.
+    fn login_failures(&self, key: &str) -> StoreResult<Option<FailureWindow>>;
 }
 
 /// Writes of the auth tables. Removing a user or a project removes its memberships in the
@@ -165,4 +176,11 @@ pub trait AuthWrite: AuthRead {
     fn remove_robot(&self, name: &str) -> StoreResult<bool>;
     /// Counts one more revocation; returns the new revision.
     fn bump_revision(&self) -> StoreResult<u64>;
+    /// Stores the failed-login window of `key`.
+    fn put_login_failures(&self, key: &str, window: &FailureWindow) -> StoreResult<()>;
+    /// Forgets `key`'s failed logins; false if there were none.
+    fn remove_login_failures(&self, key: &str) -> StoreResult<bool>;
+    /// Forgets every window that began before `started` (ms since the epoch); returns how
+    /// many.
+    fn remove_login_failures_before(&self, started: u64) -> StoreResult<u64>;
 }

@@ -8,7 +8,7 @@ use super::schema::Component;
 use super::{PgTx, decode_error, millis, timestamp};
 use crate::storage::store::StoreResult;
 use crate::storage::tables::auth::{
-    AuthRead, AuthWrite, ProjectRecord, RobotGrant, RobotRecord, Role, UserRecord,
+    AuthRead, AuthWrite, FailureWindow, ProjectRecord, RobotGrant, RobotRecord, Role, UserRecord,
 };
 
 pub(super) const SCHEMA: Component = Component {
@@ -53,6 +53,15 @@ pub(super) const SCHEMA: Component = Component {
             key text COLLATE "C" PRIMARY KEY,
             value bigint NOT NULL
         );
+    "#,
+        // Version 3: failed logins, shared by every node.
+        r#"
+        CREATE TABLE login_failures (
+            key text COLLATE "C" PRIMARY KEY,
+            started timestamptz NOT NULL,
+            failures integer NOT NULL
+        );
+        CREATE INDEX login_failures_by_start ON login_failures (started);
     "#,
     ],
 };
@@ -178,6 +187,18 @@ impl AuthRead for PgTx<'_> {
         .transpose()
     }
 
+    fn login_failures(&self, key: &str) -> StoreResult<Option<FailureWindow>> {
+        Ok(self
+            .query_opt(
+                "SELECT started, failures FROM login_failures WHERE key = $1",
+                &[&key],
+            )?
+            .map(|row| FailureWindow {
+                started: millis(row.get("started")),
+                failures: row.get::<_, i32>("failures") as u32,
+            }))
+    }
+
     fn revision(&self) -> StoreResult<u64> {
         Ok(self
             .query_opt("SELECT value FROM auth_state WHERE key = 'revision'", &[])?
@@ -275,6 +296,30 @@ impl AuthWrite for PgTx<'_> {
             ],
         )?;
         Ok(())
+    }
+
+    fn put_login_failures(&self, key: &str, window: &FailureWindow) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO login_failures (key, started, failures) VALUES ($1, $2, $3)
+             ON CONFLICT (key) DO UPDATE SET started = EXCLUDED.started, failures = EXCLUDED.failures",
+            &[
+                &key,
+                &timestamp(window.started),
+                &(window.failures.min(i32::MAX as u32) as i32),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn remove_login_failures(&self, key: &str) -> StoreResult<bool> {
+        Ok(self.execute("DELETE FROM login_failures WHERE key = $1", &[&key])? > 0)
+    }
+
+    fn remove_login_failures_before(&self, started: u64) -> StoreResult<u64> {
+        self.execute(
+            "DELETE FROM login_failures WHERE started < $1",
+            &[&timestamp(started)],
+        )
     }
 
     fn bump_revision(&self) -> StoreResult<u64> {

@@ -139,6 +139,7 @@ mod tests {
         tx.auth().role("p", "u")?;
         tx.auth().robots()?;
         tx.auth().revision()?;
+        tx.auth().login_failures("k")?;
         tx.audit().page(&Default::default(), 10)?;
         tx.jobs().jobs("k", &Default::default(), 5)?;
         tx.jobs().tasks(1)?;

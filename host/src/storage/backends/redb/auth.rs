@@ -8,7 +8,7 @@ use crate::storage::meta::schema::{Component, Migration};
 use crate::storage::meta::{self, KEY_END, MetaResult, Reader, encode};
 use crate::storage::store::StoreResult;
 use crate::storage::tables::auth::{
-    AuthRead, AuthWrite, ProjectRecord, RobotRecord, Role, UserRecord,
+    AuthRead, AuthWrite, FailureWindow, ProjectRecord, RobotRecord, Role, UserRecord,
 };
 
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
@@ -17,12 +17,14 @@ const MEMBERS: TableDefinition<(&str, &str), &str> = TableDefinition::new("membe
 const ROBOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("robots");
 /// Counters: `revision`.
 const STATE: TableDefinition<&str, u64> = TableDefinition::new("auth_state");
+/// Failed logins by key: (window start in ms, failures).
+const FAILURES: TableDefinition<&str, (u64, u32)> = TableDefinition::new("login_failures");
 
 /// The auth tables, versioned on their own (the same component and version as before
 /// they moved behind the storage interface, so existing data directories open as they are).
 pub(super) const SCHEMA: Component = Component {
     name: "auth",
-    current: 2,
+    current: 3,
     migrations: &[
         Migration {
             from: 0,
@@ -31,6 +33,10 @@ pub(super) const SCHEMA: Component = Component {
         Migration {
             from: 1,
             apply: add_revision,
+        },
+        Migration {
+            from: 2,
+            apply: add_login_failures,
         },
     ],
 };
@@ -46,6 +52,12 @@ fn create_v1(tx: &WriteTransaction) -> MetaResult<()> {
 /// Version 2: the revocation counter every node watches.
 fn add_revision(tx: &WriteTransaction) -> MetaResult<()> {
     tx.open_table(STATE)?;
+    Ok(())
+}
+
+/// Version 3: failed logins, shared by every node (they were counted per process).
+fn add_login_failures(tx: &WriteTransaction) -> MetaResult<()> {
+    tx.open_table(FAILURES)?;
     Ok(())
 }
 
@@ -106,6 +118,13 @@ impl<T: Reader> AuthRead for RedbTx<T> {
 
     fn robots(&self) -> StoreResult<Vec<(String, RobotRecord)>> {
         Ok(meta::list_named(&self.0, ROBOTS, "robots")?)
+    }
+
+    fn login_failures(&self, key: &str) -> StoreResult<Option<FailureWindow>> {
+        Ok(self.0.open(FAILURES)?.get(key).map_err(backend)?.map(|v| {
+            let (started, failures) = v.value();
+            FailureWindow { started, failures }
+        }))
     }
 
     fn revision(&self) -> StoreResult<u64> {
@@ -212,6 +231,33 @@ impl AuthWrite for RedbTx<WriteTransaction> {
             .insert(name, encode(record).as_slice())
             .map_err(backend)?;
         Ok(())
+    }
+
+    fn put_login_failures(&self, key: &str, window: &FailureWindow) -> StoreResult<()> {
+        self.0
+            .open_table(FAILURES)
+            .map_err(backend)?
+            .insert(key, (window.started, window.failures))
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn remove_login_failures(&self, key: &str) -> StoreResult<bool> {
+        Ok(self
+            .0
+            .open_table(FAILURES)
+            .map_err(backend)?
+            .remove(key)
+            .map_err(backend)?
+            .is_some())
+    }
+
+    fn remove_login_failures_before(&self, started: u64) -> StoreResult<u64> {
+        let mut table = self.0.open_table(FAILURES).map_err(backend)?;
+        Ok(table
+            .extract_if(|_, (window_started, _)| window_started < started)
+            .map_err(backend)?
+            .count() as u64)
     }
 
     fn bump_revision(&self) -> StoreResult<u64> {
