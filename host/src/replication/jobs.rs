@@ -319,53 +319,37 @@ impl TaskRecord {
 /// The kind replication's jobs have in the shared runner.
 pub const KIND: &str = "replication";
 
-impl From<JobStatus> for RunState {
-    fn from(s: JobStatus) -> RunState {
-        match s {
-            JobStatus::Pending => RunState::Pending,
-            JobStatus::Running => RunState::Running,
-            JobStatus::Succeeded => RunState::Succeeded,
-            JobStatus::Failed => RunState::Failed,
-            JobStatus::Cancelled => RunState::Cancelled,
+/// Replication's job and task states are the runner's, under replication's names (kept
+/// apart so the API's schema names them as before).
+macro_rules! same_states {
+    ($($own:ident),*) => {$(
+        impl From<$own> for RunState {
+            fn from(s: $own) -> RunState {
+                match s {
+                    $own::Pending => RunState::Pending,
+                    $own::Running => RunState::Running,
+                    $own::Succeeded => RunState::Succeeded,
+                    $own::Failed => RunState::Failed,
+                    $own::Cancelled => RunState::Cancelled,
+                }
+            }
         }
-    }
+
+        impl From<RunState> for $own {
+            fn from(s: RunState) -> $own {
+                match s {
+                    RunState::Pending => $own::Pending,
+                    RunState::Running => $own::Running,
+                    RunState::Succeeded => $own::Succeeded,
+                    RunState::Failed => $own::Failed,
+                    RunState::Cancelled => $own::Cancelled,
+                }
+            }
+        }
+    )*};
 }
 
-impl From<RunState> for JobStatus {
-    fn from(s: RunState) -> JobStatus {
-        match s {
-            RunState::Pending => JobStatus::Pending,
-            RunState::Running => JobStatus::Running,
-            RunState::Succeeded => JobStatus::Succeeded,
-            RunState::Failed => JobStatus::Failed,
-            RunState::Cancelled => JobStatus::Cancelled,
-        }
-    }
-}
-
-impl From<TaskStatus> for RunState {
-    fn from(s: TaskStatus) -> RunState {
-        match s {
-            TaskStatus::Pending => RunState::Pending,
-            TaskStatus::Running => RunState::Running,
-            TaskStatus::Succeeded => RunState::Succeeded,
-            TaskStatus::Failed => RunState::Failed,
-            TaskStatus::Cancelled => RunState::Cancelled,
-        }
-    }
-}
-
-impl From<RunState> for TaskStatus {
-    fn from(s: RunState) -> TaskStatus {
-        match s {
-            RunState::Pending => TaskStatus::Pending,
-            RunState::Running => TaskStatus::Running,
-            RunState::Succeeded => TaskStatus::Succeeded,
-            RunState::Failed => TaskStatus::Failed,
-            RunState::Cancelled => TaskStatus::Cancelled,
-        }
-    }
-}
+same_states!(JobStatus, TaskStatus);
 
 /// What of a job is replication's own, kept as the runner's `detail`.
 #[derive(Serialize, Deserialize)]

@@ -100,31 +100,45 @@ async fn a_failing_destination_is_retried_and_reported_while_the_others_carry_on
     assert_eq!(job(&primary, id).await["status"], "failed");
 }
 
+/// A policy `bulk` from `primary` to `replica` through a proxy that slows every request
+/// by 150 ms, `images` images pushed, and a run of it with at least `done` tasks finished:
+/// the proxy (set it to `Fault::None` to let the job finish), the images and the job id.
+async fn slow_bulk_job_under_way(
+    primary: &Berth,
+    replica: &Berth,
+    images: u64,
+    done: u64,
+) -> (FaultyProxy, Vec<(String, Vec<u8>)>, u64) {
+    let proxy = FaultyProxy::start(&replica.addr, Fault::Slow(150)).await;
+    berth_endpoint(primary, "replica", &format!("http://{}", proxy.addr)).await;
+    create_policy(
+        primary,
+        json!({"name": "bulk", "endpoints": ["replica"], "concurrency": 2}),
+    )
+    .await;
+    let http = client();
+    let mut pushed = Vec::new();
+    for i in 0..images {
+        pushed.push(push_image(&http, &primary.url, "team/app", &format!("t{i}"), i).await);
+    }
+    let id = run_policy(primary, "bulk").await;
+    eventually("a few tasks are done", || async {
+        job(primary, id).await["tasks"]["succeeded"]
+            .as_u64()
+            .unwrap()
+            >= done
+    })
+    .await;
+    (proxy, pushed, id)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_resumes_after_the_primary_is_killed_mid_run() {
     let mut primary = Berth::start();
     let replica = Berth::start();
     // Slow enough that the kill lands mid-job.
-    let proxy = FaultyProxy::start(&replica.addr, Fault::Slow(150)).await;
-    berth_endpoint(&primary, "replica", &format!("http://{}", proxy.addr)).await;
-    create_policy(
-        &primary,
-        json!({"name": "bulk", "endpoints": ["replica"], "concurrency": 2}),
-    )
-    .await;
+    let (proxy, images, id) = slow_bulk_job_under_way(&primary, &replica, 20, 3).await;
     let http = client();
-    let mut images = Vec::new();
-    for i in 0..20u64 {
-        images.push(push_image(&http, &primary.url, "team/app", &format!("t{i}"), i).await);
-    }
-    let id = run_policy(&primary, "bulk").await;
-    eventually("a few tasks are done", || async {
-        job(&primary, id).await["tasks"]["succeeded"]
-            .as_u64()
-            .unwrap()
-            >= 3
-    })
-    .await;
     let before = job(&primary, id).await;
     primary.restart(); // kill -9, then start on the same data directory
     proxy.set(Fault::None);
@@ -169,26 +183,8 @@ async fn a_job_resumes_after_the_primary_is_killed_mid_run() {
 async fn a_job_stopped_by_a_graceful_shutdown_resumes_and_nothing_is_cancelled() {
     let mut primary = Berth::start();
     let replica = Berth::start();
-    let proxy = FaultyProxy::start(&replica.addr, Fault::Slow(150)).await;
-    berth_endpoint(&primary, "replica", &format!("http://{}", proxy.addr)).await;
-    create_policy(
-        &primary,
-        json!({"name": "bulk", "endpoints": ["replica"], "concurrency": 2}),
-    )
-    .await;
+    let (proxy, images, id) = slow_bulk_job_under_way(&primary, &replica, 12, 2).await;
     let http = client();
-    let mut images = Vec::new();
-    for i in 0..12u64 {
-        images.push(push_image(&http, &primary.url, "team/app", &format!("t{i}"), i).await);
-    }
-    let id = run_policy(&primary, "bulk").await;
-    eventually("a few tasks are done", || async {
-        job(&primary, id).await["tasks"]["succeeded"]
-            .as_u64()
-            .unwrap()
-            >= 2
-    })
-    .await;
     primary.restart_gracefully();
     proxy.set(Fault::None);
     let done = finished(&primary, id).await;
