@@ -175,8 +175,18 @@ impl Store {
     /// the schema to this build's, under a lock that several nodes starting together share.
     /// Blocks: call from a blocking context.
     pub fn postgres(url: &str, connections: u32) -> StoreResult<Store> {
+        Store::postgres_with_ca(url, connections, None)
+    }
+
+    /// [`Store::postgres`], trusting the CA certificates in `ca_pem` (PEM) beside the
+    /// system's roots for the server's TLS certificate.
+    pub fn postgres_with_ca(
+        url: &str,
+        connections: u32,
+        ca_pem: Option<&[u8]>,
+    ) -> StoreResult<Store> {
         Ok(Store {
-            backend: Arc::new(Backend::Postgres(PgStore::open(url, connections)?)),
+            backend: Arc::new(Backend::Postgres(PgStore::open(url, connections, ca_pem)?)),
         })
     }
 

@@ -107,6 +107,24 @@ fn which(program: &str) -> Result<PathBuf, ()> {
 /// shell that waits on a pipe from this process: when the process exits, however it
 /// exits, the pipe closes and the shell stops the server and removes the directory.
 fn start_server() -> Server {
+    start_server_with(None)
+}
+
+/// A server of its own that accepts TLS with a self-signed certificate for `127.0.0.1`,
+/// and that certificate's PEM (its own CA): `(connection string without a database,
+/// CA PEM)`.
+pub(crate) fn tls_server() -> (String, String) {
+    static TLS: OnceLock<(String, String)> = OnceLock::new();
+    TLS.get_or_init(|| {
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        let (cert_pem, key_pem) = (cert.cert.pem(), cert.signing_key.serialize_pem());
+        let server = start_server_with(Some((&cert_pem, &key_pem)));
+        (server.base, cert_pem)
+    })
+    .clone()
+}
+
+fn start_server_with(tls: Option<(&str, &str)>) -> Server {
     let bin = postgres_bin();
     let dir = tempfile::Builder::new()
         .prefix("berth-pg-")
@@ -144,8 +162,27 @@ fn start_server() -> Server {
         "initdb failed: {}",
         String::from_utf8_lossy(&initdb.stderr)
     );
+    let mut ssl = String::new();
+    if let Some((cert_pem, key_pem)) = tls {
+        // PostgreSQL reads its certificate and key from the data directory, and refuses a
+        // key that others may read.
+        for (name, pem) in [("server.crt", cert_pem), ("server.key", key_pem)] {
+            let path = data.join(name);
+            std::fs::write(&path, pem).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+            if as_root {
+                let status = Command::new("chown")
+                    .args(["postgres:postgres", path.to_str().unwrap()])
+                    .status()
+                    .unwrap();
+                assert!(status.success());
+            }
+        }
+        ssl = " -c ssl=on".to_string();
+    }
     let script = format!(
-        "'{postgres}' -D '{data}' -k '{dir}' -c listen_addresses=127.0.0.1 -p {port} -c max_connections=400 -c fsync=off >'{dir}/log' 2>&1 & pid=$!; read _; kill -INT $pid; wait $pid; rm -rf '{dir}'",
+        "'{postgres}' -D '{data}' -k '{dir}' -c listen_addresses=127.0.0.1 -p {port} -c max_connections=400 -c fsync=off{ssl} >'{dir}/log' 2>&1 & pid=$!; read _; kill -INT $pid; wait $pid; rm -rf '{dir}'",
         postgres = bin.join("postgres").display(),
         data = data.display(),
         dir = dir.display(),

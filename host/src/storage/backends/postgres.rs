@@ -62,6 +62,42 @@ impl Drop for PgStore {
 /// may carry a password.
 struct Connector {
     config: postgres::Config,
+    /// TLS that verifies the server's certificate (against the system's roots and the
+    /// configured CA); used unless the connection string says `sslmode=disable`.
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+}
+
+/// The TLS client configuration: the system's trusted roots, and `ca_pem`'s certificates
+/// beside them. Certificates are always verified: berth offers no unverified TLS.
+fn tls_config(ca_pem: Option<&[u8]>) -> StoreResult<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    // Unreadable system certificates are skipped: a configured CA may be all there is.
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(pem) = ca_pem {
+        let mut added = 0;
+        for cert in rustls_pemfile::certs(&mut &pem[..]) {
+            let cert = cert.map_err(|e| {
+                StoreError::Backend(format!("the PostgreSQL CA file is not PEM: {e}"))
+            })?;
+            roots.add(cert).map_err(|e| {
+                StoreError::Backend(format!("the PostgreSQL CA certificate is unusable: {e}"))
+            })?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(StoreError::Backend(
+                "the PostgreSQL CA file holds no certificate".to_string(),
+            ));
+        }
+    }
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+    .map_err(|e| StoreError::Backend(format!("TLS: {e}")))
 }
 
 /// One pooled connection and the statements prepared on it.
@@ -75,8 +111,12 @@ impl r2d2::ManageConnection for Connector {
     type Error = postgres::Error;
 
     fn connect(&self) -> Result<PgConn, postgres::Error> {
+        let client = match self.config.get_ssl_mode() {
+            postgres::config::SslMode::Disable => self.config.connect(NoTls)?,
+            _ => self.config.connect(self.tls.clone())?,
+        };
         Ok(PgConn {
-            client: self.config.connect(NoTls)?,
+            client,
             statements: HashMap::new(),
         })
     }
@@ -101,17 +141,20 @@ impl r2d2::HandleError<postgres::Error> for PoolErrors {
 }
 
 impl PgStore {
-    /// Connects to `url` and brings the schema to this build's. Blocks.
-    pub fn open(url: &str, connections: u32) -> StoreResult<PgStore> {
+    /// Connects to `url` and brings the schema to this build's. Blocks. TLS is used as
+    /// the connection string's `sslmode` says (`prefer` when it says nothing: TLS when the
+    /// server offers it, and then verified against the system's roots and `ca_pem`).
+    pub fn open(url: &str, connections: u32, ca_pem: Option<&[u8]>) -> StoreResult<PgStore> {
         let config = postgres::Config::from_str(url).map_err(|e| {
             StoreError::Backend(format!("the PostgreSQL connection string is invalid: {e}"))
         })?;
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(ca_pem)?);
         let pool = r2d2::Pool::builder()
             .max_size(connections.max(1))
             .min_idle(Some(0))
             .connection_timeout(CONNECTION_TIMEOUT)
             .error_handler(Box::new(PoolErrors))
-            .build(Connector { config })
+            .build(Connector { config, tls })
             .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
         let store = PgStore { pool: Some(pool) };
         let mut conn = store.connection()?;
@@ -381,4 +424,43 @@ pub(crate) fn millis(t: std::time::SystemTime) -> u64 {
     t.duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uses_tls(store: &PgStore) -> bool {
+        let mut conn = store.connection().unwrap();
+        conn.client
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    }
+
+    /// Connections are encrypted when the connection string asks, and the server's
+    /// certificate is verified: against a configured CA it passes, without it the
+    /// connection is refused; `sslmode=disable` stays plain.
+    #[test]
+    fn tls_is_used_as_the_connection_string_asks_and_always_verified() {
+        let (base, ca) = crate::storage::testing::tls_server();
+        let url = |mode: &str| format!("{base} dbname=postgres sslmode={mode}");
+        let verified = PgStore::open(&url("require"), 1, Some(ca.as_bytes())).unwrap();
+        assert!(uses_tls(&verified));
+        let preferred = PgStore::open(&url("prefer"), 1, Some(ca.as_bytes())).unwrap();
+        assert!(uses_tls(&preferred));
+        let plain = PgStore::open(&url("disable"), 1, None).unwrap();
+        assert!(!uses_tls(&plain));
+        let unknown = PgStore::open(&url("require"), 1, None)
+            .err()
+            .expect("refused");
+        assert!(unknown.to_string().contains("PostgreSQL"), "{unknown}");
+        let not_pem = PgStore::open(&url("require"), 1, Some(b"not a certificate"))
+            .err()
+            .expect("refused");
+        assert!(not_pem.to_string().contains("CA"), "{not_pem}");
+    }
 }
