@@ -13,11 +13,14 @@ impl Replication {
         status: Option<JobStatus>,
         limit: usize,
     ) -> ReplicationResult<Vec<JobRecord>> {
-        Ok(self.store.read_blocking(|tx| {
-            jobs::jobs(tx, limit, |j| {
-                policy.is_none_or(|p| j.policy == p) && status.is_none_or(|s| j.status == s)
-            })
-        })?)
+        let filter = crate::jobs::JobFilter {
+            subject: policy.map(str::to_string),
+            state: status.map(Into::into),
+            ..Default::default()
+        };
+        Ok(self
+            .store
+            .read_blocking(|tx| jobs::jobs(tx, &filter, limit, |_| true))?)
     }
 
     /// One job with its tasks.

@@ -503,14 +503,16 @@ pub fn put_job(tx: &dyn WriteTx, job: &JobRecord) -> StoreResult<()> {
     )
 }
 
-/// Jobs, newest first, that `keep` selects; at most `limit`.
+/// Jobs, newest first, that `filter` (applied by the store, with its indexes) and then
+/// `keep` select; at most `limit`.
 pub fn jobs(
     tx: &dyn ReadTx,
+    filter: &JobFilter,
     limit: usize,
     keep: impl Fn(&JobRecord) -> bool,
 ) -> StoreResult<Vec<JobRecord>> {
     let mut out = Vec::new();
-    for row in queue::jobs(tx, KIND, &JobFilter::default(), usize::MAX)? {
+    for row in queue::jobs(tx, KIND, filter, usize::MAX)? {
         if out.len() >= limit {
             break;
         }
@@ -637,7 +639,7 @@ mod tests {
         drop(store);
         let store = open();
         let ids: Vec<u64> = store
-            .read_blocking(|tx| jobs(tx, 10, |_| true))
+            .read_blocking(|tx| jobs(tx, &JobFilter::default(), 10, |_| true))
             .unwrap()
             .iter()
             .map(|j| j.id)

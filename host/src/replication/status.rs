@@ -34,7 +34,11 @@ impl Replication {
                             .count() as u32;
                     }
                 }
-                let last = jobs::jobs(tx, 1, |j| j.policy == policy.name)?;
+                let of_policy = crate::jobs::JobFilter {
+                    subject: Some(policy.name.clone()),
+                    ..Default::default()
+                };
+                let last = jobs::jobs(tx, &of_policy, 1, |_| true)?;
                 let next_run = match jobs::state(tx, &format!("schedule/{}", policy.name))? {
                     0 => None,
                     t => Some(t),

@@ -165,10 +165,13 @@ impl Replication {
                         return Ok(());
                     }
                     // A scheduled run still going when the next comes due is not doubled.
-                    let busy = !jobs::jobs(tx.read(), 64, |j| {
-                        j.policy == policy.name
-                            && !j.status.is_final()
-                            && j.trigger == Trigger::Schedule
+                    let unfinished_here = crate::jobs::JobFilter {
+                        subject: Some(policy.name.clone()),
+                        unfinished: true,
+                        ..Default::default()
+                    };
+                    let busy = !jobs::jobs(tx.read(), &unfinished_here, 1, |j| {
+                        j.trigger == Trigger::Schedule
                     })?
                     .is_empty();
                     if !busy {
