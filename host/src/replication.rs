@@ -280,37 +280,36 @@ impl Replication {
         &self.sealer
     }
 
-    /// Transitional, until the shared jobs runner and event feed take them over: one
-    /// snapshot of replication's settings (on the storage interface) together with its
-    /// job queue and the change feed, which only the embedded database has so far.
-    fn read_with_queue<T>(
+    /// Transitional, until the event feed takes the change feed over: one snapshot of
+    /// the storage interface's tables (replication's settings, its jobs) together with
+    /// the change feed, which only the embedded database has so far.
+    fn read_with_feed<T>(
         &self,
         f: impl FnOnce(&dyn ReadTx, &redb::ReadTransaction) -> ReplicationResult<T>,
     ) -> ReplicationResult<T> {
         self.store.read_blocking(|tx| {
-            let queue = tx.redb_legacy().ok_or_else(queue_missing)?;
-            f(tx, queue)
+            let feed = tx.redb_legacy().ok_or_else(feed_missing)?;
+            f(tx, feed)
         })
     }
 
-    /// Transitional: one durable write over replication's settings and its job queue (see
-    /// [`Replication::read_with_queue`]). `f` may run more than once.
-    fn write_with_queue<T>(
+    /// Transitional: one durable write over the interface's tables and the change feed
+    /// (see [`Replication::read_with_feed`]). `f` may run more than once.
+    fn write_with_feed<T>(
         &self,
         mut f: impl FnMut(&dyn WriteTx, &redb::WriteTransaction) -> ReplicationResult<T>,
     ) -> ReplicationResult<T> {
         self.store.write_blocking(Durability::Immediate, |tx| {
-            let queue = tx.redb_legacy().ok_or_else(queue_missing)?;
-            f(tx, queue)
+            let feed = tx.redb_legacy().ok_or_else(feed_missing)?;
+            f(tx, feed)
         })
     }
 }
 
-/// Replication's job queue and the change feed are kept in the embedded database only, so
-/// far.
-fn queue_missing() -> StoreError {
+/// The registry's change feed is kept in the embedded database only, so far.
+fn feed_missing() -> StoreError {
     StoreError::Backend(
-        "replication's job queue is kept in the embedded database only, so far".to_string(),
+        "the registry's change feed is kept in the embedded database only, so far".to_string(),
     )
 }
 

@@ -10,7 +10,7 @@ use super::*;
 impl Replication {
     /// Where every policy stands: what is queued and not yet delivered.
     pub fn status(&self) -> ReplicationResult<Status> {
-        let out = self.read_with_queue(|tx, feed| {
+        let out = self.read_with_feed(|tx, feed| {
             let mut out = Vec::new();
             let cursor = jobs::state(tx, "change_cursor")?;
             let unread_changes = changes::last_seq(feed)?.saturating_sub(cursor);

@@ -53,7 +53,7 @@ impl Replication {
     /// Turns new changes into jobs of the policies that follow changes, and moves the
     /// cursor past them, in one transaction.
     pub(super) fn poll_changes(&self) -> ReplicationResult<()> {
-        let (cursor, batch) = self.read_with_queue(|tx, feed| {
+        let (cursor, batch) = self.read_with_feed(|tx, feed| {
             let cursor = jobs::state(tx, "change_cursor")?;
             Ok((cursor, changes::after(feed, cursor, CHANGE_BATCH)?))
         })?;
@@ -62,7 +62,7 @@ impl Replication {
         };
         let (first, last) = (batch[0].0, *last);
         let now = now_millis();
-        let queued = self.write_with_queue(|tx, feed| -> ReplicationResult<Vec<u64>> {
+        let queued = self.write_with_feed(|tx, feed| -> ReplicationResult<Vec<u64>> {
             let mut queued = Vec::new();
             // Another node may have queued these changes meanwhile: the cursor moved, and
             // queueing them twice would replicate them twice. (On PostgreSQL the check and
