@@ -47,12 +47,6 @@ pub enum AuthStoreError {
     Forbidden(String),
 }
 
-impl From<crate::storage::meta::MetaError> for AuthStoreError {
-    fn from(e: crate::storage::meta::MetaError) -> AuthStoreError {
-        AuthStoreError::Store(e.into())
-    }
-}
-
 /// How often a node looks whether access was revoked elsewhere (see
 /// [`AccessControl::watch_revocations`]).
 pub const REVOCATION_POLL: std::time::Duration = std::time::Duration::from_millis(250);

@@ -20,6 +20,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Where data lives.
     pub storage: StorageConfig,
+    /// Where metadata lives: the data directory's redb database, or PostgreSQL.
+    pub metadata: MetadataConfig,
     /// Registry limits and switches.
     pub registry: RegistryConfig,
     /// Login, tokens, audit.
@@ -116,6 +118,45 @@ impl Default for StorageConfig {
     fn default() -> StorageConfig {
         StorageConfig {
             data_dir: PathBuf::from("berth-data"),
+        }
+    }
+}
+
+/// Which metadata store berth uses.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MetadataBackend {
+    /// The data directory's redb database (`berth.redb`): one node.
+    #[default]
+    Redb,
+    /// A PostgreSQL database, which several nodes sharing one blob directory use at once.
+    Postgres,
+}
+
+/// Where metadata lives.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetadataConfig {
+    /// `redb` (default) or `postgres`.
+    pub backend: MetadataBackend,
+    /// The PostgreSQL connection string (`postgres://user:password@host:5432/berth?sslmode=verify-full`
+    /// or `host=… user=… dbname=…`), for `backend = "postgres"`. Its password is never
+    /// printed; prefer `BERTH_METADATA__URL` to a file for it.
+    pub url: Option<String>,
+    /// Connections each node keeps open at most. Default 16.
+    pub connections: u32,
+    /// A PEM file of CA certificates trusted for the server's TLS certificate, beside
+    /// the system's roots (whether TLS is used is the connection string's `sslmode`).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for MetadataConfig {
+    fn default() -> MetadataConfig {
+        MetadataConfig {
+            backend: MetadataBackend::Redb,
+            url: None,
+            connections: 16,
+            ca_file: None,
         }
     }
 }
@@ -359,6 +400,11 @@ impl Config {
                 "TLS needs both server.tls_cert and server.tls_key (--tls-cert and --tls-key)"
             );
         }
+        if config.metadata.backend == MetadataBackend::Postgres && config.metadata.url.is_none() {
+            anyhow::bail!(
+                "metadata.backend = \"postgres\" needs metadata.url (or BERTH_METADATA__URL), the database's connection string"
+            );
+        }
         if config.registry.max_manifest_bytes < 4 * 1024 * 1024 {
             anyhow::bail!(
                 "registry.max_manifest_bytes must be at least 4194304 (4 MiB), the OCI spec's minimum"
@@ -367,10 +413,43 @@ impl Config {
         Ok(config)
     }
 
-    /// The configuration as TOML, for `berth config print`.
+    /// The configuration as TOML, for `berth config print`, with the password of the
+    /// metadata connection string replaced by `***`.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).expect("config serializes")
+        let mut shown = self.clone();
+        shown.metadata.url = shown.metadata.url.as_deref().map(redact_password);
+        toml::to_string_pretty(&shown).expect("config serializes")
     }
+}
+
+/// A connection string with its password replaced by `***`, in either form.
+pub fn redact_password(url: &str) -> String {
+    if let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    {
+        let scheme = &url[..url.len() - rest.len()];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(authority_end);
+        if let Some(at) = authority.rfind('@') {
+            let userinfo = &authority[..at];
+            if let Some(colon) = userinfo.find(':') {
+                return format!(
+                    "{scheme}{}:***{}{tail}",
+                    &userinfo[..colon],
+                    &authority[at..]
+                );
+            }
+        }
+        return url.to_string();
+    }
+    url.split_whitespace()
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -415,6 +494,38 @@ mod tests {
                     .to_string()
                     .contains("both")
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn metadata_passwords_are_never_printed() {
+        assert_eq!(
+            redact_password("postgres://berth:s3cr@t@db.example:5432/berth?sslmode=require"),
+            "postgres://berth:***@db.example:5432/berth?sslmode=require"
+        );
+        assert_eq!(
+            redact_password("postgresql://berth@db/berth"),
+            "postgresql://berth@db/berth"
+        );
+        assert_eq!(
+            redact_password("host=db user=berth password=s3cret dbname=berth"),
+            "host=db user=berth password=*** dbname=berth"
+        );
+        let mut config = Config::default();
+        config.metadata.backend = MetadataBackend::Postgres;
+        config.metadata.url = Some("postgres://u:hunter2@h/db".into());
+        let printed = config.to_toml();
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("backend = \"postgres\""), "{printed}");
+    }
+
+    #[test]
+    fn postgres_without_a_connection_string_is_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("BERTH_METADATA__BACKEND", "postgres");
+            let err = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("metadata.url"), "{err}");
             Ok(())
         });
     }

@@ -22,6 +22,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod digest;
+pub mod events;
 pub mod jobs;
 pub mod names;
 pub mod plugins;

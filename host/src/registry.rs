@@ -8,30 +8,32 @@
 pub mod arrivals;
 pub mod content;
 pub mod errcode;
+pub mod fsck;
 pub mod guard;
 pub mod handlers;
+pub mod linked;
+pub mod lookup;
 pub mod manifest;
 pub mod projects;
 pub mod purge;
 pub mod routes;
 pub mod sessions;
+pub mod tags;
 
 use std::sync::Arc;
 
 use crate::auth::AccessControl;
 use crate::config::RegistryConfig;
+use crate::events::Feed;
 use crate::storage::blob::BlobStore;
-use crate::storage::blob::linked::LinkedBlobs;
 use crate::storage::clock::Hlc;
-use crate::storage::meta::Metadata;
 use crate::storage::store::Store;
+use linked::LinkedBlobs;
 
 /// Everything a registry handler needs.
 pub struct Registry {
-    /// Metadata (repositories, links, manifests, tags, referrers, sessions), in redb.
-    pub meta: Arc<Metadata>,
-    /// The metadata interface over the same database, which components move onto one at
-    /// a time (see `storage::store`).
+    /// The metadata store: the registry's tables (repositories, links, manifests, tags, referrers,
+    /// sessions) and the other components' it shares transactions with.
     pub metadata: Store,
     /// Blob content.
     pub store: Arc<dyn BlobStore>,
@@ -45,9 +47,9 @@ pub struct Registry {
     pub auth: Arc<AccessControl>,
     /// Whether clients reach this server over TLS (for the token realm's scheme).
     pub tls: bool,
-    /// Notified after every commit that appended to the change feed, so its consumer
-    /// (replication) need not poll.
-    pub changed: Arc<tokio::sync::Notify>,
+    /// The event feed pushes, tag moves and deletes are published to; told after each
+    /// commit that published, so that its consumers (replication) need not poll.
+    pub feed: Feed,
     /// Content landing here and blobs still arriving, for whoever waits for them (a tree
     /// hop forwarding what it still receives).
     pub arrivals: Arc<arrivals::Arrivals>,
@@ -68,25 +70,24 @@ pub trait AckGate: Send + Sync {
 impl Registry {
     /// A registry over the given stores; `instance` names it in tag clocks.
     pub fn new(
-        meta: Arc<Metadata>,
         metadata: Store,
+        feed: Feed,
         store: Arc<dyn BlobStore>,
         config: RegistryConfig,
         auth: Arc<AccessControl>,
         tls: bool,
         instance: &str,
     ) -> Registry {
-        let linked = LinkedBlobs::new(meta.clone(), store.clone());
+        let linked = LinkedBlobs::new(metadata.clone(), store.clone());
         Registry {
-            meta,
             metadata,
+            feed,
             store,
             linked,
             sessions: sessions::Sessions::default(),
             config,
             auth,
             tls,
-            changed: Arc::new(tokio::sync::Notify::new()),
             arrivals: Arc::default(),
             clock: Hlc::new(instance),
             ack_gate: std::sync::OnceLock::new(),

@@ -2,7 +2,7 @@
 //! goes where, when and how), and the durable job engine that carries them out.
 //!
 //! ```text
-//! registry writes ─► change feed (storage::meta::changes) ─┐
+//! registry writes ─► event feed (crate::events) ───────────┐
 //! cron schedules ──────────────────────────────────────────┼─► jobs (durable queue)
 //! berth replication run / API ─────────────────────────────┘        │ strategy plugin plans
 //!                                                                    ▼
@@ -10,9 +10,10 @@
 //!                                            a remote registry over the OCI API)
 //! ```
 //!
-//! The registry does not know replication exists: it appends to the change feed and
-//! notifies [`crate::registry::Registry::changed`]; replication reads the feed, and writes
-//! through the registry's own [`crate::registry::content`] functions when it fetches.
+//! The registry does not know replication exists: it publishes its changes to the event
+//! feed ([`crate::events`]); replication follows the feed with a cursor of its own, and
+//! writes through the registry's own [`crate::registry::content`] functions when it
+//! fetches.
 
 pub mod delegate;
 mod endpoint_admin;
@@ -43,9 +44,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ReplicationConfig;
 use crate::plugins::PluginHost;
 use crate::registry::Registry;
-use crate::storage::meta::MetaError;
 use crate::storage::sealing::Sealer;
-use crate::storage::store::{Durability, ReadTx, Store, StoreError, WriteTx};
+use crate::storage::store::{Store, StoreError};
 use jobs::JobStatus;
 use remote::Remote;
 
@@ -196,6 +196,9 @@ pub struct Status {
     pub warnings: Vec<String>,
 }
 
+/// Replication's name as a consumer of the event feed.
+pub(crate) const CONSUMER: &str = "replication";
+
 impl Replication {
     /// The service over the registry's stores; starts nothing (see [`Replication::start`]).
     pub fn new(
@@ -232,6 +235,15 @@ impl Replication {
             }
         }
         let _ = self.registry.ack_gate.set(self.clone());
+        // The cursor decides which pushes are replicated: from the oldest kept event, as
+        // a data directory from before the event feed did with its change feed.
+        if let Err(e) = self
+            .registry
+            .feed
+            .register(CONSUMER, crate::events::Start::Oldest)
+        {
+            tracing::error!(error = %e, "replication: cannot register with the event feed; retrying when the engine starts");
+        }
         let this = self.clone();
         move || Box::pin(this.clone().run_engine())
     }
@@ -279,49 +291,11 @@ impl Replication {
     pub fn sealer(&self) -> &Sealer {
         &self.sealer
     }
-
-    /// Transitional, until the event feed takes the change feed over: one snapshot of
-    /// the storage interface's tables (replication's settings, its jobs) together with
-    /// the change feed, which only the embedded database has so far.
-    fn read_with_feed<T>(
-        &self,
-        f: impl FnOnce(&dyn ReadTx, &redb::ReadTransaction) -> ReplicationResult<T>,
-    ) -> ReplicationResult<T> {
-        self.store.read_blocking(|tx| {
-            let feed = tx.redb_legacy().ok_or_else(feed_missing)?;
-            f(tx, feed)
-        })
-    }
-
-    /// Transitional: one durable write over the interface's tables and the change feed
-    /// (see [`Replication::read_with_feed`]). `f` may run more than once.
-    fn write_with_feed<T>(
-        &self,
-        mut f: impl FnMut(&dyn WriteTx, &redb::WriteTransaction) -> ReplicationResult<T>,
-    ) -> ReplicationResult<T> {
-        self.store.write_blocking(Durability::Immediate, |tx| {
-            let feed = tx.redb_legacy().ok_or_else(feed_missing)?;
-            f(tx, feed)
-        })
-    }
-}
-
-/// The registry's change feed is kept in the embedded database only, so far.
-fn feed_missing() -> StoreError {
-    StoreError::Backend(
-        "the registry's change feed is kept in the embedded database only, so far".to_string(),
-    )
 }
 
 impl From<ReplicationError> for side::SideError {
     fn from(e: ReplicationError) -> side::SideError {
         side::SideError::Refused(e.to_string())
-    }
-}
-
-impl From<MetaError> for ReplicationError {
-    fn from(e: MetaError) -> ReplicationError {
-        ReplicationError::Store(e.into())
     }
 }
 
@@ -343,18 +317,3 @@ impl From<crate::auth::AuthStoreError> for ReplicationError {
         }
     }
 }
-
-impl From<redb::Error> for ReplicationError {
-    fn from(e: redb::Error) -> ReplicationError {
-        ReplicationError::Store(MetaError::from(e).into())
-    }
-}
-
-macro_rules! from_redb {
-    ($($t:ty),*) => {$(
-        impl From<$t> for ReplicationError {
-            fn from(e: $t) -> ReplicationError { ReplicationError::Store(MetaError::from(e).into()) }
-        }
-    )*};
-}
-from_redb!(redb::TableError, redb::StorageError);

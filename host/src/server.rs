@@ -20,12 +20,12 @@ use tracing::Instrument;
 
 use crate::auth::AccessControl;
 use crate::auth::bootstrap::Bootstrap;
-use crate::config::Config;
+use crate::config::{Config, MetadataBackend};
+use crate::events::Feed;
 use crate::plugins::{PluginHost, PluginHostOptions};
 use crate::registry::{self, Registry};
 use crate::replication::Replication;
 use crate::storage::blob::fs::FsBlobStore;
-use crate::storage::meta::Metadata;
 use crate::storage::paths::DataPaths;
 use crate::storage::sealing::Sealer;
 use crate::storage::store::Store;
@@ -38,18 +38,13 @@ pub fn open_registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let paths = DataPaths::new(data_dir);
-    let meta = Metadata::open(&paths.metadata_db()).with_context(|| {
-        format!(
-            "cannot open metadata {}; is another berth using this data directory?",
-            paths.metadata_db().display()
-        )
-    })?;
+    let metadata = open_metadata(config, &paths)?;
     let store = FsBlobStore::open(paths)
         .with_context(|| format!("cannot prepare blob storage in {}", data_dir.display()))?;
-    let swept = crate::storage::fsck::remove_unacknowledged_staging(
-        &meta,
+    let swept = crate::registry::fsck::remove_unacknowledged_staging(
+        &metadata,
         &store,
-        crate::storage::fsck::ABANDONED_STAGING_AFTER,
+        crate::registry::fsck::ABANDONED_STAGING_AFTER,
     )?;
     if swept > 0 {
         tracing::info!(
@@ -57,8 +52,6 @@ pub fn open_registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
             "removed staging files of uploads interrupted before any acknowledgement"
         );
     }
-    let meta = Arc::new(meta);
-    let metadata = Store::redb(meta.clone())?;
     let auth = Arc::new(AccessControl::new(
         metadata.clone(),
         config.auth.clone(),
@@ -76,15 +69,53 @@ pub fn open_registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
         ),
     }
     let tls = config.server.tls_cert.is_some();
+    let feed = Feed::new(metadata.clone());
     Ok(Arc::new(Registry::new(
-        meta,
         metadata,
+        feed,
         Arc::new(store),
         config.registry.clone(),
         auth,
         tls,
         &config.replication.instance_name,
     )))
+}
+
+/// The metadata store the configuration names: the data directory's redb database, or
+/// PostgreSQL (migrated to this build's schema under a lock nodes share).
+pub fn open_metadata(config: &Config, paths: &DataPaths) -> anyhow::Result<Store> {
+    match config.metadata.backend {
+        MetadataBackend::Redb => Store::redb_at(&paths.metadata_db()).with_context(|| {
+            format!(
+                "cannot open metadata {}; is another berth using this data directory?",
+                paths.metadata_db().display()
+            )
+        }),
+        MetadataBackend::Postgres => {
+            let url = config
+                .metadata
+                .url
+                .as_deref()
+                .context("metadata.url is not set")?;
+            let ca =
+                match &config.metadata.ca_file {
+                    Some(path) => Some(std::fs::read(path).with_context(|| {
+                        format!("cannot read metadata.ca_file {}", path.display())
+                    })?),
+                    None => None,
+                };
+            // Connecting and migrating block: off the async workers.
+            crate::storage::store::off_the_workers(|| {
+                Store::postgres_with_ca(url, config.metadata.connections, ca.as_deref())
+            })
+            .with_context(|| {
+                format!(
+                    "cannot use the PostgreSQL metadata database {}",
+                    crate::config::redact_password(url)
+                )
+            })
+        }
+    }
 }
 
 /// This node's name: configured (`server.node_id`), or generated on first start and kept

@@ -9,7 +9,6 @@
 pub mod backends;
 pub mod blob;
 pub mod clock;
-pub mod fsck;
 pub mod keys;
 pub mod meta;
 pub mod paths;

@@ -5,7 +5,6 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::auth::{AuthError, AuthStoreError};
-use crate::storage::meta::MetaError;
 use crate::storage::store::StoreError;
 
 /// A problem document.
@@ -91,12 +90,6 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, secs.into());
         }
         response
-    }
-}
-
-impl From<MetaError> for ApiError {
-    fn from(e: MetaError) -> ApiError {
-        ApiError::internal(e)
     }
 }
 

@@ -66,8 +66,8 @@ pub struct DeleteOptions {
     pub force: bool,
 }
 
-fn view(state: &ApiState, p: ProjectRecord) -> ApiResult<Project> {
-    let repositories = state.registry.non_empty_repositories(&p.name)?.len();
+async fn view(state: &ApiState, p: ProjectRecord) -> ApiResult<Project> {
+    let repositories = state.registry.non_empty_repositories(&p.name).await?.len();
     Ok(Project {
         name: p.name,
         public: p.public,
@@ -95,7 +95,7 @@ pub async fn list(
             .is_none_or(|n| p.name.contains(n.as_str()))
             && filter.public.is_none_or(|pb| pb == p.public);
         if wanted {
-            visible.push(view(&state, p)?);
+            visible.push(view(&state, p).await?);
         }
     }
     let (headers, items) = page.apply(visible, "/api/v1/projects");
@@ -118,7 +118,7 @@ pub async fn create(
     caller
         .audit(&state, "project.create", &new.name, None)
         .await;
-    Ok((StatusCode::CREATED, Json(view(&state, record)?)))
+    Ok((StatusCode::CREATED, Json(view(&state, record).await?)))
 }
 
 /// One project.
@@ -130,7 +130,7 @@ pub async fn get(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Project>> {
     let record = caller.visible_project(&state.auth, &name)?;
-    Ok(Json(view(&state, record)?))
+    Ok(Json(view(&state, record).await?))
 }
 
 /// Makes a project public or private (project admins).
@@ -147,7 +147,7 @@ pub async fn update(
         record = state.auth.set_project_public(&name, public).await?;
     }
     caller.audit(&state, "project.update", &name, None).await;
-    Ok(Json(view(&state, record)?))
+    Ok(Json(view(&state, record).await?))
 }
 
 /// Deletes a project; refused while it holds repositories unless `force=true`, which

@@ -15,7 +15,7 @@ use crate::auth::Action;
 use crate::auth::audit::AuditRecord;
 use crate::names::{Reference, RepoName, Tag};
 use crate::registry::content;
-use crate::storage::meta;
+use crate::storage::tables::registry::HistoryEntry;
 
 /// A repository.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -23,9 +23,9 @@ pub struct Repository {
     /// Full name.
     pub name: String,
     /// Number of tags.
-    pub tags: usize,
+    pub tags: u64,
     /// Number of manifests.
-    pub manifests: usize,
+    pub manifests: u64,
 }
 
 /// A tag.
@@ -50,7 +50,7 @@ pub struct TagHistory {
     /// Where it points now, if it exists.
     pub current: Option<TagInfo>,
     /// Newest first.
-    pub history: Vec<meta::tag_history::HistoryEntry>,
+    pub history: Vec<HistoryEntry>,
 }
 
 fn repo_of(name: &str) -> ApiResult<(RepoName, String)> {
@@ -68,17 +68,17 @@ pub async fn list(
     Path(project): Path<String>,
 ) -> ApiResult<Json<Vec<Repository>>> {
     caller.require(&state.auth, &project, Action::Pull)?;
-    let tx = state.registry.meta.read()?;
-    let mut out = Vec::new();
-    for name in state.registry.non_empty_repositories(&project)? {
-        let tags = meta::tags::list(&tx, &name, None, usize::MAX)?.len();
-        let manifests = meta::manifests::count(&tx, &name)?;
-        out.push(Repository {
-            name,
-            tags,
-            manifests,
-        });
-    }
+    let out = state
+        .registry
+        .non_empty_repositories(&project)
+        .await?
+        .into_iter()
+        .map(|r| Repository {
+            name: r.name,
+            tags: r.tags,
+            manifests: r.manifests,
+        })
+        .collect();
     Ok(Json(out))
 }
 
@@ -92,18 +92,18 @@ pub async fn tags(
 ) -> ApiResult<Json<Vec<TagInfo>>> {
     let (repo, project) = repo_of(&repository)?;
     caller.require(&state.auth, &project, Action::Pull)?;
-    let tx = state.registry.meta.read()?;
-    let mut out = Vec::new();
-    for name in meta::tags::list(&tx, repo.as_str(), None, usize::MAX)? {
-        if let Some(t) = meta::tags::get(&tx, repo.as_str(), &name)? {
-            out.push(TagInfo {
-                name,
-                digest: t.digest,
-                updated_at: t.updated_at,
-                clock: t.clock.map(|c| c.to_string()),
-            });
-        }
-    }
+    let out = state
+        .registry
+        .tag_targets(repo.as_str())
+        .await?
+        .into_iter()
+        .map(|(name, t)| TagInfo {
+            name,
+            digest: t.digest,
+            updated_at: t.updated_at,
+            clock: t.clock.map(|c| c.to_string()),
+        })
+        .collect();
     Ok(Json(out))
 }
 
@@ -119,14 +119,13 @@ pub async fn tag_history(
 ) -> ApiResult<Json<TagHistory>> {
     let (repo, project) = repo_of(&repository)?;
     caller.require(&state.auth, &project, Action::Pull)?;
-    let tx = state.registry.meta.read()?;
-    let current = meta::tags::get(&tx, repo.as_str(), &tag)?.map(|t| TagInfo {
+    let (current, history) = state.registry.tag_history(repo.as_str(), &tag).await?;
+    let current = current.map(|t| TagInfo {
         name: tag.clone(),
         digest: t.digest,
         updated_at: t.updated_at,
         clock: t.clock.map(|c| c.to_string()),
     });
-    let history = meta::tag_history::list(&tx, repo.as_str(), &tag)?;
     if current.is_none() && history.is_empty() {
         return Err(ApiError::not_found(format!(
             "{repo} has no tag {tag}, nor had one"

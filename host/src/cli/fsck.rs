@@ -9,10 +9,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 
+use crate::registry::fsck;
 use crate::storage::blob::fs::FsBlobStore;
-use crate::storage::fsck;
-use crate::storage::meta::Metadata;
 use crate::storage::paths::DataPaths;
+use crate::storage::store::Store;
 
 /// Flags of `berth fsck`.
 #[derive(Debug, Args)]
@@ -34,14 +34,14 @@ pub fn run(args: &FsckArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("{} is not a data directory", args.data_dir.display());
     }
     let paths = DataPaths::new(&args.data_dir);
-    let meta = Metadata::open(&paths.metadata_db()).with_context(|| {
+    let metadata = Store::redb_at(&paths.metadata_db()).with_context(|| {
         format!(
             "cannot open {}; stop the berth server using it first",
             paths.metadata_db().display()
         )
     })?;
     let store = FsBlobStore::open(paths)?;
-    let report = fsck::check(&meta, &store, args.repair)?;
+    let report = fsck::check(&metadata, &store, args.repair)?;
     if args.output == "json" {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -14,15 +14,14 @@ use serde_json::json;
 use super::Registry;
 use super::errcode::{ErrorCode, RegistryError, RegistryResult};
 use super::manifest::{self, ParsedManifest};
+use super::tags::{self, TagWrite, Writer};
 use crate::digest::Digest;
+use crate::events::{self, Change, ChangeKind};
 use crate::names::{Reference, RepoName, Tag};
 use crate::storage::blob::writer::{self, AppendError};
 use crate::storage::clock::Clock;
-use crate::storage::meta::changes::{Change, ChangeKind};
-use crate::storage::meta::tags::{TagWrite, Writer};
-use crate::storage::meta::{
-    self, MetaError, manifests::ManifestRecord, now_millis, referrers::ReferrerDescriptor,
-};
+use crate::storage::store::{Durability, StoreError, now_millis};
+use crate::storage::tables::registry::{ManifestRecord, ReferrerDescriptor};
 
 /// Where a write came from, when a peer replicated it here.
 #[derive(Debug, Clone)]
@@ -92,12 +91,12 @@ enum PutRefusal {
         declared: u64,
         actual: u64,
     },
-    Meta(MetaError),
+    Store(StoreError),
 }
 
-impl From<MetaError> for PutRefusal {
-    fn from(e: MetaError) -> PutRefusal {
-        PutRefusal::Meta(e)
+impl From<StoreError> for PutRefusal {
+    fn from(e: StoreError) -> PutRefusal {
+        PutRefusal::Store(e)
     }
 }
 
@@ -170,10 +169,10 @@ pub async fn put_manifest(
                 ))
                 .detail(json!({ "digest": digest, "declared": declared, "actual": actual })));
         }
-        Err(PutRefusal::Meta(e)) => return Err(e.into()),
+        Err(PutRefusal::Store(e)) => return Err(e.into()),
     };
     if changed {
-        registry.changed.notify_one();
+        registry.feed.published();
     }
     registry.arrivals.landed();
     Ok(StoredManifest {
@@ -198,12 +197,13 @@ fn store(
     writer: &Writer<'_>,
 ) -> Result<(bool, Option<TagWrite>), PutRefusal> {
     let repo = name.as_str();
-    registry
-        .meta
-        .write(|tx| -> Result<(bool, Option<TagWrite>), PutRefusal> {
+    registry.metadata.write_blocking(
+        Durability::Immediate,
+        |tx| -> Result<(bool, Option<TagWrite>), PutRefusal> {
+            let tables = tx.registry();
             for blob in &parsed.blobs {
                 let d = blob.digest.to_string();
-                match meta::blob_links::get(tx, repo, &d)? {
+                match tables.blob_link(repo, &d)? {
                     None => {
                         return Err(PutRefusal::Missing {
                             kind: "blob",
@@ -222,7 +222,7 @@ fn store(
             }
             for child in &parsed.children {
                 let d = child.digest.to_string();
-                match meta::manifests::get(tx, repo, &d)? {
+                match tables.manifest(repo, &d)? {
                     None => {
                         return Err(PutRefusal::Missing {
                             kind: "manifest",
@@ -239,7 +239,7 @@ fn store(
                     Some(_) => {}
                 }
             }
-            let existed = meta::manifests::exists(tx, repo, digest)?;
+            let existed = tables.manifest(repo, digest)?.is_some();
             if !existed {
                 let record = ManifestRecord {
                     media_type: parsed.media_type.clone(),
@@ -255,8 +255,8 @@ fn store(
                     annotations: parsed.annotations.clone(),
                     created_at: now_millis(),
                 };
-                meta::repositories::ensure(tx, repo)?;
-                meta::manifests::put(tx, repo, digest, &record, bytes)?;
+                tables.ensure_repository(repo, now_millis())?;
+                tables.put_manifest(repo, digest, &record, bytes)?;
                 if let Some(subject) = &parsed.subject {
                     let descriptor = ReferrerDescriptor {
                         media_type: parsed.media_type.clone(),
@@ -265,13 +265,13 @@ fn store(
                         artifact_type: parsed.artifact_type.clone(),
                         annotations: parsed.annotations.clone(),
                     };
-                    meta::referrers::add(tx, repo, &subject.digest.to_string(), &descriptor)?;
+                    tables.add_referrer(repo, &subject.digest.to_string(), &descriptor)?;
                 }
             }
             let mut first = None;
             let mut moved = Vec::new();
             for tag in tags {
-                let write = meta::tags::write(tx, repo, tag.as_str(), digest, writer)?;
+                let write = tags::write(tx, repo, tag.as_str(), digest, writer)?;
                 first.get_or_insert(write);
                 if write == TagWrite::Moved {
                     moved.push(tag.as_str());
@@ -293,10 +293,11 @@ fn store(
                     media_type: parsed.media_type.clone(),
                     tag: tag.map(str::to_owned),
                 };
-                meta::changes::append(tx, &Change::new(repo, change, writer.origin))?;
+                events::publish(tx, Change::new(repo, change, writer.origin))?;
             }
             Ok((true, first))
-        })
+        },
+    )
 }
 
 /// Deletes a tag (the manifest stays) or a manifest (with its tags and referrer entry).
@@ -320,20 +321,22 @@ pub async fn delete(
     let from = from.cloned();
     let found = tokio::task::spawn_blocking(move || {
         let writer = registry2.tag_writer(from.as_ref());
-        registry2.meta.write(|tx| -> Result<bool, MetaError> {
-            match &reference2 {
+        registry2
+            .metadata
+            .write_blocking(Durability::Immediate, |tx| match &reference2 {
                 Reference::Tag(tag) => {
-                    Ok(meta::tags::delete(tx, &repo, tag.as_str(), &writer)?.is_some())
+                    Ok(tags::delete(tx, &repo, tag.as_str(), &writer)?.is_some())
                 }
                 Reference::Digest(digest) => {
-                    meta::manifests::delete_with_references(tx, &repo, &digest.to_string(), &writer)
+                    tags::delete_manifest(tx, &repo, &digest.to_string(), &writer)
                 }
-            }
-        })
+            })
     })
-    .await??;
+    .await
+    .map_err(RegistryError::from)?
+    .map_err(RegistryError::from)?;
     if found {
-        registry.changed.notify_one();
+        registry.feed.published();
     }
     Ok(found)
 }
@@ -358,21 +361,39 @@ pub async fn mount(
         from.to_string(),
         digest.to_string(),
     );
-    let mounted = tokio::task::spawn_blocking(move || {
-        registry2.meta.write(|tx| -> Result<bool, MetaError> {
-            let Some(size) = meta::blob_links::get(tx, &from, &d)? else {
+    let mounted = registry2
+        .metadata
+        .write(move |tx| -> Result<bool, StoreError> {
+            let tables = tx.registry();
+            let Some(size) = tables.blob_link(&from, &d)? else {
                 return Ok(false);
             };
-            meta::repositories::ensure(tx, &to)?;
-            meta::blob_links::link(tx, &to, &d, size)?;
+            tables.ensure_repository(&to, now_millis())?;
+            tables.link_blob(&to, &d, size)?;
             Ok(true)
         })
-    })
-    .await??;
+        .await?;
     if mounted {
         registry.arrivals.landed();
     }
     Ok(mounted)
+}
+
+/// Removes `name`'s link to blob `digest`; says whether there was one. The content stays
+/// until garbage collection finds no repository links it.
+pub async fn unlink_blob(
+    registry: &Arc<Registry>,
+    name: &RepoName,
+    digest: &Digest,
+) -> RegistryResult<bool> {
+    if !registry.config.delete_enabled {
+        return Err(deletes_disabled());
+    }
+    let (repo, d) = (name.to_string(), digest.to_string());
+    Ok(registry
+        .metadata
+        .write(move |tx| tx.registry().unlink_blob(&repo, &d))
+        .await?)
 }
 
 /// Why taking in a whole blob failed.
@@ -471,14 +492,18 @@ pub(crate) async fn commit_staging(
     );
     tokio::task::spawn_blocking(move || -> RegistryResult<()> {
         registry2.store.publish_staging(&id, &d)?;
-        registry2.meta.write(|tx| -> Result<(), MetaError> {
-            meta::repositories::ensure(tx, &repo)?;
-            meta::blob_links::link(tx, &repo, &d.to_string(), size)?;
-            if has_record {
-                meta::uploads::remove(tx, &id)?;
-            }
-            Ok(())
-        })?;
+        registry2.metadata.write_blocking(
+            Durability::Immediate,
+            |tx| -> Result<(), StoreError> {
+                let tables = tx.registry();
+                tables.ensure_repository(&repo, now_millis())?;
+                tables.link_blob(&repo, &d.to_string(), size)?;
+                if has_record {
+                    tables.remove_upload(&id)?;
+                }
+                Ok(())
+            },
+        )?;
         registry2.store.remove_staging(&id)?;
         Ok(())
     })

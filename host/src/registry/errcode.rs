@@ -235,12 +235,6 @@ impl IntoResponse for RegistryError {
     }
 }
 
-impl From<crate::storage::meta::MetaError> for RegistryError {
-    fn from(e: crate::storage::meta::MetaError) -> RegistryError {
-        RegistryError::internal("metadata store failed", e)
-    }
-}
-
 impl From<crate::storage::store::StoreError> for RegistryError {
     fn from(e: crate::storage::store::StoreError) -> RegistryError {
         RegistryError::internal("metadata store failed", e)

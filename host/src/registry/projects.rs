@@ -3,18 +3,18 @@
 //! through [`AccessControl::remove_project_in`]).
 
 use super::Registry;
+use super::lookup::RepositorySummary;
 use crate::auth::{AccessControl, AuthResult, AuthStoreError};
-use crate::storage::meta::{self, MetaResult};
-use crate::storage::store::StoreError;
+use crate::storage::store::{ReadTx, StoreResult};
 
 /// Every repository named under `project/`, in name order.
-fn repositories_of(tx: &impl meta::Reader, project: &str) -> MetaResult<Vec<String>> {
+fn repositories_of(tx: &dyn ReadTx, project: &str) -> StoreResult<Vec<String>> {
     let prefix = format!("{project}/");
     let mut out = Vec::new();
     let mut cursor = Some(prefix.clone());
     // Names sort after their prefix; stop at the first that does not start with it.
     'outer: loop {
-        let batch = meta::repositories::list(tx, cursor.as_deref(), 1000)?;
+        let batch = tx.registry().repositories(cursor.as_deref(), 1000)?;
         if batch.is_empty() {
             break;
         }
@@ -29,28 +29,35 @@ fn repositories_of(tx: &impl meta::Reader, project: &str) -> MetaResult<Vec<Stri
     Ok(out)
 }
 
-/// Repositories of `project` that still hold manifests or blobs.
-fn non_empty(tx: &impl meta::Reader, project: &str) -> MetaResult<Vec<String>> {
+/// Repositories of `project` that still hold manifests or blobs, with their counts.
+fn non_empty(tx: &dyn ReadTx, project: &str) -> StoreResult<Vec<RepositorySummary>> {
+    let tables = tx.registry();
     let mut out = Vec::new();
-    for repo in repositories_of(tx, project)? {
-        if meta::manifests::count(tx, &repo)? > 0 || meta::blob_links::count(tx, &repo)? > 0 {
-            out.push(repo);
+    for name in repositories_of(tx, project)? {
+        let manifests = tables.manifest_count(&name)?;
+        if manifests > 0 || tables.blob_link_count(&name)? > 0 {
+            out.push(RepositorySummary {
+                tags: tables.tags(&name, None, usize::MAX)?.len() as u64,
+                manifests,
+                name,
+            });
         }
     }
     Ok(out)
 }
 
-/// The registry's tables are not on the storage interface yet: only redb has them.
-fn registry_tables_missing() -> StoreError {
-    StoreError::Backend(
-        "the registry's tables are kept in the embedded database only, so far".to_string(),
-    )
-}
-
 impl Registry {
-    /// The repositories of `project` that still hold manifests or blobs, in name order.
-    pub fn non_empty_repositories(&self, project: &str) -> AuthResult<Vec<String>> {
-        Ok(non_empty(&self.meta.read()?, project)?)
+    /// The repositories of `project` that still hold manifests or blobs, in name order,
+    /// with their tag and manifest counts.
+    pub async fn non_empty_repositories(
+        &self,
+        project: &str,
+    ) -> AuthResult<Vec<RepositorySummary>> {
+        let project = project.to_owned();
+        Ok(self
+            .metadata
+            .read(move |tx| non_empty(tx, &project))
+            .await?)
     }
 
     /// Deletes project `name` with its memberships; refused while it holds repositories
@@ -61,17 +68,21 @@ impl Registry {
         let found = self
             .metadata
             .write(move |tx| -> AuthResult<bool> {
-                let legacy = tx.redb_legacy().ok_or_else(registry_tables_missing)?;
-                let holding = non_empty(legacy, &owned)?;
+                let holding = non_empty(tx.read(), &owned)?;
                 if !holding.is_empty() && !force {
                     return Err(AuthStoreError::Conflict(format!(
                         "project {owned} still holds {} repositories ({}); delete them first or pass force=true",
                         holding.len(),
-                        holding.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+                        holding
+                            .iter()
+                            .take(5)
+                            .map(|r| r.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )));
                 }
-                for repo in repositories_of(legacy, &owned)? {
-                    meta::repositories::purge(legacy, &repo)?;
+                for repo in repositories_of(tx.read(), &owned)? {
+                    tx.registry().remove_repository(&repo)?;
                 }
                 AccessControl::remove_project_in(tx, &owned)
             })

@@ -10,28 +10,21 @@ use std::time::Duration;
 
 use super::Registry;
 use super::handlers::uploads::forget;
-use crate::storage::meta::{self, now_millis};
+use crate::storage::store::now_millis;
 
 /// Removes every session idle for longer than `ttl`; returns how many.
 pub async fn purge_expired(registry: &Arc<Registry>, ttl: Duration) -> anyhow::Result<usize> {
     let cutoff = now_millis().saturating_sub(ttl.as_millis() as u64);
-    let registry2 = registry.clone();
-    let records = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        Ok(meta::uploads::all(&registry2.meta.read()?)?)
-    })
-    .await??;
+    let records = registry.uploads().await?;
     let mut purged = 0;
     for (id, record) in records {
         if record.updated_at > cutoff {
             continue;
         }
-        let Some(session) = registry.sessions.get(&registry.meta, &id)? else {
+        let Some((_, mut state)) = registry.sessions.lock(registry, &id, false).await? else {
             continue;
         };
-        let Ok(mut state) = session.try_lock_owned() else {
-            continue;
-        };
-        if state.finished || state.record.updated_at > cutoff {
+        if state.record.updated_at > cutoff {
             continue;
         }
         forget(registry, &id, &mut state)
@@ -60,10 +53,10 @@ pub async fn run(registry: Arc<Registry>, ttl: Duration, interval: Duration) {
         }
         let swept = registry.clone();
         let orphans = tokio::task::spawn_blocking(move || {
-            crate::storage::fsck::remove_unacknowledged_staging(
-                &swept.meta,
+            super::fsck::remove_unacknowledged_staging(
+                &swept.metadata,
                 swept.store.as_ref(),
-                crate::storage::fsck::ABANDONED_STAGING_AFTER,
+                super::fsck::ABANDONED_STAGING_AFTER,
             )
         })
         .await;

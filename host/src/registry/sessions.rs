@@ -1,14 +1,19 @@
 //! Upload sessions in progress: the per-session lock and the running digest state.
 //!
-//! The durable truth is the `uploads` table plus the staging file; this map only saves
-//! re-reading the staging file to rebuild the digest state on every chunk, and serialises
-//! concurrent requests on one session. After a restart an entry is rebuilt on first use.
+//! The durable truth is the `uploads` table plus the staging file, which every node
+//! sharing the blob directory sees; this map only saves re-reading the staging file to
+//! rebuild the digest state on every chunk, and serialises concurrent requests on one
+//! session within this process. A session's chunks may arrive at different nodes, so the
+//! record is read again under the lock ([`Sessions::lock`]): if another node moved it on,
+//! the cached digest state is dropped and rebuilt from the staging file.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use super::Registry;
 use crate::digest::Hasher;
-use crate::storage::meta::{self, MetaResult, Metadata, uploads::UploadRecord};
+use crate::storage::store::StoreError;
+use crate::storage::tables::registry::UploadRecord;
 
 /// One session's state, behind its own async lock.
 #[derive(Debug)]
@@ -45,23 +50,62 @@ impl Sessions {
         session
     }
 
-    /// The session `id`, loading its record if this process has not seen it yet.
-    pub fn get(&self, meta: &Metadata, id: &str) -> MetaResult<Option<Session>> {
-        if let Some(s) = self.open.lock().expect("sessions lock").get(id) {
-            return Ok(Some(s.clone()));
-        }
-        let Some(record) = meta::uploads::get(&meta.read()?, id)? else {
-            return Ok(None);
+    fn cached(&self, id: &str) -> Option<Session> {
+        self.open.lock().expect("sessions lock").get(id).cloned()
+    }
+
+    /// Session `id`, locked, with its record as stored now; `None` when no node has it
+    /// open. With `wait` false, a session another request holds here is skipped (`None`).
+    pub async fn lock(
+        &self,
+        registry: &Registry,
+        id: &str,
+        wait: bool,
+    ) -> Result<Option<(Session, tokio::sync::OwnedMutexGuard<SessionState>)>, StoreError> {
+        let session = match self.cached(id) {
+            Some(session) => session,
+            None => {
+                let Some(record) = registry.upload(id).await? else {
+                    return Ok(None);
+                };
+                let mut open = self.open.lock().expect("sessions lock");
+                open.entry(id.to_owned())
+                    .or_insert_with(|| {
+                        Arc::new(tokio::sync::Mutex::new(SessionState {
+                            record,
+                            hasher: None,
+                            finished: false,
+                        }))
+                    })
+                    .clone()
+            }
         };
-        let mut open = self.open.lock().expect("sessions lock");
-        let session = open.entry(id.to_owned()).or_insert_with(|| {
-            Arc::new(tokio::sync::Mutex::new(SessionState {
-                record,
-                hasher: None,
-                finished: false,
-            }))
-        });
-        Ok(Some(session.clone()))
+        let mut guard = if wait {
+            session.clone().lock_owned().await
+        } else {
+            match session.clone().try_lock_owned() {
+                Ok(guard) => guard,
+                Err(_) => return Ok(None),
+            }
+        };
+        if guard.finished {
+            return Ok(None);
+        }
+        match registry.upload(id).await? {
+            None => {
+                // Finished or cancelled through another node.
+                guard.finished = true;
+                self.remove(id);
+                Ok(None)
+            }
+            Some(stored) => {
+                if stored != guard.record {
+                    guard.record = stored;
+                    guard.hasher = None;
+                }
+                Ok(Some((session, guard)))
+            }
+        }
     }
 
     /// Forgets session `id`.

@@ -395,16 +395,11 @@ impl Awaiting {
     }
 
     fn has_blob(&self, repository: &str, digest: &str) -> SideResult<bool> {
-        let tx = self
+        Ok(self
             .registry
-            .meta
-            .read()
-            .map_err(|e| SideError::Failed(e.to_string()))?;
-        Ok(
-            crate::storage::meta::blob_links::get(&tx, repository, digest)
-                .map_err(|e| SideError::Failed(e.to_string()))?
-                .is_some(),
-        )
+            .blob_size_blocking(repository, digest)
+            .map_err(|e| SideError::Failed(e.to_string()))?
+            .is_some())
     }
 }
 
@@ -423,12 +418,9 @@ impl Source for Awaiting {
             return Ok(Some(self.top.clone()));
         }
         self.wait_for(&format!("manifest {reference}"), || {
-            let tx = self
+            let here = self
                 .registry
-                .meta
-                .read()
-                .map_err(|e| SideError::Failed(e.to_string()))?;
-            let here = crate::storage::meta::manifests::exists(&tx, repository, reference)
+                .has_manifest_blocking(repository, reference)
                 .map_err(|e| SideError::Failed(e.to_string()))?;
             Ok(here.then_some(()))
         })

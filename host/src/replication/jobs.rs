@@ -9,9 +9,9 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::events::Change;
 use crate::jobs::{JobFilter, JobRow, Lease, RunState, TaskRow, queue};
 use crate::storage::clock::Clock;
-use crate::storage::meta::changes::Change;
 use crate::storage::store::{ReadTx, StoreError, StoreResult, WriteTx};
 
 /// Where a job is.
@@ -626,10 +626,7 @@ mod tests {
     #[test]
     fn jobs_get_increasing_ids_and_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
-        let open = || {
-            let meta = crate::storage::meta::Metadata::open(&dir.path().join("m.redb")).unwrap();
-            Store::redb(std::sync::Arc::new(meta)).unwrap()
-        };
+        let open = || Store::redb_at(&dir.path().join("m.redb")).unwrap();
         let store = open();
         for _ in 0..3 {
             write(&store, |tx| {

@@ -14,9 +14,9 @@ use crate::names::{Reference, RepoName};
 use crate::registry::Registry;
 use crate::registry::content::{self, IngestError, Replicated};
 use crate::registry::errcode::{ErrorCode, RegistryError};
-use crate::storage::blob::linked::LinkedError;
+use crate::registry::linked::LinkedError;
 use crate::storage::clock::Clock;
-use crate::storage::meta::{self, MetaError};
+use crate::storage::store::StoreError;
 
 /// This instance's registry.
 pub struct Local {
@@ -40,7 +40,7 @@ impl Local {
     }
 }
 
-fn meta_failed(e: MetaError) -> SideError {
+fn meta_failed(e: StoreError) -> SideError {
     SideError::Failed(format!("local metadata: {e}"))
 }
 
@@ -70,27 +70,19 @@ impl Source for Local {
         repository: &str,
         reference: &str,
     ) -> SideResult<Option<FetchedManifest>> {
-        let tx = self.registry.meta.read().map_err(meta_failed)?;
-        let (digest, clock) = if reference.contains(':') {
-            (reference.to_string(), None)
-        } else {
-            match meta::tags::get(&tx, repository, reference).map_err(meta_failed)? {
-                Some(t) => (t.digest, t.clock),
-                None => return Ok(None),
-            }
-        };
-        let Some(record) = meta::manifests::get(&tx, repository, &digest).map_err(meta_failed)?
+        let Some(found) = self
+            .registry
+            .find_manifest(repository, reference, true)
+            .await
+            .map_err(meta_failed)?
         else {
             return Ok(None);
         };
-        let bytes = meta::manifests::bytes(&tx, repository, &digest)
-            .map_err(meta_failed)?
-            .ok_or_else(|| SideError::Failed(format!("manifest {digest} has no bytes")))?;
         Ok(Some(FetchedManifest {
-            digest,
-            media_type: record.media_type,
-            bytes: Bytes::from(bytes),
-            clock,
+            bytes: Bytes::from(found.bytes.unwrap_or_default()),
+            digest: found.digest,
+            media_type: found.record.media_type,
+            clock: found.tag.and_then(|t| t.clock),
         }))
     }
 
@@ -112,8 +104,10 @@ impl Source for Local {
     }
 
     async fn referrers(&self, repository: &str, digest: &str) -> SideResult<Vec<String>> {
-        let tx = self.registry.meta.read().map_err(meta_failed)?;
-        Ok(meta::referrers::list(&tx, repository, digest)
+        Ok(self
+            .registry
+            .referrers(repository, digest)
+            .await
             .map_err(meta_failed)?
             .into_iter()
             .map(|r| r.digest)
@@ -121,29 +115,16 @@ impl Source for Local {
     }
 
     async fn repositories(&self) -> SideResult<Vec<String>> {
-        let tx = self.registry.meta.read().map_err(meta_failed)?;
-        let mut out = Vec::new();
-        loop {
-            let batch = meta::repositories::list(&tx, out.last().map(String::as_str), 1000)
-                .map_err(meta_failed)?;
-            if batch.is_empty() {
-                return Ok(out);
-            }
-            out.extend(batch);
-        }
+        self.registry.all_repositories().await.map_err(meta_failed)
     }
 
     async fn tags(&self, repository: &str) -> SideResult<Vec<String>> {
-        let tx = self.registry.meta.read().map_err(meta_failed)?;
-        let mut out = Vec::new();
-        loop {
-            let batch = meta::tags::list(&tx, repository, out.last().map(String::as_str), 1000)
-                .map_err(meta_failed)?;
-            if batch.is_empty() {
-                return Ok(out);
-            }
-            out.extend(batch);
-        }
+        Ok(self
+            .registry
+            .tags(repository, None, usize::MAX)
+            .await
+            .map_err(meta_failed)?
+            .unwrap_or_default())
     }
 }
 
@@ -158,19 +139,19 @@ impl Sink for Local {
     }
 
     async fn resolve(&self, repository: &str, reference: &str) -> SideResult<Option<String>> {
-        let tx = self.registry.meta.read().map_err(meta_failed)?;
-        if reference.contains(':') {
-            let there = meta::manifests::exists(&tx, repository, reference).map_err(meta_failed)?;
-            return Ok(there.then(|| reference.to_string()));
-        }
-        Ok(meta::tags::get(&tx, repository, reference)
+        Ok(self
+            .registry
+            .find_manifest(repository, reference, false)
+            .await
             .map_err(meta_failed)?
-            .map(|t| t.digest))
+            .map(|found| found.digest))
     }
 
     async fn has_blob(&self, repository: &str, digest: &str) -> SideResult<bool> {
-        let tx = self.registry.meta.read().map_err(meta_failed)?;
-        Ok(meta::blob_links::get(&tx, repository, digest)
+        Ok(self
+            .registry
+            .blob_size(repository, digest)
+            .await
             .map_err(meta_failed)?
             .is_some())
     }

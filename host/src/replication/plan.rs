@@ -9,8 +9,8 @@ use berth_plugin_runtime::latest::strategy as wit;
 use super::jobs::{JobScope, LinkCap, PlanSummary, TaskOp, TaskRecord};
 use super::policies::{DatacenterSpec, InstanceSpec, Mode, PolicyRecord, Selector, TopologySpec};
 use super::side::{SideResult, Source};
+use crate::events::ChangeKind;
 use crate::storage::clock::Clock;
-use crate::storage::meta::changes::ChangeKind;
 
 /// One artifact a job moves: a tag (or an untagged manifest) of a repository on the
 /// policy's source.
@@ -391,8 +391,8 @@ pub fn tasks(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Change;
     use crate::replication::policies::Filters;
-    use crate::storage::meta::changes::Change;
 
     fn policy() -> PolicyRecord {
         PolicyRecord {

@@ -3,17 +3,17 @@
 
 use super::endpoints::EndpointRecord;
 use super::jobs::{JobRecord, JobScope, JobStatus};
-use crate::storage::meta::changes;
+use crate::replication::CONSUMER;
 
 use super::*;
 
 impl Replication {
     /// Where every policy stands: what is queued and not yet delivered.
     pub fn status(&self) -> ReplicationResult<Status> {
-        let out = self.read_with_feed(|tx, feed| {
+        self.registry.feed.sequence()?;
+        let out = self.store.read_blocking(|tx| -> ReplicationResult<_> {
             let mut out = Vec::new();
-            let cursor = jobs::state(tx, "change_cursor")?;
-            let unread_changes = changes::last_seq(feed)?.saturating_sub(cursor);
+            let unread_changes = crate::events::backlog(tx, CONSUMER)?;
             let unfinished = jobs::unfinished(tx)?;
             for policy in tx.replication().policies()? {
                 let mine: Vec<&JobRecord> = unfinished

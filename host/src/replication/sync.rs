@@ -20,7 +20,7 @@ use super::local::Local;
 use super::policies::{Delivery, Mode, Selector};
 use super::side::SideError;
 use super::transfer::{Copier, CopyOptions};
-use crate::storage::meta::now_millis;
+use crate::storage::store::now_millis;
 
 /// How often a degraded destination is probed.
 pub(super) const PROBE_EVERY: Duration = Duration::from_secs(2);

@@ -2,7 +2,6 @@
 //! writer, and the repository-scoped view that enforces links.
 
 pub mod fs;
-pub mod linked;
 pub mod writer;
 
 use std::io::{self, Read, Write};

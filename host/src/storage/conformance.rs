@@ -3,8 +3,10 @@
 
 mod audit;
 mod auth;
+mod events;
 mod jobs;
 mod plugins;
+mod registry;
 mod replication;
 mod transactions;
 
@@ -21,6 +23,10 @@ macro_rules! conformance {
 }
 
 conformance!(
+    events::events_are_numbered_in_commit_order_and_read_past_a_cursor,
+    events::cursors_hold_their_place_and_trimming_never_restarts_numbers,
+    events::concurrent_appends_get_distinct_numbers_without_gaps,
+    events::an_event_that_commits_late_is_not_skipped,
     jobs::jobs_get_increasing_ids_and_round_trip_every_field,
     jobs::jobs_are_listed_newest_first_by_kind_subject_and_state,
     jobs::tasks_come_in_index_order_and_go_with_their_job,
@@ -37,6 +43,12 @@ conformance!(
     auth::members_by_project_with_roles,
     auth::removing_a_user_or_project_removes_its_memberships_only,
     auth::robots_round_trip_grants_and_expiry,
+    registry::manifests_round_trip_every_field_and_their_exact_bytes,
+    registry::repositories_and_tags_come_in_byte_order_in_pages,
+    registry::tag_history_keeps_the_newest_entries_and_tombstones_the_latest,
+    registry::referrers_are_kept_per_subject_in_digest_order,
+    registry::blob_links_and_upload_sessions_round_trip,
+    registry::removing_a_repository_removes_what_it_holds_and_nothing_else,
     replication::endpoints_round_trip_every_field,
     replication::policies_round_trip_every_field,
     replication::metadata_versions_keep_their_clock_and_hash,

@@ -1,18 +1,8 @@
-//! Metadata in redb: one module per table, a schema version, and migrations.
-//!
-//! Every registry write that must be atomic (a manifest, its tag and its referrer entry)
-//! happens in one [`Metadata::write`] transaction, committed with fsync before the client
-//! hears about it.
+//! The redb database under the embedded backend (`storage::backends::redb`): opening
+//! it, transactions with a chosen durability, per-component schema versions and their
+//! migrations, and the record encoding the backend's tables share.
 
-pub mod blob_links;
-pub mod changes;
-pub mod manifests;
-pub mod referrers;
-pub mod repositories;
 pub mod schema;
-pub mod tag_history;
-pub mod tags;
-pub mod uploads;
 
 use std::path::Path;
 
@@ -67,9 +57,10 @@ pub struct Metadata {
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 impl Metadata {
-    /// Opens (creating and migrating if needed) the metadata database at `path`.
+    /// Opens (creating if needed) the metadata database at `path`; the store over it
+    /// (`Store::redb`) brings its tables to this build's schema.
     pub fn open(path: &Path) -> MetaResult<Metadata> {
-        Metadata::open_with(path, &[&schema::REGISTRY], CACHE_BYTES)
+        Metadata::open_with(path, &[], CACHE_BYTES)
     }
 
     /// Opens a database at `path` holding the given components' tables, with `cache_bytes`

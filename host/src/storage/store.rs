@@ -25,8 +25,10 @@ use super::backends::redb::RedbStore;
 use super::meta::Metadata;
 use super::tables::audit::{AuditRead, AuditWrite};
 use super::tables::auth::{AuthRead, AuthWrite};
+use super::tables::events::{EventsRead, EventsWrite};
 use super::tables::jobs::{JobsRead, JobsWrite};
 use super::tables::plugins::{PluginsRead, PluginsWrite};
+use super::tables::registry::{RegistryRead, RegistryWrite};
 use super::tables::replication::{ReplicationRead, ReplicationWrite};
 
 /// Errors of the metadata store, whichever backend.
@@ -92,23 +94,22 @@ pub trait ReadTx {
     /// The auth tables (`users`, `projects`, `members`, `robots`).
     fn auth(&self) -> &dyn AuthRead;
 
+    /// The event feed (`events`, `event_cursors`).
+    fn events(&self) -> &dyn EventsRead;
+
     /// The jobs runner's tables (`jobs`, `job_tasks`, `job_state`).
     fn jobs(&self) -> &dyn JobsRead;
 
     /// The plugin host's tables (`plugins`, `plugin_secrets`).
     fn plugins(&self) -> &dyn PluginsRead;
 
+    /// The registry's tables (repositories, blob links, manifests, tags and their
+    /// history, referrers, upload sessions).
+    fn registry(&self) -> &dyn RegistryRead;
+
     /// Replication's settings (`replication_endpoints`, `replication_policies`,
     /// `replication_metadata_versions`).
     fn replication(&self) -> &dyn ReplicationRead;
-
-    /// Transitional, until every component's tables are on this interface: the redb
-    /// transaction under this one, for the tables still kept only in `storage::meta`.
-    /// `None` on PostgreSQL, which does not have those tables yet (ARCHITECTURE.md
-    /// lists them).
-    fn redb_legacy(&self) -> Option<&redb::ReadTransaction> {
-        None
-    }
 }
 
 /// The tables a write transaction reaches; each table's write trait includes its reads,
@@ -120,6 +121,9 @@ pub trait WriteTx {
     /// The auth tables (`users`, `projects`, `members`, `robots`).
     fn auth(&self) -> &dyn AuthWrite;
 
+    /// The event feed (`events`, `event_cursors`).
+    fn events(&self) -> &dyn EventsWrite;
+
     /// The jobs runner's tables (`jobs`, `job_tasks`, `job_state`).
     fn jobs(&self) -> &dyn JobsWrite;
 
@@ -130,15 +134,12 @@ pub trait WriteTx {
     /// writes.
     fn read(&self) -> &dyn ReadTx;
 
+    /// The registry's tables.
+    fn registry(&self) -> &dyn RegistryWrite;
+
     /// Replication's settings (`replication_endpoints`, `replication_policies`,
     /// `replication_metadata_versions`).
     fn replication(&self) -> &dyn ReplicationWrite;
-
-    /// Transitional: the redb write transaction under this one (see
-    /// [`ReadTx::redb_legacy`]).
-    fn redb_legacy(&self) -> Option<&redb::WriteTransaction> {
-        None
-    }
 }
 
 /// The metadata store: cheap to clone, shared by every service.
@@ -168,6 +169,12 @@ impl Store {
         Ok(Store {
             backend: Arc::new(Backend::Redb(RedbStore::open(meta)?)),
         })
+    }
+
+    /// The embedded store in the redb database at `path`, created if there is none.
+    /// Fails while another process has the database open.
+    pub fn redb_at(path: &std::path::Path) -> StoreResult<Store> {
+        Store::redb(Arc::new(Metadata::open(path)?))
     }
 
     /// The shared store in the PostgreSQL database at `url` (a `postgres://` URL or a
@@ -276,6 +283,30 @@ impl Store {
     {
         let store = self.clone();
         blocking(move || store.write_blocking(Durability::Immediate, f)).await
+    }
+}
+
+impl Store {
+    /// Calls `wake` when another node commits events (PostgreSQL's `LISTEN/NOTIFY`), until
+    /// the result is dropped. `None` where there are no other nodes (redb): the feed's
+    /// in-process wake-ups are all there is.
+    pub fn watch_events(&self, wake: Box<dyn Fn() + Send + Sync>) -> Option<Watching> {
+        match &*self.backend {
+            Backend::Redb(_) => None,
+            Backend::Postgres(store) => Some(store.watch_events(wake)),
+        }
+    }
+}
+
+/// Listening for other nodes' events; stops when dropped.
+#[derive(Debug, Default)]
+pub struct Watching {
+    pub(crate) stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -19,9 +19,8 @@ use crate::digest::Digest;
 use crate::names::RepoName;
 use crate::registry::Registry;
 use crate::registry::errcode::{ErrorCode, RegistryError, RegistryResult};
+use crate::registry::linked::LinkedError;
 use crate::registry::routes::empty;
-use crate::storage::blob::linked::LinkedError;
-use crate::storage::meta::{self, MetaError};
 
 fn unknown(name: &RepoName, digest: &Digest) -> RegistryError {
     RegistryError::new(ErrorCode::BlobUnknown)
@@ -35,7 +34,7 @@ impl From<LinkedError> for RegistryError {
             LinkedError::Missing(_) => {
                 RegistryError::internal("blob content is missing (run berth fsck)", e)
             }
-            LinkedError::Meta(e) => e.into(),
+            LinkedError::Store(e) => e.into(),
             LinkedError::Io(e) => e.into(),
         }
     }
@@ -105,7 +104,7 @@ pub async fn get(
     headers: &HeaderMap,
     head: bool,
 ) -> RegistryResult<Response> {
-    let size = match registry.linked.stat(name.as_str(), digest) {
+    let size = match registry.linked.stat(name.as_str(), digest).await {
         Ok(size) => size,
         Err(LinkedError::Unknown) => return Err(unknown(name, digest)),
         Err(e) => return Err(e.into()),
@@ -186,17 +185,7 @@ pub async fn delete(
     name: &RepoName,
     digest: &Digest,
 ) -> RegistryResult<Response> {
-    if !registry.config.delete_enabled {
-        return Err(crate::registry::content::deletes_disabled());
-    }
-    let (registry2, repo, d) = (registry.clone(), name.to_string(), digest.to_string());
-    let found = tokio::task::spawn_blocking(move || {
-        registry2
-            .meta
-            .write(|tx| -> Result<bool, MetaError> { meta::blob_links::unlink(tx, &repo, &d) })
-    })
-    .await??;
-    if !found {
+    if !crate::registry::content::unlink_blob(registry, name, digest).await? {
         return Err(unknown(name, digest));
     }
     Ok(empty(StatusCode::ACCEPTED))

@@ -13,7 +13,6 @@ use crate::auth::Action;
 use crate::auth::authenticate::Caller;
 use crate::registry::Registry;
 use crate::registry::errcode::RegistryResult;
-use crate::storage::meta;
 
 /// Lists repositories.
 /// Lists the repositories the caller may pull from.
@@ -23,13 +22,14 @@ pub async fn get(
     caller: &Caller,
 ) -> RegistryResult<Response> {
     let (n, last) = pagination(&query_params(query))?;
-    let tx = registry.meta.read()?;
     // One extra tells whether a next page exists without a second query. Repositories the
     // caller cannot see are skipped, so pages are read until n + 1 visible ones are found.
     let mut names = Vec::new();
     let mut cursor = last;
     loop {
-        let batch = meta::repositories::list(&tx, cursor.as_deref(), (n + 1).max(64))?;
+        let batch = registry
+            .repositories(cursor.clone(), (n + 1).max(64))
+            .await?;
         let exhausted = batch.len() < (n + 1).max(64);
         cursor = batch.last().cloned();
         for name in batch {

@@ -27,14 +27,12 @@ use crate::registry::Registry;
 use crate::registry::content::{self, Replicated};
 use crate::registry::errcode::{ErrorCode, RegistryError, RegistryResult};
 use crate::registry::routes::empty;
-use crate::storage::meta;
 
 fn etag(digest: &str) -> String {
     format!("\"{digest}\"")
 }
 
-/// Serves a manifest by tag or digest. Reads only metadata (a redb read snapshot), which
-/// is fast enough to stay on the async worker.
+/// Serves a manifest by tag or digest, from one metadata snapshot.
 pub async fn get(
     registry: &Registry,
     name: &RepoName,
@@ -46,16 +44,11 @@ pub async fn get(
         RegistryError::new(ErrorCode::ManifestUnknown)
             .detail(json!({ "name": name.as_str(), "reference": reference.to_string() }))
     };
-    let tx = registry.meta.read()?;
-    let digest = match reference {
-        Reference::Digest(d) => d.to_string(),
-        Reference::Tag(t) => {
-            meta::tags::get(&tx, name.as_str(), t.as_str())?
-                .ok_or_else(unknown)?
-                .digest
-        }
-    };
-    let record = meta::manifests::get(&tx, name.as_str(), &digest)?.ok_or_else(unknown)?;
+    let found = registry
+        .find_manifest(name.as_str(), &reference.to_string(), !head)
+        .await?
+        .ok_or_else(unknown)?;
+    let (digest, record) = (found.digest, found.record);
     let tag = etag(&digest);
     let mut builder = Response::builder()
         .header(header::CONTENT_TYPE, &record.media_type)
@@ -70,10 +63,9 @@ pub async fn get(
         builder = builder.status(StatusCode::NOT_MODIFIED);
         return Ok(builder.body(Body::empty()).expect("valid response"));
     }
-    let body = if head {
-        Body::empty()
-    } else {
-        Body::from(meta::manifests::bytes(&tx, name.as_str(), &digest)?.ok_or_else(unknown)?)
+    let body = match found.bytes {
+        Some(bytes) => Body::from(bytes),
+        None => Body::empty(),
     };
     Ok(builder
         .status(StatusCode::OK)

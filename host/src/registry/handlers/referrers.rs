@@ -18,7 +18,6 @@ use crate::names::RepoName;
 use crate::registry::Registry;
 use crate::registry::errcode::RegistryResult;
 use crate::registry::manifest::OCI_INDEX;
-use crate::storage::meta;
 
 /// Lists referrers.
 pub async fn list(
@@ -28,8 +27,9 @@ pub async fn list(
     query: Option<&str>,
 ) -> RegistryResult<Response> {
     let params = query_params(query);
-    let tx = registry.meta.read()?;
-    let mut referrers = meta::referrers::list(&tx, name.as_str(), &subject.to_string())?;
+    let mut referrers = registry
+        .referrers(name.as_str(), &subject.to_string())
+        .await?;
     let filter = params.get("artifactType").filter(|t| !t.is_empty());
     if let Some(wanted) = filter {
         referrers.retain(|r| r.artifact_type.as_deref() == Some(wanted.as_str()));

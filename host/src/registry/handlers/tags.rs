@@ -13,7 +13,6 @@ use super::{next_link, pagination, query_params};
 use crate::names::RepoName;
 use crate::registry::Registry;
 use crate::registry::errcode::{ErrorCode, RegistryError, RegistryResult};
-use crate::storage::meta;
 
 /// Lists tags.
 pub async fn list(
@@ -22,12 +21,10 @@ pub async fn list(
     query: Option<&str>,
 ) -> RegistryResult<Response> {
     let (n, last) = pagination(&query_params(query))?;
-    let tx = registry.meta.read()?;
-    if !meta::repositories::exists(&tx, name.as_str())? {
+    let Some(mut tags) = registry.tags(name.as_str(), last, n + 1).await? else {
         return Err(RegistryError::new(ErrorCode::NameUnknown)
             .detail(serde_json::json!({ "name": name.as_str() })));
-    }
-    let mut tags = meta::tags::list(&tx, name.as_str(), last.as_deref(), n + 1)?;
+    };
     let more = tags.len() > n;
     tags.truncate(n);
     let body = serde_json::json!({ "name": name.as_str(), "tags": tags }).to_string();

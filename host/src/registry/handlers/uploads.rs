@@ -34,7 +34,8 @@ use crate::registry::errcode::{ErrorCode, RegistryError, RegistryResult};
 use crate::registry::routes::empty;
 use crate::registry::sessions::{Session, SessionState};
 use crate::storage::blob::writer::{self, AppendError};
-use crate::storage::meta::{self, now_millis, uploads::UploadRecord};
+use crate::storage::store::{Durability, now_millis};
+use crate::storage::tables::registry::UploadRecord;
 
 fn upload_unknown(id: &str) -> RegistryError {
     RegistryError::new(ErrorCode::BlobUploadUnknown).detail(json!({ "uuid": id }))
@@ -139,9 +140,9 @@ pub async fn start(
     let (registry2, id2, record2) = (registry.clone(), id.clone(), record.clone());
     // Lazy commit: losing a session that holds no data costs the client only a retry.
     tokio::task::spawn_blocking(move || {
-        registry2
-            .meta
-            .write_lazy(|tx| meta::uploads::put(tx, &id2, &record2))
+        registry2.metadata.write_blocking(Durability::Lazy, |tx| {
+            tx.registry().put_upload(&id2, &record2)
+        })
     })
     .await??;
     registry
@@ -181,12 +182,12 @@ async fn lock_session(
     name: &RepoName,
     id: &str,
 ) -> RegistryResult<(Session, tokio::sync::OwnedMutexGuard<SessionState>)> {
-    let session = registry
+    let (session, guard) = registry
         .sessions
-        .get(&registry.meta, id)?
+        .lock(registry, id, true)
+        .await?
         .ok_or_else(|| upload_unknown(id))?;
-    let guard = session.clone().lock_owned().await;
-    if guard.finished || guard.record.repo != name.as_str() {
+    if guard.record.repo != name.as_str() {
         return Err(upload_unknown(id));
     }
     Ok((session, guard))
@@ -345,12 +346,33 @@ async fn append_chunk(
     record.acknowledged = appended.len;
     record.updated_at = now_millis();
     let (registry2, id2, record2) = (registry.clone(), id.to_owned(), record.clone());
-    tokio::task::spawn_blocking(move || {
-        registry2
-            .meta
-            .write(|tx| meta::uploads::put(tx, &id2, &record2))
-    })
-    .await??;
+    let previous = state.record.acknowledged;
+    registry2
+        .metadata
+        .write(
+            move |tx| -> Result<bool, crate::storage::store::StoreError> {
+                // Another node may have taken the session on meanwhile (a client that sends
+                // one session's chunks to two nodes at once): only one chunk counts.
+                match tx.registry().upload(&id2)? {
+                    Some(stored) if stored.acknowledged == previous => {
+                        tx.registry().put_upload(&id2, &record2)?;
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                }
+            },
+        )
+        .await
+        .map_err(RegistryError::from)
+        .and_then(|kept| {
+            if kept {
+                Ok(())
+            } else {
+                Err(RegistryError::new(ErrorCode::BlobUploadInvalid).message(
+                    "another request moved this upload on meanwhile; ask for its status and resume",
+                ))
+            }
+        })?;
     state.record = record;
     state.hasher = Some(appended.hasher);
     Ok(())
@@ -366,7 +388,11 @@ pub(crate) async fn forget(
     registry.sessions.remove(id);
     let (registry2, id2) = (registry.clone(), id.to_owned());
     tokio::task::spawn_blocking(move || -> RegistryResult<()> {
-        registry2.meta.write(|tx| meta::uploads::remove(tx, &id2))?;
+        registry2
+            .metadata
+            .write_blocking(Durability::Immediate, |tx| {
+                tx.registry().remove_upload(&id2)
+            })?;
         registry2.store.remove_staging(&id2)?;
         Ok(())
     })

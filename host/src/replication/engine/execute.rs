@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::sides::Sides;
+use crate::events::{Change, ChangeKind};
 use crate::replication::Replication;
 use crate::replication::Stop;
 use crate::replication::delegate::{Ahead, TransferRequest};
@@ -22,7 +23,6 @@ use crate::replication::plan;
 use crate::replication::policies::{self, Mode, PolicyRecord, Selector};
 use crate::replication::side::{SideError, Sink, Source};
 use crate::replication::transfer::{BlobGate, Copier, CopyOptions, CopyOutcome, Throttle};
-use crate::storage::meta::changes::{Change, ChangeKind};
 use crate::storage::store::{Durability, StoreResult, now_millis};
 
 /// How long a hop forwarding an artifact it still receives waits for each piece.

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::events::{self, Change, Event};
 use crate::jobs::lease::{self, Claim, Renewal};
 use crate::replication::jobs::{self, JobScope, JobStatus, TaskStatus, Trigger};
 use crate::replication::policies::{Mode, Selector};
-use crate::replication::{Replication, ReplicationResult, Stop};
-use crate::storage::meta::changes::{self, Change};
+use crate::replication::{CONSUMER, Replication, ReplicationResult, Stop};
 use crate::storage::store::{Durability, StoreResult, now_millis};
 
 /// Changes read from the feed at a time.
@@ -50,81 +50,88 @@ impl Replication {
         Ok(())
     }
 
-    /// Turns new changes into jobs of the policies that follow changes, and moves the
-    /// cursor past them, in one transaction.
+    /// Turns new registry events into jobs of the policies that follow changes, and moves
+    /// replication's cursor past them, in one transaction.
     pub(super) fn poll_changes(&self) -> ReplicationResult<()> {
-        let (cursor, batch) = self.read_with_feed(|tx, feed| {
-            let cursor = jobs::state(tx, "change_cursor")?;
-            Ok((cursor, changes::after(feed, cursor, CHANGE_BATCH)?))
-        })?;
-        let Some((last, _)) = batch.last() else {
+        self.registry.feed.sequence()?;
+        let batch = self
+            .store
+            .read_blocking(|tx| events::read(tx, CONSUMER, CHANGE_BATCH))?;
+        let Some(last) = batch.last() else {
             return Ok(());
         };
-        let (first, last) = (batch[0].0, *last);
+        let first = batch.events[0].0;
+        let changes: Vec<Change> = batch
+            .events
+            .iter()
+            .map(|(_, event)| match event {
+                Event::Registry(change) => change.clone(),
+            })
+            .collect();
         let now = now_millis();
-        let queued = self.write_with_feed(|tx, feed| -> ReplicationResult<Vec<u64>> {
-            let mut queued = Vec::new();
-            // Another node may have queued these changes meanwhile: the cursor moved, and
-            // queueing them twice would replicate them twice. (On PostgreSQL the check and
-            // the move are one serializable transaction.)
-            if jobs::state(tx.read(), "change_cursor")? != cursor {
-                return Ok(queued);
-            }
-            let instances: HashMap<String, String> = tx
-                .replication()
-                .endpoints()?
-                .into_iter()
-                .filter_map(|e| e.instance.map(|i| (e.name, i)))
-                .collect();
-            let unfinished = jobs::unfinished_leased(tx.read())?;
-            for policy in tx.replication().policies()? {
-                if !policy.enabled || !policy.on_change || policy.mode != Mode::Push {
-                    continue;
+        let queued = self.store.write_blocking(
+            Durability::Immediate,
+            |tx| -> ReplicationResult<Vec<u64>> {
+                let mut queued = Vec::new();
+                // Another node may have queued these changes meanwhile: the cursor moved, and
+                // queueing them twice would replicate them twice. (On PostgreSQL the check and
+                // the move are one serializable transaction.)
+                if !events::acknowledge(tx, CONSUMER, batch.cursor, last)? {
+                    return Ok(queued);
                 }
-                let Ok(selector) = Selector::new(&policy.filters) else {
-                    continue;
-                };
-                let selected: Vec<Change> = batch
-                    .iter()
-                    .map(|(_, c)| c)
-                    .filter(|c| wanted(&policy, &selector, &instances, c))
-                    .cloned()
+                let instances: HashMap<String, String> = tx
+                    .replication()
+                    .endpoints()?
+                    .into_iter()
+                    .filter_map(|e| e.instance.map(|i| (e.name, i)))
                     .collect();
-                if selected.is_empty() {
-                    continue;
+                let unfinished = jobs::unfinished_leased(tx.read())?;
+                for policy in tx.replication().policies()? {
+                    if !policy.enabled || !policy.on_change || policy.mode != Mode::Push {
+                        continue;
+                    }
+                    let Ok(selector) = Selector::new(&policy.filters) else {
+                        continue;
+                    };
+                    let selected: Vec<Change> = changes
+                        .iter()
+                        .filter(|c| wanted(&policy, &selector, &instances, c))
+                        .cloned()
+                        .collect();
+                    if selected.is_empty() {
+                        continue;
+                    }
+                    // A job of this policy that is still queued, and that no node has claimed to
+                    // plan, takes the new changes too, so a burst of pushes is one job, not one
+                    // per push. (Should a node claim it meanwhile, its planning sees the scope
+                    // grew and plans again.)
+                    let waiting = unfinished.iter().rev().find(|(j, lease)| {
+                        j.policy == policy.name
+                            && j.status == JobStatus::Pending
+                            && matches!(j.trigger, Trigger::Change { .. })
+                            && lease.is_none()
+                    });
+                    if let Some(mut job) = waiting.map(|(j, _)| j.clone())
+                        && let (JobScope::Changes { changes }, Trigger::Change { last: l, .. }) =
+                            (&mut job.scope, &mut job.trigger)
+                    {
+                        changes.extend(selected);
+                        *l = last;
+                        jobs::put_job(tx, &job)?;
+                        continue;
+                    }
+                    let job = jobs::enqueue(
+                        tx,
+                        &policy.name,
+                        Trigger::Change { first, last },
+                        JobScope::Changes { changes: selected },
+                        now,
+                    )?;
+                    queued.push(job.id);
                 }
-                // A job of this policy that is still queued, and that no node has claimed to
-                // plan, takes the new changes too, so a burst of pushes is one job, not one
-                // per push. (Should a node claim it meanwhile, its planning sees the scope
-                // grew and plans again.)
-                let waiting = unfinished.iter().rev().find(|(j, lease)| {
-                    j.policy == policy.name
-                        && j.status == JobStatus::Pending
-                        && matches!(j.trigger, Trigger::Change { .. })
-                        && lease.is_none()
-                });
-                if let Some(mut job) = waiting.map(|(j, _)| j.clone())
-                    && let (JobScope::Changes { changes }, Trigger::Change { last: l, .. }) =
-                        (&mut job.scope, &mut job.trigger)
-                {
-                    changes.extend(selected);
-                    *l = last;
-                    jobs::put_job(tx, &job)?;
-                    continue;
-                }
-                let job = jobs::enqueue(
-                    tx,
-                    &policy.name,
-                    Trigger::Change { first, last },
-                    JobScope::Changes { changes: selected },
-                    now,
-                )?;
-                queued.push(job.id);
-            }
-            jobs::set_state(tx, "change_cursor", last)?;
-            changes::trim_through(feed, last)?;
-            Ok(queued)
-        })?;
+                Ok(queued)
+            },
+        )?;
         if !queued.is_empty() {
             tracing::debug!(jobs = ?queued, first, last, "replication: queued jobs for changes");
         }

@@ -2,7 +2,7 @@
 //! policy's strategy plugin, and runs its tasks wave by wave with retries, under the
 //! policy's concurrency, the plan's per-link caps and the policy's bandwidth cap.
 //!
-//! Everything it decides is in the metadata store first: the change-feed cursor moves in
+//! Everything it decides is in the metadata store first: its event-feed cursor moves in
 //! the same transaction that queues the jobs (so a change is never dropped, nor queued
 //! twice), and tasks are written before they run. Jobs live in the shared jobs runner
 //! (`crate::jobs`): a node runs a job while it holds the job's lease, and a job whose
@@ -35,6 +35,7 @@ impl Replication {
                 tokio::spawn(async move { this.learn_instance(&e.name).await });
             }
         }
+        let mut published = self.registry.feed.subscribe();
         let mut last_cleanup: Option<std::time::Instant> = None;
         let mut last_metadata: Option<std::time::Instant> = None;
         loop {
@@ -62,7 +63,7 @@ impl Replication {
             }
             tokio::select! {
                 () = self.wake.notified() => {}
-                () = self.registry.changed.notified() => {}
+                Ok(()) = published.changed() => {}
                 () = tokio::time::sleep(IDLE_POLL) => {}
             }
         }

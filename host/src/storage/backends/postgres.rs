@@ -7,8 +7,10 @@
 
 mod audit;
 mod auth;
+mod events;
 mod jobs;
 mod plugins;
+mod registry;
 mod replication;
 mod schema;
 
@@ -22,11 +24,13 @@ use postgres::types::ToSql;
 use postgres::{Client, IsolationLevel, NoTls, Row, Statement, Transaction};
 use rand::Rng as _;
 
-use crate::storage::store::{Durability, ReadTx, StoreError, StoreResult, WriteTx};
+use crate::storage::store::{Durability, ReadTx, StoreError, StoreResult, Watching, WriteTx};
 use crate::storage::tables::audit::{AuditRead, AuditWrite};
 use crate::storage::tables::auth::{AuthRead, AuthWrite};
+use crate::storage::tables::events::{EventsRead, EventsWrite};
 use crate::storage::tables::jobs::{JobsRead, JobsWrite};
 use crate::storage::tables::plugins::{PluginsRead, PluginsWrite};
+use crate::storage::tables::registry::{RegistryRead, RegistryWrite};
 use crate::storage::tables::replication::{ReplicationRead, ReplicationWrite};
 
 /// How many times a write transaction runs before a conflict is reported.
@@ -39,6 +43,8 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct PgStore {
     /// Taken only by `drop`.
     pool: Option<r2d2::Pool<Connector>>,
+    /// How the pool connects, for connections kept apart from it (listening).
+    connector: std::sync::Arc<Connector>,
 }
 
 /// The synchronous client closes a connection by blocking on its own runtime, which
@@ -60,6 +66,7 @@ impl Drop for PgStore {
 
 /// Opens connections for the pool. Holds the parsed configuration, never printed: it
 /// may carry a password.
+#[derive(Clone)]
 struct Connector {
     config: postgres::Config,
     /// TLS that verifies the server's certificate (against the system's roots and the
@@ -154,9 +161,15 @@ impl PgStore {
             .min_idle(Some(0))
             .connection_timeout(CONNECTION_TIMEOUT)
             .error_handler(Box::new(PoolErrors))
-            .build(Connector { config, tls })
+            .build(Connector {
+                config: config.clone(),
+                tls: tls.clone(),
+            })
             .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
-        let store = PgStore { pool: Some(pool) };
+        let store = PgStore {
+            pool: Some(pool),
+            connector: std::sync::Arc::new(Connector { config, tls }),
+        };
         let mut conn = store.connection()?;
         schema::prepare(&mut conn.client)?;
         Ok(store)
@@ -249,6 +262,72 @@ impl PgStore {
 
 /// A jittered, growing pause before a conflicted transaction runs again, so that the
 /// transactions that collided do not collide again in step.
+impl PgStore {
+    /// Calls `wake` whenever a transaction that appended events commits, on any node
+    /// (`LISTEN` on the feed's channel, on a connection of its own), and once each time
+    /// listening (re)starts, for what was missed meanwhile; until the result is dropped.
+    pub fn watch_events(&self, wake: Box<dyn Fn() + Send + Sync>) -> Watching {
+        let watching = Watching::default();
+        let stop = watching.stop.clone();
+        let connector = self.connector.clone();
+        let spawned = std::thread::Builder::new()
+            .name("berth-pg-listen".into())
+            .spawn(move || listen(&connector, events::CHANNEL, &*wake, &stop));
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start listening for other nodes' events; polling only");
+        }
+        watching
+    }
+}
+
+/// How often a listening connection checks whether it should stop.
+const LISTEN_TICK: Duration = Duration::from_millis(500);
+
+fn listen(
+    connector: &Connector,
+    channel: &str,
+    wake: &(dyn Fn() + Send + Sync),
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use postgres::fallible_iterator::FallibleIterator as _;
+    use r2d2::ManageConnection as _;
+    use std::sync::atomic::Ordering;
+    let mut pause = Duration::from_secs(1);
+    while !stop.load(Ordering::Relaxed) {
+        let listening = connector.connect().and_then(|mut conn| {
+            conn.client.batch_execute(&format!("LISTEN {channel}"))?;
+            Ok(conn)
+        });
+        let mut conn = match listening {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for other nodes' events; polling until it can");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        };
+        pause = Duration::from_secs(1);
+        wake();
+        while !stop.load(Ordering::Relaxed) {
+            let arrived = {
+                let mut notifications = conn.client.notifications();
+                let first = notifications.timeout_iter(LISTEN_TICK).next();
+                // Whatever else is already here is covered by the same wake-up.
+                if matches!(first, Ok(Some(_))) {
+                    while let Ok(Some(_)) = notifications.iter().next() {}
+                }
+                first
+            };
+            match arrived {
+                Ok(Some(_)) => wake(),
+                Ok(None) if !conn.client.is_closed() => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+}
+
 fn backoff(attempt: u32) -> Duration {
     let ceiling_us = 500u64 << attempt.min(7);
     Duration::from_micros(rand::thread_rng().gen_range(ceiling_us / 4..=ceiling_us))
@@ -348,11 +427,19 @@ impl ReadTx for PgTx<'_> {
         self
     }
 
+    fn events(&self) -> &dyn EventsRead {
+        self
+    }
+
     fn jobs(&self) -> &dyn JobsRead {
         self
     }
 
     fn plugins(&self) -> &dyn PluginsRead {
+        self
+    }
+
+    fn registry(&self) -> &dyn RegistryRead {
         self
     }
 
@@ -370,6 +457,10 @@ impl WriteTx for PgTx<'_> {
         self
     }
 
+    fn events(&self) -> &dyn EventsWrite {
+        self
+    }
+
     fn jobs(&self) -> &dyn JobsWrite {
         self
     }
@@ -379,6 +470,10 @@ impl WriteTx for PgTx<'_> {
     }
 
     fn read(&self) -> &dyn ReadTx {
+        self
+    }
+
+    fn registry(&self) -> &dyn RegistryWrite {
         self
     }
 

@@ -3,8 +3,10 @@
 
 mod audit;
 mod auth;
+mod events;
 mod jobs;
 mod plugins;
+mod registry;
 mod replication;
 
 use std::sync::Arc;
@@ -15,17 +17,22 @@ use crate::storage::meta::{Metadata, schema};
 use crate::storage::store::{Durability, ReadTx, StoreError, StoreResult, WriteTx};
 use crate::storage::tables::audit::{AuditRead, AuditWrite};
 use crate::storage::tables::auth::{AuthRead, AuthWrite};
+use crate::storage::tables::events::{EventsRead, EventsWrite};
 use crate::storage::tables::jobs::{JobsRead, JobsWrite};
 use crate::storage::tables::plugins::{PluginsRead, PluginsWrite};
+use crate::storage::tables::registry::{RegistryRead, RegistryWrite};
 use crate::storage::tables::replication::{ReplicationRead, ReplicationWrite};
 
 /// The components whose tables this backend keeps through the storage interface, each
 /// versioned on its own (`storage::meta::schema`).
-/// The jobs runner comes before replication, whose queue it takes over.
+/// The jobs runner comes before replication, whose queue it takes over, and before the
+/// event feed, which takes replication's cursor over from it.
 const COMPONENTS: &[&schema::Component] = &[
     &auth::SCHEMA,
     &plugins::SCHEMA,
+    &registry::SCHEMA,
     &jobs::SCHEMA,
+    &events::SCHEMA,
     &replication::SCHEMA,
 ];
 
@@ -99,11 +106,19 @@ macro_rules! read_accessors {
             self
         }
 
+        fn events(&self) -> &dyn EventsRead {
+            self
+        }
+
         fn jobs(&self) -> &dyn JobsRead {
             self
         }
 
         fn plugins(&self) -> &dyn PluginsRead {
+            self
+        }
+
+        fn registry(&self) -> &dyn RegistryRead {
             self
         }
 
@@ -115,10 +130,6 @@ macro_rules! read_accessors {
 
 impl ReadTx for RedbTx<ReadTransaction> {
     read_accessors!();
-
-    fn redb_legacy(&self) -> Option<&ReadTransaction> {
-        Some(&self.0)
-    }
 }
 
 impl ReadTx for RedbTx<WriteTransaction> {
@@ -134,6 +145,10 @@ impl WriteTx for RedbTx<WriteTransaction> {
         self
     }
 
+    fn events(&self) -> &dyn EventsWrite {
+        self
+    }
+
     fn jobs(&self) -> &dyn JobsWrite {
         self
     }
@@ -146,12 +161,12 @@ impl WriteTx for RedbTx<WriteTransaction> {
         self
     }
 
-    fn replication(&self) -> &dyn ReplicationWrite {
+    fn registry(&self) -> &dyn RegistryWrite {
         self
     }
 
-    fn redb_legacy(&self) -> Option<&WriteTransaction> {
-        Some(&self.0)
+    fn replication(&self) -> &dyn ReplicationWrite {
+        self
     }
 }
 

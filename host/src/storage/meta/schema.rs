@@ -32,46 +32,6 @@ pub struct Component {
     pub migrations: &'static [Migration],
 }
 
-/// The registry storage's tables.
-pub const REGISTRY: Component = Component {
-    name: "registry",
-    current: 3,
-    migrations: &[
-        Migration {
-            from: 0,
-            apply: create_registry_v1,
-        },
-        Migration {
-            from: 1,
-            apply: add_change_feed,
-        },
-        Migration {
-            from: 2,
-            apply: add_tag_history,
-        },
-    ],
-};
-
-fn create_registry_v1(tx: &WriteTransaction) -> MetaResult<()> {
-    super::repositories::create(tx)?;
-    super::blob_links::create(tx)?;
-    super::manifests::create(tx)?;
-    super::tags::create(tx)?;
-    super::referrers::create(tx)?;
-    super::uploads::create(tx)?;
-    Ok(())
-}
-
-/// Version 2: the change feed that replication reads.
-fn add_change_feed(tx: &WriteTransaction) -> MetaResult<()> {
-    super::changes::create(tx)
-}
-
-/// Version 3: tag history and tombstones, for tags moved on two primaries at once.
-fn add_tag_history(tx: &WriteTransaction) -> MetaResult<()> {
-    super::tag_history::create(tx)
-}
-
 /// The version recorded for `component` (0 when it has no tables yet).
 pub fn stored_version(meta: &Metadata, component: &str) -> MetaResult<u64> {
     let tx = meta.db.begin_read()?;
@@ -119,34 +79,43 @@ pub fn prepare(meta: &Metadata, component: &Component) -> MetaResult<()> {
 mod tests {
     use super::*;
 
+    fn create_probe(tx: &WriteTransaction) -> MetaResult<()> {
+        tx.open_table(TableDefinition::<&str, u64>::new("probe"))?;
+        Ok(())
+    }
+
+    const PROBE: Component = Component {
+        name: "probe",
+        current: 1,
+        migrations: &[Migration {
+            from: 0,
+            apply: create_probe,
+        }],
+    };
+
     #[test]
     fn a_new_database_is_created_at_the_current_version() {
         let dir = tempfile::tempdir().unwrap();
         let meta = Metadata::open(&dir.path().join("m.redb")).unwrap();
-        assert_eq!(stored_version(&meta, "registry").unwrap(), REGISTRY.current);
+        prepare(&meta, &PROBE).unwrap();
+        assert_eq!(stored_version(&meta, "probe").unwrap(), PROBE.current);
     }
 
     #[test]
     fn a_database_from_a_newer_berth_is_refused_with_both_versions_named() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.redb");
-        let meta = Metadata::open(&path).unwrap();
+        let meta = Metadata::open(&dir.path().join("m.redb")).unwrap();
         meta.write(|tx| -> MetaResult<()> {
-            tx.open_table(SCHEMA)?
-                .insert("registry", REGISTRY.current + 1)?;
+            tx.open_table(SCHEMA)?.insert("probe", PROBE.current + 1)?;
             Ok(())
         })
         .unwrap();
-        drop(meta);
-        let err = Metadata::open(&path).unwrap_err().to_string();
+        let err = prepare(&meta, &PROBE).unwrap_err().to_string();
         assert!(
-            err.contains(&format!("registry schema version {}", REGISTRY.current + 1)),
+            err.contains(&format!("probe schema version {}", PROBE.current + 1)),
             "{err}"
         );
-        assert!(
-            err.contains(&format!("up to {}", REGISTRY.current)),
-            "{err}"
-        );
+        assert!(err.contains(&format!("up to {}", PROBE.current)), "{err}");
     }
 
     #[test]

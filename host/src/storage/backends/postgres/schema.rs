@@ -28,8 +28,10 @@ impl Component {
 pub(crate) const COMPONENTS: &[&Component] = &[
     &super::audit::SCHEMA,
     &super::auth::SCHEMA,
+    &super::events::SCHEMA,
     &super::jobs::SCHEMA,
     &super::plugins::SCHEMA,
+    &super::registry::SCHEMA,
     &super::replication::SCHEMA,
 ];
 
@@ -148,6 +150,30 @@ mod tests {
         tx.replication().policies()?;
         tx.replication().metadata_versions()?;
         tx.replication().metadata_version("user", "u")?;
+        let registry = tx.registry();
+        registry.repository("r")?;
+        registry.repositories(None, 10)?;
+        registry.blob_link("r", "d")?;
+        registry.blob_link_count("r")?;
+        registry.all_blob_links()?;
+        registry.manifest("r", "d")?;
+        registry.manifest_bytes("r", "d")?;
+        registry.manifest_count("r")?;
+        registry.all_manifests()?;
+        registry.tag("r", "t")?;
+        registry.tags("r", Some("a"), 10)?;
+        registry.tags_pointing_at("r", "d")?;
+        registry.all_tags()?;
+        registry.tag_history("r", "t")?;
+        registry.tombstone("r", "t")?;
+        registry.referrers("r", "d")?;
+        registry.upload("u")?;
+        registry.uploads()?;
+        tx.events().events_after(0, 10)?;
+        tx.events().last_event_seq()?;
+        tx.events().unsequenced_events()?;
+        tx.events().event_cursor("c")?;
+        tx.events().event_cursors()?;
         Ok(())
     }
 

@@ -16,7 +16,7 @@ use crate::storage::tables::jobs::{JobFilter, JobRow, JobsRead, JobsWrite, TaskR
 
 const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
 const TASKS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("job_tasks");
-const STATE: TableDefinition<&str, u64> = TableDefinition::new("job_state");
+pub(super) const STATE: TableDefinition<&str, u64> = TableDefinition::new("job_state");
 
 /// The counter job ids come from.
 const NEXT_ID: &str = "jobs/next_id";
@@ -347,7 +347,9 @@ mod tests {
         assert_eq!(tasks[1].attempts, 1);
         store
             .read_blocking(|tx| -> StoreResult<()> {
-                assert_eq!(tx.jobs().state("change_cursor")?, 99);
+                // The change cursor went on to the event feed, as replication's cursor.
+                assert_eq!(tx.jobs().state("change_cursor")?, 0);
+                assert_eq!(tx.events().event_cursor("replication")?, Some(99));
                 assert_eq!(tx.jobs().state("schedule/edge")?, 123_456);
                 Ok(())
             })

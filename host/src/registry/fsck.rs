@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 
-use super::blob::BlobStore;
-use super::meta::{self, MetaError, Metadata};
 use crate::digest::Digest;
+use crate::storage::blob::BlobStore;
+use crate::storage::store::{Durability, ReadTx, Store, StoreError};
 
 /// One thing found wrong.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -61,9 +61,9 @@ impl Report {
 /// Errors that stop the check itself.
 #[derive(Debug, thiserror::Error)]
 pub enum FsckError {
-    /// Metadata could not be read or written.
+    /// The metadata store could not be read or written.
     #[error(transparent)]
-    Meta(#[from] MetaError),
+    Store(#[from] StoreError),
     /// Storage could not be read.
     #[error("blob storage: {0}")]
     Io(#[from] std::io::Error),
@@ -80,7 +80,7 @@ pub const ABANDONED_STAGING_AFTER: std::time::Duration = std::time::Duration::fr
 /// is committed durably before its first chunk is acknowledged, and a monolithic upload
 /// has no record until it is complete. Safe while nodes serve the data directory.
 pub fn remove_unacknowledged_staging(
-    meta: &Metadata,
+    metadata: &Store,
     store: &dyn BlobStore,
     older_than: std::time::Duration,
 ) -> Result<usize, FsckError> {
@@ -91,7 +91,8 @@ pub fn remove_unacknowledged_staging(
     // Staging files are listed before sessions are read, so a session created between
     // the two is seen, and its file kept.
     let staged = store.list_staging()?;
-    let sessions: HashSet<String> = meta::uploads::all(&meta.read()?)?
+    let sessions: HashSet<String> = metadata
+        .read_blocking(|tx| tx.registry().uploads())?
         .into_iter()
         .map(|(id, _)| id)
         .collect();
@@ -112,8 +113,8 @@ pub fn remove_unacknowledged_staging(
     Ok(removed)
 }
 
-/// Checks (and with `repair`, fixes) one data directory.
-pub fn check(meta: &Metadata, store: &dyn BlobStore, repair: bool) -> Result<Report, FsckError> {
+/// Checks (and with `repair`, fixes) the registry's blobs and metadata.
+pub fn check(metadata: &Store, store: &dyn BlobStore, repair: bool) -> Result<Report, FsckError> {
     let mut report = Report::default();
 
     // 1. Content: every blob hashes to its name.
@@ -122,7 +123,8 @@ pub fn check(meta: &Metadata, store: &dyn BlobStore, repair: bool) -> Result<Rep
         report.blobs_checked += 1;
         report.bytes_checked += size;
         let actual =
-            super::blob::fs::hash_reader(store.open(&digest, 0)?, digest.algorithm())?.finish();
+            crate::storage::blob::fs::hash_reader(store.open(&digest, 0)?, digest.algorithm())?
+                .finish();
         if actual == digest {
             present.insert(digest, size);
             continue;
@@ -140,11 +142,62 @@ pub fn check(meta: &Metadata, store: &dyn BlobStore, repair: bool) -> Result<Rep
         });
     }
 
-    let tx = meta.read()?;
+    let found =
+        metadata.read_blocking(|tx| check_metadata(tx, store, &present, repair, &mut report))?;
+    let Found {
+        drop_links,
+        drop_manifests,
+        drop_tags,
+        drop_uploads,
+        orphans,
+    } = found;
+
+    if repair {
+        metadata.write_blocking(Durability::Immediate, |tx| -> Result<(), StoreError> {
+            let tables = tx.registry();
+            for (repo, digest) in &drop_links {
+                tables.unlink_blob(repo, digest)?;
+            }
+            for (repo, digest) in &drop_manifests {
+                tables.remove_manifest(repo, digest)?;
+            }
+            for (repo, tag) in &drop_tags {
+                tables.remove_tag(repo, tag)?;
+            }
+            for id in &drop_uploads {
+                tables.remove_upload(id)?;
+            }
+            Ok(())
+        })?;
+        for id in drop_uploads.iter().chain(&orphans) {
+            store.remove_staging(id)?;
+        }
+    }
+    Ok(report)
+}
+
+/// What the metadata check found to drop.
+struct Found {
+    drop_links: Vec<(String, String)>,
+    drop_manifests: Vec<(String, String)>,
+    drop_tags: Vec<(String, String)>,
+    drop_uploads: Vec<String>,
+    orphans: Vec<String>,
+}
+
+/// Steps 2 to 5, on one snapshot of the metadata.
+fn check_metadata(
+    tx: &dyn ReadTx,
+    store: &dyn BlobStore,
+    present: &BTreeMap<Digest, u64>,
+    repair: bool,
+    report: &mut Report,
+) -> Result<Found, FsckError> {
+    let tables = tx.registry();
     // 2. Links: every link reaches content of the recorded size.
     let mut linked: HashSet<String> = HashSet::new();
     let mut drop_links = Vec::new();
-    for (repo, digest, size) in meta::blob_links::all(&tx)? {
+    for (repo, digest, size) in tables.all_blob_links()? {
         report.links_checked += 1;
         let stored = digest
             .parse::<Digest>()
@@ -181,10 +234,10 @@ pub fn check(meta: &Metadata, store: &dyn BlobStore, repair: bool) -> Result<Rep
     // 3. Manifests: bytes match the digest, references resolve within the repository.
     let mut drop_manifests = Vec::new();
     let dropped_links: HashSet<(String, String)> = drop_links.iter().cloned().collect();
-    for (repo, digest, record) in meta::manifests::all(&tx)? {
+    for (repo, digest, record) in tables.all_manifests()? {
         report.manifests_checked += 1;
         let subject = format!("{repo}@{digest}");
-        let bytes = meta::manifests::bytes(&tx, &repo, &digest)?.unwrap_or_default();
+        let bytes = tables.manifest_bytes(&repo, &digest)?.unwrap_or_default();
         let hashes_right = digest
             .parse::<Digest>()
             .is_ok_and(|d| Digest::of(d.algorithm(), &bytes) == d);
@@ -199,7 +252,7 @@ pub fn check(meta: &Metadata, store: &dyn BlobStore, repair: bool) -> Result<Rep
             continue;
         }
         for blob in &record.blobs {
-            let ok = meta::blob_links::get(&tx, &repo, blob)?.is_some()
+            let ok = tables.blob_link(&repo, blob)?.is_some()
                 && !dropped_links.contains(&(repo.clone(), blob.clone()));
             if !ok {
                 report.problems.push(Problem {
@@ -211,7 +264,7 @@ pub fn check(meta: &Metadata, store: &dyn BlobStore, repair: bool) -> Result<Rep
             }
         }
         for child in &record.children {
-            if !meta::manifests::exists(&tx, &repo, child)? {
+            if tables.manifest(&repo, child)?.is_none() {
                 report.problems.push(Problem {
                     kind: "dangling-reference",
                     subject: subject.clone(),
@@ -227,9 +280,9 @@ pub fn check(meta: &Metadata, store: &dyn BlobStore, repair: bool) -> Result<Rep
     // 4. Tags point at manifests.
     let dropped: HashSet<(String, String)> = drop_manifests.iter().cloned().collect();
     let mut drop_tags = Vec::new();
-    for (repo, tag, record) in meta::tags::all(&tx)? {
+    for (repo, tag, record) in tables.all_tags()? {
         report.tags_checked += 1;
-        let exists = meta::manifests::exists(&tx, &repo, &record.digest)?
+        let exists = tables.manifest(&repo, &record.digest)?.is_some()
             && !dropped.contains(&(repo.clone(), record.digest.clone()));
         if !exists {
             drop_tags.push((repo.clone(), tag.clone()));
@@ -249,7 +302,7 @@ pub fn check(meta: &Metadata, store: &dyn BlobStore, repair: bool) -> Result<Rep
     let staging: HashSet<String> = store.list_staging()?.into_iter().collect();
     let mut drop_uploads = Vec::new();
     let mut sessions = HashSet::new();
-    for (id, record) in meta::uploads::all(&tx)? {
+    for (id, record) in tables.uploads()? {
         report.uploads_checked += 1;
         sessions.insert(id.clone());
         let readable = staging.contains(&id)
@@ -272,29 +325,13 @@ pub fn check(meta: &Metadata, store: &dyn BlobStore, repair: bool) -> Result<Rep
     }
     let orphans: Vec<String> = staging.difference(&sessions).cloned().collect();
     report.unacknowledged_staging_files = orphans.len();
-    drop(tx);
-
-    if repair {
-        meta.write(|tx| -> Result<(), MetaError> {
-            for (repo, digest) in &drop_links {
-                meta::blob_links::unlink(tx, repo, digest)?;
-            }
-            for (repo, digest) in &drop_manifests {
-                meta::manifests::remove(tx, repo, digest)?;
-            }
-            for (repo, tag) in &drop_tags {
-                meta::tags::remove(tx, repo, tag)?;
-            }
-            for id in &drop_uploads {
-                meta::uploads::remove(tx, id)?;
-            }
-            Ok(())
-        })?;
-        for id in drop_uploads.iter().chain(&orphans) {
-            store.remove_staging(id)?;
-        }
-    }
-    Ok(report)
+    Ok(Found {
+        drop_links,
+        drop_manifests,
+        drop_tags,
+        drop_uploads,
+        orphans,
+    })
 }
 
 #[cfg(test)]
@@ -310,7 +347,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let paths = DataPaths::new(dir.path());
         let store = FsBlobStore::open(paths.clone()).unwrap();
-        let meta = Metadata::open(&paths.metadata_db()).unwrap();
+        let metadata = Store::redb_at(&paths.metadata_db()).unwrap();
         let (old, fresh) = (
             "00000000-0000-0000-0000-000000000001",
             "00000000-0000-0000-0000-000000000002",
@@ -326,7 +363,7 @@ mod tests {
             .set_modified(two_hours_ago)
             .unwrap();
         let removed =
-            remove_unacknowledged_staging(&meta, &store, ABANDONED_STAGING_AFTER).unwrap();
+            remove_unacknowledged_staging(&metadata, &store, ABANDONED_STAGING_AFTER).unwrap();
         assert_eq!(removed, 1);
         assert!(!paths.upload(old).exists());
         assert!(

@@ -4,9 +4,9 @@
 use std::io::{self, Read};
 use std::sync::Arc;
 
-use super::BlobStore;
 use crate::digest::Digest;
-use crate::storage::meta::{self, MetaError, Metadata};
+use crate::storage::blob::BlobStore;
+use crate::storage::store::{Store, StoreError};
 
 /// Errors reading a linked blob.
 #[derive(Debug, thiserror::Error)]
@@ -18,9 +18,9 @@ pub enum LinkedError {
     /// (`berth fsck` reports this).
     #[error("blob {0} is linked but its content is missing")]
     Missing(Digest),
-    /// Metadata failed.
+    /// The metadata store failed.
     #[error(transparent)]
-    Meta(#[from] MetaError),
+    Store(#[from] StoreError),
     /// The store failed.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -29,20 +29,30 @@ pub enum LinkedError {
 /// Blobs as seen from repositories.
 #[derive(Clone)]
 pub struct LinkedBlobs {
-    meta: Arc<Metadata>,
+    metadata: Store,
     store: Arc<dyn BlobStore>,
 }
 
 impl LinkedBlobs {
-    /// A view over `store` governed by the links in `meta`.
-    pub fn new(meta: Arc<Metadata>, store: Arc<dyn BlobStore>) -> LinkedBlobs {
-        LinkedBlobs { meta, store }
+    /// A view over `store` governed by the links in `metadata`.
+    pub fn new(metadata: Store, store: Arc<dyn BlobStore>) -> LinkedBlobs {
+        LinkedBlobs { metadata, store }
     }
 
     /// The size of `digest` if `repo` links it. Reads metadata only (no filesystem access).
-    pub fn stat(&self, repo: &str, digest: &Digest) -> Result<u64, LinkedError> {
-        let tx = self.meta.read()?;
-        meta::blob_links::get(&tx, repo, &digest.to_string())?.ok_or(LinkedError::Unknown)
+    pub async fn stat(&self, repo: &str, digest: &Digest) -> Result<u64, LinkedError> {
+        let (repo, digest) = (repo.to_owned(), digest.to_string());
+        self.metadata
+            .read(move |tx| tx.registry().blob_link(&repo, &digest))
+            .await?
+            .ok_or(LinkedError::Unknown)
+    }
+
+    /// [`LinkedBlobs::stat`], blocking.
+    fn stat_blocking(&self, repo: &str, digest: &Digest) -> Result<u64, LinkedError> {
+        self.metadata
+            .read_blocking(|tx| tx.registry().blob_link(repo, &digest.to_string()))?
+            .ok_or(LinkedError::Unknown)
     }
 
     /// A reader of `digest` from `offset`, if `repo` links it. Blocks.
@@ -52,7 +62,7 @@ impl LinkedBlobs {
         digest: &Digest,
         offset: u64,
     ) -> Result<Box<dyn Read + Send>, LinkedError> {
-        self.stat(repo, digest)?;
+        self.stat_blocking(repo, digest)?;
         match self.store.open(digest, offset) {
             Ok(r) => Ok(r),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
