@@ -4,6 +4,7 @@ mod api;
 mod architecture;
 mod auth;
 mod cli;
+mod cluster;
 mod concurrency;
 mod crash;
 mod edges;

@@ -62,10 +62,26 @@ impl Berth {
         self.log_file.as_deref().expect("started with start_logged")
     }
 
+    /// Starts one node of several that share `data_dir` (the blobs; the metadata is in the
+    /// database `env` names); only the first (`first`) creates the test projects.
+    pub fn start_node(data_dir: &Path, env: &[(&str, &str)], first: bool) -> Berth {
+        Berth::start_in(Some(data_dir), &[], env, true, first)
+    }
+
     fn start_full(extra: &[&str], env: &[(&str, &str)], logged: bool) -> Berth {
+        Berth::start_in(None, extra, env, logged, true)
+    }
+
+    fn start_in(
+        shared: Option<&Path>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        logged: bool,
+        create_projects: bool,
+    ) -> Berth {
         let tmp = tempfile::tempdir().expect("tempdir");
         let log_file = logged.then(|| tmp.path().join("berth.log"));
-        let data_dir = tmp.path().join("data");
+        let data_dir = shared.map_or_else(|| tmp.path().join("data"), Path::to_path_buf);
         let mut b = Berth {
             child: None,
             url: String::new(),
@@ -80,7 +96,7 @@ impl Berth {
             log_file,
         };
         b.spawn("127.0.0.1:0");
-        if b.url.starts_with("http://") {
+        if create_projects && b.url.starts_with("http://") {
             for project in TEST_PROJECTS {
                 b.create_project(project, false);
             }

@@ -83,8 +83,8 @@ pub fn load_key(
     use crate::storage::keys::{KeyKind, KeySource, load};
     let (bytes, source) = load(KeyKind::TokenSigning, config, data_dir_file, |path| {
         let key = KeyKind::TokenSigning.generate();
-        crate::storage::blob::fs::write_file_durably(path, &key, true)?;
-        Ok(key)
+        // Nodes sharing a data directory and starting together all end up with one key.
+        crate::storage::blob::fs::create_file_once_durably(path, &key, true)
     })?;
     let key = Ed25519KeyPair::from_bytes(&bytes).map_err(|e| {
         let from = match source {

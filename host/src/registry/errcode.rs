@@ -235,9 +235,19 @@ impl IntoResponse for RegistryError {
     }
 }
 
+/// A transaction that kept losing to concurrent ones (many nodes writing one tag at once)
+/// is worth retrying: 429 with Retry-After, as clients back off and retry on it; any other
+/// store failure is the server's.
 impl From<crate::storage::store::StoreError> for RegistryError {
     fn from(e: crate::storage::store::StoreError) -> RegistryError {
-        RegistryError::internal("metadata store failed", e)
+        match e {
+            crate::storage::store::StoreError::Conflict { .. } => {
+                RegistryError::new(ErrorCode::TooManyRequests)
+                    .message(e.to_string())
+                    .header(axum::http::header::RETRY_AFTER, "1")
+            }
+            e => RegistryError::internal("metadata store failed", e),
+        }
     }
 }
 

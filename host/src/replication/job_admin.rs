@@ -25,10 +25,25 @@ impl Replication {
 
     /// One job with its tasks.
     pub fn job(&self, id: u64) -> ReplicationResult<(JobRecord, Vec<TaskRecord>)> {
+        let (job, tasks, _) = self.job_with_runner(id)?;
+        Ok((job, tasks))
+    }
+
+    /// Job `id` with its tasks, and the node running it now (the holder of an unexpired
+    /// lease), if one is.
+    pub fn job_with_runner(
+        &self,
+        id: u64,
+    ) -> ReplicationResult<(JobRecord, Vec<TaskRecord>, Option<String>)> {
         self.store.read_blocking(|tx| {
             let job = jobs::job(tx, id)?
                 .ok_or_else(|| ReplicationError::NotFound(format!("no job {id}")))?;
-            Ok((job, jobs::tasks(tx, id)?))
+            let now = now_millis();
+            let runner = crate::jobs::queue::job(tx, id)?
+                .and_then(|row| row.lease)
+                .filter(|lease| lease.until > now && !job.status.is_final())
+                .map(|lease| lease.node);
+            Ok((job, jobs::tasks(tx, id)?, runner))
         })
     }
 

@@ -81,8 +81,7 @@ impl Sealer {
 
 fn create_key(path: &Path) -> std::io::Result<Vec<u8>> {
     let key = super::keys::KeyKind::Secrets.generate();
-    super::blob::fs::write_file_durably(path, &key, true)?;
-    Ok(key)
+    super::blob::fs::create_file_once_durably(path, &key, true)
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ pub(crate) async fn create_policy(berth: &Berth, body: Value) -> Value {
     .await
 }
 
-async fn run_policy(berth: &Berth, policy: &str) -> u64 {
+pub(crate) async fn run_policy(berth: &Berth, policy: &str) -> u64 {
     let job = api(
         berth,
         reqwest::Method::POST,
@@ -77,7 +77,7 @@ async fn run_policy(berth: &Berth, policy: &str) -> u64 {
     job["id"].as_u64().unwrap()
 }
 
-async fn job(berth: &Berth, id: u64) -> Value {
+pub(crate) async fn job(berth: &Berth, id: u64) -> Value {
     api(
         berth,
         reqwest::Method::GET,
@@ -94,7 +94,7 @@ pub(crate) async fn run_policy_and_wait(berth: &Berth, policy: &str) -> Value {
 }
 
 /// Waits for a job to end and returns it.
-async fn finished(berth: &Berth, id: u64) -> Value {
+pub(crate) async fn finished(berth: &Berth, id: u64) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let j = job(berth, id).await;

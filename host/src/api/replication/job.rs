@@ -81,6 +81,8 @@ pub struct JobDetail {
     /// Its tasks, in index order.
     #[schema(value_type = Vec<Object>)]
     pub task_list: Vec<TaskRecord>,
+    /// The node running it now (`server.node_id`), while one holds its lease.
+    pub node: Option<String>,
 }
 
 /// Filters of the job list.
@@ -129,10 +131,11 @@ pub async fn get_job(
     Path(id): Path<String>,
 ) -> ApiResult<Json<JobDetail>> {
     caller.require_admin()?;
-    let (job, tasks) = state.replication.job(job_id(&id)?)?;
+    let (job, tasks, node) = state.replication.job_with_runner(job_id(&id)?)?;
     Ok(Json(JobDetail {
         job: job.into(),
         task_list: tasks,
+        node,
     }))
 }
 

@@ -295,8 +295,12 @@ async fn append_chunk(
     }
     let hasher = match state.hasher.take() {
         Some(h) => h,
+        // Nothing acknowledged yet (a session another node opened): nothing to re-read,
+        // and there may be no staging file yet.
+        None if acknowledged == 0 => Algorithm::Sha256.hasher(),
         None => {
-            // First use after a restart (or after a failed chunk): rebuild from disk.
+            // First use here (after a restart, or of a session another node moved on) or
+            // after a failed chunk: rebuild from disk.
             let (store, id2) = (registry.store.clone(), id.to_owned());
             let rebuilt = tokio::task::spawn_blocking(move || {
                 store.hash_staging(&id2, acknowledged, Algorithm::Sha256)

@@ -81,6 +81,39 @@ pub fn write_file_durably(path: &Path, bytes: &[u8], private: bool) -> io::Resul
     sync_dir(dir)
 }
 
+/// Puts `bytes` at `path` unless a file is there already, durably, and returns what is at
+/// `path` afterwards: these bytes, or the file another process put there first. For keys
+/// that several nodes sharing a data directory may create at the same moment: each
+/// writes its own temporary file and links it into place, which only one link can do, so
+/// every node ends up with the same key.
+pub fn create_file_once_durably(path: &Path, bytes: &[u8], private: bool) -> io::Result<Vec<u8>> {
+    use std::io::Write as _;
+    let dir = path.parent().expect("a file path has a directory");
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{}.tmp", uuid::Uuid::new_v4()));
+    {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        if private {
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        }
+        let mut file = options.open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            sync_dir(dir)?;
+            Ok(bytes.to_vec())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => std::fs::read(path),
+        Err(e) => Err(e),
+    }
+}
+
 struct FsStagingFile {
     writer: BufWriter<File>,
     /// Bytes written since the last background writeback was started.

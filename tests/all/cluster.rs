@@ -1,0 +1,395 @@
+//! Three berth nodes serving one registry: one PostgreSQL database for the metadata, one
+//! blob directory, each node its own name. Whatever node a client reaches, it sees the
+//! same registry: pushes, chunked uploads whose chunks reach different nodes, tag moves
+//! racing through different nodes, replication jobs (run once, and taken over when the
+//! node running one is killed), and revocations.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::replication::{
+    api, berth_endpoint, create_policy, eventually, finished, job, run_policy,
+};
+use crate::support::*;
+
+struct Cluster {
+    nodes: Vec<Berth>,
+    _dir: tempfile::TempDir,
+}
+
+/// `n` nodes on a new database and a new shared data directory; `env` is added to each.
+fn cluster(n: usize, env: &[(&str, &str)]) -> Cluster {
+    // The synchronous client runs a runtime of its own: not on the test's.
+    let database = std::thread::spawn(berth_test_postgres::fresh_database)
+        .join()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let nodes = (0..n)
+        .map(|i| {
+            let name = format!("node-{i}");
+            let mut vars = vec![
+                ("BERTH_METADATA__BACKEND", "postgres"),
+                ("BERTH_METADATA__URL", database.as_str()),
+                ("BERTH_SERVER__NODE_ID", name.as_str()),
+            ];
+            vars.extend_from_slice(env);
+            Berth::start_node(&data, &vars, i == 0)
+        })
+        .collect();
+    Cluster { nodes, _dir: dir }
+}
+
+fn absolute(base: &str, location: &str) -> String {
+    if location.starts_with('/') {
+        format!("{base}{location}")
+    } else {
+        location.to_string()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_through_one_node_is_pulled_through_the_others_and_chunks_may_reach_any_node() {
+    let c = cluster(3, &[]);
+    let http = client();
+    let (digest, manifest) = push_image(&http, &c.nodes[0].url, "team/app", "v1", 7).await;
+    for node in &c.nodes[1..] {
+        let r = http
+            .get(node.v2("team/app/manifests/v1"))
+            .header("accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["docker-content-digest"], digest.as_str());
+        assert_eq!(r.bytes().await.unwrap().as_ref(), manifest.as_slice());
+        let tags: serde_json::Value = http
+            .get(node.v2("team/app/tags/list"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(tags["tags"], json!(["v1"]));
+    }
+
+    // One session, three chunks, each through another node, closed through the first.
+    let data = bytes(99, 3 * 1024 * 1024 + 17);
+    let blob = sha256(&data);
+    let r = http
+        .post(c.nodes[0].v2("team/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let mut location = r.headers()["location"].to_str().unwrap().to_string();
+    let chunks: Vec<&[u8]> = data.chunks(1024 * 1024 + 5).collect();
+    let mut offset = 0;
+    for (i, chunk) in chunks.iter().enumerate() {
+        let node = &c.nodes[(i + 1) % 3];
+        let r = http
+            .patch(absolute(&node.url, &location))
+            .header("content-type", "application/octet-stream")
+            .header(
+                "content-range",
+                format!("{offset}-{}", offset + chunk.len() - 1),
+            )
+            .body(chunk.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "chunk {i} through {}", node.url);
+        offset += chunk.len();
+        assert_eq!(
+            r.headers()["range"].to_str().unwrap(),
+            format!("0-{}", offset - 1)
+        );
+        location = r.headers()["location"].to_str().unwrap().to_string();
+        // Every node reports the same progress.
+        let status = http
+            .get(absolute(&c.nodes[i % 3].url, &location))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status.status(), 204);
+        assert_eq!(status.headers()["range"], r.headers()["range"]);
+    }
+    let separator = if location.contains('?') { '&' } else { '?' };
+    let r = http
+        .put(format!(
+            "{}{separator}digest={blob}",
+            absolute(&c.nodes[0].url, &location)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    for node in &c.nodes {
+        let got = http
+            .get(node.v2(&format!("team/app/blobs/{blob}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status(), 200);
+        assert_eq!(sha256(&got.bytes().await.unwrap()), blob);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_moves_racing_through_different_nodes_converge() {
+    let c = cluster(3, &[]);
+    let http = client();
+    let mut digests = Vec::new();
+    for i in 0..6 {
+        digests.push(
+            push_image(
+                &http,
+                &c.nodes[i % 3].url,
+                "team/race",
+                &format!("img{i}"),
+                i as u64,
+            )
+            .await
+            .0,
+        );
+    }
+    let manifests: Vec<Vec<u8>> = {
+        let mut out = Vec::new();
+        for i in 0..6 {
+            let r = http
+                .get(c.nodes[0].v2(&format!("team/race/manifests/img{i}")))
+                .header("accept", "application/vnd.oci.image.manifest.v1+json")
+                .send()
+                .await
+                .unwrap();
+            out.push(r.bytes().await.unwrap().to_vec());
+        }
+        out
+    };
+    // Nine writers, three per node, each moving `latest` ten times.
+    let mut writers = Vec::new();
+    for w in 0..9usize {
+        let (base, manifests, http) = (c.nodes[w % 3].url.clone(), manifests.clone(), http.clone());
+        writers.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for round in 0..10usize {
+                let body = manifests[(w + round) % manifests.len()].clone();
+                let r = http
+                    .put(format!("{base}/v2/team/race/manifests/latest"))
+                    .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                statuses.push(r.status().as_u16());
+            }
+            statuses
+        }));
+    }
+    for writer in writers {
+        for status in writer.await.unwrap() {
+            assert_eq!(
+                status, 201,
+                "every move is accepted, retried under conflicts"
+            );
+        }
+    }
+    let mut seen = Vec::new();
+    for node in &c.nodes {
+        let r = http
+            .head(node.v2("team/race/manifests/latest"))
+            .header("accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        seen.push(
+            r.headers()["docker-content-digest"]
+                .to_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert!(seen.iter().all(|d| *d == seen[0]), "{seen:?}");
+    assert!(digests.contains(&seen[0]));
+    // The history agrees with the tag: its newest entry is a target the tag left.
+    let history = api(
+        &c.nodes[1],
+        reqwest::Method::GET,
+        "/api/v1/repositories/team%2Frace/tags/latest/history",
+        None,
+    )
+    .await;
+    assert_eq!(history["current"]["digest"], seen[0].as_str());
+    let entries = history["history"].as_array().unwrap();
+    assert!(!entries.is_empty() && entries.len() <= 50, "{history:#}");
+    assert!(
+        entries.iter().all(|e| e["event"] == "replaced"),
+        "{history:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replication_job_runs_once_and_another_node_finishes_it_when_its_node_is_killed() {
+    let mut c = cluster(
+        3,
+        &[
+            ("BERTH_REPLICATION__JOB_LEASE_SECS", "3"),
+            ("BERTH_REPLICATION__RETRY_BASE_MS", "50"),
+            ("BERTH_REPLICATION__RETRY_MAX_MS", "200"),
+        ],
+    );
+    let replica = Berth::start();
+    let proxy = FaultyProxy::start(&replica.addr, Fault::Slow(150)).await;
+    berth_endpoint(&c.nodes[0], "replica", &format!("http://{}", proxy.addr)).await;
+    create_policy(
+        &c.nodes[1],
+        json!({"name": "bulk", "endpoints": ["replica"], "concurrency": 2}),
+    )
+    .await;
+    let http = client();
+    let mut pushed = Vec::new();
+    for i in 0..12u64 {
+        let node = &c.nodes[i as usize % 3];
+        pushed.push(push_image(&http, &node.url, "team/app", &format!("t{i}"), i).await);
+    }
+    let id = run_policy(&c.nodes[2], "bulk").await;
+    eventually("the job is under way on some node", || async {
+        let j = job(&c.nodes[0], id).await;
+        j["node"].is_string() && j["tasks"]["succeeded"].as_u64().unwrap() >= 2
+    })
+    .await;
+    let under_way = job(&c.nodes[0], id).await;
+    let runner = under_way["node"]
+        .as_str()
+        .expect("a node holds the lease")
+        .to_string();
+    let killed: usize = runner.trim_start_matches("node-").parse().unwrap();
+    c.nodes[killed].kill9();
+    let survivor = &c.nodes[(killed + 1) % 3];
+    proxy.set(Fault::None);
+    let done = finished(survivor, id).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(done["tasks"]["succeeded"], 12);
+    let jobs = api(
+        survivor,
+        reqwest::Method::GET,
+        "/api/v1/replication/jobs?policy=bulk",
+        None,
+    )
+    .await;
+    assert_eq!(jobs.as_array().unwrap().len(), 1, "one job: {jobs:#}");
+    for (i, (digest, _)) in pushed.iter().enumerate() {
+        let r = http
+            .head(replica.v2(&format!("team/app/manifests/t{i}")))
+            .header("accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "t{i} replicated");
+        assert_eq!(r.headers()["docker-content-digest"], digest.as_str());
+    }
+    // A second run through yet another node is again one job, run once.
+    let again = run_policy(survivor, "bulk").await;
+    let j = finished(&c.nodes[(killed + 2) % 3], again).await;
+    assert_eq!(j["status"], "succeeded", "{j:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_robot_revoked_on_one_node_is_refused_by_every_node_within_a_second() {
+    let c = cluster(3, &[]);
+    let http = client();
+    push_image(&http, &c.nodes[0].url, "team/app", "v1", 1).await;
+    let robot = api(
+        &c.nodes[0],
+        reqwest::Method::POST,
+        "/api/v1/robots",
+        Some(json!({"name": "ci", "permissions": [{"project": "team", "actions": ["pull"]}]})),
+    )
+    .await;
+    let secret = robot["secret"].as_str().unwrap().to_string();
+    let as_robot = client_as("robot$ci", &secret);
+    for node in &c.nodes {
+        let r = as_robot
+            .get(node.v2("team/app/manifests/v1"))
+            .header("accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    api(
+        &c.nodes[1],
+        reqwest::Method::DELETE,
+        "/api/v1/robots/robot$ci",
+        None,
+    )
+    .await;
+    let revoked = Instant::now();
+    for node in &c.nodes {
+        loop {
+            let r = as_robot
+                .get(node.v2("team/app/manifests/v1"))
+                .header("accept", "application/vnd.oci.image.manifest.v1+json")
+                .send()
+                .await
+                .unwrap();
+            if r.status() == 401 {
+                break;
+            }
+            assert!(
+                revoked.elapsed() < Duration::from_secs(1),
+                "{} still serves a revoked robot",
+                node.url
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_through_any_node_are_replicated_on_change_each_exactly_once() {
+    let c = cluster(3, &[]);
+    let replica = Berth::start();
+    berth_endpoint(&c.nodes[0], "replica", &replica.url).await;
+    create_policy(
+        &c.nodes[0],
+        json!({"name": "follow", "endpoints": ["replica"], "on_change": true}),
+    )
+    .await;
+    let http = client();
+    let mut pushed = Vec::new();
+    for i in 0..9u64 {
+        let node = &c.nodes[i as usize % 3];
+        pushed.push(push_image(&http, &node.url, "team/app", &format!("v{i}"), 100 + i).await);
+    }
+    for (i, (digest, _)) in pushed.iter().enumerate() {
+        crate::replication::resolves_to(&replica.url, "team/app", &format!("v{i}"), Some(digest))
+            .await;
+    }
+    // Every node follows the feed; each change was queued into exactly one job.
+    let jobs = api(
+        &c.nodes[2],
+        reqwest::Method::GET,
+        "/api/v1/replication/jobs?policy=follow",
+        None,
+    )
+    .await;
+    let changes: u64 = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["changes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(changes, 9, "{jobs:#}");
+    let status = api(
+        &c.nodes[1],
+        reqwest::Method::GET,
+        "/api/v1/replication/status",
+        None,
+    )
+    .await;
+    assert_eq!(status["unread_changes"], 0, "{status:#}");
+}
