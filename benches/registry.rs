@@ -19,6 +19,12 @@
 //! - token issuance: 16 concurrent clients GET `/service/token` with Basic credentials.
 //! - manifest GET with a bearer token at concurrency 64, against the anonymous figure:
 //!   the cost of checking a token on every request.
+//!
+//! Then the metadata on PostgreSQL (a server of the benchmark's own that flushes its
+//! writes, from Debian's `postgresql`): the same workload against one berth node, side by
+//! side with the embedded redb figures; and three nodes sharing one database and one blob
+//! directory behind a round-robin TCP proxy in this process, against one node behind the
+//! same proxy: manifest GETs (64 concurrent) and 4 KiB uploads (16 concurrent).
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -32,7 +38,7 @@ const GIB: usize = 1024 * 1024 * 1024;
 const TIMED_SECONDS: u64 = 5;
 
 mod support;
-use support::{Server, data, free_port, sha256, start_berth};
+use support::{Server, data, free_port, sha256, start_berth, start_berth_node, start_berth_with};
 
 fn start_distribution() -> Server {
     let dir = tempfile::tempdir().unwrap();
@@ -267,39 +273,11 @@ async fn measure(server: &Server, big: &Bytes, big_digest: &str) -> Figures {
     assert_eq!(received, big.len());
     let download_mbs = received as f64 / 1e6 / started.elapsed().as_secs_f64();
 
-    // A small image to GET.
-    let config = Bytes::from_static(b"{\"architecture\":\"amd64\",\"os\":\"linux\"}");
-    let layer = data(4096, 7);
-    upload_two_step(&http, &base, "bench/small", config.clone()).await;
-    upload_two_step(&http, &base, "bench/small", layer.clone()).await;
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha256(&layer), "size": layer.len()}],
-    }))
-    .unwrap();
-    let r = http
-        .put(format!("{base}/v2/bench/small/manifests/latest"))
-        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
-        .body(manifest)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    push_small_image(&http, &base).await;
 
     let manifest_rps = manifest_gets(client_with(None), base.clone()).await;
 
-    let small_uploads_per_s = timed(16, {
-        let (http, base) = (http.clone(), base.clone());
-        move |worker, n| {
-            let (http, base) = (http.clone(), base.clone());
-            async move {
-                let blob = data(4096, (worker << 32) | n);
-                upload_two_step(&http, &base, "bench/small", blob).await;
-            }
-        }
-    })
-    .await;
+    let small_uploads_per_s = small_uploads(http.clone(), base.clone()).await;
 
     let pid = server.child.id();
     let logins = if server.auth.is_some() {
@@ -318,6 +296,40 @@ async fn measure(server: &Server, big: &Bytes, big_digest: &str) -> Figures {
         peak_rss_mib: peak_rss_kib(pid) as f64 / 1024.0,
         logins,
     }
+}
+
+/// 16 concurrent clients each uploading distinct 4 KiB blobs (POST, PUT ?digest).
+async fn small_uploads(http: reqwest::Client, base: String) -> f64 {
+    timed(16, move |worker, n| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let blob = data(4096, (worker << 32) | n);
+            upload_two_step(&http, &base, "bench/small", blob).await;
+        }
+    })
+    .await
+}
+
+/// Pushes the small image the manifest GETs read (`bench/small:latest`).
+async fn push_small_image(http: &reqwest::Client, base: &str) {
+    let config = Bytes::from_static(b"{\"architecture\":\"amd64\",\"os\":\"linux\"}");
+    let layer = data(4096, 7);
+    upload_two_step(http, base, "bench/small", config.clone()).await;
+    upload_two_step(http, base, "bench/small", layer.clone()).await;
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha256(&layer), "size": layer.len()}],
+    }))
+    .unwrap();
+    let r = http
+        .put(format!("{base}/v2/bench/small/manifests/latest"))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
 }
 
 /// Runs `op` on `concurrency` workers for TIMED_SECONDS; returns operations per second.
@@ -439,6 +451,129 @@ fn main() {
         "| bearer-token overhead | {:.1}% |",
         (1.0 - bearer / anonymous) * 100.0
     );
+
+    // The metadata on PostgreSQL: one node, the same workload.
+    let database = std::thread::spawn(berth_test_postgres::durable_database)
+        .join()
+        .unwrap();
+    let on_postgres = start_berth_with(&postgres_env(&database, "bench-1"));
+    let pg = runtime.block_on(measure(&on_postgres, &big, &big_digest));
+    drop(on_postgres);
+    println!();
+    println!("| metric | berth on redb | berth on PostgreSQL | PostgreSQL/redb |");
+    println!("|---|---:|---:|---:|");
+    row("1 GiB blob upload", b.upload_mbs, pg.upload_mbs, "MB/s");
+    row(
+        "1 GiB blob download",
+        b.download_mbs,
+        pg.download_mbs,
+        "MB/s",
+    );
+    row(
+        "manifest GET, 64 concurrent",
+        b.manifest_rps,
+        pg.manifest_rps,
+        "req/s",
+    );
+    row(
+        "4 KiB blob uploads, 16 concurrent",
+        b.small_uploads_per_s,
+        pg.small_uploads_per_s,
+        "uploads/s",
+    );
+    row(
+        "peak RSS (lower is better)",
+        b.peak_rss_mib,
+        pg.peak_rss_mib,
+        "MiB",
+    );
+
+    // Three nodes on one database and one blob directory, behind a round-robin proxy.
+    let database = std::thread::spawn(berth_test_postgres::durable_database)
+        .join()
+        .unwrap();
+    let shared = tempfile::tempdir().unwrap();
+    let data_dir = shared.path().join("data");
+    let nodes: Vec<Server> = (0..3)
+        .map(|i| start_berth_node(&data_dir, &postgres_env(&database, &format!("bench-{i}"))))
+        .collect();
+    let ((one_gets, one_uploads), (three_gets, three_uploads)) =
+        runtime.block_on(scale_out(&nodes));
+    println!();
+    println!("| through a round-robin proxy, PostgreSQL | one node | three nodes | three/one |");
+    println!("|---|---:|---:|---:|");
+    for (name, one, three, unit) in [
+        ("manifest GET, 64 concurrent", one_gets, three_gets, "req/s"),
+        (
+            "4 KiB blob uploads, 16 concurrent",
+            one_uploads,
+            three_uploads,
+            "uploads/s",
+        ),
+    ] {
+        println!(
+            "| {name} | {one:.1} {unit} | {three:.1} {unit} | {:.2}x |",
+            three / one
+        );
+    }
+}
+
+fn postgres_env<'a>(database: &'a str, node: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("BERTH_METADATA__BACKEND", "postgres"),
+        ("BERTH_METADATA__URL", database),
+        ("BERTH_SERVER__NODE_ID", node),
+    ]
+}
+
+/// ((manifest GETs/s, 4 KiB uploads/s) through a proxy to the first node alone, the same
+/// through a proxy that deals connections to all nodes in turn), measured alternately.
+async fn scale_out(nodes: &[Server]) -> ((f64, f64), (f64, f64)) {
+    let admin = client_with(nodes[0].auth.as_deref());
+    let r = admin
+        .post(format!("{}/api/v1/projects", nodes[0].base))
+        .json(&serde_json::json!({"name": "bench", "public": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    push_small_image(&admin, &nodes[0].base).await;
+    let one = round_robin(&nodes[..1]).await;
+    let three = round_robin(nodes).await;
+    let gets_one = manifest_gets(client_with(None), one.clone()).await;
+    let gets_three = manifest_gets(client_with(None), three.clone()).await;
+    let uploads_one = small_uploads(admin.clone(), one).await;
+    let uploads_three = small_uploads(admin, three).await;
+    ((gets_one, uploads_one), (gets_three, uploads_three))
+}
+
+/// A TCP proxy on a free port that hands each new connection to the next of `nodes`;
+/// returns its base URL. It runs as long as the runtime does.
+async fn round_robin(nodes: &[Server]) -> String {
+    let targets: Vec<String> = nodes
+        .iter()
+        .map(|n| n.base.trim_start_matches("http://").to_string())
+        .collect();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut next = 0usize;
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                continue;
+            };
+            let target = targets[next % targets.len()].clone();
+            next += 1;
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                    let _ = inbound.set_nodelay(true);
+                    let _ = outbound.set_nodelay(true);
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
 }
 
 /// (token issuance/s, manifest GET/s with a bearer token, manifest GET/s anonymous), the

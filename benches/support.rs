@@ -43,6 +43,18 @@ pub fn start_berth() -> Server {
 /// The same, with extra environment (configuration such as `BERTH_REPLICATION__…`).
 pub fn start_berth_with(env: &[(&str, &str)]) -> Server {
     let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    start_berth_in(dir, &data, env)
+}
+
+/// One berth node of several sharing the data directory `data` (metadata on the
+/// PostgreSQL database `env` names).
+#[allow(dead_code, reason = "not every benchmark runs several nodes")]
+pub fn start_berth_node(data: &std::path::Path, env: &[(&str, &str)]) -> Server {
+    start_berth_in(tempfile::tempdir().unwrap(), data, env)
+}
+
+fn start_berth_in(dir: tempfile::TempDir, data: &std::path::Path, env: &[(&str, &str)]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
         .args([
             "serve",
@@ -52,7 +64,7 @@ pub fn start_berth_with(env: &[(&str, &str)]) -> Server {
             ADMIN_PASSWORD,
             "--data-dir",
         ])
-        .arg(dir.path().join("data"))
+        .arg(data)
         .env("RUST_LOG", "warn")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())

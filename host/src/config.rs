@@ -405,13 +405,6 @@ impl Config {
                 "metadata.backend = \"postgres\" needs metadata.url (or BERTH_METADATA__URL), the database's connection string"
             );
         }
-        if config.metadata.backend == MetadataBackend::Postgres && config.server.node_id.is_none() {
-            // Nodes on one database share a data directory (the blobs are in it), so the
-            // name generated into it would be every node's: leases would not tell them apart.
-            anyhow::bail!(
-                "metadata.backend = \"postgres\" needs server.node_id (or BERTH_SERVER__NODE_ID): nodes sharing a data directory must each be named"
-            );
-        }
         if config.registry.max_manifest_bytes < 4 * 1024 * 1024 {
             anyhow::bail!(
                 "registry.max_manifest_bytes must be at least 4194304 (4 MiB), the OCI spec's minimum"
@@ -534,9 +527,6 @@ mod tests {
             let err = Config::load(None, &Overrides::default()).unwrap_err();
             assert!(err.to_string().contains("metadata.url"), "{err}");
             jail.set_env("BERTH_METADATA__URL", "host=db dbname=berth");
-            let err = Config::load(None, &Overrides::default()).unwrap_err();
-            assert!(err.to_string().contains("server.node_id"), "{err}");
-            jail.set_env("BERTH_SERVER__NODE_ID", "node-1");
             Config::load(None, &Overrides::default()).unwrap();
             Ok(())
         });

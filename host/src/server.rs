@@ -128,6 +128,13 @@ pub fn node_id(config: &Config) -> anyhow::Result<String> {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
     };
+    if config.metadata.backend == MetadataBackend::Postgres && config.server.node_id.is_none() {
+        // Nodes on one database share a data directory (the blobs are in it), so a name
+        // generated into it would be every node's, and leases would not tell them apart.
+        anyhow::bail!(
+            "metadata.backend = \"postgres\" needs server.node_id (or BERTH_SERVER__NODE_ID): nodes sharing a data directory must each be named"
+        );
+    }
     if let Some(id) = &config.server.node_id {
         anyhow::ensure!(
             valid(id),

@@ -15,7 +15,28 @@ use crate::support::*;
 
 struct Cluster {
     nodes: Vec<Berth>,
+    database: String,
+    data: std::path::PathBuf,
     _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// `berth fsck` of the shared blob directory and database, while the nodes serve.
+    fn fsck(&self) -> String {
+        let out = std::process::Command::new(berth_bin())
+            .args(["fsck", "--data-dir", self.data.to_str().unwrap()])
+            .env("BERTH_METADATA__BACKEND", "postgres")
+            .env("BERTH_METADATA__URL", &self.database)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "fsck: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
 }
 
 /// `n` nodes on a new database and a new shared data directory; `env` is added to each.
@@ -38,7 +59,12 @@ fn cluster(n: usize, env: &[(&str, &str)]) -> Cluster {
             Berth::start_node(&data, &vars, i == 0)
         })
         .collect();
-    Cluster { nodes, _dir: dir }
+    Cluster {
+        nodes,
+        database,
+        data,
+        _dir: dir,
+    }
 }
 
 fn absolute(base: &str, location: &str) -> String {
@@ -135,6 +161,9 @@ async fn a_push_through_one_node_is_pulled_through_the_others_and_chunks_may_rea
         assert_eq!(got.status(), 200);
         assert_eq!(sha256(&got.bytes().await.unwrap()), blob);
     }
+    let report = c.fsck();
+    assert!(report.contains(" 1 manifests,"), "{report}");
+    assert!(report.ends_with("0 problems\n"), "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,6 +324,8 @@ async fn a_replication_job_runs_once_and_another_node_finishes_it_when_its_node_
     let again = run_policy(survivor, "bulk").await;
     let j = finished(&c.nodes[(killed + 2) % 3], again).await;
     assert_eq!(j["status"], "succeeded", "{j:#}");
+    let report = c.fsck();
+    assert!(report.ends_with("0 problems\n"), "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

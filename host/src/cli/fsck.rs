@@ -1,18 +1,20 @@
-//! `berth fsck --data-dir PATH [--repair] [--output json]`.
+//! `berth fsck --data-dir PATH [--config FILE] [--repair] [--output json]`.
 //!
 //! Exit status: 0 when clean (or everything found was repaired), 1 when problems remain.
-//! Run it with the server stopped: the metadata database admits one process at a time.
+//! The metadata is where the configuration says (`metadata.backend`): the data
+//! directory's redb database, which admits one process at a time, so stop the server
+//! first; or PostgreSQL, which a check may read while nodes serve, but stop every node
+//! before `--repair`, which removes staging files of uploads it cannot tell from abandoned.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Args;
 
+use crate::config::{Config, Overrides};
 use crate::registry::fsck;
 use crate::storage::blob::fs::FsBlobStore;
 use crate::storage::paths::DataPaths;
-use crate::storage::store::Store;
 
 /// Flags of `berth fsck`.
 #[derive(Debug, Args)]
@@ -20,6 +22,10 @@ pub struct FsckArgs {
     /// The data directory to check.
     #[arg(long, env = "BERTH_DATA_DIR")]
     pub data_dir: PathBuf,
+    /// The configuration file, for where the metadata is (`metadata.*`; the
+    /// `BERTH_METADATA__*` environment variables work too).
+    #[arg(long, env = "BERTH_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Quarantine corrupt blobs and remove metadata that points at nothing.
     #[arg(long)]
     pub repair: bool,
@@ -34,12 +40,14 @@ pub fn run(args: &FsckArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("{} is not a data directory", args.data_dir.display());
     }
     let paths = DataPaths::new(&args.data_dir);
-    let metadata = Store::redb_at(&paths.metadata_db()).with_context(|| {
-        format!(
-            "cannot open {}; stop the berth server using it first",
-            paths.metadata_db().display()
-        )
-    })?;
+    let config = Config::load(
+        args.config.as_deref(),
+        &Overrides {
+            data_dir: Some(args.data_dir.clone()),
+            ..Overrides::default()
+        },
+    )?;
+    let metadata = crate::server::open_metadata(&config, &paths)?;
     let store = FsBlobStore::open(paths)?;
     let report = fsck::check(&metadata, &store, args.repair)?;
     if args.output == "json" {

@@ -12,8 +12,12 @@ use std::time::{Duration, Instant};
 
 /// The connection string of a new, empty database.
 pub fn fresh_database() -> String {
+    create_database(server())
+}
+
+/// A new, empty database in `server`.
+fn create_database(server: &Server) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let server = server();
     let name = format!(
         "berth_test_{}_{}",
         std::process::id(),
@@ -108,7 +112,19 @@ pub fn tls_server() -> (String, String) {
     .clone()
 }
 
+/// A new database in a server of its own that flushes its writes as a production server
+/// does (the shared test server runs with `fsync=off`): for benchmarks.
+pub fn durable_database() -> String {
+    static DURABLE: OnceLock<Server> = OnceLock::new();
+    let server = DURABLE.get_or_init(|| start_server_with_options(None, true));
+    create_database(server)
+}
+
 fn start_server_with(tls: Option<(&str, &str)>) -> Server {
+    start_server_with_options(tls, false)
+}
+
+fn start_server_with_options(tls: Option<(&str, &str)>, durable: bool) -> Server {
     let bin = postgres_bin();
     let dir = tempfile::Builder::new()
         .prefix("berth-pg-")
@@ -166,10 +182,11 @@ fn start_server_with(tls: Option<(&str, &str)>) -> Server {
         ssl = " -c ssl=on".to_string();
     }
     let script = format!(
-        "'{postgres}' -D '{data}' -k '{dir}' -c listen_addresses=127.0.0.1 -p {port} -c max_connections=400 -c fsync=off{ssl} >'{dir}/log' 2>&1 & pid=$!; read _; kill -INT $pid; wait $pid; rm -rf '{dir}'",
+        "'{postgres}' -D '{data}' -k '{dir}' -c listen_addresses=127.0.0.1 -p {port} -c max_connections=400{fsync}{ssl} >'{dir}/log' 2>&1 & pid=$!; read _; kill -INT $pid; wait $pid; rm -rf '{dir}'",
         postgres = bin.join("postgres").display(),
         data = data.display(),
         dir = dir.display(),
+        fsync = if durable { "" } else { " -c fsync=off" },
     );
     let mut guard = run_as(as_root, Path::new("sh"), &["-c", &script])
         .stdin(Stdio::piped())
