@@ -462,31 +462,38 @@ fn main() {
     println!();
     println!("| metric | berth on redb | berth on PostgreSQL | PostgreSQL/redb |");
     println!("|---|---:|---:|---:|");
-    row("1 GiB blob upload", b.upload_mbs, pg.upload_mbs, "MB/s");
-    row(
-        "1 GiB blob download",
-        b.download_mbs,
-        pg.download_mbs,
-        "MB/s",
-    );
-    row(
-        "manifest GET, 64 concurrent",
-        b.manifest_rps,
-        pg.manifest_rps,
-        "req/s",
-    );
-    row(
-        "4 KiB blob uploads, 16 concurrent",
-        b.small_uploads_per_s,
-        pg.small_uploads_per_s,
-        "uploads/s",
-    );
-    row(
-        "peak RSS (lower is better)",
-        b.peak_rss_mib,
-        pg.peak_rss_mib,
-        "MiB",
-    );
+    for (name, redb, postgres, unit) in [
+        ("1 GiB blob upload", b.upload_mbs, pg.upload_mbs, "MB/s"),
+        (
+            "1 GiB blob download",
+            b.download_mbs,
+            pg.download_mbs,
+            "MB/s",
+        ),
+        (
+            "manifest GET, 64 concurrent",
+            b.manifest_rps,
+            pg.manifest_rps,
+            "req/s",
+        ),
+        (
+            "4 KiB blob uploads, 16 concurrent",
+            b.small_uploads_per_s,
+            pg.small_uploads_per_s,
+            "uploads/s",
+        ),
+        (
+            "peak RSS (lower is better)",
+            b.peak_rss_mib,
+            pg.peak_rss_mib,
+            "MiB",
+        ),
+    ] {
+        println!(
+            "| {name} | {redb:.1} {unit} | {postgres:.1} {unit} | {:.2}x |",
+            postgres / redb
+        );
+    }
 
     // Three nodes on one database and one blob directory, behind a round-robin proxy.
     let database = std::thread::spawn(berth_test_postgres::durable_database)
