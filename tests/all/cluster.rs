@@ -424,3 +424,35 @@ async fn pushes_through_any_node_are_replicated_on_change_each_exactly_once() {
     .await;
     assert_eq!(status["unread_changes"], 0, "{status:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_fires_once_across_the_nodes() {
+    let c = cluster(3, &[]);
+    let replica = Berth::start();
+    berth_endpoint(&c.nodes[0], "replica", &replica.url).await;
+    create_policy(
+        &c.nodes[0],
+        json!({"name": "every2s", "endpoints": ["replica"], "schedule": "*/2 * * * * *"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    api(
+        &c.nodes[1],
+        reqwest::Method::PATCH,
+        "/api/v1/replication/policies/every2s",
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    let jobs = api(
+        &c.nodes[2],
+        reqwest::Method::GET,
+        "/api/v1/replication/jobs?policy=every2s",
+        None,
+    )
+    .await;
+    let runs = jobs.as_array().unwrap().len();
+    // Nine seconds of a two-second schedule: three or four runs (the first due time is
+    // set when a node first sees the schedule), where three nodes firing on their own
+    // would have made about twelve.
+    assert!((2..=5).contains(&runs), "{runs} scheduled runs: {jobs:#}");
+}
