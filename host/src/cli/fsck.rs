@@ -47,7 +47,13 @@ pub fn run(args: &FsckArgs) -> anyhow::Result<ExitCode> {
             ..Overrides::default()
         },
     )?;
-    let metadata = crate::server::open_metadata(&config, &paths)?;
+    let metadata = crate::server::open_metadata(&config, &paths).map_err(|e| {
+        if config.metadata.backend == crate::config::MetadataBackend::Redb {
+            e.context("stop the berth server using this data directory first: its metadata database admits one process at a time")
+        } else {
+            e
+        }
+    })?;
     let store = FsBlobStore::open(paths)?;
     let report = fsck::check(&metadata, &store, args.repair)?;
     if args.output == "json" {
