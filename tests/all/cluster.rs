@@ -67,6 +67,31 @@ fn cluster(n: usize, env: &[(&str, &str)]) -> Cluster {
     }
 }
 
+/// The replication jobs of `policy`, as `node` lists them.
+async fn jobs_of(node: &Berth, policy: &str) -> Vec<serde_json::Value> {
+    let jobs = api(
+        node,
+        reqwest::Method::GET,
+        &format!("/api/v1/replication/jobs?policy={policy}"),
+        None,
+    )
+    .await;
+    jobs.as_array().unwrap().clone()
+}
+
+/// A manifest GET or HEAD that accepts OCI image manifests.
+async fn manifest_request(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+) -> reqwest::Response {
+    http.request(method, url)
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap()
+}
+
 fn absolute(base: &str, location: &str) -> String {
     if location.starts_with('/') {
         format!("{base}{location}")
@@ -81,12 +106,12 @@ async fn a_push_through_one_node_is_pulled_through_the_others_and_chunks_may_rea
     let http = client();
     let (digest, manifest) = push_image(&http, &c.nodes[0].url, "team/app", "v1", 7).await;
     for node in &c.nodes[1..] {
-        let r = http
-            .get(node.v2("team/app/manifests/v1"))
-            .header("accept", "application/vnd.oci.image.manifest.v1+json")
-            .send()
-            .await
-            .unwrap();
+        let r = manifest_request(
+            &http,
+            reqwest::Method::GET,
+            node.v2("team/app/manifests/v1"),
+        )
+        .await;
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["docker-content-digest"], digest.as_str());
         assert_eq!(r.bytes().await.unwrap().as_ref(), manifest.as_slice());
@@ -187,12 +212,12 @@ async fn tag_moves_racing_through_different_nodes_converge() {
     let manifests: Vec<Vec<u8>> = {
         let mut out = Vec::new();
         for i in 0..6 {
-            let r = http
-                .get(c.nodes[0].v2(&format!("team/race/manifests/img{i}")))
-                .header("accept", "application/vnd.oci.image.manifest.v1+json")
-                .send()
-                .await
-                .unwrap();
+            let r = manifest_request(
+                &http,
+                reqwest::Method::GET,
+                c.nodes[0].v2(&format!("team/race/manifests/img{i}")),
+            )
+            .await;
             out.push(r.bytes().await.unwrap().to_vec());
         }
         out
@@ -227,12 +252,12 @@ async fn tag_moves_racing_through_different_nodes_converge() {
     }
     let mut seen = Vec::new();
     for node in &c.nodes {
-        let r = http
-            .head(node.v2("team/race/manifests/latest"))
-            .header("accept", "application/vnd.oci.image.manifest.v1+json")
-            .send()
-            .await
-            .unwrap();
+        let r = manifest_request(
+            &http,
+            reqwest::Method::HEAD,
+            node.v2("team/race/manifests/latest"),
+        )
+        .await;
         assert_eq!(r.status(), 200);
         seen.push(
             r.headers()["docker-content-digest"]
@@ -302,21 +327,15 @@ async fn a_replication_job_runs_once_and_another_node_finishes_it_when_its_node_
     let done = finished(survivor, id).await;
     assert_eq!(done["status"], "succeeded", "{done:#}");
     assert_eq!(done["tasks"]["succeeded"], 12);
-    let jobs = api(
-        survivor,
-        reqwest::Method::GET,
-        "/api/v1/replication/jobs?policy=bulk",
-        None,
-    )
-    .await;
-    assert_eq!(jobs.as_array().unwrap().len(), 1, "one job: {jobs:#}");
+    let jobs = jobs_of(survivor, "bulk").await;
+    assert_eq!(jobs.len(), 1, "one job: {jobs:#?}");
     for (i, (digest, _)) in pushed.iter().enumerate() {
-        let r = http
-            .head(replica.v2(&format!("team/app/manifests/t{i}")))
-            .header("accept", "application/vnd.oci.image.manifest.v1+json")
-            .send()
-            .await
-            .unwrap();
+        let r = manifest_request(
+            &http,
+            reqwest::Method::HEAD,
+            replica.v2(&format!("team/app/manifests/t{i}")),
+        )
+        .await;
         assert_eq!(r.status(), 200, "t{i} replicated");
         assert_eq!(r.headers()["docker-content-digest"], digest.as_str());
     }
@@ -343,12 +362,12 @@ async fn a_robot_revoked_on_one_node_is_refused_by_every_node_within_a_second() 
     let secret = robot["secret"].as_str().unwrap().to_string();
     let as_robot = client_as("robot$ci", &secret);
     for node in &c.nodes {
-        let r = as_robot
-            .get(node.v2("team/app/manifests/v1"))
-            .header("accept", "application/vnd.oci.image.manifest.v1+json")
-            .send()
-            .await
-            .unwrap();
+        let r = manifest_request(
+            &as_robot,
+            reqwest::Method::GET,
+            node.v2("team/app/manifests/v1"),
+        )
+        .await;
         assert_eq!(r.status(), 200);
     }
     api(
@@ -361,12 +380,12 @@ async fn a_robot_revoked_on_one_node_is_refused_by_every_node_within_a_second() 
     let revoked = Instant::now();
     for node in &c.nodes {
         loop {
-            let r = as_robot
-                .get(node.v2("team/app/manifests/v1"))
-                .header("accept", "application/vnd.oci.image.manifest.v1+json")
-                .send()
-                .await
-                .unwrap();
+            let r = manifest_request(
+                &as_robot,
+                reqwest::Method::GET,
+                node.v2("team/app/manifests/v1"),
+            )
+            .await;
             if r.status() == 401 {
                 break;
             }
@@ -401,20 +420,9 @@ async fn pushes_through_any_node_are_replicated_on_change_each_exactly_once() {
             .await;
     }
     // Every node follows the feed; each change was queued into exactly one job.
-    let jobs = api(
-        &c.nodes[2],
-        reqwest::Method::GET,
-        "/api/v1/replication/jobs?policy=follow",
-        None,
-    )
-    .await;
-    let changes: u64 = jobs
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["changes"].as_u64().unwrap())
-        .sum();
-    assert_eq!(changes, 9, "{jobs:#}");
+    let jobs = jobs_of(&c.nodes[2], "follow").await;
+    let changes: u64 = jobs.iter().map(|j| j["changes"].as_u64().unwrap()).sum();
+    assert_eq!(changes, 9, "{jobs:#?}");
     let status = api(
         &c.nodes[1],
         reqwest::Method::GET,
@@ -443,16 +451,10 @@ async fn a_schedule_fires_once_across_the_nodes() {
         Some(json!({"enabled": false})),
     )
     .await;
-    let jobs = api(
-        &c.nodes[2],
-        reqwest::Method::GET,
-        "/api/v1/replication/jobs?policy=every2s",
-        None,
-    )
-    .await;
-    let runs = jobs.as_array().unwrap().len();
+    let jobs = jobs_of(&c.nodes[2], "every2s").await;
+    let runs = jobs.len();
     // Nine seconds of a two-second schedule: three or four runs (the first due time is
     // set when a node first sees the schedule), where three nodes firing on their own
     // would have made about twelve.
-    assert!((2..=5).contains(&runs), "{runs} scheduled runs: {jobs:#}");
+    assert!((2..=5).contains(&runs), "{runs} scheduled runs: {jobs:#?}");
 }
