@@ -458,3 +458,74 @@ async fn a_schedule_fires_once_across_the_nodes() {
     // would have made about twelve.
     assert!((2..=5).contains(&runs), "{runs} scheduled runs: {jobs:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_sessions_chunks_sent_to_two_nodes_at_once_are_written_one_at_a_time() {
+    use futures::StreamExt as _;
+    let c = cluster(2, &[]);
+    let http = client();
+    let r = http
+        .post(c.nodes[0].v2("team/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let data = bytes(5, 2 * 1024 * 1024);
+    let digest = sha256(&data);
+    // Through node 0: half the chunk now, the rest a moment later.
+    let halves = vec![
+        data[..data.len() / 2].to_vec(),
+        data[data.len() / 2..].to_vec(),
+    ];
+    let slow = futures::stream::iter(halves.into_iter().enumerate()).then(|(i, half)| async move {
+        if i == 1 {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        Ok::<_, std::io::Error>(half)
+    });
+    let first = {
+        let (http, url) = (http.clone(), absolute(&c.nodes[0].url, &location));
+        tokio::spawn(async move {
+            http.patch(url)
+                .header("content-type", "application/octet-stream")
+                .body(reqwest::Body::wrap_stream(slow))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Meanwhile, other bytes for the same range through node 1: refused, not interleaved.
+    let other = http
+        .patch(absolute(&c.nodes[1].url, &location))
+        .header("content-type", "application/octet-stream")
+        .body(bytes(6, 1024 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 429);
+    assert!(other.headers().contains_key("retry-after"));
+    assert_eq!(first.await.unwrap(), 202);
+    // The claim ended with node 0's commit: node 1 closes the session.
+    let separator = if location.contains('?') { '&' } else { '?' };
+    let r = http
+        .put(format!(
+            "{}{separator}digest={digest}",
+            absolute(&c.nodes[1].url, &location)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    let got = http
+        .get(c.nodes[1].v2(&format!("team/app/blobs/{digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sha256(&got.bytes().await.unwrap()), digest);
+    let report = c.fsck();
+    assert!(report.ends_with("0 problems\n"), "{report}");
+}

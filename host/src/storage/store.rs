@@ -212,6 +212,12 @@ impl Store {
         }
     }
 
+    /// Whether other processes may use this store at the same time (PostgreSQL): then
+    /// what one process holds in memory is no lock for another.
+    pub fn is_shared(&self) -> bool {
+        matches!(&*self.backend, Backend::Postgres(_))
+    }
+
     /// Which backend this is, for logs and `berth status`.
     pub fn backend_name(&self) -> &'static str {
         match &*self.backend {

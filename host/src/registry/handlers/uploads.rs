@@ -32,7 +32,7 @@ use crate::registry::Registry;
 use crate::registry::content::{self, IngestError};
 use crate::registry::errcode::{ErrorCode, RegistryError, RegistryResult};
 use crate::registry::routes::empty;
-use crate::registry::sessions::{Session, SessionState};
+use crate::registry::sessions::{self, Session, SessionState};
 use crate::storage::blob::writer::{self, AppendError};
 use crate::storage::store::{Durability, now_millis};
 use crate::storage::tables::registry::UploadRecord;
@@ -136,6 +136,8 @@ pub async fn start(
         acknowledged: 0,
         started_at: now,
         updated_at: now,
+        claimed_by: None,
+        claimed_until: 0,
     };
     let (registry2, id2, record2) = (registry.clone(), id.clone(), record.clone());
     // Lazy commit: losing a session that holds no data costs the client only a retry.
@@ -174,6 +176,18 @@ fn digest_mismatch(expected: &Digest, actual: &Digest) -> RegistryError {
             "the uploaded content's digest is {actual}, not {expected}"
         ))
         .detail(json!({ "expected": expected.to_string(), "actual": actual.to_string() }))
+}
+
+/// Finds session `id` of repository `name`, locks it, and claims it for writing where
+/// several nodes share the store (see `sessions::claim`).
+async fn lock_for_writing(
+    registry: &Registry,
+    name: &RepoName,
+    id: &str,
+) -> RegistryResult<(Session, tokio::sync::OwnedMutexGuard<SessionState>)> {
+    let (session, mut guard) = lock_session(registry, name, id).await?;
+    sessions::claim(registry, id, &mut guard).await?;
+    Ok((session, guard))
 }
 
 /// Finds session `id` of repository `name` and locks it.
@@ -257,6 +271,7 @@ async fn append_chunk(
     state: &mut SessionState,
     request: Request,
     report: Option<writer::Reporter>,
+    keep_claim: bool,
 ) -> RegistryResult<()> {
     let acknowledged = state.record.acknowledged;
     let range = content_range(request.headers()).map_err(|()| {
@@ -324,6 +339,18 @@ async fn append_chunk(
         state.hasher = Some(hasher);
         return Ok(());
     }
+    // A claim is renewed while the chunk streams in, however long it takes.
+    let renewer = state.record.claimed_by.clone().map(|token| {
+        let (registry, id) = (registry.clone(), id.to_owned());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(sessions::CLAIM_TERM / 3).await;
+                if !sessions::renew(&registry, &id, &token).await {
+                    return;
+                }
+            }
+        })
+    });
     let appended = writer::append(
         registry.store.clone(),
         id.to_owned(),
@@ -333,8 +360,11 @@ async fn append_chunk(
         registry.config.max_blob_bytes,
         report,
     )
-    .await
-    .map_err(append_error)?;
+    .await;
+    if let Some(renewer) = renewer {
+        renewer.abort();
+    }
+    let appended = appended.map_err(append_error)?;
     let received = appended.len - acknowledged;
     let expected = range.map(|(s, e)| e - s + 1).or(declared_len);
     if let Some(expected) = expected
@@ -349,8 +379,13 @@ async fn append_chunk(
     let mut record = state.record.clone();
     record.acknowledged = appended.len;
     record.updated_at = now_millis();
+    if !keep_claim {
+        record.claimed_by = None;
+        record.claimed_until = 0;
+    }
     let (registry2, id2, record2) = (registry.clone(), id.to_owned(), record.clone());
     let previous = state.record.acknowledged;
+    let claim = state.record.claimed_by.clone();
     registry2
         .metadata
         .write(
@@ -358,7 +393,9 @@ async fn append_chunk(
                 // Another node may have taken the session on meanwhile (a client that sends
                 // one session's chunks to two nodes at once): only one chunk counts.
                 match tx.registry().upload(&id2)? {
-                    Some(stored) if stored.acknowledged == previous => {
+                    Some(stored)
+                        if stored.acknowledged == previous && stored.claimed_by == claim =>
+                    {
                         tx.registry().put_upload(&id2, &record2)?;
                         Ok(true)
                     }
@@ -411,8 +448,12 @@ pub async fn patch(
     id: String,
     request: Request,
 ) -> RegistryResult<Response> {
-    let (_session, mut guard) = lock_session(registry, &name, &id).await?;
-    append_chunk(registry, &name, &id, &mut guard, request, None).await?;
+    let (_session, mut guard) = lock_for_writing(registry, &name, &id).await?;
+    let appended = append_chunk(registry, &name, &id, &mut guard, request, None, false).await;
+    if appended.is_err() {
+        sessions::release(registry, &id, &mut guard).await;
+    }
+    appended?;
     Ok(session_response(
         StatusCode::ACCEPTED,
         &name,
@@ -432,42 +473,60 @@ pub async fn close(
         RegistryError::new(ErrorCode::DigestInvalid)
             .message("closing an upload needs ?digest=<algorithm>:<hex>")
     })?;
-    let (_session, mut guard) = lock_session(registry, &name, &id).await?;
+    let (_session, mut guard) = lock_for_writing(registry, &name, &id).await?;
+    let closed = finish(registry, &name, &id, &mut guard, request, expected).await;
+    if closed.is_err() && !guard.finished {
+        sessions::release(registry, &id, &mut guard).await;
+    }
+    closed
+}
+
+/// The body of [`close`], on the locked and claimed session.
+async fn finish(
+    registry: &Arc<Registry>,
+    name: &RepoName,
+    id: &str,
+    guard: &mut SessionState,
+    request: Request,
+    expected: Digest,
+) -> RegistryResult<Response> {
     // The digest is known from here on: whoever waits for it may follow the bytes in.
     let arriving = registry.arrivals.begin(
         name.as_str(),
         &expected.to_string(),
-        &id,
+        id,
         guard.record.acknowledged,
     );
+    // The claim is kept past this chunk's commit, until the blob is committed.
     append_chunk(
         registry,
-        &name,
-        &id,
-        &mut guard,
+        name,
+        id,
+        guard,
         request,
         Some(arriving.reporter()),
+        true,
     )
     .await?;
     let len = guard.record.acknowledged;
     let actual = match expected.algorithm() {
         Algorithm::Sha256 => guard.hasher.clone().expect("set by append_chunk").finish(),
         other => {
-            let (store, id2) = (registry.store.clone(), id.clone());
+            let (store, id2) = (registry.store.clone(), id.to_owned());
             tokio::task::spawn_blocking(move || store.hash_staging(&id2, len, other))
                 .await??
                 .finish()
         }
     };
     if actual != expected {
-        forget(registry, &id, &mut guard).await?;
+        forget(registry, id, guard).await?;
         return Err(digest_mismatch(&expected, &actual));
     }
-    content::commit_staging(registry, &name, &id, &expected, len, true).await?;
+    content::commit_staging(registry, name, id, &expected, len, true).await?;
     arriving.committed(len);
     guard.finished = true;
-    registry.sessions.remove(&id);
-    Ok(blob_created(&name, &expected))
+    registry.sessions.remove(id);
+    Ok(blob_created(name, &expected))
 }
 
 /// `DELETE …/uploads/<id>`: cancels the session.
@@ -476,7 +535,7 @@ pub async fn cancel(
     name: &RepoName,
     id: &str,
 ) -> RegistryResult<Response> {
-    let (_session, mut guard) = lock_session(registry, name, id).await?;
+    let (_session, mut guard) = lock_for_writing(registry, name, id).await?;
     forget(registry, id, &mut guard).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }

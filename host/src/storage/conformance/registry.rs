@@ -278,6 +278,8 @@ pub(super) fn blob_links_and_upload_sessions_round_trip(store: &Store) {
         acknowledged: n * (1 << 33),
         started_at: 1_764_000_000_000,
         updated_at: 1_764_000_000_000 + n,
+        claimed_by: (n == 3).then(|| "claim-token".to_string()),
+        claimed_until: if n == 3 { 1_764_000_060_000 } else { 0 },
     };
     write(store, |tx| {
         let t = tx.registry();

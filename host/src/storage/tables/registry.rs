@@ -132,6 +132,18 @@ pub struct UploadRecord {
     pub started_at: u64,
     /// When a chunk last arrived (ms since the epoch).
     pub updated_at: u64,
+    /// The request writing the session now, where several nodes share the store: a claim
+    /// that other nodes' requests on the session are refused during, so that two nodes
+    /// never write one staging file at once. Lapses at `claimed_until` unless renewed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_by: Option<String>,
+    /// When the claim lapses (ms since the epoch).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub claimed_until: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Reads of the registry's tables. Lists come in byte order of their keys.

@@ -17,7 +17,8 @@ use crate::storage::tables::registry::{
 
 pub(super) const SCHEMA: Component = Component {
     name: "registry",
-    steps: &[r#"
+    steps: &[
+        r#"
         CREATE TABLE repositories (
             name text COLLATE "C" PRIMARY KEY,
             created_at timestamptz NOT NULL
@@ -87,7 +88,13 @@ pub(super) const SCHEMA: Component = Component {
             started_at timestamptz NOT NULL,
             updated_at timestamptz NOT NULL
         );
-    "#],
+    "#,
+        // Version 2: the claim of the request writing an upload session now.
+        r#"
+        ALTER TABLE uploads ADD COLUMN claimed_by text;
+        ALTER TABLE uploads ADD COLUMN claimed_until bigint NOT NULL DEFAULT 0;
+    "#,
+    ],
 };
 
 type Annotations = serde_json::Map<String, serde_json::Value>;
@@ -155,6 +162,8 @@ fn upload(row: &Row) -> UploadRecord {
         acknowledged: row.get::<_, i64>("acknowledged") as u64,
         started_at: millis(row.get("started_at")),
         updated_at: millis(row.get("updated_at")),
+        claimed_by: row.get("claimed_by"),
+        claimed_until: row.get::<_, i64>("claimed_until") as u64,
     }
 }
 
@@ -336,7 +345,7 @@ impl RegistryRead for PgTx<'_> {
     fn upload(&self, id: &str) -> StoreResult<Option<UploadRecord>> {
         Ok(self
             .query_opt(
-                "SELECT repository, acknowledged, started_at, updated_at FROM uploads WHERE id = $1",
+                "SELECT repository, acknowledged, started_at, updated_at, claimed_by, claimed_until FROM uploads WHERE id = $1",
                 &[&id],
             )?
             .map(|row| upload(&row)))
@@ -345,7 +354,7 @@ impl RegistryRead for PgTx<'_> {
     fn uploads(&self) -> StoreResult<Vec<(String, UploadRecord)>> {
         Ok(self
             .query(
-                "SELECT id, repository, acknowledged, started_at, updated_at FROM uploads ORDER BY id",
+                "SELECT id, repository, acknowledged, started_at, updated_at, claimed_by, claimed_until FROM uploads ORDER BY id",
                 &[],
             )?
             .iter()
@@ -546,16 +555,20 @@ impl RegistryWrite for PgTx<'_> {
 
     fn put_upload(&self, id: &str, record: &UploadRecord) -> StoreResult<()> {
         self.execute(
-            "INSERT INTO uploads (id, repository, acknowledged, started_at, updated_at) VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO uploads (id, repository, acknowledged, started_at, updated_at, claimed_by, claimed_until)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (id) DO UPDATE SET
                  repository = EXCLUDED.repository, acknowledged = EXCLUDED.acknowledged,
-                 started_at = EXCLUDED.started_at, updated_at = EXCLUDED.updated_at",
+                 started_at = EXCLUDED.started_at, updated_at = EXCLUDED.updated_at,
+                 claimed_by = EXCLUDED.claimed_by, claimed_until = EXCLUDED.claimed_until",
             &[
                 &id,
                 &record.repo,
                 &(record.acknowledged as i64),
                 &timestamp(record.started_at),
                 &timestamp(record.updated_at),
+                &record.claimed_by,
+                &(record.claimed_until as i64),
             ],
         )?;
         Ok(())
