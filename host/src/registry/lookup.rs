@@ -52,35 +52,15 @@ impl Registry {
         with_bytes: bool,
     ) -> Result<Option<FoundManifest>, StoreError> {
         let (repo, reference) = (repo.to_owned(), reference.to_owned());
-        self.snapshot(move |tx| {
-            let tables = tx.registry();
-            let (digest, tag) = if reference.contains(':') {
-                (reference, None)
-            } else {
-                match tables.tag(&repo, &reference)? {
-                    Some(tag) => (tag.digest.clone(), Some(tag)),
-                    None => return Ok(None),
-                }
-            };
-            let Some(record) = tables.manifest(&repo, &digest)? else {
-                return Ok(None);
-            };
-            let bytes = if with_bytes {
-                match tables.manifest_bytes(&repo, &digest)? {
-                    Some(bytes) => Some(bytes),
-                    None => return Ok(None),
-                }
-            } else {
-                None
-            };
-            Ok(Some(FoundManifest {
-                digest,
-                record,
-                bytes,
-                tag,
-            }))
-        })
-        .await
+        let found = self
+            .snapshot(move |tx| tx.registry().find_manifest(&repo, &reference, with_bytes))
+            .await?;
+        Ok(found.map(|f| FoundManifest {
+            digest: f.digest,
+            record: f.record,
+            bytes: f.bytes,
+            tag: f.tag,
+        }))
     }
 
     /// Whether `repo` holds manifest `digest`.

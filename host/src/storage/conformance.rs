@@ -44,6 +44,7 @@ conformance!(
     auth::removing_a_user_or_project_removes_its_memberships_only,
     auth::robots_round_trip_grants_and_expiry,
     registry::manifests_round_trip_every_field_and_their_exact_bytes,
+    registry::a_manifest_is_found_by_tag_or_digest_in_one_call,
     registry::repositories_and_tags_come_in_byte_order_in_pages,
     registry::tag_history_keeps_the_newest_entries_and_tombstones_the_latest,
     registry::referrers_are_kept_per_subject_in_digest_order,

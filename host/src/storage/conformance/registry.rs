@@ -375,3 +375,58 @@ pub(super) fn removing_a_repository_removes_what_it_holds_and_nothing_else(store
         })
         .unwrap();
 }
+
+pub(super) fn a_manifest_is_found_by_tag_or_digest_in_one_call(store: &Store) {
+    let bytes = b"{\"schemaVersion\":2,\"x\":\"\\u00fc\"}".to_vec();
+    let tag = TagRecord {
+        digest: digest(2),
+        updated_at: 77,
+        clock: Some(clock(77, 3, "dc1")),
+    };
+    write(store, |tx| {
+        let t = tx.registry();
+        t.put_manifest("team/app", &digest(2), &manifest(2), &bytes)?;
+        t.put_manifest("team/other", &digest(3), &manifest(3), b"{}")?;
+        t.put_tag("team/app", "v1", &tag)?;
+        // A tag whose manifest is gone (fsck's business) finds nothing.
+        t.put_tag(
+            "team/app",
+            "dangling",
+            &TagRecord {
+                digest: digest(9),
+                updated_at: 1,
+                clock: None,
+            },
+        )?;
+        Ok(())
+    });
+    store
+        .read_blocking(|tx| -> StoreResult<()> {
+            let t = tx.registry();
+            let by_tag = t.find_manifest("team/app", "v1", true)?.unwrap();
+            assert_eq!(by_tag.digest, digest(2));
+            assert_eq!(by_tag.tag, Some(tag.clone()));
+            assert_eq!(by_tag.record, manifest(2));
+            assert_eq!(by_tag.bytes, Some(bytes.clone()));
+            let without_bytes = t.find_manifest("team/app", "v1", false)?.unwrap();
+            assert_eq!(without_bytes.bytes, None);
+            let by_digest = t.find_manifest("team/app", &digest(2), true)?.unwrap();
+            assert_eq!(by_digest.tag, None);
+            assert_eq!(by_digest.bytes, Some(bytes.clone()));
+            assert_eq!(t.find_manifest("team/app", "v2", true)?, None);
+            assert_eq!(t.find_manifest("team/app", "dangling", true)?, None);
+            assert_eq!(
+                t.find_manifest("team/app", &digest(3), true)?,
+                None,
+                "another repository's"
+            );
+            assert_eq!(
+                t.find_manifest("team/other", &digest(3), false)?
+                    .unwrap()
+                    .digest,
+                digest(3)
+            );
+            Ok(())
+        })
+        .unwrap();
+}

@@ -146,8 +146,57 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// A manifest as a pull finds it: by tag or by digest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManifestFound {
+    /// Its digest.
+    pub digest: String,
+    /// The tag it was found by, when the reference was a tag.
+    pub tag: Option<TagRecord>,
+    /// Its record.
+    pub record: ManifestRecord,
+    /// Its exact bytes, when asked for.
+    pub bytes: Option<Vec<u8>>,
+}
+
 /// Reads of the registry's tables. Lists come in byte order of their keys.
 pub trait RegistryRead {
+    /// The manifest `reference` names in `repo`: a digest when it holds a `:`, else a
+    /// tag; with its bytes when `with_bytes`. A backend may answer it in one query (what
+    /// every pull asks); this default asks the tables one by one.
+    fn find_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        with_bytes: bool,
+    ) -> StoreResult<Option<ManifestFound>> {
+        let (digest, tag) = if reference.contains(':') {
+            (reference.to_owned(), None)
+        } else {
+            match self.tag(repo, reference)? {
+                Some(tag) => (tag.digest.clone(), Some(tag)),
+                None => return Ok(None),
+            }
+        };
+        let Some(record) = self.manifest(repo, &digest)? else {
+            return Ok(None);
+        };
+        let bytes = if with_bytes {
+            match self.manifest_bytes(repo, &digest)? {
+                Some(bytes) => Some(bytes),
+                None => return Ok(None),
+            }
+        } else {
+            None
+        };
+        Ok(Some(ManifestFound {
+            digest,
+            tag,
+            record,
+            bytes,
+        }))
+    }
+
     /// The record of repository `name`.
     fn repository(&self, name: &str) -> StoreResult<Option<RepositoryRecord>>;
 

@@ -11,8 +11,8 @@ use super::{PgTx, decode_error, millis, timestamp};
 use crate::storage::clock::Clock;
 use crate::storage::store::StoreResult;
 use crate::storage::tables::registry::{
-    HISTORY_PER_TAG, HistoryEntry, HistoryEvent, ManifestRecord, ReferrerDescriptor, RegistryRead,
-    RegistryWrite, RepositoryRecord, TagRecord, Tombstone, UploadRecord,
+    HISTORY_PER_TAG, HistoryEntry, HistoryEvent, ManifestFound, ManifestRecord, ReferrerDescriptor,
+    RegistryRead, RegistryWrite, RepositoryRecord, TagRecord, Tombstone, UploadRecord,
 };
 
 pub(super) const SCHEMA: Component = Component {
@@ -173,6 +173,43 @@ fn limit(n: usize) -> i64 {
 }
 
 impl RegistryRead for PgTx<'_> {
+    /// One query, the tag (if the reference is one) joined to its manifest: a pull is
+    /// one round trip to the database, not three.
+    fn find_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        with_bytes: bool,
+    ) -> StoreResult<Option<ManifestFound>> {
+        const SQL: &str = "WITH target AS (
+                SELECT digest, updated_at, clock FROM tags WHERE repository = $1 AND tag = $2
+                UNION ALL
+                SELECT $2, NULL, NULL WHERE strpos($2, ':') > 0
+            )
+            SELECT m.digest, t.updated_at AS tag_updated_at, t.clock AS tag_clock,
+                   m.media_type, m.size, m.artifact_type, m.subject, m.blobs, m.children,
+                   m.annotations, m.created_at, CASE WHEN $3 THEN m.bytes END AS bytes
+            FROM target t JOIN manifests m ON m.repository = $1 AND m.digest = t.digest";
+        let Some(row) = self.query_opt(SQL, &[&repo, &reference, &with_bytes])? else {
+            return Ok(None);
+        };
+        let digest: String = row.get("digest");
+        let tag = match row.get::<_, Option<std::time::SystemTime>>("tag_updated_at") {
+            Some(updated_at) => Some(TagRecord {
+                digest: digest.clone(),
+                updated_at: millis(updated_at),
+                clock: clock_of("tags", row.get("tag_clock"))?,
+            }),
+            None => None,
+        };
+        Ok(Some(ManifestFound {
+            tag,
+            record: manifest(&row)?,
+            bytes: row.get("bytes"),
+            digest,
+        }))
+    }
+
     fn repository(&self, name: &str) -> StoreResult<Option<RepositoryRecord>> {
         Ok(self
             .query_opt(

@@ -152,6 +152,7 @@ mod tests {
         tx.replication().metadata_version("user", "u")?;
         let registry = tx.registry();
         registry.repository("r")?;
+        registry.find_manifest("r", "t", true)?;
         registry.repositories(None, 10)?;
         registry.blob_link("r", "d")?;
         registry.blob_link_count("r")?;
