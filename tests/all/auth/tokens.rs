@@ -181,10 +181,12 @@ async fn tampered_re_signed_and_expired_tokens_are_refused() {
         200
     );
 
-    // Expiry, on a server whose tokens live one second.
+    // Expiry, on a server whose tokens live two seconds. (Token times are whole seconds,
+    // so a token lives between ttl - 1 and ttl seconds: with one second, one issued late
+    // in a second could lapse before a busy machine used it.)
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("berth.toml");
-    std::fs::write(&cfg, "[auth]\ntoken_ttl_secs = 1\n").unwrap();
+    std::fs::write(&cfg, "[auth]\ntoken_ttl_secs = 2\n").unwrap();
     let short = Berth::start_with(&["--config", cfg.to_str().unwrap()]);
     let (_, body) = api(
         &client(),
@@ -206,7 +208,7 @@ async fn tampered_re_signed_and_expired_tokens_are_refused() {
         404,
         "valid while fresh"
     );
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
     let r = http.get(short.v2("team/x/tags/list")).send().await.unwrap();
     assert_eq!(r.status(), 401, "expired");
 }
