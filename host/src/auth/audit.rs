@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
@@ -144,9 +145,11 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Message>, retention: Durati
         if purge_before.is_some() {
             last_purge = std::time::Instant::now();
         }
-        // One durable commit for the whole batch.
-        let written = store
-            .write(move |tx| -> Result<u64, StoreError> {
+        // One durable commit for the whole batch. A panic in it (the store's, re-raised
+        // here) costs this batch, logged, never the writer: every later event would be lost.
+        let count = records.len();
+        let written =
+            std::panic::AssertUnwindSafe(store.write(move |tx| -> Result<u64, StoreError> {
                 if !records.is_empty() {
                     tx.audit().append(&records)?;
                 }
@@ -154,14 +157,19 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Message>, retention: Durati
                     Some(before) => tx.audit().remove_before(before),
                     None => Ok(0),
                 }
-            })
+            }))
+            .catch_unwind()
             .await;
         match written {
-            Ok(purged) if purged > 0 => {
+            Ok(Ok(purged)) if purged > 0 => {
                 tracing::info!(entries = purged, "removed audit entries past retention")
             }
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "writing audit entries failed"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "writing audit entries failed"),
+            Err(_) => tracing::error!(
+                entries = count,
+                "writing audit entries panicked; the writer goes on with the next batch"
+            ),
         }
         for w in waiters {
             let _ = w.send(());
