@@ -6,23 +6,10 @@
 
 use crate::storage::store::{ReadTx, StoreError};
 use crate::storage::tables::registry::{
-    HistoryEntry, ManifestRecord, ReferrerDescriptor, TagRecord, UploadRecord,
+    HistoryEntry, ManifestFound, ReferrerDescriptor, TagRecord, UploadRecord,
 };
 
 use super::Registry;
-
-/// A manifest found by tag or digest.
-#[derive(Debug, Clone)]
-pub struct FoundManifest {
-    /// Its digest.
-    pub digest: String,
-    /// What the registry recorded about it.
-    pub record: ManifestRecord,
-    /// Its exact bytes, when asked for.
-    pub bytes: Option<Vec<u8>>,
-    /// The clock of the tag it was found by.
-    pub tag: Option<TagRecord>,
-}
 
 /// A repository as the admin API lists it.
 #[derive(Debug, Clone)]
@@ -50,17 +37,10 @@ impl Registry {
         repo: &str,
         reference: &str,
         with_bytes: bool,
-    ) -> Result<Option<FoundManifest>, StoreError> {
+    ) -> Result<Option<ManifestFound>, StoreError> {
         let (repo, reference) = (repo.to_owned(), reference.to_owned());
-        let found = self
-            .snapshot(move |tx| tx.registry().find_manifest(&repo, &reference, with_bytes))
-            .await?;
-        Ok(found.map(|f| FoundManifest {
-            digest: f.digest,
-            record: f.record,
-            bytes: f.bytes,
-            tag: f.tag,
-        }))
+        self.snapshot(move |tx| tx.registry().find_manifest(&repo, &reference, with_bytes))
+            .await
     }
 
     /// Whether `repo` holds manifest `digest`.

@@ -3,9 +3,10 @@
 //! The durable truth is the `uploads` table plus the staging file, which every node
 //! sharing the blob directory sees; this map only saves re-reading the staging file to
 //! rebuild the digest state on every chunk, and serialises concurrent requests on one
-//! session within this process. A session's chunks may arrive at different nodes, so the
-//! record is read again under the lock ([`Sessions::lock`]): if another node moved it on,
-//! the cached digest state is dropped and rebuilt from the staging file.
+//! session within this process. Where several nodes share the store, a session's chunks
+//! may arrive at different nodes, so the record is read again under the lock
+//! ([`Sessions::lock`]): if another node moved it on, the cached digest state is dropped
+//! and rebuilt from the staging file.
 //!
 //! Where several nodes share the store, a request that writes a session first claims it
 //! in the database ([`claim`]): the staging file is one file on shared storage, and a
@@ -103,6 +104,11 @@ impl Sessions {
         };
         if guard.finished {
             return Ok(None);
+        }
+        // One process (redb) writes its sessions only through this map: the cached record
+        // is the stored one. Where nodes share the store, another may have moved it on.
+        if !registry.metadata.is_shared() {
+            return Ok(Some((session, guard)));
         }
         match registry.upload(id).await? {
             None => {
