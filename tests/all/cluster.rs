@@ -92,6 +92,20 @@ async fn manifest_request(
         .unwrap()
 }
 
+/// Closes the upload session at `location` through `node` with `digest`; asserts 201.
+async fn close_upload(http: &reqwest::Client, node: &Berth, location: &str, digest: &str) {
+    let separator = if location.contains('?') { '&' } else { '?' };
+    let r = http
+        .put(format!(
+            "{}{separator}digest={digest}",
+            absolute(&node.url, location)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+}
+
 fn absolute(base: &str, location: &str) -> String {
     if location.starts_with('/') {
         format!("{base}{location}")
@@ -167,16 +181,7 @@ async fn a_push_through_one_node_is_pulled_through_the_others_and_chunks_may_rea
         assert_eq!(status.status(), 204);
         assert_eq!(status.headers()["range"], r.headers()["range"]);
     }
-    let separator = if location.contains('?') { '&' } else { '?' };
-    let r = http
-        .put(format!(
-            "{}{separator}digest={blob}",
-            absolute(&c.nodes[0].url, &location)
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    close_upload(&http, &c.nodes[0], &location, &blob).await;
     for node in &c.nodes {
         let got = http
             .get(node.v2(&format!("team/app/blobs/{blob}")))
@@ -510,16 +515,7 @@ async fn one_sessions_chunks_sent_to_two_nodes_at_once_are_written_one_at_a_time
     assert!(other.headers().contains_key("retry-after"));
     assert_eq!(first.await.unwrap(), 202);
     // The claim ended with node 0's commit: node 1 closes the session.
-    let separator = if location.contains('?') { '&' } else { '?' };
-    let r = http
-        .put(format!(
-            "{}{separator}digest={digest}",
-            absolute(&c.nodes[1].url, &location)
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    close_upload(&http, &c.nodes[1], &location, &digest).await;
     let got = http
         .get(c.nodes[1].v2(&format!("team/app/blobs/{digest}")))
         .send()
