@@ -178,76 +178,84 @@ impl Replication {
         excluded_endpoints: &BTreeSet<String>,
         protected: &BTreeSet<String>,
     ) -> ReplicationResult<Vec<Item>> {
-        let current = self
-            .registry
-            .metadata
-            .read_blocking(|tx| self.current(tx, excluded_endpoints, protected))?;
-        self.store.write_blocking(
-            Durability::Immediate,
-            |tx| -> ReplicationResult<Vec<Item>> {
-                let mut stored: BTreeMap<(MetadataKind, String), MetadataVersion> = BTreeMap::new();
-                for (kind, key, version) in tx.replication().metadata_versions()? {
-                    if let Some(kind) = MetadataKind::parse(&kind) {
-                        stored.insert((kind, key), version);
-                    }
-                }
-                let mut items = Vec::new();
-                for ((kind, key), body) in &current {
-                    let h = hash(body);
-                    let version = match stored.get(&(*kind, key.clone())) {
-                        Some(v) if v.hash == h => v.clone(),
-                        _ => {
-                            let v = MetadataVersion {
-                                clock: self.registry.clock.now(),
-                                hash: h,
-                            };
-                            tx.replication()
-                                .put_metadata_version(kind.as_str(), key, &v)?;
-                            v
-                        }
+        self.store
+            .write_blocking(Durability::Immediate, |tx| {
+                self.versioned_in(tx, excluded_endpoints, protected)
+            })
+    }
+
+    /// [`Self::versioned`] inside `tx`. What exists is read in the same transaction that
+    /// records the versions: read apart, a record a concurrent round applied in between
+    /// would look deleted here and be mourned on both sides, and one deleted in between
+    /// would be revived with a fresh version.
+    fn versioned_in(
+        &self,
+        tx: &dyn WriteTx,
+        excluded_endpoints: &BTreeSet<String>,
+        protected: &BTreeSet<String>,
+    ) -> ReplicationResult<Vec<Item>> {
+        let current = self.current(tx.read(), excluded_endpoints, protected)?;
+        let mut stored: BTreeMap<(MetadataKind, String), MetadataVersion> = BTreeMap::new();
+        for (kind, key, version) in tx.replication().metadata_versions()? {
+            if let Some(kind) = MetadataKind::parse(&kind) {
+                stored.insert((kind, key), version);
+            }
+        }
+        let mut items = Vec::new();
+        for ((kind, key), body) in &current {
+            let h = hash(body);
+            let version = match stored.get(&(*kind, key.clone())) {
+                Some(v) if v.hash == h => v.clone(),
+                _ => {
+                    let v = MetadataVersion {
+                        clock: self.registry.clock.now(),
+                        hash: h,
                     };
-                    items.push(Item {
-                        kind: *kind,
-                        key: key.clone(),
-                        clock: version.clock,
-                        body: Some(body.clone()),
-                    });
+                    tx.replication()
+                        .put_metadata_version(kind.as_str(), key, &v)?;
+                    v
                 }
-                for ((kind, key), version) in &stored {
-                    if current.contains_key(&(*kind, key.clone())) {
-                        continue;
-                    }
-                    // Records left out of the exchange (the pair's own endpoints, protected
-                    // accounts) are neither sent nor mourned.
-                    let excluded = match kind {
-                        MetadataKind::Endpoint => excluded_endpoints.contains(key),
-                        MetadataKind::User | MetadataKind::Robot => protected.contains(key),
-                        _ => false,
-                    };
-                    if excluded {
-                        continue;
-                    }
-                    let version = if version.hash.is_empty() {
-                        version.clone()
-                    } else {
-                        let v = MetadataVersion {
-                            clock: self.registry.clock.now(),
-                            hash: String::new(),
-                        };
-                        tx.replication()
-                            .put_metadata_version(kind.as_str(), key, &v)?;
-                        v
-                    };
-                    items.push(Item {
-                        kind: *kind,
-                        key: key.clone(),
-                        clock: version.clock,
-                        body: None,
-                    });
-                }
-                Ok(items)
-            },
-        )
+            };
+            items.push(Item {
+                kind: *kind,
+                key: key.clone(),
+                clock: version.clock,
+                body: Some(body.clone()),
+            });
+        }
+        for ((kind, key), version) in &stored {
+            if current.contains_key(&(*kind, key.clone())) {
+                continue;
+            }
+            // Records left out of the exchange (the pair's own endpoints, protected
+            // accounts) are neither sent nor mourned.
+            let excluded = match kind {
+                MetadataKind::Endpoint => excluded_endpoints.contains(key),
+                MetadataKind::User | MetadataKind::Robot => protected.contains(key),
+                _ => false,
+            };
+            if excluded {
+                continue;
+            }
+            let version = if version.hash.is_empty() {
+                version.clone()
+            } else {
+                let v = MetadataVersion {
+                    clock: self.registry.clock.now(),
+                    hash: String::new(),
+                };
+                tx.replication()
+                    .put_metadata_version(kind.as_str(), key, &v)?;
+                v
+            };
+            items.push(Item {
+                kind: *kind,
+                key: key.clone(),
+                clock: version.clock,
+                body: None,
+            });
+        }
+        Ok(items)
     }
 
     /// Merges a peer's state: each record whose version is later than ours is applied.
@@ -259,12 +267,13 @@ impl Replication {
         excluded_endpoints: &BTreeSet<String>,
         protected: &BTreeSet<String>,
     ) -> ReplicationResult<usize> {
-        // Local changes made since the last round get their versions first, so that a
-        // change made here is not lost to an older one from the peer.
-        self.versioned(excluded_endpoints, protected)?;
         let applied =
             self.store
                 .write_blocking(Durability::Immediate, |tx| -> ReplicationResult<usize> {
+                    // Local changes made since the last round get their versions first,
+                    // in the same transaction, so that a change made here is never lost
+                    // to an older one from the peer.
+                    self.versioned_in(tx, excluded_endpoints, protected)?;
                     let mut applied = 0;
                     for item in incoming {
                         self.registry.clock.observe(&item.clock);

@@ -389,13 +389,24 @@ async fn dual_primary_metadata_converges_users_projects_members_robots_and_setti
         .await
         .unwrap();
     assert!(r.status().is_success());
-    eventually("the deletes converge", || async {
+    eventually("the member removed on B is gone on A", || async {
         !get(&a, "/api/v1/projects/shared/members")
             .await
             .1
             .to_string()
             .contains("alice")
-            && get(&b, "/api/v1/projects/bobs").await.0 == 404
     })
     .await;
+    eventually("the project deleted on A is gone on B", || async {
+        get(&b, "/api/v1/projects/bobs").await.0 == 404
+    })
+    .await;
+    // And neither comes back: a round that read the records while the other side's
+    // deletion was being applied must not revive them.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for (side, berth) in [("A", &a), ("B", &b)] {
+        let members = get(berth, "/api/v1/projects/shared/members").await.1;
+        assert!(!members.to_string().contains("alice"), "{side}: {members}");
+        assert_eq!(get(berth, "/api/v1/projects/bobs").await.0, 404, "{side}");
+    }
 }
