@@ -79,6 +79,18 @@ async fn jobs_of(node: &Berth, policy: &str) -> Vec<serde_json::Value> {
     jobs.as_array().unwrap().clone()
 }
 
+/// The degraded destinations of the first policy, as `node` reports them.
+async fn degraded_on(node: &Berth) -> serde_json::Value {
+    let status = api(
+        node,
+        reqwest::Method::GET,
+        "/api/v1/replication/status",
+        None,
+    )
+    .await;
+    status["policies"][0]["degraded"].clone()
+}
+
 /// A manifest GET or HEAD that accepts OCI image manifests.
 async fn manifest_request(
     http: &reqwest::Client,
@@ -524,4 +536,90 @@ async fn one_sessions_chunks_sent_to_two_nodes_at_once_are_written_one_at_a_time
     assert_eq!(sha256(&got.bytes().await.unwrap()), digest);
     let report = c.fsck();
     assert!(report.ends_with("0 problems\n"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_destination_one_node_gave_up_on_is_not_waited_for_by_the_others_until_it_is_back() {
+    const DEGRADE_AFTER: Duration = Duration::from_secs(10);
+    let c = cluster(2, &[]);
+    let replica = Berth::start();
+    let proxy = FaultyProxy::start(&replica.addr, Fault::None).await;
+    berth_endpoint(&c.nodes[0], "replica", &format!("http://{}", proxy.addr)).await;
+    create_policy(
+        &c.nodes[0],
+        json!({"name": "mirror", "endpoints": ["replica"], "on_change": true,
+               "delivery": "sync", "degrade_after_secs": DEGRADE_AFTER.as_secs()}),
+    )
+    .await;
+    let http = client();
+    // Sync: acknowledged through node 1 only once the replica holds it.
+    let (before, _) = push_image(&http, &c.nodes[1].url, "team/app", "before", 1).await;
+    let held = manifest_request(
+        &http,
+        reqwest::Method::HEAD,
+        replica.v2("team/app/manifests/before"),
+    )
+    .await;
+    assert_eq!(held.headers()["docker-content-digest"], before.as_str());
+
+    // The replica drops every connection: node 0 holds its push for the whole
+    // `degrade_after_secs`, then gives up on the replica.
+    proxy.set(Fault::Drop);
+    proxy.cut();
+    let started = Instant::now();
+    let (during_0, _) = push_image(&http, &c.nodes[0].url, "team/app", "during-0", 2).await;
+    assert!(
+        started.elapsed() >= DEGRADE_AFTER,
+        "{:?}",
+        started.elapsed()
+    );
+    // Node 1 knows it at once, and does not wait for the replica again.
+    let degraded = degraded_on(&c.nodes[1]).await;
+    assert_eq!(degraded[0]["endpoint"], "replica", "{degraded:#}");
+    assert_eq!(degraded[0]["node"], "node-0", "{degraded:#}");
+    let started = Instant::now();
+    let (during_1, _) = push_image(&http, &c.nodes[1].url, "team/app", "during-1", 3).await;
+    assert!(
+        started.elapsed() < DEGRADE_AFTER,
+        "node 1 waited for a destination node 0 gave up on: {:?}",
+        started.elapsed()
+    );
+    let metrics = http
+        .get(format!("{}/metrics", c.nodes[1].url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("berth_replication_degraded{policy=\"mirror\",endpoint=\"replica\"} 1"),
+        "{metrics}"
+    );
+
+    // Back: some node's probe restores the link for both, and what they acknowledged
+    // without it reaches it.
+    proxy.set(Fault::None);
+    for (tag, digest) in [("during-0", &during_0), ("during-1", &during_1)] {
+        crate::replication::resolves_to(&replica.url, "team/app", tag, Some(digest)).await;
+    }
+    for node in &c.nodes {
+        eventually("every node waits for the replica again", || async {
+            degraded_on(node).await.as_array().unwrap().is_empty()
+        })
+        .await;
+    }
+    let (after, _) = push_image(&http, &c.nodes[0].url, "team/app", "after", 4).await;
+    let held = manifest_request(
+        &http,
+        reqwest::Method::HEAD,
+        replica.v2("team/app/manifests/after"),
+    )
+    .await;
+    assert_eq!(
+        held.status(),
+        200,
+        "a sync push is on the replica when acknowledged"
+    );
+    assert_eq!(held.headers()["docker-content-digest"], after.as_str());
 }

@@ -178,10 +178,9 @@ impl Replication {
         excluded_endpoints: &BTreeSet<String>,
         protected: &BTreeSet<String>,
     ) -> ReplicationResult<Vec<Item>> {
-        self.store
-            .write_blocking(Durability::Immediate, |tx| {
-                self.versioned_in(tx, excluded_endpoints, protected)
-            })
+        self.store.write_blocking(Durability::Immediate, |tx| {
+            self.versioned_in(tx, excluded_endpoints, protected)
+        })
     }
 
     /// [`Self::versioned`] inside `tx`. What exists is read in the same transaction that

@@ -47,7 +47,7 @@ impl Replication {
                     policy: policy.name.clone(),
                     enabled: policy.enabled,
                     delivery: policy.delivery,
-                    degraded: self.sync.degraded(&policy.name),
+                    degraded: Replication::degraded_of(tx, &policy.name)?,
                     unfinished_jobs: mine.len() as u32,
                     pending_tasks,
                     pending_changes,

@@ -8,6 +8,11 @@
 //! `berth replication status` and the `berth_replication_degraded` metric) while the
 //! change jobs queue what it misses. The engine probes a degraded destination every few
 //! seconds; once it answers, pushes wait for it again and the queued jobs catch it up.
+//!
+//! Which links are degraded is in the metadata store (`replication_degraded`), so every
+//! node of a cluster stops waiting once one node gave up, and any node's probe restores
+//! the link for all. How long a link has been failing, and when this node last probed
+//! it, are each node's own: they time this node's attempts.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,7 +25,8 @@ use super::local::Local;
 use super::policies::{Delivery, Mode, Selector};
 use super::side::SideError;
 use super::transfer::{Copier, CopyOptions};
-use crate::storage::store::now_millis;
+use crate::storage::store::{StoreResult, now_millis};
+use crate::storage::tables::replication::DegradedLink;
 
 /// How often a degraded destination is probed.
 pub(super) const PROBE_EVERY: Duration = Duration::from_secs(2);
@@ -28,17 +34,16 @@ pub(super) const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// Pause between two attempts within one push.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
-/// One destination of one sync policy, as the push path sees it.
+/// This node's timing of one destination of one sync policy.
 #[derive(Debug, Default)]
 struct Link {
-    /// Since when every attempt failed (cleared by a success).
+    /// Since when every attempt from this node failed (cleared by a success).
     unreachable_since: Option<Instant>,
-    /// Degraded since (ms since the epoch), with the error that degraded it.
-    degraded: Option<(u64, String)>,
+    /// When this node last probed it while degraded.
     last_probe: Option<Instant>,
 }
 
-/// Sync links by (policy, endpoint).
+/// This node's timing of sync links, by (policy, endpoint).
 #[derive(Debug, Default)]
 pub(super) struct SyncLinks(Mutex<HashMap<(String, String), Link>>);
 
@@ -51,33 +56,18 @@ pub struct Degraded {
     pub since: u64,
     /// The failure that degraded it.
     pub error: String,
+    /// The node that gave up on it.
+    pub node: String,
 }
 
-impl SyncLinks {
-    /// The degraded destinations of `policy`.
-    pub(super) fn degraded(&self, policy: &str) -> Vec<Degraded> {
-        let links = self.0.lock().expect("sync lock");
-        let mut out: Vec<Degraded> = links
-            .iter()
-            .filter(|((p, _), _)| p == policy)
-            .filter_map(|((_, endpoint), link)| {
-                link.degraded.as_ref().map(|(since, error)| Degraded {
-                    endpoint: endpoint.clone(),
-                    since: *since,
-                    error: error.clone(),
-                })
-            })
-            .collect();
-        out.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
-        out
-    }
-
-    fn is_degraded(&self, key: &(String, String)) -> bool {
-        self.0
-            .lock()
-            .expect("sync lock")
-            .get(key)
-            .is_some_and(|l| l.degraded.is_some())
+impl From<DegradedLink> for Degraded {
+    fn from(link: DegradedLink) -> Degraded {
+        Degraded {
+            endpoint: link.endpoint,
+            since: link.since,
+            error: link.error,
+            node: link.node,
+        }
     }
 }
 
@@ -131,7 +121,7 @@ impl Replication {
         degrade_after: Duration,
     ) {
         let key = (policy.to_string(), endpoint.to_string());
-        if self.sync.is_degraded(&key) {
+        if self.is_degraded(&key).await {
             return;
         }
         let source = Local::new(self.registry.clone(), None);
@@ -177,7 +167,8 @@ impl Replication {
                     // The destination refuses this content itself: waiting cannot help,
                     // and acknowledging as if delivered would hide it. Degrade loudly; the
                     // change job keeps it and reports the refusal.
-                    self.degrade(&key, repository, reference, &e.to_string(), None);
+                    self.degrade(&key, repository, reference, &e.to_string(), None)
+                        .await;
                     return;
                 }
             };
@@ -190,16 +181,49 @@ impl Replication {
                     .get_or_insert_with(Instant::now)
             };
             if since.elapsed() >= degrade_after {
-                self.degrade(&key, repository, reference, &error, Some(since.elapsed()));
+                self.degrade(&key, repository, reference, &error, Some(since.elapsed()))
+                    .await;
                 return;
             }
             tokio::time::sleep(RETRY_PAUSE).await;
         }
     }
 
-    /// Marks a sync link degraded, loudly: from now on pushes are acknowledged without it,
-    /// and what it misses waits in the change jobs.
-    fn degrade(
+    /// Whether pushes go without `key`'s destination. A store that cannot be read counts
+    /// as not degraded: the push then waits for the destination, which is the safe side.
+    async fn is_degraded(&self, key: &(String, String)) -> bool {
+        let (policy, endpoint) = key.clone();
+        let link = self
+            .store
+            .read(move |tx| tx.replication().degraded_link(&policy, &endpoint))
+            .await;
+        match link {
+            Ok(link) => link.is_some(),
+            Err(e) => {
+                tracing::warn!(policy = %key.0, endpoint = %key.1, error = %e, "sync replication: cannot read whether the destination is degraded; waiting for it");
+                false
+            }
+        }
+    }
+
+    /// The degraded destinations of `policy`, as every node sees them.
+    pub(super) fn degraded_of(
+        tx: &dyn crate::storage::store::ReadTx,
+        policy: &str,
+    ) -> StoreResult<Vec<Degraded>> {
+        Ok(tx
+            .replication()
+            .degraded_links()?
+            .into_iter()
+            .filter(|l| l.policy == policy)
+            .map(Degraded::from)
+            .collect())
+    }
+
+    /// Marks a sync link degraded, loudly: from now on pushes are acknowledged without it
+    /// on every node, and what it misses waits in the change jobs. A link another node
+    /// degraded already keeps its record (its `since` is the earlier).
+    async fn degrade(
         &self,
         key: &(String, String),
         repository: &str,
@@ -208,10 +232,38 @@ impl Replication {
         unreachable_for: Option<Duration>,
     ) {
         let (policy, endpoint) = (&key.0, &key.1);
-        let mut links = self.sync.0.lock().expect("sync lock");
-        let link = links.entry(key.clone()).or_default();
-        link.degraded = Some((now_millis(), error.to_string()));
-        link.last_probe = Some(Instant::now());
+        self.sync
+            .0
+            .lock()
+            .expect("sync lock")
+            .entry(key.clone())
+            .or_default()
+            .last_probe = Some(Instant::now());
+        let link = DegradedLink {
+            policy: policy.clone(),
+            endpoint: endpoint.clone(),
+            since: now_millis(),
+            error: error.to_string(),
+            node: self.node.clone(),
+        };
+        let stored = self
+            .store
+            .write(move |tx| -> StoreResult<()> {
+                if tx
+                    .replication()
+                    .degraded_link(&link.policy, &link.endpoint)?
+                    .is_none()
+                {
+                    tx.replication().put_degraded_link(&link)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = stored {
+            // Not recorded: this push goes on without the destination all the same; the
+            // next one tries it again.
+            tracing::warn!(policy = %policy, endpoint = %endpoint, error = %e, "sync replication: cannot record the degraded destination");
+        }
         tracing::error!(
             policy = %policy,
             endpoint = %endpoint,
@@ -249,20 +301,36 @@ impl Replication {
         !pending.unwrap_or(true)
     }
 
-    /// Probes degraded destinations; one that answers again and has taken everything
-    /// the change jobs held for it is waited for again.
+    /// Probes degraded destinations (those this node has not probed for a while; every
+    /// node probes, which costs a peer one `/v2/` check per node every few seconds); one
+    /// that answers again and has taken everything the change jobs held for it is waited
+    /// for again, by every node.
     pub(super) async fn probe_degraded(&self) {
-        let due: Vec<(String, String)> = {
-            let links = self.sync.0.lock().expect("sync lock");
+        let links = match self
+            .store
+            .read(|tx| tx.replication().degraded_links())
+            .await
+        {
+            Ok(links) => links,
+            Err(e) => {
+                tracing::debug!(error = %e, "sync replication: cannot read the degraded destinations");
+                return;
+            }
+        };
+        let due: Vec<DegradedLink> = {
+            let mut mine = self.sync.0.lock().expect("sync lock");
             links
-                .iter()
-                .filter(|(_, l)| {
-                    l.degraded.is_some() && l.last_probe.is_none_or(|t| t.elapsed() >= PROBE_EVERY)
+                .into_iter()
+                .filter(|l| {
+                    mine.entry((l.policy.clone(), l.endpoint.clone()))
+                        .or_default()
+                        .last_probe
+                        .is_none_or(|t| t.elapsed() >= PROBE_EVERY)
                 })
-                .map(|(k, _)| k.clone())
                 .collect()
         };
-        for key in due {
+        for link in due {
+            let key = (link.policy.clone(), link.endpoint.clone());
             // Answering is not enough: a destination that answers but refuses (no project
             // yet, no rights) would degrade the next push again after holding it for
             // `degrade_after_secs`. It is healthy once the queued changes got through.
@@ -270,14 +338,42 @@ impl Replication {
                 Ok(remote) => remote.check().await.is_ok() && self.caught_up(&key.0, &key.1),
                 Err(_) => false,
             };
-            let mut links = self.sync.0.lock().expect("sync lock");
-            let link = links.entry(key.clone()).or_default();
-            link.last_probe = Some(Instant::now());
-            if healthy {
-                link.degraded = None;
-                link.unreachable_since = None;
-                tracing::warn!(policy = %key.0, endpoint = %key.1, "sync replication resumed: the destination answers again; queued changes are catching it up");
-                self.wake.notify_one();
+            {
+                let mut mine = self.sync.0.lock().expect("sync lock");
+                let timing = mine.entry(key.clone()).or_default();
+                timing.last_probe = Some(Instant::now());
+                if healthy {
+                    timing.unreachable_since = None;
+                }
+            }
+            if !healthy {
+                continue;
+            }
+            // Cleared only if it is still the record this probe judged: a node that
+            // degraded the link again since keeps it degraded.
+            let cleared = self
+                .store
+                .write(move |tx| -> StoreResult<bool> {
+                    match tx
+                        .replication()
+                        .degraded_link(&link.policy, &link.endpoint)?
+                    {
+                        Some(now) if now == link => tx
+                            .replication()
+                            .remove_degraded_link(&link.policy, &link.endpoint),
+                        _ => Ok(false),
+                    }
+                })
+                .await;
+            match cleared {
+                Ok(true) => {
+                    tracing::warn!(policy = %key.0, endpoint = %key.1, "sync replication resumed: the destination answers again; queued changes are catching it up");
+                    self.wake.notify_one();
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(policy = %key.0, endpoint = %key.1, error = %e, "sync replication: cannot clear the degraded destination; probing again")
+                }
             }
         }
     }

@@ -53,6 +53,7 @@ conformance!(
     replication::endpoints_round_trip_every_field,
     replication::policies_round_trip_every_field,
     replication::metadata_versions_keep_their_clock_and_hash,
+    replication::degraded_links_round_trip_and_clear_one_at_a_time,
     transactions::a_failed_write_leaves_nothing,
     transactions::a_lazy_write_is_visible_to_later_reads,
     transactions::a_read_sees_one_snapshot_and_a_write_sees_its_own_writes,

@@ -80,6 +80,8 @@ pub struct FaultyProxy {
     /// `127.0.0.1:<port>` to connect to instead of the server.
     pub addr: String,
     fault: std::sync::Arc<std::sync::Mutex<Fault>>,
+    /// Bumped by [`FaultyProxy::cut`]: forwarded connections close when it changes.
+    cuts: tokio::sync::watch::Sender<u64>,
     _task: tokio::task::JoinHandle<()>,
 }
 
@@ -90,7 +92,8 @@ impl FaultyProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let fault = std::sync::Arc::new(std::sync::Mutex::new(fault));
-        let (mode, target) = (fault.clone(), target.to_string());
+        let cuts = tokio::sync::watch::Sender::new(0u64);
+        let (mode, target, cut) = (fault.clone(), target.to_string(), cuts.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut client, _)) = listener.accept().await else {
@@ -98,6 +101,7 @@ impl FaultyProxy {
                 };
                 let now = *mode.lock().unwrap();
                 let target = target.clone();
+                let mut cut = cut.subscribe();
                 tokio::spawn(async move {
                     match now {
                         Fault::Drop => drop(client),
@@ -118,8 +122,10 @@ impl FaultyProxy {
                                 tokio::time::sleep(Duration::from_millis(ms)).await;
                             }
                             if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
-                                let _ =
-                                    tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                                tokio::select! {
+                                    _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                                    _ = cut.changed() => {}
+                                }
                             }
                         }
                     }
@@ -129,8 +135,15 @@ impl FaultyProxy {
         FaultyProxy {
             addr,
             fault,
+            cuts,
             _task: task,
         }
+    }
+
+    /// Closes every connection it forwards now, as a server that goes down does; the
+    /// clients' pooled connections are gone with them.
+    pub fn cut(&self) {
+        self.cuts.send_modify(|n| *n += 1);
     }
 
     /// Changes how new connections are treated.

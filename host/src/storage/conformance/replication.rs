@@ -3,8 +3,8 @@
 use crate::storage::clock::Clock;
 use crate::storage::store::{Durability, Store, StoreError};
 use crate::storage::tables::replication::{
-    DatacenterSpec, Delivery, EndpointKind, EndpointRecord, Filters, InstanceSpec, LinkSpec,
-    MetadataVersion, Mode, PolicyRecord, TopologySpec,
+    DatacenterSpec, DegradedLink, Delivery, EndpointKind, EndpointRecord, Filters, InstanceSpec,
+    LinkSpec, MetadataVersion, Mode, PolicyRecord, TopologySpec,
 };
 
 fn endpoint(name: &str, n: u64) -> EndpointRecord {
@@ -232,5 +232,68 @@ pub(super) fn metadata_versions_keep_their_clock_and_hash(store: &Store) {
             ("member".into(), "team/alice".into(), version(6, "dc-2", "")),
             ("user".into(), "alice".into(), version(9, "dc2", "def")),
         ]
+    );
+}
+
+pub(super) fn degraded_links_round_trip_and_clear_one_at_a_time(store: &Store) {
+    let link = |policy: &str, endpoint: &str, since: u64| DegradedLink {
+        policy: policy.into(),
+        endpoint: endpoint.into(),
+        since,
+        error: "connection refused: \"dc2\" ü".into(),
+        node: "node-1".into(),
+    };
+    let (a, b, c) = (
+        link("sync", "dc2", 1_764_000_000_123),
+        link("sync", "dc3", 1_764_000_000_456),
+        link("Other", "dc2", 1_764_000_000_789),
+    );
+    store
+        .write_blocking(Durability::Immediate, |tx| {
+            for l in [&a, &b, &c] {
+                tx.replication().put_degraded_link(l)?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    assert_eq!(
+        store
+            .read_blocking(|tx| tx.replication().degraded_link("sync", "dc3"))
+            .unwrap(),
+        Some(b.clone())
+    );
+    assert_eq!(
+        store
+            .read_blocking(|tx| tx.replication().degraded_link("sync", "dc4"))
+            .unwrap(),
+        None
+    );
+    // By policy then endpoint, in byte order.
+    assert_eq!(
+        store
+            .read_blocking(|tx| tx.replication().degraded_links())
+            .unwrap(),
+        vec![c.clone(), a.clone(), b.clone()]
+    );
+    // Degrading again replaces the record.
+    let again = DegradedLink {
+        node: "node-2".into(),
+        ..link("sync", "dc2", 1_764_000_009_000)
+    };
+    let removed = store
+        .write_blocking(Durability::Immediate, |tx| {
+            tx.replication().put_degraded_link(&again)?;
+            Ok::<_, StoreError>((
+                tx.replication().remove_degraded_link("sync", "dc3")?,
+                tx.replication().remove_degraded_link("sync", "dc3")?,
+            ))
+        })
+        .unwrap();
+    assert_eq!(removed, (true, false));
+    assert_eq!(
+        store
+            .read_blocking(|tx| tx.replication().degraded_links())
+            .unwrap(),
+        vec![c, again]
     );
 }

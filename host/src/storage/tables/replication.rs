@@ -2,7 +2,9 @@
 //! (the registries this instance replicates with, their credentials sealed at rest),
 //! `replication_policies` (what to replicate, where, when and how) and
 //! `replication_metadata_versions` (the version of each record a dual-primary pair keeps
-//! converged). What the records mean (URL rules, filters, sealing) is replication's.
+//! converged) and `replication_degraded` (the sync destinations that pushes no longer wait
+//! for, shared by every node). What the records mean (URL rules, filters, sealing) is
+//! replication's.
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -289,6 +291,22 @@ pub struct MetadataVersion {
     pub hash: String,
 }
 
+/// A sync policy's destination that pushes are acknowledged without: every node reads it
+/// before holding a push, so one node's verdict spares the others the wait.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DegradedLink {
+    /// The policy.
+    pub policy: String,
+    /// The endpoint.
+    pub endpoint: String,
+    /// Since when (ms since the epoch).
+    pub since: u64,
+    /// The failure that degraded it.
+    pub error: String,
+    /// The node that degraded it.
+    pub node: String,
+}
+
 /// Reads of replication's tables.
 pub trait ReplicationRead {
     /// Endpoint `name`.
@@ -303,6 +321,10 @@ pub trait ReplicationRead {
     fn metadata_version(&self, kind: &str, key: &str) -> StoreResult<Option<MetadataVersion>>;
     /// Every version, by kind and key.
     fn metadata_versions(&self) -> StoreResult<Vec<(String, String, MetadataVersion)>>;
+    /// Whether `endpoint` of `policy` is degraded, and since when.
+    fn degraded_link(&self, policy: &str, endpoint: &str) -> StoreResult<Option<DegradedLink>>;
+    /// Every degraded link, by policy and endpoint.
+    fn degraded_links(&self) -> StoreResult<Vec<DegradedLink>>;
 }
 
 /// Writes of replication's tables.
@@ -322,4 +344,8 @@ pub trait ReplicationWrite: ReplicationRead {
         key: &str,
         version: &MetadataVersion,
     ) -> StoreResult<()>;
+    /// Marks a link degraded, replacing what was there.
+    fn put_degraded_link(&self, link: &DegradedLink) -> StoreResult<()>;
+    /// Clears a link; false if it was not degraded.
+    fn remove_degraded_link(&self, policy: &str, endpoint: &str) -> StoreResult<bool>;
 }

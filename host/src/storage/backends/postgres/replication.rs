@@ -10,12 +10,13 @@ use super::{PgTx, decode_error, millis, timestamp};
 use crate::storage::clock::Clock;
 use crate::storage::store::StoreResult;
 use crate::storage::tables::replication::{
-    EndpointRecord, MetadataVersion, PolicyRecord, ReplicationRead, ReplicationWrite,
+    DegradedLink, EndpointRecord, MetadataVersion, PolicyRecord, ReplicationRead, ReplicationWrite,
 };
 
 pub(super) const SCHEMA: Component = Component {
     name: "replication",
-    steps: &[r#"
+    steps: &[
+        r#"
         CREATE TABLE replication_endpoints (
             name text COLLATE "C" PRIMARY KEY,
             kind text NOT NULL,
@@ -60,7 +61,19 @@ pub(super) const SCHEMA: Component = Component {
             hash text NOT NULL,
             PRIMARY KEY (kind, key)
         );
-    "#],
+    "#,
+        // 2: degraded sync links, which were each process's own before.
+        r#"
+        CREATE TABLE replication_degraded (
+            policy text COLLATE "C" NOT NULL,
+            endpoint text COLLATE "C" NOT NULL,
+            since timestamptz NOT NULL,
+            error text NOT NULL,
+            node text NOT NULL,
+            PRIMARY KEY (policy, endpoint)
+        );
+    "#,
+    ],
 };
 
 /// A unit enum's serde name (`push`, `berth`, …), the form its text column holds.
@@ -207,6 +220,36 @@ impl ReplicationRead for PgTx<'_> {
         .map(|row| Ok((row.get("kind"), row.get("key"), version(row)?)))
         .collect()
     }
+
+    fn degraded_link(&self, policy: &str, endpoint: &str) -> StoreResult<Option<DegradedLink>> {
+        Ok(self
+            .query_opt(
+                "SELECT policy, endpoint, since, error, node FROM replication_degraded WHERE policy = $1 AND endpoint = $2",
+                &[&policy, &endpoint],
+            )?
+            .map(|row| degraded(&row)))
+    }
+
+    fn degraded_links(&self) -> StoreResult<Vec<DegradedLink>> {
+        Ok(self
+            .query(
+                "SELECT policy, endpoint, since, error, node FROM replication_degraded ORDER BY policy, endpoint",
+                &[],
+            )?
+            .iter()
+            .map(degraded)
+            .collect())
+    }
+}
+
+fn degraded(row: &Row) -> DegradedLink {
+    DegradedLink {
+        policy: row.get("policy"),
+        endpoint: row.get("endpoint"),
+        since: millis(row.get("since")),
+        error: row.get("error"),
+        node: row.get("node"),
+    }
 }
 
 impl ReplicationWrite for PgTx<'_> {
@@ -302,5 +345,27 @@ impl ReplicationWrite for PgTx<'_> {
             &[&kind, &key, &v.clock.to_string(), &v.hash],
         )?;
         Ok(())
+    }
+
+    fn put_degraded_link(&self, link: &DegradedLink) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO replication_degraded (policy, endpoint, since, error, node) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (policy, endpoint) DO UPDATE SET since = EXCLUDED.since, error = EXCLUDED.error, node = EXCLUDED.node",
+            &[
+                &link.policy,
+                &link.endpoint,
+                &timestamp(link.since),
+                &link.error,
+                &link.node,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn remove_degraded_link(&self, policy: &str, endpoint: &str) -> StoreResult<bool> {
+        Ok(self.execute(
+            "DELETE FROM replication_degraded WHERE policy = $1 AND endpoint = $2",
+            &[&policy, &endpoint],
+        )? > 0)
     }
 }

@@ -1,5 +1,5 @@
 //! Replication's tables in redb: endpoints and policies as JSON records by name, metadata
-//! versions keyed by `(kind, key)`. Its own job queue of versions 1 and 2 was taken over
+//! versions and degraded links keyed by pairs. Its own job queue of versions 1 and 2 was taken over
 //! by the shared jobs runner (`jobs.rs`), and version 3 drops it.
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
@@ -9,19 +9,20 @@ use crate::storage::meta::schema::{Component, Migration};
 use crate::storage::meta::{self, MetaResult, Reader, decode, encode};
 use crate::storage::store::StoreResult;
 use crate::storage::tables::replication::{
-    EndpointRecord, MetadataVersion, PolicyRecord, ReplicationRead, ReplicationWrite,
+    DegradedLink, EndpointRecord, MetadataVersion, PolicyRecord, ReplicationRead, ReplicationWrite,
 };
 
 const ENDPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("replication_endpoints");
 const POLICIES: TableDefinition<&str, &[u8]> = TableDefinition::new("replication_policies");
 const VERSIONS: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("replication_metadata_versions");
+const DEGRADED: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("replication_degraded");
 
 /// Replication's tables, versioned on their own (the same component and versions as
 /// before they moved behind the storage interface).
 pub(super) const SCHEMA: Component = Component {
     name: "replication",
-    current: 3,
+    current: 4,
     migrations: &[
         Migration {
             from: 0,
@@ -34,6 +35,10 @@ pub(super) const SCHEMA: Component = Component {
         Migration {
             from: 2,
             apply: drop_own_queue,
+        },
+        Migration {
+            from: 3,
+            apply: add_degraded,
         },
     ],
 };
@@ -58,6 +63,12 @@ fn drop_own_queue(tx: &WriteTransaction) -> MetaResult<()> {
     tx.delete_table(OLD_JOBS)?;
     tx.delete_table(OLD_TASKS)?;
     tx.delete_table(OLD_STATE)?;
+    Ok(())
+}
+
+/// Version 4: degraded sync links, which were each process's own before.
+fn add_degraded(tx: &WriteTransaction) -> MetaResult<()> {
+    tx.open_table(DEGRADED)?;
     Ok(())
 }
 
@@ -109,6 +120,27 @@ impl<T: Reader> ReplicationRead for RedbTx<T> {
                 key.to_owned(),
                 decode("replication_metadata_versions", v.value())?,
             ));
+        }
+        Ok(out)
+    }
+
+    fn degraded_link(&self, policy: &str, endpoint: &str) -> StoreResult<Option<DegradedLink>> {
+        match self
+            .0
+            .open(DEGRADED)?
+            .get((policy, endpoint))
+            .map_err(backend)?
+        {
+            Some(v) => Ok(Some(decode("replication_degraded", v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn degraded_links(&self) -> StoreResult<Vec<DegradedLink>> {
+        let mut out = Vec::new();
+        for entry in self.0.open(DEGRADED)?.iter().map_err(backend)? {
+            let (_, v) = entry.map_err(backend)?;
+            out.push(decode("replication_degraded", v.value())?);
         }
         Ok(out)
     }
@@ -165,5 +197,27 @@ impl ReplicationWrite for RedbTx<WriteTransaction> {
             .insert((kind, key), encode(version).as_slice())
             .map_err(backend)?;
         Ok(())
+    }
+
+    fn put_degraded_link(&self, link: &DegradedLink) -> StoreResult<()> {
+        self.0
+            .open_table(DEGRADED)
+            .map_err(backend)?
+            .insert(
+                (link.policy.as_str(), link.endpoint.as_str()),
+                encode(link).as_slice(),
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn remove_degraded_link(&self, policy: &str, endpoint: &str) -> StoreResult<bool> {
+        Ok(self
+            .0
+            .open_table(DEGRADED)
+            .map_err(backend)?
+            .remove((policy, endpoint))
+            .map_err(backend)?
+            .is_some())
     }
 }
