@@ -623,3 +623,79 @@ async fn a_sync_destination_one_node_gave_up_on_is_not_waited_for_by_the_others_
     );
     assert_eq!(held.headers()["docker-content-digest"], after.as_str());
 }
+
+/// A bearer token for `scope` from `berth`'s token service, as the admin.
+async fn token_from(berth: &Berth, scope: &str) -> String {
+    let r = client()
+        .get(format!(
+            "{}/service/token?service=berth&scope={scope}",
+            berth.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    body["token"].as_str().unwrap().to_string()
+}
+
+/// Starts a delegated transfer of `team/app:tag` through `node` to `url`.
+async fn delegate(node: &Berth, tag: &str, url: &str, token: &str) -> String {
+    let started = api(
+        node,
+        reqwest::Method::POST,
+        "/api/v1/replication/transfers",
+        Some(
+            json!({"repository": "team/app", "reference": tag, "destination": "team/app",
+                    "target": {"url": url, "kind": "berth", "token": token}}),
+        ),
+    )
+    .await;
+    assert_eq!(started["status"], "running", "{started:#}");
+    started["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delegated_transfer_is_followed_through_any_node_and_fails_when_its_node_dies() {
+    let mut c = cluster(2, &[("BERTH_REPLICATION__JOB_LEASE_SECS", "3")]);
+    let destination = Berth::start();
+    let http = client();
+    let (v1, _) = push_image(&http, &c.nodes[0].url, "team/app", "v1", 1).await;
+    push_image(&http, &c.nodes[1].url, "team/app", "v2", 2).await;
+    let token = token_from(&destination, "repository:team/app:pull,push").await;
+
+    // Started through node 0, followed through node 1 with a long poll.
+    let id = delegate(&c.nodes[0], "v1", &destination.url, &token).await;
+    let path = format!("/api/v1/replication/transfers/{id}?wait_ms=30000");
+    let done = api(&c.nodes[1], reqwest::Method::GET, &path, None).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(done["progress"]["manifests_copied"], 1, "{done:#}");
+    crate::replication::resolves_to(&destination.url, "team/app", "v1", Some(&v1)).await;
+
+    // A transfer that hangs on a destination that takes nothing; its node is killed. The
+    // other node reports it failed once the lease lapses, so the planner retries it.
+    let held = GatedProxy::start(&destination.addr, 0).await;
+    let id = delegate(&c.nodes[0], "v2", &format!("http://{}", held.addr), &token).await;
+    let path = format!("/api/v1/replication/transfers/{id}");
+    let running = api(&c.nodes[1], reqwest::Method::GET, &path, None).await;
+    assert_eq!(running["status"], "running", "{running:#}");
+    c.nodes[0].kill9();
+    let waited = format!("{path}?wait_ms=20000");
+    let over = api(&c.nodes[1], reqwest::Method::GET, &waited, None).await;
+    assert_eq!(over["status"], "failed", "{over:#}");
+    assert_eq!(over["failure"], "failed", "{over:#}");
+    assert!(
+        over["error"].as_str().unwrap().contains("node-0"),
+        "{over:#}"
+    );
+    // Ids are the cluster's: one it never gave out is unknown.
+    let r = http
+        .get(format!(
+            "{}/api/v1/replication/transfers/999999",
+            c.nodes[1].url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

@@ -6,12 +6,17 @@
 //! The planner lends the sender a bearer token for the destination repository only, which
 //! it obtained from the destination's token service with its own credentials: the sender
 //! never sees a password, and what it can do there is what the token's scope says, for
-//! the token's lifetime. Transfers are kept in memory: if the sender restarts, the
-//! planner's poll finds the transfer gone and the task is retried (tasks are idempotent).
+//! the token's lifetime.
+//!
+//! A transfer is a job of the shared jobs runner (kind `replication-transfer`), held by
+//! the node that runs it under a lease: the planner's polls may reach any node of the
+//! sender's cluster and read the same state. The token is never stored, so a transfer is
+//! not taken over: when its node dies, the lease lapses, the transfer reads as failed and
+//! the planner retries the task (tasks are idempotent).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -24,14 +29,26 @@ use super::remote::Remote;
 use super::side::{ByteStream, FetchedManifest, SideError, SideResult, Source};
 use super::transfer::{Copier, CopyOptions};
 use super::{Replication, ReplicationError, ReplicationResult};
+use crate::jobs::lease::{self, Renewal};
+use crate::jobs::{JobFilter, JobRow, RunState, queue};
 use crate::registry::{Registry, arrivals};
 use crate::storage::clock::Clock;
+use crate::storage::store::{Durability, StoreResult, now_millis};
+
+/// The jobs runner's kind of a delegated transfer.
+pub const KIND: &str = "replication-transfer";
 
 /// The longest a sender waits for a piece of an artifact it is still receiving.
 const MAX_AHEAD_WAIT: Duration = Duration::from_secs(3600);
 
 /// Finished transfers are forgotten after this long.
 const KEEP_FINISHED: Duration = Duration::from_secs(3600);
+
+/// At most this many finished transfers are kept.
+const MAX_FINISHED: usize = 10_000;
+
+/// How often a node waiting on another node's transfer reads its state again.
+const POLL_ELSEWHERE: Duration = Duration::from_millis(250);
 
 /// What the planner asks the sender to do.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -159,18 +176,58 @@ pub struct TransferState {
     pub failure: Option<FailureKind>,
 }
 
-/// The transfers this instance runs for others.
-#[derive(Default)]
-pub(super) struct Transfers {
-    states: Mutex<HashMap<String, Entry>>,
+/// What a transfer's job holds, beside its state: what it sends where, and its outcome.
+/// The destination's token is not in it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct TransferDetail {
+    repository: String,
+    reference: String,
+    destination: String,
+    target: String,
+    #[serde(default)]
+    progress: JobProgress,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    failure: Option<FailureKind>,
 }
 
-struct Entry {
-    state: TransferState,
-    /// When it ended.
-    ended: Option<Instant>,
-    /// Turns true when it ends, for callers waiting on it.
-    done: tokio::sync::watch::Receiver<bool>,
+/// The transfers running in this process, for callers waiting on their end here.
+#[derive(Default)]
+pub(super) struct Transfers {
+    running: Mutex<HashMap<u64, tokio::sync::watch::Receiver<bool>>>,
+}
+
+/// A transfer's job as the API shows it. A transfer still running whose node stopped
+/// renewing its lease is over: it failed, and the planner retries it.
+fn state_of(row: &JobRow, now: u64) -> TransferState {
+    let detail: TransferDetail = serde_json::from_value(row.detail.clone()).unwrap_or_default();
+    let lapsed = !row.state.is_final() && row.lease.as_ref().is_none_or(|l| l.until <= now);
+    let status = match row.state {
+        RunState::Succeeded => TransferStatus::Succeeded,
+        RunState::Failed | RunState::Cancelled => TransferStatus::Failed,
+        RunState::Pending | RunState::Running if lapsed => TransferStatus::Failed,
+        RunState::Pending | RunState::Running => TransferStatus::Running,
+    };
+    let (error, failure) = if status == TransferStatus::Failed && !row.state.is_final() {
+        (
+            Some(format!(
+                "the node running the transfer ({}) stopped before it ended",
+                row.lease.as_ref().map_or("?", |l| l.node.as_str())
+            )),
+            Some(FailureKind::Failed),
+        )
+    } else {
+        (row.error.clone(), detail.failure)
+    };
+    TransferState {
+        id: row.id.to_string(),
+        status,
+        progress: detail.progress,
+        note: detail.note,
+        error,
+        failure: failure.or((status == TransferStatus::Failed).then_some(FailureKind::Failed)),
+    }
 }
 
 /// The longest a `GET …/transfers/{id}?wait_ms=` waits for the end.
@@ -178,7 +235,7 @@ pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
 impl Replication {
     /// Starts a transfer another instance asked for; answers at once with its id.
-    pub fn start_transfer(
+    pub async fn start_transfer(
         self: &Arc<Self>,
         request: TransferRequest,
     ) -> ReplicationResult<TransferState> {
@@ -212,28 +269,6 @@ impl Replication {
             Duration::from_secs(self.config.request_timeout_secs.max(1)),
         )
         .map_err(|e| ReplicationError::Invalid(e.to_string()))?;
-        let id = uuid::Uuid::new_v4().to_string();
-        let state = TransferState {
-            id: id.clone(),
-            status: TransferStatus::Running,
-            progress: JobProgress::default(),
-            note: None,
-            error: None,
-            failure: None,
-        };
-        let (ended, done) = tokio::sync::watch::channel(false);
-        {
-            let mut states = self.transfers.states.lock().expect("transfers lock");
-            states.retain(|_, e| e.ended.is_none_or(|t| t.elapsed() < KEEP_FINISHED));
-            states.insert(
-                id.clone(),
-                Entry {
-                    state: state.clone(),
-                    ended: None,
-                    done,
-                },
-            );
-        }
         let ahead = match &request.ahead {
             None => None,
             Some(a) => {
@@ -263,6 +298,37 @@ impl Replication {
                 })
             }
         };
+        // The job, held by this node from the start: a poll through any node finds it.
+        let detail = TransferDetail {
+            repository: request.repository.clone(),
+            reference: request.reference.clone(),
+            destination: request.destination.clone(),
+            target: endpoint.url.clone(),
+            ..TransferDetail::default()
+        };
+        let subject = format!("{}:{}", request.repository, request.reference);
+        let (node, term) = (self.node.clone(), self.lease_term_ms());
+        let row = self
+            .store
+            .write(move |tx| -> StoreResult<JobRow> {
+                let now = now_millis();
+                let detail = serde_json::to_value(&detail).expect("details serialize");
+                let mut row = queue::enqueue(tx, KIND, &subject, detail, now)?;
+                lease::claim(tx, row.id, &node, now, term)?;
+                row.state = RunState::Running;
+                row.started_at = Some(now);
+                queue::update(tx, &row)?;
+                Ok(queue::job(tx.read(), row.id)?.unwrap_or(row))
+            })
+            .await?;
+        let id = row.id;
+        let (ended, done) = tokio::sync::watch::channel(false);
+        self.transfers
+            .running
+            .lock()
+            .expect("transfers lock")
+            .insert(id, done);
+        let keeper = tokio::spawn(self.clone().keep_transfer_lease(id));
         let this = self.clone();
         tokio::spawn(async move {
             let local = Local::new(this.registry.clone(), None);
@@ -288,64 +354,142 @@ impl Replication {
                 &request.destination,
             )
             .await;
-            let mut states = this.transfers.states.lock().expect("transfers lock");
-            if let Some(Entry {
-                state, ended: done, ..
-            }) = states.get_mut(&id)
-            {
-                match result {
-                    Ok(outcome) => {
-                        state.status = TransferStatus::Succeeded;
-                        state.progress = outcome.progress;
-                        state.note = outcome.note;
-                    }
-                    Err(e) => {
-                        state.status = TransferStatus::Failed;
-                        state.failure = Some(match e {
-                            SideError::Unauthorized(_) => FailureKind::Unauthorized,
-                            SideError::NotFound(_) => FailureKind::NotFound,
-                            SideError::Refused(_) => FailureKind::Refused,
-                            SideError::NoDestination(_) => FailureKind::NoDestination,
-                            SideError::Failed(_) => FailureKind::Failed,
-                        });
-                        state.error = Some(e.to_string());
-                    }
+            keeper.abort();
+            let (state, error, outcome) = match result {
+                Ok(outcome) => (RunState::Succeeded, None, Some(outcome)),
+                Err(e) => {
+                    let failure = match e {
+                        SideError::Unauthorized(_) => FailureKind::Unauthorized,
+                        SideError::NotFound(_) => FailureKind::NotFound,
+                        SideError::Refused(_) => FailureKind::Refused,
+                        SideError::NoDestination(_) => FailureKind::NoDestination,
+                        SideError::Failed(_) => FailureKind::Failed,
+                    };
+                    (RunState::Failed, Some((e.to_string(), failure)), None)
                 }
-                *done = Some(Instant::now());
+            };
+            let recorded = this
+                .store
+                .write(move |tx| -> StoreResult<()> {
+                    let Some(mut row) = queue::job(tx.read(), id)? else {
+                        return Ok(());
+                    };
+                    let mut detail: TransferDetail =
+                        serde_json::from_value(row.detail.clone()).unwrap_or_default();
+                    if let Some(outcome) = &outcome {
+                        detail.progress = outcome.progress;
+                        detail.note = outcome.note.clone();
+                    }
+                    detail.failure = error.as_ref().map(|(_, f)| *f);
+                    row.detail = serde_json::to_value(&detail).expect("details serialize");
+                    row.state = state;
+                    row.error = error.as_ref().map(|(e, _)| e.clone());
+                    row.finished_at = Some(now_millis());
+                    queue::update(tx, &row)
+                })
+                .await;
+            if let Err(e) = recorded {
+                // Unrecorded, the lease lapses and the planner sees the transfer failed:
+                // it retries, and the retry finds the destination holding what was sent.
+                tracing::error!(transfer = id, error = %e, "replication: cannot record a delegated transfer's end");
             }
-            drop(states);
+            this.transfers
+                .running
+                .lock()
+                .expect("transfers lock")
+                .remove(&id);
             let _ = ended.send(true);
         });
-        Ok(state)
+        Ok(state_of(&row, now_millis()))
     }
 
-    /// A transfer this instance runs for another; with `wait`, once it ends or `wait`
-    /// has passed, whichever comes first (a long poll: the caller learns of the end at
-    /// once, without polling in a loop).
+    /// Renews this node's lease on transfer `id` three times a term while it runs.
+    async fn keep_transfer_lease(self: Arc<Self>, id: u64) {
+        let every = Duration::from_millis((self.lease_term_ms() / 3).max(100));
+        loop {
+            tokio::time::sleep(every).await;
+            let (node, term) = (self.node.clone(), self.lease_term_ms());
+            let renewal = self
+                .store
+                .write(move |tx| lease::renew(tx, id, &node, now_millis(), term))
+                .await;
+            match renewal {
+                Ok(Renewal::Held) => {}
+                // Ended (or retired); nothing else takes a transfer over.
+                Ok(Renewal::Stop | Renewal::Lost) => return,
+                Err(e) => {
+                    tracing::warn!(transfer = id, error = %e, "replication: cannot renew a delegated transfer's lease")
+                }
+            }
+        }
+    }
+
+    /// Transfers whose node died are recorded as failed, and finished ones past their
+    /// retention removed. Returns how many it removed.
+    pub(super) fn retire_transfers(&self) -> StoreResult<usize> {
+        self.store.write_blocking(Durability::Immediate, |tx| {
+            let now = now_millis();
+            let unfinished = queue::jobs(
+                tx.read(),
+                KIND,
+                &JobFilter {
+                    unfinished: true,
+                    ..JobFilter::default()
+                },
+                usize::MAX,
+            )?;
+            for mut row in unfinished {
+                let state = state_of(&row, now);
+                if state.status == TransferStatus::Failed {
+                    row.state = RunState::Failed;
+                    row.error = state.error;
+                    row.finished_at = Some(now);
+                    queue::update(tx, &row)?;
+                }
+            }
+            let horizon = now.saturating_sub(KEEP_FINISHED.as_millis() as u64);
+            queue::retire(tx, KIND, horizon, MAX_FINISHED)
+        })
+    }
+
+    /// A transfer this cluster runs for another instance, whichever node runs it; with
+    /// `wait`, once it ends or `wait` has passed, whichever comes first (a long poll: the
+    /// caller learns of the end at once, without polling in a loop).
     pub async fn transfer(
         &self,
         id: &str,
         wait: Option<Duration>,
     ) -> ReplicationResult<TransferState> {
         let gone = || {
-            ReplicationError::NotFound(format!(
-                "no transfer {id} (finished ones are kept an hour; a restart forgets all)"
-            ))
+            ReplicationError::NotFound(format!("no transfer {id} (finished ones are kept an hour)"))
         };
-        let mut done = {
-            let states = self.transfers.states.lock().expect("transfers lock");
-            states.get(id).ok_or_else(gone)?.done.clone()
-        };
-        if let Some(wait) = wait {
-            let _ = tokio::time::timeout(wait.min(MAX_WAIT), done.wait_for(|ended| *ended)).await;
-        }
-        self.transfers
-            .states
+        let id: u64 = id.parse().map_err(|_| gone())?;
+        let deadline = wait.map(|w| tokio::time::Instant::now() + w.min(MAX_WAIT));
+        let running_here = self
+            .transfers
+            .running
             .lock()
             .expect("transfers lock")
-            .get(id)
-            .map(|e| e.state.clone())
-            .ok_or_else(gone)
+            .get(&id)
+            .cloned();
+        if let (Some(mut done), Some(deadline)) = (running_here, deadline) {
+            let _ = tokio::time::timeout_at(deadline, done.wait_for(|ended| *ended)).await;
+        }
+        loop {
+            let row = self.store.read(move |tx| queue::job(tx, id)).await?;
+            let row = row.filter(|r| r.kind == KIND).ok_or_else(gone)?;
+            let state = state_of(&row, now_millis());
+            // Another node's transfer: read again until it ends or the wait is over.
+            match deadline {
+                Some(deadline)
+                    if state.status == TransferStatus::Running
+                        && tokio::time::Instant::now() + POLL_ELSEWHERE < deadline =>
+                {
+                    tokio::time::sleep(POLL_ELSEWHERE).await;
+                }
+                _ => return Ok(state),
+            }
+        }
     }
 }
 

@@ -51,7 +51,7 @@ pub async fn start_transfer(
     caller.require_admin()?;
     let detail = format!("to {} {}", request.target.url, request.destination);
     let resource = format!("{}:{}", request.repository, request.reference);
-    let started = state.replication.start_transfer(request)?;
+    let started = state.replication.start_transfer(request).await?;
     caller
         .audit(&state, "replication.transfer", &resource, Some(detail))
         .await;

@@ -260,7 +260,7 @@ impl Replication {
     }
 
     /// How long a claim on a job lasts unless renewed.
-    pub(super) fn lease_term_ms(&self) -> u64 {
+    pub(in crate::replication) fn lease_term_ms(&self) -> u64 {
         self.config.job_lease_secs.max(1) * 1000
     }
 
@@ -310,13 +310,15 @@ impl Replication {
         }
     }
 
-    /// Removes finished jobs past their retention, and the oldest beyond the cap.
+    /// Removes finished jobs past their retention, and the oldest beyond the cap; the same
+    /// for delegated transfers (see `delegate.rs`).
     pub(super) fn cleanup(&self) -> ReplicationResult<usize> {
         let horizon =
             now_millis().saturating_sub(self.config.job_retention_days * 24 * 3600 * 1000);
-        Ok(self.store.write_blocking(Durability::Immediate, |tx| {
+        let jobs = self.store.write_blocking(Durability::Immediate, |tx| {
             crate::jobs::queue::retire(tx, jobs::KIND, horizon, self.config.max_finished_jobs)
-        })?)
+        })?;
+        Ok(jobs + self.retire_transfers()?)
     }
 
     pub(super) fn fail_job(&self, id: u64, error: &str) -> ReplicationResult<()> {
