@@ -174,3 +174,41 @@ impl WriteTx for RedbTx<WriteTransaction> {
 pub(crate) fn backend(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Backend(e.into().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every component's migrations, started from each earlier version (the components
+    /// before it current, as a start-up prepares them in order), end at the current one
+    /// with tables the store can use.
+    #[test]
+    fn every_component_migrates_from_every_earlier_version() {
+        for (position, component) in COMPONENTS.iter().enumerate() {
+            for from in 0..component.current {
+                let dir = tempfile::tempdir().unwrap();
+                let meta = Arc::new(Metadata::open(&dir.path().join("berth.redb")).unwrap());
+                for earlier in &COMPONENTS[..position] {
+                    schema::prepare(&meta, earlier).unwrap();
+                }
+                let stopped_at = schema::Component {
+                    name: component.name,
+                    current: from,
+                    migrations: component.migrations,
+                };
+                schema::prepare(&meta, &stopped_at).unwrap();
+                assert_eq!(schema::stored_version(&meta, component.name).unwrap(), from);
+                let store = crate::storage::store::Store::redb(meta.clone()).unwrap();
+                assert_eq!(
+                    schema::stored_version(&meta, component.name).unwrap(),
+                    component.current,
+                    "{} from {from}",
+                    component.name
+                );
+                store
+                    .read_blocking(crate::storage::testing::read_every_table)
+                    .unwrap_or_else(|e| panic!("{} from {from}: {e}", component.name));
+            }
+        }
+    }
+}
