@@ -417,6 +417,71 @@ async fn a_robot_revoked_on_one_node_is_refused_by_every_node_within_a_second() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_membership_removed_on_one_node_is_refused_by_every_node_within_a_second() {
+    let c = cluster(3, &[]);
+    let http = client();
+    push_image(&http, &c.nodes[0].url, "team/app", "v1", 1).await;
+    api(
+        &c.nodes[0],
+        reqwest::Method::POST,
+        "/api/v1/users",
+        Some(json!({"username": "alice", "password": "alice's long password"})),
+    )
+    .await;
+    api(
+        &c.nodes[0],
+        reqwest::Method::POST,
+        "/api/v1/projects/team/members",
+        Some(json!({"username": "alice", "role": "developer"})),
+    )
+    .await;
+    let alice = client_as("alice", "alice's long password");
+    let start_upload = |node: &Berth| {
+        let (alice, url) = (alice.clone(), node.v2("team/app/blobs/uploads/"));
+        async move { alice.post(url).send().await.unwrap().status().as_u16() }
+    };
+    // Every node lets her push (and keeps what it read for the next request).
+    for _ in 0..2 {
+        for node in &c.nodes {
+            assert_eq!(start_upload(node).await, 202, "{}", node.url);
+        }
+    }
+    api(
+        &c.nodes[1],
+        reqwest::Method::DELETE,
+        "/api/v1/projects/team/members/alice",
+        None,
+    )
+    .await;
+    let removed = Instant::now();
+    for node in &c.nodes {
+        loop {
+            let status = start_upload(node).await;
+            if status == 403 || status == 401 {
+                break;
+            }
+            assert!(
+                removed.elapsed() < Duration::from_secs(1),
+                "{} still lets a removed member push ({status})",
+                node.url
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // A role given again is seen at once by every node.
+    api(
+        &c.nodes[2],
+        reqwest::Method::POST,
+        "/api/v1/projects/team/members",
+        Some(json!({"username": "alice", "role": "developer"})),
+    )
+    .await;
+    for node in &c.nodes {
+        assert_eq!(start_upload(node).await, 202, "{}", node.url);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_through_any_node_are_replicated_on_change_each_exactly_once() {
     let c = cluster(3, &[]);
     let replica = Berth::start();

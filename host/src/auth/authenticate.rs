@@ -22,6 +22,7 @@ use super::{passwords, robots};
 use crate::config::AuthConfig;
 use crate::storage::store::{Store, StoreError, now_millis};
 
+mod access_cache;
 mod authorize;
 
 pub use authorize::{ProjectAccess, RepositoryAccess};
@@ -92,11 +93,15 @@ pub struct AccessControl {
     checks: PasswordChecks,
     /// Principals of token subjects, valid while `generation` is unchanged.
     subjects: Mutex<HashMap<String, CachedSubject>>,
-    /// Bumped by every change to users, robots or memberships that could revoke access.
+    /// Bumped by every change to users, robots, projects or memberships that could revoke
+    /// access.
     generation: std::sync::atomic::AtomicU64,
     /// The store's revocation counter when this node last looked (see
     /// [`AccessControl::watch_revocations`]).
     revision_seen: std::sync::atomic::AtomicU64,
+    /// Projects and roles as authorisation last read them, valid while `generation` is
+    /// unchanged.
+    access_cache: access_cache::AccessCache,
     config: AuthConfig,
 }
 
@@ -167,6 +172,7 @@ impl AccessControl {
             subjects: Mutex::new(HashMap::new()),
             generation: std::sync::atomic::AtomicU64::new(0),
             revision_seen: std::sync::atomic::AtomicU64::new(revision),
+            access_cache: Default::default(),
             config,
         })
     }
@@ -308,8 +314,8 @@ impl AccessControl {
         }
     }
 
-    /// Forgets cached logins and token subjects (after a password change, a disable, a
-    /// revocation, a membership change).
+    /// Forgets cached logins, token subjects, projects and roles (after a password change,
+    /// a disable, a revocation, a membership or project change).
     pub fn invalidate_cached_logins(&self) {
         self.basic_cache.lock().expect("cache lock").clear();
         self.generation

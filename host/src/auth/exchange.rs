@@ -59,11 +59,9 @@ impl AccessControl {
     /// memberships too. Forget cached logins once the transaction commits.
     pub fn apply_in(tx: &dyn WriteTx, record: &AuthRecord) -> AuthResult<()> {
         let auth = tx.auth();
-        // A changed or deleted account may have lost access: every node forgets its
-        // cached logins.
-        if matches!(record, AuthRecord::User(..) | AuthRecord::Robot(..)) {
-            auth.bump_revision()?;
-        }
+        // A changed or deleted account, project or membership may have lost access:
+        // every node forgets its cached logins and access.
+        auth.bump_revision()?;
         match record {
             AuthRecord::User(name, Some(user)) => auth.put_user(name, user)?,
             AuthRecord::User(name, None) => {

@@ -27,9 +27,13 @@ impl AccessControl {
                     )));
                 }
                 tx.auth().set_role(&project, &user, role)?;
+                // Every node's access cache may hold the earlier role.
+                tx.auth().bump_revision()?;
                 Ok(())
             })
-            .await
+            .await?;
+        self.invalidate_cached_logins();
+        Ok(())
     }
 
     /// Removes user `user` from `project`.
@@ -37,8 +41,12 @@ impl AccessControl {
         let (p, u) = (project.to_owned(), user.to_owned());
         let found = self
             .store()
-            .write(move |tx| -> AuthResult<bool> { Ok(tx.auth().remove_member(&p, &u)?) })
+            .write(move |tx| -> AuthResult<bool> {
+                tx.auth().bump_revision()?;
+                Ok(tx.auth().remove_member(&p, &u)?)
+            })
             .await?;
+        self.invalidate_cached_logins();
         if !found {
             return Err(AuthStoreError::NotFound(format!(
                 "{user} is not a member of {project}"

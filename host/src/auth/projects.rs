@@ -61,14 +61,19 @@ impl AccessControl {
                     .ok_or_else(|| AuthStoreError::NotFound(format!("no project {name}")))?;
                 record.public = public;
                 tx.auth().put_project(&record)?;
+                // Other nodes' access caches hold the project as it was.
+                tx.auth().bump_revision()?;
                 Ok(record)
             })
             .await
+            .inspect(|_| self.invalidate_cached_logins())
     }
 
     /// Removes project `name` and its memberships inside the caller's transaction; false
     /// if there was no such project. Forget cached logins once it commits.
     pub fn remove_project_in(tx: &dyn WriteTx, name: &str) -> AuthResult<bool> {
+        // Every node's access cache may hold the project.
+        tx.auth().bump_revision()?;
         Ok(tx.auth().remove_project(name)?)
     }
 }

@@ -2,7 +2,9 @@
 //! the permission matrix meet here and nowhere else; the registry, the admin API and
 //! listings ask these methods, and tokens are granted from them.
 
-use crate::auth::access::{self, Action};
+use std::sync::atomic::Ordering;
+
+use crate::auth::access::{self, Action, Role};
 use crate::auth::principal::Principal;
 use crate::auth::projects::ProjectRecord;
 use crate::auth::scope::Scope;
@@ -34,15 +36,31 @@ fn decide_all(
     principal: &Principal,
     project: ProjectRecord,
 ) -> Result<ProjectAccess, StoreError> {
-    let membership = match principal {
-        Principal::User { name, .. } => tx.auth().role(&project.name, name)?,
-        _ => None,
+    let membership = match member_name(principal) {
+        Some(user) => tx.auth().role(&project.name, user)?,
+        None => None,
     };
+    Ok(decide_with(principal, project, membership))
+}
+
+/// The user whose membership decides, if the principal is one.
+fn member_name(principal: &Principal) -> Option<&str> {
+    match principal {
+        Principal::User { name, .. } => Some(name),
+        _ => None,
+    }
+}
+
+fn decide_with(
+    principal: &Principal,
+    project: ProjectRecord,
+    membership: Option<Role>,
+) -> ProjectAccess {
     let actions = Action::ALL
         .into_iter()
         .filter(|a| access::decide(principal, &project, membership, *a))
         .collect();
-    Ok(ProjectAccess { project, actions })
+    ProjectAccess { project, actions }
 }
 
 impl AccessControl {
@@ -77,12 +95,38 @@ impl AccessControl {
         principal: &Principal,
         name: &str,
     ) -> Result<Option<ProjectAccess>, StoreError> {
-        self.store.read_blocking(|tx| {
+        let generation = self.generation.load(Ordering::Acquire);
+        let user = member_name(principal);
+        let cached_role =
+            |project: &str| user.and_then(|u| self.access_cache.role(generation, project, u));
+        if let Some(project) = self.access_cache.project(generation, name) {
+            let role = match (user, cached_role(name)) {
+                (Some(user), None) => {
+                    let role = self.store.read_blocking(|tx| tx.auth().role(name, user))?;
+                    if let Some(role) = role {
+                        self.access_cache
+                            .keep(generation, &project, Some((user, role)));
+                    }
+                    role
+                }
+                (_, cached) => cached,
+            };
+            return Ok(Some(decide_with(principal, project, role)));
+        }
+        let found = self.store.read_blocking(|tx| -> Result<_, StoreError> {
             let Some(project) = tx.auth().project(name)? else {
                 return Ok(None);
             };
-            Ok(Some(decide_all(tx, principal, project)?))
-        })
+            let role = match user {
+                Some(user) => tx.auth().role(name, user)?,
+                None => None,
+            };
+            Ok(Some((project, role)))
+        })?;
+        Ok(found.map(|(project, role)| {
+            self.access_cache.keep(generation, &project, user.zip(role));
+            decide_with(principal, project, role)
+        }))
     }
 
     /// Every project `principal` may see (pull from), with what it may do in each, in

@@ -247,6 +247,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::storage::backends::redb::replication;
     use crate::storage::meta::Metadata;
     use crate::storage::meta::schema::{self, Migration};
     use crate::storage::store::Store;
@@ -329,7 +330,10 @@ mod tests {
         let meta = Arc::new(Metadata::open(&path).unwrap());
         let store = Store::redb(meta.clone()).unwrap();
         assert_eq!(schema::stored_version(&meta, "jobs").unwrap(), 1);
-        assert_eq!(schema::stored_version(&meta, "replication").unwrap(), 3);
+        assert_eq!(
+            schema::stored_version(&meta, "replication").unwrap(),
+            replication::SCHEMA.current
+        );
         let job = store.read_blocking(|tx| tx.jobs().job(7)).unwrap().unwrap();
         assert_eq!(
             (job.kind.as_str(), job.subject.as_str(), job.state),
