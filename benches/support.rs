@@ -55,7 +55,24 @@ pub fn start_berth_node(data: &std::path::Path, env: &[(&str, &str)]) -> Server 
 }
 
 fn start_berth_in(dir: tempfile::TempDir, data: &std::path::Path, env: &[(&str, &str)]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+    start_binary_in(env!("CARGO_BIN_EXE_berth").as_ref(), dir, data, env)
+}
+
+/// Another build of berth (an earlier commit's, to compare against), on a free port.
+#[allow(dead_code, reason = "only the registry benchmark compares builds")]
+pub fn start_berth_binary(binary: &std::path::Path) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    start_binary_in(binary, dir, &data, &[])
+}
+
+fn start_binary_in(
+    binary: &std::path::Path,
+    dir: tempfile::TempDir,
+    data: &std::path::Path,
+    env: &[(&str, &str)],
+) -> Server {
+    let mut child = Command::new(binary)
         .args([
             "serve",
             "--listen",
