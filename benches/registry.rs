@@ -30,7 +30,7 @@
 //! build with another (an earlier commit's `target/release/berth`) on the embedded
 //! default: `BERTH_BENCH_ROUNDS` rounds (6) that alternate which build goes first, each
 //! build measured on a fresh data directory (256 MiB upload and download, manifest GETs,
-//! 4 KiB uploads, peak RSS); prints every round, the medians and the median of the
+//! 4 KiB uploads, token issuance, bearer-token GETs, peak RSS); prints every round, the medians and the median of the
 //! per-round ratios, which cancels the disk's drift between rounds.
 
 use std::process::{Command, Stdio};
@@ -644,6 +644,8 @@ fn against(other: &std::path::Path) {
         "256 MiB blob download, MB/s",
         "manifest GET, 64 concurrent, req/s",
         "4 KiB blob uploads, 16 concurrent, /s",
+        "token issuance, Basic, 16 concurrent, /s",
+        "manifest GET, bearer token, 64 concurrent, req/s",
         "peak RSS, MiB (lower is better)",
     ];
     let mut figures = vec![[Vec::new(), Vec::new()]; names.len()];
@@ -706,7 +708,8 @@ fn against(other: &std::path::Path) {
 }
 
 /// The embedded-default figures of one server: blob upload and download (MB/s), manifest
-/// GETs and 4 KiB uploads per second, peak RSS (MiB).
+/// GETs and 4 KiB uploads per second, tokens issued and bearer-token manifest GETs per
+/// second, peak RSS (MiB).
 async fn measure_core(server: &Server, blob: &Bytes, digest: &str) -> Vec<f64> {
     let http = client_with(server.auth.as_deref());
     let base = server.base.clone();
@@ -737,6 +740,8 @@ async fn measure_core(server: &Server, blob: &Bytes, digest: &str) -> Vec<f64> {
     push_small_image(&http, &base).await;
     let manifests = manifest_gets(client_with(None), base.clone()).await;
     let small = small_uploads(http.clone(), base.clone()).await;
+    let basic = server.auth.as_deref().expect("berth logs in");
+    let (tokens, bearer, _) = measure_auth(&base, basic).await;
     let rss = peak_rss_kib(server.child.id()) as f64 / 1024.0;
-    vec![upload, download, manifests, small, rss]
+    vec![upload, download, manifests, small, tokens, bearer, rss]
 }
