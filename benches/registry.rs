@@ -250,6 +250,33 @@ async fn manifest_gets(http: reqwest::Client, base: String) -> f64 {
     .await
 }
 
+/// Uploads `blob` to `bench/big` as docker does, then downloads it whole: MB/s each way.
+async fn blob_round_trip(
+    http: &reqwest::Client,
+    base: &str,
+    blob: &Bytes,
+    digest: &str,
+) -> (f64, f64) {
+    let started = Instant::now();
+    upload_streamed(http, base, "bench/big", blob, digest).await;
+    let upload = blob.len() as f64 / 1e6 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let r = http
+        .get(format!("{base}/v2/bench/big/blobs/{digest}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut stream = r.bytes_stream();
+    let mut received = 0usize;
+    while let Some(chunk) = stream.next().await {
+        received += chunk.unwrap().len();
+    }
+    assert_eq!(received, blob.len());
+    let download = received as f64 / 1e6 / started.elapsed().as_secs_f64();
+    (upload, download)
+}
+
 async fn measure(server: &Server, big: &Bytes, big_digest: &str) -> Figures {
     let http = client_with(server.auth.as_deref());
     let base = server.base.clone();
@@ -264,24 +291,7 @@ async fn measure(server: &Server, big: &Bytes, big_digest: &str) -> Figures {
         assert_eq!(r.status(), 201);
     }
 
-    let started = Instant::now();
-    upload_streamed(&http, &base, "bench/big", big, big_digest).await;
-    let upload_mbs = big.len() as f64 / 1e6 / started.elapsed().as_secs_f64();
-
-    let started = Instant::now();
-    let r = http
-        .get(format!("{base}/v2/bench/big/blobs/{big_digest}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let mut stream = r.bytes_stream();
-    let mut received = 0usize;
-    while let Some(chunk) = stream.next().await {
-        received += chunk.unwrap().len();
-    }
-    assert_eq!(received, big.len());
-    let download_mbs = received as f64 / 1e6 / started.elapsed().as_secs_f64();
+    let (upload_mbs, download_mbs) = blob_round_trip(&http, &base, big, big_digest).await;
 
     push_small_image(&http, &base).await;
 
@@ -720,23 +730,7 @@ async fn measure_core(server: &Server, blob: &Bytes, digest: &str) -> Vec<f64> {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    let started = Instant::now();
-    upload_streamed(&http, &base, "bench/big", blob, digest).await;
-    let upload = blob.len() as f64 / 1e6 / started.elapsed().as_secs_f64();
-    let started = Instant::now();
-    let r = http
-        .get(format!("{base}/v2/bench/big/blobs/{digest}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let mut stream = r.bytes_stream();
-    let mut received = 0usize;
-    while let Some(chunk) = stream.next().await {
-        received += chunk.unwrap().len();
-    }
-    assert_eq!(received, blob.len());
-    let download = received as f64 / 1e6 / started.elapsed().as_secs_f64();
+    let (upload, download) = blob_round_trip(&http, &base, blob, digest).await;
     push_small_image(&http, &base).await;
     let manifests = manifest_gets(client_with(None), base.clone()).await;
     let small = small_uploads(http.clone(), base.clone()).await;

@@ -649,14 +649,7 @@ async fn a_sync_destination_one_node_gave_up_on_is_not_waited_for_by_the_others_
         "node 1 waited for a destination node 0 gave up on: {:?}",
         started.elapsed()
     );
-    let metrics = http
-        .get(format!("{}/metrics", c.nodes[1].url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::replication::metrics(&c.nodes[1]).await;
     assert!(
         metrics.contains("berth_replication_degraded{policy=\"mirror\",endpoint=\"replica\"} 1"),
         "{metrics}"
@@ -687,21 +680,6 @@ async fn a_sync_destination_one_node_gave_up_on_is_not_waited_for_by_the_others_
         "a sync push is on the replica when acknowledged"
     );
     assert_eq!(held.headers()["docker-content-digest"], after.as_str());
-}
-
-/// A bearer token for `scope` from `berth`'s token service, as the admin.
-async fn token_from(berth: &Berth, scope: &str) -> String {
-    let r = client()
-        .get(format!(
-            "{}/service/token?service=berth&scope={scope}",
-            berth.url
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let body: serde_json::Value = r.json().await.unwrap();
-    body["token"].as_str().unwrap().to_string()
 }
 
 /// Starts a delegated transfer of `team/app:tag` through `node` to `url`.

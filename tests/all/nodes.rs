@@ -14,20 +14,6 @@ fn berth_cli(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-async fn token_from(berth: &Berth, scope: &str) -> String {
-    let r = client()
-        .get(format!(
-            "{}/service/token?service=berth&scope={scope}",
-            berth.url
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let body: serde_json::Value = r.json().await.unwrap();
-    body["token"].as_str().unwrap().to_string()
-}
-
 async fn status_with(berth: &Berth, path: &str, token: &str) -> u16 {
     anonymous_client()
         .get(berth.v2(path))

@@ -201,9 +201,11 @@ impl Replication {
             }
         }
         let mut items = Vec::new();
-        for ((kind, key), body) in &current {
-            let h = hash(body);
-            let version = match stored.get(&(*kind, key.clone())) {
+        // The stored version while the record is as it was (the same hash; empty for a
+        // deletion), else a new one taken now.
+        let mut record = |kind: MetadataKind, key: &str, body: Option<&Value>| {
+            let h = body.map(hash).unwrap_or_default();
+            let version = match stored.get(&(kind, key.to_owned())) {
                 Some(v) if v.hash == h => v.clone(),
                 _ => {
                     let v = MetadataVersion {
@@ -216,13 +218,17 @@ impl Replication {
                 }
             };
             items.push(Item {
-                kind: *kind,
-                key: key.clone(),
+                kind,
+                key: key.to_owned(),
                 clock: version.clock,
-                body: Some(body.clone()),
+                body: body.cloned(),
             });
+            Ok::<_, ReplicationError>(())
+        };
+        for ((kind, key), body) in &current {
+            record(*kind, key, Some(body))?;
         }
-        for ((kind, key), version) in &stored {
+        for (kind, key) in stored.keys() {
             if current.contains_key(&(*kind, key.clone())) {
                 continue;
             }
@@ -233,26 +239,9 @@ impl Replication {
                 MetadataKind::User | MetadataKind::Robot => protected.contains(key),
                 _ => false,
             };
-            if excluded {
-                continue;
+            if !excluded {
+                record(*kind, key, None)?;
             }
-            let version = if version.hash.is_empty() {
-                version.clone()
-            } else {
-                let v = MetadataVersion {
-                    clock: self.registry.clock.now(),
-                    hash: String::new(),
-                };
-                tx.replication()
-                    .put_metadata_version(kind.as_str(), key, &v)?;
-                v
-            };
-            items.push(Item {
-                kind: *kind,
-                key: key.clone(),
-                clock: version.clock,
-                body: None,
-            });
         }
         Ok(items)
     }

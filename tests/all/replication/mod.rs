@@ -44,6 +44,18 @@ pub(crate) async fn api(
     }
 }
 
+/// `GET /metrics` of `berth`, as the admin.
+pub(crate) async fn metrics(berth: &Berth) -> String {
+    client()
+        .get(format!("{}/metrics", berth.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Registers `target` (another berth, as admin) as endpoint `name` on `berth`.
 pub(crate) async fn berth_endpoint(berth: &Berth, name: &str, target_url: &str) {
     api(

@@ -231,14 +231,7 @@ async fn dual_primary_sync_degrades_while_b_is_down_and_b_catches_up() {
             > 0,
         "{status:#}"
     );
-    let metrics = client()
-        .get(format!("{}/metrics", a.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&a).await;
     assert!(
         metrics.contains("berth_replication_degraded{policy=\"pair\",endpoint=\"peer-b\"} 1"),
         "{metrics}"

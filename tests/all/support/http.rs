@@ -178,3 +178,18 @@ pub async fn error_code(r: reqwest::Response) -> String {
 pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
+
+/// A bearer token for `scope` from `berth`'s token service, as the admin.
+pub async fn token_from(berth: &super::Berth, scope: &str) -> String {
+    let r = client()
+        .get(format!(
+            "{}/service/token?service=berth&scope={scope}",
+            berth.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    body["token"].as_str().unwrap().to_string()
+}
