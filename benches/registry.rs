@@ -250,6 +250,18 @@ async fn manifest_gets(http: reqwest::Client, base: String) -> f64 {
     .await
 }
 
+/// berth: the public project `bench`, so that the manifest GETs are anonymous, as on
+/// docker-registry.
+async fn public_bench_project(http: &reqwest::Client, base: &str) {
+    let r = http
+        .post(format!("{base}/api/v1/projects"))
+        .json(&serde_json::json!({"name": "bench", "public": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
+
 /// Uploads `blob` to `bench/big` as docker does, then downloads it whole: MB/s each way.
 async fn blob_round_trip(
     http: &reqwest::Client,
@@ -281,14 +293,7 @@ async fn measure(server: &Server, big: &Bytes, big_digest: &str) -> Figures {
     let http = client_with(server.auth.as_deref());
     let base = server.base.clone();
     if server.auth.is_some() {
-        // berth: a public project, so the GETs below are anonymous, as on docker-registry.
-        let r = http
-            .post(format!("{base}/api/v1/projects"))
-            .json(&serde_json::json!({"name": "bench", "public": true}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
+        public_bench_project(&http, &base).await;
     }
 
     let (upload_mbs, download_mbs) = blob_round_trip(&http, &base, big, big_digest).await;
@@ -723,13 +728,7 @@ fn against(other: &std::path::Path) {
 async fn measure_core(server: &Server, blob: &Bytes, digest: &str) -> Vec<f64> {
     let http = client_with(server.auth.as_deref());
     let base = server.base.clone();
-    let r = http
-        .post(format!("{base}/api/v1/projects"))
-        .json(&serde_json::json!({"name": "bench", "public": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    public_bench_project(&http, &base).await;
     let (upload, download) = blob_round_trip(&http, &base, blob, digest).await;
     push_small_image(&http, &base).await;
     let manifests = manifest_gets(client_with(None), base.clone()).await;
