@@ -8,6 +8,7 @@ mod jobs;
 mod plugins;
 mod registry;
 mod replication;
+mod scheduling;
 mod transactions;
 
 /// Each case (`module::case`) as a test per backend.
@@ -54,6 +55,11 @@ conformance!(
     replication::policies_round_trip_every_field,
     replication::metadata_versions_keep_their_clock_and_hash,
     replication::degraded_links_round_trip_and_clear_one_at_a_time,
+    scheduling::clusters_round_trip_every_field_in_byte_order,
+    scheduling::machines_round_trip_are_found_by_token_and_filtered,
+    scheduling::transitions_come_back_in_order_per_machine,
+    scheduling::quotas_are_set_replaced_and_removed,
+    scheduling::pool_hosts_are_kept_per_pool_in_name_order,
     transactions::a_failed_write_leaves_nothing,
     transactions::a_lazy_write_is_visible_to_later_reads,
     transactions::a_read_sees_one_snapshot_and_a_write_sees_its_own_writes,

@@ -30,6 +30,7 @@ use super::tables::jobs::{JobsRead, JobsWrite};
 use super::tables::plugins::{PluginsRead, PluginsWrite};
 use super::tables::registry::{RegistryRead, RegistryWrite};
 use super::tables::replication::{ReplicationRead, ReplicationWrite};
+use super::tables::scheduling::{SchedulingRead, SchedulingWrite};
 
 /// Errors of the metadata store, whichever backend.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +111,10 @@ pub trait ReadTx {
     /// Replication's settings (`replication_endpoints`, `replication_policies`,
     /// `replication_metadata_versions`).
     fn replication(&self) -> &dyn ReplicationRead;
+
+    /// Scheduling's tables (`clusters`, `machines`, `machine_transitions`, `quotas`,
+    /// `pool_hosts`).
+    fn scheduling(&self) -> &dyn SchedulingRead;
 }
 
 /// The tables a write transaction reaches; each table's write trait includes its reads,
@@ -140,6 +145,10 @@ pub trait WriteTx {
     /// Replication's settings (`replication_endpoints`, `replication_policies`,
     /// `replication_metadata_versions`).
     fn replication(&self) -> &dyn ReplicationWrite;
+
+    /// Scheduling's tables (`clusters`, `machines`, `machine_transitions`, `quotas`,
+    /// `pool_hosts`).
+    fn scheduling(&self) -> &dyn SchedulingWrite;
 }
 
 /// The metadata store: cheap to clone, shared by every service.

@@ -11,3 +11,4 @@ pub mod jobs;
 pub mod plugins;
 pub mod registry;
 pub mod replication;
+pub mod scheduling;

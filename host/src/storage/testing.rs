@@ -42,6 +42,17 @@ pub(crate) fn read_every_table(tx: &dyn crate::storage::store::ReadTx) -> StoreR
     tx.replication().metadata_version("user", "u")?;
     tx.replication().degraded_links()?;
     tx.replication().degraded_link("p", "e")?;
+    let scheduling = tx.scheduling();
+    scheduling.clusters()?;
+    scheduling.cluster("c")?;
+    scheduling.machine("m")?;
+    scheduling.machine_by_token("p", "t")?;
+    scheduling.machines(&Default::default())?;
+    scheduling.transitions("m")?;
+    scheduling.quota("p")?;
+    scheduling.quotas()?;
+    scheduling.pool_host("c", "h")?;
+    scheduling.pool_hosts("c")?;
     let registry = tx.registry();
     registry.repository("r")?;
     registry.find_manifest("r", "t", true)?;

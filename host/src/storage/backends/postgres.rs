@@ -12,6 +12,7 @@ mod jobs;
 mod plugins;
 mod registry;
 mod replication;
+mod scheduling;
 mod schema;
 
 use std::cell::{Cell, RefCell};
@@ -32,6 +33,7 @@ use crate::storage::tables::jobs::{JobsRead, JobsWrite};
 use crate::storage::tables::plugins::{PluginsRead, PluginsWrite};
 use crate::storage::tables::registry::{RegistryRead, RegistryWrite};
 use crate::storage::tables::replication::{ReplicationRead, ReplicationWrite};
+use crate::storage::tables::scheduling::{SchedulingRead, SchedulingWrite};
 
 /// How many times a write transaction runs before a conflict is reported. Eight writers
 /// of one row on a busy 2-core machine starved one of them past 12 runs in CI; with the
@@ -448,6 +450,10 @@ impl ReadTx for PgTx<'_> {
     fn replication(&self) -> &dyn ReplicationRead {
         self
     }
+
+    fn scheduling(&self) -> &dyn SchedulingRead {
+        self
+    }
 }
 
 impl WriteTx for PgTx<'_> {
@@ -480,6 +486,10 @@ impl WriteTx for PgTx<'_> {
     }
 
     fn replication(&self) -> &dyn ReplicationWrite {
+        self
+    }
+
+    fn scheduling(&self) -> &dyn SchedulingWrite {
         self
     }
 }

@@ -8,6 +8,7 @@ mod jobs;
 mod plugins;
 mod registry;
 mod replication;
+mod scheduling;
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use crate::storage::tables::jobs::{JobsRead, JobsWrite};
 use crate::storage::tables::plugins::{PluginsRead, PluginsWrite};
 use crate::storage::tables::registry::{RegistryRead, RegistryWrite};
 use crate::storage::tables::replication::{ReplicationRead, ReplicationWrite};
+use crate::storage::tables::scheduling::{SchedulingRead, SchedulingWrite};
 
 /// The components whose tables this backend keeps through the storage interface, each
 /// versioned on its own (`storage::meta::schema`).
@@ -34,6 +36,7 @@ const COMPONENTS: &[&schema::Component] = &[
     &jobs::SCHEMA,
     &events::SCHEMA,
     &replication::SCHEMA,
+    &scheduling::SCHEMA,
 ];
 
 /// The redb side of [`crate::storage::store::Store`].
@@ -125,6 +128,10 @@ macro_rules! read_accessors {
         fn replication(&self) -> &dyn ReplicationRead {
             self
         }
+
+        fn scheduling(&self) -> &dyn SchedulingRead {
+            self
+        }
     };
 }
 
@@ -166,6 +173,10 @@ impl WriteTx for RedbTx<WriteTransaction> {
     }
 
     fn replication(&self) -> &dyn ReplicationWrite {
+        self
+    }
+
+    fn scheduling(&self) -> &dyn SchedulingWrite {
         self
     }
 }

@@ -33,6 +33,7 @@ pub(crate) const COMPONENTS: &[&Component] = &[
     &super::plugins::SCHEMA,
     &super::registry::SCHEMA,
     &super::replication::SCHEMA,
+    &super::scheduling::SCHEMA,
 ];
 
 /// Serialises schema changes between nodes (an arbitrary constant: "berth" in ASCII).
