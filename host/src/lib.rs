@@ -28,6 +28,7 @@ pub mod names;
 pub mod plugins;
 pub mod registry;
 pub mod replication;
+pub mod scheduling;
 pub mod server;
 pub mod storage;
 pub mod supervisor;

@@ -71,8 +71,13 @@ const MAY_USE: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "scheduling",
+        &["plugins", "jobs", "events", "auth", "storage", "config"],
+    ),
+    (
         "api",
         &[
+            "scheduling",
             "replication",
             "registry",
             "plugins",
@@ -188,6 +193,7 @@ const OWNERS: &[(&str, &str)] = &[
     (".replication()", "replication/"),
     ("tx.registry()", "registry/"),
     ("tx.events()", "events.rs"),
+    (".scheduling()", "scheduling/"),
 ];
 
 #[test]

@@ -64,8 +64,11 @@ impl Replication {
         let changes: Vec<Change> = batch
             .events
             .iter()
-            .map(|(_, event)| match event {
-                Event::Registry(change) => change.clone(),
+            // Other streams (machine transitions) are not replication's; the cursor moves
+            // past them all the same.
+            .filter_map(|(_, event)| match event {
+                Event::Registry(change) => Some(change.clone()),
+                Event::Machine(_) => None,
             })
             .collect();
         let now = now_millis();

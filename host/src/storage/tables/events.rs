@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::storage::clock::Clock;
 use crate::storage::store::{StoreResult, now_millis};
+use crate::storage::tables::scheduling::MachineState;
 
 /// One event, by producer. New producers (machine transitions, …) add variants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +21,31 @@ use crate::storage::store::{StoreResult, now_millis};
 pub enum Event {
     /// A change of the registry's content.
     Registry(Change),
+    /// A machine moved from one lifecycle state to another.
+    Machine(MachineTransition),
+}
+
+/// A machine's move between two lifecycle states, as the feed carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineTransition {
+    /// The machine.
+    pub machine: String,
+    /// Its cluster.
+    pub cluster: String,
+    /// Its project.
+    pub project: String,
+    /// The state it left; none when it was first recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<MachineState>,
+    /// The state it entered.
+    pub to: MachineState,
+    /// Who moved it.
+    pub actor: String,
+    /// Why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When (ms since the epoch).
+    pub at: u64,
 }
 
 /// What changed in one repository.
