@@ -4,10 +4,13 @@
 //! `machines`, `machine_transitions`, `quotas` and `pool_hosts` tables
 //! (`storage/tables/scheduling.rs`); machine transitions go out on the event feed.
 //!
-//! Built so far: the tables on both backends and the lifecycle (`lifecycle.rs`). The
-//! services, provider calls, reconciliation, placement and the API come next.
+//! Built so far: the tables on both backends, the lifecycle (`lifecycle.rs`), quotas
+//! (`quotas.rs`) and the durable first step of a create (`requests.rs`). The services,
+//! provider calls, reconciliation, placement and the API come next.
 
 pub mod lifecycle;
+pub mod quotas;
+pub mod requests;
 
 pub use crate::storage::tables::scheduling::{
     ClusterRecord, MachineFilter, MachineRecord, MachineSpec, MachineState, PoolHostRecord,

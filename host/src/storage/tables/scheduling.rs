@@ -155,8 +155,8 @@ pub struct MachineSpec {
 /// One machine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MachineRecord {
-    /// berth's id (`m-` and 26 base32 characters); the provider's resources carry it as
-    /// a tag, so a machine berth lost track of is found again.
+    /// berth's id (`m-` and 32 hex digits); the provider's resources carry it as a tag,
+    /// so a machine berth lost track of is found again.
     pub id: String,
     /// The cluster it is in.
     pub cluster: String,

@@ -1,0 +1,324 @@
+//! The first, durable step of every create: the machine is recorded as `requested`, with
+//! the client token it was asked with and within its project's quota, before any provider
+//! is called. A crash after this step leaves a record the create resumes from (or the
+//! reconciler finds the provider's machine by its tag); a create retried with the same
+//! token is the same machine.
+
+use std::collections::BTreeMap;
+
+use super::lifecycle::{self, LifecycleError};
+use super::quotas::{self, QuotaExceeded};
+use crate::storage::store::{StoreError, WriteTx};
+use crate::storage::tables::scheduling::{MachineRecord, MachineSpec, MachineState};
+
+/// What a create asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineRequest {
+    /// The project that will own it.
+    pub project: String,
+    /// The cluster to create it in.
+    pub cluster: String,
+    /// What it should be.
+    pub spec: MachineSpec,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// The caller's idempotency token; one is made when the caller gives none.
+    pub client_token: Option<String>,
+}
+
+/// Why a request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// No such cluster.
+    #[error("no cluster {0}")]
+    NoCluster(String),
+    /// The cluster takes no new machines.
+    #[error("cluster {0} is disabled")]
+    Disabled(String),
+    /// The project may not use the cluster.
+    #[error(
+        "project {project} may not use cluster {cluster}; a system administrator grants it (`berth cluster grant`)"
+    )]
+    NotGranted {
+        /// The project.
+        project: String,
+        /// The cluster.
+        cluster: String,
+    },
+    /// The quota would be exceeded.
+    #[error(transparent)]
+    Quota(#[from] QuotaExceeded),
+    /// The token was used for a different request (EC2's IdempotentParameterMismatch).
+    #[error(
+        "client token {token} was used for another request (machine {machine}); use a new token for a different machine"
+    )]
+    TokenReused {
+        /// The token.
+        token: String,
+        /// The machine it made.
+        machine: String,
+    },
+    /// A malformed request.
+    #[error("{0}")]
+    Invalid(String),
+    /// Recording failed.
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+}
+
+impl From<StoreError> for RequestError {
+    fn from(e: StoreError) -> RequestError {
+        RequestError::Lifecycle(LifecycleError::Store(e))
+    }
+}
+
+/// The longest client token accepted (EC2's limit).
+pub const MAX_TOKEN_LEN: usize = 64;
+
+/// A new machine id: `m-` and 32 hex digits.
+pub fn new_machine_id() -> String {
+    format!("m-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Records the machine `request` asks for as `requested`, in `tx`, unless its token made
+/// one already: then that machine is returned as it is now, and `false` says so.
+pub fn request(
+    tx: &dyn WriteTx,
+    request: &MachineRequest,
+    actor: &str,
+    now: u64,
+) -> Result<(MachineRecord, bool), RequestError> {
+    let token = match &request.client_token {
+        Some(token) => {
+            if token.is_empty()
+                || token.len() > MAX_TOKEN_LEN
+                || !token.chars().all(|c| c.is_ascii_graphic())
+            {
+                return Err(RequestError::Invalid(format!(
+                    "a client token is 1 to {MAX_TOKEN_LEN} printable ASCII characters"
+                )));
+            }
+            token.clone()
+        }
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    if let Some(existing) = tx.scheduling().machine_by_token(&request.project, &token)? {
+        if existing.cluster != request.cluster
+            || existing.spec != request.spec
+            || existing.labels != request.labels
+        {
+            return Err(RequestError::TokenReused {
+                token,
+                machine: existing.id,
+            });
+        }
+        return Ok((existing, false));
+    }
+    let cluster = tx
+        .scheduling()
+        .cluster(&request.cluster)?
+        .ok_or_else(|| RequestError::NoCluster(request.cluster.clone()))?;
+    if !cluster.enabled {
+        return Err(RequestError::Disabled(cluster.name));
+    }
+    if !cluster.projects.contains(&request.project) {
+        return Err(RequestError::NotGranted {
+            project: request.project.clone(),
+            cluster: cluster.name,
+        });
+    }
+    quotas::check(tx.read(), &request.project, &request.spec)??;
+    let machine = MachineRecord {
+        id: new_machine_id(),
+        cluster: request.cluster.clone(),
+        project: request.project.clone(),
+        provider_id: None,
+        client_token: token,
+        spec: request.spec.clone(),
+        addresses: Vec::new(),
+        labels: request.labels.clone(),
+        state: MachineState::Requested,
+        reason: None,
+        host_key_fingerprint: None,
+        billing_started_at: None,
+        created_by: actor.to_owned(),
+        created_at: now,
+        updated_at: now,
+    };
+    lifecycle::record_new(tx, &machine, actor, None)?;
+    Ok((machine, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::store::{Durability, Store};
+    use crate::storage::tables::scheduling::{ClusterRecord, QuotaRecord};
+
+    fn setup(store: &Store, quota: QuotaRecord) {
+        store
+            .write_blocking(Durability::Immediate, |tx| {
+                tx.scheduling().put_cluster(&ClusterRecord {
+                    name: "pool".into(),
+                    provider: "static-pool".into(),
+                    regions: Vec::new(),
+                    endpoint: None,
+                    settings: serde_json::Value::Null,
+                    sealed_credentials: None,
+                    labels: Default::default(),
+                    projects: vec!["team".into()],
+                    enabled: true,
+                    created_by: "admin".into(),
+                    created_at: 1,
+                    updated_at: 1,
+                })?;
+                tx.scheduling().put_quota("team", &quota)
+            })
+            .unwrap();
+    }
+
+    fn ask(token: Option<&str>, cpus: u32) -> MachineRequest {
+        MachineRequest {
+            project: "team".into(),
+            cluster: "pool".into(),
+            spec: MachineSpec {
+                cpus,
+                memory_mib: 1024,
+                ..MachineSpec::default()
+            },
+            labels: Default::default(),
+            client_token: token.map(str::to_owned),
+        }
+    }
+
+    fn make(store: &Store, r: &MachineRequest) -> Result<(MachineRecord, bool), RequestError> {
+        store.write_blocking(Durability::Immediate, |tx| request(tx, r, "alice", 1_000))
+    }
+
+    /// Twenty creates at once against a quota of seven machines: exactly seven are
+    /// recorded, however the transactions interleave.
+    fn concurrent_requests_never_exceed_the_quota(store: &Store) {
+        setup(
+            store,
+            QuotaRecord {
+                machines: Some(7),
+                ..QuotaRecord::default()
+            },
+        );
+        let outcomes: Vec<Result<(MachineRecord, bool), RequestError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..20)
+                .map(|i| {
+                    let store = store.clone();
+                    s.spawn(move || make(&store, &ask(Some(&format!("token-{i}")), 1)))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let made = outcomes.iter().filter(|o| o.is_ok()).count();
+        let refused = outcomes
+            .iter()
+            .filter(|o| matches!(o, Err(RequestError::Quota(q)) if q.what == "machines" && q.limit == 7))
+            .count();
+        assert_eq!((made, refused), (7, 13), "{outcomes:?}");
+        let usage = store.read_blocking(|tx| quotas::usage(tx, "team")).unwrap();
+        assert_eq!(usage.machines, 7);
+    }
+
+    /// A token makes one machine; the same token for another request is refused; a
+    /// failed machine gives its share of the quota back.
+    fn tokens_are_idempotent_and_failures_free_the_quota(store: &Store) {
+        setup(
+            store,
+            QuotaRecord {
+                cpus: Some(8),
+                ..QuotaRecord::default()
+            },
+        );
+        let (first, new) = make(store, &ask(Some("deploy-42"), 8)).unwrap();
+        assert!(new);
+        let (again, new) = make(store, &ask(Some("deploy-42"), 8)).unwrap();
+        assert!(!new);
+        assert_eq!(again.id, first.id);
+        assert!(matches!(
+            make(store, &ask(Some("deploy-42"), 4)),
+            Err(RequestError::TokenReused { .. })
+        ));
+        assert!(matches!(
+            make(store, &ask(None, 1)),
+            Err(RequestError::Quota(q)) if q.what == "vCPUs" && q.used == 8
+        ));
+        store
+            .write_blocking(Durability::Immediate, |tx| {
+                lifecycle::transition(
+                    tx,
+                    &first.id,
+                    MachineState::Failed,
+                    "berth",
+                    Some("capacity"),
+                    2_000,
+                )
+            })
+            .unwrap();
+        make(store, &ask(None, 8)).unwrap();
+        for bad in ["", "a b", &"x".repeat(65)] {
+            assert!(
+                matches!(
+                    make(store, &ask(Some(bad), 1)),
+                    Err(RequestError::Invalid(_))
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    /// Only a granted, enabled cluster takes requests.
+    fn clusters_must_exist_be_enabled_and_granted(store: &Store) {
+        setup(store, QuotaRecord::default());
+        let mut elsewhere = ask(None, 1);
+        elsewhere.project = "web".into();
+        assert!(matches!(
+            make(store, &elsewhere),
+            Err(RequestError::NotGranted { .. })
+        ));
+        let mut nowhere = ask(None, 1);
+        nowhere.cluster = "aws".into();
+        assert!(matches!(
+            make(store, &nowhere),
+            Err(RequestError::NoCluster(_))
+        ));
+        store
+            .write_blocking(Durability::Immediate, |tx| {
+                let mut c = tx.scheduling().cluster("pool")?.unwrap();
+                c.enabled = false;
+                tx.scheduling().put_cluster(&c)
+            })
+            .unwrap();
+        assert!(matches!(
+            make(store, &ask(None, 1)),
+            Err(RequestError::Disabled(_))
+        ));
+    }
+
+    #[test]
+    fn on_redb() {
+        for case in [
+            concurrent_requests_never_exceed_the_quota,
+            tokens_are_idempotent_and_failures_free_the_quota,
+            clusters_must_exist_be_enabled_and_granted,
+        ] {
+            let (store, _dir) = crate::storage::testing::redb_store();
+            case(&store);
+        }
+    }
+
+    #[test]
+    fn on_postgres() {
+        for case in [
+            concurrent_requests_never_exceed_the_quota,
+            tokens_are_idempotent_and_failures_free_the_quota,
+            clusters_must_exist_be_enabled_and_granted,
+        ] {
+            case(&crate::storage::testing::postgres_store());
+        }
+    }
+}
