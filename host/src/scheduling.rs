@@ -5,10 +5,12 @@
 //! (`storage/tables/scheduling.rs`); machine transitions go out on the event feed.
 //!
 //! Built so far: the tables on both backends, the lifecycle (`lifecycle.rs`), quotas
-//! (`quotas.rs`) and the durable first step of a create (`requests.rs`). The services,
-//! provider calls, reconciliation, placement and the API come next.
+//! (`quotas.rs`), the durable first step of a create (`requests.rs`) and physical pools'
+//! inventory and allocation (`pool.rs`). The services, provider calls, reconciliation,
+//! placement and the API come next.
 
 pub mod lifecycle;
+pub mod pool;
 pub mod quotas;
 pub mod requests;
 
