@@ -16,6 +16,7 @@ pub mod projects;
 pub mod replication;
 pub mod repositories;
 pub mod robots;
+pub mod scheduling;
 pub mod users;
 
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub struct ApiState {
     pub plugins: Arc<PluginHost>,
     /// Replication.
     pub replication: Arc<crate::replication::Replication>,
+    /// Resource scheduling.
+    pub scheduling: Arc<crate::scheduling::Scheduling>,
 }
 
 /// Most entries one page returns.
@@ -47,11 +50,11 @@ pub const MAX_PAGE_SIZE: usize = 500;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "berth admin API", description = "Users, projects, members, robot accounts, repositories, the audit log, plugins and replication."),
+    info(title = "berth admin API", description = "Users, projects, members, robot accounts, repositories, the audit log, plugins, replication, clusters and quotas."),
     components(schemas(problem::Problem)),
     tags(
         (name = "users"), (name = "projects"), (name = "members"), (name = "robots"),
-        (name = "repositories"), (name = "audit"), (name = "plugins"), (name = "replication")
+        (name = "repositories"), (name = "audit"), (name = "plugins"), (name = "replication"), (name = "clusters")
     )
 )]
 struct ApiDoc;
@@ -109,6 +112,21 @@ pub fn router(state: ApiState) -> Router {
         .routes(routes!(replication::get_transfer))
         .routes(routes!(replication::exchange_metadata))
         .routes(routes!(replication::status))
+        .routes(routes!(
+            scheduling::list_clusters,
+            scheduling::create_cluster
+        ))
+        .routes(routes!(
+            scheduling::get_cluster,
+            scheduling::update_cluster,
+            scheduling::delete_cluster
+        ))
+        .routes(routes!(
+            scheduling::grant_cluster,
+            scheduling::revoke_cluster
+        ))
+        .routes(routes!(scheduling::list_hosts, scheduling::import_hosts))
+        .routes(routes!(scheduling::get_quota, scheduling::set_quota))
         .routes(routes!(metrics::metrics))
         .with_state(state)
         .split_for_parts();

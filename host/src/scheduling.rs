@@ -5,16 +5,85 @@
 //! (`storage/tables/scheduling.rs`); machine transitions go out on the event feed.
 //!
 //! Built so far: the tables on both backends, the lifecycle (`lifecycle.rs`), quotas
-//! (`quotas.rs`), the durable first step of a create (`requests.rs`) and physical pools'
-//! inventory and allocation (`pool.rs`). The services, provider calls, reconciliation,
-//! placement and the API come next.
+//! (`quotas.rs`), the durable first step of a create (`requests.rs`), physical pools'
+//! inventory and allocation (`pool.rs`) and the cluster service with grants and quotas
+//! (`clusters.rs`, served under `/api/v1/clusters`). Machine creates as jobs, provider
+//! calls, reconciliation, placement and the machine API come next.
 
+pub mod clusters;
 pub mod lifecycle;
 pub mod pool;
 pub mod quotas;
 pub mod requests;
 
+use std::sync::Arc;
+
+use crate::plugins::PluginHost;
+use crate::storage::sealing::Sealer;
+use crate::storage::store::{Store, StoreError};
+
 pub use crate::storage::tables::scheduling::{
     ClusterRecord, MachineFilter, MachineRecord, MachineSpec, MachineState, PoolHostRecord,
     QuotaRecord, TransitionRecord,
 };
+
+/// Why a scheduling operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulingError {
+    /// No such cluster, machine or project.
+    #[error("{0}")]
+    NotFound(String),
+    /// A malformed request.
+    #[error("{0}")]
+    Invalid(String),
+    /// The request conflicts with what exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<pool::PoolError> for SchedulingError {
+    fn from(e: pool::PoolError) -> SchedulingError {
+        match e {
+            pool::PoolError::NotAPool(m) | pool::PoolError::Invalid(m) => {
+                SchedulingError::Invalid(m)
+            }
+            pool::PoolError::NoCapacity { .. } => SchedulingError::Conflict(e.to_string()),
+            pool::PoolError::Lifecycle(lifecycle::LifecycleError::Store(e)) => e.into(),
+            pool::PoolError::Lifecycle(lifecycle::LifecycleError::NotFound(m)) => {
+                SchedulingError::NotFound(format!("no machine {m}"))
+            }
+            pool::PoolError::Lifecycle(e) => SchedulingError::Conflict(e.to_string()),
+        }
+    }
+}
+
+/// Result alias of the scheduling service.
+pub type SchedulingResult<T> = Result<T, SchedulingError>;
+
+/// The scheduling service.
+pub struct Scheduling {
+    store: Store,
+    sealer: Arc<Sealer>,
+    plugins: Arc<PluginHost>,
+}
+
+impl std::fmt::Debug for Scheduling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduling").finish_non_exhaustive()
+    }
+}
+
+impl Scheduling {
+    /// The service over the metadata store; credentials are sealed with `sealer`, and
+    /// providers are `plugins`' cloud-provider plugins.
+    pub fn new(store: Store, sealer: Arc<Sealer>, plugins: Arc<PluginHost>) -> Scheduling {
+        Scheduling {
+            store,
+            sealer,
+            plugins,
+        }
+    }
+}

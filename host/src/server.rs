@@ -25,6 +25,7 @@ use crate::events::Feed;
 use crate::plugins::{PluginHost, PluginHostOptions};
 use crate::registry::{self, Registry};
 use crate::replication::Replication;
+use crate::scheduling::Scheduling;
 use crate::storage::blob::fs::FsBlobStore;
 use crate::storage::paths::DataPaths;
 use crate::storage::sealing::Sealer;
@@ -203,12 +204,14 @@ pub fn app(
     registry: Arc<Registry>,
     plugins: Arc<PluginHost>,
     replication: Arc<Replication>,
+    scheduling: Arc<Scheduling>,
 ) -> Router {
     let api = crate::api::router(crate::api::ApiState {
         auth: registry.auth.clone(),
         registry: registry.clone(),
         plugins,
         replication,
+        scheduling,
     });
     crate::auth::endpoint::router(registry.auth.clone())
         .merge(api)
@@ -324,12 +327,17 @@ pub async fn run(
     let replication = Replication::new(
         registry.clone(),
         plugins.clone(),
-        sealer,
+        sealer.clone(),
         config.replication.clone(),
         node_id(&config)?,
     )?;
     supervisor.spawn("replication-engine", replication.start());
-    let app = app(registry, plugins, replication.clone());
+    let scheduling = Arc::new(Scheduling::new(
+        registry.metadata.clone(),
+        sealer,
+        plugins.clone(),
+    ));
+    let app = app(registry, plugins, replication.clone(), scheduling);
     let local: SocketAddr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     // A plain line on stdout, for people and for scripts that started us on port 0.

@@ -15,5 +15,6 @@ mod plugins;
 mod replication;
 mod replication_heals;
 mod sandbox;
+mod scheduling;
 mod skopeo;
 mod support;

@@ -69,6 +69,15 @@ impl AccessControl {
             .inspect(|_| self.invalidate_cached_logins())
     }
 
+    /// Project `name` as the caller's transaction sees it, for components that keep
+    /// records about projects (scheduling's grants and quotas).
+    pub fn project_in(
+        tx: &dyn crate::storage::store::ReadTx,
+        name: &str,
+    ) -> crate::storage::store::StoreResult<Option<ProjectRecord>> {
+        tx.auth().project(name)
+    }
+
     /// Removes project `name` and its memberships inside the caller's transaction; false
     /// if there was no such project. Forget cached logins once it commits.
     pub fn remove_project_in(tx: &dyn WriteTx, name: &str) -> AuthResult<bool> {
