@@ -72,7 +72,9 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ),
     (
         "scheduling",
-        &["plugins", "jobs", "events", "auth", "storage", "config"],
+        &[
+            "plugins", "jobs", "events", "auth", "storage", "names", "config",
+        ],
     ),
     (
         "api",
