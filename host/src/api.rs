@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod caller;
 pub mod extract;
+pub mod machines;
 pub mod members;
 pub mod metrics;
 pub mod plugins;
@@ -54,7 +55,7 @@ pub const MAX_PAGE_SIZE: usize = 500;
     components(schemas(problem::Problem)),
     tags(
         (name = "users"), (name = "projects"), (name = "members"), (name = "robots"),
-        (name = "repositories"), (name = "audit"), (name = "plugins"), (name = "replication"), (name = "clusters")
+        (name = "repositories"), (name = "audit"), (name = "plugins"), (name = "replication"), (name = "clusters"), (name = "machines")
     )
 )]
 struct ApiDoc;
@@ -127,6 +128,12 @@ pub fn router(state: ApiState) -> Router {
         ))
         .routes(routes!(scheduling::list_hosts, scheduling::import_hosts))
         .routes(routes!(scheduling::get_quota, scheduling::set_quota))
+        .routes(routes!(machines::list_machines, machines::create_machine))
+        .routes(routes!(machines::get_machine))
+        .routes(routes!(machines::machine_history))
+        .routes(routes!(machines::offline_machine))
+        .routes(routes!(machines::online_machine))
+        .routes(routes!(machines::retire_machine))
         .routes(routes!(metrics::metrics))
         .with_state(state)
         .split_for_parts();

@@ -32,6 +32,8 @@ pub struct Config {
     pub plugins: PluginsConfig,
     /// The replication engine.
     pub replication: ReplicationConfig,
+    /// Resource scheduling.
+    pub scheduling: SchedulingConfig,
     /// The keys every node of one berth shares (see `storage::keys`).
     pub keys: KeysConfig,
     /// The password for the `admin` user created on first start (`--admin-password`,
@@ -289,6 +291,31 @@ impl Default for PluginsConfig {
 
 /// The instance name a berth replicates under until one is configured.
 pub const DEFAULT_INSTANCE_NAME: &str = "local";
+
+/// Resource scheduling.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulingConfig {
+    /// How long a machine taken offline without `--force` drains before it is drained.
+    /// Default 300.
+    pub drain_secs: u64,
+    /// How long a new machine may take to answer on its SSH port before its create
+    /// fails. Default 600.
+    pub initialize_timeout_secs: u64,
+    /// How long a node holds a machine operation unless it renews the claim; another node
+    /// takes it over after. Default 30.
+    pub job_lease_secs: u64,
+}
+
+impl Default for SchedulingConfig {
+    fn default() -> SchedulingConfig {
+        SchedulingConfig {
+            drain_secs: 300,
+            initialize_timeout_secs: 600,
+            job_lease_secs: 30,
+        }
+    }
+}
 
 /// The replication engine.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -11,13 +11,16 @@
 //! calls, reconciliation, placement and the machine API come next.
 
 pub mod clusters;
+pub mod engine;
 pub mod lifecycle;
+pub mod machines;
 pub mod pool;
 pub mod quotas;
 pub mod requests;
 
 use std::sync::Arc;
 
+use crate::config::SchedulingConfig;
 use crate::plugins::PluginHost;
 use crate::storage::sealing::Sealer;
 use crate::storage::store::{Store, StoreError};
@@ -68,6 +71,13 @@ pub struct Scheduling {
     store: Store,
     sealer: Arc<Sealer>,
     plugins: Arc<PluginHost>,
+    config: SchedulingConfig,
+    /// This node's name, which its operations' leases carry.
+    node: String,
+    /// Wakes the engine: an operation was queued, or a machine moved.
+    wake: tokio::sync::Notify,
+    /// Operations running on this node.
+    running: engine::Running,
 }
 
 impl std::fmt::Debug for Scheduling {
@@ -79,11 +89,21 @@ impl std::fmt::Debug for Scheduling {
 impl Scheduling {
     /// The service over the metadata store; credentials are sealed with `sealer`, and
     /// providers are `plugins`' cloud-provider plugins.
-    pub fn new(store: Store, sealer: Arc<Sealer>, plugins: Arc<PluginHost>) -> Scheduling {
+    pub fn new(
+        store: Store,
+        sealer: Arc<Sealer>,
+        plugins: Arc<PluginHost>,
+        config: SchedulingConfig,
+        node: String,
+    ) -> Scheduling {
         Scheduling {
             store,
             sealer,
             plugins,
+            config,
+            node,
+            wake: tokio::sync::Notify::new(),
+            running: Default::default(),
         }
     }
 }

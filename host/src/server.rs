@@ -336,7 +336,10 @@ pub async fn run(
         registry.metadata.clone(),
         sealer,
         plugins.clone(),
+        config.scheduling.clone(),
+        node_id(&config)?,
     ));
+    supervisor.spawn("scheduling-engine", scheduling.start());
     let app = app(registry, plugins, replication.clone(), scheduling);
     let local: SocketAddr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };

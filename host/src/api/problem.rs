@@ -30,6 +30,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// Its HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
     /// A failure with `status` and an explanation.
     pub fn new(status: StatusCode, detail: impl Into<String>) -> ApiError {
         ApiError {

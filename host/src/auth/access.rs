@@ -8,13 +8,16 @@ pub use crate::storage::tables::auth::{Action, Role};
 
 impl Action {
     /// Every action, in matrix order.
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 9] = [
         Action::Pull,
         Action::Push,
         Action::Delete,
         Action::ManageMembers,
         Action::ManageRobots,
         Action::ManageProject,
+        Action::ReadMachines,
+        Action::OperateMachines,
+        Action::ManageMachines,
     ];
 
     /// The Docker token spec's name, for the actions a registry scope can carry.
@@ -40,10 +43,21 @@ pub const MATRIX: &[(Role, &[Action])] = &[
             Action::ManageMembers,
             Action::ManageRobots,
             Action::ManageProject,
+            Action::ReadMachines,
+            Action::OperateMachines,
+            Action::ManageMachines,
         ],
     ),
-    (Role::Developer, &[Action::Pull, Action::Push]),
-    (Role::Guest, &[Action::Pull]),
+    (
+        Role::Developer,
+        &[
+            Action::Pull,
+            Action::Push,
+            Action::ReadMachines,
+            Action::OperateMachines,
+        ],
+    ),
+    (Role::Guest, &[Action::Pull, Action::ReadMachines]),
 ];
 
 /// Whether `role` allows `action`.

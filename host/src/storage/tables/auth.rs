@@ -83,6 +83,12 @@ pub enum Action {
     ManageRobots,
     /// Change the project's settings (public/private) or delete it.
     ManageProject,
+    /// See the project's machines, their history and its quota.
+    ReadMachines,
+    /// Take the project's machines online and offline.
+    OperateMachines,
+    /// Create and retire the project's machines.
+    ManageMachines,
 }
 
 /// A member's role in a project.

@@ -1,0 +1,377 @@
+//! The scheduling engine: runs machine operations as jobs of the shared runner (kinds
+//! `machine-create` and `machine-retire`), each held by one node under a lease and taken
+//! over by another when its node dies, and moves draining machines to `drained` when
+//! their drain period is over.
+//!
+//! Every step of an operation is a lifecycle move committed on its own, and each step
+//! looks at where the machine is before it acts, so an operation resumed after a crash or
+//! a takeover goes on from where it was: a pool host is allocated once, a machine that
+//! answered is not probed again.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use super::lifecycle::{self, LifecycleError};
+use super::{Scheduling, pool};
+use crate::jobs::lease::{self, Claim};
+use crate::jobs::{JobFilter, RunState, queue};
+use crate::storage::store::{Durability, StoreError, StoreResult, now_millis};
+use crate::storage::tables::scheduling::{MachineFilter, MachineRecord, MachineState};
+
+/// The job kind of a create.
+pub const CREATE: &str = "machine-create";
+/// The job kind of a retire.
+pub const RETIRE: &str = "machine-retire";
+
+/// How often the engine looks for work when nothing wakes it.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// How long one reachability probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Pause between probes of a machine that did not answer yet.
+const PROBE_PAUSE: Duration = Duration::from_secs(1);
+
+/// The actor machine moves made by berth itself carry.
+pub const BERTH: &str = "berth";
+
+impl Scheduling {
+    /// The engine's loop, for the caller's supervisor.
+    pub fn start(self: &Arc<Self>) -> impl FnMut() -> BoxFuture<'static, ()> + Send + 'static {
+        let this = self.clone();
+        move || {
+            let this = this.clone();
+            Box::pin(async move { this.run_engine().await })
+        }
+    }
+
+    async fn run_engine(self: Arc<Self>) {
+        loop {
+            if let Err(e) = self.start_operations().await {
+                tracing::error!(error = %e, "scheduling: starting machine operations failed");
+            }
+            if let Err(e) = self.finish_drains().await {
+                tracing::error!(error = %e, "scheduling: finishing drains failed");
+            }
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(IDLE_POLL) => {}
+            }
+        }
+    }
+
+    fn lease_term_ms(&self) -> u64 {
+        self.config.job_lease_secs.max(1) * 1000
+    }
+
+    /// Claims the operations no live node holds and runs each on a task of its own.
+    async fn start_operations(self: &Arc<Self>) -> StoreResult<()> {
+        let pending = self
+            .store
+            .read(|tx| -> StoreResult<Vec<crate::jobs::JobRow>> {
+                let unfinished = JobFilter {
+                    unfinished: true,
+                    ..JobFilter::default()
+                };
+                let mut all = queue::jobs(tx, CREATE, &unfinished, usize::MAX)?;
+                all.extend(queue::jobs(tx, RETIRE, &unfinished, usize::MAX)?);
+                Ok(all)
+            })
+            .await?;
+        let now = now_millis();
+        for job in pending {
+            if self.running.lock().expect("running lock").contains(&job.id) {
+                continue;
+            }
+            if job
+                .lease
+                .as_ref()
+                .is_some_and(|l| l.node != self.node && l.until > now)
+            {
+                continue;
+            }
+            let (id, node, term) = (job.id, self.node.clone(), self.lease_term_ms());
+            let claim = self
+                .store
+                .write(move |tx| lease::claim(tx, id, &node, now_millis(), term))
+                .await?;
+            if !matches!(claim, Claim::Taken { .. }) {
+                continue;
+            }
+            self.running.lock().expect("running lock").insert(job.id);
+            let this = self.clone();
+            tokio::spawn(async move {
+                let keeper = tokio::spawn(this.clone().keep_lease(job.id));
+                let outcome = this.run_operation(&job.kind, &job.subject).await;
+                keeper.abort();
+                let (state, error) = match outcome {
+                    Ok(()) => (RunState::Succeeded, None),
+                    Err(e) => (RunState::Failed, Some(e.to_string())),
+                };
+                let recorded = this
+                    .store
+                    .write(move |tx| -> StoreResult<()> {
+                        if let Some(mut row) = queue::job(tx.read(), job.id)? {
+                            row.state = state;
+                            row.error = error.clone();
+                            row.finished_at = Some(now_millis());
+                            queue::update(tx, &row)?;
+                        }
+                        Ok(())
+                    })
+                    .await;
+                if let Err(e) = recorded {
+                    tracing::error!(job = job.id, error = %e, "scheduling: cannot record an operation's end; it runs again, from where the machine is");
+                }
+                this.running.lock().expect("running lock").remove(&job.id);
+            });
+        }
+        Ok(())
+    }
+
+    /// Renews this node's lease on job `id` three times a term while it runs.
+    async fn keep_lease(self: Arc<Self>, id: u64) {
+        let every = Duration::from_millis((self.lease_term_ms() / 3).max(100));
+        loop {
+            tokio::time::sleep(every).await;
+            let (node, term) = (self.node.clone(), self.lease_term_ms());
+            match self
+                .store
+                .write(move |tx| lease::renew(tx, id, &node, now_millis(), term))
+                .await
+            {
+                Ok(lease::Renewal::Held) => {}
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(job = id, error = %e, "scheduling: cannot renew an operation's lease")
+                }
+            }
+        }
+    }
+
+    async fn run_operation(&self, kind: &str, machine: &str) -> Result<(), OperationError> {
+        match kind {
+            CREATE => self.create(machine).await,
+            RETIRE => self.retire_now(machine).await,
+            other => Err(OperationError::Failed(format!("unknown operation {other}"))),
+        }
+    }
+
+    async fn current(&self, id: &str) -> Result<MachineRecord, OperationError> {
+        let owned = id.to_owned();
+        self.store
+            .read(move |tx| tx.scheduling().machine(&owned))
+            .await?
+            .ok_or_else(|| OperationError::Failed(format!("machine {id} is gone")))
+    }
+
+    /// One move, committed on its own.
+    async fn step(
+        &self,
+        id: &str,
+        to: MachineState,
+        reason: Option<String>,
+    ) -> Result<MachineRecord, OperationError> {
+        let id = id.to_owned();
+        self.store
+            .write(move |tx| -> Result<MachineRecord, OperationError> {
+                Ok(lifecycle::transition(
+                    tx,
+                    &id,
+                    to,
+                    BERTH,
+                    reason.as_deref(),
+                    now_millis(),
+                )?)
+            })
+            .await
+    }
+
+    /// Creates machine `id` from wherever its create stopped.
+    async fn create(&self, id: &str) -> Result<(), OperationError> {
+        let mut machine = self.current(id).await?;
+        if machine.state == MachineState::Requested {
+            let owned = id.to_owned();
+            let allocated = self.store.write_blocking(
+                Durability::Immediate,
+                |tx| -> Result<Result<(), String>, OperationError> {
+                    match pool::allocate(tx, &owned, BERTH, now_millis()) {
+                        Ok(_) => Ok(Ok(())),
+                        // The machine failed, with the reason, in this transaction.
+                        Err(pool::PoolError::NoCapacity { .. }) => Ok(Err("no capacity".into())),
+                        Err(pool::PoolError::Lifecycle(e)) => Err(e.into()),
+                        Err(e) => Err(OperationError::Failed(e.to_string())),
+                    }
+                },
+            )?;
+            if let Err(why) = allocated {
+                return Err(OperationError::Failed(why));
+            }
+            machine = self.current(id).await?;
+        }
+        if machine.state == MachineState::Provisioning {
+            machine = self.step(id, MachineState::Initializing, None).await?;
+        }
+        if machine.state != MachineState::Initializing {
+            // Moved on by someone else (retired, failed, or online already).
+            return Ok(());
+        }
+        // Host initialisation fills this step later; until then a machine is online once
+        // it answers on its SSH port.
+        let target = self.ssh_target(&machine).await?;
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(self.config.initialize_timeout_secs);
+        loop {
+            let answered =
+                tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(&target))
+                    .await
+                    .is_ok_and(|c| c.is_ok());
+            if answered {
+                self.step(
+                    id,
+                    MachineState::Online,
+                    Some(format!("answers at {target}")),
+                )
+                .await?;
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let why = format!(
+                    "did not answer at {target} within {} s",
+                    self.config.initialize_timeout_secs
+                );
+                self.fail_and_release(id, &why).await?;
+                return Err(OperationError::Failed(why));
+            }
+            // Someone may have retired it meanwhile.
+            if self.current(id).await?.state != MachineState::Initializing {
+                return Ok(());
+            }
+            tokio::time::sleep(PROBE_PAUSE).await;
+        }
+    }
+
+    /// Where machine `machine` answers SSH: its pool host's address and port.
+    async fn ssh_target(&self, machine: &MachineRecord) -> Result<String, OperationError> {
+        let (cluster, host) = (
+            machine.cluster.clone(),
+            machine.provider_id.clone().unwrap_or_default(),
+        );
+        let found = self
+            .store
+            .read(move |tx| tx.scheduling().pool_host(&cluster, &host))
+            .await?;
+        match found {
+            Some(h) if h.address.contains(':') && !h.address.starts_with('[') => {
+                Ok(format!("[{}]:{}", h.address, h.ssh_port))
+            }
+            Some(h) => Ok(format!("{}:{}", h.address, h.ssh_port)),
+            None => Err(OperationError::Failed(format!(
+                "machine {} has no pool host",
+                machine.id
+            ))),
+        }
+    }
+
+    async fn fail_and_release(&self, id: &str, why: &str) -> Result<(), OperationError> {
+        let (id, why) = (id.to_owned(), why.to_owned());
+        self.store
+            .write(move |tx| -> Result<(), OperationError> {
+                pool::release(tx, &id).map_err(|e| OperationError::Failed(e.to_string()))?;
+                lifecycle::transition(
+                    tx,
+                    &id,
+                    MachineState::Failed,
+                    BERTH,
+                    Some(&why),
+                    now_millis(),
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Retires machine `id`: releases its pool host, then records it retired.
+    async fn retire_now(&self, id: &str) -> Result<(), OperationError> {
+        let machine = self.current(id).await?;
+        if machine.state != MachineState::Retiring {
+            return Ok(());
+        }
+        let id = id.to_owned();
+        self.store
+            .write(move |tx| -> Result<(), OperationError> {
+                pool::release(tx, &id).map_err(|e| OperationError::Failed(e.to_string()))?;
+                lifecycle::transition(tx, &id, MachineState::Retired, BERTH, None, now_millis())?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Draining machines whose drain period is over are drained.
+    async fn finish_drains(&self) -> StoreResult<()> {
+        let drain_ms = self.config.drain_secs * 1000;
+        let due: Vec<String> = self
+            .store
+            .read(move |tx| -> StoreResult<Vec<String>> {
+                let now = now_millis();
+                Ok(tx
+                    .scheduling()
+                    .machines(&MachineFilter {
+                        states: vec![MachineState::Draining],
+                        ..MachineFilter::default()
+                    })?
+                    .into_iter()
+                    .filter(|m| m.updated_at + drain_ms <= now)
+                    .map(|m| m.id)
+                    .collect())
+            })
+            .await?;
+        for id in due {
+            let moved = self
+                .store
+                .write(move |tx| -> Result<(), LifecycleError> {
+                    // Only if it is still draining: an operator may have moved it.
+                    if tx
+                        .scheduling()
+                        .machine(&id)?
+                        .is_some_and(|m| m.state == MachineState::Draining)
+                    {
+                        lifecycle::transition(
+                            tx,
+                            &id,
+                            MachineState::Drained,
+                            BERTH,
+                            Some("drain period over"),
+                            now_millis(),
+                        )?;
+                    }
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = moved {
+                tracing::warn!(error = %e, "scheduling: cannot finish a drain");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why an operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OperationError {
+    /// It cannot go on; the reason is on the machine too.
+    #[error("{0}")]
+    Failed(String),
+    /// A move was refused.
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    /// The store failed; the operation runs again.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The running operations of this node, by job id.
+pub(super) type Running = std::sync::Mutex<HashSet<u64>>;
