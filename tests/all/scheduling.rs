@@ -409,6 +409,30 @@ async fn a_project_gets_a_pool_host_online_takes_it_offline_and_retires_it() {
     .await;
     assert_eq!((status, listed.as_array().map(Vec::len)), (200, Some(1)));
 
+    // Robot accounts: as granted.
+    for (name, actions, status) in [
+        ("watcher", json!(["pull", "read_machines"]), 200),
+        ("puller", json!(["pull"]), 403),
+    ] {
+        let robot = api(
+            &berth,
+            Method::POST,
+            "/api/v1/robots",
+            Some(json!({"name": name, "permissions": [{"project": "infra", "actions": actions}]})),
+        )
+        .await;
+        let as_robot = client_as(&format!("robot${name}"), robot["secret"].as_str().unwrap());
+        let (got, body) = call(
+            &as_robot,
+            &berth,
+            Method::GET,
+            "/api/v1/machines?project=infra",
+            None,
+        )
+        .await;
+        assert_eq!(got, status, "{name}: {body}");
+    }
+
     // Developers take it offline (force) and back; a drain ends drained.
     let dev = as_user("dev");
     let path = |action: &str| format!("/api/v1/machines/{id}/{action}");

@@ -113,9 +113,9 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<CreatedRobot>)> {
     let name = robots::full_name(&new.name)?;
     for g in &new.permissions {
-        if g.actions.is_empty() || g.actions.iter().any(|a| a.scope_name().is_none()) {
+        if g.actions.is_empty() || g.actions.iter().any(|a| !a.robot_grantable()) {
             return Err(ApiError::bad_request(format!(
-                "robot permissions in {} must be among pull, push and delete",
+                "robot permissions in {} must be among pull, push, delete, read_machines, operate_machines and manage_machines",
                 g.project
             )));
         }

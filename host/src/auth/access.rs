@@ -20,6 +20,17 @@ impl Action {
         Action::ManageMachines,
     ];
 
+    /// Whether a robot account may be granted it: the registry's actions (pull, push,
+    /// delete) and the machine actions; managing members, robots and the project stays
+    /// with people.
+    pub fn robot_grantable(self) -> bool {
+        self.scope_name().is_some()
+            || matches!(
+                self,
+                Action::ReadMachines | Action::OperateMachines | Action::ManageMachines
+            )
+    }
+
     /// The Docker token spec's name, for the actions a registry scope can carry.
     pub fn scope_name(self) -> Option<&'static str> {
         match self {
