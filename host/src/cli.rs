@@ -8,6 +8,7 @@ pub mod key;
 pub mod login;
 pub mod plugin;
 pub mod replication;
+pub mod scheduling;
 pub mod serve;
 
 use std::net::SocketAddr;
@@ -109,6 +110,33 @@ pub enum Command {
         #[command(subcommand)]
         command: replication::ReplicationCommand,
     },
+    /// Clusters: where machines come from, who may use them (system administrators).
+    Cluster {
+        /// Server and output.
+        #[command(flatten)]
+        client: client::ClientArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: scheduling::ClusterCommand,
+    },
+    /// A project's machines: create, list, online, offline, retire, history.
+    Machine {
+        /// Server and output.
+        #[command(flatten)]
+        client: client::ClientArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: scheduling::MachineCommand,
+    },
+    /// Projects' quotas of machines, vCPUs and memory.
+    Quota {
+        /// Server and output.
+        #[command(flatten)]
+        client: client::ClientArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: scheduling::QuotaCommand,
+    },
     /// The audit log (system administrators).
     Audit {
         /// Server and output.
@@ -189,6 +217,15 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Repo { client, command } => {
             admin::repo(&client::Client::connect(&client)?, command)
+        }
+        Command::Cluster { client, command } => {
+            scheduling::cluster(&client::Client::connect(&client)?, command)
+        }
+        Command::Machine { client, command } => {
+            scheduling::machine(&client::Client::connect(&client)?, command)
+        }
+        Command::Quota { client, command } => {
+            scheduling::quota(&client::Client::connect(&client)?, command)
         }
         // The function reference is built in: no server needed.
         Command::Plugin {

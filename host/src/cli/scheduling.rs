@@ -1,0 +1,464 @@
+//! `berth cluster …`, `berth machine …` and `berth quota …`: resource scheduling over the
+//! admin API.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+
+use super::client::{Client, segment};
+
+/// `berth cluster …`
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// List clusters.
+    List,
+    /// Add a cluster.
+    Add {
+        /// Its name.
+        name: String,
+        /// `static-pool`, or a loaded cloud-provider plugin.
+        #[arg(long)]
+        provider: String,
+        /// A region it may place machines in (repeatable).
+        #[arg(long = "region")]
+        regions: Vec<String>,
+        /// The provider's API endpoint.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// The provider's settings, a JSON object.
+        #[arg(long)]
+        settings: Option<String>,
+        /// A JSON file holding the credentials (sealed on the server, never shown again);
+        /// `-` reads standard input.
+        #[arg(long)]
+        credentials_file: Option<PathBuf>,
+        /// A label, KEY=VALUE (repeatable).
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// A project allowed to use it (repeatable).
+        #[arg(long = "project")]
+        projects: Vec<String>,
+        /// Add it disabled.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Show a cluster.
+    Show {
+        /// Its name.
+        name: String,
+    },
+    /// Change a cluster.
+    Update {
+        /// Its name.
+        name: String,
+        /// Take new machines.
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        /// Take no new machines (its machines stay).
+        #[arg(long)]
+        disable: bool,
+        /// New settings, a JSON object.
+        #[arg(long)]
+        settings: Option<String>,
+        /// New credentials from a JSON file (`-`: standard input).
+        #[arg(long)]
+        credentials_file: Option<PathBuf>,
+    },
+    /// Remove a cluster whose machines are all retired.
+    Remove {
+        /// Its name.
+        name: String,
+    },
+    /// Let a project use a cluster.
+    Grant {
+        /// The cluster.
+        name: String,
+        /// The project.
+        project: String,
+    },
+    /// Stop a project from placing new machines on a cluster.
+    Revoke {
+        /// The cluster.
+        name: String,
+        /// The project.
+        project: String,
+    },
+    /// A physical pool's hosts; with --file, add or update them first.
+    Hosts {
+        /// The pool.
+        name: String,
+        /// A JSON file: an array of hosts (name, address, ssh_port, cpus, memory_mib,
+        /// disks_gib, labels, rack, zone).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+}
+
+/// `berth machine …`
+#[derive(Debug, Subcommand)]
+pub enum MachineCommand {
+    /// Create a machine; answers at once (see `show` for its state).
+    Create {
+        /// The project that will own it.
+        #[arg(long)]
+        project: String,
+        /// The cluster.
+        #[arg(long)]
+        cluster: String,
+        /// vCPUs, at least.
+        #[arg(long)]
+        cpus: u32,
+        /// Memory in MiB, at least.
+        #[arg(long)]
+        memory_mib: u64,
+        /// The provider's machine type.
+        #[arg(long)]
+        machine_type: Option<String>,
+        /// The image.
+        #[arg(long)]
+        image: Option<String>,
+        /// A label, KEY=VALUE (repeatable).
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// An idempotency token: the same token again is the same machine.
+        #[arg(long)]
+        client_token: Option<String>,
+    },
+    /// List a project's machines (all of them, for system administrators).
+    List {
+        /// The project.
+        #[arg(long)]
+        project: Option<String>,
+        /// Only in this cluster.
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Only in this state.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Show a machine.
+    Show {
+        /// Its id.
+        id: String,
+    },
+    /// Put a machine back online.
+    Online {
+        /// Its id.
+        id: String,
+    },
+    /// Take a machine offline: it drains first, unless --force.
+    Offline {
+        /// Its id.
+        id: String,
+        /// At once, without draining.
+        #[arg(long)]
+        force: bool,
+        /// Why, for its history.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Retire a machine.
+    Retire {
+        /// Its id.
+        id: String,
+    },
+    /// A machine's history: every move, who, why, when.
+    History {
+        /// Its id.
+        id: String,
+    },
+}
+
+/// `berth quota …`
+#[derive(Debug, Subcommand)]
+pub enum QuotaCommand {
+    /// Set a project's quota; a limit left out is none.
+    Set {
+        /// The project.
+        project: String,
+        /// Machines.
+        #[arg(long)]
+        machines: Option<u32>,
+        /// vCPUs.
+        #[arg(long)]
+        cpus: Option<u32>,
+        /// Memory, MiB.
+        #[arg(long)]
+        memory_mib: Option<u64>,
+    },
+    /// A project's quota and usage.
+    Show {
+        /// The project.
+        project: String,
+    },
+}
+
+const CLUSTER_COLUMNS: &[&str] = &[
+    "name",
+    "provider",
+    "enabled",
+    "projects",
+    "regions",
+    "has_credentials",
+];
+const HOST_COLUMNS: &[&str] = &[
+    "name",
+    "address",
+    "ssh_port",
+    "cpus",
+    "memory_mib",
+    "machine",
+    "needs_init",
+];
+const MACHINE_COLUMNS: &[&str] = &[
+    "id",
+    "project",
+    "cluster",
+    "state",
+    "provider_id",
+    "addresses",
+    "reason",
+];
+const HISTORY_COLUMNS: &[&str] = &["seq", "from", "to", "actor", "reason", "at"];
+
+fn json_object(what: &str, text: &str) -> anyhow::Result<Value> {
+    let value: Value = serde_json::from_str(text).with_context(|| format!("{what} is not JSON"))?;
+    anyhow::ensure!(value.is_object(), "{what} must be a JSON object");
+    Ok(value)
+}
+
+fn read_json(path: &PathBuf) -> anyhow::Result<Value> {
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+}
+
+fn labels(pairs: &[String]) -> anyhow::Result<Map<String, Value>> {
+    pairs
+        .iter()
+        .map(|p| {
+            let (k, v) = p
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--label {p:?}: expected KEY=VALUE"))?;
+            Ok((k.to_owned(), json!(v)))
+        })
+        .collect()
+}
+
+/// Runs `berth cluster …`.
+pub fn cluster(c: &Client, command: ClusterCommand) -> anyhow::Result<ExitCode> {
+    let path = |name: &str| format!("/api/v1/clusters/{}", segment(name));
+    match command {
+        ClusterCommand::List => c.print(
+            &c.call(Method::GET, "/api/v1/clusters", None)?,
+            CLUSTER_COLUMNS,
+        ),
+        ClusterCommand::Add {
+            name,
+            provider,
+            regions,
+            endpoint,
+            settings,
+            credentials_file,
+            labels: pairs,
+            projects,
+            disabled,
+        } => {
+            let mut body = json!({"name": name, "provider": provider, "regions": regions,
+                "endpoint": endpoint, "labels": labels(&pairs)?, "projects": projects,
+                "enabled": !disabled});
+            if let Some(settings) = settings {
+                body["settings"] = json_object("--settings", &settings)?;
+            }
+            if let Some(file) = credentials_file {
+                body["credentials"] = read_json(&file)?;
+            }
+            c.print(
+                &c.call(Method::POST, "/api/v1/clusters", Some(body))?,
+                CLUSTER_COLUMNS,
+            );
+        }
+        ClusterCommand::Show { name } => {
+            c.print(&c.call(Method::GET, &path(&name), None)?, CLUSTER_COLUMNS)
+        }
+        ClusterCommand::Update {
+            name,
+            enable,
+            disable,
+            settings,
+            credentials_file,
+        } => {
+            let mut body = Map::new();
+            if enable || disable {
+                body.insert("enabled".into(), json!(enable));
+            }
+            if let Some(settings) = settings {
+                body.insert("settings".into(), json_object("--settings", &settings)?);
+            }
+            if let Some(file) = credentials_file {
+                body.insert("credentials".into(), read_json(&file)?);
+            }
+            c.print(
+                &c.call(Method::PATCH, &path(&name), Some(Value::Object(body)))?,
+                CLUSTER_COLUMNS,
+            );
+        }
+        ClusterCommand::Remove { name } => {
+            c.call(Method::DELETE, &path(&name), None)?;
+        }
+        ClusterCommand::Grant { name, project } => c.print(
+            &c.call(
+                Method::PUT,
+                &format!("{}/projects/{}", path(&name), segment(&project)),
+                None,
+            )?,
+            CLUSTER_COLUMNS,
+        ),
+        ClusterCommand::Revoke { name, project } => c.print(
+            &c.call(
+                Method::DELETE,
+                &format!("{}/projects/{}", path(&name), segment(&project)),
+                None,
+            )?,
+            CLUSTER_COLUMNS,
+        ),
+        ClusterCommand::Hosts { name, file } => {
+            let hosts = match file {
+                Some(file) => c.call(
+                    Method::POST,
+                    &format!("{}/hosts", path(&name)),
+                    Some(read_json(&file)?),
+                )?,
+                None => c.call(Method::GET, &format!("{}/hosts", path(&name)), None)?,
+            };
+            c.print(&hosts, HOST_COLUMNS);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `berth machine …`.
+pub fn machine(c: &Client, command: MachineCommand) -> anyhow::Result<ExitCode> {
+    let path = |id: &str, action: &str| {
+        let base = format!("/api/v1/machines/{}", segment(id));
+        if action.is_empty() {
+            base
+        } else {
+            format!("{base}/{action}")
+        }
+    };
+    match command {
+        MachineCommand::Create {
+            project,
+            cluster,
+            cpus,
+            memory_mib,
+            machine_type,
+            image,
+            labels: pairs,
+            client_token,
+        } => {
+            let mut spec = json!({"cpus": cpus, "memory_mib": memory_mib});
+            if let Some(t) = machine_type {
+                spec["machine_type"] = json!(t);
+            }
+            if let Some(i) = image {
+                spec["image"] = json!(i);
+            }
+            let body = json!({"project": project, "cluster": cluster, "spec": spec,
+                "labels": labels(&pairs)?, "client_token": client_token});
+            c.print(
+                &c.call(Method::POST, "/api/v1/machines", Some(body))?,
+                MACHINE_COLUMNS,
+            );
+        }
+        MachineCommand::List {
+            project,
+            cluster,
+            state,
+        } => {
+            let query: Vec<String> = [("project", project), ("cluster", cluster), ("state", state)]
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| format!("{k}={}", segment(&v))))
+                .collect();
+            let url = if query.is_empty() {
+                "/api/v1/machines".to_owned()
+            } else {
+                format!("/api/v1/machines?{}", query.join("&"))
+            };
+            c.print(&c.call(Method::GET, &url, None)?, MACHINE_COLUMNS);
+        }
+        MachineCommand::Show { id } => {
+            c.print(&c.call(Method::GET, &path(&id, ""), None)?, MACHINE_COLUMNS)
+        }
+        MachineCommand::Online { id } => c.print(
+            &c.call(Method::POST, &path(&id, "online"), None)?,
+            MACHINE_COLUMNS,
+        ),
+        MachineCommand::Offline { id, force, reason } => c.print(
+            &c.call(
+                Method::POST,
+                &path(&id, "offline"),
+                Some(json!({"force": force, "reason": reason})),
+            )?,
+            MACHINE_COLUMNS,
+        ),
+        MachineCommand::Retire { id } => c.print(
+            &c.call(Method::POST, &path(&id, "retire"), None)?,
+            MACHINE_COLUMNS,
+        ),
+        MachineCommand::History { id } => c.print(
+            &c.call(Method::GET, &path(&id, "history"), None)?,
+            HISTORY_COLUMNS,
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `berth quota …`.
+pub fn quota(c: &Client, command: QuotaCommand) -> anyhow::Result<ExitCode> {
+    let columns = &["project", "quota", "usage"];
+    match command {
+        QuotaCommand::Set {
+            project,
+            machines,
+            cpus,
+            memory_mib,
+        } => {
+            let mut body = Map::new();
+            for (k, v) in [
+                ("machines", machines.map(u64::from)),
+                ("cpus", cpus.map(u64::from)),
+                ("memory_mib", memory_mib),
+            ] {
+                if let Some(v) = v {
+                    body.insert(k.into(), json!(v));
+                }
+            }
+            c.print(
+                &c.call(
+                    Method::PUT,
+                    &format!("/api/v1/projects/{}/quota", segment(&project)),
+                    Some(Value::Object(body)),
+                )?,
+                columns,
+            );
+        }
+        QuotaCommand::Show { project } => c.print(
+            &c.call(
+                Method::GET,
+                &format!("/api/v1/projects/{}/quota", segment(&project)),
+                None,
+            )?,
+            columns,
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
