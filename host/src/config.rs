@@ -305,6 +305,13 @@ pub struct SchedulingConfig {
     /// How long a node holds a machine operation unless it renews the claim; another node
     /// takes it over after. Default 30.
     pub job_lease_secs: u64,
+    /// How often online machines are probed on their SSH port. Default 10.
+    pub health_interval_secs: u64,
+    /// How long a machine may fail its probes before it goes offline. Default 60.
+    pub unhealthy_after_secs: u64,
+    /// When more than this share of a cluster's online machines fail at once, nothing is
+    /// taken offline (a network blip must not drain a cluster). Default 40.
+    pub max_unhealthy_percent: u32,
 }
 
 impl Default for SchedulingConfig {
@@ -313,6 +320,9 @@ impl Default for SchedulingConfig {
             drain_secs: 300,
             initialize_timeout_secs: 600,
             job_lease_secs: 30,
+            health_interval_secs: 10,
+            unhealthy_after_secs: 60,
+            max_unhealthy_percent: 40,
         }
     }
 }

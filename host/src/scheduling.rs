@@ -12,6 +12,7 @@
 
 pub mod clusters;
 pub mod engine;
+pub mod health;
 pub mod lifecycle;
 pub mod machines;
 pub mod pool;
@@ -78,6 +79,8 @@ pub struct Scheduling {
     wake: tokio::sync::Notify,
     /// Operations running on this node.
     running: engine::Running,
+    /// Since when machines fail their health probe, as this node saw it.
+    failing: health::Failing,
 }
 
 impl std::fmt::Debug for Scheduling {
@@ -104,6 +107,7 @@ impl Scheduling {
             node,
             wake: tokio::sync::Notify::new(),
             running: Default::default(),
+            failing: Default::default(),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The scheduling engine: runs machine operations as jobs of the shared runner (kinds
 //! `machine-create` and `machine-retire`), each held by one node under a lease and taken
-//! over by another when its node dies, and moves draining machines to `drained` when
-//! their drain period is over.
+//! over by another when its node dies, moves draining machines to `drained` when their
+//! drain period is over, and runs the health checks (`health.rs`).
 //!
 //! Every step of an operation is a lifecycle move committed on its own, and each step
 //! looks at where the machine is before it acts, so an operation resumed after a crash or
@@ -49,7 +49,15 @@ impl Scheduling {
     }
 
     async fn run_engine(self: Arc<Self>) {
+        let mut last_health: Option<std::time::Instant> = None;
+        let health_every = Duration::from_secs(self.config.health_interval_secs.max(1));
         loop {
+            if last_health.is_none_or(|t| t.elapsed() >= health_every) {
+                if let Err(e) = self.check_health().await {
+                    tracing::error!(error = %e, "scheduling: health checks failed");
+                }
+                last_health = Some(std::time::Instant::now());
+            }
             if let Err(e) = self.start_operations().await {
                 tracing::error!(error = %e, "scheduling: starting machine operations failed");
             }
@@ -256,6 +264,17 @@ impl Scheduling {
 
     /// Where machine `machine` answers SSH: its pool host's address and port.
     async fn ssh_target(&self, machine: &MachineRecord) -> Result<String, OperationError> {
+        self.probe_target(machine).await?.ok_or_else(|| {
+            OperationError::Failed(format!("machine {} has no pool host", machine.id))
+        })
+    }
+
+    /// Where machine `machine`'s SSH port is, if berth knows: its pool host's address
+    /// and port.
+    pub(super) async fn probe_target(
+        &self,
+        machine: &MachineRecord,
+    ) -> StoreResult<Option<String>> {
         let (cluster, host) = (
             machine.cluster.clone(),
             machine.provider_id.clone().unwrap_or_default(),
@@ -264,16 +283,13 @@ impl Scheduling {
             .store
             .read(move |tx| tx.scheduling().pool_host(&cluster, &host))
             .await?;
-        match found {
-            Some(h) if h.address.contains(':') && !h.address.starts_with('[') => {
-                Ok(format!("[{}]:{}", h.address, h.ssh_port))
+        Ok(found.map(|h| {
+            if h.address.contains(':') && !h.address.starts_with('[') {
+                format!("[{}]:{}", h.address, h.ssh_port)
+            } else {
+                format!("{}:{}", h.address, h.ssh_port)
             }
-            Some(h) => Ok(format!("{}:{}", h.address, h.ssh_port)),
-            None => Err(OperationError::Failed(format!(
-                "machine {} has no pool host",
-                machine.id
-            ))),
-        }
+        }))
     }
 
     async fn fail_and_release(&self, id: &str, why: &str) -> Result<(), OperationError> {

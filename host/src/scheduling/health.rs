@@ -1,0 +1,153 @@
+//! Health: an online machine that fails its probe (its SSH port) for longer than
+//! `scheduling.unhealthy_after_secs` goes offline with the reason, and back online when
+//! it answers again. When more than `scheduling.max_unhealthy_percent` of a cluster's
+//! machines fail at once, nothing is taken offline (Cluster API's `maxUnhealthy`): a
+//! network blip, or this node's own network, must not drain a cluster.
+//!
+//! Every node probes; the moves are lifecycle transitions, which check the state they
+//! leave, so two nodes acting on one failure move the machine once. Only machines that
+//! health took offline are brought back by it; an operator's offline stays.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use super::engine::BERTH;
+use super::{Scheduling, lifecycle};
+use crate::storage::store::{StoreResult, now_millis};
+use crate::storage::tables::scheduling::{MachineFilter, MachineRecord, MachineState};
+
+/// The reason health gives a machine it takes offline; it brings back only those.
+pub const UNHEALTHY: &str = "unhealthy:";
+
+/// How long one probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Since when each machine has failed its probes, on this node.
+pub(super) type Failing = std::sync::Mutex<HashMap<String, Instant>>;
+
+impl Scheduling {
+    /// One round: probes online machines and those health took offline, and moves them.
+    pub(super) async fn check_health(&self) -> StoreResult<()> {
+        let machines = self
+            .store
+            .read(|tx| {
+                tx.scheduling().machines(&MachineFilter {
+                    states: vec![MachineState::Online, MachineState::Offline],
+                    ..MachineFilter::default()
+                })
+            })
+            .await?;
+        let mut targets = Vec::new();
+        for machine in machines {
+            let health_took_it = machine.state == MachineState::Offline
+                && machine
+                    .reason
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with(UNHEALTHY));
+            if (machine.state == MachineState::Online || health_took_it)
+                && let Some(target) = self.probe_target(&machine).await?
+            {
+                targets.push((machine, target));
+            }
+        }
+        let probes = targets.iter().map(|(_, target)| async move {
+            tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(target))
+                .await
+                .is_ok_and(|c| c.is_ok())
+        });
+        let answers = futures::future::join_all(probes).await;
+        let unhealthy_after = Duration::from_secs(self.config.unhealthy_after_secs);
+        let mut down: Vec<&MachineRecord> = Vec::new();
+        let mut back: Vec<&MachineRecord> = Vec::new();
+        {
+            let mut failing = self.failing.lock().expect("failing lock");
+            let seen: HashSet<&str> = targets.iter().map(|(m, _)| m.id.as_str()).collect();
+            failing.retain(|id, _| seen.contains(id.as_str()));
+            for ((machine, _), answered) in targets.iter().zip(&answers) {
+                if *answered {
+                    failing.remove(&machine.id);
+                    if machine.state == MachineState::Offline {
+                        back.push(machine);
+                    }
+                } else if machine.state == MachineState::Online {
+                    let since = *failing
+                        .entry(machine.id.clone())
+                        .or_insert_with(Instant::now);
+                    if since.elapsed() >= unhealthy_after {
+                        down.push(machine);
+                    }
+                }
+            }
+        }
+        // The guard, per cluster: too many failing at once is not the machines' fault.
+        let mut online_per_cluster: HashMap<&str, usize> = HashMap::new();
+        let mut failing_per_cluster: HashMap<&str, usize> = HashMap::new();
+        for ((machine, _), answered) in targets.iter().zip(&answers) {
+            if machine.state == MachineState::Online {
+                *online_per_cluster.entry(&machine.cluster).or_default() += 1;
+                if !answered {
+                    *failing_per_cluster.entry(&machine.cluster).or_default() += 1;
+                }
+            }
+        }
+        let limit = u64::from(self.config.max_unhealthy_percent);
+        for machine in down {
+            let online = online_per_cluster[machine.cluster.as_str()] as u64;
+            let failing = failing_per_cluster[machine.cluster.as_str()] as u64;
+            if failing * 100 > online * limit {
+                tracing::warn!(cluster = %machine.cluster, failing, online, "scheduling: too many machines fail their health probe at once; taking none offline");
+                continue;
+            }
+            let reason = format!(
+                "{UNHEALTHY} no answer on its SSH port for {} s",
+                self.config.unhealthy_after_secs
+            );
+            self.health_move(
+                &machine.id,
+                MachineState::Online,
+                MachineState::Offline,
+                reason,
+            )
+            .await;
+        }
+        for machine in back {
+            self.health_move(
+                &machine.id,
+                MachineState::Offline,
+                MachineState::Online,
+                "answers on its SSH port again".into(),
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    /// Moves machine `id` from `from` to `to`, if it is still in `from` (another node or
+    /// an operator may have moved it since the probe).
+    async fn health_move(&self, id: &str, from: MachineState, to: MachineState, reason: String) {
+        let owned = id.to_owned();
+        let moved = self
+            .store
+            .write(move |tx| -> Result<bool, lifecycle::LifecycleError> {
+                match tx.scheduling().machine(&owned)? {
+                    Some(m) if m.state == from => {
+                        lifecycle::transition(tx, &owned, to, BERTH, Some(&reason), now_millis())?;
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                }
+            })
+            .await;
+        match moved {
+            Ok(true) => tracing::warn!(
+                machine = id,
+                to = to.as_str(),
+                "scheduling: health moved a machine"
+            ),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(machine = id, error = %e, "scheduling: health could not move a machine")
+            }
+        }
+    }
+}
