@@ -701,7 +701,7 @@ async fn a_machine_that_stops_answering_goes_offline_and_comes_back_unless_most_
             ("BERTH_SCHEDULING__MAX_UNHEALTHY_PERCENT", "40"),
         ],
     );
-    let mut ports = vec![Port::open().await, Port::open().await, Port::open().await];
+    let mut ports = [Port::open().await, Port::open().await, Port::open().await];
     api(
         &berth,
         Method::POST,
