@@ -312,6 +312,13 @@ pub struct SchedulingConfig {
     /// When more than this share of a cluster's online machines fail at once, nothing is
     /// taken offline (a network blip must not drain a cluster). Default 40.
     pub max_unhealthy_percent: u32,
+    /// Where every machine state change is POSTed (a load balancer's or service
+    /// registry's hook). None: no webhook.
+    pub webhook_url: Option<String>,
+    /// The key the webhook's HMAC-SHA256 signature is made with
+    /// (`X-Berth-Signature`); set it in the environment
+    /// (`BERTH_SCHEDULING__WEBHOOK_SECRET`), `berth config print` never shows it.
+    pub webhook_secret: Option<String>,
 }
 
 impl Default for SchedulingConfig {
@@ -323,6 +330,8 @@ impl Default for SchedulingConfig {
             health_interval_secs: 10,
             unhealthy_after_secs: 60,
             max_unhealthy_percent: 40,
+            webhook_url: None,
+            webhook_secret: None,
         }
     }
 }
@@ -451,10 +460,13 @@ impl Config {
     }
 
     /// The configuration as TOML, for `berth config print`, with the password of the
-    /// metadata connection string replaced by `***`.
+    /// metadata connection string and the webhook secret replaced by `***`.
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
         shown.metadata.url = shown.metadata.url.as_deref().map(redact_password);
+        if shown.scheduling.webhook_secret.is_some() {
+            shown.scheduling.webhook_secret = Some("***".into());
+        }
         toml::to_string_pretty(&shown).expect("config serializes")
     }
 }

@@ -62,6 +62,28 @@ pub fn read(tx: &dyn ReadTx, consumer: &str, limit: usize) -> StoreResult<Batch>
     })
 }
 
+/// Gives `consumer` a cursor in `tx` if it has none; returns where it stands.
+pub fn register_in(tx: &dyn WriteTx, consumer: &str, start: Start) -> StoreResult<u64> {
+    if let Some(cursor) = tx.events().event_cursor(consumer)? {
+        return Ok(cursor);
+    }
+    let cursor = match start {
+        Start::Oldest => 0,
+        Start::Newest => tx.events().last_event_seq()?,
+    };
+    tx.events().set_event_cursor(consumer, cursor)?;
+    Ok(cursor)
+}
+
+/// Numbers the events committed since the last call where the backend numbers them after
+/// commit (PostgreSQL), for a consumer that holds a store rather than a [`Feed`]. Blocks.
+pub fn sequence(store: &Store) -> StoreResult<()> {
+    if store.read_blocking(|tx| tx.events().unsequenced_events())? {
+        store.write_blocking(Durability::Immediate, |tx| tx.events().sequence_events())?;
+    }
+    Ok(())
+}
+
 /// Moves `consumer`'s cursor from `from` (where its batch was read) to `through`, and
 /// trims what every consumer has handled; returns `false`, changing nothing, when the
 /// cursor is no longer at `from` (another node handled the batch first; drop what was
@@ -136,30 +158,13 @@ impl Feed {
     /// Gives `consumer` a cursor if it has none; returns where it stands. Blocks.
     pub fn register(&self, consumer: &str, start: Start) -> StoreResult<u64> {
         self.store
-            .write_blocking(Durability::Immediate, |tx| -> StoreResult<u64> {
-                if let Some(cursor) = tx.events().event_cursor(consumer)? {
-                    return Ok(cursor);
-                }
-                let cursor = match start {
-                    Start::Oldest => 0,
-                    Start::Newest => tx.events().last_event_seq()?,
-                };
-                tx.events().set_event_cursor(consumer, cursor)?;
-                Ok(cursor)
-            })
+            .write_blocking(Durability::Immediate, |tx| register_in(tx, consumer, start))
     }
 
     /// Numbers the events committed since the last call, where the backend numbers them
     /// after commit (PostgreSQL); consumers call it before reading. Cheap when there is
     /// nothing to number. Blocks.
     pub fn sequence(&self) -> StoreResult<()> {
-        if self
-            .store
-            .read_blocking(|tx| tx.events().unsequenced_events())?
-        {
-            self.store
-                .write_blocking(Durability::Immediate, |tx| tx.events().sequence_events())?;
-        }
-        Ok(())
+        sequence(&self.store)
     }
 }

@@ -18,6 +18,7 @@ pub mod machines;
 pub mod pool;
 pub mod quotas;
 pub mod requests;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -81,6 +82,10 @@ pub struct Scheduling {
     running: engine::Running,
     /// Since when machines fail their health probe, as this node saw it.
     failing: health::Failing,
+    /// Where webhook delivery stands on this node.
+    delivery: std::sync::Mutex<webhooks::Delivery>,
+    /// The webhook's HTTP client.
+    http: reqwest::Client,
 }
 
 impl std::fmt::Debug for Scheduling {
@@ -108,6 +113,8 @@ impl Scheduling {
             wake: tokio::sync::Notify::new(),
             running: Default::default(),
             failing: Default::default(),
+            delivery: Default::default(),
+            http: reqwest::Client::new(),
         }
     }
 }

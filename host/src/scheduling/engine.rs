@@ -64,6 +64,9 @@ impl Scheduling {
             if let Err(e) = self.finish_drains().await {
                 tracing::error!(error = %e, "scheduling: finishing drains failed");
             }
+            if let Err(e) = self.deliver_webhooks().await {
+                tracing::error!(error = %e, "scheduling: delivering webhooks failed");
+            }
             tokio::select! {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(IDLE_POLL) => {}

@@ -1,0 +1,139 @@
+//! Health probes on real ports that the test opens and closes.
+
+use serde_json::{Value, json};
+
+use super::machine_in;
+use crate::replication::api;
+use crate::support::*;
+
+/// A host's SSH port that the test opens and closes.
+struct Port {
+    port: u16,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Port {
+    async fn open() -> Port {
+        let mut port = Port {
+            port: 0,
+            task: None,
+        };
+        port.listen().await;
+        port
+    }
+
+    async fn listen(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        self.port = listener.local_addr().unwrap().port();
+        self.task = Some(tokio::spawn(async move {
+            loop {
+                let _ = listener.accept().await;
+            }
+        }));
+    }
+
+    fn close(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_machine_that_stops_answering_goes_offline_and_comes_back_unless_most_of_its_cluster_fails()
+ {
+    use reqwest::Method;
+    let berth = Berth::start_configured(
+        &[],
+        &[
+            ("BERTH_SCHEDULING__HEALTH_INTERVAL_SECS", "1"),
+            ("BERTH_SCHEDULING__UNHEALTHY_AFTER_SECS", "1"),
+            ("BERTH_SCHEDULING__MAX_UNHEALTHY_PERCENT", "40"),
+        ],
+    );
+    let mut ports = [Port::open().await, Port::open().await, Port::open().await];
+    api(
+        &berth,
+        Method::POST,
+        "/api/v1/projects",
+        Some(json!({"name": "infra"})),
+    )
+    .await;
+    api(
+        &berth,
+        Method::POST,
+        "/api/v1/clusters",
+        Some(json!({"name": "rack", "provider": "static-pool", "projects": ["infra"]})),
+    )
+    .await;
+    let hosts: Vec<Value> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| json!({"name": format!("h{i}"), "address": "127.0.0.1", "ssh_port": p.port, "cpus": 4, "memory_mib": 4096}))
+        .collect();
+    api(
+        &berth,
+        Method::POST,
+        "/api/v1/clusters/rack/hosts",
+        Some(Value::Array(hosts)),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let created = api(
+            &berth,
+            Method::POST,
+            "/api/v1/machines",
+            Some(json!({"project": "infra", "cluster": "rack", "spec": {"cpus": 4, "memory_mib": 4096},
+                        "client_token": format!("m{i}")})),
+        )
+        .await;
+        ids.push(created["id"].as_str().unwrap().to_string());
+    }
+    let mut by_host = std::collections::HashMap::new();
+    for id in &ids {
+        let m = machine_in(&berth, id, "online").await;
+        by_host.insert(m["provider_id"].as_str().unwrap().to_string(), id.clone());
+    }
+
+    // One of three stops answering: offline, with the reason; back once it answers.
+    ports[0].close();
+    let down = machine_in(&berth, &by_host["h0"], "offline").await;
+    assert!(
+        down["reason"].as_str().unwrap().starts_with("unhealthy:"),
+        "{down:#}"
+    );
+    assert_eq!(down["state"], "offline");
+    ports[0].listen().await;
+    machine_in(&berth, &by_host["h0"], "online").await;
+
+    // An operator's offline is not health's to undo.
+    let path = format!("/api/v1/machines/{}/offline", by_host["h1"]);
+    api(&berth, Method::POST, &path, Some(json!({"force": true}))).await;
+
+    // Both machines still online fail at once: 100% of the cluster's online machines,
+    // over the 40% guard, so nothing is taken offline.
+    ports[0].close();
+    ports[2].close();
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    for host in ["h0", "h2"] {
+        let m = api(
+            &berth,
+            Method::GET,
+            &format!("/api/v1/machines/{}", by_host[host]),
+            None,
+        )
+        .await;
+        assert_eq!(m["state"], "online", "{host}: {m:#}");
+    }
+    let m = api(
+        &berth,
+        Method::GET,
+        &format!("/api/v1/machines/{}", by_host["h1"]),
+        None,
+    )
+    .await;
+    assert_eq!(m["state"], "offline", "{m:#}");
+}

@@ -1,0 +1,276 @@
+//! Machines on a physical pool: create, online, offline, drain, retire, history, and who
+//! may do which.
+
+use serde_json::{Value, json};
+
+use super::{call, machine_in};
+use crate::replication::api;
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_gets_a_pool_host_online_takes_it_offline_and_retires_it() {
+    use reqwest::Method;
+    let berth = Berth::start_configured(
+        &[],
+        &[
+            ("BERTH_SCHEDULING__DRAIN_SECS", "1"),
+            ("BERTH_SCHEDULING__INITIALIZE_TIMEOUT_SECS", "3"),
+        ],
+    );
+    // The hosts' SSH ports: one answers, one is closed.
+    let answering = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let open_port = answering.local_addr().unwrap().port();
+    let closed_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    tokio::spawn(async move {
+        loop {
+            let _ = answering.accept().await;
+        }
+    });
+    api(
+        &berth,
+        Method::POST,
+        "/api/v1/projects",
+        Some(json!({"name": "infra"})),
+    )
+    .await;
+    for (user, role) in [("ada", "admin"), ("dev", "developer"), ("gus", "guest")] {
+        api(
+            &berth,
+            Method::POST,
+            "/api/v1/users",
+            Some(json!({"username": user, "password": format!("{user}'s long password")})),
+        )
+        .await;
+        api(
+            &berth,
+            Method::POST,
+            "/api/v1/projects/infra/members",
+            Some(json!({"username": user, "role": role})),
+        )
+        .await;
+    }
+    let as_user = |user: &str| client_as(user, &format!("{user}'s long password"));
+    api(
+        &berth,
+        Method::POST,
+        "/api/v1/clusters",
+        Some(json!({"name": "rack", "provider": "static-pool", "projects": ["infra"]})),
+    )
+    .await;
+    api(
+        &berth,
+        Method::POST,
+        "/api/v1/clusters/rack/hosts",
+        Some(json!([
+            {"name": "up", "address": "127.0.0.1", "ssh_port": open_port, "cpus": 8, "memory_mib": 16384},
+            {"name": "down", "address": "127.0.0.1", "ssh_port": closed_port, "cpus": 64, "memory_mib": 262144}
+        ])),
+    )
+    .await;
+    api(
+        &berth,
+        Method::PUT,
+        "/api/v1/projects/infra/quota",
+        Some(json!({"machines": 1})),
+    )
+    .await;
+    let ask = json!({"project": "infra", "cluster": "rack", "spec": {"cpus": 4, "memory_mib": 8192},
+                     "client_token": "first"});
+
+    // Guests and developers may not create; the project admin may.
+    for user in ["gus", "dev"] {
+        let (status, _) = call(
+            &as_user(user),
+            &berth,
+            Method::POST,
+            "/api/v1/machines",
+            Some(ask.clone()),
+        )
+        .await;
+        assert_eq!(status, 403, "{user}");
+    }
+    let ada = as_user("ada");
+    let (status, created) = call(
+        &ada,
+        &berth,
+        Method::POST,
+        "/api/v1/machines",
+        Some(ask.clone()),
+    )
+    .await;
+    assert_eq!(status, 202, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let (status, again) = call(
+        &ada,
+        &berth,
+        Method::POST,
+        "/api/v1/machines",
+        Some(ask.clone()),
+    )
+    .await;
+    assert_eq!(
+        (status, again["id"].as_str()),
+        (200, Some(id.as_str())),
+        "{again}"
+    );
+    let mut other = ask.clone();
+    other["client_token"] = json!("second");
+    let (status, refused) = call(
+        &ada,
+        &berth,
+        Method::POST,
+        "/api/v1/machines",
+        Some(other.clone()),
+    )
+    .await;
+    assert_eq!(status, 409, "the quota of one machine: {refused}");
+
+    // The smallest host that fits, and online once its SSH port answers.
+    let online = machine_in(&berth, &id, "online").await;
+    assert_eq!(online["provider_id"], "up");
+    assert_eq!(online["addresses"], json!(["127.0.0.1"]));
+    let (status, seen) = call(
+        &as_user("gus"),
+        &berth,
+        Method::GET,
+        &format!("/api/v1/machines/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!((status, &seen["state"]), (200, &json!("online")));
+    let (status, listed) = call(
+        &as_user("gus"),
+        &berth,
+        Method::GET,
+        "/api/v1/machines?project=infra",
+        None,
+    )
+    .await;
+    assert_eq!((status, listed.as_array().map(Vec::len)), (200, Some(1)));
+
+    // Robot accounts: as granted.
+    for (name, actions, status) in [
+        ("watcher", json!(["pull", "read_machines"]), 200),
+        ("puller", json!(["pull"]), 403),
+    ] {
+        let robot = api(
+            &berth,
+            Method::POST,
+            "/api/v1/robots",
+            Some(json!({"name": name, "permissions": [{"project": "infra", "actions": actions}]})),
+        )
+        .await;
+        let as_robot = client_as(&format!("robot${name}"), robot["secret"].as_str().unwrap());
+        let (got, body) = call(
+            &as_robot,
+            &berth,
+            Method::GET,
+            "/api/v1/machines?project=infra",
+            None,
+        )
+        .await;
+        assert_eq!(got, status, "{name}: {body}");
+    }
+
+    // Developers take it offline (force) and back; a drain ends drained.
+    let dev = as_user("dev");
+    let path = |action: &str| format!("/api/v1/machines/{id}/{action}");
+    let (status, _) = call(&as_user("gus"), &berth, Method::POST, &path("online"), None).await;
+    assert_eq!(status, 403);
+    let (status, off) = call(
+        &dev,
+        &berth,
+        Method::POST,
+        &path("offline"),
+        Some(json!({"force": true, "reason": "kernel update"})),
+    )
+    .await;
+    assert_eq!((status, &off["state"]), (200, &json!("offline")), "{off}");
+    let (status, on) = call(&dev, &berth, Method::POST, &path("online"), None).await;
+    assert_eq!((status, &on["state"]), (200, &json!("online")), "{on}");
+    let (status, draining) = call(
+        &dev,
+        &berth,
+        Method::POST,
+        &path("offline"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!((status, &draining["state"]), (200, &json!("draining")));
+    machine_in(&berth, &id, "drained").await;
+    let (status, _) = call(&dev, &berth, Method::POST, &path("retire"), None).await;
+    assert_eq!(status, 403);
+    let (status, _) = call(&ada, &berth, Method::POST, &path("retire"), None).await;
+    assert_eq!(status, 202);
+    machine_in(&berth, &id, "retired").await;
+    let (status, _) = call(&ada, &berth, Method::POST, &path("retire"), None).await;
+    assert_eq!(
+        status, 202,
+        "retiring a retired machine again is not an error"
+    );
+    let hosts = api(&berth, Method::GET, "/api/v1/clusters/rack/hosts", None).await;
+    let up = hosts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "up")
+        .unwrap();
+    assert_eq!(
+        (&up["machine"], &up["needs_init"]),
+        (&Value::Null, &json!(true)),
+        "{hosts:#}"
+    );
+
+    let history = api(&berth, Method::GET, &path("history"), None).await;
+    let moves: Vec<(&str, &str)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["to"].as_str().unwrap(), t["actor"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            ("requested", "ada"),
+            ("provisioning", "berth"),
+            ("initializing", "berth"),
+            ("online", "berth"),
+            ("offline", "dev"),
+            ("online", "dev"),
+            ("draining", "dev"),
+            ("drained", "berth"),
+            ("retiring", "ada"),
+            ("retired", "berth")
+        ]
+    );
+    assert_eq!(history[4]["reason"], "kernel update");
+
+    // A host that never answers: the create fails with the reason, the host is free
+    // again and the quota's share given back.
+    let mut big = other.clone();
+    big["spec"] = json!({"cpus": 32, "memory_mib": 65536});
+    let (status, created) = call(&ada, &berth, Method::POST, "/api/v1/machines", Some(big)).await;
+    assert_eq!(status, 202, "{created}");
+    let failed = machine_in(&berth, created["id"].as_str().unwrap(), "failed").await;
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer"),
+        "{failed:#}"
+    );
+    let hosts = api(&berth, Method::GET, "/api/v1/clusters/rack/hosts", None).await;
+    assert!(
+        hosts
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["machine"].is_null()),
+        "{hosts:#}"
+    );
+    let quota = api(&berth, Method::GET, "/api/v1/projects/infra/quota", None).await;
+    assert_eq!(quota["usage"]["machines"], 0, "{quota:#}");
+}
