@@ -129,6 +129,7 @@ pub fn router(state: ApiState) -> Router {
         .routes(routes!(scheduling::list_hosts, scheduling::import_hosts))
         .routes(routes!(scheduling::get_quota, scheduling::set_quota))
         .routes(routes!(machines::list_machines, machines::create_machine))
+        .routes(routes!(machines::register_machine))
         .routes(routes!(machines::get_machine))
         .routes(routes!(machines::machine_history))
         .routes(routes!(machines::offline_machine))

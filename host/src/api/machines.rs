@@ -12,7 +12,7 @@ use super::caller::ApiCaller;
 use super::extract::{ApiJson, ApiQuery};
 use super::problem::{ApiError, ApiResult, Problem};
 use crate::auth::Action;
-use crate::scheduling::machines::{MachineView, NewMachine};
+use crate::scheduling::machines::{MachineView, NewMachine, RegisterMachine};
 use crate::scheduling::{MachineFilter, MachineState, TransitionRecord};
 
 /// `GET /api/v1/machines` filters.
@@ -83,6 +83,39 @@ pub async fn create_machine(
                 "machine.create",
                 &machine.id,
                 Some(format!("{} in {}", machine.project, machine.cluster)),
+            )
+            .await;
+    }
+    let status = if created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(machine)))
+}
+
+/// Registers a physical host that already runs as a machine of a project (project
+/// admins): recorded with the host's size, within the quota, online once it answers.
+#[utoipa::path(post, operation_id = "machines_register", path = "/api/v1/machines/register", tag = "machines", request_body = RegisterMachine,
+    responses((status = 202, body = MachineView), (status = 200, body = MachineView), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 415, body = Problem)))]
+pub async fn register_machine(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    ApiJson(register): ApiJson<RegisterMachine>,
+) -> ApiResult<(StatusCode, Json<MachineView>)> {
+    caller.require(&state.auth, &register.project, Action::ManageMachines)?;
+    let host = register.host.clone();
+    let (machine, created) = state
+        .scheduling
+        .register_machine(register, caller.principal.name())
+        .await?;
+    if created {
+        caller
+            .audit(
+                &state,
+                "machine.register",
+                &machine.id,
+                Some(format!("host {host} in {}", machine.cluster)),
             )
             .await;
     }

@@ -128,6 +128,21 @@ pub enum MachineCommand {
         #[arg(long)]
         client_token: Option<String>,
     },
+    /// Register a pool host that already runs as a machine of a project.
+    Register {
+        /// The project that owns it.
+        #[arg(long)]
+        project: String,
+        /// Its pool.
+        #[arg(long)]
+        cluster: String,
+        /// The host's name in the pool.
+        #[arg(long)]
+        host: String,
+        /// An idempotency token.
+        #[arg(long)]
+        client_token: Option<String>,
+    },
     /// List a project's machines (all of them, for system administrators).
     List {
         /// The project.
@@ -376,6 +391,19 @@ pub fn machine(c: &Client, command: MachineCommand) -> anyhow::Result<ExitCode> 
                 "labels": labels(&pairs)?, "client_token": client_token});
             c.print(
                 &c.call(Method::POST, "/api/v1/machines", Some(body))?,
+                MACHINE_COLUMNS,
+            );
+        }
+        MachineCommand::Register {
+            project,
+            cluster,
+            host,
+            client_token,
+        } => {
+            let body = json!({"project": project, "cluster": cluster, "host": host,
+                "client_token": client_token});
+            c.print(
+                &c.call(Method::POST, "/api/v1/machines/register", Some(body))?,
                 MACHINE_COLUMNS,
             );
         }

@@ -34,6 +34,25 @@ pub struct NewMachine {
     pub client_token: Option<String>,
 }
 
+/// `POST /api/v1/machines/register`: a physical host that already runs, taken under
+/// berth's management with its project.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterMachine {
+    /// The project that owns it.
+    pub project: String,
+    /// Its pool (a `static-pool` cluster).
+    pub cluster: String,
+    /// The host's name in the pool.
+    pub host: String,
+    /// Labels.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// An idempotency token.
+    #[serde(default)]
+    pub client_token: Option<String>,
+}
+
 /// A machine as the API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct MachineView {
@@ -149,6 +168,62 @@ impl Scheduling {
                     queue::enqueue(tx, engine::CREATE, &machine.id, serde_json::json!({}), now)?;
                 }
                 Ok((machine, new))
+            })
+            .await?;
+        if made.1 {
+            self.wake.notify_one();
+        }
+        Ok((made.0.into(), made.1))
+    }
+
+    /// Takes a pool host that already runs under berth's management as a machine of
+    /// `project`: recorded with the host's size, within the quota, and brought online
+    /// like a new one once it answers (nothing is installed or wiped).
+    pub async fn register_machine(
+        &self,
+        register: RegisterMachine,
+        actor: &str,
+    ) -> SchedulingResult<(MachineView, bool)> {
+        let actor = actor.to_owned();
+        let made = self
+            .store
+            .write(move |tx| -> SchedulingResult<(MachineRecord, bool)> {
+                let request = |spec: MachineSpec| MachineRequest {
+                    project: register.project.clone(),
+                    cluster: register.cluster.clone(),
+                    spec,
+                    labels: register.labels.clone(),
+                    client_token: register.client_token.clone(),
+                };
+                // A retried registration finds its machine by the token first.
+                if let Some(token) = &register.client_token
+                    && let Some(existing) =
+                        tx.scheduling().machine_by_token(&register.project, token)?
+                {
+                    if existing.provider_id.as_deref() != Some(register.host.as_str()) {
+                        return Err(SchedulingError::Conflict(format!(
+                            "client token {token} was used for machine {}",
+                            existing.id
+                        )));
+                    }
+                    return Ok((existing, false));
+                }
+                let host = pool::free_host(tx, &register.cluster, &register.host)?;
+                let spec = MachineSpec {
+                    cpus: host.cpus,
+                    memory_mib: host.memory_mib,
+                    zone: host.zone.clone(),
+                    ..MachineSpec::default()
+                };
+                let now = now_millis();
+                let (machine, _) = requests::request(tx, &request(spec), &actor, now)?;
+                pool::allocate_named(tx, &machine.id, &register.host, &actor, now)?;
+                queue::enqueue(tx, engine::CREATE, &machine.id, serde_json::json!({}), now)?;
+                let machine = tx
+                    .scheduling()
+                    .machine(&machine.id)?
+                    .expect("recorded in this transaction");
+                Ok((machine, true))
             })
             .await?;
         if made.1 {

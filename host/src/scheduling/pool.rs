@@ -164,7 +164,7 @@ pub fn allocate(
                 .all(|(k, v)| h.labels.get(k) == Some(v))
         })
         .min_by(|a, b| (a.cpus, a.memory_mib, &a.name).cmp(&(b.cpus, b.memory_mib, &b.name)));
-    let Some(mut host) = chosen else {
+    let Some(host) = chosen else {
         let error = PoolError::NoCapacity {
             pool: machine.cluster.clone(),
             cpus: spec.cpus,
@@ -180,6 +180,18 @@ pub fn allocate(
         )?;
         return Err(error);
     };
+    give(tx, id, host, actor, now)
+}
+
+/// Gives `host` to machine `id` (which is `requested`): the machine moves to
+/// `provisioning` with the host as its provider id and address.
+fn give(
+    tx: &dyn WriteTx,
+    id: &str,
+    mut host: PoolHostRecord,
+    actor: &str,
+    now: u64,
+) -> Result<PoolHostRecord, PoolError> {
     let mut moved = lifecycle::transition(
         tx,
         id,
@@ -197,6 +209,38 @@ pub fn allocate(
     }
     tx.scheduling().put_machine(&moved)?;
     Ok(host)
+}
+
+/// A free host of pool `cluster` by name, for registering a machine that already runs
+/// there: its spec is the host's.
+pub fn free_host(tx: &dyn WriteTx, cluster: &str, name: &str) -> Result<PoolHostRecord, PoolError> {
+    pool_of(tx, cluster)?;
+    match tx.scheduling().pool_host(cluster, name)? {
+        Some(host) if host.machine.is_none() => Ok(host),
+        Some(host) => Err(PoolError::Invalid(format!(
+            "host {name} of pool {cluster} is machine {} already",
+            host.machine.unwrap_or_default()
+        ))),
+        None => Err(PoolError::Invalid(format!(
+            "pool {cluster} has no host {name}"
+        ))),
+    }
+}
+
+/// Gives host `name` to machine `id`, which was requested for it (`free_host`).
+pub fn allocate_named(
+    tx: &dyn WriteTx,
+    id: &str,
+    name: &str,
+    actor: &str,
+    now: u64,
+) -> Result<PoolHostRecord, PoolError> {
+    let machine = tx
+        .scheduling()
+        .machine(id)?
+        .ok_or_else(|| LifecycleError::NotFound(id.to_owned()))?;
+    let host = free_host(tx, &machine.cluster, name)?;
+    give(tx, id, host, actor, now)
 }
 
 /// Releases the host machine `id` holds, if any: free again, to be set up anew.

@@ -274,3 +274,86 @@ async fn a_project_gets_a_pool_host_online_takes_it_offline_and_retires_it() {
     let quota = api(&berth, Method::GET, "/api/v1/projects/infra/quota", None).await;
     assert_eq!(quota["usage"]["machines"], 0, "{quota:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_already_runs_is_registered_as_it_is() {
+    use reqwest::Method;
+    let berth = Berth::start();
+    let answering = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = answering.local_addr().unwrap().port();
+    std::thread::spawn(move || for _ in answering.incoming() {});
+    api(
+        &berth,
+        Method::POST,
+        "/api/v1/projects",
+        Some(json!({"name": "ops"})),
+    )
+    .await;
+    api(
+        &berth,
+        Method::POST,
+        "/api/v1/clusters",
+        Some(json!({"name": "legacy", "provider": "static-pool", "projects": ["ops"]})),
+    )
+    .await;
+    api(
+        &berth,
+        Method::POST,
+        "/api/v1/clusters/legacy/hosts",
+        Some(
+            json!([{"name": "db-7", "address": "127.0.0.1", "ssh_port": port, "cpus": 48,
+                     "memory_mib": 393216, "zone": "dc2"}]),
+        ),
+    )
+    .await;
+    let admin = client();
+    let register =
+        json!({"project": "ops", "cluster": "legacy", "host": "db-7", "client_token": "db-7"});
+    let (status, machine) = call(
+        &admin,
+        &berth,
+        Method::POST,
+        "/api/v1/machines/register",
+        Some(register.clone()),
+    )
+    .await;
+    assert_eq!(status, 202, "{machine}");
+    let id = machine["id"].as_str().unwrap().to_string();
+    let online = machine_in(&berth, &id, "online").await;
+    assert_eq!(online["provider_id"], "db-7");
+    assert_eq!(online["spec"]["cpus"], 48);
+    assert_eq!(online["spec"]["zone"], "dc2");
+    // Again with its token: the same machine; with another token: the host is taken.
+    let (status, again) = call(
+        &admin,
+        &berth,
+        Method::POST,
+        "/api/v1/machines/register",
+        Some(register.clone()),
+    )
+    .await;
+    assert_eq!((status, again["id"].as_str()), (200, Some(id.as_str())));
+    let mut other = register.clone();
+    other["client_token"] = json!("another");
+    let (status, refused) = call(
+        &admin,
+        &berth,
+        Method::POST,
+        "/api/v1/machines/register",
+        Some(other),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["detail"].as_str().unwrap().contains("already"),
+        "{refused}"
+    );
+    let history = api(
+        &berth,
+        Method::GET,
+        &format!("/api/v1/machines/{id}/history"),
+        None,
+    )
+    .await;
+    assert_eq!(history[1]["reason"], "allocated host db-7");
+}
