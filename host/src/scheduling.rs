@@ -22,6 +22,7 @@ pub mod webhooks;
 
 use std::sync::Arc;
 
+use crate::auth::AccessControl;
 use crate::config::SchedulingConfig;
 use crate::plugins::PluginHost;
 use crate::storage::sealing::Sealer;
@@ -71,6 +72,8 @@ pub type SchedulingResult<T> = Result<T, SchedulingError>;
 /// The scheduling service.
 pub struct Scheduling {
     store: Store,
+    /// Access control: its audit log records the moves berth makes itself.
+    auth: Arc<AccessControl>,
     sealer: Arc<Sealer>,
     plugins: Arc<PluginHost>,
     config: SchedulingConfig,
@@ -99,6 +102,7 @@ impl Scheduling {
     /// providers are `plugins`' cloud-provider plugins.
     pub fn new(
         store: Store,
+        auth: Arc<AccessControl>,
         sealer: Arc<Sealer>,
         plugins: Arc<PluginHost>,
         config: SchedulingConfig,
@@ -106,6 +110,7 @@ impl Scheduling {
     ) -> Scheduling {
         Scheduling {
             store,
+            auth,
             sealer,
             plugins,
             config,

@@ -334,6 +334,7 @@ pub async fn run(
     supervisor.spawn("replication-engine", replication.start());
     let scheduling = Arc::new(Scheduling::new(
         registry.metadata.clone(),
+        registry.auth.clone(),
         sealer,
         plugins.clone(),
         config.scheduling.clone(),

@@ -35,6 +35,9 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Pause between probes of a machine that did not answer yet.
 const PROBE_PAUSE: Duration = Duration::from_secs(1);
 
+/// The reason of a drain's end.
+const DRAINED: &str = "drain period over";
+
 /// The actor machine moves made by berth itself carry.
 pub const BERTH: &str = "berth";
 
@@ -179,26 +182,41 @@ impl Scheduling {
             .ok_or_else(|| OperationError::Failed(format!("machine {id} is gone")))
     }
 
-    /// One move, committed on its own.
+    /// Records a move berth made itself in the audit log (moves made through the API are
+    /// audited by the API, with the caller).
+    pub(super) async fn audit_move(&self, id: &str, to: MachineState, reason: Option<&str>) {
+        let mut record =
+            crate::auth::audit::AuditRecord::new(BERTH, "", "machine.transition", id, "success");
+        record.detail = Some(match reason {
+            Some(reason) => format!("{}: {reason}", to.as_str()),
+            None => to.as_str().to_owned(),
+        });
+        self.auth.audit.record(record).await;
+    }
+
+    /// One move, committed on its own, and audited.
     async fn step(
         &self,
         id: &str,
         to: MachineState,
         reason: Option<String>,
     ) -> Result<MachineRecord, OperationError> {
-        let id = id.to_owned();
-        self.store
+        let (owned, why) = (id.to_owned(), reason.clone());
+        let moved = self
+            .store
             .write(move |tx| -> Result<MachineRecord, OperationError> {
                 Ok(lifecycle::transition(
                     tx,
-                    &id,
+                    &owned,
                     to,
                     BERTH,
-                    reason.as_deref(),
+                    why.as_deref(),
                     now_millis(),
                 )?)
             })
-            .await
+            .await?;
+        self.audit_move(id, to, reason.as_deref()).await;
+        Ok(moved)
     }
 
     /// Creates machine `id` from wherever its create stopped.
@@ -219,9 +237,12 @@ impl Scheduling {
                 },
             )?;
             if let Err(why) = allocated {
+                self.audit_move(id, MachineState::Failed, Some(&why)).await;
                 return Err(OperationError::Failed(why));
             }
             machine = self.current(id).await?;
+            self.audit_move(id, MachineState::Provisioning, machine.reason.as_deref())
+                .await;
         }
         if machine.state == MachineState::Provisioning {
             machine = self.step(id, MachineState::Initializing, None).await?;
@@ -296,21 +317,23 @@ impl Scheduling {
     }
 
     async fn fail_and_release(&self, id: &str, why: &str) -> Result<(), OperationError> {
-        let (id, why) = (id.to_owned(), why.to_owned());
+        let (owned, reason) = (id.to_owned(), why.to_owned());
         self.store
             .write(move |tx| -> Result<(), OperationError> {
-                pool::release(tx, &id).map_err(|e| OperationError::Failed(e.to_string()))?;
+                pool::release(tx, &owned).map_err(|e| OperationError::Failed(e.to_string()))?;
                 lifecycle::transition(
                     tx,
-                    &id,
+                    &owned,
                     MachineState::Failed,
                     BERTH,
-                    Some(&why),
+                    Some(&reason),
                     now_millis(),
                 )?;
                 Ok(())
             })
-            .await
+            .await?;
+        self.audit_move(id, MachineState::Failed, Some(why)).await;
+        Ok(())
     }
 
     /// Retires machine `id`: releases its pool host, then records it retired.
@@ -319,14 +342,23 @@ impl Scheduling {
         if machine.state != MachineState::Retiring {
             return Ok(());
         }
-        let id = id.to_owned();
+        let owned = id.to_owned();
         self.store
             .write(move |tx| -> Result<(), OperationError> {
-                pool::release(tx, &id).map_err(|e| OperationError::Failed(e.to_string()))?;
-                lifecycle::transition(tx, &id, MachineState::Retired, BERTH, None, now_millis())?;
+                pool::release(tx, &owned).map_err(|e| OperationError::Failed(e.to_string()))?;
+                lifecycle::transition(
+                    tx,
+                    &owned,
+                    MachineState::Retired,
+                    BERTH,
+                    None,
+                    now_millis(),
+                )?;
                 Ok(())
             })
-            .await
+            .await?;
+        self.audit_move(id, MachineState::Retired, None).await;
+        Ok(())
     }
 
     /// Draining machines whose drain period is over are drained.
@@ -349,29 +381,36 @@ impl Scheduling {
             })
             .await?;
         for id in due {
+            let owned = id.clone();
             let moved = self
                 .store
-                .write(move |tx| -> Result<(), LifecycleError> {
+                .write(move |tx| -> Result<bool, LifecycleError> {
                     // Only if it is still draining: an operator may have moved it.
                     if tx
                         .scheduling()
-                        .machine(&id)?
+                        .machine(&owned)?
                         .is_some_and(|m| m.state == MachineState::Draining)
                     {
                         lifecycle::transition(
                             tx,
-                            &id,
+                            &owned,
                             MachineState::Drained,
                             BERTH,
-                            Some("drain period over"),
+                            Some(DRAINED),
                             now_millis(),
                         )?;
+                        return Ok(true);
                     }
-                    Ok(())
+                    Ok(false)
                 })
                 .await;
-            if let Err(e) = moved {
-                tracing::warn!(error = %e, "scheduling: cannot finish a drain");
+            match moved {
+                Ok(true) => {
+                    self.audit_move(&id, MachineState::Drained, Some(DRAINED))
+                        .await
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "scheduling: cannot finish a drain"),
             }
         }
         Ok(())

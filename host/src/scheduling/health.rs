@@ -125,13 +125,13 @@ impl Scheduling {
     /// Moves machine `id` from `from` to `to`, if it is still in `from` (another node or
     /// an operator may have moved it since the probe).
     async fn health_move(&self, id: &str, from: MachineState, to: MachineState, reason: String) {
-        let owned = id.to_owned();
+        let (owned, why) = (id.to_owned(), reason.clone());
         let moved = self
             .store
             .write(move |tx| -> Result<bool, lifecycle::LifecycleError> {
                 match tx.scheduling().machine(&owned)? {
                     Some(m) if m.state == from => {
-                        lifecycle::transition(tx, &owned, to, BERTH, Some(&reason), now_millis())?;
+                        lifecycle::transition(tx, &owned, to, BERTH, Some(&why), now_millis())?;
                         Ok(true)
                     }
                     _ => Ok(false),
@@ -139,11 +139,15 @@ impl Scheduling {
             })
             .await;
         match moved {
-            Ok(true) => tracing::warn!(
-                machine = id,
-                to = to.as_str(),
-                "scheduling: health moved a machine"
-            ),
+            Ok(true) => {
+                tracing::warn!(
+                    machine = id,
+                    to = to.as_str(),
+                    reason,
+                    "scheduling: health moved a machine"
+                );
+                self.audit_move(id, to, Some(&reason)).await;
+            }
             Ok(false) => {}
             Err(e) => {
                 tracing::warn!(machine = id, error = %e, "scheduling: health could not move a machine")

@@ -247,6 +247,33 @@ async fn a_project_gets_a_pool_host_online_takes_it_offline_and_retires_it() {
         ]
     );
     assert_eq!(history[4]["reason"], "kernel update");
+    // Every move is audited: berth's own too.
+    let audit = api(
+        &berth,
+        Method::GET,
+        &format!("/api/v1/audit?action=machine.transition&resource={id}"),
+        None,
+    )
+    .await;
+    let details: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor"] == "berth")
+        .filter_map(|e| e["detail"].as_str())
+        .collect();
+    for state in [
+        "provisioning",
+        "initializing",
+        "online",
+        "drained",
+        "retired",
+    ] {
+        assert!(
+            details.iter().any(|d| d.starts_with(state)),
+            "{state} not audited: {audit:#}"
+        );
+    }
 
     // A host that never answers: the create fails with the reason, the host is free
     // again and the quota's share given back.
