@@ -1,11 +1,13 @@
 //! Resource scheduling against real berth processes: clusters, pools and quotas
-//! (`clusters.rs`), machines from create to retire (`machines.rs`), health (`health.rs`),
+//! (`clusters.rs`), machines from create to retire (`machines.rs`), the permission matrix
+//! cell by cell (`matrix.rs`), health (`health.rs`),
 //! the webhook (`webhooks.rs`) and the command line (`cli.rs`).
 
 mod cli;
 mod clusters;
 mod health;
 mod machines;
+mod matrix;
 mod webhooks;
 
 use serde_json::Value;
