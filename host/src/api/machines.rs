@@ -61,6 +61,16 @@ async fn machine_for(
     Ok(machine)
 }
 
+/// `202` for a machine just recorded (its job runs next), `200` for one its client token
+/// had made already.
+fn accepted_or_found(created: bool) -> StatusCode {
+    if created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    }
+}
+
 /// Creates a machine in a project (project admins): recorded at once as `requested`,
 /// then created by a job. The same `client_token` again answers with the same machine
 /// (`200` instead of `202`).
@@ -86,12 +96,7 @@ pub async fn create_machine(
             )
             .await;
     }
-    let status = if created {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(machine)))
+    Ok((accepted_or_found(created), Json(machine)))
 }
 
 /// Registers a physical host that already runs as a machine of a project (project
@@ -119,12 +124,7 @@ pub async fn register_machine(
             )
             .await;
     }
-    let status = if created {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(machine)))
+    Ok((accepted_or_found(created), Json(machine)))
 }
 
 /// Lists machines: a project's (whoever may read its machines), or all (system

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::machine_in;
+use super::{create_machine, host, machine_in, pool_for};
 use crate::replication::api;
 use crate::support::*;
 
@@ -54,43 +54,16 @@ async fn a_machine_that_stops_answering_goes_offline_and_comes_back_unless_most_
         ],
     );
     let mut ports = [Port::open().await, Port::open().await, Port::open().await];
-    api(
-        &berth,
-        Method::POST,
-        "/api/v1/projects",
-        Some(json!({"name": "infra"})),
-    )
-    .await;
-    api(
-        &berth,
-        Method::POST,
-        "/api/v1/clusters",
-        Some(json!({"name": "rack", "provider": "static-pool", "projects": ["infra"]})),
-    )
-    .await;
     let hosts: Vec<Value> = ports
         .iter()
         .enumerate()
-        .map(|(i, p)| json!({"name": format!("h{i}"), "address": "127.0.0.1", "ssh_port": p.port, "cpus": 4, "memory_mib": 4096}))
+        .map(|(i, p)| host(&format!("h{i}"), p.port, 4, 4096))
         .collect();
-    api(
-        &berth,
-        Method::POST,
-        "/api/v1/clusters/rack/hosts",
-        Some(Value::Array(hosts)),
-    )
-    .await;
+    pool_for(&berth, "infra", "rack", Value::Array(hosts)).await;
     let mut ids = Vec::new();
     for i in 0..3 {
-        let created = api(
-            &berth,
-            Method::POST,
-            "/api/v1/machines",
-            Some(json!({"project": "infra", "cluster": "rack", "spec": {"cpus": 4, "memory_mib": 4096},
-                        "client_token": format!("m{i}")})),
-        )
-        .await;
-        ids.push(created["id"].as_str().unwrap().to_string());
+        let token = format!("m{i}");
+        ids.push(create_machine(&berth, "infra", "rack", 4, 4096, Some(&token)).await);
     }
     let mut by_host = std::collections::HashMap::new();
     for id in &ids {

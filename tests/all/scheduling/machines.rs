@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::{call, machine_in};
+use super::{answering_port, call, host, machine_in, pool_for};
 use crate::replication::api;
 use crate::support::*;
 
@@ -306,33 +306,10 @@ async fn a_project_gets_a_pool_host_online_takes_it_offline_and_retires_it() {
 async fn a_host_that_already_runs_is_registered_as_it_is() {
     use reqwest::Method;
     let berth = Berth::start();
-    let answering = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = answering.local_addr().unwrap().port();
-    std::thread::spawn(move || for _ in answering.incoming() {});
-    api(
-        &berth,
-        Method::POST,
-        "/api/v1/projects",
-        Some(json!({"name": "ops"})),
-    )
-    .await;
-    api(
-        &berth,
-        Method::POST,
-        "/api/v1/clusters",
-        Some(json!({"name": "legacy", "provider": "static-pool", "projects": ["ops"]})),
-    )
-    .await;
-    api(
-        &berth,
-        Method::POST,
-        "/api/v1/clusters/legacy/hosts",
-        Some(
-            json!([{"name": "db-7", "address": "127.0.0.1", "ssh_port": port, "cpus": 48,
-                     "memory_mib": 393216, "zone": "dc2"}]),
-        ),
-    )
-    .await;
+    let port = answering_port();
+    let mut db7 = host("db-7", port, 48, 393216);
+    db7["zone"] = json!("dc2");
+    pool_for(&berth, "ops", "legacy", json!([db7])).await;
     let admin = client();
     let register =
         json!({"project": "ops", "cluster": "legacy", "host": "db-7", "client_token": "db-7"});

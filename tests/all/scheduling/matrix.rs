@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::{call, machine_in};
+use super::{answering_port, call, create_machine, host, machine_in, pool_for};
 use crate::replication::api;
 use crate::support::*;
 
@@ -20,16 +20,11 @@ struct May {
 async fn every_caller_against_every_machine_action() {
     use reqwest::Method;
     let berth = Berth::start();
-    let answering = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = answering.local_addr().unwrap().port();
-    std::thread::spawn(move || for _ in answering.incoming() {});
-    api(
-        &berth,
-        Method::POST,
-        "/api/v1/projects",
-        Some(json!({"name": "vault"})),
-    )
-    .await;
+    let port = answering_port();
+    let hosts: Vec<Value> = (0..12)
+        .map(|i| host(&format!("h{i}"), port, 2, 2048))
+        .collect();
+    pool_for(&berth, "vault", "rack", Value::Array(hosts)).await;
     for (user, role) in [
         ("pa", Some("admin")),
         ("pd", Some("developer")),
@@ -66,33 +61,7 @@ async fn every_caller_against_every_machine_action() {
             client_as(&format!("robot${name}"), made["secret"].as_str().unwrap())
         }
     };
-    api(
-        &berth,
-        Method::POST,
-        "/api/v1/clusters",
-        Some(json!({"name": "rack", "provider": "static-pool", "projects": ["vault"]})),
-    )
-    .await;
-    let hosts: Vec<Value> = (0..12)
-        .map(|i| json!({"name": format!("h{i}"), "address": "127.0.0.1", "ssh_port": port, "cpus": 2, "memory_mib": 2048}))
-        .collect();
-    api(
-        &berth,
-        Method::POST,
-        "/api/v1/clusters/rack/hosts",
-        Some(Value::Array(hosts)),
-    )
-    .await;
-    let created = api(
-        &berth,
-        Method::POST,
-        "/api/v1/machines",
-        Some(
-            json!({"project": "vault", "cluster": "rack", "spec": {"cpus": 1, "memory_mib": 1024}}),
-        ),
-    )
-    .await;
-    let id = created["id"].as_str().unwrap().to_string();
+    let id = create_machine(&berth, "vault", "rack", 1, 1024, None).await;
     machine_in(&berth, &id, "online").await;
 
     let user = |name: &str| client_as(name, &format!("{name}'s long password"));

@@ -10,7 +10,7 @@ mod machines;
 mod matrix;
 mod webhooks;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::replication::api;
 use crate::support::*;
@@ -52,4 +52,64 @@ pub(crate) async fn machine_in(berth: &Berth, id: &str, state: &str) -> Value {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// A port on 127.0.0.1 that accepts connections for as long as the test runs: a pool
+/// host's SSH port that answers.
+pub(crate) fn answering_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || for _ in listener.incoming() {});
+    port
+}
+
+/// Project `project`, the physical pool `pool` granted to it, and `hosts` in the pool.
+pub(crate) async fn pool_for(berth: &Berth, project: &str, pool: &str, hosts: Value) {
+    use reqwest::Method;
+    api(
+        berth,
+        Method::POST,
+        "/api/v1/projects",
+        Some(json!({"name": project})),
+    )
+    .await;
+    api(
+        berth,
+        Method::POST,
+        "/api/v1/clusters",
+        Some(json!({"name": pool, "provider": "static-pool", "projects": [project]})),
+    )
+    .await;
+    api(
+        berth,
+        Method::POST,
+        &format!("/api/v1/clusters/{pool}/hosts"),
+        Some(hosts),
+    )
+    .await;
+}
+
+/// A host of `port` on 127.0.0.1 named `name`, with `cpus` and `memory_mib`.
+pub(crate) fn host(name: &str, port: u16, cpus: u32, memory_mib: u64) -> Value {
+    json!({"name": name, "address": "127.0.0.1", "ssh_port": port, "cpus": cpus, "memory_mib": memory_mib})
+}
+
+/// Creates a machine of `cpus` and `memory_mib` as the admin; returns its id.
+pub(crate) async fn create_machine(
+    berth: &Berth,
+    project: &str,
+    pool: &str,
+    cpus: u32,
+    memory_mib: u64,
+    token: Option<&str>,
+) -> String {
+    let created = api(
+        berth,
+        reqwest::Method::POST,
+        "/api/v1/machines",
+        Some(json!({"project": project, "cluster": pool, "spec": {"cpus": cpus, "memory_mib": memory_mib},
+                    "client_token": token})),
+    )
+    .await;
+    created["id"].as_str().unwrap().to_string()
 }

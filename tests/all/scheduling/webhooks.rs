@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::machine_in;
+use super::{answering_port, create_machine, host, machine_in, pool_for};
 use crate::replication::api;
 use crate::support::*;
 
@@ -62,40 +62,9 @@ async fn every_machine_move_reaches_the_webhook_in_order_signed_and_retried() {
             ("BERTH_SCHEDULING__WEBHOOK_SECRET", secret),
         ],
     );
-    let answering = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = answering.local_addr().unwrap().port();
-    std::thread::spawn(move || for _ in answering.incoming() {});
-    api(
-        &berth,
-        Method::POST,
-        "/api/v1/projects",
-        Some(json!({"name": "infra"})),
-    )
-    .await;
-    api(
-        &berth,
-        Method::POST,
-        "/api/v1/clusters",
-        Some(json!({"name": "rack", "provider": "static-pool", "projects": ["infra"]})),
-    )
-    .await;
-    api(
-        &berth,
-        Method::POST,
-        "/api/v1/clusters/rack/hosts",
-        Some(json!([{"name": "h1", "address": "127.0.0.1", "ssh_port": port, "cpus": 2, "memory_mib": 2048}])),
-    )
-    .await;
-    let created = api(
-        &berth,
-        Method::POST,
-        "/api/v1/machines",
-        Some(
-            json!({"project": "infra", "cluster": "rack", "spec": {"cpus": 1, "memory_mib": 1024}}),
-        ),
-    )
-    .await;
-    let id = created["id"].as_str().unwrap().to_string();
+    let port = answering_port();
+    pool_for(&berth, "infra", "rack", json!([host("h1", port, 2, 2048)])).await;
+    let id = create_machine(&berth, "infra", "rack", 1, 1024, None).await;
     machine_in(&berth, &id, "online").await;
     api(
         &berth,
