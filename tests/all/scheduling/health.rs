@@ -2,44 +2,9 @@
 
 use serde_json::{Value, json};
 
-use super::{create_machine, host, machine_in, pool_for};
+use super::{Port, create_machine, host, machine_in, pool_for};
 use crate::replication::api;
 use crate::support::*;
-
-/// A host's SSH port that the test opens and closes.
-struct Port {
-    port: u16,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Port {
-    async fn open() -> Port {
-        let mut port = Port {
-            port: 0,
-            task: None,
-        };
-        port.listen().await;
-        port
-    }
-
-    async fn listen(&mut self) {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
-            .await
-            .unwrap();
-        self.port = listener.local_addr().unwrap().port();
-        self.task = Some(tokio::spawn(async move {
-            loop {
-                let _ = listener.accept().await;
-            }
-        }));
-    }
-
-    fn close(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_machine_that_stops_answering_goes_offline_and_comes_back_unless_most_of_its_cluster_fails()

@@ -361,3 +361,69 @@ async fn a_host_that_already_runs_is_registered_as_it_is() {
     .await;
     assert_eq!(history[1]["reason"], "allocated host db-7");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_in_flight_when_berth_is_killed_resumes_where_it_was() {
+    use reqwest::Method;
+    let mut berth =
+        Berth::start_configured(&[], &[("BERTH_SCHEDULING__INITIALIZE_TIMEOUT_SECS", "120")]);
+    // The host does not answer yet: the create waits in `initializing`.
+    let mut port = super::Port::open().await;
+    port.close();
+    pool_for(
+        &berth,
+        "infra",
+        "rack",
+        json!([
+            host("h1", port.port, 4, 4096),
+            host("h2", port.port, 4, 4096)
+        ]),
+    )
+    .await;
+    let id = super::create_machine(&berth, "infra", "rack", 2, 2048, Some("resume")).await;
+    machine_in(&berth, &id, "initializing").await;
+    berth.restart(); // kill -9, then the same data directory again
+    port.listen().await;
+    let online = machine_in(&berth, &id, "online").await;
+    assert_eq!(online["provider_id"], "h1");
+    // Resumed, not redone: one allocation, each move once, the other host still free.
+    let history = api(
+        &berth,
+        Method::GET,
+        &format!("/api/v1/machines/{id}/history"),
+        None,
+    )
+    .await;
+    let moves: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        moves,
+        ["requested", "provisioning", "initializing", "online"]
+    );
+    let hosts = api(&berth, Method::GET, "/api/v1/clusters/rack/hosts", None).await;
+    let taken: Vec<&str> = hosts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| !h["machine"].is_null())
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(taken, ["h1"]);
+    // The same token after the restart is still the same machine.
+    let (status, again) = call(
+        &client(),
+        &berth,
+        Method::POST,
+        "/api/v1/machines",
+        Some(
+            json!({"project": "infra", "cluster": "rack", "spec": {"cpus": 2, "memory_mib": 2048},
+                    "client_token": "resume"}),
+        ),
+    )
+    .await;
+    assert_eq!((status, again["id"].as_str()), (200, Some(id.as_str())));
+}

@@ -113,3 +113,38 @@ pub(crate) async fn create_machine(
     .await;
     created["id"].as_str().unwrap().to_string()
 }
+
+/// A host's SSH port that the test opens and closes.
+pub(crate) struct Port {
+    pub(crate) port: u16,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Port {
+    pub(crate) async fn open() -> Port {
+        let mut port = Port {
+            port: 0,
+            task: None,
+        };
+        port.listen().await;
+        port
+    }
+
+    pub(crate) async fn listen(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        self.port = listener.local_addr().unwrap().port();
+        self.task = Some(tokio::spawn(async move {
+            loop {
+                let _ = listener.accept().await;
+            }
+        }));
+    }
+
+    pub(crate) fn close(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
