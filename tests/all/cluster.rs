@@ -742,3 +742,80 @@ async fn a_delegated_transfer_is_followed_through_any_node_and_fails_when_its_no
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn machine_health_is_probed_by_one_node_and_another_takes_over_when_it_dies() {
+    use crate::scheduling::{Port, create_machine, host, machine_in, pool_for};
+    let mut c = cluster(
+        2,
+        &[
+            ("BERTH_SCHEDULING__HEALTH_INTERVAL_SECS", "1"),
+            ("BERTH_SCHEDULING__UNHEALTHY_AFTER_SECS", "1"),
+        ],
+    );
+    let mut ports = Vec::new();
+    for _ in 0..3 {
+        ports.push(Port::open().await);
+    }
+    let hosts: Vec<serde_json::Value> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| host(&format!("h{i}"), p.port, 2, 2048))
+        .collect();
+    pool_for(
+        &c.nodes[0],
+        "infra",
+        "rack",
+        serde_json::Value::Array(hosts),
+    )
+    .await;
+    let mut on_host = std::collections::HashMap::new();
+    for i in 0..3 {
+        let token = format!("m{i}");
+        let id = create_machine(&c.nodes[1], "infra", "rack", 2, 2048, Some(&token)).await;
+        let m = machine_in(&c.nodes[0], &id, "online").await;
+        on_host.insert(m["provider_id"].as_str().unwrap().to_string(), id);
+    }
+    // Whichever node probes, killing each in turn leaves the other probing: a host that
+    // stops answering is taken offline, and comes back.
+    for killed in [0usize, 1] {
+        let survivor = 1 - killed;
+        c.nodes[killed].kill9();
+        ports[0].close();
+        let down = machine_in(&c.nodes[survivor], &on_host["h0"], "offline").await;
+        assert!(
+            down["reason"].as_str().unwrap().starts_with("unhealthy:"),
+            "{down:#}"
+        );
+        ports[0].listen().await;
+        machine_in(&c.nodes[survivor], &on_host["h0"], "online").await;
+        c.nodes[killed].start_again();
+    }
+    // One prober: each failure moved the machine once each way.
+    let history = api(
+        &c.nodes[0],
+        reqwest::Method::GET,
+        &format!("/api/v1/machines/{}/history", on_host["h0"]),
+        None,
+    )
+    .await;
+    let moves: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            "requested",
+            "provisioning",
+            "initializing",
+            "online",
+            "offline",
+            "online",
+            "offline",
+            "online"
+        ]
+    );
+}

@@ -4,20 +4,28 @@
 //! machines fail at once, nothing is taken offline (Cluster API's `maxUnhealthy`): a
 //! network blip, or this node's own network, must not drain a cluster.
 //!
-//! Every node probes; the moves are lifecycle transitions, which check the state they
-//! leave, so two nodes acting on one failure move the machine once. Only machines that
-//! health took offline are brought back by it; an operator's offline stays.
+//! One node probes at a time: the one holding the lease of the `machine-health` job of
+//! the shared runner, a job that never ends; when that node dies, another takes the
+//! lease over within three probe intervals. (Should two nodes ever probe at once, the
+//! moves are lifecycle transitions, which check the state they leave, so a machine moves
+//! once.) Only machines that health took offline are brought back by it; an operator's
+//! offline stays.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::engine::BERTH;
 use super::{Scheduling, lifecycle};
+use crate::jobs::lease::{self, Claim};
+use crate::jobs::{JobFilter, queue};
 use crate::storage::store::{StoreResult, now_millis};
 use crate::storage::tables::scheduling::{MachineFilter, MachineRecord, MachineState};
 
 /// The reason health gives a machine it takes offline; it brings back only those.
 pub const UNHEALTHY: &str = "unhealthy:";
+
+/// The job kind whose lease says which node probes.
+pub const HEALTH: &str = "machine-health";
 
 /// How long one probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -26,8 +34,37 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 pub(super) type Failing = std::sync::Mutex<HashMap<String, Instant>>;
 
 impl Scheduling {
-    /// One round: probes online machines and those health took offline, and moves them.
+    /// Whether this node is the prober: it holds (or now takes) the lease of the health
+    /// job, which is created the first time any node asks.
+    async fn holds_health_lease(&self) -> StoreResult<bool> {
+        let node = self.node.clone();
+        let term = self.config.health_interval_secs.max(1) * 3 * 1000;
+        let claim = self
+            .store
+            .write(move |tx| -> StoreResult<Claim> {
+                let now = now_millis();
+                let unfinished = JobFilter {
+                    unfinished: true,
+                    ..JobFilter::default()
+                };
+                let id = match queue::jobs(tx.read(), HEALTH, &unfinished, 1)?.first() {
+                    Some(job) => job.id,
+                    None => queue::enqueue(tx, HEALTH, "health", serde_json::json!({}), now)?.id,
+                };
+                lease::claim(tx, id, &node, now, term)
+            })
+            .await?;
+        Ok(matches!(claim, Claim::Taken { .. }))
+    }
+
+    /// One round, on the prober: probes online machines and those health took offline,
+    /// and moves them.
     pub(super) async fn check_health(&self) -> StoreResult<()> {
+        if !self.holds_health_lease().await? {
+            // Another node probes; what this node saw is stale by the time it probes.
+            self.failing.lock().expect("failing lock").clear();
+            return Ok(());
+        }
         let machines = self
             .store
             .read(|tx| {

@@ -230,13 +230,14 @@ impl Berth {
         self.start_again();
     }
 
-    /// Starts the same data directory again on the same port.
+    /// Kills the server (-9) and starts the same data directory again on the same port.
     pub fn restart(&mut self) {
         self.kill9();
         self.start_again();
     }
 
-    fn start_again(&mut self) {
+    /// Starts a stopped server again: the same data directory, environment and port.
+    pub fn start_again(&mut self) {
         let addr = self.addr.clone();
         // The port was ours a moment ago; retry briefly in case the kernel holds it.
         for _ in 0..50 {
