@@ -60,11 +60,6 @@ impl Scheduling {
     /// One round, on the prober: probes online machines and those health took offline,
     /// and moves them.
     pub(super) async fn check_health(&self) -> StoreResult<()> {
-        if !self.holds_health_lease().await? {
-            // Another node probes; what this node saw is stale by the time it probes.
-            self.failing.lock().expect("failing lock").clear();
-            return Ok(());
-        }
         let machines = self
             .store
             .read(|tx| {
@@ -86,6 +81,15 @@ impl Scheduling {
             {
                 targets.push((machine, target));
             }
+        }
+        // Nothing to probe: no lease taken, and no job made, where no machine runs.
+        if targets.is_empty() {
+            return Ok(());
+        }
+        if !self.holds_health_lease().await? {
+            // Another node probes; what this node saw is stale by the time it probes.
+            self.failing.lock().expect("failing lock").clear();
+            return Ok(());
         }
         let probes = targets.iter().map(|(_, target)| async move {
             tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(target))

@@ -94,7 +94,12 @@ instances = [
         ok && out.contains("succeeded") && out.contains("1/1 done"),
         "{out}{err}"
     );
-    let (ok, out, err) = run(None, &["job", "show", "1"]);
+    // Job ids are the shared runner's, over every kind of job: ask for this one's.
+    let (ok, out, err) = run(None, &["jobs", "--policy", "east", "--output", "json"]);
+    assert!(ok, "{out}{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let job = listed[0]["id"].to_string();
+    let (ok, out, err) = run(None, &["job", "show", &job]);
     assert!(
         ok && out.contains("copy team/app:v1 → team/app") && out.contains("dc2"),
         "{out}{err}"
