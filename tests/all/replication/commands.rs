@@ -104,9 +104,9 @@ instances = [
         ok && out.contains("copy team/app:v1 → team/app") && out.contains("dc2"),
         "{out}{err}"
     );
-    let (ok, _, err) = run(None, &["job", "retry", "1"]);
+    let (ok, _, err) = run(None, &["job", "retry", &job]);
     assert!(!ok && err.contains("409"), "{err}");
-    let (ok, _, err) = run(None, &["job", "cancel", "1"]);
+    let (ok, _, err) = run(None, &["job", "cancel", &job]);
     assert!(!ok && err.contains("already succeeded"), "{err}");
     let (ok, out, err) = run(None, &["--output", "json", "status"]);
     assert!(ok, "{err}");
