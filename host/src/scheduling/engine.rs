@@ -307,13 +307,7 @@ impl Scheduling {
             .store
             .read(move |tx| tx.scheduling().pool_host(&cluster, &host))
             .await?;
-        Ok(found.map(|h| {
-            if h.address.contains(':') && !h.address.starts_with('[') {
-                format!("[{}]:{}", h.address, h.ssh_port)
-            } else {
-                format!("{}:{}", h.address, h.ssh_port)
-            }
-        }))
+        Ok(found.as_ref().map(pool::ssh_address))
     }
 
     async fn fail_and_release(&self, id: &str, why: &str) -> Result<(), OperationError> {

@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::engine::BERTH;
-use super::{Scheduling, lifecycle};
+use super::{Scheduling, lifecycle, pool};
 use crate::jobs::lease::{self, Claim};
 use crate::jobs::{JobFilter, queue};
 use crate::storage::store::{StoreResult, now_millis};
@@ -60,28 +60,44 @@ impl Scheduling {
     /// One round, on the prober: probes online machines and those health took offline,
     /// and moves them.
     pub(super) async fn check_health(&self) -> StoreResult<()> {
-        let machines = self
+        // The machines to probe and where, in one read: their pools' hosts are read once
+        // per pool, not once per machine.
+        let targets: Vec<(MachineRecord, String)> = self
             .store
-            .read(|tx| {
-                tx.scheduling().machines(&MachineFilter {
+            .read(|tx| -> StoreResult<Vec<(MachineRecord, String)>> {
+                let machines = tx.scheduling().machines(&MachineFilter {
                     states: vec![MachineState::Online, MachineState::Offline],
                     ..MachineFilter::default()
-                })
+                })?;
+                let mut addresses: HashMap<(String, String), String> = HashMap::new();
+                let mut pools_read: HashSet<String> = HashSet::new();
+                let mut targets = Vec::new();
+                for machine in machines {
+                    let health_took_it = machine.state == MachineState::Offline
+                        && machine
+                            .reason
+                            .as_deref()
+                            .is_some_and(|r| r.starts_with(UNHEALTHY));
+                    if machine.state != MachineState::Online && !health_took_it {
+                        continue;
+                    }
+                    if pools_read.insert(machine.cluster.clone()) {
+                        for host in tx.scheduling().pool_hosts(&machine.cluster)? {
+                            let address = pool::ssh_address(&host);
+                            addresses.insert((host.cluster, host.name), address);
+                        }
+                    }
+                    let key = (
+                        machine.cluster.clone(),
+                        machine.provider_id.clone().unwrap_or_default(),
+                    );
+                    if let Some(address) = addresses.get(&key) {
+                        targets.push((machine, address.clone()));
+                    }
+                }
+                Ok(targets)
             })
             .await?;
-        let mut targets = Vec::new();
-        for machine in machines {
-            let health_took_it = machine.state == MachineState::Offline
-                && machine
-                    .reason
-                    .as_deref()
-                    .is_some_and(|r| r.starts_with(UNHEALTHY));
-            if (machine.state == MachineState::Online || health_took_it)
-                && let Some(target) = self.probe_target(&machine).await?
-            {
-                targets.push((machine, target));
-            }
-        }
         // Nothing to probe: no lease taken, and no job made, where no machine runs.
         if targets.is_empty() {
             return Ok(());

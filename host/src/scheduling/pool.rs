@@ -243,6 +243,15 @@ pub fn allocate_named(
     give(tx, id, host, actor, now)
 }
 
+/// Where `host` answers SSH, as a socket address (an IPv6 address in brackets).
+pub fn ssh_address(host: &PoolHostRecord) -> String {
+    if host.address.contains(':') && !host.address.starts_with('[') {
+        format!("[{}]:{}", host.address, host.ssh_port)
+    } else {
+        format!("{}:{}", host.address, host.ssh_port)
+    }
+}
+
 /// Releases the host machine `id` holds, if any: free again, to be set up anew.
 pub fn release(tx: &dyn WriteTx, id: &str) -> Result<Option<PoolHostRecord>, PoolError> {
     let Some(machine) = tx.scheduling().machine(id)? else {
