@@ -20,6 +20,31 @@ pub mod quotas;
 pub mod requests;
 pub mod webhooks;
 
+#[cfg(test)]
+pub(crate) mod testing {
+    //! What the scheduling unit tests share.
+
+    use super::ClusterRecord;
+
+    /// An enabled cluster of `provider` named `name`, granted to `projects`.
+    pub(crate) fn cluster(name: &str, provider: &str, projects: &[&str]) -> ClusterRecord {
+        ClusterRecord {
+            name: name.into(),
+            provider: provider.into(),
+            regions: Vec::new(),
+            endpoint: None,
+            settings: serde_json::Value::Null,
+            sealed_credentials: None,
+            labels: Default::default(),
+            projects: projects.iter().map(|p| p.to_string()).collect(),
+            enabled: true,
+            created_by: "admin".into(),
+            created_at: 1,
+            updated_at: 1,
+        }
+    }
+}
+
 use std::sync::Arc;
 
 use crate::auth::AccessControl;

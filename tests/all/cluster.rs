@@ -792,19 +792,7 @@ async fn machine_health_is_probed_by_one_node_and_another_takes_over_when_it_die
         c.nodes[killed].start_again();
     }
     // One prober: each failure moved the machine once each way.
-    let history = api(
-        &c.nodes[0],
-        reqwest::Method::GET,
-        &format!("/api/v1/machines/{}/history", on_host["h0"]),
-        None,
-    )
-    .await;
-    let moves: Vec<&str> = history
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["to"].as_str().unwrap())
-        .collect();
+    let moves = crate::scheduling::moves(&c.nodes[0], &on_host["h0"]).await;
     assert_eq!(
         moves,
         [

@@ -277,7 +277,7 @@ mod tests {
     use super::*;
     use crate::scheduling::requests::{self, MachineRequest};
     use crate::storage::store::{Durability, Store};
-    use crate::storage::tables::scheduling::{ClusterRecord, MachineSpec};
+    use crate::storage::tables::scheduling::MachineSpec;
 
     fn host(name: &str, cpus: u32, memory_gib: u64, gpu: bool) -> HostSpec {
         HostSpec {
@@ -300,20 +300,12 @@ mod tests {
     fn setup(store: &Store) {
         store
             .write_blocking(Durability::Immediate, |tx| -> Result<(), PoolError> {
-                tx.scheduling().put_cluster(&ClusterRecord {
-                    name: "rack".into(),
-                    provider: PROVIDER.into(),
-                    regions: Vec::new(),
-                    endpoint: None,
-                    settings: serde_json::Value::Null,
-                    sealed_credentials: None,
-                    labels: Default::default(),
-                    projects: vec!["team".into()],
-                    enabled: true,
-                    created_by: "admin".into(),
-                    created_at: 1,
-                    updated_at: 1,
-                })?;
+                tx.scheduling()
+                    .put_cluster(&crate::scheduling::testing::cluster(
+                        "rack",
+                        PROVIDER,
+                        &["team"],
+                    ))?;
                 let new = import(
                     tx,
                     "rack",

@@ -153,25 +153,17 @@ pub fn request(
 mod tests {
     use super::*;
     use crate::storage::store::{Durability, Store};
-    use crate::storage::tables::scheduling::{ClusterRecord, QuotaRecord};
+    use crate::storage::tables::scheduling::QuotaRecord;
 
     fn setup(store: &Store, quota: QuotaRecord) {
         store
             .write_blocking(Durability::Immediate, |tx| {
-                tx.scheduling().put_cluster(&ClusterRecord {
-                    name: "pool".into(),
-                    provider: "static-pool".into(),
-                    regions: Vec::new(),
-                    endpoint: None,
-                    settings: serde_json::Value::Null,
-                    sealed_credentials: None,
-                    labels: Default::default(),
-                    projects: vec!["team".into()],
-                    enabled: true,
-                    created_by: "admin".into(),
-                    created_at: 1,
-                    updated_at: 1,
-                })?;
+                tx.scheduling()
+                    .put_cluster(&crate::scheduling::testing::cluster(
+                        "pool",
+                        "static-pool",
+                        &["team"],
+                    ))?;
                 tx.scheduling().put_quota("team", &quota)
             })
             .unwrap();

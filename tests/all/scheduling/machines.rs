@@ -387,19 +387,7 @@ async fn a_create_in_flight_when_berth_is_killed_resumes_where_it_was() {
     let online = machine_in(&berth, &id, "online").await;
     assert_eq!(online["provider_id"], "h1");
     // Resumed, not redone: one allocation, each move once, the other host still free.
-    let history = api(
-        &berth,
-        Method::GET,
-        &format!("/api/v1/machines/{id}/history"),
-        None,
-    )
-    .await;
-    let moves: Vec<&str> = history
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["to"].as_str().unwrap())
-        .collect();
+    let moves = super::moves(&berth, &id).await;
     assert_eq!(
         moves,
         ["requested", "provisioning", "initializing", "online"]

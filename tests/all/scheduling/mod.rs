@@ -148,3 +148,20 @@ impl Port {
         }
     }
 }
+
+/// The states machine `id` went through, oldest first, from its history.
+pub(crate) async fn moves(berth: &Berth, id: &str) -> Vec<String> {
+    let history = api(
+        berth,
+        reqwest::Method::GET,
+        &format!("/api/v1/machines/{id}/history"),
+        None,
+    )
+    .await;
+    history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["to"].as_str().unwrap().to_owned())
+        .collect()
+}
