@@ -18,6 +18,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("tree", "berth-tree"),
     ("dual-primary", "berth-dual-primary"),
     ("sysctl", "berth-sysctl"),
+    ("aws-ec2", "berth-aws-ec2"),
 ];
 
 /// Built for the end-to-end tests only.
@@ -30,6 +31,7 @@ const TEST_PLUGINS: &[&str] = &[
     "berth-test-stall",
     "berth-test-prober",
     "berth-test-legacy",
+    "berth-test-legacy-provider",
 ];
 
 fn main() {

@@ -16,6 +16,9 @@ pub mod health;
 pub mod lifecycle;
 pub mod machines;
 pub mod pool;
+pub mod probe;
+pub mod provider;
+mod provisioning;
 pub mod quotas;
 pub mod requests;
 pub mod webhooks;
@@ -37,6 +40,7 @@ pub(crate) mod testing {
             sealed_credentials: None,
             labels: Default::default(),
             projects: projects.iter().map(|p| p.to_string()).collect(),
+            probe: Default::default(),
             enabled: true,
             created_by: "admin".into(),
             created_at: 1,
@@ -70,6 +74,9 @@ pub enum SchedulingError {
     /// The request conflicts with what exists.
     #[error("{0}")]
     Conflict(String),
+    /// The cluster's provider could not answer what the request needs.
+    #[error("{0}")]
+    Provider(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -114,6 +121,9 @@ pub struct Scheduling {
     delivery: std::sync::Mutex<webhooks::Delivery>,
     /// The webhook's HTTP client.
     http: reqwest::Client,
+    /// What each provider cluster's machine types are, as its provider last described
+    /// them (`provider.rs`).
+    machine_types: provider::MachineTypes,
 }
 
 impl std::fmt::Debug for Scheduling {
@@ -145,6 +155,7 @@ impl Scheduling {
             failing: Default::default(),
             delivery: Default::default(),
             http: reqwest::Client::new(),
+            machine_types: Default::default(),
         }
     }
 }

@@ -1,6 +1,6 @@
-//! Package versions side by side: a plugin built for `berth:plugin@0.1.0` keeps loading,
-//! answering calls by name and planning replication on a host whose newest version is
-//! 0.2.0, and the built-ins (built with the SDK) are 0.2.0.
+//! Package versions side by side: plugins built for `berth:plugin@0.1.0` keep loading,
+//! answering calls by name, planning replication and serving a cluster's machines on a
+//! host whose newest version is 0.3.0, and the built-ins (built with the SDK) are 0.3.0.
 
 use serde_json::json;
 
@@ -22,9 +22,9 @@ async fn a_plugin_built_for_the_previous_version_keeps_working() {
         .json::<serde_json::Value>()
         .await
         .unwrap();
-    assert_eq!(star["world_version"], "0.2.0", "{star:#}");
+    assert_eq!(star["world_version"], "0.3.0", "{star:#}");
 
-    // Called by name, with the same JSON as a 0.2.0 strategy.
+    // Called by name, with the same JSON as a 0.3.0 strategy.
     let (status, out) = invoke(&client(), &a.url, "legacy", "plan", plan_request()).await;
     assert_eq!(status, 200, "{out}");
     assert_eq!(

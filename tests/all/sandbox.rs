@@ -65,7 +65,7 @@ async fn probe(berth: &Berth, url: &str) -> Result<(u16, String), String> {
         &berth.url,
         "prober",
         "get",
-        json!({"region": "r", "id": url}),
+        json!({"cluster": {"name": "c", "regions": [], "settings": [], "credentials": []}, "region": "r", "id": url}),
     )
     .await;
     assert_eq!(status, 200, "{out}");

@@ -3,7 +3,7 @@
 //! `http`, `secrets`) generated once, with the cloud-provider world, and the other worlds
 //! pointing at them, so the host implements each import once per version.
 
-/// Expands to the modules of one package version (see `v0_1_0.rs`, `v0_2_0.rs`).
+/// Expands to the modules of one package version (see `v0_1_0.rs`, `v0_2_0.rs`, `v0_3_0.rs`).
 macro_rules! package_bindings {
     ($path:tt) => {
         /// The `cloud-provider` world, and with it every imported interface.

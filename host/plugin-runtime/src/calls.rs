@@ -10,7 +10,7 @@ use crate::error::CallError;
 use crate::plugin::{Plugin, WorldPre};
 use crate::runtime::Runtime;
 use crate::world::Kind;
-use crate::{latest, v0_1_0};
+use crate::{latest, v0_1_0, v0_2_0};
 
 impl Runtime {
     /// The plugin's name, version and description, asked afresh.
@@ -34,15 +34,27 @@ impl Runtime {
         self.call_raw(plugin, "plan", false, move |pre, store| {
             Box::pin(async move {
                 match pre {
-                    WorldPre::Strategy020(pre) => {
+                    WorldPre::Strategy030(pre) => {
                         let world = pre.instantiate_async(&mut *store).await?;
                         world
                             .berth_plugin_strategy()
                             .call_plan(&mut *store, &request)
                             .await
                     }
-                    // The strategy interface did not change in 0.2.0: the same records
+                    // The strategy interface did not change since 0.1.0: the same records
                     // under another version's types.
+                    WorldPre::Strategy020(pre) => {
+                        let request: v0_2_0::strategy::PlanRequest = across_versions(&request)?;
+                        let world = pre.instantiate_async(&mut *store).await?;
+                        let plan = world
+                            .berth_plugin_strategy()
+                            .call_plan(&mut *store, &request)
+                            .await?;
+                        Ok(match plan {
+                            Ok(plan) => Ok(across_versions(&plan)?),
+                            Err(error) => Err(across_versions(&error)?),
+                        })
+                    }
                     WorldPre::Strategy010(pre) => {
                         let request: v0_1_0::strategy::PlanRequest = across_versions(&request)?;
                         let world = pre.instantiate_async(&mut *store).await?;
@@ -170,7 +182,8 @@ impl Runtime {
 pub fn functions(kind: Kind) -> &'static [&'static str] {
     match kind {
         Kind::CloudProvider => &[
-            "info", "describe", "price", "create", "get", "list", "start", "stop", "delete",
+            "info", "describe", "price", "create", "get", "get-many", "list", "start", "stop",
+            "delete",
         ],
         Kind::ReplicationStrategy => &["info", "plan"],
         Kind::HostInit => &["info", "parameters", "plan", "drift"],
@@ -179,7 +192,7 @@ pub fn functions(kind: Kind) -> &'static [&'static str] {
 
 /// A value of one package version's bindings as the same record of another's: both derive
 /// serde from the same WIT shapes.
-fn across_versions<A: serde::Serialize, B: serde::de::DeserializeOwned>(
+pub(crate) fn across_versions<A: serde::Serialize, B: serde::de::DeserializeOwned>(
     value: &A,
 ) -> wasmtime::Result<B> {
     Ok(serde_json::from_value(serde_json::to_value(value)?)?)

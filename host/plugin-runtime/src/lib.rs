@@ -18,6 +18,7 @@ pub mod json;
 pub mod limits;
 pub mod log;
 mod plugin;
+pub mod provider;
 #[cfg(test)]
 mod reference;
 mod runtime;
@@ -25,6 +26,7 @@ mod state;
 mod ticker;
 pub mod v0_1_0;
 pub mod v0_2_0;
+pub mod v0_3_0;
 pub mod world;
 
 pub use error::{CallError, LoadError};
@@ -34,7 +36,7 @@ pub use inspect::Inspection;
 pub use limits::Limits;
 pub use plugin::{CallStats, Plugin};
 pub use runtime::{Compiled, Runtime, RuntimeOptions};
-pub use state::{NoSecrets, SecretSource, Settings};
+pub use state::{CallScope, NoSecrets, SecretSource, Settings};
 pub use world::{Kind, SUPPORTED_VERSIONS};
 
 /// Every function plugins export, with its JSON input and output, generated from the WIT
@@ -42,7 +44,7 @@ pub use world::{Kind, SUPPORTED_VERSIONS};
 pub const FUNCTIONS_REFERENCE: &str = include_str!("../../../wit/FUNCTIONS.md");
 
 /// The newest package version's types: what the rest of berth programs against.
-pub use v0_2_0 as latest;
+pub use v0_3_0 as latest;
 
 /// Checks what a plugin said about itself: the name is how admins address it.
 pub(crate) fn validate_info(info: &latest::types::PluginInfo) -> Result<(), String> {

@@ -12,7 +12,7 @@ use crate::inspect::Inspection;
 use crate::latest::types::PluginInfo;
 use crate::state::{CallState, Settings};
 use crate::world::Kind;
-use crate::{v0_1_0, v0_2_0};
+use crate::{v0_1_0, v0_2_0, v0_3_0};
 
 /// A plugin ready to be called. Cheap to clone; a call in flight holds a clone, so
 /// removing a plugin never cuts a call short.
@@ -178,6 +178,9 @@ pub(crate) enum WorldPre {
     Provider020(v0_2_0::cloud_provider::CloudProviderPre<CallState>),
     Strategy020(v0_2_0::replication_strategy::ReplicationStrategyPre<CallState>),
     Init020(v0_2_0::host_init::HostInitPre<CallState>),
+    Provider030(v0_3_0::cloud_provider::CloudProviderPre<CallState>),
+    Strategy030(v0_3_0::replication_strategy::ReplicationStrategyPre<CallState>),
+    Init030(v0_3_0::host_init::HostInitPre<CallState>),
 }
 
 /// Runs `$body` with `$pre` bound to whichever world and version a [`WorldPre`] holds.
@@ -190,6 +193,9 @@ macro_rules! each_pre {
             WorldPre::Provider020($pre) => $body,
             WorldPre::Strategy020($pre) => $body,
             WorldPre::Init020($pre) => $body,
+            WorldPre::Provider030($pre) => $body,
+            WorldPre::Strategy030($pre) => $body,
+            WorldPre::Init030($pre) => $body,
         }
     };
 }
@@ -219,6 +225,15 @@ impl WorldPre {
             ),
             (v0_2_0::VERSION, Kind::HostInit) => {
                 WorldPre::Init020(v0_2_0::host_init::HostInitPre::new(instance_pre)?)
+            }
+            (v0_3_0::VERSION, Kind::CloudProvider) => {
+                WorldPre::Provider030(v0_3_0::cloud_provider::CloudProviderPre::new(instance_pre)?)
+            }
+            (v0_3_0::VERSION, Kind::ReplicationStrategy) => WorldPre::Strategy030(
+                v0_3_0::replication_strategy::ReplicationStrategyPre::new(instance_pre)?,
+            ),
+            (v0_3_0::VERSION, Kind::HostInit) => {
+                WorldPre::Init030(v0_3_0::host_init::HostInitPre::new(instance_pre)?)
             }
             (other, _) => wasmtime::bail!("no bindings for berth:plugin@{other}"),
         })

@@ -21,7 +21,7 @@ use crate::inspect::{Inspection, inspect};
 use crate::latest::types::PluginInfo;
 use crate::limits::{CEILING, Exceeded};
 use crate::plugin::{Plugin, PluginInner, WorldPre};
-use crate::state::{CallState, HostServices, SecretSource, Settings};
+use crate::state::{CallScope, CallState, HostServices, SecretSource, Settings};
 use crate::ticker::EpochTicker;
 use crate::world::Kind;
 
@@ -172,6 +172,7 @@ impl Runtime {
         }
         link_version!(v0_1_0);
         link_version!(v0_2_0);
+        link_version!(v0_3_0);
 
         let cache = match &options.cache_dir {
             Some(dir) => Some(ArtifactCache::open(dir, &engine)?),
@@ -298,6 +299,27 @@ impl Runtime {
             + Send
             + 'static,
     {
+        self.call_scoped(plugin, function, settle, None, f).await
+    }
+
+    /// [`Runtime::call_raw`], with what this call alone may reach.
+    pub(crate) async fn call_scoped<R, F>(
+        &self,
+        plugin: &Plugin,
+        function: &str,
+        settle: bool,
+        scope: Option<Arc<CallScope>>,
+        f: F,
+    ) -> Result<R, CallError>
+    where
+        R: Send + 'static,
+        F: for<'a> FnOnce(
+                &'a WorldPre,
+                &'a mut Store<CallState>,
+            ) -> BoxFuture<'a, wasmtime::Result<R>>
+            + Send
+            + 'static,
+    {
         let shared = self.shared.clone();
         let counted = InFlight::enter(plugin);
         let (plugin_name, function_name) = (plugin.name().to_string(), function.to_string());
@@ -312,8 +334,12 @@ impl Runtime {
             let sandbox_started = Instant::now();
             let settings = plugin.settings();
             let limits = settings.limits;
-            let state =
-                CallState::new(plugin.inner.name.clone(), settings, shared.services.clone());
+            let state = CallState::new(
+                plugin.inner.name.clone(),
+                settings,
+                scope,
+                shared.services.clone(),
+            );
             let mut store = Store::new(&shared.engine, state);
             store.limiter(|s| &mut s.limiter);
             let host_error = |e: wasmtime::Error| CallError::Host {

@@ -42,6 +42,27 @@ impl SecretSource for NoSecrets {
     }
 }
 
+/// What one call may reach beyond the plugin's own grants: for a provider call about a
+/// cluster, the cluster's endpoint and its credentials. It lives as long as the call, so
+/// a plugin reaches one cluster's endpoint and secrets only while serving that cluster.
+#[derive(Clone, Default)]
+pub struct CallScope {
+    /// Endpoints granted for this call only.
+    pub grants: Grants,
+    /// Secrets handed out for this call only, by name.
+    pub secrets: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for CallScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secrets' values.
+        f.debug_struct("CallScope")
+            .field("grants", &self.grants)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 /// Services a call's host imports use, shared by every call.
 pub(crate) struct HostServices {
     pub(crate) http: reqwest::Client,
@@ -53,6 +74,8 @@ pub(crate) struct HostServices {
 pub(crate) struct CallState {
     pub(crate) plugin: Arc<str>,
     pub(crate) settings: Arc<Settings>,
+    /// What this call alone may reach, if anything.
+    pub(crate) scope: Option<Arc<CallScope>>,
     pub(crate) services: Arc<HostServices>,
     pub(crate) limiter: Limiter,
     pub(crate) log_budget: LogBudget,
@@ -65,6 +88,7 @@ impl CallState {
     pub(crate) fn new(
         plugin: Arc<str>,
         settings: Arc<Settings>,
+        scope: Option<Arc<CallScope>>,
         services: Arc<HostServices>,
     ) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
@@ -84,6 +108,7 @@ impl CallState {
         CallState {
             plugin,
             settings,
+            scope,
             services,
             limiter,
             log_budget,

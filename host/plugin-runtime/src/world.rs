@@ -8,7 +8,7 @@ pub const PACKAGE: &str = "berth:plugin";
 
 /// Package versions this host loads plugins for, oldest first. A version leaves this list
 /// only in a release that says so; plugins built for it are then refused by name.
-pub const SUPPORTED_VERSIONS: &[&str] = &["0.1.0", "0.2.0"];
+pub const SUPPORTED_VERSIONS: &[&str] = &["0.1.0", "0.2.0", "0.3.0"];
 
 /// What a plugin decides, which fixes the world it is built for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

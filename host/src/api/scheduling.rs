@@ -20,6 +20,7 @@ impl From<SchedulingError> for ApiError {
             SchedulingError::NotFound(m) => ApiError::not_found(m),
             SchedulingError::Invalid(m) => ApiError::bad_request(m),
             SchedulingError::Conflict(m) => ApiError::conflict(m),
+            SchedulingError::Provider(m) => ApiError::new(StatusCode::BAD_GATEWAY, m),
             SchedulingError::Store(e) => e.into(),
         }
     }

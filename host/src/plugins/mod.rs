@@ -495,6 +495,20 @@ impl PluginHost {
         }
     }
 
+    /// Cloud-provider plugin `name`, with the runtime that calls it: the scheduler calls
+    /// providers through the runtime's typed provider calls
+    /// (`berth_plugin_runtime::provider`), never through JSON.
+    pub async fn provider(&self, name: &str) -> Result<(&Runtime, Plugin)> {
+        let plugin = self.plugin(name).await?;
+        if plugin.kind() != berth_plugin_runtime::Kind::CloudProvider {
+            return Err(PluginHostError::Conflict(format!(
+                "plugin {name} is a {} plugin, not a cloud provider",
+                plugin.kind()
+            )));
+        }
+        Ok((&self.started().await?.runtime, plugin))
+    }
+
     /// Calls `function` of plugin `name` with JSON arguments.
     pub async fn invoke(
         &self,

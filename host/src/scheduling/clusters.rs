@@ -13,7 +13,7 @@ use super::quotas::{self, Usage};
 use super::{Scheduling, SchedulingError, SchedulingResult};
 use crate::storage::store::now_millis;
 use crate::storage::tables::scheduling::{
-    ClusterRecord, MachineFilter, MachineState, PoolHostRecord, QuotaRecord,
+    ClusterRecord, MachineFilter, MachineState, PoolHostRecord, Probe, QuotaRecord,
 };
 
 /// `POST /api/v1/clusters`.
@@ -45,6 +45,9 @@ pub struct NewCluster {
     /// The projects allowed to use it.
     #[serde(default)]
     pub projects: Vec<String>,
+    /// How berth tells its machines answer (default: SSH on port 22).
+    #[serde(default)]
+    pub probe: Probe,
     /// Whether it takes new machines (default yes).
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -79,6 +82,8 @@ pub struct ClusterChange {
     pub credentials: Option<Option<serde_json::Value>>,
     /// New labels.
     pub labels: Option<BTreeMap<String, String>>,
+    /// A new probe.
+    pub probe: Option<Probe>,
     /// Enable or disable it.
     pub enabled: Option<bool>,
 }
@@ -103,6 +108,8 @@ pub struct ClusterView {
     pub labels: BTreeMap<String, String>,
     /// The projects allowed to use it.
     pub projects: Vec<String>,
+    /// How berth tells its machines answer.
+    pub probe: Probe,
     /// Whether it takes new machines.
     pub enabled: bool,
     /// Who added it.
@@ -124,6 +131,7 @@ impl From<ClusterRecord> for ClusterView {
             has_credentials: r.sealed_credentials.is_some(),
             labels: r.labels,
             projects: r.projects,
+            probe: r.probe,
             enabled: r.enabled,
             created_by: r.created_by,
             created_at: r.created_at,
@@ -170,6 +178,49 @@ fn check_object(what: &str, value: &serde_json::Value) -> SchedulingResult<()> {
     }
 }
 
+/// A cluster's endpoint is what its provider plugin may reach during calls about it, so
+/// it must be a grantable endpoint: http or https, a host, an optional port and path.
+fn check_endpoint(endpoint: &str) -> SchedulingResult<()> {
+    berth_plugin_runtime::Endpoint::parse(endpoint)
+        .map(|_| ())
+        .map_err(|why| SchedulingError::Invalid(format!("endpoint: {why}")))
+}
+
+/// The credentials of `cluster`, opened: each value as a string (any other JSON value as
+/// its text). They are handed to its provider plugin for one call at a time.
+pub(super) fn open_credentials(
+    sealer: &crate::storage::sealing::Sealer,
+    cluster: &ClusterRecord,
+) -> Result<BTreeMap<String, String>, String> {
+    let Some(sealed) = &cluster.sealed_credentials else {
+        return Ok(BTreeMap::new());
+    };
+    let plain = sealer
+        .unseal(&credentials_context(&cluster.name), sealed)
+        .ok_or_else(|| {
+            format!(
+                "the credentials of cluster {} do not open with this node's sealing key",
+                cluster.name
+            )
+        })?;
+    let value: serde_json::Value = serde_json::from_slice(&plain)
+        .map_err(|e| format!("the credentials of cluster {} are damaged: {e}", cluster.name))?;
+    Ok(value
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| {
+                    let text = match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), text)
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 impl Scheduling {
     /// Whether `provider` can serve a cluster: `static-pool`, or a loaded plugin of the
     /// `cloud-provider` world.
@@ -196,6 +247,9 @@ impl Scheduling {
         if let Some(credentials) = &new.credentials {
             check_object("credentials", credentials)?;
         }
+        if let Some(endpoint) = &new.endpoint {
+            check_endpoint(endpoint)?;
+        }
         self.check_provider(&new.provider).await?;
         let now = now_millis();
         let record = ClusterRecord {
@@ -210,6 +264,7 @@ impl Scheduling {
             settings: new.settings,
             labels: new.labels,
             projects: Vec::new(),
+            probe: new.probe,
             enabled: new.enabled,
             created_by: actor.to_owned(),
             created_at: now,
@@ -274,6 +329,9 @@ impl Scheduling {
         if let Some(Some(credentials)) = &change.credentials {
             check_object("credentials", credentials)?;
         }
+        if let Some(Some(endpoint)) = &change.endpoint {
+            check_endpoint(endpoint)?;
+        }
         let sealed = change.credentials.as_ref().map(|c| {
             c.as_ref().map(|c| {
                 self.sealer
@@ -302,6 +360,9 @@ impl Scheduling {
                 }
                 if let Some(labels) = change.labels {
                     record.labels = labels;
+                }
+                if let Some(probe) = change.probe {
+                    record.probe = probe;
                 }
                 if let Some(enabled) = change.enabled {
                     record.enabled = enabled;

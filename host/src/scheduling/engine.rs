@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::lifecycle::{self, LifecycleError};
-use super::{Scheduling, pool};
+use super::{ClusterRecord, Scheduling, pool, probe};
 use crate::jobs::lease::{self, Claim};
 use crate::jobs::{JobFilter, RunState, queue};
 use crate::storage::store::{Durability, StoreError, StoreResult, now_millis};
@@ -174,7 +174,7 @@ impl Scheduling {
         }
     }
 
-    async fn current(&self, id: &str) -> Result<MachineRecord, OperationError> {
+    pub(super) async fn current(&self, id: &str) -> Result<MachineRecord, OperationError> {
         let owned = id.to_owned();
         self.store
             .read(move |tx| tx.scheduling().machine(&owned))
@@ -195,7 +195,7 @@ impl Scheduling {
     }
 
     /// One move, committed on its own, and audited.
-    async fn step(
+    pub(super) async fn step(
         &self,
         id: &str,
         to: MachineState,
@@ -219,9 +219,25 @@ impl Scheduling {
         Ok(moved)
     }
 
+    /// The cluster machine `machine` is in.
+    pub(super) async fn cluster_of(
+        &self,
+        machine: &MachineRecord,
+    ) -> Result<ClusterRecord, OperationError> {
+        let name = machine.cluster.clone();
+        self.store
+            .read(move |tx| tx.scheduling().cluster(&name))
+            .await?
+            .ok_or_else(|| OperationError::Failed(format!("cluster {} is gone", machine.cluster)))
+    }
+
     /// Creates machine `id` from wherever its create stopped.
     async fn create(&self, id: &str) -> Result<(), OperationError> {
         let mut machine = self.current(id).await?;
+        let cluster = self.cluster_of(&machine).await?;
+        if cluster.provider != pool::PROVIDER {
+            return self.create_at_provider(machine, cluster).await;
+        }
         if machine.state == MachineState::Requested {
             let owned = id.to_owned();
             let allocated = self.store.write_blocking(
@@ -247,13 +263,36 @@ impl Scheduling {
         if machine.state == MachineState::Provisioning {
             machine = self.step(id, MachineState::Initializing, None).await?;
         }
+        self.bring_online(machine, &cluster).await
+    }
+
+    /// Takes an initializing machine online once it answers its probe. Host
+    /// initialisation fills this step later; until then a machine is online once it
+    /// answers (or at once, where its cluster probes nothing).
+    pub(super) async fn bring_online(
+        &self,
+        machine: MachineRecord,
+        cluster: &ClusterRecord,
+    ) -> Result<(), OperationError> {
+        let id = machine.id.as_str();
         if machine.state != MachineState::Initializing {
             // Moved on by someone else (retired, failed, or online already).
             return Ok(());
         }
-        // Host initialisation fills this step later; until then a machine is online once
-        // it answers on its SSH port.
-        let target = self.ssh_target(&machine).await?;
+        let Some(target) = self.probe_target(&machine).await? else {
+            if cluster.provider == pool::PROVIDER {
+                return Err(OperationError::Failed(format!(
+                    "machine {id} has no pool host"
+                )));
+            }
+            self.step(
+                id,
+                MachineState::Online,
+                Some("running; the cluster probes nothing".into()),
+            )
+            .await?;
+            return Ok(());
+        };
         let deadline =
             tokio::time::Instant::now() + Duration::from_secs(self.config.initialize_timeout_secs);
         loop {
@@ -275,7 +314,11 @@ impl Scheduling {
                     "did not answer at {target} within {} s",
                     self.config.initialize_timeout_secs
                 );
-                self.fail_and_release(id, &why).await?;
+                if cluster.provider == pool::PROVIDER {
+                    self.fail_and_release(id, &why).await?;
+                } else {
+                    self.fail_and_delete(&machine, cluster, &why).await?;
+                }
                 return Err(OperationError::Failed(why));
             }
             // Someone may have retired it meanwhile.
@@ -286,15 +329,7 @@ impl Scheduling {
         }
     }
 
-    /// Where machine `machine` answers SSH: its pool host's address and port.
-    async fn ssh_target(&self, machine: &MachineRecord) -> Result<String, OperationError> {
-        self.probe_target(machine).await?.ok_or_else(|| {
-            OperationError::Failed(format!("machine {} has no pool host", machine.id))
-        })
-    }
-
-    /// Where machine `machine`'s SSH port is, if berth knows: its pool host's address
-    /// and port.
+    /// Where machine `machine` is probed (see `probe.rs`), if anywhere.
     pub(super) async fn probe_target(
         &self,
         machine: &MachineRecord,
@@ -303,11 +338,16 @@ impl Scheduling {
             machine.cluster.clone(),
             machine.provider_id.clone().unwrap_or_default(),
         );
-        let found = self
+        let (cluster, pool_host) = self
             .store
-            .read(move |tx| tx.scheduling().pool_host(&cluster, &host))
+            .read(move |tx| -> StoreResult<_> {
+                Ok((
+                    tx.scheduling().cluster(&cluster)?,
+                    tx.scheduling().pool_host(&cluster, &host)?,
+                ))
+            })
             .await?;
-        Ok(found.as_ref().map(pool::ssh_address))
+        Ok(cluster.and_then(|c| probe::target(machine, &c, pool_host.as_ref())))
     }
 
     async fn fail_and_release(&self, id: &str, why: &str) -> Result<(), OperationError> {
@@ -330,11 +370,16 @@ impl Scheduling {
         Ok(())
     }
 
-    /// Retires machine `id`: releases its pool host, then records it retired.
+    /// Retires machine `id`: deletes it at its provider or releases its pool host, then
+    /// records it retired.
     async fn retire_now(&self, id: &str) -> Result<(), OperationError> {
         let machine = self.current(id).await?;
         if machine.state != MachineState::Retiring {
             return Ok(());
+        }
+        let cluster = self.cluster_of(&machine).await?;
+        if cluster.provider != pool::PROVIDER {
+            return self.retire_at_provider(machine, cluster).await;
         }
         let owned = id.to_owned();
         self.store

@@ -1,4 +1,4 @@
-//! Health: an online machine that fails its probe (its SSH port) for longer than
+//! Health: an online machine that fails its probe (its SSH port, `probe.rs`) for longer than
 //! `scheduling.unhealthy_after_secs` goes offline with the reason, and back online when
 //! it answers again. When more than `scheduling.max_unhealthy_percent` of a cluster's
 //! machines fail at once, nothing is taken offline (Cluster API's `maxUnhealthy`): a
@@ -15,11 +15,13 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::engine::BERTH;
-use super::{Scheduling, lifecycle, pool};
+use super::{Scheduling, lifecycle, pool, probe};
 use crate::jobs::lease::{self, Claim};
 use crate::jobs::{JobFilter, queue};
 use crate::storage::store::{StoreResult, now_millis};
-use crate::storage::tables::scheduling::{MachineFilter, MachineRecord, MachineState};
+use crate::storage::tables::scheduling::{
+    ClusterRecord, MachineFilter, MachineRecord, MachineState, PoolHostRecord,
+};
 
 /// The reason health gives a machine it takes offline; it brings back only those.
 pub const UNHEALTHY: &str = "unhealthy:";
@@ -69,7 +71,13 @@ impl Scheduling {
                     states: vec![MachineState::Online, MachineState::Offline],
                     ..MachineFilter::default()
                 })?;
-                let mut addresses: HashMap<(String, String), String> = HashMap::new();
+                let clusters: HashMap<String, ClusterRecord> = tx
+                    .scheduling()
+                    .clusters()?
+                    .into_iter()
+                    .map(|c| (c.name.clone(), c))
+                    .collect();
+                let mut hosts: HashMap<(String, String), PoolHostRecord> = HashMap::new();
                 let mut pools_read: HashSet<String> = HashSet::new();
                 let mut targets = Vec::new();
                 for machine in machines {
@@ -81,18 +89,22 @@ impl Scheduling {
                     if machine.state != MachineState::Online && !health_took_it {
                         continue;
                     }
-                    if pools_read.insert(machine.cluster.clone()) {
+                    let Some(cluster) = clusters.get(&machine.cluster) else {
+                        continue;
+                    };
+                    if cluster.provider == pool::PROVIDER
+                        && pools_read.insert(machine.cluster.clone())
+                    {
                         for host in tx.scheduling().pool_hosts(&machine.cluster)? {
-                            let address = pool::ssh_address(&host);
-                            addresses.insert((host.cluster, host.name), address);
+                            hosts.insert((host.cluster.clone(), host.name.clone()), host);
                         }
                     }
                     let key = (
                         machine.cluster.clone(),
                         machine.provider_id.clone().unwrap_or_default(),
                     );
-                    if let Some(address) = addresses.get(&key) {
-                        targets.push((machine, address.clone()));
+                    if let Some(address) = probe::target(&machine, cluster, hosts.get(&key)) {
+                        targets.push((machine, address));
                     }
                 }
                 Ok(targets)

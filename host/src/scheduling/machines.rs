@@ -130,13 +130,29 @@ impl From<LifecycleError> for SchedulingError {
 
 impl Scheduling {
     /// Records a machine as `requested` and queues the job that creates it; answers at
-    /// once. Physical pools only for now: cloud providers' creates arrive with their
-    /// plugins' calls.
+    /// once. On a provider's cluster the machine type's vCPUs and memory are the
+    /// provider's (what the quota counts), and a type it does not offer is refused here.
     pub async fn create_machine(
         &self,
-        new: NewMachine,
+        mut new: NewMachine,
         actor: &str,
     ) -> SchedulingResult<(MachineView, bool)> {
+        let cluster_name = new.cluster.clone();
+        let cluster = self
+            .store
+            .read(move |tx| tx.scheduling().cluster(&cluster_name))
+            .await?;
+        if let Some(cluster) = cluster.filter(|c| c.provider != pool::PROVIDER) {
+            let (Some(machine_type), Some(_)) = (&new.spec.machine_type, &new.spec.image) else {
+                return Err(SchedulingError::Invalid(format!(
+                    "cluster {} is a {} cluster: name a machine type and an image (spec.machine_type, spec.image)",
+                    cluster.name, cluster.provider
+                )));
+            };
+            let (cpus, memory_mib) = self.machine_type_size(&cluster, machine_type).await?;
+            new.spec.cpus = cpus;
+            new.spec.memory_mib = memory_mib;
+        }
         if new.spec.cpus == 0 || new.spec.memory_mib == 0 {
             return Err(SchedulingError::Invalid(
                 "a machine needs at least one vCPU and some memory (spec.cpus, spec.memory_mib)"
@@ -154,14 +170,6 @@ impl Scheduling {
         let made = self
             .store
             .write(move |tx| -> SchedulingResult<(MachineRecord, bool)> {
-                if let Some(cluster) = tx.scheduling().cluster(&request.cluster)?
-                    && cluster.provider != pool::PROVIDER
-                {
-                    return Err(SchedulingError::Invalid(format!(
-                        "cluster {} is served by {}: creating machines through provider plugins is not built yet; physical pools (static-pool) are",
-                        cluster.name, cluster.provider
-                    )));
-                }
                 let now = now_millis();
                 let (machine, new) = requests::request(tx, &request, &actor, now)?;
                 if new {

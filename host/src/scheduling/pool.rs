@@ -245,11 +245,7 @@ pub fn allocate_named(
 
 /// Where `host` answers SSH, as a socket address (an IPv6 address in brackets).
 pub fn ssh_address(host: &PoolHostRecord) -> String {
-    if host.address.contains(':') && !host.address.starts_with('[') {
-        format!("[{}]:{}", host.address, host.ssh_port)
-    } else {
-        format!("{}:{}", host.address, host.ssh_port)
-    }
+    super::probe::socket_address(&host.address, host.ssh_port)
 }
 
 /// Releases the host machine `id` holds, if any: free again, to be set up anew.

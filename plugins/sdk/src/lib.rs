@@ -173,7 +173,7 @@ pub use wit_bindgen as __wit_bindgen;
 pub mod bindings {
     #[cfg(feature = "cloud-provider")]
     wit_bindgen::generate!({
-        path: "../../wit/v0.2.0",
+        path: "../../wit/v0.3.0",
         world: "cloud-provider",
         pub_export_macro: true,
         export_macro_name: "__export_world",
@@ -183,7 +183,7 @@ pub mod bindings {
     });
     #[cfg(feature = "replication-strategy")]
     wit_bindgen::generate!({
-        path: "../../wit/v0.2.0",
+        path: "../../wit/v0.3.0",
         world: "replication-strategy",
         pub_export_macro: true,
         export_macro_name: "__export_world",
@@ -193,7 +193,7 @@ pub mod bindings {
     });
     #[cfg(feature = "host-init")]
     wit_bindgen::generate!({
-        path: "../../wit/v0.2.0",
+        path: "../../wit/v0.3.0",
         world: "host-init",
         pub_export_macro: true,
         export_macro_name: "__export_world",

@@ -1,8 +1,13 @@
-//! The `cloud-provider` world.
+//! The `cloud-provider` world (`berth:plugin@0.3.0`).
+//!
+//! Every call names the cluster it is about ([`ClusterContext`]): its endpoint, regions,
+//! settings, and the names of its credentials, which [`crate::secrets::get`] hands out
+//! during that call only. One plugin serves any number of clusters and accounts.
 
 pub use crate::bindings::exports::berth::plugin::provider::{
-    Address, AddressKind, Description, HourlyPrice, Image, Machine, MachineSpec, MachineState,
-    MachineType, ProviderError, Region, Throttled, Zone,
+    Address, AddressKind, ClusterContext, Description, Disk, ErrorKind, Image, ListRequest,
+    Machine, MachinePage, MachineSpec, MachineState, MachineType, HourlyPrice, ProviderError,
+    PurchaseOption, Region, Zone,
 };
 
 use crate::http::{HttpError, ResponseError};
@@ -10,29 +15,118 @@ use crate::secrets::SecretError;
 
 /// Implement this, and [`crate::Plugin`], then `export_provider!(YourType)`. Every call is
 /// stateless: keep state in the provider's own API (tags, client tokens).
+///
+/// The host retries only `throttled` and `transient` errors (after `retry-after-ms` when
+/// set): choose the kind with that in mind.
 pub trait Provider: crate::Plugin {
-    fn describe() -> Result<Description, ProviderError>;
-    fn price(region: String, machine_type: String) -> Result<HourlyPrice, ProviderError>;
+    fn describe(cluster: ClusterContext) -> Result<Description, ProviderError>;
+    fn price(
+        cluster: ClusterContext,
+        region: String,
+        machine_type: String,
+        purchase_option: PurchaseOption,
+    ) -> Result<HourlyPrice, ProviderError>;
     /// Must be idempotent by `spec.client_token`.
-    fn create(spec: MachineSpec) -> Result<Machine, ProviderError>;
-    fn get(region: String, id: String) -> Result<Machine, ProviderError>;
-    fn list(region: Option<String>) -> Result<Vec<Machine>, ProviderError>;
-    fn start(region: String, id: String) -> Result<(), ProviderError>;
-    fn stop(region: String, id: String) -> Result<(), ProviderError>;
-    fn delete(region: String, id: String) -> Result<(), ProviderError>;
+    fn create(cluster: ClusterContext, spec: MachineSpec) -> Result<Machine, ProviderError>;
+    fn get(cluster: ClusterContext, region: String, id: String) -> Result<Machine, ProviderError>;
+    /// The machines of `ids` that exist. The default asks `get` for each; override it
+    /// where the API reads many at once.
+    fn get_many(
+        cluster: ClusterContext,
+        region: String,
+        ids: Vec<String>,
+    ) -> Result<Vec<Machine>, ProviderError> {
+        let mut found = Vec::new();
+        for id in ids {
+            match Self::get(cluster.clone(), region.clone(), id) {
+                Ok(machine) => found.push(machine),
+                Err(e) if e.kind == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(found)
+    }
+    fn list(cluster: ClusterContext, request: ListRequest) -> Result<MachinePage, ProviderError>;
+    /// Succeeds on a machine already running.
+    fn start(cluster: ClusterContext, region: String, id: String) -> Result<(), ProviderError>;
+    /// Succeeds on a machine already stopped.
+    fn stop(cluster: ClusterContext, region: String, id: String) -> Result<(), ProviderError>;
+    /// Succeeds on a machine already terminated or gone.
+    fn delete(cluster: ClusterContext, region: String, id: String) -> Result<(), ProviderError>;
+}
+
+impl ProviderError {
+    /// An error of `kind` with a message and nothing else.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ProviderError {
+            kind,
+            message: message.into(),
+            code: None,
+            request_id: None,
+            retry_after_ms: None,
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Invalid, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+
+    /// The same error with the provider's code and request id.
+    pub fn with_code(mut self, code: Option<String>, request_id: Option<String>) -> Self {
+        self.code = code;
+        self.request_id = request_id;
+        self
+    }
+}
+
+impl ClusterContext {
+    /// The setting `key`, if the cluster sets it.
+    pub fn setting(&self, key: &str) -> Option<&str> {
+        self.settings
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of credential `name`, which the cluster must have.
+    pub fn credential(&self, name: &str) -> Result<String, ProviderError> {
+        if !self.credentials.iter().any(|c| c == name) {
+            return Err(ProviderError::new(
+                ErrorKind::Auth,
+                format!("cluster {} has no credential {name}", self.name),
+            ));
+        }
+        Ok(crate::secrets::get(name)?)
+    }
+}
+
+impl Machine {
+    /// The value of tag `key`, if the machine carries one.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// So `?` works on HTTP calls inside provider functions. An endpoint the admin did not
-/// grant is `not-granted` — a missing grant, which `auth` (credentials the cloud refused)
-/// must not be mistaken for; the rest are the provider's own failures.
+/// grant is `not-granted` (a missing grant, not credentials the cloud refused); a
+/// connection that failed or timed out may pass (`transient`).
 impl From<HttpError> for ProviderError {
     fn from(e: HttpError) -> Self {
         let message = crate::http::describe(&e);
-        match e {
-            HttpError::NotGranted(_) => ProviderError::NotGranted(message),
-            HttpError::InvalidRequest(_) => ProviderError::Invalid(message),
-            _ => ProviderError::Other(message),
-        }
+        let kind = match e {
+            HttpError::NotGranted(_) => ErrorKind::NotGranted,
+            HttpError::InvalidRequest(_) => ErrorKind::Invalid,
+            HttpError::Connection(_) | HttpError::Timeout => ErrorKind::Transient,
+            HttpError::TooLarge(_) => ErrorKind::Other,
+        };
+        ProviderError::new(kind, message)
     }
 }
 
@@ -41,29 +135,31 @@ impl From<HttpError> for ProviderError {
 impl From<SecretError> for ProviderError {
     fn from(e: SecretError) -> Self {
         let message = crate::secrets::describe(&e);
-        match e {
-            SecretError::NotGranted(_) => ProviderError::NotGranted(message),
-            SecretError::NotSet(_) => ProviderError::Auth(message),
-        }
+        let kind = match e {
+            SecretError::NotGranted(_) => ErrorKind::NotGranted,
+            SecretError::NotSet(_) => ErrorKind::Auth,
+        };
+        ProviderError::new(kind, message)
     }
 }
 
+/// A status without a provider-specific reading: 401/403 `auth`, 404 `not-found`, 409
+/// `conflict`, 429 `throttled`, 400/422 `invalid`, 5xx `transient`.
 impl From<ResponseError> for ProviderError {
     fn from(e: ResponseError) -> Self {
-        match &e {
-            ResponseError::Status {
-                status: 401 | 403, ..
-            } => ProviderError::Auth(e.to_string()),
-            ResponseError::Status { status: 404, .. } => ProviderError::NotFound(e.to_string()),
-            ResponseError::Status { status: 429, .. } => ProviderError::Throttled(Throttled {
-                message: e.to_string(),
-                retry_after_ms: None,
-            }),
-            ResponseError::Status {
-                status: 400 | 422, ..
-            } => ProviderError::Invalid(e.to_string()),
-            _ => ProviderError::Other(e.to_string()),
-        }
+        let kind = match &e {
+            ResponseError::Status { status, .. } => match status {
+                401 | 403 => ErrorKind::Auth,
+                404 => ErrorKind::NotFound,
+                409 => ErrorKind::Conflict,
+                429 => ErrorKind::Throttled,
+                400 | 422 => ErrorKind::Invalid,
+                500..=599 => ErrorKind::Transient,
+                _ => ErrorKind::Other,
+            },
+            ResponseError::Decode(_) => ErrorKind::Other,
+        };
+        ProviderError::new(kind, e.to_string())
     }
 }
 
@@ -74,55 +170,55 @@ macro_rules! export_provider {
     ($ty:ident) => {
         const _: () = {
             use $crate::provider as __p;
+            use ::std::string::String as __S;
+            type __R<T> = ::core::result::Result<T, __p::ProviderError>;
             impl $crate::bindings::exports::berth::plugin::meta::Guest for $ty {
                 fn info() -> $crate::PluginInfo {
                     <$ty as $crate::Plugin>::info()
                 }
             }
             impl $crate::bindings::exports::berth::plugin::provider::Guest for $ty {
-                fn describe() -> ::core::result::Result<__p::Description, __p::ProviderError> {
-                    <$ty as __p::Provider>::describe()
+                fn describe(cluster: __p::ClusterContext) -> __R<__p::Description> {
+                    <$ty as __p::Provider>::describe(cluster)
                 }
                 fn price(
-                    region: ::std::string::String,
-                    machine_type: ::std::string::String,
-                ) -> ::core::result::Result<__p::HourlyPrice, __p::ProviderError> {
-                    <$ty as __p::Provider>::price(region, machine_type)
+                    cluster: __p::ClusterContext,
+                    region: __S,
+                    machine_type: __S,
+                    purchase_option: __p::PurchaseOption,
+                ) -> __R<__p::HourlyPrice> {
+                    <$ty as __p::Provider>::price(cluster, region, machine_type, purchase_option)
                 }
                 fn create(
+                    cluster: __p::ClusterContext,
                     spec: __p::MachineSpec,
-                ) -> ::core::result::Result<__p::Machine, __p::ProviderError> {
-                    <$ty as __p::Provider>::create(spec)
+                ) -> __R<__p::Machine> {
+                    <$ty as __p::Provider>::create(cluster, spec)
                 }
-                fn get(
-                    region: ::std::string::String,
-                    id: ::std::string::String,
-                ) -> ::core::result::Result<__p::Machine, __p::ProviderError> {
-                    <$ty as __p::Provider>::get(region, id)
+                fn get(cluster: __p::ClusterContext, region: __S, id: __S) -> __R<__p::Machine> {
+                    <$ty as __p::Provider>::get(cluster, region, id)
+                }
+                fn get_many(
+                    cluster: __p::ClusterContext,
+                    region: __S,
+                    ids: ::std::vec::Vec<__S>,
+                ) -> __R<::std::vec::Vec<__p::Machine>> {
+                    <$ty as __p::Provider>::get_many(cluster, region, ids)
                 }
                 fn list(
-                    region: ::core::option::Option<::std::string::String>,
-                ) -> ::core::result::Result<::std::vec::Vec<__p::Machine>, __p::ProviderError>
-                {
-                    <$ty as __p::Provider>::list(region)
+                    cluster: __p::ClusterContext,
+                    request: __p::ListRequest,
+                ) -> __R<__p::MachinePage> {
+                    <$ty as __p::Provider>::list(cluster, request)
                 }
-                fn start(
-                    region: ::std::string::String,
-                    id: ::std::string::String,
-                ) -> ::core::result::Result<(), __p::ProviderError> {
-                    <$ty as __p::Provider>::start(region, id)
+                fn start(cluster: __p::ClusterContext, region: __S, id: __S) -> __R<()> {
+                    <$ty as __p::Provider>::start(cluster, region, id)
                 }
-                fn stop(
-                    region: ::std::string::String,
-                    id: ::std::string::String,
-                ) -> ::core::result::Result<(), __p::ProviderError> {
-                    <$ty as __p::Provider>::stop(region, id)
+                fn stop(cluster: __p::ClusterContext, region: __S, id: __S) -> __R<()> {
+                    <$ty as __p::Provider>::stop(cluster, region, id)
                 }
-                fn delete(
-                    region: ::std::string::String,
-                    id: ::std::string::String,
-                ) -> ::core::result::Result<(), __p::ProviderError> {
-                    <$ty as __p::Provider>::delete(region, id)
+                fn delete(cluster: __p::ClusterContext, region: __S, id: __S) -> __R<()> {
+                    <$ty as __p::Provider>::delete(cluster, region, id)
                 }
             }
     $crate::bindings::__export_world!($ty with_types_in $crate::bindings);

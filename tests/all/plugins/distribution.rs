@@ -56,13 +56,13 @@ fn the_cli_pushes_a_plugin_to_the_registry_loads_it_by_reference_and_it_survives
         detail["imports"]
             .as_array()
             .unwrap()
-            .contains(&json!("berth:plugin/host@0.2.0"))
+            .contains(&json!("berth:plugin/host@0.3.0"))
     );
     assert!(
         detail["exports"]
             .as_array()
             .unwrap()
-            .contains(&json!("berth:plugin/strategy@0.2.0"))
+            .contains(&json!("berth:plugin/strategy@0.3.0"))
     );
 
     // The contract the server serves.
@@ -70,6 +70,7 @@ fn the_cli_pushes_a_plugin_to_the_registry_loads_it_by_reference_and_it_survives
     assert!(
         ok && out.contains("berth:plugin@0.1.0")
             && out.contains("berth:plugin@0.2.0")
+            && out.contains("berth:plugin@0.3.0")
             && out.contains("replication-strategy")
             && out.contains("host,http,secrets"),
         "{out}"

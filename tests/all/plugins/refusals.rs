@@ -210,14 +210,22 @@ async fn a_provider_reaches_only_granted_endpoints_with_only_granted_secrets() {
     )
     .await;
     let list = |http: reqwest::Client, url: String| async move {
-        invoke(&http, &url, "inventory", "list", json!({})).await
+        invoke(
+            &http,
+            &url,
+            "inventory",
+            "list",
+            json!({"cluster": cluster(), "request": {"tags": [], "page-size": 100}}),
+        )
+        .await
     };
 
     // No secret granted: the plugin sees the typed refusal and reports it.
     let (status, out) = list(client(), berth.url.clone()).await;
     assert_eq!(status, 200, "{out}");
+    assert_eq!(out["error"]["kind"], "not-granted", "{out}");
     assert_eq!(
-        out["error"]["not-granted"], "secret inventory-token is not granted to this plugin",
+        out["error"]["message"], "secret inventory-token is not granted to this plugin",
         "{out}"
     );
     // Granted, but no value stored yet.
@@ -228,8 +236,9 @@ async fn a_provider_reaches_only_granted_endpoints_with_only_granted_secrets() {
     )
     .await;
     let (_, out) = list(client(), berth.url.clone()).await;
+    assert_eq!(out["error"]["kind"], "auth", "{out}");
     assert_eq!(
-        out["error"]["auth"], "secret inventory-token is granted but has no value",
+        out["error"]["message"], "secret inventory-token is granted but has no value",
         "{out}"
     );
     let r = client()
@@ -247,7 +256,8 @@ async fn a_provider_reaches_only_granted_endpoints_with_only_granted_secrets() {
     let (_, out) = list(client(), berth.url.clone()).await;
     // A missing grant is `not-granted`, never `auth` (which is for credentials the
     // provider's API refused).
-    let refused = out["error"]["not-granted"].as_str().unwrap();
+    assert_eq!(out["error"]["kind"], "not-granted", "{out}");
+    let refused = out["error"]["message"].as_str().unwrap();
     assert!(
         refused.contains("is not granted to this plugin") && refused.contains("http://127.0.0.1:"),
         "{out}"
@@ -262,7 +272,7 @@ async fn a_provider_reaches_only_granted_endpoints_with_only_granted_secrets() {
     .await;
     let (_, out) = list(client(), berth.url.clone()).await;
     assert!(
-        out["error"]["not-granted"]
+        out["error"]["message"]
             .as_str()
             .unwrap()
             .contains("not granted"),
@@ -275,12 +285,16 @@ async fn a_provider_reaches_only_granted_endpoints_with_only_granted_secrets() {
     )
     .await;
     let (_, out) = list(client(), berth.url.clone()).await;
-    assert_eq!(out, json!({"ok": []}));
+    assert_eq!(
+        out,
+        json!({"ok": {"machines": [], "next-page-token": null}})
+    );
 
     // The whole life of a machine; create is idempotent by client token.
-    let create = json!({"spec": {
+    let create = json!({"cluster": cluster(), "spec": {
         "client-token": "tok-1", "name": "web-1", "region": "local", "zone": null,
-        "machine-type": "small", "image": "debian-12", "tags": [], "user-data": null
+        "machine-type": "small", "image": "debian-12", "security-groups": [], "disks": [],
+        "tags": [], "user-data": null
     }});
     let (_, first) = invoke(&client(), &berth.url, "inventory", "create", create.clone()).await;
     let (_, again) = invoke(&client(), &berth.url, "inventory", "create", create).await;
@@ -294,7 +308,7 @@ async fn a_provider_reaches_only_granted_endpoints_with_only_granted_secrets() {
         &berth.url,
         "inventory",
         "stop",
-        json!({"region": "local", "id": "m-1"}),
+        json!({"cluster": cluster(), "region": "local", "id": "m-1"}),
     )
     .await;
     assert_eq!(out, json!({"ok": null}));
@@ -303,7 +317,7 @@ async fn a_provider_reaches_only_granted_endpoints_with_only_granted_secrets() {
         &berth.url,
         "inventory",
         "get",
-        json!({"region": "local", "id": "m-1"}),
+        json!({"cluster": cluster(), "region": "local", "id": "m-1"}),
     )
     .await;
     assert_eq!(out["ok"]["state"], "stopped", "{out}");
@@ -313,19 +327,20 @@ async fn a_provider_reaches_only_granted_endpoints_with_only_granted_secrets() {
         &berth.url,
         "inventory",
         "price",
-        json!({"region": "local", "machine-type": "small"}),
+        json!({"cluster": cluster(), "region": "local", "machine-type": "small", "purchase-option": "on-demand"}),
     )
     .await;
     assert_eq!(
         out["ok"],
-        json!({"currency": "USD", "micros-per-hour": 41600})
+        json!({"currency": "USD", "micros-per-hour": 41600, "purchase-option": "on-demand",
+               "granularity-secs": 1, "minimum-secs": 60, "effective-from": null})
     );
     let (_, out) = invoke(
         &client(),
         &berth.url,
         "inventory",
         "delete",
-        json!({"region": "local", "id": "m-1"}),
+        json!({"cluster": cluster(), "region": "local", "id": "m-1"}),
     )
     .await;
     assert_eq!(out, json!({"ok": null}));
@@ -334,10 +349,10 @@ async fn a_provider_reaches_only_granted_endpoints_with_only_granted_secrets() {
         &berth.url,
         "inventory",
         "get",
-        json!({"region": "local", "id": "m-1"}),
+        json!({"cluster": cluster(), "region": "local", "id": "m-1"}),
     )
     .await;
-    assert!(out["error"]["not-found"].is_string(), "{out}");
+    assert_eq!(out["error"]["kind"], "not-found", "{out}");
 
     // Revoking the endpoint cuts it off again; the secret's value never shows in the API.
     patch(
@@ -348,7 +363,7 @@ async fn a_provider_reaches_only_granted_endpoints_with_only_granted_secrets() {
     .await;
     let (_, out) = list(client(), berth.url.clone()).await;
     assert!(
-        out["error"]["not-granted"]
+        out["error"]["message"]
             .as_str()
             .unwrap()
             .contains("not granted"),
@@ -379,4 +394,10 @@ async fn a_provider_reaches_only_granted_endpoints_with_only_granted_secrets() {
             .any(|w| w == b"inventory token value"),
         "the secret is sealed at rest"
     );
+}
+
+/// The cluster a provider call names, in the WIT's JSON: the plugin's own configuration and
+/// grants apply, as the cluster brings no endpoint or credentials.
+fn cluster() -> Value {
+    json!({"name": "test", "regions": ["local"], "settings": [], "credentials": []})
 }

@@ -124,3 +124,4 @@ macro_rules! version_imports {
 
 version_imports!(v0_1_0);
 version_imports!(v0_2_0);
+version_imports!(v0_3_0);

@@ -12,6 +12,11 @@ pub(crate) enum Refusal {
 impl CallState {
     /// The value of secret `name`, if it is granted and set.
     pub(crate) fn granted_secret(&mut self, name: String) -> Result<String, Refusal> {
+        // The call's own secrets (a cluster's credentials, for a call about that
+        // cluster) come first; they exist only while the call runs.
+        if let Some(value) = self.scope.as_ref().and_then(|s| s.secrets.get(&name)) {
+            return Ok(value.clone());
+        }
         if !self.settings.grants.secrets.contains(&name) {
             tracing::warn!(
                 plugin = &*self.plugin,

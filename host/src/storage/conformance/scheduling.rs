@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use crate::storage::store::{Durability, Store, StoreError};
 use crate::storage::tables::scheduling::{
     ClusterRecord, MachineFilter, MachineRecord, MachineSpec, MachineState, PoolHostRecord,
-    QuotaRecord, TransitionRecord,
+    Probe, QuotaRecord, TransitionRecord,
 };
 
 fn write(
@@ -32,6 +32,7 @@ fn cluster(name: &str) -> ClusterRecord {
         sealed_credentials: Some((0..=255u8).collect()),
         labels: labels(&[("tier", "prod"), ("team", "\"core\"")]),
         projects: vec!["team".into(), "web".into()],
+        probe: Probe::Ssh { port: 2222 },
         enabled: true,
         created_by: "admin".into(),
         created_at: 1_764_000_000_001,
@@ -81,6 +82,7 @@ pub(super) fn clusters_round_trip_every_field_in_byte_order(store: &Store) {
         sealed_credentials: None,
         labels: BTreeMap::new(),
         projects: Vec::new(),
+        probe: Probe::None,
         enabled: false,
         ..cluster("Rack-1")
     };

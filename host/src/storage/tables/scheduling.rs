@@ -79,6 +79,32 @@ impl MachineState {
     }
 }
 
+/// How berth tells that a machine answers: a TCP connection to its SSH port, or (for a
+/// cluster whose machines berth has no route to) not at all, so a running machine is
+/// online as soon as its provider says it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", tag = "kind", deny_unknown_fields)]
+pub enum Probe {
+    /// Connect to the SSH port (a pool host's own port on a physical pool).
+    Ssh {
+        /// The port on a provider's machines.
+        #[serde(default = "default_ssh_port")]
+        port: u16,
+    },
+    /// No probe.
+    None,
+}
+
+fn default_ssh_port() -> u16 {
+    22
+}
+
+impl Default for Probe {
+    fn default() -> Probe {
+        Probe::Ssh { port: 22 }
+    }
+}
+
 /// One cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterRecord {
@@ -105,6 +131,9 @@ pub struct ClusterRecord {
     /// The projects allowed to place machines here.
     #[serde(default)]
     pub projects: Vec<String>,
+    /// How berth tells that a machine of this cluster answers.
+    #[serde(default)]
+    pub probe: Probe,
     /// A disabled cluster takes no new machines; its machines stay managed.
     pub enabled: bool,
     /// Who added it.

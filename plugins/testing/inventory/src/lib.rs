@@ -2,13 +2,16 @@
 //! `GET/POST {endpoint}/machines`, `GET/DELETE {endpoint}/machines/{id}`,
 //! `POST {endpoint}/machines/{id}/start|stop`, with `Authorization: Bearer <secret>`.
 //!
-//! Configuration: `endpoint` (required), `token-secret` (the secret's name, default
-//! `inventory-token`), `regions` (comma-separated, default `local`).
+//! The API is the cluster's endpoint, or the plugin's `endpoint` configuration; the token
+//! the cluster's credential `token`, or the plugin's secret named by `token-secret`
+//! (default `inventory-token`). Regions are the cluster's, or `local`. Machines carry
+//! the tags they were created with, and listing filters by them.
 
 use berth_plugin_sdk::http::Request;
 use berth_plugin_sdk::provider::{
-    Address, AddressKind, Description, HourlyPrice, Machine, MachineSpec, MachineState,
-    MachineType, Provider, ProviderError, Region, Zone,
+    Address, AddressKind, ClusterContext, Description, ErrorKind, ListRequest, Machine,
+    MachinePage, MachineSpec, MachineState, MachineType, HourlyPrice, Provider, ProviderError,
+    PurchaseOption, Region, Zone,
 };
 use berth_plugin_sdk::{Plugin, PluginInfo, export_provider, host, secrets};
 use serde::{Deserialize, Serialize};
@@ -36,6 +39,8 @@ struct Record {
     ip: String,
     #[serde(default)]
     client_token: String,
+    #[serde(default)]
+    tags: Vec<(String, String)>,
 }
 
 impl From<Record> for Machine {
@@ -59,31 +64,46 @@ impl From<Record> for Machine {
                 kind: AddressKind::Private,
                 ip: r.ip,
             }],
+            state_reason: None,
             created_at: None,
-            tags: vec![],
+            tags: r.tags,
+            host_key_fingerprints: vec![],
+            billing_started_at: None,
         }
     }
 }
 
-fn endpoint() -> Result<String, ProviderError> {
-    host::config("endpoint")
-        .ok_or_else(|| ProviderError::Invalid("config endpoint is not set".into()))
+fn endpoint(cluster: &ClusterContext) -> Result<String, ProviderError> {
+    cluster
+        .endpoint
+        .clone()
+        .or_else(|| host::config("endpoint"))
+        .map(|e| e.trim_end_matches('/').to_string())
+        .ok_or_else(|| ProviderError::invalid("the cluster has no endpoint and config endpoint is not set"))
 }
 
-fn authed(request: Request) -> Result<Request, ProviderError> {
-    let secret = host::config_or("token-secret", "inventory-token");
-    Ok(request.bearer(&secrets::get(&secret)?))
+fn authed(cluster: &ClusterContext, request: Request) -> Result<Request, ProviderError> {
+    let token = if cluster.credentials.iter().any(|c| c == "token") {
+        cluster.credential("token")?
+    } else {
+        secrets::get(&host::config_or("token-secret", "inventory-token"))?
+    };
+    Ok(request.bearer(&token))
 }
 
 impl Provider for Inventory {
-    fn describe() -> Result<Description, ProviderError> {
-        let regions = host::config_or("regions", "local")
-            .split(',')
+    fn describe(cluster: ClusterContext) -> Result<Description, ProviderError> {
+        let mut names = cluster.regions.clone();
+        if names.is_empty() {
+            names.push("local".into());
+        }
+        let regions = names
+            .iter()
             .map(|r| Region {
-                id: r.trim().into(),
-                name: r.trim().into(),
+                id: r.clone(),
+                name: r.clone(),
                 zones: vec![Zone {
-                    id: format!("{}-a", r.trim()),
+                    id: format!("{r}-a"),
                 }],
             })
             .collect();
@@ -100,17 +120,26 @@ impl Provider for Inventory {
         })
     }
 
-    fn price(_region: String, machine_type: String) -> Result<HourlyPrice, ProviderError> {
+    fn price(
+        _cluster: ClusterContext,
+        _region: String,
+        machine_type: String,
+        purchase_option: PurchaseOption,
+    ) -> Result<HourlyPrice, ProviderError> {
         match machine_type.as_str() {
             "small" => Ok(HourlyPrice {
                 currency: "USD".into(),
                 micros_per_hour: 41_600,
+                purchase_option,
+                granularity_secs: 1,
+                minimum_secs: 60,
+                effective_from: None,
             }),
-            other => Err(ProviderError::NotFound(format!("machine type {other}"))),
+            other => Err(ProviderError::not_found(format!("machine type {other}"))),
         }
     }
 
-    fn create(spec: MachineSpec) -> Result<Machine, ProviderError> {
+    fn create(cluster: ClusterContext, spec: MachineSpec) -> Result<Machine, ProviderError> {
         host::info(
             "creating a machine",
             &[("name", &spec.name), ("client-token", &spec.client_token)],
@@ -124,54 +153,67 @@ impl Provider for Inventory {
             state: "pending".into(),
             ip: String::new(),
             client_token: spec.client_token,
+            tags: spec.tags,
         };
-        let record: Record =
-            authed(Request::post(format!("{}/machines", endpoint()?)).json(&body))?
-                .send()?
-                .error_for_status()?
-                .json()?;
-        Ok(record.into())
-    }
-
-    fn get(_region: String, id: String) -> Result<Machine, ProviderError> {
-        let record: Record = authed(Request::get(format!("{}/machines/{id}", endpoint()?)))?
+        let url = format!("{}/machines", endpoint(&cluster)?);
+        let record: Record = authed(&cluster, Request::post(url).json(&body))?
             .send()?
             .error_for_status()?
             .json()?;
         Ok(record.into())
     }
 
-    fn list(region: Option<String>) -> Result<Vec<Machine>, ProviderError> {
-        let mut request = Request::get(format!("{}/machines", endpoint()?));
-        if let Some(region) = &region {
-            request = request.query(&[("region", region)]);
+    fn get(cluster: ClusterContext, _region: String, id: String) -> Result<Machine, ProviderError> {
+        let url = format!("{}/machines/{id}", endpoint(&cluster)?);
+        let record: Record = authed(&cluster, Request::get(url))?
+            .send()?
+            .error_for_status()?
+            .json()?;
+        Ok(record.into())
+    }
+
+    fn list(cluster: ClusterContext, request: ListRequest) -> Result<MachinePage, ProviderError> {
+        if request.page_token.is_some() {
+            return Ok(MachinePage { machines: vec![], next_page_token: None });
         }
-        let records: Vec<Record> = authed(request)?.send()?.error_for_status()?.json()?;
-        Ok(records.into_iter().map(Machine::from).collect())
+        let mut http = Request::get(format!("{}/machines", endpoint(&cluster)?));
+        if let Some(region) = &request.region {
+            http = http.query(&[("region", region)]);
+        }
+        let records: Vec<Record> = authed(&cluster, http)?.send()?.error_for_status()?.json()?;
+        let machines = records
+            .into_iter()
+            .map(Machine::from)
+            .filter(|m| {
+                request
+                    .tags
+                    .iter()
+                    .all(|(k, v)| m.tag(k).is_some_and(|x| v.is_empty() || x == v))
+            })
+            .collect();
+        Ok(MachinePage { machines, next_page_token: None })
     }
 
-    fn start(_region: String, id: String) -> Result<(), ProviderError> {
-        authed(Request::post(format!(
-            "{}/machines/{id}/start",
-            endpoint()?
-        )))?
-        .send()?
-        .error_for_status()?;
+    fn start(cluster: ClusterContext, _region: String, id: String) -> Result<(), ProviderError> {
+        let url = format!("{}/machines/{id}/start", endpoint(&cluster)?);
+        authed(&cluster, Request::post(url))?.send()?.error_for_status()?;
         Ok(())
     }
 
-    fn stop(_region: String, id: String) -> Result<(), ProviderError> {
-        authed(Request::post(format!("{}/machines/{id}/stop", endpoint()?)))?
-            .send()?
-            .error_for_status()?;
+    fn stop(cluster: ClusterContext, _region: String, id: String) -> Result<(), ProviderError> {
+        let url = format!("{}/machines/{id}/stop", endpoint(&cluster)?);
+        authed(&cluster, Request::post(url))?.send()?.error_for_status()?;
         Ok(())
     }
 
-    fn delete(_region: String, id: String) -> Result<(), ProviderError> {
-        authed(Request::delete(format!("{}/machines/{id}", endpoint()?)))?
-            .send()?
-            .error_for_status()?;
-        Ok(())
+    fn delete(cluster: ClusterContext, _region: String, id: String) -> Result<(), ProviderError> {
+        let url = format!("{}/machines/{id}", endpoint(&cluster)?);
+        match authed(&cluster, Request::delete(url))?.send()?.error_for_status() {
+            Ok(_) => Ok(()),
+            // Already gone: a delete is done when the machine is.
+            Err(e) if ProviderError::from(e.clone()).kind == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

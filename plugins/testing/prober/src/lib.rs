@@ -1,11 +1,12 @@
 //! A cloud provider that fetches whatever it is asked for, to probe the host's grant
 //! checks from inside the sandbox: `get(region, url)` sends `GET url` and answers a
 //! machine whose `name` is the status and whose `image` is the body; a refused request
-//! comes back as the provider error the SDK maps it to. The other functions are inert.
+//! comes back as an `other` error naming the refusal. The other functions are inert.
 
 use berth_plugin_sdk::http::{HttpError, Request, describe};
 use berth_plugin_sdk::provider::{
-    Description, HourlyPrice, Machine, MachineSpec, MachineState, Provider, ProviderError,
+    ClusterContext, Description, ErrorKind, ListRequest, Machine, MachinePage, MachineSpec,
+    MachineState, HourlyPrice, Provider, ProviderError, PurchaseOption,
 };
 use berth_plugin_sdk::{Plugin, PluginInfo, export_provider};
 
@@ -22,20 +23,25 @@ impl Plugin for Prober {
 }
 
 fn inert() -> ProviderError {
-    ProviderError::Invalid("the prober only answers get".into())
+    ProviderError::invalid("the prober only answers get")
 }
 
 impl Provider for Prober {
-    fn describe() -> Result<Description, ProviderError> {
+    fn describe(_cluster: ClusterContext) -> Result<Description, ProviderError> {
         Err(inert())
     }
-    fn price(_region: String, _machine_type: String) -> Result<HourlyPrice, ProviderError> {
+    fn price(
+        _cluster: ClusterContext,
+        _region: String,
+        _machine_type: String,
+        _option: PurchaseOption,
+    ) -> Result<HourlyPrice, ProviderError> {
         Err(inert())
     }
-    fn create(_spec: MachineSpec) -> Result<Machine, ProviderError> {
+    fn create(_cluster: ClusterContext, _spec: MachineSpec) -> Result<Machine, ProviderError> {
         Err(inert())
     }
-    fn get(region: String, url: String) -> Result<Machine, ProviderError> {
+    fn get(_cluster: ClusterContext, region: String, url: String) -> Result<Machine, ProviderError> {
         let response = Request::get(url.clone()).send().map_err(|e| {
             // The kind of refusal, spelled out, so a test can tell them apart.
             let kind = match &e {
@@ -45,7 +51,7 @@ impl Provider for Prober {
                 HttpError::Timeout => "timeout",
                 HttpError::TooLarge(_) => "too-large",
             };
-            ProviderError::Other(format!("{kind}: {}", describe(&e)))
+            ProviderError::new(ErrorKind::Other, format!("{kind}: {}", describe(&e)))
         })?;
         Ok(Machine {
             id: url,
@@ -55,21 +61,24 @@ impl Provider for Prober {
             machine_type: String::new(),
             image: response.text(),
             state: MachineState::Unknown,
+            state_reason: None,
             addresses: vec![],
             created_at: None,
             tags: vec![],
+            host_key_fingerprints: vec![],
+            billing_started_at: None,
         })
     }
-    fn list(_region: Option<String>) -> Result<Vec<Machine>, ProviderError> {
+    fn list(_cluster: ClusterContext, _request: ListRequest) -> Result<MachinePage, ProviderError> {
         Err(inert())
     }
-    fn start(_region: String, _id: String) -> Result<(), ProviderError> {
+    fn start(_cluster: ClusterContext, _region: String, _id: String) -> Result<(), ProviderError> {
         Err(inert())
     }
-    fn stop(_region: String, _id: String) -> Result<(), ProviderError> {
+    fn stop(_cluster: ClusterContext, _region: String, _id: String) -> Result<(), ProviderError> {
         Err(inert())
     }
-    fn delete(_region: String, _id: String) -> Result<(), ProviderError> {
+    fn delete(_cluster: ClusterContext, _region: String, _id: String) -> Result<(), ProviderError> {
         Err(inert())
     }
 }

@@ -27,6 +27,7 @@ pub(super) const SCHEMA: Component = Component {
             sealed_credentials bytea,
             labels jsonb NOT NULL,
             projects text[] NOT NULL,
+            probe jsonb NOT NULL,
             enabled boolean NOT NULL,
             created_by text NOT NULL,
             created_at timestamptz NOT NULL,
@@ -89,7 +90,7 @@ pub(super) const SCHEMA: Component = Component {
 
 macro_rules! cluster_columns {
     () => {
-        "name, provider, regions, endpoint, settings, sealed_credentials, labels, projects, enabled, created_by, created_at, updated_at"
+        "name, provider, regions, endpoint, settings, sealed_credentials, labels, projects, probe, enabled, created_by, created_at, updated_at"
     };
 }
 
@@ -130,6 +131,7 @@ fn cluster(row: &Row) -> StoreResult<ClusterRecord> {
         sealed_credentials: row.get("sealed_credentials"),
         labels: json_of(row, TABLE, "labels")?,
         projects: row.get("projects"),
+        probe: json_of(row, TABLE, "probe")?,
         enabled: row.get("enabled"),
         created_by: row.get("created_by"),
         created_at: millis(row.get("created_at")),
@@ -336,13 +338,13 @@ impl SchedulingWrite for PgTx<'_> {
             concat!(
                 "INSERT INTO clusters (",
                 cluster_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                  ON CONFLICT (name) DO UPDATE SET
                      provider = EXCLUDED.provider, regions = EXCLUDED.regions,
                      endpoint = EXCLUDED.endpoint, settings = EXCLUDED.settings,
                      sealed_credentials = EXCLUDED.sealed_credentials,
                      labels = EXCLUDED.labels, projects = EXCLUDED.projects,
-                     enabled = EXCLUDED.enabled, created_by = EXCLUDED.created_by,
+                     probe = EXCLUDED.probe, enabled = EXCLUDED.enabled, created_by = EXCLUDED.created_by,
                      created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at"
             ),
             &[
@@ -354,6 +356,7 @@ impl SchedulingWrite for PgTx<'_> {
                 &r.sealed_credentials,
                 &Json(&r.labels),
                 &r.projects,
+                &Json(&r.probe),
                 &r.enabled,
                 &r.created_by,
                 &timestamp(r.created_at),

@@ -1,0 +1,438 @@
+//! Calls to a cluster's provider plugin. A call about a cluster carries that cluster's
+//! context (name, endpoint, regions, settings, credential names), and only that call may
+//! reach the cluster's endpoint and read its credentials, opened from their seal for it.
+//! A failure is tried again exactly when the plugin runtime classifies it as retryable,
+//! after the provider's own wait when it named one; the scheduler never guesses.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_plugin_runtime::provider::{
+    self as wire, ClusterContext, ListRequest, Machine, MachinePage, Power, ProviderFailure,
+    Target,
+};
+use berth_plugin_runtime::{CallScope, Endpoint, Grants, Plugin, Runtime};
+
+use super::clusters::open_credentials;
+use super::{ClusterRecord, MachineRecord, Scheduling, SchedulingError};
+
+/// Tries of one provider call before a retryable failure is final.
+const ATTEMPTS: u32 = 5;
+/// The pause after the first retryable failure; it doubles each time.
+const FIRST_PAUSE: Duration = Duration::from_millis(500);
+/// The longest pause between tries, whatever the provider asks.
+const MAX_PAUSE: Duration = Duration::from_secs(20);
+/// Machines asked for per page when listing.
+pub(super) const PAGE_SIZE: u32 = 500;
+
+/// The tag every machine berth creates carries: how it finds the machine again after a
+/// crash between the provider's answer and berth's record, and how the reconciler tells
+/// berth's machines from others.
+pub const MACHINE_ID_TAG: &str = "berth:machine-id";
+/// The tag naming the owning project.
+pub const PROJECT_TAG: &str = "berth:project";
+/// The tag naming the cluster.
+pub const CLUSTER_TAG: &str = "berth:cluster";
+
+/// How long a provider's description of its machine types is trusted.
+const MACHINE_TYPES_TTL: Duration = Duration::from_secs(600);
+
+/// Each provider cluster's machine types (vCPUs, memory MiB by type), as described at an
+/// instant, for a cluster as it was at its `updated_at`.
+pub(super) type MachineTypes =
+    std::sync::Mutex<HashMap<String, (std::time::Instant, u64, Arc<HashMap<String, (u32, u64)>>)>>;
+
+/// One cluster's provider, ready for calls about that cluster.
+pub(super) struct ClusterProvider<'a> {
+    runtime: &'a Runtime,
+    plugin: Plugin,
+    target: Target,
+}
+
+impl Scheduling {
+    /// The provider of `cluster` (not a physical pool), or why it cannot be called: no
+    /// such plugin loaded, or credentials that do not open.
+    pub(super) async fn provider_of(
+        &self,
+        cluster: &ClusterRecord,
+    ) -> Result<ClusterProvider<'_>, String> {
+        let (runtime, plugin) = self
+            .plugins
+            .provider(&cluster.provider)
+            .await
+            .map_err(|e| format!("cluster {}: {e}", cluster.name))?;
+        let secrets = open_credentials(&self.sealer, cluster)?;
+        let mut grants = Grants::default();
+        if let Some(endpoint) = &cluster.endpoint {
+            grants.endpoints.push(
+                Endpoint::parse(endpoint)
+                    .map_err(|why| format!("cluster {}: endpoint {why}", cluster.name))?,
+            );
+        }
+        let target = Target {
+            cluster: context(cluster, &secrets),
+            scope: Arc::new(CallScope { grants, secrets }),
+        };
+        Ok(ClusterProvider {
+            runtime,
+            plugin,
+            target,
+        })
+    }
+}
+
+impl Scheduling {
+    /// The vCPUs and memory (MiB) of machine type `machine_type` in provider cluster
+    /// `cluster`, from its provider's description (asked at most every ten minutes).
+    pub(super) async fn machine_type_size(
+        &self,
+        cluster: &ClusterRecord,
+        machine_type: &str,
+    ) -> Result<(u32, u64), SchedulingError> {
+        let cached = self
+            .machine_types
+            .lock()
+            .expect("machine types lock")
+            .get(&cluster.name)
+            .filter(|(at, version, _)| {
+                at.elapsed() < MACHINE_TYPES_TTL && *version == cluster.updated_at
+            })
+            .map(|(_, _, types)| types.clone());
+        let types = match cached {
+            Some(types) => types,
+            None => {
+                let provider = self
+                    .provider_of(cluster)
+                    .await
+                    .map_err(SchedulingError::Provider)?;
+                let described = provider.describe().await.map_err(|e| {
+                    SchedulingError::Provider(format!(
+                        "cluster {}: {} could not describe its machine types: {e}",
+                        cluster.name,
+                        provider.plugin_name()
+                    ))
+                })?;
+                let types: Arc<HashMap<String, (u32, u64)>> = Arc::new(
+                    described
+                        .machine_types
+                        .into_iter()
+                        .map(|t| (t.id, (t.cpus, t.memory_mib)))
+                        .collect(),
+                );
+                self.machine_types.lock().expect("machine types lock").insert(
+                    cluster.name.clone(),
+                    (std::time::Instant::now(), cluster.updated_at, types.clone()),
+                );
+                types
+            }
+        };
+        types.get(machine_type).copied().ok_or_else(|| {
+            let mut offered: Vec<&str> = types.keys().map(String::as_str).collect();
+            offered.sort_unstable();
+            offered.truncate(20);
+            SchedulingError::Invalid(format!(
+                "cluster {} offers no machine type {machine_type:?} (some it offers: {})",
+                cluster.name,
+                offered.join(", ")
+            ))
+        })
+    }
+}
+
+/// What a call about `cluster` tells its plugin.
+fn context(cluster: &ClusterRecord, secrets: &BTreeMap<String, String>) -> ClusterContext {
+    let settings = cluster
+        .settings
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| {
+                    let text = match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), text)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ClusterContext {
+        name: cluster.name.clone(),
+        endpoint: cluster.endpoint.clone(),
+        regions: cluster.regions.clone(),
+        settings,
+        credentials: secrets.keys().cloned().collect(),
+    }
+}
+
+/// Where machine `machine` of `cluster` lives: the region it asked for, else the cluster's
+/// first.
+pub(super) fn region_of(machine: &MachineRecord, cluster: &ClusterRecord) -> Option<String> {
+    machine
+        .spec
+        .region
+        .clone()
+        .or_else(|| cluster.regions.first().cloned())
+}
+
+/// The provider's create spec for `machine`: its client token is the machine's id (unique,
+/// and the same on every try of this create), and it is tagged with its id, project,
+/// cluster and labels.
+pub(super) fn create_spec(
+    machine: &MachineRecord,
+    cluster: &ClusterRecord,
+) -> Result<wire::MachineSpec, String> {
+    let machine_type = machine.spec.machine_type.clone().ok_or_else(|| {
+        format!(
+            "cluster {} is a {} cluster: name a machine type",
+            cluster.name, cluster.provider
+        )
+    })?;
+    let image = machine.spec.image.clone().ok_or_else(|| {
+        format!(
+            "cluster {} is a {} cluster: name an image",
+            cluster.name, cluster.provider
+        )
+    })?;
+    let region = region_of(machine, cluster).ok_or_else(|| {
+        format!(
+            "cluster {} has no region and the machine names none",
+            cluster.name
+        )
+    })?;
+    let mut tags = vec![
+        (MACHINE_ID_TAG.to_owned(), machine.id.clone()),
+        (PROJECT_TAG.to_owned(), machine.project.clone()),
+        (CLUSTER_TAG.to_owned(), cluster.name.clone()),
+    ];
+    tags.extend(machine.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Ok(wire::MachineSpec {
+        client_token: machine.id.clone(),
+        name: machine.id.clone(),
+        region,
+        zone: machine.spec.zone.clone(),
+        machine_type,
+        image,
+        network: machine.spec.network.clone(),
+        subnet: machine.spec.subnet.clone(),
+        security_groups: machine.spec.security_groups.clone(),
+        disks: machine
+            .spec
+            .disk_gib
+            .map(|size_gib| wire::Disk {
+                size_gib,
+                kind: None,
+                device: None,
+            })
+            .into_iter()
+            .collect(),
+        key_pair: machine.spec.key_pair.clone(),
+        ssh_public_key: None,
+        tags,
+        user_data: None,
+    })
+}
+
+impl ClusterProvider<'_> {
+    /// Regions, machine types and images.
+    pub(super) async fn describe(&self) -> Result<wire::Description, ProviderFailure> {
+        retrying("describe", || {
+            self.runtime.provider_describe(&self.plugin, &self.target)
+        })
+        .await
+    }
+
+    /// Creates a machine; the same spec again is the same machine.
+    pub(super) async fn create(&self, spec: &wire::MachineSpec) -> Result<Machine, ProviderFailure> {
+        retrying("create", || {
+            self.runtime
+                .provider_create(&self.plugin, &self.target, spec.clone())
+        })
+        .await
+    }
+
+    pub(super) async fn get(&self, region: &str, id: &str) -> Result<Machine, ProviderFailure> {
+        retrying("get", || {
+            self.runtime
+                .provider_get(&self.plugin, &self.target, region, id)
+        })
+        .await
+    }
+
+    /// One page of the machines carrying every tag of `tags`.
+    pub(super) async fn list_page(
+        &self,
+        region: Option<&str>,
+        tags: &[(String, String)],
+        page_token: Option<String>,
+    ) -> Result<MachinePage, ProviderFailure> {
+        let request = ListRequest {
+            region: region.map(str::to_owned),
+            tags: tags.to_vec(),
+            page_token,
+            page_size: PAGE_SIZE,
+        };
+        retrying("list", || {
+            self.runtime
+                .provider_list(&self.plugin, &self.target, request.clone())
+        })
+        .await
+    }
+
+    /// The machine berth created as `machine_id`, if the provider has it: found by its tag,
+    /// so a create that reached the provider before a crash is not made twice.
+    pub(super) async fn find_by_machine_id(
+        &self,
+        region: &str,
+        machine_id: &str,
+    ) -> Result<Option<Machine>, ProviderFailure> {
+        let tags = [(MACHINE_ID_TAG.to_owned(), machine_id.to_owned())];
+        let mut page_token = None;
+        loop {
+            let page = self.list_page(Some(region), &tags, page_token).await?;
+            // Terminated machines linger in some APIs' listings for a while: they are
+            // not the machine (a create that failed and was cleaned up).
+            if let Some(found) = page.machines.into_iter().find(|m| {
+                m.tag(MACHINE_ID_TAG) == Some(machine_id)
+                    && !matches!(
+                        m.state,
+                        wire::MachineState::Terminated | wire::MachineState::Terminating
+                    )
+            }) {
+                return Ok(Some(found));
+            }
+            match page.next_page_token {
+                Some(next) => page_token = Some(next),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Deletes a machine; done when it is already gone.
+    pub(super) async fn delete(&self, region: &str, id: &str) -> Result<(), ProviderFailure> {
+        retrying("delete", || {
+            self.runtime
+                .provider_power(&self.plugin, &self.target, Power::Delete, region, id)
+        })
+        .await
+    }
+
+    /// The plugin's name, for messages.
+    pub(super) fn plugin_name(&self) -> &str {
+        self.plugin.name()
+    }
+}
+
+/// Runs `call` until it succeeds, fails for good, or has failed [`ATTEMPTS`] times.
+async fn retrying<T, F, Fut>(what: &str, mut call: F) -> Result<T, ProviderFailure>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ProviderFailure>>,
+{
+    let mut pause = FIRST_PAUSE;
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(e) if e.retryable() && attempt < ATTEMPTS => {
+                let wait = e.retry_after().unwrap_or(pause).min(MAX_PAUSE);
+                tracing::warn!(call = what, attempt, wait_ms = wait.as_millis() as u64, error = %e, "provider call failed; trying again");
+                tokio::time::sleep(wait).await;
+                pause = (pause * 2).min(MAX_PAUSE);
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduling::testing;
+    use crate::storage::tables::scheduling::{MachineSpec, MachineState};
+    use berth_plugin_runtime::provider::{ErrorKind, ProviderError};
+
+    fn machine() -> MachineRecord {
+        MachineRecord {
+            id: "m-1".into(),
+            cluster: "aws".into(),
+            project: "team".into(),
+            provider_id: None,
+            client_token: "tok".into(),
+            spec: MachineSpec {
+                machine_type: Some("t3.micro".into()),
+                image: Some("ami-1".into()),
+                disk_gib: Some(20),
+                ..MachineSpec::default()
+            },
+            addresses: vec![],
+            labels: [("tier".to_string(), "web".to_string())].into(),
+            state: MachineState::Requested,
+            reason: None,
+            host_key_fingerprint: None,
+            billing_started_at: None,
+            created_by: "alice".into(),
+            created_at: 1,
+            updated_at: 1,
+        }
+    }
+
+    #[test]
+    fn a_create_is_tagged_with_its_machine_and_keyed_by_its_id() {
+        let mut cluster = testing::cluster("aws", "aws-ec2", &["team"]);
+        cluster.regions = vec!["us-east-1".into()];
+        let spec = create_spec(&machine(), &cluster).unwrap();
+        assert_eq!(spec.client_token, "m-1");
+        assert_eq!(spec.region, "us-east-1");
+        assert_eq!(spec.disks[0].size_gib, 20);
+        for tag in [
+            (MACHINE_ID_TAG, "m-1"),
+            (PROJECT_TAG, "team"),
+            (CLUSTER_TAG, "aws"),
+            ("tier", "web"),
+        ] {
+            assert!(
+                spec.tags.contains(&(tag.0.to_string(), tag.1.to_string())),
+                "{tag:?}"
+            );
+        }
+        let mut bare = machine();
+        bare.spec.image = None;
+        assert!(create_spec(&bare, &cluster).unwrap_err().contains("image"));
+        cluster.regions.clear();
+        assert!(
+            create_spec(&machine(), &cluster)
+                .unwrap_err()
+                .contains("no region")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_retryable_failures_are_tried_again_and_not_forever() {
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let throttled: Result<(), _> = retrying("t", || async {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Err::<(), _>(ProviderFailure::Provider(ProviderError::new(
+                ErrorKind::Throttled,
+                "slow down",
+            )))
+        })
+        .await;
+        assert!(throttled.is_err());
+        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), ATTEMPTS);
+        calls.store(0, std::sync::atomic::Ordering::Relaxed);
+        let capacity: Result<(), _> = retrying("c", || async {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Err::<(), _>(ProviderFailure::Provider(ProviderError::new(
+                ErrorKind::Capacity,
+                "none left",
+            )))
+        })
+        .await;
+        assert!(capacity.is_err());
+        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+}
