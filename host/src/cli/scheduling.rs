@@ -42,6 +42,10 @@ pub enum ClusterCommand {
         /// A project allowed to use it (repeatable).
         #[arg(long = "project")]
         projects: Vec<String>,
+        /// How its machines are probed: `ssh` (port 22), `ssh:PORT`, or `none` where
+        /// berth has no route to them.
+        #[arg(long)]
+        probe: Option<String>,
         /// Add it disabled.
         #[arg(long)]
         disabled: bool,
@@ -67,6 +71,9 @@ pub enum ClusterCommand {
         /// New credentials from a JSON file (`-`: standard input).
         #[arg(long)]
         credentials_file: Option<PathBuf>,
+        /// A new probe: `ssh`, `ssh:PORT` or `none`.
+        #[arg(long)]
+        probe: Option<String>,
     },
     /// Remove a cluster whose machines are all retired.
     Remove {
@@ -109,14 +116,14 @@ pub enum MachineCommand {
         /// The cluster.
         #[arg(long)]
         cluster: String,
-        /// vCPUs, at least.
-        #[arg(long)]
+        /// vCPUs, at least (on a provider's cluster, the machine type's).
+        #[arg(long, default_value_t = 0)]
         cpus: u32,
-        /// Memory in MiB, at least.
-        #[arg(long)]
+        /// Memory in MiB, at least (on a provider's cluster, the machine type's).
+        #[arg(long, default_value_t = 0)]
         memory_mib: u64,
-        /// The provider's machine type.
-        #[arg(long)]
+        /// The provider's machine type (`t3.micro`).
+        #[arg(long, alias = "type")]
         machine_type: Option<String>,
         /// The image.
         #[arg(long)]
@@ -267,6 +274,21 @@ fn labels(pairs: &[String]) -> anyhow::Result<Map<String, Value>> {
         .collect()
 }
 
+/// A cluster's probe from `ssh`, `ssh:PORT` or `none`.
+fn probe(text: &str) -> anyhow::Result<Value> {
+    match text.split_once(':') {
+        None if text == "none" => Ok(json!({"kind": "none"})),
+        None if text == "ssh" => Ok(json!({"kind": "ssh", "port": 22})),
+        Some(("ssh", port)) => {
+            let port: u16 = port
+                .parse()
+                .with_context(|| format!("--probe {text}: {port:?} is not a port"))?;
+            Ok(json!({"kind": "ssh", "port": port}))
+        }
+        _ => anyhow::bail!("--probe {text}: use ssh, ssh:PORT or none"),
+    }
+}
+
 /// Runs `berth cluster …`.
 pub fn cluster(c: &Client, command: ClusterCommand) -> anyhow::Result<ExitCode> {
     let path = |name: &str| format!("/api/v1/clusters/{}", segment(name));
@@ -284,11 +306,15 @@ pub fn cluster(c: &Client, command: ClusterCommand) -> anyhow::Result<ExitCode> 
             credentials_file,
             labels: pairs,
             projects,
+            probe: probe_text,
             disabled,
         } => {
             let mut body = json!({"name": name, "provider": provider, "regions": regions,
                 "endpoint": endpoint, "labels": labels(&pairs)?, "projects": projects,
                 "enabled": !disabled});
+            if let Some(text) = probe_text {
+                body["probe"] = probe(&text)?;
+            }
             if let Some(settings) = settings {
                 body["settings"] = json_object("--settings", &settings)?;
             }
@@ -309,8 +335,12 @@ pub fn cluster(c: &Client, command: ClusterCommand) -> anyhow::Result<ExitCode> 
             disable,
             settings,
             credentials_file,
+            probe: probe_text,
         } => {
             let mut body = Map::new();
+            if let Some(text) = probe_text {
+                body.insert("probe".into(), probe(&text)?);
+            }
             if enable || disable {
                 body.insert("enabled".into(), json!(enable));
             }

@@ -197,6 +197,8 @@ mod tests {
             cluster: "pool".into(),
             project: "team".into(),
             provider_id: None,
+            region: None,
+            zone: None,
             client_token: format!("t-{id}"),
             spec: MachineSpec {
                 cpus: 4,

@@ -64,6 +64,10 @@ pub struct MachineView {
     pub project: String,
     /// The provider's id (a pool host's name).
     pub provider_id: Option<String>,
+    /// The region its provider placed it in.
+    pub region: Option<String>,
+    /// The zone its provider placed it in.
+    pub zone: Option<String>,
     /// The token it was created with.
     pub client_token: String,
     /// What it was asked to be.
@@ -91,6 +95,8 @@ impl From<MachineRecord> for MachineView {
             cluster: m.cluster,
             project: m.project,
             provider_id: m.provider_id,
+            region: m.region,
+            zone: m.zone,
             client_token: m.client_token,
             spec: m.spec,
             addresses: m.addresses,
@@ -337,13 +343,23 @@ impl Scheduling {
                     .scheduling()
                     .machine(&id)?
                     .ok_or_else(|| SchedulingError::NotFound(format!("no machine {id}")))?;
-                if matches!(
-                    machine.state,
-                    MachineState::Retiring | MachineState::Retired
-                ) {
+                if machine.state == MachineState::Retired {
                     return Ok(machine);
                 }
                 let now = now_millis();
+                if machine.state == MachineState::Retiring {
+                    // A retire whose job ended without retiring it (the provider refused
+                    // the delete) is tried again; one still running is left alone.
+                    let unfinished = crate::jobs::JobFilter {
+                        subject: Some(id.clone()),
+                        unfinished: true,
+                        ..Default::default()
+                    };
+                    if queue::jobs(tx.read(), engine::RETIRE, &unfinished, 1)?.is_empty() {
+                        queue::enqueue(tx, engine::RETIRE, &id, serde_json::json!({}), now)?;
+                    }
+                    return Ok(machine);
+                }
                 let moved =
                     lifecycle::transition(tx, &id, MachineState::Retiring, &actor, None, now)?;
                 queue::enqueue(tx, engine::RETIRE, &id, serde_json::json!({}), now)?;

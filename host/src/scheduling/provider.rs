@@ -167,13 +167,13 @@ fn context(cluster: &ClusterRecord, secrets: &BTreeMap<String, String>) -> Clust
     }
 }
 
-/// Where machine `machine` of `cluster` lives: the region it asked for, else the cluster's
-/// first.
+/// Where machine `machine` of `cluster` lives: where its provider placed it, else the
+/// region it asked for, else the cluster's first.
 pub(super) fn region_of(machine: &MachineRecord, cluster: &ClusterRecord) -> Option<String> {
     machine
-        .spec
         .region
         .clone()
+        .or_else(|| machine.spec.region.clone())
         .or_else(|| cluster.regions.first().cloned())
 }
 
@@ -361,6 +361,8 @@ mod tests {
             cluster: "aws".into(),
             project: "team".into(),
             provider_id: None,
+            region: None,
+            zone: None,
             client_token: "tok".into(),
             spec: MachineSpec {
                 machine_type: Some("t3.micro".into()),

@@ -21,6 +21,11 @@ const NOT_FOUND_GRACE: Duration = Duration::from_secs(60);
 /// Pause between two reads of a machine that is not there yet.
 const POLL_PAUSE: Duration = Duration::from_secs(1);
 
+/// A fault hook for the crash test: with this variable set, berth dies at once (no
+/// clean-up, as under `kill -9`) after a provider made a machine and before berth
+/// recorded it: the one crash point where only the provider's tag remembers the machine.
+const CRASH_AFTER_PROVIDER_CREATE: &str = "BERTH_FAULT_CRASH_AFTER_PROVIDER_CREATE";
+
 impl Scheduling {
     /// Creates machine `machine` of provider cluster `cluster` from wherever its create
     /// stopped.
@@ -48,6 +53,10 @@ impl Scheduling {
                     return self.fail(&id, why).await;
                 }
             };
+            if std::env::var_os(CRASH_AFTER_PROVIDER_CREATE).is_some() {
+                tracing::error!(machine = %id, "{CRASH_AFTER_PROVIDER_CREATE} is set: dying before recording the machine");
+                std::process::abort();
+            }
             machine = self
                 .record_provider_machine(&id, &created, MachineState::Provisioning)
                 .await?;
@@ -174,12 +183,12 @@ impl Scheduling {
                 let mut machine = tx.scheduling().machine(&owned)?.ok_or_else(|| {
                     OperationError::Failed(format!("machine {owned} is gone"))
                 })?;
+                // Where it is goes beside what it was asked to be, which stays as asked (a
+                // create retried with its token is compared with it).
                 machine.provider_id = Some(found.id.clone());
-                if machine.spec.region.is_none() {
-                    machine.spec.region = Some(found.region.clone());
-                }
+                machine.region = Some(found.region.clone());
                 if found.zone.is_some() {
-                    machine.spec.zone = found.zone.clone();
+                    machine.zone = found.zone.clone();
                 }
                 let mut addresses: Vec<_> = found.addresses.iter().collect();
                 // Private first: what berth and the hosts beside it reach.

@@ -133,6 +133,8 @@ pub fn request(
         cluster: request.cluster.clone(),
         project: request.project.clone(),
         provider_id: None,
+        region: None,
+        zone: None,
         client_token: token,
         spec: request.spec.clone(),
         addresses: Vec::new(),

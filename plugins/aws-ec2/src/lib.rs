@@ -442,24 +442,3 @@ impl Provider for Ec2 {
 }
 
 export_provider!(Ec2);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prices_are_exact_millionths() {
-        assert_eq!(micros("0.0104"), Some(10_400));
-        assert_eq!(micros("1"), Some(1_000_000));
-        assert_eq!(micros("0.0000001"), None);
-        assert_eq!(micros("abc"), None);
-    }
-
-    #[test]
-    fn page_tokens_carry_the_region_and_ec2s_token() {
-        assert_eq!(split_token(None).unwrap(), (0, None));
-        assert_eq!(split_token(Some("1:")).unwrap(), (1, None));
-        assert_eq!(split_token(Some("0:abc:d")).unwrap(), (0, Some("abc:d".into())));
-        assert!(split_token(Some("x")).is_err());
-    }
-}

@@ -93,7 +93,7 @@ fn facts(sysctl: &[(&str, &str)]) -> Value {
 }
 
 /// A tiny inventory API for the test provider: machines in memory, bearer token checked.
-async fn inventory_server(token: &'static str) -> String {
+pub(crate) async fn inventory_server(token: &'static str) -> String {
     use axum::extract::{Path, State};
     use axum::http::{HeaderMap, StatusCode};
     use axum::routing::{get, post};

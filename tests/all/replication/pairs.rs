@@ -152,9 +152,25 @@ async fn dual_primary_async_pushes_and_tag_moves_on_both_sides_converge() {
 
     // Nothing echoes: content that arrived by replication is not sent back, so once idle
     // no new jobs appear.
-    let before = (all_jobs(&a).await.len(), all_jobs(&b).await.len());
+    let ids = |jobs: Vec<Value>| -> std::collections::BTreeSet<u64> {
+        jobs.iter().map(|j| j["id"].as_u64().unwrap()).collect()
+    };
+    let before = (ids(all_jobs(&a).await), ids(all_jobs(&b).await));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!((all_jobs(&a).await.len(), all_jobs(&b).await.len()), before);
+    for (side, known) in [(&a, &before.0), (&b, &before.1)] {
+        let now = ids(all_jobs(side).await);
+        if now != *known {
+            // Say which jobs came (or went), and why they were made.
+            let mut report = String::new();
+            for id in now.symmetric_difference(known) {
+                report.push_str(&format!("{:#}\n", job(side, *id).await));
+            }
+            panic!(
+                "{}: jobs changed while idle: {:?} -> {:?}\n{report}",
+                side.url, known, now
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,13 +1,16 @@
 //! Resource scheduling against real berth processes: clusters, pools and quotas
 //! (`clusters.rs`), machines from create to retire (`machines.rs`), the permission matrix
 //! cell by cell (`matrix.rs`), health (`health.rs`),
-//! the webhook (`webhooks.rs`) and the command line (`cli.rs`).
+//! the webhook (`webhooks.rs`), the command line (`cli.rs`), provider plugins on a test
+//! inventory API (`providers.rs`) and AWS EC2 on moto (`ec2.rs`).
 
 mod cli;
 mod clusters;
+mod ec2;
 mod health;
 mod machines;
 mod matrix;
+mod providers;
 mod webhooks;
 
 use serde_json::{Value, json};

@@ -1,5 +1,6 @@
 //! Test support: real `berth` processes on 127.0.0.1 (here), HTTP clients and content
-//! builders (`http.rs`), and the peers and proxies tests put beside berth (`peers.rs`).
+//! builders (`http.rs`), the peers and proxies tests put beside berth (`peers.rs`), and
+//! moto with an EC2 fault proxy (`moto.rs`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -7,9 +8,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod http;
+mod moto;
 mod peers;
 
 pub use http::*;
+pub use moto::*;
 pub use peers::*;
 
 /// The `admin` password every test server starts with.
@@ -198,6 +201,32 @@ impl Berth {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill(); // SIGKILL
             let _ = child.wait();
+        }
+    }
+
+    /// Waits until the server exits by itself (a fault hook made it die), at most
+    /// `limit`.
+    pub fn wait_for_exit(&mut self, limit: Duration) {
+        let mut child = self.child.take().expect("berth is running");
+        let deadline = Instant::now() + limit;
+        loop {
+            if child.try_wait().expect("wait").is_some() {
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("berth did not exit within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sets (or, with `None`, removes) an environment variable for the next start.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.extra_env.retain(|(k, _)| k != key);
+        if let Some(value) = value {
+            self.extra_env.push((key.to_string(), value.to_string()));
         }
     }
 

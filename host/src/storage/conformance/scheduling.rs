@@ -46,6 +46,8 @@ fn machine(id: &str, cluster: &str, project: &str, state: MachineState) -> Machi
         cluster: cluster.into(),
         project: project.into(),
         provider_id: Some(format!("i-{id}")),
+        region: Some("us-east-1".into()),
+        zone: Some("us-east-1a".into()),
         client_token: format!("token-{id}"),
         spec: MachineSpec {
             machine_type: Some("t3.micro".into()),
@@ -125,6 +127,8 @@ pub(super) fn machines_round_trip_are_found_by_token_and_filtered(store: &Store)
     let b = machine("m-b", "aws-eu", "web", MachineState::Provisioning);
     let c = MachineRecord {
         provider_id: None,
+        region: None,
+        zone: None,
         spec: MachineSpec {
             cpus: 64,
             memory_mib: 262_144,

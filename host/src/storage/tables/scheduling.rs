@@ -151,9 +151,11 @@ pub struct MachineSpec {
     /// The provider's machine type (`t3.micro`), if one was chosen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine_type: Option<String>,
-    /// vCPUs it has (or at least asked for).
+    /// vCPUs it has (or at least asked for); on a provider's cluster, its machine type's.
+    #[serde(default)]
     pub cpus: u32,
-    /// Memory, MiB.
+    /// Memory, MiB; on a provider's cluster, its machine type's.
+    #[serde(default)]
     pub memory_mib: u64,
     /// The image (an AMI, a Glance image); none for a physical host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -194,6 +196,12 @@ pub struct MachineRecord {
     /// The provider's id, once it gave one (a pool host's name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_id: Option<String>,
+    /// The region it is in, once its provider placed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The zone it is in, once its provider placed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
     /// The client token the create was made with: a retried create with the same token
     /// is the same machine.
     pub client_token: String,

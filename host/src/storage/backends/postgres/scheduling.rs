@@ -38,6 +38,8 @@ pub(super) const SCHEMA: Component = Component {
             cluster text NOT NULL,
             project text NOT NULL,
             provider_id text,
+            region text,
+            zone text,
             client_token text NOT NULL,
             spec jsonb NOT NULL,
             addresses text[] NOT NULL,
@@ -96,7 +98,7 @@ macro_rules! cluster_columns {
 
 macro_rules! machine_columns {
     () => {
-        "id, cluster, project, provider_id, client_token, spec, addresses, labels, state, reason, host_key_fingerprint, billing_started_at, created_by, created_at, updated_at"
+        "id, cluster, project, provider_id, region, zone, client_token, spec, addresses, labels, state, reason, host_key_fingerprint, billing_started_at, created_by, created_at, updated_at"
     };
 }
 
@@ -146,6 +148,8 @@ fn machine(row: &Row) -> StoreResult<MachineRecord> {
         cluster: row.get("cluster"),
         project: row.get("project"),
         provider_id: row.get("provider_id"),
+        region: row.get("region"),
+        zone: row.get("zone"),
         client_token: row.get("client_token"),
         spec: json_of(row, TABLE, "spec")?,
         addresses: row.get("addresses"),
@@ -375,10 +379,11 @@ impl SchedulingWrite for PgTx<'_> {
             concat!(
                 "INSERT INTO machines (",
                 machine_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
                  ON CONFLICT (id) DO UPDATE SET
                      cluster = EXCLUDED.cluster, project = EXCLUDED.project,
-                     provider_id = EXCLUDED.provider_id, client_token = EXCLUDED.client_token,
+                     provider_id = EXCLUDED.provider_id, region = EXCLUDED.region,
+                     zone = EXCLUDED.zone, client_token = EXCLUDED.client_token,
                      spec = EXCLUDED.spec, addresses = EXCLUDED.addresses,
                      labels = EXCLUDED.labels, state = EXCLUDED.state, reason = EXCLUDED.reason,
                      host_key_fingerprint = EXCLUDED.host_key_fingerprint,
@@ -391,6 +396,8 @@ impl SchedulingWrite for PgTx<'_> {
                 &r.cluster,
                 &r.project,
                 &r.provider_id,
+                &r.region,
+                &r.zone,
                 &r.client_token,
                 &Json(&r.spec),
                 &r.addresses,

@@ -1,0 +1,280 @@
+//! Machines on AWS EC2 through the built-in `aws-ec2` plugin, against moto in server mode
+//! with signature checking and instance-type and AMI validation on, behind a proxy that
+//! adds what moto does not emulate (throttling, capacity, NotFound right after a create,
+//! `ClientToken` idempotency). boto3, AWS's own SDK, reads what berth did.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::machine_in;
+use crate::replication::api;
+use crate::support::*;
+
+/// An EC2 cluster `name` of `project` on `endpoint`, signing with `secret`.
+async fn ec2_cluster(berth: &Berth, moto: &Moto, name: &str, endpoint: &str, secret: &str) {
+    let (status, out) = super::call(
+        &client(),
+        berth,
+        Method::POST,
+        "/api/v1/clusters",
+        Some(json!({
+            "name": name, "provider": "aws-ec2", "regions": ["us-east-1"],
+            "endpoint": endpoint,
+            "credentials": {"access-key-id": moto.access_key_id, "secret-access-key": secret},
+            "settings": {"machine-types": "t3.micro,t3.small", "prices": {"t3.micro": "0.0104"}},
+            "projects": ["team"], "probe": {"kind": "none"},
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{out}");
+}
+
+async fn create(berth: &Berth, cluster: &str, image: &str, token: Option<&str>) -> Value {
+    api(
+        berth,
+        Method::POST,
+        "/api/v1/machines",
+        Some(json!({"project": "team", "cluster": cluster, "client_token": token,
+                    "spec": {"machine_type": "t3.micro", "image": image}})),
+    )
+    .await
+}
+
+/// berth with quick timeouts for provider machines.
+fn berth() -> Berth {
+    Berth::start_configured(
+        &[],
+        &[
+            ("BERTH_SCHEDULING__JOB_LEASE_SECS", "2"),
+            ("BERTH_SCHEDULING__INITIALIZE_TIMEOUT_SECS", "60"),
+        ],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ec2_machine_survives_throttling_and_eventual_consistency_goes_online_and_retires() {
+    let moto = Moto::start();
+    let proxy = Ec2Proxy::start(&moto.url).await;
+    {
+        let mut faults = proxy.faults.lock().unwrap();
+        faults.throttle_runs = 1;
+        faults.not_found_after_run = 2;
+    }
+    let berth = berth();
+    ec2_cluster(&berth, &moto, "aws", &proxy.url, &moto.secret_access_key).await;
+
+    let created = create(&berth, "aws", &moto.image, Some("deploy-1")).await;
+    // The size of t3.micro as EC2 describes it, which the quota counts.
+    assert_eq!(created["spec"]["cpus"], 2, "{created:#}");
+    assert_eq!(created["spec"]["memory_mib"], 1024);
+    let id = created["id"].as_str().unwrap().to_string();
+    let online = machine_in(&berth, &id, "online").await;
+    let instance = online["provider_id"].as_str().unwrap().to_string();
+    assert!(instance.starts_with("i-"), "{online:#}");
+    assert_eq!(online["region"], "us-east-1");
+    assert!(
+        online["zone"].as_str().unwrap().starts_with("us-east-1"),
+        "{online:#}"
+    );
+    assert!(
+        !online["addresses"].as_array().unwrap().is_empty(),
+        "{online:#}"
+    );
+    // Throttled once, then made once: the retry followed EC2's answer, and nothing more.
+    assert_eq!(proxy.seen("RunInstances"), 2);
+
+    // EC2 (as boto3 reads it) has exactly one instance with berth's tags.
+    let tagged = moto.instances_tagged("berth:machine-id", &id);
+    assert_eq!(tagged.len(), 1, "{tagged:?}");
+    assert_eq!(tagged[0]["id"], instance.as_str());
+    assert_eq!(tagged[0]["state"], "running");
+    assert_eq!(tagged[0]["tags"]["berth:project"], "team");
+    assert_eq!(tagged[0]["tags"]["berth:cluster"], "aws");
+
+    // The same client token again is the same machine, and EC2 is not asked again.
+    let again = create(&berth, "aws", &moto.image, Some("deploy-1")).await;
+    assert_eq!(again["id"], id.as_str());
+    assert_eq!(proxy.seen("RunInstances"), 2);
+
+    // Retire: terminated at EC2, retired in berth; retiring it again is done already,
+    // without reaching EC2.
+    api(
+        &berth,
+        Method::POST,
+        &format!("/api/v1/machines/{id}/retire"),
+        Some(json!({})),
+    )
+    .await;
+    machine_in(&berth, &id, "retired").await;
+    let tagged = moto.instances_tagged("berth:machine-id", &id);
+    assert_eq!(tagged[0]["state"], "terminated", "{tagged:?}");
+    let terminations = proxy.seen("TerminateInstances");
+    let (status, _) = super::call(
+        &client(),
+        &berth,
+        Method::POST,
+        &format!("/api/v1/machines/{id}/retire"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 202);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(proxy.seen("TerminateInstances"), terminations);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_wrong_secrets_and_tampered_requests_fail_once_and_release_the_quota() {
+    let moto = Moto::start();
+    let proxy = Ec2Proxy::start(&moto.url).await;
+    let berth = berth();
+    ec2_cluster(&berth, &moto, "aws", &proxy.url, &moto.secret_access_key).await;
+    api(
+        &berth,
+        Method::PUT,
+        "/api/v1/projects/team/quota",
+        Some(json!({"machines": 1})),
+    )
+    .await;
+
+    // No capacity: failed with EC2's reason, not retried, nothing left at EC2, and the
+    // quota's one machine is free again.
+    proxy.faults.lock().unwrap().no_capacity = 1;
+    let first = create(&berth, "aws", &moto.image, None).await;
+    let first_id = first["id"].as_str().unwrap().to_string();
+    let failed = machine_in(&berth, &first_id, "failed").await;
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("capacity") && reason.contains("InsufficientInstanceCapacity"),
+        "{reason}"
+    );
+    assert_eq!(proxy.seen("RunInstances"), 1);
+    assert!(moto.instances_tagged("berth:machine-id", &first_id).is_empty());
+    let quota = api(&berth, Method::GET, "/api/v1/projects/team/quota", None).await;
+    assert_eq!(quota["usage"]["machines"], 0, "{quota:#}");
+    let second = create(&berth, "aws", &moto.image, None).await;
+    machine_in(&berth, second["id"].as_str().unwrap(), "online").await;
+
+    // A wrong secret: moto refuses the signature; berth fails the machine with the typed
+    // reason after one request, not a retry storm.
+    api(
+        &berth,
+        Method::PUT,
+        "/api/v1/projects/team/quota",
+        Some(json!({"machines": 10})),
+    )
+    .await;
+    let wrong_proxy = Ec2Proxy::start(&moto.url).await;
+    ec2_cluster(&berth, &moto, "aws-wrong", &wrong_proxy.url, "not the secret").await;
+    // The machine type's size is asked first; a refused describe refuses the create.
+    let (status, out) = super::call(
+        &client(),
+        &berth,
+        Method::POST,
+        "/api/v1/machines",
+        Some(json!({"project": "team", "cluster": "aws-wrong",
+                    "spec": {"machine_type": "t3.micro", "image": moto.image}})),
+    )
+    .await;
+    assert_eq!(status, 502, "{out}");
+    let detail = out["detail"].as_str().unwrap();
+    assert!(detail.contains("auth:"), "{detail}");
+    let seen: u32 = wrong_proxy.faults.lock().unwrap().seen.values().sum();
+    assert_eq!(seen, 1, "one refused request, no retries");
+
+    // A request changed after it was signed: refused the same way.
+    let tampering = Ec2Proxy::start(&moto.url).await;
+    tampering.faults.lock().unwrap().tamper = true;
+    ec2_cluster(&berth, &moto, "aws-tampered", &tampering.url, &moto.secret_access_key).await;
+    let (status, out) = super::call(
+        &client(),
+        &berth,
+        Method::POST,
+        "/api/v1/machines",
+        Some(json!({"project": "team", "cluster": "aws-tampered",
+                    "spec": {"machine_type": "t3.micro", "image": moto.image}})),
+    )
+    .await;
+    assert_eq!(status, 502, "{out}");
+    assert!(out["detail"].as_str().unwrap().contains("auth:"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_the_ec2_create_and_its_record_leaves_one_instance() {
+    // No proxy: moto itself makes a new instance for a repeated ClientToken, so only the
+    // tag lookup can keep the create from making a second one.
+    let moto = Moto::start();
+    let mut berth = Berth::start_configured(
+        &[],
+        &[
+            ("BERTH_SCHEDULING__JOB_LEASE_SECS", "2"),
+            ("BERTH_FAULT_CRASH_AFTER_PROVIDER_CREATE", "1"),
+        ],
+    );
+    ec2_cluster(&berth, &moto, "aws", &moto.url, &moto.secret_access_key).await;
+    let created = create(&berth, "aws", &moto.image, None).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    // berth dies right after EC2 answered; the instance is there, berth's record is not.
+    berth.wait_for_exit(std::time::Duration::from_secs(30));
+    assert_eq!(moto.instances_tagged("berth:machine-id", &id).len(), 1);
+
+    berth.set_env("BERTH_FAULT_CRASH_AFTER_PROVIDER_CREATE", None);
+    berth.start_again();
+    let online = machine_in(&berth, &id, "online").await;
+    let tagged = moto.instances_tagged("berth:machine-id", &id);
+    assert_eq!(tagged.len(), 1, "no second instance: {tagged:?}");
+    assert_eq!(online["provider_id"], tagged[0]["id"]);
+    let history = api(
+        &berth,
+        Method::GET,
+        &format!("/api/v1/machines/{id}/history"),
+        None,
+    )
+    .await;
+    let states: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        ["requested", "provisioning", "initializing", "online"],
+        "{history:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ec2_prices_come_exactly_from_the_clusters_sheet() {
+    let berth = Berth::start();
+    let cluster = |prices: &str| {
+        json!({"name": "aws", "regions": ["us-east-1"], "credentials": [],
+               "settings": [["prices", prices]]})
+    };
+    let price = |prices: &'static str, machine_type: &'static str, option: &'static str| {
+        let (berth_url, body) = (
+            berth.url.clone(),
+            json!({"cluster": cluster(prices), "region": "us-east-1",
+                   "machine-type": machine_type, "purchase-option": option}),
+        );
+        async move {
+            crate::plugins::invoke(&client(), &berth_url, "aws-ec2", "price", body)
+                .await
+                .1
+        }
+    };
+    let out = price(r#"{"t3.micro": "0.0104", "m5.large": 0.096}"#, "t3.micro", "on-demand").await;
+    assert_eq!(
+        out["ok"],
+        json!({"currency": "USD", "micros-per-hour": 10400, "purchase-option": "on-demand",
+               "granularity-secs": 1, "minimum-secs": 60, "effective-from": null}),
+        "{out}"
+    );
+    let out = price(r#"{"m5.large": 0.096}"#, "m5.large", "on-demand").await;
+    assert_eq!(out["ok"]["micros-per-hour"], 96000, "{out}");
+    let out = price(r#"{"t3.micro": "0.00000001"}"#, "t3.micro", "on-demand").await;
+    assert_eq!(out["error"]["kind"], "invalid", "{out}");
+    let out = price(r#"{"t3.micro": "0.0104"}"#, "t3.nano", "on-demand").await;
+    assert_eq!(out["error"]["kind"], "not-found", "{out}");
+    let out = price(r#"{"t3.micro": "0.0104"}"#, "t3.micro", "spot").await;
+    assert_eq!(out["error"]["kind"], "unsupported", "{out}");
+}
