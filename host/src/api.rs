@@ -127,6 +127,9 @@ pub fn router(state: ApiState) -> Router {
             scheduling::revoke_cluster
         ))
         .routes(routes!(scheduling::list_hosts, scheduling::import_hosts))
+        .routes(routes!(scheduling::list_orphans))
+        .routes(routes!(scheduling::adopt_orphan))
+        .routes(routes!(scheduling::delete_orphan))
         .routes(routes!(scheduling::get_quota, scheduling::set_quota))
         .routes(routes!(machines::list_machines, machines::create_machine))
         .routes(routes!(machines::register_machine))

@@ -309,6 +309,11 @@ pub struct SchedulingConfig {
     pub health_interval_secs: u64,
     /// How long a machine may fail its probes before it goes offline. Default 60.
     pub unhealthy_after_secs: u64,
+    /// How often every provider cluster is listed and compared with berth's records
+    /// (machines deleted out of band, creates stuck, orphans). Default 60.
+    pub reconcile_interval_secs: u64,
+    /// Machines asked for per page when a cluster is listed. Default 500.
+    pub reconcile_page_size: u32,
     /// When more than this share of a cluster's online machines fail at once, nothing is
     /// taken offline (a network blip must not drain a cluster). Default 40.
     pub max_unhealthy_percent: u32,
@@ -329,6 +334,8 @@ impl Default for SchedulingConfig {
             job_lease_secs: 30,
             health_interval_secs: 10,
             unhealthy_after_secs: 60,
+            reconcile_interval_secs: 60,
+            reconcile_page_size: 500,
             max_unhealthy_percent: 40,
             webhook_url: None,
             webhook_secret: None,

@@ -7,8 +7,10 @@
 //! Built so far: the tables on both backends, the lifecycle (`lifecycle.rs`), quotas
 //! (`quotas.rs`), the durable first step of a create (`requests.rs`), physical pools'
 //! inventory and allocation (`pool.rs`) and the cluster service with grants and quotas
-//! (`clusters.rs`, served under `/api/v1/clusters`). Machine creates as jobs, provider
-//! calls, reconciliation, placement and the machine API come next.
+//! (`clusters.rs`, served under `/api/v1/clusters`), the machine service (`machines.rs`),
+//! operations as jobs (`engine.rs`, `provisioning.rs`), provider calls (`provider.rs`),
+//! probes and health (`probe.rs`, `health.rs`), reconciliation (`reconcile.rs`) and the
+//! webhook (`webhooks.rs`). Placement across clusters comes next.
 
 pub mod clusters;
 pub mod engine;
@@ -20,6 +22,7 @@ pub mod probe;
 pub mod provider;
 mod provisioning;
 pub mod quotas;
+pub mod reconcile;
 pub mod requests;
 pub mod webhooks;
 
@@ -124,6 +127,10 @@ pub struct Scheduling {
     /// What each provider cluster's machine types are, as its provider last described
     /// them (`provider.rs`).
     machine_types: provider::MachineTypes,
+    /// Each failing provider cluster's backoff, on this node (`reconcile.rs`).
+    backoff: reconcile::Backoff,
+    /// Whether a reconcile round runs on this node.
+    reconciling: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Scheduling {
@@ -156,6 +163,8 @@ impl Scheduling {
             delivery: Default::default(),
             http: reqwest::Client::new(),
             machine_types: Default::default(),
+            backoff: Default::default(),
+            reconciling: Default::default(),
         }
     }
 }

@@ -90,7 +90,7 @@ impl Runtime {
             message,
         };
         let kind = plugin.kind();
-        if !functions(kind).contains(&function) {
+        if !functions(kind, &plugin.inspection().world_version).contains(&function) {
             return Err(CallError::NoSuchFunction {
                 plugin: plugin.name().to_string(),
                 function: function.to_string(),
@@ -178,9 +178,17 @@ impl Runtime {
     }
 }
 
-/// The functions `invoke` knows for each kind.
-pub fn functions(kind: Kind) -> &'static [&'static str] {
+/// The functions `invoke` knows for each kind, in package `version`.
+pub fn functions(kind: Kind, version: &str) -> &'static [&'static str] {
     match kind {
+        // `get-many` is new in 0.3.0.
+        Kind::CloudProvider
+            if version == crate::v0_1_0::VERSION || version == crate::v0_2_0::VERSION =>
+        {
+            &[
+                "info", "describe", "price", "create", "get", "list", "start", "stop", "delete",
+            ]
+        }
         Kind::CloudProvider => &[
             "info", "describe", "price", "create", "get", "get-many", "list", "start", "stop",
             "delete",

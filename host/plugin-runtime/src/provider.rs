@@ -335,7 +335,7 @@ enum Call {
         machine_type: String,
         purchase_option: PurchaseOption,
     },
-    Create(MachineSpec),
+    Create(Box<MachineSpec>),
     Get {
         region: String,
         id: String,
@@ -379,7 +379,7 @@ impl Call {
 enum Answer {
     Description(Description),
     Price(Price),
-    Machine(Machine),
+    Machine(Box<Machine>),
     Machines(Vec<Machine>),
     Page(MachinePage),
     Done,
@@ -395,9 +395,8 @@ macro_rules! legacy_call {
         let legacy = |r: Result<Answer, $v::provider::ProviderError>| -> Answered {
             r.map_err(|e| legacy_error(&e))
         };
-        let machine = |m: $v::provider::Machine| -> wasmtime::Result<Machine> {
-            across_versions(&m)
-        };
+        let machine =
+            |m: $v::provider::Machine| -> wasmtime::Result<Machine> { across_versions(&m) };
         let answered: Answered = match $call {
             Call::Describe => match p.call_describe(s).await? {
                 Ok(d) => Ok(Answer::Description(across_versions(&d)?)),
@@ -433,13 +432,13 @@ macro_rules! legacy_call {
                 Ok(old) => {
                     let old: $v::provider::MachineSpec = serde_json::from_value(old)?;
                     match p.call_create(s, &old).await? {
-                        Ok(m) => Ok(Answer::Machine(machine(m)?)),
+                        Ok(m) => Ok(Answer::Machine(Box::new(machine(m)?))),
                         Err(e) => Err(legacy_error(&e)),
                     }
                 }
             },
             Call::Get { region, id } => match p.call_get(s, &region, &id).await? {
-                Ok(m) => Ok(Answer::Machine(machine(m)?)),
+                Ok(m) => Ok(Answer::Machine(Box::new(machine(m)?))),
                 Err(e) => Err(legacy_error(&e)),
             },
             Call::GetMany { region, ids } => {
@@ -485,21 +484,15 @@ macro_rules! legacy_call {
                     }
                 }
             }
-            Call::Start { region, id } => legacy(
-                p.call_start(s, &region, &id)
-                    .await?
-                    .map(|()| Answer::Done),
-            ),
-            Call::Stop { region, id } => legacy(
-                p.call_stop(s, &region, &id)
-                    .await?
-                    .map(|()| Answer::Done),
-            ),
-            Call::Delete { region, id } => legacy(
-                p.call_delete(s, &region, &id)
-                    .await?
-                    .map(|()| Answer::Done),
-            ),
+            Call::Start { region, id } => {
+                legacy(p.call_start(s, &region, &id).await?.map(|()| Answer::Done))
+            }
+            Call::Stop { region, id } => {
+                legacy(p.call_stop(s, &region, &id).await?.map(|()| Answer::Done))
+            }
+            Call::Delete { region, id } => {
+                legacy(p.call_delete(s, &region, &id).await?.map(|()| Answer::Done))
+            }
         };
         Ok(answered)
     }};
@@ -543,8 +536,11 @@ impl Runtime {
         target: &Target,
         spec: MachineSpec,
     ) -> Result<Machine, ProviderFailure> {
-        match self.provider_call(plugin, target, Call::Create(spec)).await? {
-            Answer::Machine(m) => Ok(m),
+        match self
+            .provider_call(plugin, target, Call::Create(Box::new(spec)))
+            .await?
+        {
+            Answer::Machine(m) => Ok(*m),
             _ => unreachable!("create answers a machine"),
         }
     }
@@ -561,7 +557,7 @@ impl Runtime {
             id: id.to_owned(),
         };
         match self.provider_call(plugin, target, call).await? {
-            Answer::Machine(m) => Ok(m),
+            Answer::Machine(m) => Ok(*m),
             _ => unreachable!("get answers a machine"),
         }
     }
@@ -591,7 +587,10 @@ impl Runtime {
         target: &Target,
         request: ListRequest,
     ) -> Result<MachinePage, ProviderFailure> {
-        match self.provider_call(plugin, target, Call::List(request)).await? {
+        match self
+            .provider_call(plugin, target, Call::List(request))
+            .await?
+        {
             Answer::Page(p) => Ok(p),
             _ => unreachable!("list answers a page"),
         }
@@ -716,10 +715,14 @@ async fn current_call(
             )
         }
         Call::Create(spec) => {
-            let spec: wit::MachineSpec = across_versions(&spec)?;
-            both(p.call_create(s, &ctx, &spec).await?, Answer::Machine)
+            let spec: wit::MachineSpec = across_versions(&*spec)?;
+            both(p.call_create(s, &ctx, &spec).await?, |m| {
+                Answer::Machine(Box::new(m))
+            })
         }
-        Call::Get { region, id } => both(p.call_get(s, &ctx, &region, &id).await?, Answer::Machine),
+        Call::Get { region, id } => both(p.call_get(s, &ctx, &region, &id).await?, |m| {
+            Answer::Machine(Box::new(m))
+        }),
         Call::GetMany { region, ids } => both(
             p.call_get_many(s, &ctx, &region, &ids).await?,
             Answer::Machines,
@@ -728,15 +731,15 @@ async fn current_call(
             let request: wit::ListRequest = across_versions(&request)?;
             both(p.call_list(s, &ctx, &request).await?, Answer::Page)
         }
-        Call::Start { region, id } => {
-            both(p.call_start(s, &ctx, &region, &id).await?, |()| Answer::Done)
-        }
+        Call::Start { region, id } => both(p.call_start(s, &ctx, &region, &id).await?, |()| {
+            Answer::Done
+        }),
         Call::Stop { region, id } => {
             both(p.call_stop(s, &ctx, &region, &id).await?, |()| Answer::Done)
         }
-        Call::Delete { region, id } => {
-            both(p.call_delete(s, &ctx, &region, &id).await?, |()| Answer::Done)
-        }
+        Call::Delete { region, id } => both(p.call_delete(s, &ctx, &region, &id).await?, |()| {
+            Answer::Done
+        }),
     }
 }
 
@@ -831,7 +834,6 @@ pub fn has_tags(machine: &Machine, wanted: &[(String, String)]) -> bool {
     })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -890,12 +892,16 @@ mod tests {
             user_data: Some(b"#!/bin/sh\n".to_vec()),
             ..MachineSpec::default()
         };
-        assert_eq!(legacy_spec(&spec, "0.2.0").unwrap()["user_data"], "#!/bin/sh\n");
+        assert_eq!(
+            legacy_spec(&spec, "0.2.0").unwrap()["user_data"],
+            "#!/bin/sh\n"
+        );
     }
 
     #[test]
     fn legacy_errors_keep_their_kind_message_and_wait() {
-        let e = legacy_error(&json!({"Throttled": {"message": "slow down", "retry_after_ms": 1500}}));
+        let e =
+            legacy_error(&json!({"Throttled": {"message": "slow down", "retry_after_ms": 1500}}));
         assert_eq!(e.kind, ErrorKind::Throttled);
         assert_eq!(e.message, "slow down");
         assert_eq!(e.retry_after_ms, Some(1500));

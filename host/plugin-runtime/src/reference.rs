@@ -239,7 +239,7 @@ mod tests {
                     }
                 }
                 exported.sort();
-                let mut known: Vec<String> = crate::calls::functions(kind)
+                let mut known: Vec<String> = crate::calls::functions(kind, version)
                     .iter()
                     .map(|f| f.to_string())
                     .collect();

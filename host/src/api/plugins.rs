@@ -238,10 +238,13 @@ pub async fn worlds(caller: ApiCaller) -> ApiResult<Json<Worlds>> {
                     .filter(|i| **i != "types")
                     .map(|i| i.to_string())
                     .collect(),
-                functions: berth_plugin_runtime::calls::functions(kind)
-                    .iter()
-                    .map(|f| f.to_string())
-                    .collect(),
+                functions: berth_plugin_runtime::calls::functions(
+                    kind,
+                    berth_plugin_runtime::latest::VERSION,
+                )
+                .iter()
+                .map(|f| f.to_string())
+                .collect(),
             })
             .collect(),
     }))

@@ -11,7 +11,9 @@ use super::caller::ApiCaller;
 use super::extract::ApiJson;
 use super::problem::{ApiError, ApiResult, Problem};
 use crate::scheduling::clusters::{ClusterChange, ClusterView, NewCluster, QuotaView};
+use crate::scheduling::machines::MachineView;
 use crate::scheduling::pool::HostSpec;
+use crate::scheduling::reconcile::OrphanView;
 use crate::scheduling::{PoolHostRecord, QuotaRecord, SchedulingError};
 
 impl From<SchedulingError> for ApiError {
@@ -216,6 +218,71 @@ pub async fn import_hosts(
         )
         .await;
     Ok(Json(all.into_iter().map(PoolHostView::from).collect()))
+}
+
+/// A provider cluster's orphans: machines tagged for it that berth keeps no living record
+/// of, read from the provider now (system administrators).
+#[utoipa::path(get, operation_id = "clusters_orphans_list", path = "/api/v1/clusters/{name}/orphans", tag = "clusters", params(("name" = String, Path)),
+    responses((status = 200, body = [OrphanView]), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 502, body = Problem)))]
+pub async fn list_orphans(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<OrphanView>>> {
+    caller.require_admin()?;
+    Ok(Json(state.scheduling.orphans(&name).await?))
+}
+
+/// `POST …/orphans/{provider_id}/adopt`.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Adopt {
+    /// The project that will own it (within its quota, on a cluster granted to it).
+    pub project: String,
+}
+
+/// Takes an orphan under berth's management as a machine of a project; it goes online
+/// like a new machine (system administrators).
+#[utoipa::path(post, operation_id = "clusters_orphans_adopt", path = "/api/v1/clusters/{name}/orphans/{provider_id}/adopt", tag = "clusters",
+    params(("name" = String, Path), ("provider_id" = String, Path)), request_body = Adopt,
+    responses((status = 202, body = MachineView), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 415, body = Problem), (status = 502, body = Problem)))]
+pub async fn adopt_orphan(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    Path((name, provider_id)): Path<(String, String)>,
+    ApiJson(adopt): ApiJson<Adopt>,
+) -> ApiResult<(StatusCode, Json<MachineView>)> {
+    caller.require_admin()?;
+    let adopted = state
+        .scheduling
+        .adopt(&name, &provider_id, &adopt.project, caller.principal.name())
+        .await?;
+    caller
+        .audit(
+            &state,
+            "machine.adopt",
+            &adopted.id,
+            Some(format!("{name}/{provider_id}")),
+        )
+        .await;
+    Ok((StatusCode::ACCEPTED, Json(adopted)))
+}
+
+/// Deletes an orphan at its provider, as a job (system administrators).
+#[utoipa::path(post, operation_id = "clusters_orphans_delete", path = "/api/v1/clusters/{name}/orphans/{provider_id}/delete", tag = "clusters",
+    params(("name" = String, Path), ("provider_id" = String, Path)),
+    responses((status = 202), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 502, body = Problem)))]
+pub async fn delete_orphan(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    Path((name, provider_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    caller.require_admin()?;
+    state.scheduling.delete_orphan(&name, &provider_id).await?;
+    caller
+        .audit(&state, "cluster.orphan.delete", &name, Some(provider_id))
+        .await;
+    Ok(StatusCode::ACCEPTED)
 }
 
 /// A project's quota and what its machines hold (whoever can see the project).

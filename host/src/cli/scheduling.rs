@@ -103,6 +103,21 @@ pub enum ClusterCommand {
         #[arg(long)]
         file: Option<PathBuf>,
     },
+    /// A provider cluster's orphans: machines tagged for it that berth keeps no record
+    /// of; adopt one into a project, or delete it at the provider.
+    Orphans {
+        /// The cluster.
+        name: String,
+        /// Adopt this provider id (with --project).
+        #[arg(long, requires = "project", conflicts_with = "delete")]
+        adopt: Option<String>,
+        /// The project an adopted machine goes to.
+        #[arg(long)]
+        project: Option<String>,
+        /// Delete this provider id at the provider.
+        #[arg(long)]
+        delete: Option<String>,
+    },
 }
 
 /// `berth machine …`
@@ -236,6 +251,15 @@ const HOST_COLUMNS: &[&str] = &[
     "machine",
     "needs_init",
 ];
+const ORPHAN_COLUMNS: &[&str] = &[
+    "provider_id",
+    "region",
+    "state",
+    "machine_type",
+    "machine_id",
+    "project",
+];
+
 const MACHINE_COLUMNS: &[&str] = &[
     "id",
     "project",
@@ -384,6 +408,24 @@ pub fn cluster(c: &Client, command: ClusterCommand) -> anyhow::Result<ExitCode> 
                 None => c.call(Method::GET, &format!("{}/hosts", path(&name)), None)?,
             };
             c.print(&hosts, HOST_COLUMNS);
+        }
+        ClusterCommand::Orphans {
+            name,
+            adopt,
+            project,
+            delete,
+        } => {
+            let orphans = format!("{}/orphans", path(&name));
+            if let Some(id) = adopt {
+                let body = json!({"project": project});
+                let at = format!("{orphans}/{}/adopt", segment(&id));
+                c.print(&c.call(Method::POST, &at, Some(body))?, MACHINE_COLUMNS);
+            } else if let Some(id) = delete {
+                let at = format!("{orphans}/{}/delete", segment(&id));
+                c.call(Method::POST, &at, None)?;
+            } else {
+                c.print(&c.call(Method::GET, &orphans, None)?, ORPHAN_COLUMNS);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -593,7 +593,7 @@ fn status(started: &Started, name: String, record: PluginRecord) -> PluginStatus
             CallStats::default(),
         ),
     };
-    let functions = berth_plugin_runtime::calls::functions(record.kind)
+    let functions = berth_plugin_runtime::calls::functions(record.kind, &record.world_version)
         .iter()
         .map(|f| f.to_string())
         .collect();

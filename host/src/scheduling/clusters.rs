@@ -203,8 +203,12 @@ pub(super) fn open_credentials(
                 cluster.name
             )
         })?;
-    let value: serde_json::Value = serde_json::from_slice(&plain)
-        .map_err(|e| format!("the credentials of cluster {} are damaged: {e}", cluster.name))?;
+    let value: serde_json::Value = serde_json::from_slice(&plain).map_err(|e| {
+        format!(
+            "the credentials of cluster {} are damaged: {e}",
+            cluster.name
+        )
+    })?;
     Ok(value
         .as_object()
         .map(|o| {

@@ -1,5 +1,5 @@
 //! The scheduling engine: runs machine operations as jobs of the shared runner (kinds
-//! `machine-create` and `machine-retire`), each held by one node under a lease and taken
+//! `machine-create`, `machine-retire` and `machine-orphan-delete`), each held by one node under a lease and taken
 //! over by another when its node dies, moves draining machines to `drained` when their
 //! drain period is over, and runs the health checks (`health.rs`).
 //!
@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::lifecycle::{self, LifecycleError};
-use super::{ClusterRecord, Scheduling, pool, probe};
+use super::{ClusterRecord, Scheduling, pool, probe, reconcile};
 use crate::jobs::lease::{self, Claim};
 use crate::jobs::{JobFilter, RunState, queue};
 use crate::storage::store::{Durability, StoreError, StoreResult, now_millis};
@@ -53,8 +53,15 @@ impl Scheduling {
 
     async fn run_engine(self: Arc<Self>) {
         let mut last_health: Option<std::time::Instant> = None;
+        let mut last_reconcile: Option<std::time::Instant> = None;
         let health_every = Duration::from_secs(self.config.health_interval_secs.max(1));
+        let reconcile_every = Duration::from_secs(self.config.reconcile_interval_secs.max(1));
         loop {
+            if last_reconcile.is_none_or(|t| t.elapsed() >= reconcile_every) {
+                // On its own task: a slow provider must not hold up operations here.
+                self.start_reconcile();
+                last_reconcile = Some(std::time::Instant::now());
+            }
             if last_health.is_none_or(|t| t.elapsed() >= health_every) {
                 if let Err(e) = self.check_health().await {
                     tracing::error!(error = %e, "scheduling: health checks failed");
@@ -92,6 +99,12 @@ impl Scheduling {
                 };
                 let mut all = queue::jobs(tx, CREATE, &unfinished, usize::MAX)?;
                 all.extend(queue::jobs(tx, RETIRE, &unfinished, usize::MAX)?);
+                all.extend(queue::jobs(
+                    tx,
+                    reconcile::DELETE_ORPHAN,
+                    &unfinished,
+                    usize::MAX,
+                )?);
                 Ok(all)
             })
             .await?;
@@ -170,6 +183,7 @@ impl Scheduling {
         match kind {
             CREATE => self.create(machine).await,
             RETIRE => self.retire_now(machine).await,
+            reconcile::DELETE_ORPHAN => self.run_orphan_delete(machine).await,
             other => Err(OperationError::Failed(format!("unknown operation {other}"))),
         }
     }

@@ -36,11 +36,16 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 pub(super) type Failing = std::sync::Mutex<HashMap<String, Instant>>;
 
 impl Scheduling {
-    /// Whether this node is the prober: it holds (or now takes) the lease of the health
-    /// job, which is created the first time any node asks.
-    async fn holds_health_lease(&self) -> StoreResult<bool> {
+    /// Whether this node holds (or now takes) the lease of the never-ending job of `kind`
+    /// (`machine-health`, `machine-reconcile`), which is created the first time any node
+    /// asks; the lease lasts `term_ms`, so another node takes over within it when this one
+    /// dies.
+    pub(super) async fn holds_standing_lease(
+        &self,
+        kind: &'static str,
+        term_ms: u64,
+    ) -> StoreResult<bool> {
         let node = self.node.clone();
-        let term = self.config.health_interval_secs.max(1) * 3 * 1000;
         let claim = self
             .store
             .write(move |tx| -> StoreResult<Claim> {
@@ -49,11 +54,11 @@ impl Scheduling {
                     unfinished: true,
                     ..JobFilter::default()
                 };
-                let id = match queue::jobs(tx.read(), HEALTH, &unfinished, 1)?.first() {
+                let id = match queue::jobs(tx.read(), kind, &unfinished, 1)?.first() {
                     Some(job) => job.id,
-                    None => queue::enqueue(tx, HEALTH, "health", serde_json::json!({}), now)?.id,
+                    None => queue::enqueue(tx, kind, kind, serde_json::json!({}), now)?.id,
                 };
-                lease::claim(tx, id, &node, now, term)
+                lease::claim(tx, id, &node, now, term_ms)
             })
             .await?;
         Ok(matches!(claim, Claim::Taken { .. }))
@@ -114,7 +119,10 @@ impl Scheduling {
         if targets.is_empty() {
             return Ok(());
         }
-        if !self.holds_health_lease().await? {
+        if !self
+            .holds_standing_lease(HEALTH, self.config.health_interval_secs.max(1) * 3 * 1000)
+            .await?
+        {
             // Another node probes; what this node saw is stale by the time it probes.
             self.failing.lock().expect("failing lock").clear();
             return Ok(());

@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_plugin_runtime::provider::{
-    self as wire, ClusterContext, ListRequest, Machine, MachinePage, Power, ProviderFailure,
-    Target,
+    self as wire, ClusterContext, ListRequest, Machine, MachinePage, Power, ProviderFailure, Target,
 };
 use berth_plugin_runtime::{CallScope, Endpoint, Grants, Plugin, Runtime};
 
@@ -121,10 +120,13 @@ impl Scheduling {
                         .map(|t| (t.id, (t.cpus, t.memory_mib)))
                         .collect(),
                 );
-                self.machine_types.lock().expect("machine types lock").insert(
-                    cluster.name.clone(),
-                    (std::time::Instant::now(), cluster.updated_at, types.clone()),
-                );
+                self.machine_types
+                    .lock()
+                    .expect("machine types lock")
+                    .insert(
+                        cluster.name.clone(),
+                        (std::time::Instant::now(), cluster.updated_at, types.clone()),
+                    );
                 types
             }
         };
@@ -245,7 +247,10 @@ impl ClusterProvider<'_> {
     }
 
     /// Creates a machine; the same spec again is the same machine.
-    pub(super) async fn create(&self, spec: &wire::MachineSpec) -> Result<Machine, ProviderFailure> {
+    pub(super) async fn create(
+        &self,
+        spec: &wire::MachineSpec,
+    ) -> Result<Machine, ProviderFailure> {
         retrying("create", || {
             self.runtime
                 .provider_create(&self.plugin, &self.target, spec.clone())
@@ -261,18 +266,19 @@ impl ClusterProvider<'_> {
         .await
     }
 
-    /// One page of the machines carrying every tag of `tags`.
+    /// One page of at most `page_size` machines carrying every tag of `tags`.
     pub(super) async fn list_page(
         &self,
         region: Option<&str>,
         tags: &[(String, String)],
         page_token: Option<String>,
+        page_size: u32,
     ) -> Result<MachinePage, ProviderFailure> {
         let request = ListRequest {
             region: region.map(str::to_owned),
             tags: tags.to_vec(),
             page_token,
-            page_size: PAGE_SIZE,
+            page_size,
         };
         retrying("list", || {
             self.runtime
@@ -291,7 +297,9 @@ impl ClusterProvider<'_> {
         let tags = [(MACHINE_ID_TAG.to_owned(), machine_id.to_owned())];
         let mut page_token = None;
         loop {
-            let page = self.list_page(Some(region), &tags, page_token).await?;
+            let page = self
+                .list_page(Some(region), &tags, page_token, PAGE_SIZE)
+                .await?;
             // Terminated machines linger in some APIs' listings for a while: they are
             // not the machine (a create that failed and was cleaned up).
             if let Some(found) = page.machines.into_iter().find(|m| {
@@ -308,6 +316,39 @@ impl ClusterProvider<'_> {
                 None => return Ok(None),
             }
         }
+    }
+
+    /// Every machine of every region of the cluster that carries every tag of `tags`, page
+    /// by page (`page_size` at a time), up to `limit` machines.
+    pub(super) async fn list_all(
+        &self,
+        tags: &[(String, String)],
+        page_size: u32,
+        limit: usize,
+    ) -> Result<Vec<Machine>, ProviderFailure> {
+        let mut all = Vec::new();
+        let mut page_token = None;
+        loop {
+            let page = self.list_page(None, tags, page_token, page_size).await?;
+            all.extend(page.machines);
+            match page.next_page_token {
+                Some(next) if all.len() < limit => page_token = Some(next),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// The machines of `ids` in `region` that the provider has.
+    pub(super) async fn get_many(
+        &self,
+        region: &str,
+        ids: &[String],
+    ) -> Result<Vec<Machine>, ProviderFailure> {
+        retrying("get-many", || {
+            self.runtime
+                .provider_get_many(&self.plugin, &self.target, region, ids.to_vec())
+        })
+        .await
     }
 
     /// Deletes a machine; done when it is already gone.

@@ -177,38 +177,38 @@ impl Scheduling {
         let (owned, found) = (id.to_owned(), found.clone());
         let reason = format!("{} at the provider", found.id);
         let why = reason.clone();
-        let moved = self
-            .store
-            .write(move |tx| -> Result<MachineRecord, OperationError> {
-                let mut machine = tx.scheduling().machine(&owned)?.ok_or_else(|| {
-                    OperationError::Failed(format!("machine {owned} is gone"))
-                })?;
-                // Where it is goes beside what it was asked to be, which stays as asked (a
-                // create retried with its token is compared with it).
-                machine.provider_id = Some(found.id.clone());
-                machine.region = Some(found.region.clone());
-                if found.zone.is_some() {
-                    machine.zone = found.zone.clone();
-                }
-                let mut addresses: Vec<_> = found.addresses.iter().collect();
-                // Private first: what berth and the hosts beside it reach.
-                addresses.sort_by_key(|a| a.kind != AddressKind::Private);
-                machine.addresses = addresses.into_iter().map(|a| a.ip.clone()).collect();
-                machine.host_key_fingerprint = found.host_key_fingerprints.first().cloned();
-                machine.billing_started_at = found
-                    .billing_started_at
-                    .map(|t| t.seconds * 1000 + u64::from(t.nanoseconds / 1_000_000));
-                tx.scheduling().put_machine(&machine)?;
-                Ok(lifecycle::transition(
-                    tx,
-                    &owned,
-                    to,
-                    BERTH,
-                    Some(&why),
-                    now_millis(),
-                )?)
-            })
-            .await?;
+        let moved =
+            self.store
+                .write(move |tx| -> Result<MachineRecord, OperationError> {
+                    let mut machine = tx.scheduling().machine(&owned)?.ok_or_else(|| {
+                        OperationError::Failed(format!("machine {owned} is gone"))
+                    })?;
+                    // Where it is goes beside what it was asked to be, which stays as asked (a
+                    // create retried with its token is compared with it).
+                    machine.provider_id = Some(found.id.clone());
+                    machine.region = Some(found.region.clone());
+                    if found.zone.is_some() {
+                        machine.zone = found.zone.clone();
+                    }
+                    let mut addresses: Vec<_> = found.addresses.iter().collect();
+                    // Private first: what berth and the hosts beside it reach.
+                    addresses.sort_by_key(|a| a.kind != AddressKind::Private);
+                    machine.addresses = addresses.into_iter().map(|a| a.ip.clone()).collect();
+                    machine.host_key_fingerprint = found.host_key_fingerprints.first().cloned();
+                    machine.billing_started_at = found
+                        .billing_started_at
+                        .map(|t| t.seconds * 1000 + u64::from(t.nanoseconds / 1_000_000));
+                    tx.scheduling().put_machine(&machine)?;
+                    Ok(lifecycle::transition(
+                        tx,
+                        &owned,
+                        to,
+                        BERTH,
+                        Some(&why),
+                        now_millis(),
+                    )?)
+                })
+                .await?;
         self.audit_move(id, to, Some(&reason)).await;
         Ok(moved)
     }

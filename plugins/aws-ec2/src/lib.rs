@@ -20,8 +20,8 @@ mod query;
 
 use base64::Engine as _;
 use berth_plugin_sdk::provider::{
-    ClusterContext, Description, ErrorKind, ListRequest, Machine, MachinePage, MachineSpec,
-    MachineType, HourlyPrice, Provider, ProviderError, PurchaseOption, Region, Zone,
+    ClusterContext, Description, ErrorKind, HourlyPrice, ListRequest, Machine, MachinePage,
+    MachineSpec, MachineType, Provider, ProviderError, PurchaseOption, Region, Zone,
 };
 use berth_plugin_sdk::{Plugin, PluginInfo, export_provider};
 
@@ -51,9 +51,11 @@ fn param(params: &mut Params, key: impl Into<String>, value: impl Into<String>) 
 
 /// The regions of `cluster`; EC2 needs one to sign for.
 fn first_region(cluster: &ClusterContext) -> Result<String, ProviderError> {
-    cluster.regions.first().cloned().ok_or_else(|| {
-        ProviderError::invalid(format!("cluster {} names no region", cluster.name))
-    })
+    cluster
+        .regions
+        .first()
+        .cloned()
+        .ok_or_else(|| ProviderError::invalid(format!("cluster {} names no region", cluster.name)))
 }
 
 /// A comma-separated setting as its items.
@@ -132,7 +134,8 @@ impl Provider for Ec2 {
         let client = Client::new(&cluster, &home)?;
         let mut regions = Vec::new();
         for region in &cluster.regions {
-            let zones_xml = Client::new(&cluster, region)?.call("DescribeAvailabilityZones", &[])?;
+            let zones_xml =
+                Client::new(&cluster, region)?.call("DescribeAvailabilityZones", &[])?;
             let zones: model::DescribeAvailabilityZones =
                 parse("DescribeAvailabilityZones", &zones_xml)?;
             regions.push(Region {
@@ -274,7 +277,11 @@ impl Provider for Ec2 {
             param(&mut params, "SubnetId", subnet.clone());
         }
         for (i, group) in spec.security_groups.iter().enumerate() {
-            param(&mut params, format!("SecurityGroupId.{}", i + 1), group.clone());
+            param(
+                &mut params,
+                format!("SecurityGroupId.{}", i + 1),
+                group.clone(),
+            );
         }
         if let Some(key) = &spec.key_pair {
             param(&mut params, "KeyName", key.clone());
@@ -307,16 +314,28 @@ impl Provider for Ec2 {
                     format!("/dev/sd{}", (b'a' + i as u8) as char)
                 }
             });
-            param(&mut params, format!("BlockDeviceMapping.{n}.DeviceName"), device);
+            param(
+                &mut params,
+                format!("BlockDeviceMapping.{n}.DeviceName"),
+                device,
+            );
             param(
                 &mut params,
                 format!("BlockDeviceMapping.{n}.Ebs.VolumeSize"),
                 disk.size_gib.to_string(),
             );
             if let Some(kind) = &disk.kind {
-                param(&mut params, format!("BlockDeviceMapping.{n}.Ebs.VolumeType"), kind.clone());
+                param(
+                    &mut params,
+                    format!("BlockDeviceMapping.{n}.Ebs.VolumeType"),
+                    kind.clone(),
+                );
             }
-            param(&mut params, format!("BlockDeviceMapping.{n}.Ebs.DeleteOnTermination"), "true");
+            param(
+                &mut params,
+                format!("BlockDeviceMapping.{n}.Ebs.DeleteOnTermination"),
+                "true",
+            );
         }
         let mut tags = spec.tags.clone();
         if !tags.iter().any(|(k, _)| k == "Name") {
@@ -325,10 +344,22 @@ impl Provider for Ec2 {
         // The instance and its volumes carry the tags, so nothing berth made is anonymous.
         for (s, resource) in ["instance", "volume"].iter().enumerate() {
             let s = s + 1;
-            param(&mut params, format!("TagSpecification.{s}.ResourceType"), *resource);
+            param(
+                &mut params,
+                format!("TagSpecification.{s}.ResourceType"),
+                *resource,
+            );
             for (i, (key, value)) in tags.iter().enumerate() {
-                param(&mut params, format!("TagSpecification.{s}.Tag.{}.Key", i + 1), key.clone());
-                param(&mut params, format!("TagSpecification.{s}.Tag.{}.Value", i + 1), value.clone());
+                param(
+                    &mut params,
+                    format!("TagSpecification.{s}.Tag.{}.Key", i + 1),
+                    key.clone(),
+                );
+                param(
+                    &mut params,
+                    format!("TagSpecification.{s}.Tag.{}.Value", i + 1),
+                    value.clone(),
+                );
             }
         }
         let reply: model::RunInstances =
@@ -339,7 +370,9 @@ impl Provider for Ec2 {
             .into_iter()
             .next()
             .map(|i| i.into_machine(&spec.region))
-            .ok_or_else(|| ProviderError::new(ErrorKind::Other, "RunInstances answered no instance"))
+            .ok_or_else(|| {
+                ProviderError::new(ErrorKind::Other, "RunInstances answered no instance")
+            })
     }
 
     fn get(cluster: ClusterContext, region: String, id: String) -> Result<Machine, ProviderError> {
@@ -373,7 +406,10 @@ impl Provider for Ec2 {
                 if let Some(t) = &token {
                     param(&mut page, "NextToken", t.clone());
                 }
-                let reply = parse("DescribeInstances", &client.call("DescribeInstances", &page)?)?;
+                let reply = parse(
+                    "DescribeInstances",
+                    &client.call("DescribeInstances", &page)?,
+                )?;
                 let (machines, next) = machines_of(reply, &region);
                 found.extend(machines);
                 match next {
@@ -401,11 +437,18 @@ impl Provider for Ec2 {
         let mut params = Params::new();
         tag_filters(&mut params, &request.tags, 1);
         // EC2 answers 5 to 1000 per page.
-        param(&mut params, "MaxResults", request.page_size.clamp(5, 1000).to_string());
+        param(
+            &mut params,
+            "MaxResults",
+            request.page_size.clamp(5, 1000).to_string(),
+        );
         if let Some(t) = &inner {
             param(&mut params, "NextToken", t.clone());
         }
-        let reply = parse("DescribeInstances", &client.call("DescribeInstances", &params)?)?;
+        let reply = parse(
+            "DescribeInstances",
+            &client.call("DescribeInstances", &params)?,
+        )?;
         let (machines, next) = machines_of(reply, region);
         let next_page_token = match next {
             Some(next) => Some(format!("{index}:{next}")),

@@ -8,8 +8,12 @@ use serde::de::DeserializeOwned;
 
 /// Reads an XML reply of `action`.
 pub fn parse<T: DeserializeOwned>(action: &str, xml: &str) -> Result<T, ProviderError> {
-    quick_xml::de::from_str(xml)
-        .map_err(|e| ProviderError::new(berth_plugin_sdk::provider::ErrorKind::Other, format!("{action}: unreadable reply: {e}")))
+    quick_xml::de::from_str(xml).map_err(|e| {
+        ProviderError::new(
+            berth_plugin_sdk::provider::ErrorKind::Other,
+            format!("{action}: unreadable reply: {e}"),
+        )
+    })
 }
 
 /// An EC2 list: `<xSet><item>…</item>…</xSet>`.
@@ -230,7 +234,12 @@ pub fn parse_time(text: &str) -> Option<Datetime> {
     let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
     let mut t = clock.split(':').map(|p| p.parse::<i64>());
     let (hour, minute, second) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return None;
     }
     // Days from the civil date (Howard Hinnant's algorithm).

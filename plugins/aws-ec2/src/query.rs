@@ -7,8 +7,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
-use berth_plugin_sdk::http::{Request, Response};
 use berth_plugin_sdk::host;
+use berth_plugin_sdk::http::{Request, Response};
 use berth_plugin_sdk::provider::{ClusterContext, ErrorKind, ProviderError};
 
 /// The API version every action is asked in.
@@ -122,8 +122,8 @@ fn error_of(response: &Response, action: &str) -> ProviderError {
     } else {
         kind
     };
-    let mut error = ProviderError::new(kind, format!("{action}: {message}"))
-        .with_code(code, request_id);
+    let mut error =
+        ProviderError::new(kind, format!("{action}: {message}")).with_code(code, request_id);
     if kind == ErrorKind::Throttled {
         // EC2 names no wait; its guidance is exponential backoff from about a second.
         error.retry_after_ms = response

@@ -5,8 +5,8 @@
 //! during that call only. One plugin serves any number of clusters and accounts.
 
 pub use crate::bindings::exports::berth::plugin::provider::{
-    Address, AddressKind, ClusterContext, Description, Disk, ErrorKind, Image, ListRequest,
-    Machine, MachinePage, MachineSpec, MachineState, MachineType, HourlyPrice, ProviderError,
+    Address, AddressKind, ClusterContext, Description, Disk, ErrorKind, HourlyPrice, Image,
+    ListRequest, Machine, MachinePage, MachineSpec, MachineState, MachineType, ProviderError,
     PurchaseOption, Region, Zone,
 };
 
@@ -169,8 +169,8 @@ impl From<ResponseError> for ProviderError {
 macro_rules! export_provider {
     ($ty:ident) => {
         const _: () = {
-            use $crate::provider as __p;
             use ::std::string::String as __S;
+            use $crate::provider as __p;
             type __R<T> = ::core::result::Result<T, __p::ProviderError>;
             impl $crate::bindings::exports::berth::plugin::meta::Guest for $ty {
                 fn info() -> $crate::PluginInfo {

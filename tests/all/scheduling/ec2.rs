@@ -34,8 +34,10 @@ async fn create(berth: &Berth, cluster: &str, image: &str, token: Option<&str>) 
         berth,
         Method::POST,
         "/api/v1/machines",
-        Some(json!({"project": "team", "cluster": cluster, "client_token": token,
-                    "spec": {"machine_type": "t3.micro", "image": image}})),
+        Some(
+            json!({"project": "team", "cluster": cluster, "client_token": token,
+                    "spec": {"machine_type": "t3.micro", "image": image}}),
+        ),
     )
     .await
 }
@@ -148,7 +150,10 @@ async fn capacity_wrong_secrets_and_tampered_requests_fail_once_and_release_the_
         "{reason}"
     );
     assert_eq!(proxy.seen("RunInstances"), 1);
-    assert!(moto.instances_tagged("berth:machine-id", &first_id).is_empty());
+    assert!(
+        moto.instances_tagged("berth:machine-id", &first_id)
+            .is_empty()
+    );
     let quota = api(&berth, Method::GET, "/api/v1/projects/team/quota", None).await;
     assert_eq!(quota["usage"]["machines"], 0, "{quota:#}");
     let second = create(&berth, "aws", &moto.image, None).await;
@@ -164,7 +169,14 @@ async fn capacity_wrong_secrets_and_tampered_requests_fail_once_and_release_the_
     )
     .await;
     let wrong_proxy = Ec2Proxy::start(&moto.url).await;
-    ec2_cluster(&berth, &moto, "aws-wrong", &wrong_proxy.url, "not the secret").await;
+    ec2_cluster(
+        &berth,
+        &moto,
+        "aws-wrong",
+        &wrong_proxy.url,
+        "not the secret",
+    )
+    .await;
     // The machine type's size is asked first; a refused describe refuses the create.
     let (status, out) = super::call(
         &client(),
@@ -184,7 +196,14 @@ async fn capacity_wrong_secrets_and_tampered_requests_fail_once_and_release_the_
     // A request changed after it was signed: refused the same way.
     let tampering = Ec2Proxy::start(&moto.url).await;
     tampering.faults.lock().unwrap().tamper = true;
-    ec2_cluster(&berth, &moto, "aws-tampered", &tampering.url, &moto.secret_access_key).await;
+    ec2_cluster(
+        &berth,
+        &moto,
+        "aws-tampered",
+        &tampering.url,
+        &moto.secret_access_key,
+    )
+    .await;
     let (status, out) = super::call(
         &client(),
         &berth,
@@ -262,7 +281,12 @@ async fn ec2_prices_come_exactly_from_the_clusters_sheet() {
                 .1
         }
     };
-    let out = price(r#"{"t3.micro": "0.0104", "m5.large": 0.096}"#, "t3.micro", "on-demand").await;
+    let out = price(
+        r#"{"t3.micro": "0.0104", "m5.large": 0.096}"#,
+        "t3.micro",
+        "on-demand",
+    )
+    .await;
     assert_eq!(
         out["ok"],
         json!({"currency": "USD", "micros-per-hour": 10400, "purchase-option": "on-demand",

@@ -71,7 +71,10 @@ async fn a_clusters_endpoint_and_credentials_reach_its_provider_only_for_its_cal
     assert_eq!(online["addresses"], json!(["10.0.0.1"]));
     let at_provider = inventory_machines(&inventory, "the right token").await;
     assert_eq!(at_provider.len(), 1);
-    assert!(has_tag(&at_provider[0], "berth:machine-id", &id), "{at_provider:?}");
+    assert!(
+        has_tag(&at_provider[0], "berth:machine-id", &id),
+        "{at_provider:?}"
+    );
     assert!(has_tag(&at_provider[0], "berth:project", "team"));
     assert_eq!(at_provider[0]["client_token"], id.as_str());
 
@@ -99,7 +102,10 @@ async fn a_clusters_endpoint_and_credentials_reach_its_provider_only_for_its_cal
     .await;
     let failed = machine_in(&berth, wrong["id"].as_str().unwrap(), "failed").await;
     assert!(
-        failed["reason"].as_str().unwrap().contains("auth: HTTP 401"),
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("auth: HTTP 401"),
         "{failed:#}"
     );
 
@@ -174,7 +180,10 @@ async fn a_provider_built_for_0_1_0_still_serves_a_cluster() {
     let online = machine_in(&berth, &id, "online").await;
     assert_eq!(online["provider_id"], "m-1", "{online:#}");
     let at_provider = inventory_machines(&inventory, "legacy token").await;
-    assert!(has_tag(&at_provider[0], "berth:machine-id", &id), "{at_provider:?}");
+    assert!(
+        has_tag(&at_provider[0], "berth:machine-id", &id),
+        "{at_provider:?}"
+    );
 
     // What 0.1.0 cannot take is refused, not dropped.
     let subnet = api(
@@ -200,5 +209,9 @@ async fn a_provider_built_for_0_1_0_still_serves_a_cluster() {
     )
     .await;
     machine_in(&berth, &id, "retired").await;
-    assert!(inventory_machines(&inventory, "legacy token").await.is_empty());
+    assert!(
+        inventory_machines(&inventory, "legacy token")
+            .await
+            .is_empty()
+    );
 }

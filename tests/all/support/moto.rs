@@ -12,7 +12,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-
 /// A `moto_server` on a free port, with an IAM user whose key berth uses.
 pub struct Moto {
     child: Child,
@@ -113,7 +112,10 @@ print(json.dumps({"id": key["AccessKeyId"], "secret": key["SecretAccessKey"], "i
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!("boto3 printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+            panic!(
+                "boto3 printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
         })
     }
 

@@ -60,7 +60,10 @@ impl CallState {
                 crate::log::escape(&why)
             )));
         }
-        let scoped = self.scope.as_ref().and_then(|s| s.grants.endpoint_for(&url));
+        let scoped = self
+            .scope
+            .as_ref()
+            .and_then(|s| s.grants.endpoint_for(&url));
         let Some(endpoint) = self.settings.grants.endpoint_for(&url).or(scoped) else {
             let origin = origin(&url);
             tracing::warn!(

@@ -9,8 +9,8 @@
 
 use berth_plugin_sdk::http::Request;
 use berth_plugin_sdk::provider::{
-    Address, AddressKind, ClusterContext, Description, ErrorKind, ListRequest, Machine,
-    MachinePage, MachineSpec, MachineState, MachineType, HourlyPrice, Provider, ProviderError,
+    Address, AddressKind, ClusterContext, Description, ErrorKind, HourlyPrice, ListRequest,
+    Machine, MachinePage, MachineSpec, MachineState, MachineType, Provider, ProviderError,
     PurchaseOption, Region, Zone,
 };
 use berth_plugin_sdk::{Plugin, PluginInfo, export_provider, host, secrets};
@@ -79,7 +79,9 @@ fn endpoint(cluster: &ClusterContext) -> Result<String, ProviderError> {
         .clone()
         .or_else(|| host::config("endpoint"))
         .map(|e| e.trim_end_matches('/').to_string())
-        .ok_or_else(|| ProviderError::invalid("the cluster has no endpoint and config endpoint is not set"))
+        .ok_or_else(|| {
+            ProviderError::invalid("the cluster has no endpoint and config endpoint is not set")
+        })
 }
 
 fn authed(cluster: &ClusterContext, request: Request) -> Result<Request, ProviderError> {
@@ -174,7 +176,10 @@ impl Provider for Inventory {
 
     fn list(cluster: ClusterContext, request: ListRequest) -> Result<MachinePage, ProviderError> {
         if request.page_token.is_some() {
-            return Ok(MachinePage { machines: vec![], next_page_token: None });
+            return Ok(MachinePage {
+                machines: vec![],
+                next_page_token: None,
+            });
         }
         let mut http = Request::get(format!("{}/machines", endpoint(&cluster)?));
         if let Some(region) = &request.region {
@@ -191,24 +196,34 @@ impl Provider for Inventory {
                     .all(|(k, v)| m.tag(k).is_some_and(|x| v.is_empty() || x == v))
             })
             .collect();
-        Ok(MachinePage { machines, next_page_token: None })
+        Ok(MachinePage {
+            machines,
+            next_page_token: None,
+        })
     }
 
     fn start(cluster: ClusterContext, _region: String, id: String) -> Result<(), ProviderError> {
         let url = format!("{}/machines/{id}/start", endpoint(&cluster)?);
-        authed(&cluster, Request::post(url))?.send()?.error_for_status()?;
+        authed(&cluster, Request::post(url))?
+            .send()?
+            .error_for_status()?;
         Ok(())
     }
 
     fn stop(cluster: ClusterContext, _region: String, id: String) -> Result<(), ProviderError> {
         let url = format!("{}/machines/{id}/stop", endpoint(&cluster)?);
-        authed(&cluster, Request::post(url))?.send()?.error_for_status()?;
+        authed(&cluster, Request::post(url))?
+            .send()?
+            .error_for_status()?;
         Ok(())
     }
 
     fn delete(cluster: ClusterContext, _region: String, id: String) -> Result<(), ProviderError> {
         let url = format!("{}/machines/{id}", endpoint(&cluster)?);
-        match authed(&cluster, Request::delete(url))?.send()?.error_for_status() {
+        match authed(&cluster, Request::delete(url))?
+            .send()?
+            .error_for_status()
+        {
             Ok(_) => Ok(()),
             // Already gone: a delete is done when the machine is.
             Err(e) if ProviderError::from(e.clone()).kind == ErrorKind::NotFound => Ok(()),

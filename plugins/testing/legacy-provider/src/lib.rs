@@ -14,8 +14,8 @@ use berth::plugin::http::{self, Method, Request};
 use berth::plugin::{host, secrets};
 use exports::berth::plugin::meta::{Guest as Meta, PluginInfo};
 use exports::berth::plugin::provider::{
-    Address, AddressKind, Description, Guest as ProviderGuest, HourlyPrice, Machine,
-    MachineSpec, MachineState, MachineType, ProviderError, Region,
+    Address, AddressKind, Description, Guest as ProviderGuest, HourlyPrice, Machine, MachineSpec,
+    MachineState, MachineType, ProviderError, Region,
 };
 use serde_json::{Value, json};
 

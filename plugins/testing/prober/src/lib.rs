@@ -5,8 +5,8 @@
 
 use berth_plugin_sdk::http::{HttpError, Request, describe};
 use berth_plugin_sdk::provider::{
-    ClusterContext, Description, ErrorKind, ListRequest, Machine, MachinePage, MachineSpec,
-    MachineState, HourlyPrice, Provider, ProviderError, PurchaseOption,
+    ClusterContext, Description, ErrorKind, HourlyPrice, ListRequest, Machine, MachinePage,
+    MachineSpec, MachineState, Provider, ProviderError, PurchaseOption,
 };
 use berth_plugin_sdk::{Plugin, PluginInfo, export_provider};
 
@@ -41,7 +41,11 @@ impl Provider for Prober {
     fn create(_cluster: ClusterContext, _spec: MachineSpec) -> Result<Machine, ProviderError> {
         Err(inert())
     }
-    fn get(_cluster: ClusterContext, region: String, url: String) -> Result<Machine, ProviderError> {
+    fn get(
+        _cluster: ClusterContext,
+        region: String,
+        url: String,
+    ) -> Result<Machine, ProviderError> {
         let response = Request::get(url.clone()).send().map_err(|e| {
             // The kind of refusal, spelled out, so a test can tell them apart.
             let kind = match &e {
