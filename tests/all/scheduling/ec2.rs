@@ -302,3 +302,117 @@ async fn ec2_prices_come_exactly_from_the_clusters_sheet() {
     let out = price(r#"{"t3.micro": "0.0104"}"#, "t3.micro", "spot").await;
     assert_eq!(out["error"]["kind"], "unsupported", "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciliation_retires_out_of_band_deletes_and_finds_orphans_past_the_first_page() {
+    let moto = Moto::start();
+    let berth = Berth::start_configured(
+        &[],
+        &[
+            ("BERTH_SCHEDULING__JOB_LEASE_SECS", "2"),
+            ("BERTH_SCHEDULING__RECONCILE_INTERVAL_SECS", "1"),
+            // EC2's smallest page: seven machines and two orphans take two pages.
+            ("BERTH_SCHEDULING__RECONCILE_PAGE_SIZE", "5"),
+        ],
+    );
+    ec2_cluster(&berth, &moto, "aws", &moto.url, &moto.secret_access_key).await;
+    let mut ids = Vec::new();
+    for _ in 0..7 {
+        ids.push(
+            create(&berth, "aws", &moto.image, None).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let mut instances = Vec::new();
+    for id in &ids {
+        let online = machine_in(&berth, id, "online").await;
+        instances.push(online["provider_id"].as_str().unwrap().to_string());
+    }
+
+    // Two terminated behind berth's back (boto3, as an operator's console would).
+    moto.boto3(&format!(
+        "ec2.terminate_instances(InstanceIds=['{}', '{}'])\nprint('{{}}')",
+        instances[0], instances[1]
+    ));
+    for id in &ids[..2] {
+        let retired = machine_in(&berth, id, "retired").await;
+        assert!(
+            retired["reason"].as_str().unwrap().contains("out of band"),
+            "{retired:#}"
+        );
+    }
+
+    // Two instances tagged for this cluster that berth never made (a lost record), and
+    // one of another cluster, which is not this cluster's business.
+    let made = moto.boto3(&format!(
+        "r = ec2.run_instances(ImageId='{}', InstanceType='t3.micro', MinCount=1, MaxCount=1, TagSpecifications=[{{'ResourceType': 'instance', 'Tags': [{{'Key': 'berth:cluster', 'Value': 'aws'}}, {{'Key': 'berth:machine-id', 'Value': 'm-lost'}}]}}])\n\
+         s = ec2.run_instances(ImageId='{0}', InstanceType='t3.micro', MinCount=1, MaxCount=1, TagSpecifications=[{{'ResourceType': 'instance', 'Tags': [{{'Key': 'berth:cluster', 'Value': 'aws'}}]}}])\n\
+         ec2.run_instances(ImageId='{0}', InstanceType='t3.micro', MinCount=1, MaxCount=1, TagSpecifications=[{{'ResourceType': 'instance', 'Tags': [{{'Key': 'berth:cluster', 'Value': 'elsewhere'}}]}}])\n\
+         print(json.dumps([r['Instances'][0]['InstanceId'], s['Instances'][0]['InstanceId']]))",
+        moto.image
+    ));
+    let (lost, stray) = (
+        made[0].as_str().unwrap().to_string(),
+        made[1].as_str().unwrap().to_string(),
+    );
+    let orphans = api(&berth, Method::GET, "/api/v1/clusters/aws/orphans", None).await;
+    let mut found: Vec<&str> = orphans
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["provider_id"].as_str().unwrap())
+        .collect();
+    found.sort_unstable();
+    let mut expected = vec![lost.as_str(), stray.as_str()];
+    expected.sort_unstable();
+    assert_eq!(found, expected, "{orphans:#}");
+    let tagged = orphans
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["provider_id"] == lost.as_str())
+        .unwrap();
+    assert_eq!(tagged["machine_id"], "m-lost");
+
+    // Adopted into a project: a machine like any other, online.
+    let adopted = api(
+        &berth,
+        Method::POST,
+        &format!("/api/v1/clusters/aws/orphans/{lost}/adopt"),
+        Some(json!({"project": "team"})),
+    )
+    .await;
+    let adopted = machine_in(&berth, adopted["id"].as_str().unwrap(), "online").await;
+    assert_eq!(adopted["provider_id"], lost.as_str());
+    assert_eq!(adopted["spec"]["cpus"], 2);
+    // Deleted at the provider.
+    let (status, _) = super::call(
+        &client(),
+        &berth,
+        Method::POST,
+        &format!("/api/v1/clusters/aws/orphans/{stray}/delete"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let state = moto.boto3(&format!(
+            "print(json.dumps(ec2.describe_instances(InstanceIds=['{stray}'])['Reservations'][0]['Instances'][0]['State']['Name']))"
+        ));
+        if state == "terminated" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{stray} is {state}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let orphans = api(&berth, Method::GET, "/api/v1/clusters/aws/orphans", None).await;
+    assert_eq!(orphans, json!([]));
+    // The five left alone are still online.
+    for id in &ids[2..] {
+        let machine = api(&berth, Method::GET, &format!("/api/v1/machines/{id}"), None).await;
+        assert_eq!(machine["state"], "online", "{machine:#}");
+    }
+}
