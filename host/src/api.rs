@@ -133,6 +133,8 @@ pub fn router(state: ApiState) -> Router {
         .routes(routes!(scheduling::get_quota, scheduling::set_quota))
         .routes(routes!(machines::list_machines, machines::create_machine))
         .routes(routes!(machines::register_machine))
+        .routes(routes!(machines::plan_machines))
+        .routes(routes!(machines::place_machines))
         .routes(routes!(machines::get_machine))
         .routes(routes!(machines::machine_history))
         .routes(routes!(machines::offline_machine))

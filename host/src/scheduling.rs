@@ -17,6 +17,7 @@ pub mod engine;
 pub mod health;
 pub mod lifecycle;
 pub mod machines;
+pub mod placement;
 pub mod pool;
 pub mod probe;
 pub mod provider;
@@ -124,9 +125,9 @@ pub struct Scheduling {
     delivery: std::sync::Mutex<webhooks::Delivery>,
     /// The webhook's HTTP client.
     http: reqwest::Client,
-    /// What each provider cluster's machine types are, as its provider last described
-    /// them (`provider.rs`).
-    machine_types: provider::MachineTypes,
+    /// What each provider cluster offers, as its provider last described it
+    /// (`provider.rs`).
+    descriptions: provider::Descriptions,
     /// Each failing provider cluster's backoff, on this node (`reconcile.rs`).
     backoff: reconcile::Backoff,
     /// Whether a reconcile round runs on this node.
@@ -162,7 +163,7 @@ impl Scheduling {
             failing: Default::default(),
             delivery: Default::default(),
             http: reqwest::Client::new(),
-            machine_types: Default::default(),
+            descriptions: Default::default(),
             backoff: Default::default(),
             reconciling: Default::default(),
         }

@@ -13,6 +13,7 @@ use super::extract::{ApiJson, ApiQuery};
 use super::problem::{ApiError, ApiResult, Problem};
 use crate::auth::Action;
 use crate::scheduling::machines::{MachineView, NewMachine, RegisterMachine};
+use crate::scheduling::placement::{Placed, PlacementRequest, Plan};
 use crate::scheduling::{MachineFilter, MachineState, TransitionRecord};
 
 /// `GET /api/v1/machines` filters.
@@ -97,6 +98,46 @@ pub async fn create_machine(
             .await;
     }
     Ok((accepted_or_found(created), Json(machine)))
+}
+
+/// The plan for placing machines across the clusters a project may use, creating nothing
+/// (project admins): which cluster, region, zone, type or host each would get, and at
+/// what price.
+#[utoipa::path(post, operation_id = "machines_plan", path = "/api/v1/machines/plan", tag = "machines", request_body = PlacementRequest,
+    responses((status = 200, body = Plan), (status = 400, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 415, body = Problem), (status = 502, body = Problem)))]
+pub async fn plan_machines(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    ApiJson(request): ApiJson<PlacementRequest>,
+) -> ApiResult<Json<Plan>> {
+    caller.require(&state.auth, &request.project, Action::ManageMachines)?;
+    Ok(Json(state.scheduling.plan(&request).await?))
+}
+
+/// Places `count` machines by the plan's policy and creates them (project admins).
+#[utoipa::path(post, operation_id = "machines_place", path = "/api/v1/machines/place", tag = "machines", request_body = PlacementRequest,
+    responses((status = 202, body = Placed), (status = 400, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 415, body = Problem), (status = 502, body = Problem)))]
+pub async fn place_machines(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    ApiJson(request): ApiJson<PlacementRequest>,
+) -> ApiResult<(StatusCode, Json<Placed>)> {
+    caller.require(&state.auth, &request.project, Action::ManageMachines)?;
+    let placed = state
+        .scheduling
+        .place(&request, caller.principal.name())
+        .await?;
+    for machine in &placed.machines {
+        caller
+            .audit(
+                &state,
+                "machine.create",
+                &machine.id,
+                Some(format!("{} in {}", machine.project, machine.cluster)),
+            )
+            .await;
+    }
+    Ok((StatusCode::ACCEPTED, Json(placed)))
 }
 
 /// Registers a physical host that already runs as a machine of a project (project

@@ -124,13 +124,37 @@ pub enum ClusterCommand {
 #[derive(Debug, Subcommand)]
 pub enum MachineCommand {
     /// Create a machine; answers at once (see `show` for its state).
+    ///
+    /// With one `--cluster` and no `--count` or `--dry-run`, one machine there. Otherwise
+    /// placement picks where (`--cluster` repeatable as a constraint): free pool hosts
+    /// first, then the cheapest machine type that fits, then dearer ones; `--spread`
+    /// deals machines over zones or clusters; `--dry-run` prints the plan and creates
+    /// nothing.
     Create {
         /// The project that will own it.
         #[arg(long)]
         project: String,
-        /// The cluster.
+        /// The cluster (repeatable with placement).
+        #[arg(long = "cluster")]
+        clusters: Vec<String>,
+        /// How many machines (placement).
         #[arg(long)]
-        cluster: String,
+        count: Option<u32>,
+        /// Print where they would go, at what price, and create nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only in this region (repeatable; placement).
+        #[arg(long = "region")]
+        regions: Vec<String>,
+        /// Only in this zone (repeatable; placement).
+        #[arg(long = "zone")]
+        zones: Vec<String>,
+        /// At most this price per hour and machine, in USD (`0.05`; placement).
+        #[arg(long)]
+        max_price: Option<String>,
+        /// Deal machines over `zones` or `clusters` (placement).
+        #[arg(long)]
+        spread: Option<String>,
         /// vCPUs, at least (on a provider's cluster, the machine type's).
         #[arg(long, default_value_t = 0)]
         cpus: u32,
@@ -251,6 +275,34 @@ const HOST_COLUMNS: &[&str] = &[
     "machine",
     "needs_init",
 ];
+const PLACEMENT_COLUMNS: &[&str] = &[
+    "cluster",
+    "region",
+    "zone",
+    "machine_type",
+    "host",
+    "micros_per_hour",
+    "currency",
+];
+
+/// A decimal amount as millionths (`0.0104` is 10 400).
+fn micros(text: &str) -> Option<u64> {
+    let (whole, fraction) = text.trim().split_once('.').unwrap_or((text.trim(), ""));
+    if fraction.len() > 6 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let fraction: u64 = if fraction.is_empty() {
+        0
+    } else {
+        format!("{fraction:0<6}").parse().ok()?
+    };
+    whole
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(1_000_000)?
+        .checked_add(fraction)
+}
+
 const ORPHAN_COLUMNS: &[&str] = &[
     "provider_id",
     "region",
@@ -444,7 +496,13 @@ pub fn machine(c: &Client, command: MachineCommand) -> anyhow::Result<ExitCode> 
     match command {
         MachineCommand::Create {
             project,
-            cluster,
+            clusters,
+            count,
+            dry_run,
+            regions,
+            zones,
+            max_price,
+            spread,
             cpus,
             memory_mib,
             machine_type,
@@ -452,6 +510,29 @@ pub fn machine(c: &Client, command: MachineCommand) -> anyhow::Result<ExitCode> 
             labels: pairs,
             client_token,
         } => {
+            if count.is_some() || dry_run || clusters.len() != 1 {
+                let max = max_price
+                    .map(|p| micros(&p).with_context(|| format!("--max-price {p}: not a decimal")))
+                    .transpose()?;
+                let body = json!({"project": project, "count": count.unwrap_or(1),
+                    "machine_type": machine_type, "cpus": cpus, "memory_mib": memory_mib,
+                    "image": image, "labels": labels(&pairs)?, "client_token": client_token,
+                    "constraints": {"clusters": clusters, "regions": regions, "zones": zones,
+                        "max_micros_per_hour": max, "spread": spread.unwrap_or_else(|| "none".into())}});
+                let path = if dry_run {
+                    "/api/v1/machines/plan"
+                } else {
+                    "/api/v1/machines/place"
+                };
+                let answer = c.call(Method::POST, path, Some(body))?;
+                if dry_run {
+                    c.print(&answer["placements"], PLACEMENT_COLUMNS);
+                } else {
+                    c.print(&answer["machines"], MACHINE_COLUMNS);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let cluster = &clusters[0];
             let mut spec = json!({"cpus": cpus, "memory_mib": memory_mib});
             if let Some(t) = machine_type {
                 spec["machine_type"] = json!(t);

@@ -157,6 +157,8 @@ pub fn allocate(
         .pool_hosts(&machine.cluster)?
         .into_iter()
         .filter(|h| h.machine.is_none() && h.cpus >= spec.cpus && h.memory_mib >= spec.memory_mib)
+        // A zone asked for (by placement's spread) is a constraint.
+        .filter(|h| spec.zone.is_none() || h.zone == spec.zone)
         .filter(|h| {
             machine
                 .labels

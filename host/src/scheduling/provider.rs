@@ -35,13 +35,13 @@ pub const PROJECT_TAG: &str = "berth:project";
 /// The tag naming the cluster.
 pub const CLUSTER_TAG: &str = "berth:cluster";
 
-/// How long a provider's description of its machine types is trusted.
-const MACHINE_TYPES_TTL: Duration = Duration::from_secs(600);
+/// How long a provider's description of what a cluster offers is trusted.
+const DESCRIPTION_TTL: Duration = Duration::from_secs(600);
 
-/// Each provider cluster's machine types (vCPUs, memory MiB by type), as described at an
-/// instant, for a cluster as it was at its `updated_at`.
-pub(super) type MachineTypes =
-    std::sync::Mutex<HashMap<String, (std::time::Instant, u64, Arc<HashMap<String, (u32, u64)>>)>>;
+/// Each provider cluster's description, as its provider gave it at an instant, for the
+/// cluster as it was at its `updated_at`.
+pub(super) type Descriptions =
+    std::sync::Mutex<HashMap<String, (std::time::Instant, u64, Arc<wire::Description>)>>;
 
 /// One cluster's provider, ready for calls about that cluster.
 pub(super) struct ClusterProvider<'a> {
@@ -83,63 +83,73 @@ impl Scheduling {
 }
 
 impl Scheduling {
+    /// What provider cluster `cluster` offers (regions and zones, machine types,
+    /// images), as its provider described it at most ten minutes ago.
+    pub(super) async fn described(
+        &self,
+        cluster: &ClusterRecord,
+    ) -> Result<Arc<wire::Description>, SchedulingError> {
+        let cached = self
+            .descriptions
+            .lock()
+            .expect("descriptions lock")
+            .get(&cluster.name)
+            .filter(|(at, version, _)| {
+                at.elapsed() < DESCRIPTION_TTL && *version == cluster.updated_at
+            })
+            .map(|(_, _, described)| described.clone());
+        if let Some(described) = cached {
+            return Ok(described);
+        }
+        let provider = self
+            .provider_of(cluster)
+            .await
+            .map_err(SchedulingError::Provider)?;
+        let described = Arc::new(provider.describe().await.map_err(|e| {
+            SchedulingError::Provider(format!(
+                "cluster {}: {} could not describe what it offers: {e}",
+                cluster.name,
+                provider.plugin_name()
+            ))
+        })?);
+        self.descriptions.lock().expect("descriptions lock").insert(
+            cluster.name.clone(),
+            (
+                std::time::Instant::now(),
+                cluster.updated_at,
+                described.clone(),
+            ),
+        );
+        Ok(described)
+    }
+
     /// The vCPUs and memory (MiB) of machine type `machine_type` in provider cluster
-    /// `cluster`, from its provider's description (asked at most every ten minutes).
+    /// `cluster`, from its provider's description.
     pub(super) async fn machine_type_size(
         &self,
         cluster: &ClusterRecord,
         machine_type: &str,
     ) -> Result<(u32, u64), SchedulingError> {
-        let cached = self
+        let described = self.described(cluster).await?;
+        described
             .machine_types
-            .lock()
-            .expect("machine types lock")
-            .get(&cluster.name)
-            .filter(|(at, version, _)| {
-                at.elapsed() < MACHINE_TYPES_TTL && *version == cluster.updated_at
+            .iter()
+            .find(|t| t.id == machine_type)
+            .map(|t| (t.cpus, t.memory_mib))
+            .ok_or_else(|| {
+                let mut offered: Vec<&str> = described
+                    .machine_types
+                    .iter()
+                    .map(|t| t.id.as_str())
+                    .collect();
+                offered.sort_unstable();
+                offered.truncate(20);
+                SchedulingError::Invalid(format!(
+                    "cluster {} offers no machine type {machine_type:?} (some it offers: {})",
+                    cluster.name,
+                    offered.join(", ")
+                ))
             })
-            .map(|(_, _, types)| types.clone());
-        let types = match cached {
-            Some(types) => types,
-            None => {
-                let provider = self
-                    .provider_of(cluster)
-                    .await
-                    .map_err(SchedulingError::Provider)?;
-                let described = provider.describe().await.map_err(|e| {
-                    SchedulingError::Provider(format!(
-                        "cluster {}: {} could not describe its machine types: {e}",
-                        cluster.name,
-                        provider.plugin_name()
-                    ))
-                })?;
-                let types: Arc<HashMap<String, (u32, u64)>> = Arc::new(
-                    described
-                        .machine_types
-                        .into_iter()
-                        .map(|t| (t.id, (t.cpus, t.memory_mib)))
-                        .collect(),
-                );
-                self.machine_types
-                    .lock()
-                    .expect("machine types lock")
-                    .insert(
-                        cluster.name.clone(),
-                        (std::time::Instant::now(), cluster.updated_at, types.clone()),
-                    );
-                types
-            }
-        };
-        types.get(machine_type).copied().ok_or_else(|| {
-            let mut offered: Vec<&str> = types.keys().map(String::as_str).collect();
-            offered.sort_unstable();
-            offered.truncate(20);
-            SchedulingError::Invalid(format!(
-                "cluster {} offers no machine type {machine_type:?} (some it offers: {})",
-                cluster.name,
-                offered.join(", ")
-            ))
-        })
     }
 }
 
@@ -347,6 +357,24 @@ impl ClusterProvider<'_> {
         retrying("get-many", || {
             self.runtime
                 .provider_get_many(&self.plugin, &self.target, region, ids.to_vec())
+        })
+        .await
+    }
+
+    /// The on-demand price of `machine_type` in `region`.
+    pub(super) async fn price(
+        &self,
+        region: &str,
+        machine_type: &str,
+    ) -> Result<wire::Price, ProviderFailure> {
+        retrying("price", || {
+            self.runtime.provider_price(
+                &self.plugin,
+                &self.target,
+                region,
+                machine_type,
+                wire::PurchaseOption::OnDemand,
+            )
         })
         .await
     }

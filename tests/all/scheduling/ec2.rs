@@ -416,3 +416,113 @@ async fn reconciliation_retires_out_of_band_deletes_and_finds_orphans_past_the_f
         assert_eq!(machine["state"], "online", "{machine:#}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_takes_pool_hosts_first_then_the_cheapest_type_spread_over_zones() {
+    let moto = Moto::start();
+    let berth = berth();
+    ec2_cluster(&berth, &moto, "aws", &moto.url, &moto.secret_access_key).await;
+    let port = super::answering_port();
+    api(
+        &berth,
+        Method::POST,
+        "/api/v1/clusters",
+        Some(json!({"name": "rack", "provider": "static-pool", "projects": ["team"]})),
+    )
+    .await;
+    api(
+        &berth,
+        Method::POST,
+        "/api/v1/clusters/rack/hosts",
+        Some(json!([super::host("h1", port, 2, 1024)])),
+    )
+    .await;
+    let request = |count: u32, constraints: Value| {
+        json!({"project": "team", "count": count, "cpus": 2, "memory_mib": 1024,
+               "image": moto.image, "constraints": constraints})
+    };
+
+    // The dry run: the pool's free host, then t3.micro (priced) dealt over three zones;
+    // t3.small has no price, so it would come only after every priced option.
+    let plan = api(
+        &berth,
+        Method::POST,
+        "/api/v1/machines/plan",
+        Some(request(4, json!({"spread": "zones"}))),
+    )
+    .await;
+    let placements = plan["placements"].as_array().unwrap();
+    assert_eq!(placements[0]["host"], "h1", "{plan:#}");
+    let zones: std::collections::BTreeSet<&str> = placements[1..]
+        .iter()
+        .map(|p| {
+            assert_eq!(p["machine_type"], "t3.micro", "{plan:#}");
+            assert_eq!(p["micros_per_hour"], 10400);
+            p["zone"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(zones.len(), 3, "three zones: {plan:#}");
+    assert_eq!(plan["micros_per_hour"]["USD"], 31200, "{plan:#}");
+    // It created nothing.
+    let listed = api(&berth, Method::GET, "/api/v1/machines?project=team", None).await;
+    assert_eq!(listed, json!([]));
+    let (ok, out, err) = crate::plugins::cli(
+        &berth,
+        &[
+            "machine",
+            "create",
+            "--project",
+            "team",
+            "--count",
+            "2",
+            "--dry-run",
+            "--type",
+            "t3.micro",
+            "--image",
+            &moto.image,
+            "--cluster",
+            "aws",
+            "--spread",
+            "zones",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("t3.micro") && out.contains("10400"), "{out}");
+
+    // Nothing is that cheap: refused, saying what was left out.
+    let (status, out) = super::call(
+        &client(),
+        &berth,
+        Method::POST,
+        "/api/v1/machines/plan",
+        Some(request(
+            2,
+            json!({"clusters": ["aws"], "max_micros_per_hour": 1000}),
+        )),
+    )
+    .await;
+    assert_eq!(status, 409, "{out}");
+    assert!(
+        out["detail"].as_str().unwrap().contains("only 0 of 2"),
+        "{out}"
+    );
+
+    // Placed for real: three machines on EC2, one per zone, online.
+    let placed = api(
+        &berth,
+        Method::POST,
+        "/api/v1/machines/place",
+        Some(request(
+            3,
+            json!({"clusters": ["aws"], "spread": "zones", "max_micros_per_hour": 20000}),
+        )),
+    )
+    .await;
+    let mut zones = std::collections::BTreeSet::new();
+    for machine in placed["machines"].as_array().unwrap() {
+        let online = machine_in(&berth, machine["id"].as_str().unwrap(), "online").await;
+        assert_eq!(online["spec"]["machine_type"], "t3.micro");
+        zones.insert(online["zone"].as_str().unwrap().to_string());
+    }
+    assert_eq!(zones.len(), 3, "{placed:#}");
+}
