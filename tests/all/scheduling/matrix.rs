@@ -8,7 +8,7 @@ use crate::replication::api;
 use crate::support::*;
 
 /// What a caller may do with a project's machines: read, operate (online/offline),
-/// manage (create, register, retire).
+/// manage (create, plan, place, register, retire).
 #[derive(Clone, Copy)]
 struct May {
     read: bool,
@@ -183,6 +183,20 @@ async fn every_caller_against_every_machine_action() {
                 Some(
                     json!({"project": "vault", "cluster": "rack", "spec": {"cpus": 1, "memory_mib": 1024}}),
                 ),
+                may.manage,
+            ),
+            (
+                "plan",
+                Method::POST,
+                "/api/v1/machines/plan".into(),
+                Some(json!({"project": "vault", "count": 1, "cpus": 1, "memory_mib": 1024})),
+                may.manage,
+            ),
+            (
+                "place",
+                Method::POST,
+                "/api/v1/machines/place".into(),
+                Some(json!({"project": "vault", "count": 1, "cpus": 1, "memory_mib": 1024})),
                 may.manage,
             ),
         ];

@@ -1,0 +1,253 @@
+//! Scheduling figures, measured from outside a release `berth` on this machine:
+//! - **creates**: 200 machines on AWS EC2 (moto in server mode, signatures checked) and
+//!   200 on a physical pool, each at concurrency 16 through the API, until all are online:
+//!   wall time, the API's answer time, and berth's own CPU time per create (read from
+//!   `/proc`: what berth spends, not what it waits for from the provider);
+//! - **reconciliation**: one listing-and-comparison of a cluster holding 10,000 tagged
+//!   machines (`GET /api/v1/clusters/{name}/orphans`, the reconcile round's listing: 20
+//!   pages of 500 through the `aws-ec2` plugin, XML read in its sandbox): berth's CPU
+//!   time, the wall time (mostly moto's), and berth's peak memory before and after.
+//!
+//! Targets (issue 14): berth's own time ≤ 5 ms per create; reconciling 10,000 machines
+//! ≤ 1 s of CPU. Health probes and background reconciliation are set an hour apart so
+//! they do not count in the figures.
+//!
+//! Run: `cargo bench --bench scheduling` (needs moto: `pip install 'moto[server]'`).
+
+#[path = "../tests/all/support/moto.rs"]
+#[allow(dead_code, reason = "the benchmark uses moto, not the fault proxy")]
+mod moto;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use support::{Server, start_berth_with};
+
+const CREATES: usize = 200;
+const CONCURRENCY: usize = 16;
+const RECONCILED: usize = 10_000;
+
+/// What `moto.rs` asks of its crate: a TLS provider for reqwest.
+fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// berth's CPU time so far (user + system), from `/proc`.
+fn cpu_time(server: &Server) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.child.id())).unwrap();
+    // The command may hold spaces; fields count from after its closing parenthesis.
+    let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
+/// berth's peak resident memory so far (VmHWM), MiB.
+fn peak_rss_mib(server: &Server) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap();
+    kib / 1024.0
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    auth: String,
+}
+
+impl Api {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .header("authorization", &self.auth);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let r = request.send().await.unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert!(status.is_success(), "{method} {path}: {status}: {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Creates `CREATES` machines in `cluster` at `CONCURRENCY`, waits until all are online,
+/// and prints the row.
+async fn creates(api: &Api, server: &Server, cluster: &str, spec: Value) {
+    let cpu_before = cpu_time(server);
+    let started = Instant::now();
+    let mut answers: Vec<Duration> = futures::stream::iter(0..CREATES)
+        .map(|_| {
+            let spec = spec.clone();
+            async move {
+                let t = Instant::now();
+                api.call(
+                    reqwest::Method::POST,
+                    "/api/v1/machines",
+                    Some(json!({"project": "bench", "cluster": cluster, "spec": spec})),
+                )
+                .await;
+                t.elapsed()
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    loop {
+        let online = api
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/v1/machines?project=bench&cluster={cluster}&state=online"),
+                None,
+            )
+            .await;
+        if online.as_array().unwrap().len() == CREATES {
+            break;
+        }
+        let failed = api
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/v1/machines?project=bench&cluster={cluster}&state=failed"),
+                None,
+            )
+            .await;
+        assert_eq!(failed, json!([]), "creates failed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let wall = started.elapsed();
+    let cpu = cpu_time(server) - cpu_before;
+    answers.sort();
+    println!(
+        "| {cluster} | {CREATES} | {:.1} s | {:.1} /s | {:.1} / {:.1} ms | {:.2} ms |",
+        wall.as_secs_f64(),
+        CREATES as f64 / wall.as_secs_f64(),
+        percentile(&answers, 0.5).as_secs_f64() * 1000.0,
+        percentile(&answers, 0.99).as_secs_f64() * 1000.0,
+        cpu.as_secs_f64() * 1000.0 / CREATES as f64,
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    install_crypto();
+    let moto = moto::Moto::start();
+    let server = start_berth_with(&[
+        ("BERTH_SCHEDULING__HEALTH_INTERVAL_SECS", "3600"),
+        ("BERTH_SCHEDULING__RECONCILE_INTERVAL_SECS", "3600"),
+    ]);
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: server.base.clone(),
+        auth: server.auth.clone().unwrap(),
+    };
+    use reqwest::Method;
+    api.call(
+        Method::POST,
+        "/api/v1/projects",
+        Some(json!({"name": "bench"})),
+    )
+    .await;
+    for (name, endpoint) in [("aws", &moto.url), ("big", &moto.url)] {
+        api.call(
+            Method::POST,
+            "/api/v1/clusters",
+            Some(json!({
+                "name": name, "provider": "aws-ec2", "regions": ["us-east-1"],
+                "endpoint": endpoint,
+                "credentials": {"access-key-id": moto.access_key_id,
+                                "secret-access-key": moto.secret_access_key},
+                "settings": {"machine-types": "t3.micro"},
+                "projects": ["bench"], "probe": {"kind": "none"},
+            })),
+        )
+        .await;
+    }
+    // A physical pool whose hosts all answer on one port.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || for _ in listener.incoming() {});
+    api.call(
+        Method::POST,
+        "/api/v1/clusters",
+        Some(json!({"name": "rack", "provider": "static-pool", "projects": ["bench"]})),
+    )
+    .await;
+    let hosts: Vec<Value> = (0..CREATES)
+        .map(|i| {
+            json!({"name": format!("h{i}"), "address": "127.0.0.1", "ssh_port": port,
+                        "cpus": 4, "memory_mib": 8192})
+        })
+        .collect();
+    api.call(
+        Method::POST,
+        "/api/v1/clusters/rack/hosts",
+        Some(Value::Array(hosts)),
+    )
+    .await;
+
+    println!("\n## Creates, {CREATES} machines at concurrency {CONCURRENCY}\n");
+    println!(
+        "| cluster | machines | wall, to all online | creates/s | API answer p50 / p99 | berth CPU per create |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    creates(
+        &api,
+        &server,
+        "rack",
+        json!({"cpus": 2, "memory_mib": 2048}),
+    )
+    .await;
+    creates(
+        &api,
+        &server,
+        "aws",
+        json!({"machine_type": "t3.micro", "image": moto.image}),
+    )
+    .await;
+
+    // Ten thousand machines tagged for cluster `big`, made behind berth's back (boto3).
+    let made = Instant::now();
+    moto.boto3(&format!(
+        "for _ in range({}):\n    ec2.run_instances(ImageId='{}', InstanceType='t3.micro', MinCount=1000, MaxCount=1000, TagSpecifications=[{{'ResourceType': 'instance', 'Tags': [{{'Key': 'berth:cluster', 'Value': 'big'}}]}}])\nprint('{{}}')",
+        RECONCILED / 1000,
+        moto.image
+    ));
+    eprintln!(
+        "made {RECONCILED} instances in moto in {:.0} s",
+        made.elapsed().as_secs_f64()
+    );
+    let (cpu_before, rss_before) = (cpu_time(&server), peak_rss_mib(&server));
+    let started = Instant::now();
+    let orphans = api
+        .call(Method::GET, "/api/v1/clusters/big/orphans", None)
+        .await;
+    let wall = started.elapsed();
+    let cpu = cpu_time(&server) - cpu_before;
+    assert_eq!(orphans.as_array().unwrap().len(), RECONCILED);
+    println!("\n## Reconciliation: one cluster of {RECONCILED} machines\n");
+    println!(
+        "| machines | pages | wall (moto's time included) | berth CPU | berth peak RSS before → after |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    println!(
+        "| {RECONCILED} | {} | {:.1} s | {:.2} s | {:.0} → {:.0} MiB |",
+        RECONCILED.div_ceil(500),
+        wall.as_secs_f64(),
+        cpu.as_secs_f64(),
+        rss_before,
+        peak_rss_mib(&server)
+    );
+}
