@@ -19,6 +19,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("dual-primary", "berth-dual-primary"),
     ("sysctl", "berth-sysctl"),
     ("aws-ec2", "berth-aws-ec2"),
+    ("redfish", "berth-redfish"),
 ];
 
 /// Built for the end-to-end tests only.

@@ -19,6 +19,7 @@ pub mod lifecycle;
 pub mod machines;
 pub mod placement;
 pub mod pool;
+mod power;
 pub mod probe;
 pub mod provider;
 mod provisioning;
@@ -63,7 +64,7 @@ use crate::storage::store::{Store, StoreError};
 
 pub use crate::storage::tables::scheduling::{
     ClusterRecord, MachineFilter, MachineRecord, MachineSpec, MachineState, PoolHostRecord,
-    QuotaRecord, TransitionRecord,
+    PowerControl, QuotaRecord, TransitionRecord,
 };
 
 /// Why a scheduling operation was refused.

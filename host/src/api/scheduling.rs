@@ -49,6 +49,8 @@ pub struct PoolHostView {
     pub rack: Option<String>,
     /// Its zone.
     pub zone: Option<String>,
+    /// Its power control, if any.
+    pub power: Option<crate::scheduling::PowerControl>,
     /// The machine it is allocated as.
     pub machine: Option<String>,
     /// Released and not set up again yet.
@@ -67,6 +69,7 @@ impl From<PoolHostRecord> for PoolHostView {
             labels: h.labels,
             rack: h.rack,
             zone: h.zone,
+            power: h.power,
             machine: h.machine,
             needs_init: h.needs_init,
         }

@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_plugin_runtime::provider::Power;
 use futures::future::BoxFuture;
 
 use super::lifecycle::{self, LifecycleError};
@@ -275,9 +276,50 @@ impl Scheduling {
                 .await;
         }
         if machine.state == MachineState::Provisioning {
-            machine = self.step(id, MachineState::Initializing, None).await?;
+            // A host with power control is switched on, and waited for, first.
+            if let Some(host) = self.pool_host_of(&machine).await?
+                && host.power.is_some()
+            {
+                if let Err(why) = self.switch_host(&cluster, &host, Power::Start).await {
+                    self.fail_and_release(id, &why).await?;
+                    return Err(OperationError::Failed(why));
+                }
+                machine = self
+                    .step(id, MachineState::Initializing, Some("powered on".into()))
+                    .await?;
+            } else {
+                machine = self.step(id, MachineState::Initializing, None).await?;
+            }
         }
         self.bring_online(machine, &cluster).await
+    }
+
+    /// The pool host machine `machine` holds, if any.
+    async fn pool_host_of(
+        &self,
+        machine: &MachineRecord,
+    ) -> StoreResult<Option<crate::storage::tables::scheduling::PoolHostRecord>> {
+        let (cluster, host) = (
+            machine.cluster.clone(),
+            machine.provider_id.clone().unwrap_or_default(),
+        );
+        self.store
+            .read(move |tx| tx.scheduling().pool_host(&cluster, &host))
+            .await
+    }
+
+    /// Powers off a host berth released, where it has power control; a failure is logged,
+    /// as the release stands.
+    async fn power_off_released(
+        &self,
+        cluster: &ClusterRecord,
+        host: Option<crate::storage::tables::scheduling::PoolHostRecord>,
+    ) {
+        if let Some(host) = host.filter(|h| h.power.is_some())
+            && let Err(why) = self.switch_host(cluster, &host, Power::Stop).await
+        {
+            tracing::warn!(host = %host.name, error = %why, "scheduling: a released host did not power off");
+        }
     }
 
     /// Takes an initializing machine online once it answers its probe. Host
@@ -366,9 +408,11 @@ impl Scheduling {
 
     async fn fail_and_release(&self, id: &str, why: &str) -> Result<(), OperationError> {
         let (owned, reason) = (id.to_owned(), why.to_owned());
-        self.store
-            .write(move |tx| -> Result<(), OperationError> {
-                pool::release(tx, &owned).map_err(|e| OperationError::Failed(e.to_string()))?;
+        let released = self
+            .store
+            .write(move |tx| -> Result<_, OperationError> {
+                let host =
+                    pool::release(tx, &owned).map_err(|e| OperationError::Failed(e.to_string()))?;
                 lifecycle::transition(
                     tx,
                     &owned,
@@ -377,11 +421,27 @@ impl Scheduling {
                     Some(&reason),
                     now_millis(),
                 )?;
-                Ok(())
+                Ok(host)
             })
             .await?;
         self.audit_move(id, MachineState::Failed, Some(why)).await;
+        if let Some(cluster) = self.cluster_named(&released).await {
+            self.power_off_released(&cluster, released).await;
+        }
         Ok(())
+    }
+
+    /// The pool a released host belongs to.
+    async fn cluster_named(
+        &self,
+        host: &Option<crate::storage::tables::scheduling::PoolHostRecord>,
+    ) -> Option<ClusterRecord> {
+        let name = host.as_ref().filter(|h| h.power.is_some())?.cluster.clone();
+        self.store
+            .read(move |tx| tx.scheduling().cluster(&name))
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Retires machine `id`: deletes it at its provider or releases its pool host, then
@@ -396,9 +456,11 @@ impl Scheduling {
             return self.retire_at_provider(machine, cluster).await;
         }
         let owned = id.to_owned();
-        self.store
-            .write(move |tx| -> Result<(), OperationError> {
-                pool::release(tx, &owned).map_err(|e| OperationError::Failed(e.to_string()))?;
+        let released = self
+            .store
+            .write(move |tx| -> Result<_, OperationError> {
+                let host =
+                    pool::release(tx, &owned).map_err(|e| OperationError::Failed(e.to_string()))?;
                 lifecycle::transition(
                     tx,
                     &owned,
@@ -407,10 +469,11 @@ impl Scheduling {
                     None,
                     now_millis(),
                 )?;
-                Ok(())
+                Ok(host)
             })
             .await?;
         self.audit_move(id, MachineState::Retired, None).await;
+        self.power_off_released(&cluster, released).await;
         Ok(())
     }
 

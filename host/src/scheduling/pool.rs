@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::lifecycle::{self, LifecycleError};
 use crate::storage::store::{StoreError, WriteTx};
-use crate::storage::tables::scheduling::{MachineState, PoolHostRecord};
+use crate::storage::tables::scheduling::{MachineState, PoolHostRecord, PowerControl};
 
 /// The provider name of physical pools.
 pub const PROVIDER: &str = "static-pool";
@@ -45,6 +45,9 @@ pub struct HostSpec {
     /// Its zone.
     #[serde(default)]
     pub zone: Option<String>,
+    /// Its power control (a plugin reaching its BMC), if any.
+    #[serde(default)]
+    pub power: Option<PowerControl>,
 }
 
 fn ssh_port() -> u16 {
@@ -113,6 +116,17 @@ pub fn import(tx: &dyn WriteTx, cluster: &str, hosts: &[HostSpec]) -> Result<usi
                 host.name
             )));
         }
+        if let Some(power) = &host.power {
+            berth_plugin_runtime::Endpoint::parse(&power.endpoint).map_err(|why| {
+                PoolError::Invalid(format!("host {}: power endpoint: {why}", host.name))
+            })?;
+            if power.system.is_empty() {
+                return Err(PoolError::Invalid(format!(
+                    "host {}: power control needs the system's id at the BMC",
+                    host.name
+                )));
+            }
+        }
         let existing = tx.scheduling().pool_host(cluster, &host.name)?;
         if existing.is_none() {
             new += 1;
@@ -128,6 +142,7 @@ pub fn import(tx: &dyn WriteTx, cluster: &str, hosts: &[HostSpec]) -> Result<usi
             labels: host.labels.clone(),
             rack: host.rack.clone(),
             zone: host.zone.clone(),
+            power: host.power.clone(),
             machine: existing.as_ref().and_then(|h| h.machine.clone()),
             needs_init: existing.is_some_and(|h| h.needs_init),
         })?;

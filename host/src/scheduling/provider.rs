@@ -57,21 +57,36 @@ impl Scheduling {
         &self,
         cluster: &ClusterRecord,
     ) -> Result<ClusterProvider<'_>, String> {
+        self.provider_with(&cluster.provider, cluster, cluster.endpoint.as_deref())
+            .await
+    }
+
+    /// Plugin `plugin` for calls about `cluster`, reaching `endpoint` (a power
+    /// controller's BMC for a pool host; the cluster's own endpoint otherwise) with the
+    /// cluster's credentials.
+    pub(super) async fn provider_with(
+        &self,
+        plugin: &str,
+        cluster: &ClusterRecord,
+        endpoint: Option<&str>,
+    ) -> Result<ClusterProvider<'_>, String> {
         let (runtime, plugin) = self
             .plugins
-            .provider(&cluster.provider)
+            .provider(plugin)
             .await
             .map_err(|e| format!("cluster {}: {e}", cluster.name))?;
         let secrets = open_credentials(&self.sealer, cluster)?;
         let mut grants = Grants::default();
-        if let Some(endpoint) = &cluster.endpoint {
+        if let Some(endpoint) = endpoint {
             grants.endpoints.push(
                 Endpoint::parse(endpoint)
                     .map_err(|why| format!("cluster {}: endpoint {why}", cluster.name))?,
             );
         }
+        let mut cluster_context = context(cluster, &secrets);
+        cluster_context.endpoint = endpoint.map(str::to_owned);
         let target = Target {
-            cluster: context(cluster, &secrets),
+            cluster: cluster_context,
             scope: Arc::new(CallScope { grants, secrets }),
         };
         Ok(ClusterProvider {
@@ -376,6 +391,28 @@ impl ClusterProvider<'_> {
                 wire::PurchaseOption::OnDemand,
             )
         })
+        .await
+    }
+
+    /// Starts or stops a machine (`start` succeeds on a running one, `stop` on a stopped
+    /// one).
+    pub(super) async fn switch(
+        &self,
+        power: Power,
+        region: &str,
+        id: &str,
+    ) -> Result<(), ProviderFailure> {
+        retrying(
+            if power == Power::Start {
+                "start"
+            } else {
+                "stop"
+            },
+            || {
+                self.runtime
+                    .provider_power(&self.plugin, &self.target, power, region, id)
+            },
+        )
         .await
     }
 

@@ -20,7 +20,17 @@ async fn the_built_in_strategy_and_host_init_plugins_answer_through_the_api() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["aws-ec2", "dual-primary", "star", "sysctl", "tree"]);
+    assert_eq!(
+        names,
+        [
+            "aws-ec2",
+            "dual-primary",
+            "redfish",
+            "star",
+            "sysctl",
+            "tree"
+        ]
+    );
     assert!(
         list.as_array()
             .unwrap()

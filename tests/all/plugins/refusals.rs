@@ -173,7 +173,7 @@ async fn components_that_are_not_loadable_are_refused_with_the_reason_and_nothin
         .unwrap();
     assert_eq!(
         list.as_array().unwrap().len(),
-        5,
+        6,
         "only the built-ins: {list}"
     );
     let components = berth.data_dir.join("plugins/components");

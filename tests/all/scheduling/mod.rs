@@ -2,7 +2,8 @@
 //! (`clusters.rs`), machines from create to retire (`machines.rs`), the permission matrix
 //! cell by cell (`matrix.rs`), health (`health.rs`),
 //! the webhook (`webhooks.rs`), the command line (`cli.rs`), provider plugins on a test
-//! inventory API (`providers.rs`) and AWS EC2 on moto (`ec2.rs`).
+//! inventory API (`providers.rs`), AWS EC2 on moto (`ec2.rs`) and power control through
+//! Redfish (`power.rs`).
 
 mod cli;
 mod clusters;
@@ -10,6 +11,7 @@ mod ec2;
 mod health;
 mod machines;
 mod matrix;
+mod power;
 mod providers;
 mod webhooks;
 

@@ -319,6 +319,11 @@ pub(super) fn pool_hosts_are_kept_per_pool_in_name_order(store: &Store) {
         labels: labels(&[("gpu", "a100")]),
         rack: Some("r12".into()),
         zone: Some("dc1".into()),
+        power: machine.map(|_| PowerControl {
+            plugin: "redfish".into(),
+            endpoint: "https://10.0.9.5".into(),
+            system: "437XR1138R2".into(),
+        }),
         machine: machine.map(str::to_owned),
         needs_init: machine.is_none(),
     };

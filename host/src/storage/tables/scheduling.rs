@@ -268,6 +268,19 @@ pub struct QuotaRecord {
     pub memory_mib: Option<u64>,
 }
 
+/// How a pool host's power is switched: a power-control plugin (such as the built-in
+/// `redfish`) reaching the host's BMC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PowerControl {
+    /// The plugin (a `cloud-provider` plugin that answers `get`, `start` and `stop`).
+    pub plugin: String,
+    /// The BMC's base URL (`https://10.0.9.5`).
+    pub endpoint: String,
+    /// The host's system id at the BMC.
+    pub system: String,
+}
+
 /// One host of a physical pool.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PoolHostRecord {
@@ -295,6 +308,9 @@ pub struct PoolHostRecord {
     /// Its zone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    /// Its power control, where one is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power: Option<PowerControl>,
     /// The machine it is allocated as, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine: Option<String>,

@@ -82,6 +82,7 @@ pub(super) const SCHEMA: Component = Component {
             labels jsonb NOT NULL,
             rack text,
             zone text,
+            power jsonb,
             machine text,
             needs_init boolean NOT NULL,
             PRIMARY KEY (cluster, name)
@@ -104,7 +105,7 @@ macro_rules! machine_columns {
 
 macro_rules! pool_host_columns {
     () => {
-        "cluster, name, address, ssh_port, cpus, memory_mib, disks_gib, labels, rack, zone, machine, needs_init"
+        "cluster, name, address, ssh_port, cpus, memory_mib, disks_gib, labels, rack, zone, power, machine, needs_init"
     };
 }
 
@@ -208,6 +209,9 @@ fn pool_host(row: &Row) -> StoreResult<PoolHostRecord> {
         zone: row.get("zone"),
         machine: row.get("machine"),
         needs_init: row.get("needs_init"),
+        power: row
+            .get::<_, Option<Json<crate::storage::tables::scheduling::PowerControl>>>("power")
+            .map(|Json(p)| p),
     })
 }
 
@@ -456,8 +460,9 @@ impl SchedulingWrite for PgTx<'_> {
             concat!(
                 "INSERT INTO pool_hosts (",
                 pool_host_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                  ON CONFLICT (cluster, name) DO UPDATE SET
+                     power = EXCLUDED.power,
                      address = EXCLUDED.address, ssh_port = EXCLUDED.ssh_port,
                      cpus = EXCLUDED.cpus, memory_mib = EXCLUDED.memory_mib,
                      disks_gib = EXCLUDED.disks_gib, labels = EXCLUDED.labels,
@@ -475,6 +480,7 @@ impl SchedulingWrite for PgTx<'_> {
                 &Json(&r.labels),
                 &r.rack,
                 &r.zone,
+                &r.power.as_ref().map(Json),
                 &r.machine,
                 &r.needs_init,
             ],

@@ -1,0 +1,208 @@
+//! Power control of physical pool hosts through the built-in `redfish` plugin, against
+//! OpenStack's Redfish emulator (`sushy-emulator --fake`, with HTTP Basic logins), read
+//! back with OpenStack's Redfish library (`sushy`): an allocated host is powered on
+//! before it is probed, a retired one is powered off.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::json;
+
+use super::{answering_port, machine_in};
+use crate::replication::api;
+use crate::support::*;
+
+const SYSTEM: &str = "27946b59-9e44-4fa7-8e91-f3527a1ef094";
+
+/// `sushy-emulator` with one fake system, powered off, behind a login.
+struct Bmc {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Bmc {
+    fn start() -> Bmc {
+        let found = Command::new("sh")
+            .args(["-c", "command -v sushy-emulator"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            found,
+            "sushy-emulator is not installed; install it with `pip install sushy-tools sushy` (.ci/run does)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let hashed = Command::new("python3")
+            .args([
+                "-c",
+                "import bcrypt; print(bcrypt.hashpw(b'bmc password', bcrypt.gensalt()).decode())",
+            ])
+            .output()
+            .unwrap();
+        let htpasswd = dir.path().join("htpasswd");
+        std::fs::write(
+            &htpasswd,
+            format!("root:{}", String::from_utf8(hashed.stdout).unwrap().trim()),
+        )
+        .unwrap();
+        let config = dir.path().join("emulator.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "SUSHY_EMULATOR_FAKE_SYSTEMS = [{{'uuid': '{SYSTEM}', 'name': 'node-1', 'power_state': 'Off', 'nics': []}}]\n\
+                 SUSHY_EMULATOR_STATE_DIR = '{}'\nSUSHY_EMULATOR_AUTH_FILE = '{}'\n",
+                dir.path().join("state").display(),
+                htpasswd.display()
+            ),
+        )
+        .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let child = Command::new("sushy-emulator")
+            .args(["--fake", "--config"])
+            .arg(&config)
+            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "sushy-emulator did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Bmc {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        }
+    }
+
+    /// The system's power state as OpenStack's Redfish library reads it (`On`, `Off`).
+    fn power_state(&self) -> String {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import sys, sushy\n\
+                 s = sushy.Sushy(sys.argv[1] + '/redfish/v1', username='root', password='bmc password')\n\
+                 print(s.get_system('/redfish/v1/Systems/' + sys.argv[2]).power_state.value)",
+                &self.url,
+                SYSTEM,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+}
+
+impl Drop for Bmc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_host_is_powered_on_before_it_serves_and_off_when_released() {
+    let bmc = Bmc::start();
+    assert_eq!(bmc.power_state(), "Off");
+    let berth = Berth::start();
+    let port = answering_port();
+    for (name, password) in [("rack", "bmc password"), ("rack-wrong", "not it")] {
+        api(
+            &berth,
+            Method::POST,
+            "/api/v1/clusters",
+            Some(
+                json!({"name": name, "provider": "static-pool", "projects": ["team"],
+                        "credentials": {"bmc-username": "root", "bmc-password": password}}),
+            ),
+        )
+        .await;
+        api(
+            &berth,
+            Method::POST,
+            &format!("/api/v1/clusters/{name}/hosts"),
+            Some(
+                json!([{"name": "node-1", "address": "127.0.0.1", "ssh_port": port,
+                         "cpus": 8, "memory_mib": 16384,
+                         "power": {"plugin": "redfish", "endpoint": bmc.url, "system": SYSTEM}}]),
+            ),
+        )
+        .await;
+    }
+
+    let created = api(
+        &berth,
+        Method::POST,
+        "/api/v1/machines",
+        Some(
+            json!({"project": "team", "cluster": "rack", "spec": {"cpus": 4, "memory_mib": 8192}}),
+        ),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_string();
+    machine_in(&berth, &id, "online").await;
+    assert_eq!(bmc.power_state(), "On");
+    let history = api(
+        &berth,
+        Method::GET,
+        &format!("/api/v1/machines/{id}/history"),
+        None,
+    )
+    .await;
+    assert!(
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["to"] == "initializing" && t["reason"] == "powered on"),
+        "{history:#}"
+    );
+
+    // The BMC refuses the other pool's password: its create fails, with the reason, and
+    // the host goes back to its pool.
+    let refused = api(
+        &berth,
+        Method::POST,
+        "/api/v1/machines",
+        Some(json!({"project": "team", "cluster": "rack-wrong", "spec": {"cpus": 4, "memory_mib": 8192}})),
+    )
+    .await;
+    let failed = machine_in(&berth, refused["id"].as_str().unwrap(), "failed").await;
+    assert!(
+        failed["reason"].as_str().unwrap().contains("auth"),
+        "{failed:#}"
+    );
+    let hosts = api(
+        &berth,
+        Method::GET,
+        "/api/v1/clusters/rack-wrong/hosts",
+        None,
+    )
+    .await;
+    assert_eq!(hosts[0]["machine"], serde_json::Value::Null, "{hosts:#}");
+
+    // Retired: released and powered off (the emulator takes up to 11 s to switch).
+    api(
+        &berth,
+        Method::POST,
+        &format!("/api/v1/machines/{id}/retire"),
+        Some(json!({})),
+    )
+    .await;
+    machine_in(&berth, &id, "retired").await;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while bmc.power_state() != "Off" {
+        assert!(Instant::now() < deadline, "the host stayed on");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
