@@ -85,14 +85,15 @@
 //!
 //! ## A complete cloud provider
 //!
-//! A provider reaches its cloud only through [`http`](crate) (endpoints the admin granted)
-//! and reads credentials through `secrets`; `?` turns HTTP, secret and status failures
-//! into the world's typed `ProviderError`:
+//! A provider reaches its cloud only through [`http`](crate) — the cluster's endpoint during
+//! calls about that cluster, and endpoints the admin granted — and reads the cluster's
+//! credentials through `ClusterContext::credential`; `?` turns HTTP, secret and status
+//! failures into a `ProviderError` whose `kind` tells the host whether to retry:
 //!
 //! ```ignore
 //! use berth_plugin_sdk::http::Request;
 //! use berth_plugin_sdk::provider::*;
-//! use berth_plugin_sdk::{Plugin, PluginInfo, export_provider, host, secrets};
+//! use berth_plugin_sdk::{Plugin, PluginInfo, export_provider};
 //!
 //! struct Pool;
 //!
@@ -102,19 +103,16 @@
 //!     }
 //! }
 //!
-//! fn api(path: &str) -> Result<String, ProviderError> {
-//!     let base = host::config("endpoint").ok_or_else(|| ProviderError::Invalid("set config endpoint".into()))?;
-//!     Ok(format!("{base}{path}"))
-//! }
-//!
 //! impl Provider for Pool {
-//!     fn list(region: Option<String>) -> Result<Vec<Machine>, ProviderError> {
-//!         let mut request = Request::get(api("/machines")?).bearer(&secrets::get("pool-token")?);
-//!         if let Some(region) = &region {
-//!             request = request.query(&[("region", region)]);
+//!     fn list(cluster: ClusterContext, request: ListRequest) -> Result<MachinePage, ProviderError> {
+//!         // The cluster's endpoint and credentials arrive with each call, for that call.
+//!         let base = cluster.endpoint.clone().ok_or_else(|| ProviderError::invalid("the cluster has no endpoint"))?;
+//!         let mut http = Request::get(format!("{base}/machines")).bearer(&cluster.credential("token")?);
+//!         if let Some(page) = &request.page_token {
+//!             http = http.query(&[("after", page)]);
 //!         }
-//!         let machines: Vec<MyMachine> = request.send()?.error_for_status()?.json()?;
-//!         Ok(machines.into_iter().map(Machine::from).collect())
+//!         let reply: MyPage = http.send()?.error_for_status()?.json()?;
+//!         Ok(MachinePage { machines: reply.machines.into_iter().map(Machine::from).collect(), next_page_token: reply.next })
 //!     }
 //!     // describe, price, create (idempotent by spec.client_token), get, start, stop, delete …
 //! }
