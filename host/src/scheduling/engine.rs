@@ -133,7 +133,7 @@ impl Scheduling {
             let this = self.clone();
             tokio::spawn(async move {
                 let keeper = tokio::spawn(this.clone().keep_lease(job.id));
-                let outcome = this.run_operation(&job.kind, &job.subject).await;
+                let outcome = this.run_operation(job.id, &job.kind, &job.subject).await;
                 keeper.abort();
                 let (state, error) = match outcome {
                     Ok(()) => (RunState::Succeeded, None),
@@ -180,9 +180,14 @@ impl Scheduling {
         }
     }
 
-    async fn run_operation(&self, kind: &str, machine: &str) -> Result<(), OperationError> {
+    async fn run_operation(
+        &self,
+        job: u64,
+        kind: &str,
+        machine: &str,
+    ) -> Result<(), OperationError> {
         match kind {
-            CREATE => self.create(machine).await,
+            CREATE => self.create(job, machine).await,
             RETIRE => self.retire_now(machine).await,
             reconcile::DELETE_ORPHAN => self.run_orphan_delete(machine).await,
             other => Err(OperationError::Failed(format!("unknown operation {other}"))),
@@ -246,12 +251,12 @@ impl Scheduling {
             .ok_or_else(|| OperationError::Failed(format!("cluster {} is gone", machine.cluster)))
     }
 
-    /// Creates machine `id` from wherever its create stopped.
-    async fn create(&self, id: &str) -> Result<(), OperationError> {
+    /// Creates machine `id` (job `job`) from wherever its create stopped.
+    async fn create(&self, job: u64, id: &str) -> Result<(), OperationError> {
         let mut machine = self.current(id).await?;
         let cluster = self.cluster_of(&machine).await?;
         if cluster.provider != pool::PROVIDER {
-            return self.create_at_provider(machine, cluster).await;
+            return self.create_at_provider(job, machine, cluster).await;
         }
         if machine.state == MachineState::Requested {
             let owned = id.to_owned();

@@ -2,8 +2,10 @@
 //! answered, waits until the machine runs and brings it online; a retire deletes it and
 //! waits until it is gone. Each step is committed on its own and looks first at where the
 //! machine is, so a create resumed after a crash or a takeover goes on from there. The
-//! machine's id is both its client token and a tag on the provider's machine: a machine
-//! the provider made before berth could record it is found by the tag, never made twice.
+//! machine's id is both its client token and a tag on the provider's machine, and the job
+//! records durably that its create was sent before sending it: a resumed create looks the
+//! id up by its tag first, so a machine the provider made before berth could record it is
+//! found, never made twice (a first try skips that lookup).
 
 use std::time::Duration;
 
@@ -12,7 +14,8 @@ use berth_plugin_runtime::provider::{self as wire, AddressKind, ErrorKind, Provi
 use super::engine::{BERTH, OperationError};
 use super::provider::{ClusterProvider, create_spec, region_of};
 use super::{ClusterRecord, MachineRecord, MachineState, Scheduling, lifecycle};
-use crate::storage::store::now_millis;
+use crate::jobs::queue;
+use crate::storage::store::{StoreResult, now_millis};
 
 /// How long a machine the provider just made may be unknown to its reads (EC2's eventual
 /// consistency: `InvalidInstanceID.NotFound` right after `RunInstances`).
@@ -20,6 +23,9 @@ const NOT_FOUND_GRACE: Duration = Duration::from_secs(60);
 
 /// Pause between two reads of a machine that is not there yet.
 const POLL_PAUSE: Duration = Duration::from_secs(1);
+
+/// The job detail that says a create's provider call was sent (ms since the epoch).
+const CREATE_SENT: &str = "create_sent_at";
 
 /// A fault hook for the crash test: with this variable set, berth dies at once (no
 /// clean-up, as under `kill -9`) after a provider made a machine and before berth
@@ -31,6 +37,7 @@ impl Scheduling {
     /// stopped.
     pub(super) async fn create_at_provider(
         &self,
+        job: u64,
         mut machine: MachineRecord,
         cluster: ClusterRecord,
     ) -> Result<(), OperationError> {
@@ -44,7 +51,10 @@ impl Scheduling {
                 Ok(spec) => spec,
                 Err(why) => return self.fail(&id, why).await,
             };
-            let created = match self.create_once(&provider, &spec, &id).await {
+            // Whether an earlier try of this job may have reached the provider: then the
+            // machine is looked up by its tag before anything is created.
+            let resumed = self.mark_create_sent(job).await?;
+            let created = match self.create_once(&provider, &spec, &id, resumed).await {
                 Ok(created) => created,
                 // Nothing was made at the provider: failing releases the quota, and
                 // nothing is billed.
@@ -70,16 +80,41 @@ impl Scheduling {
         self.bring_online(machine, &cluster).await
     }
 
-    /// The provider's machine for `id`: the one an earlier try already made (found by its
-    /// tag), or a new one. A create that failed in a way that may have reached the
-    /// provider (a timeout) is looked up once more before it counts as failed.
+    /// Records, durably, that job `job` is about to call its provider's create; answers
+    /// whether an earlier try had recorded it already (so it may have made the machine).
+    async fn mark_create_sent(&self, job: u64) -> Result<bool, OperationError> {
+        Ok(self
+            .store
+            .write(move |tx| -> StoreResult<bool> {
+                let Some(mut row) = queue::job(tx.read(), job)? else {
+                    return Ok(true);
+                };
+                if row.detail.get(CREATE_SENT).is_some() {
+                    return Ok(true);
+                }
+                if let Some(detail) = row.detail.as_object_mut() {
+                    detail.insert(CREATE_SENT.into(), serde_json::json!(now_millis()));
+                } else {
+                    row.detail = serde_json::json!({ CREATE_SENT: now_millis() });
+                }
+                queue::update(tx, &row)?;
+                Ok(false)
+            })
+            .await?)
+    }
+
+    /// The provider's machine for `id`: when the create was `resumed`, the one an earlier
+    /// try may have made (found by its tag), else a new one. A create that failed in a way
+    /// that may have reached the provider (a timeout) is looked up once more before it
+    /// counts as failed.
     async fn create_once(
         &self,
         provider: &ClusterProvider<'_>,
         spec: &wire::MachineSpec,
         id: &str,
+        resumed: bool,
     ) -> Result<wire::Machine, ProviderFailure> {
-        if let Some(found) = provider.find_by_machine_id(&spec.region, id).await? {
+        if resumed && let Some(found) = provider.find_by_machine_id(&spec.region, id).await? {
             tracing::info!(machine = id, provider_id = %found.id, "scheduling: the provider already has this machine; not creating it again");
             return Ok(found);
         }
