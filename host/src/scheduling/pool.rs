@@ -307,6 +307,7 @@ mod tests {
             },
             rack: Some("r1".into()),
             zone: Some("dc1".into()),
+            power: None,
         }
     }
 

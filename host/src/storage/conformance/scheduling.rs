@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use crate::storage::store::{Durability, Store, StoreError};
 use crate::storage::tables::scheduling::{
-    ClusterRecord, MachineFilter, MachineRecord, MachineSpec, MachineState, PoolHostRecord, Probe,
-    QuotaRecord, TransitionRecord,
+    ClusterRecord, MachineFilter, MachineRecord, MachineSpec, MachineState, PoolHostRecord,
+    PowerControl, Probe, QuotaRecord, TransitionRecord,
 };
 
 fn write(
