@@ -42,8 +42,8 @@ pub enum ClusterCommand {
         /// A project allowed to use it (repeatable).
         #[arg(long = "project")]
         projects: Vec<String>,
-        /// How its machines are probed: `ssh` (port 22), `ssh:PORT`, or `none` where
-        /// berth has no route to them.
+        /// How its machines are probed: `ssh` (port 22), `ssh:PORT`, `http:PORT[/PATH]`
+        /// (any 2xx is healthy), or `none` where berth has no route to them.
         #[arg(long)]
         probe: Option<String>,
         /// Add it disabled.
@@ -71,7 +71,7 @@ pub enum ClusterCommand {
         /// New credentials from a JSON file (`-`: standard input).
         #[arg(long)]
         credentials_file: Option<PathBuf>,
-        /// A new probe: `ssh`, `ssh:PORT` or `none`.
+        /// A new probe: `ssh`, `ssh:PORT`, `http:PORT[/PATH]` or `none`.
         #[arg(long)]
         probe: Option<String>,
     },
@@ -350,8 +350,18 @@ fn labels(pairs: &[String]) -> anyhow::Result<Map<String, Value>> {
         .collect()
 }
 
-/// A cluster's probe from `ssh`, `ssh:PORT` or `none`.
+/// A cluster's probe from `ssh`, `ssh:PORT`, `http:PORT[/PATH]` or `none`.
 fn probe(text: &str) -> anyhow::Result<Value> {
+    if let Some(rest) = text.strip_prefix("http:") {
+        let (port, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let port: u16 = port
+            .parse()
+            .with_context(|| format!("--probe {text}: {port:?} is not a port"))?;
+        return Ok(json!({"kind": "http", "port": port, "path": path}));
+    }
     match text.split_once(':') {
         None if text == "none" => Ok(json!({"kind": "none"})),
         None if text == "ssh" => Ok(json!({"kind": "ssh", "port": 22})),
@@ -361,7 +371,7 @@ fn probe(text: &str) -> anyhow::Result<Value> {
                 .with_context(|| format!("--probe {text}: {port:?} is not a port"))?;
             Ok(json!({"kind": "ssh", "port": port}))
         }
-        _ => anyhow::bail!("--probe {text}: use ssh, ssh:PORT or none"),
+        _ => anyhow::bail!("--probe {text}: use ssh, ssh:PORT, http:PORT[/PATH] or none"),
     }
 }
 

@@ -346,6 +346,12 @@ impl Scheduling {
                     "machine {id} has no pool host"
                 )));
             }
+            if cluster.probe != crate::storage::tables::scheduling::Probe::None {
+                // A probe is asked for, and the provider gave no address to probe.
+                let why = "the provider gave it no address to probe".to_string();
+                self.fail_and_delete(&machine, cluster, &why).await?;
+                return Err(OperationError::Failed(why));
+            }
             self.step(
                 id,
                 MachineState::Online,
@@ -357,10 +363,7 @@ impl Scheduling {
         let deadline =
             tokio::time::Instant::now() + Duration::from_secs(self.config.initialize_timeout_secs);
         loop {
-            let answered =
-                tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(&target))
-                    .await
-                    .is_ok_and(|c| c.is_ok());
+            let answered = probe::answers(&target, &self.http, PROBE_TIMEOUT).await;
             if answered {
                 self.step(
                     id,
@@ -394,7 +397,7 @@ impl Scheduling {
     pub(super) async fn probe_target(
         &self,
         machine: &MachineRecord,
-    ) -> StoreResult<Option<String>> {
+    ) -> StoreResult<Option<probe::Target>> {
         let (cluster, host) = (
             machine.cluster.clone(),
             machine.provider_id.clone().unwrap_or_default(),

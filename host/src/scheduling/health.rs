@@ -1,4 +1,4 @@
-//! Health: an online machine that fails its probe (its SSH port, `probe.rs`) for longer than
+//! Health: an online machine that fails its probe (its SSH port or HTTP check, `probe.rs`) for longer than
 //! `scheduling.unhealthy_after_secs` goes offline with the reason, and back online when
 //! it answers again. When more than `scheduling.max_unhealthy_percent` of a cluster's
 //! machines fail at once, nothing is taken offline (Cluster API's `maxUnhealthy`): a
@@ -69,9 +69,9 @@ impl Scheduling {
     pub(super) async fn check_health(&self) -> StoreResult<()> {
         // The machines to probe and where, in one read: their pools' hosts are read once
         // per pool, not once per machine.
-        let targets: Vec<(MachineRecord, String)> = self
+        let targets: Vec<(MachineRecord, probe::Target)> = self
             .store
-            .read(|tx| -> StoreResult<Vec<(MachineRecord, String)>> {
+            .read(|tx| -> StoreResult<Vec<(MachineRecord, probe::Target)>> {
                 let machines = tx.scheduling().machines(&MachineFilter {
                     states: vec![MachineState::Online, MachineState::Offline],
                     ..MachineFilter::default()
@@ -127,11 +127,9 @@ impl Scheduling {
             self.failing.lock().expect("failing lock").clear();
             return Ok(());
         }
-        let probes = targets.iter().map(|(_, target)| async move {
-            tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(target))
-                .await
-                .is_ok_and(|c| c.is_ok())
-        });
+        let probes = targets
+            .iter()
+            .map(|(_, target)| probe::answers(target, &self.http, PROBE_TIMEOUT));
         let answers = futures::future::join_all(probes).await;
         let unhealthy_after = Duration::from_secs(self.config.unhealthy_after_secs);
         let mut down: Vec<&MachineRecord> = Vec::new();

@@ -1,6 +1,9 @@
-//! Where berth probes a machine to tell that it answers: a pool host's own SSH address, a
-//! provider machine's first address at its cluster's probe port, or nowhere when the
-//! cluster probes nothing (berth has no route to its machines).
+//! Where and how berth probes a machine to tell that it answers: a pool host's own SSH
+//! address, a provider machine's first address at its cluster's SSH port, an HTTP health
+//! check on either, or nothing when the cluster probes nothing (berth has no route to its
+//! machines).
+
+use std::time::Duration;
 
 use super::pool;
 use crate::storage::tables::scheduling::{ClusterRecord, MachineRecord, PoolHostRecord, Probe};
@@ -14,6 +17,24 @@ pub fn socket_address(host: &str, port: u16) -> String {
     }
 }
 
+/// Where and how a machine is probed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A TCP connection to `host:port`.
+    Tcp(String),
+    /// An HTTP GET of this URL, answered 2xx.
+    Http(String),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Tcp(address) => f.write_str(address),
+            Target::Http(url) => f.write_str(url),
+        }
+    }
+}
+
 /// Where to probe `machine` of `cluster`; `pool_host` is its host when the cluster is a
 /// physical pool. `None` when there is nothing to probe: the cluster probes nothing, or
 /// the machine has no address (yet).
@@ -21,14 +42,42 @@ pub fn target(
     machine: &MachineRecord,
     cluster: &ClusterRecord,
     pool_host: Option<&PoolHostRecord>,
-) -> Option<String> {
-    let Probe::Ssh { port } = cluster.probe else {
-        return None;
+) -> Option<Target> {
+    let address = if cluster.provider == pool::PROVIDER {
+        pool_host?.address.clone()
+    } else {
+        machine.addresses.first()?.clone()
     };
-    if cluster.provider == pool::PROVIDER {
-        return pool_host.map(pool::ssh_address);
+    match &cluster.probe {
+        Probe::None => None,
+        // A pool host is reached on its own SSH port.
+        Probe::Ssh { .. } if cluster.provider == pool::PROVIDER => {
+            pool_host.map(|h| Target::Tcp(pool::ssh_address(h)))
+        }
+        Probe::Ssh { port } => Some(Target::Tcp(socket_address(&address, *port))),
+        Probe::Http { port, path } => Some(Target::Http(format!(
+            "http://{}{}{path}",
+            socket_address(&address, *port),
+            if path.starts_with('/') { "" } else { "/" }
+        ))),
     }
-    machine.addresses.first().map(|ip| socket_address(ip, port))
+}
+
+/// Whether `target` answers within `timeout`.
+pub async fn answers(target: &Target, http: &reqwest::Client, timeout: Duration) -> bool {
+    match target {
+        Target::Tcp(address) => {
+            tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address))
+                .await
+                .is_ok_and(|c| c.is_ok())
+        }
+        Target::Http(url) => http
+            .get(url)
+            .timeout(timeout)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success()),
+    }
 }
 
 #[cfg(test)]
@@ -47,8 +96,16 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(
-            target(&machine, &cluster, None).as_deref(),
-            Some("[fd00::5]:2222")
+            target(&machine, &cluster, None),
+            Some(Target::Tcp("[fd00::5]:2222".into()))
+        );
+        cluster.probe = Probe::Http {
+            port: 8080,
+            path: "healthz".into(),
+        };
+        assert_eq!(
+            target(&machine, &cluster, None),
+            Some(Target::Http("http://[fd00::5]:8080/healthz".into()))
         );
         machine.addresses.clear();
         assert_eq!(target(&machine, &cluster, None), None);

@@ -79,10 +79,10 @@ impl MachineState {
     }
 }
 
-/// How berth tells that a machine answers: a TCP connection to its SSH port, or (for a
-/// cluster whose machines berth has no route to) not at all, so a running machine is
-/// online as soon as its provider says it runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// How berth tells that a machine answers: a TCP connection to its SSH port, an HTTP
+/// health check, or (for a cluster whose machines berth has no route to) not at all, so a
+/// running machine is online as soon as its provider says it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case", tag = "kind", deny_unknown_fields)]
 pub enum Probe {
     /// Connect to the SSH port (a pool host's own port on a physical pool).
@@ -91,8 +91,21 @@ pub enum Probe {
         #[serde(default = "default_ssh_port")]
         port: u16,
     },
+    /// An HTTP GET of `path` on `port` of the machine's address; any 2xx answer is
+    /// healthy (a load balancer's health check).
+    Http {
+        /// The port.
+        port: u16,
+        /// The path (default `/`).
+        #[serde(default = "default_http_path")]
+        path: String,
+    },
     /// No probe.
     None,
+}
+
+fn default_http_path() -> String {
+    "/".into()
 }
 
 fn default_ssh_port() -> u16 {
