@@ -209,7 +209,13 @@ pub(super) fn open_credentials(
             cluster.name
         )
     })?;
-    Ok(value
+    Ok(as_strings(&value))
+}
+
+/// A JSON object's values as strings: a string as it is, any other value as JSON text
+/// (how credentials and settings reach a plugin).
+pub(super) fn as_strings(value: &serde_json::Value) -> BTreeMap<String, String> {
+    value
         .as_object()
         .map(|o| {
             o.iter()
@@ -222,7 +228,7 @@ pub(super) fn open_credentials(
                 })
                 .collect()
         })
-        .unwrap_or_default())
+        .unwrap_or_default()
 }
 
 impl Scheduling {

@@ -14,7 +14,7 @@ use berth_plugin_runtime::provider::{
 };
 use berth_plugin_runtime::{CallScope, Endpoint, Grants, Plugin, Runtime};
 
-use super::clusters::open_credentials;
+use super::clusters::{as_strings, open_credentials};
 use super::{ClusterRecord, MachineRecord, Scheduling, SchedulingError};
 
 /// Tries of one provider call before a retryable failure is final.
@@ -170,21 +170,7 @@ impl Scheduling {
 
 /// What a call about `cluster` tells its plugin.
 fn context(cluster: &ClusterRecord, secrets: &BTreeMap<String, String>) -> ClusterContext {
-    let settings = cluster
-        .settings
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .map(|(k, v)| {
-                    let text = match v {
-                        serde_json::Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    (k.clone(), text)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let settings = as_strings(&cluster.settings).into_iter().collect();
     ClusterContext {
         name: cluster.name.clone(),
         endpoint: cluster.endpoint.clone(),
