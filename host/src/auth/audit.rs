@@ -1,8 +1,8 @@
 //! The audit log: who did what, when, from where, to which repository, and how it ended.
 //!
 //! Events are sent to one writer task that commits them in batches (one durable commit for
-//! however many arrived meanwhile), so recording a pull costs a channel send, not an
-//! fsync. Old entries are removed after the configured retention.
+//! however many arrive within a few milliseconds), so recording a pull costs a channel
+//! send, not an fsync. Old entries are removed after the configured retention.
 
 use std::time::Duration;
 
@@ -20,6 +20,11 @@ const QUEUE_DEPTH: usize = 16_384;
 
 /// Most events committed in one transaction.
 const BATCH: usize = 4096;
+
+/// How long the writer waits, after an event, for others to share its commit. Recording
+/// never waits for the commit, so only a reader's flush could notice, and a flush is
+/// never kept waiting.
+const LINGER: Duration = Duration::from_millis(5);
 
 impl AuditRecord {
     /// A record stamped now.
@@ -126,10 +131,20 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Message>, retention: Durati
     let mut last_purge = std::time::Instant::now() - Duration::from_secs(3600);
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
+        let until = tokio::time::Instant::now() + LINGER;
         while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(m) => batch.push(m),
-                Err(_) => break,
+            if matches!(batch.last(), Some(Message::Flush(_))) {
+                // Someone waits: commit what there is now.
+                while batch.len() < BATCH
+                    && let Ok(m) = rx.try_recv()
+                {
+                    batch.push(m);
+                }
+                break;
+            }
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(m)) => batch.push(m),
+                _ => break,
             }
         }
         let mut records = Vec::new();

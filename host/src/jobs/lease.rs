@@ -3,7 +3,7 @@
 //! the database), and another node may then take the job over. An operator's cancellation
 //! is stored on the job and reaches the node holding it at its next renewal.
 
-use super::Lease;
+use super::{Lease, RunState};
 use crate::storage::store::{StoreResult, WriteTx};
 
 /// What claiming a job gave.
@@ -37,25 +37,55 @@ pub enum Renewal {
 /// taken again: the caller asks only for jobs it is not working on, so such a lease is
 /// left from before a restart.
 pub fn claim(tx: &dyn WriteTx, id: u64, node: &str, now: u64, term_ms: u64) -> StoreResult<Claim> {
+    Ok(take(tx, id, node, now, term_ms, false)?.0)
+}
+
+/// Claims job `id` as [`claim`] does and, when taken, marks it running, started at `now`
+/// unless an earlier claim started it. Answers the claim and whether the job had been
+/// started before: then an earlier try may have done part of its work (and sent what it
+/// sends), and the kind must look before it acts again.
+pub fn claim_to_run(
+    tx: &dyn WriteTx,
+    id: u64,
+    node: &str,
+    now: u64,
+    term_ms: u64,
+) -> StoreResult<(Claim, bool)> {
+    take(tx, id, node, now, term_ms, true)
+}
+
+fn take(
+    tx: &dyn WriteTx,
+    id: u64,
+    node: &str,
+    now: u64,
+    term_ms: u64,
+    start: bool,
+) -> StoreResult<(Claim, bool)> {
     let Some(mut job) = tx.jobs().job(id)? else {
-        return Ok(Claim::Over);
+        return Ok((Claim::Over, false));
     };
     if job.state.is_final() || job.cancel_requested {
-        return Ok(Claim::Over);
+        return Ok((Claim::Over, false));
     }
     if let Some(lease) = &job.lease
         && lease.node != node
         && lease.until > now
     {
-        return Ok(Claim::HeldElsewhere);
+        return Ok((Claim::HeldElsewhere, false));
     }
     let taken_over_from = job.lease.take().map(|l| l.node);
     job.lease = Some(Lease {
         node: node.to_string(),
         until: now + term_ms,
     });
+    let started_before = job.started_at.is_some();
+    if start {
+        job.started_at.get_or_insert(now);
+        job.state = RunState::Running;
+    }
     tx.jobs().put_job(&job)?;
-    Ok(Claim::Taken { taken_over_from })
+    Ok((Claim::Taken { taken_over_from }, started_before))
 }
 
 /// Extends `node`'s lease on job `id` to `now + term_ms`, or says why it should stop.
@@ -181,15 +211,61 @@ mod tests {
         );
     }
 
+    /// A claim to run marks the job running from its first claim on, and a later claim
+    /// (a takeover, a restart) says that the job was started before.
+    fn claims_to_run_say_whether_the_job_started_before(store: &Store) {
+        let id = write(store, |tx| {
+            Ok(queue::enqueue(tx, "machine-create", "m", serde_json::json!({}), 1_000)?.id)
+        });
+        assert_eq!(
+            write(store, |tx| claim_to_run(tx, id, "a", 2_000, 30_000)),
+            (
+                Claim::Taken {
+                    taken_over_from: None
+                },
+                false
+            )
+        );
+        let job = store
+            .read_blocking(|tx| queue::job(tx, id))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (job.state, job.started_at),
+            (RunState::Running, Some(2_000))
+        );
+        assert_eq!(
+            write(store, |tx| claim_to_run(tx, id, "b", 3_000, 30_000)),
+            (Claim::HeldElsewhere, false)
+        );
+        assert_eq!(
+            write(store, |tx| claim_to_run(tx, id, "b", 40_000, 30_000)),
+            (
+                Claim::Taken {
+                    taken_over_from: Some("a".into())
+                },
+                true
+            )
+        );
+        let job = store
+            .read_blocking(|tx| queue::job(tx, id))
+            .unwrap()
+            .unwrap();
+        assert_eq!(job.started_at, Some(2_000), "the first start stands");
+    }
+
     #[test]
     fn on_redb() {
         let (store, _dir) = crate::storage::testing::redb_store();
         leases_exclude_lapse_and_carry_cancellation(&store);
+        claims_to_run_say_whether_the_job_started_before(&store);
     }
 
     #[test]
     fn on_postgres() {
-        leases_exclude_lapse_and_carry_cancellation(&crate::storage::testing::postgres_store());
+        let store = crate::storage::testing::postgres_store();
+        leases_exclude_lapse_and_carry_cancellation(&store);
+        claims_to_run_say_whether_the_job_started_before(&store);
     }
 
     /// Nodes racing for one job on PostgreSQL: exactly one wins.

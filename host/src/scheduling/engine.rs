@@ -110,30 +110,48 @@ impl Scheduling {
             })
             .await?;
         let now = now_millis();
-        for job in pending {
-            if self.running.lock().expect("running lock").contains(&job.id) {
+        let claimable: Vec<u64> = {
+            let running = self.running.lock().expect("running lock");
+            pending
+                .iter()
+                .filter(|job| !running.contains(&job.id))
+                .filter(|job| {
+                    job.lease
+                        .as_ref()
+                        .is_none_or(|l| l.node == self.node || l.until <= now)
+                })
+                .map(|job| job.id)
+                .collect()
+        };
+        if claimable.is_empty() {
+            return Ok(());
+        }
+        // Every claim of the round in one commit: a burst of creates costs one, not one each.
+        let (node, term) = (self.node.clone(), self.lease_term_ms());
+        let taken = self
+            .store
+            .write(move |tx| -> StoreResult<Vec<(u64, bool)>> {
+                let now = now_millis();
+                let mut taken = Vec::new();
+                for &id in &claimable {
+                    if let (Claim::Taken { .. }, started_before) =
+                        lease::claim_to_run(tx, id, &node, now, term)?
+                    {
+                        taken.push((id, started_before));
+                    }
+                }
+                Ok(taken)
+            })
+            .await?;
+        for (id, resumed) in taken {
+            let Some(job) = pending.iter().find(|j| j.id == id).cloned() else {
                 continue;
-            }
-            if job
-                .lease
-                .as_ref()
-                .is_some_and(|l| l.node != self.node && l.until > now)
-            {
-                continue;
-            }
-            let (id, node, term) = (job.id, self.node.clone(), self.lease_term_ms());
-            let claim = self
-                .store
-                .write(move |tx| lease::claim(tx, id, &node, now_millis(), term))
-                .await?;
-            if !matches!(claim, Claim::Taken { .. }) {
-                continue;
-            }
+            };
             self.running.lock().expect("running lock").insert(job.id);
             let this = self.clone();
             tokio::spawn(async move {
                 let keeper = tokio::spawn(this.clone().keep_lease(job.id));
-                let outcome = this.run_operation(job.id, &job.kind, &job.subject).await;
+                let outcome = this.run_operation(&job.kind, &job.subject, resumed).await;
                 keeper.abort();
                 let (state, error) = match outcome {
                     Ok(()) => (RunState::Succeeded, None),
@@ -180,14 +198,16 @@ impl Scheduling {
         }
     }
 
+    /// Runs one operation; `resumed` when an earlier try of it started (see
+    /// [`lease::claim_to_run`]).
     async fn run_operation(
         &self,
-        job: u64,
         kind: &str,
         machine: &str,
+        resumed: bool,
     ) -> Result<(), OperationError> {
         match kind {
-            CREATE => self.create(job, machine).await,
+            CREATE => self.create(machine, resumed).await,
             RETIRE => self.retire_now(machine).await,
             reconcile::DELETE_ORPHAN => self.run_orphan_delete(machine).await,
             other => Err(OperationError::Failed(format!("unknown operation {other}"))),
@@ -251,12 +271,12 @@ impl Scheduling {
             .ok_or_else(|| OperationError::Failed(format!("cluster {} is gone", machine.cluster)))
     }
 
-    /// Creates machine `id` (job `job`) from wherever its create stopped.
-    async fn create(&self, job: u64, id: &str) -> Result<(), OperationError> {
+    /// Creates machine `id` from wherever its create stopped.
+    async fn create(&self, id: &str, resumed: bool) -> Result<(), OperationError> {
         let mut machine = self.current(id).await?;
         let cluster = self.cluster_of(&machine).await?;
         if cluster.provider != pool::PROVIDER {
-            return self.create_at_provider(job, machine, cluster).await;
+            return self.create_at_provider(machine, cluster, resumed).await;
         }
         if machine.state == MachineState::Requested {
             let owned = id.to_owned();
@@ -266,7 +286,7 @@ impl Scheduling {
                     match pool::allocate(tx, &owned, BERTH, now_millis()) {
                         Ok(_) => Ok(Ok(())),
                         // The machine failed, with the reason, in this transaction.
-                        Err(pool::PoolError::NoCapacity { .. }) => Ok(Err("no capacity".into())),
+                        Err(e @ pool::PoolError::NoCapacity { .. }) => Ok(Err(e.to_string())),
                         Err(pool::PoolError::Lifecycle(e)) => Err(e.into()),
                         Err(e) => Err(OperationError::Failed(e.to_string())),
                     }

@@ -132,24 +132,24 @@ impl Scheduling {
             .map(|(_, target)| probe::answers(target, &self.http, PROBE_TIMEOUT));
         let answers = futures::future::join_all(probes).await;
         let unhealthy_after = Duration::from_secs(self.config.unhealthy_after_secs);
-        let mut down: Vec<&MachineRecord> = Vec::new();
-        let mut back: Vec<&MachineRecord> = Vec::new();
+        let mut down: Vec<(&MachineRecord, &probe::Target)> = Vec::new();
+        let mut back: Vec<(&MachineRecord, &probe::Target)> = Vec::new();
         {
             let mut failing = self.failing.lock().expect("failing lock");
             let seen: HashSet<&str> = targets.iter().map(|(m, _)| m.id.as_str()).collect();
             failing.retain(|id, _| seen.contains(id.as_str()));
-            for ((machine, _), answered) in targets.iter().zip(&answers) {
+            for ((machine, target), answered) in targets.iter().zip(&answers) {
                 if *answered {
                     failing.remove(&machine.id);
                     if machine.state == MachineState::Offline {
-                        back.push(machine);
+                        back.push((machine, target));
                     }
                 } else if machine.state == MachineState::Online {
                     let since = *failing
                         .entry(machine.id.clone())
                         .or_insert_with(Instant::now);
                     if since.elapsed() >= unhealthy_after {
-                        down.push(machine);
+                        down.push((machine, target));
                     }
                 }
             }
@@ -166,7 +166,7 @@ impl Scheduling {
             }
         }
         let limit = u64::from(self.config.max_unhealthy_percent);
-        for machine in down {
+        for (machine, target) in down {
             let online = online_per_cluster[machine.cluster.as_str()] as u64;
             let failing = failing_per_cluster[machine.cluster.as_str()] as u64;
             if failing * 100 > online * limit {
@@ -174,7 +174,7 @@ impl Scheduling {
                 continue;
             }
             let reason = format!(
-                "{UNHEALTHY} no answer on its SSH port for {} s",
+                "{UNHEALTHY} no answer at {target} for {} s",
                 self.config.unhealthy_after_secs
             );
             self.health_move(
@@ -185,12 +185,12 @@ impl Scheduling {
             )
             .await;
         }
-        for machine in back {
+        for (machine, target) in back {
             self.health_move(
                 &machine.id,
                 MachineState::Offline,
                 MachineState::Online,
-                "answers on its SSH port again".into(),
+                format!("answers at {target} again"),
             )
             .await;
         }

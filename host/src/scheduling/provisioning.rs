@@ -2,9 +2,9 @@
 //! answered, waits until the machine runs and brings it online; a retire deletes it and
 //! waits until it is gone. Each step is committed on its own and looks first at where the
 //! machine is, so a create resumed after a crash or a takeover goes on from there. The
-//! machine's id is both its client token and a tag on the provider's machine, and the job
-//! records durably that its create was sent before sending it: a resumed create looks the
-//! id up by its tag first, so a machine the provider made before berth could record it is
+//! machine's id is both its client token and a tag on the provider's machine, and the
+//! job's claim records durably that it started before anything is sent: a resumed create
+//! looks the id up by its tag first, so a machine the provider made before berth could record it is
 //! found, never made twice (a first try skips that lookup).
 
 use std::time::Duration;
@@ -14,8 +14,8 @@ use berth_plugin_runtime::provider::{self as wire, AddressKind, ErrorKind, Provi
 use super::engine::{BERTH, OperationError};
 use super::provider::{ClusterProvider, create_spec, region_of};
 use super::{ClusterRecord, MachineRecord, MachineState, Scheduling, lifecycle};
-use crate::jobs::queue;
-use crate::storage::store::{StoreResult, now_millis};
+use crate::storage::store::now_millis;
+use crate::storage::tables::scheduling::Probe;
 
 /// How long a machine the provider just made may be unknown to its reads (EC2's eventual
 /// consistency: `InvalidInstanceID.NotFound` right after `RunInstances`).
@@ -23,9 +23,6 @@ const NOT_FOUND_GRACE: Duration = Duration::from_secs(60);
 
 /// Pause between two reads of a machine that is not there yet.
 const POLL_PAUSE: Duration = Duration::from_secs(1);
-
-/// The job detail that says a create's provider call was sent (ms since the epoch).
-const CREATE_SENT: &str = "create_sent_at";
 
 /// A fault hook for the crash test: with this variable set, berth dies at once (no
 /// clean-up, as under `kill -9`) after a provider made a machine and before berth
@@ -37,9 +34,9 @@ impl Scheduling {
     /// stopped.
     pub(super) async fn create_at_provider(
         &self,
-        job: u64,
         mut machine: MachineRecord,
         cluster: ClusterRecord,
+        resumed: bool,
     ) -> Result<(), OperationError> {
         let id = machine.id.clone();
         let provider = match self.provider_of(&cluster).await {
@@ -51,9 +48,9 @@ impl Scheduling {
                 Ok(spec) => spec,
                 Err(why) => return self.fail(&id, why).await,
             };
-            // Whether an earlier try of this job may have reached the provider: then the
-            // machine is looked up by its tag before anything is created.
-            let resumed = self.mark_create_sent(job).await?;
+            // An earlier try of this job may have reached the provider (its claim recorded
+            // that it started): then the machine is looked up by its tag before anything
+            // is created.
             let created = match self.create_once(&provider, &spec, &id, resumed).await {
                 Ok(created) => created,
                 // Nothing was made at the provider: failing releases the quota, and
@@ -68,7 +65,7 @@ impl Scheduling {
                 std::process::abort();
             }
             machine = self
-                .record_provider_machine(&id, &created, MachineState::Provisioning)
+                .record_provider_machine(&id, &created, MachineState::Provisioning, None)
                 .await?;
         }
         if machine.state == MachineState::Provisioning {
@@ -78,29 +75,6 @@ impl Scheduling {
             };
         }
         self.bring_online(machine, &cluster).await
-    }
-
-    /// Records, durably, that job `job` is about to call its provider's create; answers
-    /// whether an earlier try had recorded it already (so it may have made the machine).
-    async fn mark_create_sent(&self, job: u64) -> Result<bool, OperationError> {
-        Ok(self
-            .store
-            .write(move |tx| -> StoreResult<bool> {
-                let Some(mut row) = queue::job(tx.read(), job)? else {
-                    return Ok(true);
-                };
-                if row.detail.get(CREATE_SENT).is_some() {
-                    return Ok(true);
-                }
-                if let Some(detail) = row.detail.as_object_mut() {
-                    detail.insert(CREATE_SENT.into(), serde_json::json!(now_millis()));
-                } else {
-                    row.detail = serde_json::json!({ CREATE_SENT: now_millis() });
-                }
-                queue::update(tx, &row)?;
-                Ok(false)
-            })
-            .await?)
     }
 
     /// The provider's machine for `id`: when the create was `resumed`, the one an earlier
@@ -152,8 +126,18 @@ impl Scheduling {
             let why = match provider.get(&region, &provider_id).await {
                 Ok(found) => match found.state {
                     wire::MachineState::Running => {
+                        // Where the cluster probes nothing (and, until host initialisation
+                        // exists, nothing initialises it), running is online: both moves
+                        // in one commit.
+                        let online = (cluster.probe == Probe::None)
+                            .then_some("running; the cluster probes nothing");
                         let moved = self
-                            .record_provider_machine(&id, &found, MachineState::Initializing)
+                            .record_provider_machine(
+                                &id,
+                                &found,
+                                MachineState::Initializing,
+                                online,
+                            )
                             .await?;
                         return Ok(Some(moved));
                     }
@@ -202,49 +186,60 @@ impl Scheduling {
     }
 
     /// Records what the provider said of machine `id` (its provider id, zone, addresses,
-    /// host key, billing start) and moves it to `to`, in one transaction.
+    /// host key, billing start) and moves it to `to` — and on to `online`, with that
+    /// reason, when `then_online` — in one transaction.
     async fn record_provider_machine(
         &self,
         id: &str,
         found: &wire::Machine,
         to: MachineState,
+        then_online: Option<&'static str>,
     ) -> Result<MachineRecord, OperationError> {
         let (owned, found) = (id.to_owned(), found.clone());
         let reason = format!("{} at the provider", found.id);
         let why = reason.clone();
-        let moved =
-            self.store
-                .write(move |tx| -> Result<MachineRecord, OperationError> {
-                    let mut machine = tx.scheduling().machine(&owned)?.ok_or_else(|| {
-                        OperationError::Failed(format!("machine {owned} is gone"))
-                    })?;
-                    // Where it is goes beside what it was asked to be, which stays as asked (a
-                    // create retried with its token is compared with it).
-                    machine.provider_id = Some(found.id.clone());
-                    machine.region = Some(found.region.clone());
-                    if found.zone.is_some() {
-                        machine.zone = found.zone.clone();
-                    }
-                    let mut addresses: Vec<_> = found.addresses.iter().collect();
-                    // Private first: what berth and the hosts beside it reach.
-                    addresses.sort_by_key(|a| a.kind != AddressKind::Private);
-                    machine.addresses = addresses.into_iter().map(|a| a.ip.clone()).collect();
-                    machine.host_key_fingerprint = found.host_key_fingerprints.first().cloned();
-                    machine.billing_started_at = found
-                        .billing_started_at
-                        .map(|t| t.seconds * 1000 + u64::from(t.nanoseconds / 1_000_000));
-                    tx.scheduling().put_machine(&machine)?;
-                    Ok(lifecycle::transition(
+        let moved = self
+            .store
+            .write(move |tx| -> Result<MachineRecord, OperationError> {
+                let mut machine = tx
+                    .scheduling()
+                    .machine(&owned)?
+                    .ok_or_else(|| OperationError::Failed(format!("machine {owned} is gone")))?;
+                // Where it is goes beside what it was asked to be, which stays as asked (a
+                // create retried with its token is compared with it).
+                machine.provider_id = Some(found.id.clone());
+                machine.region = Some(found.region.clone());
+                if found.zone.is_some() {
+                    machine.zone = found.zone.clone();
+                }
+                let mut addresses: Vec<_> = found.addresses.iter().collect();
+                // Private first: what berth and the hosts beside it reach.
+                addresses.sort_by_key(|a| a.kind != AddressKind::Private);
+                machine.addresses = addresses.into_iter().map(|a| a.ip.clone()).collect();
+                machine.host_key_fingerprint = found.host_key_fingerprints.first().cloned();
+                machine.billing_started_at = found
+                    .billing_started_at
+                    .map(|t| t.seconds * 1000 + u64::from(t.nanoseconds / 1_000_000));
+                tx.scheduling().put_machine(&machine)?;
+                let moved = lifecycle::transition(tx, &owned, to, BERTH, Some(&why), now_millis())?;
+                match then_online {
+                    Some(reason) => Ok(lifecycle::transition(
                         tx,
                         &owned,
-                        to,
+                        MachineState::Online,
                         BERTH,
-                        Some(&why),
+                        Some(reason),
                         now_millis(),
-                    )?)
-                })
-                .await?;
+                    )?),
+                    None => Ok(moved),
+                }
+            })
+            .await?;
         self.audit_move(id, to, Some(&reason)).await;
+        if let Some(online) = then_online {
+            self.audit_move(id, MachineState::Online, Some(online))
+                .await;
+        }
         Ok(moved)
     }
 

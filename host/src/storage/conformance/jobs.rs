@@ -105,7 +105,34 @@ pub(super) fn jobs_are_listed_newest_first_by_kind_subject_and_state(store: &Sto
         state: Some(RunState::Pending),
         ..JobFilter::default()
     };
-    assert_eq!(list(pending, 10), [ids[1]]);
+    assert_eq!(list(pending.clone(), 10), [ids[1]]);
+
+    // A job that ends leaves the unfinished; one that is removed leaves every listing.
+    let unfinished = JobFilter {
+        unfinished: true,
+        ..JobFilter::default()
+    };
+    let mut ended = store
+        .read_blocking(|tx| tx.jobs().job(ids[3]))
+        .unwrap()
+        .unwrap();
+    ended.state = RunState::Succeeded;
+    write(store, |tx| tx.jobs().put_job(&ended));
+    assert_eq!(list(unfinished.clone(), 10), [ids[1]]);
+    write(store, |tx| tx.jobs().remove_job(ids[1]));
+    assert_eq!(list(unfinished, 10), Vec::<u64>::new());
+    assert_eq!(list(pending, 10), Vec::<u64>::new());
+    assert_eq!(list(JobFilter::default(), 10), [ids[4], ids[3], ids[0]]);
+    let subject_b = JobFilter {
+        subject: Some("b".into()),
+        ..JobFilter::default()
+    };
+    assert_eq!(list(subject_b, 10), Vec::<u64>::new());
+    // Another kind's jobs are another kind's.
+    let machine = store
+        .read_blocking(|tx| tx.jobs().jobs("machine", &JobFilter::default(), 10))
+        .unwrap();
+    assert_eq!(machine.iter().map(|j| j.id).collect::<Vec<_>>(), [ids[2]]);
 }
 
 pub(super) fn tasks_come_in_index_order_and_go_with_their_job(store: &Store) {

@@ -149,7 +149,7 @@ pub trait JobsRead {
 pub trait JobsWrite: JobsRead {
     /// Stores a new job with the next id (the row's `id` is ignored); returns the id.
     fn insert_job(&self, row: &JobRow) -> StoreResult<u64>;
-    /// Replaces job `row.id`.
+    /// Replaces job `row.id` (a job keeps the kind and subject it was queued with).
     fn put_job(&self, row: &JobRow) -> StoreResult<()>;
     /// Stores a task (create or replace).
     fn put_task(&self, row: &TaskRow) -> StoreResult<()>;

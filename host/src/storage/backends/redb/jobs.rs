@@ -3,7 +3,9 @@
 //!
 //! Version 1 takes over replication's own job queue (`replication_jobs`,
 //! `replication_tasks`, `replication_state`), converting its rows: a data directory
-//! upgraded with jobs in flight resumes them.
+//! upgraded with jobs in flight resumes them. Version 2 adds three indexes — a kind's
+//! jobs, a kind's unfinished jobs, a subject's jobs — so that what the runners ask on
+//! every round reads the jobs it names, not every job ever kept.
 
 use redb::{ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 use serde_json::{Map, Value, json};
@@ -17,6 +19,12 @@ use crate::storage::tables::jobs::{JobFilter, JobRow, JobsRead, JobsWrite, TaskR
 const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
 const TASKS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("job_tasks");
 pub(super) const STATE: TableDefinition<&str, u64> = TableDefinition::new("job_state");
+/// `(kind, id)` of every job.
+const BY_KIND: TableDefinition<(&str, u64), ()> = TableDefinition::new("jobs_by_kind");
+/// `(kind, id)` of every job not over yet.
+const UNFINISHED: TableDefinition<(&str, u64), ()> = TableDefinition::new("jobs_unfinished");
+/// `(kind, subject, id)` of every job.
+const BY_SUBJECT: TableDefinition<(&str, &str, u64), ()> = TableDefinition::new("jobs_by_subject");
 
 /// The counter job ids come from.
 const NEXT_ID: &str = "jobs/next_id";
@@ -25,11 +33,17 @@ const NEXT_ID: &str = "jobs/next_id";
 /// version 3 drops the queue tables this takes over.
 pub(super) const SCHEMA: Component = Component {
     name: "jobs",
-    current: 1,
-    migrations: &[Migration {
-        from: 0,
-        apply: create_v1,
-    }],
+    current: 2,
+    migrations: &[
+        Migration {
+            from: 0,
+            apply: create_v1,
+        },
+        Migration {
+            from: 1,
+            apply: index_v2,
+        },
+    ],
 };
 
 /// Replication's queue before the shared runner.
@@ -126,6 +140,30 @@ fn take_over_replication_queue(tx: &WriteTransaction) -> MetaResult<()> {
     Ok(())
 }
 
+/// Indexes every job kept.
+fn index_v2(tx: &WriteTransaction) -> MetaResult<()> {
+    let jobs = tx.open_table(JOBS)?;
+    let (mut by_kind, mut unfinished, mut by_subject) = (
+        tx.open_table(BY_KIND)?,
+        tx.open_table(UNFINISHED)?,
+        tx.open_table(BY_SUBJECT)?,
+    );
+    for entry in jobs.iter()? {
+        let (_, v) = entry?;
+        let row: JobRow =
+            serde_json::from_slice(v.value()).map_err(|source| MetaError::Decode {
+                table: "jobs",
+                source,
+            })?;
+        by_kind.insert((row.kind.as_str(), row.id), ())?;
+        by_subject.insert((row.kind.as_str(), row.subject.as_str(), row.id), ())?;
+        if !row.state.is_final() {
+            unfinished.insert((row.kind.as_str(), row.id), ())?;
+        }
+    }
+    Ok(())
+}
+
 fn matches(row: &JobRow, kind: &str, filter: &JobFilter) -> bool {
     row.kind == kind
         && filter.subject.as_ref().is_none_or(|s| &row.subject == s)
@@ -143,15 +181,39 @@ impl<T: Reader> JobsRead for RedbTx<T> {
     }
 
     fn jobs(&self, kind: &str, filter: &JobFilter, limit: usize) -> StoreResult<Vec<JobRow>> {
+        // The narrowest index the filter allows names the candidates, newest first.
+        let ids: Vec<u64> = if let Some(subject) = &filter.subject {
+            let table = self.0.open(BY_SUBJECT)?;
+            let range = table
+                .range((kind, subject.as_str(), 0)..=(kind, subject.as_str(), u64::MAX))
+                .map_err(backend)?;
+            range
+                .rev()
+                .map(|e| e.map(|(k, _)| k.value().2).map_err(backend))
+                .collect::<StoreResult<_>>()?
+        } else {
+            let table = if filter.unfinished {
+                self.0.open(UNFINISHED)?
+            } else {
+                self.0.open(BY_KIND)?
+            };
+            let range = table.range((kind, 0)..=(kind, u64::MAX)).map_err(backend)?;
+            range
+                .rev()
+                .map(|e| e.map(|(k, _)| k.value().1).map_err(backend))
+                .collect::<StoreResult<_>>()?
+        };
+        let jobs = self.0.open(JOBS)?;
         let mut out = Vec::new();
-        for entry in self.0.open(JOBS)?.iter().map_err(backend)?.rev() {
+        for id in ids {
             if out.len() >= limit {
                 break;
             }
-            let (_, v) = entry.map_err(backend)?;
-            let row: JobRow = decode("jobs", v.value())?;
-            if matches(&row, kind, filter) {
-                out.push(row);
+            if let Some(v) = jobs.get(id).map_err(backend)? {
+                let row: JobRow = decode("jobs", v.value())?;
+                if matches(&row, kind, filter) {
+                    out.push(row);
+                }
             }
         }
         Ok(out)
@@ -197,6 +259,25 @@ impl JobsWrite for RedbTx<WriteTransaction> {
             .map_err(backend)?
             .insert(row.id, encode(row).as_slice())
             .map_err(backend)?;
+        // A job's kind and subject never change, so only its place among the unfinished
+        // may move.
+        let kind = row.kind.as_str();
+        self.0
+            .open_table(BY_KIND)
+            .map_err(backend)?
+            .insert((kind, row.id), ())
+            .map_err(backend)?;
+        self.0
+            .open_table(BY_SUBJECT)
+            .map_err(backend)?
+            .insert((kind, row.subject.as_str(), row.id), ())
+            .map_err(backend)?;
+        let mut unfinished = self.0.open_table(UNFINISHED).map_err(backend)?;
+        if row.state.is_final() {
+            unfinished.remove((kind, row.id)).map_err(backend)?;
+        } else {
+            unfinished.insert((kind, row.id), ()).map_err(backend)?;
+        }
         Ok(())
     }
 
@@ -210,11 +291,32 @@ impl JobsWrite for RedbTx<WriteTransaction> {
     }
 
     fn remove_job(&self, id: u64) -> StoreResult<()> {
-        self.0
+        let removed = self
+            .0
             .open_table(JOBS)
             .map_err(backend)?
             .remove(id)
-            .map_err(backend)?;
+            .map_err(backend)?
+            .map(|v| decode::<JobRow>("jobs", v.value()))
+            .transpose()?;
+        if let Some(row) = removed {
+            let kind = row.kind.as_str();
+            self.0
+                .open_table(BY_KIND)
+                .map_err(backend)?
+                .remove((kind, id))
+                .map_err(backend)?;
+            self.0
+                .open_table(UNFINISHED)
+                .map_err(backend)?
+                .remove((kind, id))
+                .map_err(backend)?;
+            self.0
+                .open_table(BY_SUBJECT)
+                .map_err(backend)?
+                .remove((kind, row.subject.as_str(), id))
+                .map_err(backend)?;
+        }
         self.0
             .open_table(TASKS)
             .map_err(backend)?
@@ -329,7 +431,10 @@ mod tests {
         }
         let meta = Arc::new(Metadata::open(&path).unwrap());
         let store = Store::redb(meta.clone()).unwrap();
-        assert_eq!(schema::stored_version(&meta, "jobs").unwrap(), 1);
+        assert_eq!(
+            schema::stored_version(&meta, "jobs").unwrap(),
+            SCHEMA.current
+        );
         assert_eq!(
             schema::stored_version(&meta, "replication").unwrap(),
             replication::SCHEMA.current
