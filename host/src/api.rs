@@ -128,6 +128,7 @@ pub fn router(state: ApiState) -> Router {
         ))
         .routes(routes!(scheduling::list_hosts, scheduling::import_hosts))
         .routes(routes!(scheduling::list_orphans))
+        .routes(routes!(scheduling::reconcile))
         .routes(routes!(scheduling::adopt_orphan))
         .routes(routes!(scheduling::delete_orphan))
         .routes(routes!(scheduling::get_quota, scheduling::set_quota))

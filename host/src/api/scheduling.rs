@@ -13,7 +13,7 @@ use super::problem::{ApiError, ApiResult, Problem};
 use crate::scheduling::clusters::{ClusterChange, ClusterView, NewCluster, QuotaView};
 use crate::scheduling::machines::MachineView;
 use crate::scheduling::pool::HostSpec;
-use crate::scheduling::reconcile::OrphanView;
+use crate::scheduling::reconcile::{OrphanView, ReconcileReport};
 use crate::scheduling::{PoolHostRecord, QuotaRecord, SchedulingError};
 
 impl From<SchedulingError> for ApiError {
@@ -234,6 +234,35 @@ pub async fn list_orphans(
 ) -> ApiResult<Json<Vec<OrphanView>>> {
     caller.require_admin()?;
     Ok(Json(state.scheduling.orphans(&name).await?))
+}
+
+/// Runs a provider cluster's reconcile round now and answers what it found: machines
+/// retired because the provider no longer has them, stuck creates failed, orphans counted
+/// (system administrators).
+#[utoipa::path(post, operation_id = "clusters_reconcile", path = "/api/v1/clusters/{name}/reconcile", tag = "clusters", params(("name" = String, Path)),
+    responses((status = 200, body = ReconcileReport), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 502, body = Problem)))]
+pub async fn reconcile(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ReconcileReport>> {
+    caller.require_admin()?;
+    let report = state.scheduling.reconcile_now(&name).await?;
+    caller
+        .audit(
+            &state,
+            "cluster.reconcile",
+            &name,
+            Some(format!(
+                "{} listed, {} retired, {} failed, {} orphans",
+                report.listed,
+                report.retired.len(),
+                report.failed.len(),
+                report.orphans
+            )),
+        )
+        .await;
+    Ok(Json(report))
 }
 
 /// `POST …/orphans/{provider_id}/adopt`.

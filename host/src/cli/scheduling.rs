@@ -103,6 +103,12 @@ pub enum ClusterCommand {
         #[arg(long)]
         file: Option<PathBuf>,
     },
+    /// Reconciles a provider cluster now: retires machines its provider no longer has,
+    /// fails creates nothing finishes, counts orphans; prints what it found.
+    Reconcile {
+        /// The cluster.
+        name: String,
+    },
     /// A provider cluster's orphans: machines tagged for it that berth keeps no record
     /// of; adopt one into a project, or delete it at the provider.
     Orphans {
@@ -303,6 +309,10 @@ fn micros(text: &str) -> Option<u64> {
         .checked_add(fraction)
 }
 
+const RECONCILE_COLUMNS: &[&str] = &[
+    "cluster", "listed", "records", "retired", "failed", "orphans",
+];
+
 const ORPHAN_COLUMNS: &[&str] = &[
     "provider_id",
     "region",
@@ -470,6 +480,10 @@ pub fn cluster(c: &Client, command: ClusterCommand) -> anyhow::Result<ExitCode> 
                 None => c.call(Method::GET, &format!("{}/hosts", path(&name)), None)?,
             };
             c.print(&hosts, HOST_COLUMNS);
+        }
+        ClusterCommand::Reconcile { name } => {
+            let report = c.call(Method::POST, &format!("{}/reconcile", path(&name)), None)?;
+            c.print(&report, RECONCILE_COLUMNS);
         }
         ClusterCommand::Orphans {
             name,

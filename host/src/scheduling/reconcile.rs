@@ -4,7 +4,8 @@
 //! `retired` with the reason; a create stuck past twice the initialisation timeout with
 //! no operation left to finish it goes `failed` (and what the provider holds is deleted);
 //! tagged machines berth keeps no living record of are orphans, logged, and listed, adopted
-//! or deleted on command (`orphans`, `adopt`, `delete_orphan`).
+//! or deleted on command (`orphans`, `adopt`, `delete_orphan`). An administrator may run
+//! a cluster's round at once and read what it found (`reconcile_now`).
 //!
 //! One node reconciles at a time (it holds the lease of the never-ending
 //! `machine-reconcile` job). Clusters are reconciled side by side; a cluster whose listing
@@ -63,6 +64,23 @@ pub struct OrphanView {
     pub machine_id: Option<String>,
     /// The project it is tagged with, if any.
     pub project: Option<String>,
+}
+
+/// What one reconcile round of a cluster found and did.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct ReconcileReport {
+    /// The cluster.
+    pub cluster: String,
+    /// Machines its provider listed with berth's tag for it.
+    pub listed: usize,
+    /// berth's records of machines in it (every state).
+    pub records: usize,
+    /// Machines retired because their provider no longer has them.
+    pub retired: Vec<String>,
+    /// Creates failed because nothing was left to finish them.
+    pub failed: Vec<String>,
+    /// Tagged machines berth keeps no living record of (`berth cluster orphans`).
+    pub orphans: usize,
 }
 
 fn orphan_view(m: &Machine) -> OrphanView {
@@ -140,7 +158,7 @@ impl Scheduling {
             return;
         }
         match self.reconcile_listed(cluster).await {
-            Ok(()) => {
+            Ok(_) => {
                 self.backoff
                     .lock()
                     .expect("backoff lock")
@@ -157,7 +175,25 @@ impl Scheduling {
         }
     }
 
-    async fn reconcile_listed(&self, cluster: &ClusterRecord) -> Result<(), String> {
+    /// Runs provider cluster `name`'s round now, on this node, and answers what it found.
+    pub async fn reconcile_now(&self, name: &str) -> SchedulingResult<ReconcileReport> {
+        let owned = name.to_owned();
+        let cluster = self
+            .store
+            .read(move |tx| tx.scheduling().cluster(&owned))
+            .await?
+            .ok_or_else(|| SchedulingError::NotFound(format!("no cluster {name}")))?;
+        if cluster.provider == pool::PROVIDER {
+            return Err(SchedulingError::Invalid(format!(
+                "cluster {name} is a physical pool: berth's own tables are its inventory, so there is nothing to reconcile"
+            )));
+        }
+        self.reconcile_listed(&cluster)
+            .await
+            .map_err(|e| SchedulingError::Provider(format!("reconciling cluster {name}: {e}")))
+    }
+
+    async fn reconcile_listed(&self, cluster: &ClusterRecord) -> Result<ReconcileReport, String> {
         let provider = self.provider_of(cluster).await?;
         let listed = provider
             .list_all(
@@ -178,6 +214,12 @@ impl Scheduling {
             })
             .await
             .map_err(|e| e.to_string())?;
+        let mut report = ReconcileReport {
+            cluster: cluster.name.clone(),
+            listed: listed.len(),
+            records: records.len(),
+            ..ReconcileReport::default()
+        };
         let living: HashMap<&str, &Machine> = listed
             .iter()
             .filter(|m| !gone(m))
@@ -225,7 +267,9 @@ impl Scheduling {
                     ),
                     Some(_) => continue,
                 };
-                self.retire_gone(&record.id, &reason).await;
+                if self.retire_gone(&record.id, &reason).await {
+                    report.retired.push(record.id.clone());
+                }
             }
         }
 
@@ -244,13 +288,17 @@ impl Scheduling {
                     record.state.as_str(),
                     stuck_after / 1000
                 );
-                if let Err(e) = self.fail_and_delete(record, cluster, &why).await {
-                    tracing::warn!(machine = %record.id, error = %e, "scheduling: cannot fail a stuck machine");
+                match self.fail_and_delete(record, cluster, &why).await {
+                    Ok(()) => report.failed.push(record.id.clone()),
+                    Err(e) => {
+                        tracing::warn!(machine = %record.id, error = %e, "scheduling: cannot fail a stuck machine")
+                    }
                 }
             }
         }
 
         let orphans = orphans_of(&listed, &records);
+        report.orphans = orphans.len();
         if !orphans.is_empty() {
             tracing::warn!(
                 cluster = %cluster.name,
@@ -259,7 +307,7 @@ impl Scheduling {
                 cluster.name
             );
         }
-        Ok(())
+        Ok(report)
     }
 
     /// Whether an operation of `kind` on `subject` is queued or running.
@@ -280,8 +328,8 @@ impl Scheduling {
             .unwrap_or(true)
     }
 
-    /// Records machine `id` retired because its provider no longer has it.
-    async fn retire_gone(&self, id: &str, reason: &str) {
+    /// Records machine `id` retired because its provider no longer has it; whether it was.
+    async fn retire_gone(&self, id: &str, reason: &str) -> bool {
         // Through `retiring`, as every retirement goes, in one transaction.
         let (owned, why) = (id.to_owned(), reason.to_owned());
         let moved = self
@@ -302,9 +350,11 @@ impl Scheduling {
                 );
                 self.audit_move(id, MachineState::Retired, Some(reason))
                     .await;
+                true
             }
             Err(e) => {
-                tracing::warn!(machine = id, error = %e, "scheduling: cannot retire a machine deleted out of band")
+                tracing::warn!(machine = id, error = %e, "scheduling: cannot retire a machine deleted out of band");
+                false
             }
         }
     }

@@ -417,6 +417,104 @@ async fn reconciliation_retires_out_of_band_deletes_and_finds_orphans_past_the_f
     }
 }
 
+/// An administrator's reconcile-now answers what the round found, acts once, and is
+/// refused to anyone else and for a physical pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_now_reports_what_it_retired_once_and_only_to_administrators() {
+    let moto = Moto::start();
+    // No background round: what is retired is retired by the call.
+    let berth = Berth::start_configured(
+        &[],
+        &[("BERTH_SCHEDULING__RECONCILE_INTERVAL_SECS", "3600")],
+    );
+    ec2_cluster(&berth, &moto, "aws", &moto.url, &moto.secret_access_key).await;
+    let mut machines = Vec::new();
+    for _ in 0..3 {
+        let id = create(&berth, "aws", &moto.image, None).await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let online = machine_in(&berth, &id, "online").await;
+        machines.push((id, online["provider_id"].as_str().unwrap().to_string()));
+    }
+    moto.boto3(&format!(
+        "ec2.terminate_instances(InstanceIds=['{}'])\nprint('{{}}')",
+        machines[0].1
+    ));
+
+    let report = api(&berth, Method::POST, "/api/v1/clusters/aws/reconcile", None).await;
+    assert_eq!(report["cluster"], "aws");
+    assert_eq!(report["records"], 3, "{report:#}");
+    assert_eq!(report["retired"], json!([machines[0].0]), "{report:#}");
+    assert_eq!(
+        (report["failed"].clone(), report["orphans"].clone()),
+        (json!([]), json!(0))
+    );
+    let retired = machine_in(&berth, &machines[0].0, "retired").await;
+    assert!(
+        retired["reason"].as_str().unwrap().contains("out of band"),
+        "{retired:#}"
+    );
+    // Once: a second round finds nothing more to do, and the others stay online.
+    let again = api(&berth, Method::POST, "/api/v1/clusters/aws/reconcile", None).await;
+    assert_eq!(again["retired"], json!([]), "{again:#}");
+    for (id, _) in &machines[1..] {
+        let machine = api(&berth, Method::GET, &format!("/api/v1/machines/{id}"), None).await;
+        assert_eq!(machine["state"], "online", "{machine:#}");
+    }
+    let audit = api(
+        &berth,
+        Method::GET,
+        "/api/v1/audit?action=cluster.reconcile",
+        None,
+    )
+    .await;
+    assert_eq!(audit.as_array().unwrap().len(), 2, "{audit:#}");
+
+    // Nobody else may, and a pool has nothing to reconcile.
+    api(
+        &berth,
+        Method::POST,
+        "/api/v1/users",
+        Some(json!({"username": "ada", "password": "ada's long password"})),
+    )
+    .await;
+    let (status, _) = super::call(
+        &client_as("ada", "ada's long password"),
+        &berth,
+        Method::POST,
+        "/api/v1/clusters/aws/reconcile",
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    api(
+        &berth,
+        Method::POST,
+        "/api/v1/clusters",
+        Some(json!({"name": "rack", "provider": "static-pool", "projects": ["team"]})),
+    )
+    .await;
+    let (status, problem) = super::call(
+        &client(),
+        &berth,
+        Method::POST,
+        "/api/v1/clusters/rack/reconcile",
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{problem}");
+    let (status, _) = super::call(
+        &client(),
+        &berth,
+        Method::POST,
+        "/api/v1/clusters/nowhere/reconcile",
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn placement_takes_pool_hosts_first_then_the_cheapest_type_spread_over_zones() {
     let moto = Moto::start();

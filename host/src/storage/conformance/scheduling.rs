@@ -216,6 +216,53 @@ pub(super) fn machines_round_trip_are_found_by_token_and_filtered(store: &Store)
             .unwrap(),
         Some(moved)
     );
+    // ... and every listing by state follows it: found in its new state, not in its old.
+    let in_states = |states: Vec<MachineState>| MachineFilter {
+        states,
+        ..MachineFilter::default()
+    };
+    assert_eq!(
+        list(in_states(vec![MachineState::Provisioning])),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        list(in_states(vec![MachineState::Failed, MachineState::Online])),
+        ["m-a", "m-b"]
+    );
+    assert_eq!(
+        list(MachineFilter {
+            cluster: Some("aws-eu".into()),
+            states: vec![MachineState::Failed],
+            ..MachineFilter::default()
+        }),
+        ["m-b"]
+    );
+    assert_eq!(
+        list(MachineFilter {
+            project: Some("web".into()),
+            states: vec![MachineState::Provisioning],
+            ..MachineFilter::default()
+        }),
+        Vec::<String>::new()
+    );
+    // A name that begins another's is not the other's.
+    let prefixed = machine("m-d", "aws-eu-2", "team-2", MachineState::Online);
+    write(store, |tx| tx.scheduling().put_machine(&prefixed));
+    assert_eq!(
+        list(MachineFilter {
+            project: Some("team".into()),
+            ..MachineFilter::default()
+        }),
+        ["m-a", "m-c"]
+    );
+    assert_eq!(
+        list(MachineFilter {
+            cluster: Some("aws-eu".into()),
+            states: vec![MachineState::Online],
+            ..MachineFilter::default()
+        }),
+        ["m-a"]
+    );
 }
 
 pub(super) fn transitions_come_back_in_order_per_machine(store: &Store) {
