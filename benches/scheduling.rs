@@ -3,12 +3,14 @@
 //!   200 on a physical pool, each at concurrency 16 through the API, until all are online:
 //!   wall time, the API's answer time, and berth's own CPU time per create (read from
 //!   `/proc`: what berth spends, not what it waits for from the provider);
-//! - **reconciliation**: the listing-and-comparison of a cluster holding 10,000 tagged
-//!   machines (`GET /api/v1/clusters/{name}/orphans`, the reconcile round's listing,
-//!   through a provider plugin, JSON read in its sandbox), three times: berth's CPU time,
-//!   the wall time and berth's peak memory. moto lists 10,000 instances too slowly for
-//!   this (over 30 s per page of 500 on this machine), so the machines come from the test
-//!   inventory API, served by the benchmark itself.
+//! - **reconciliation**: 10,000 machines created through berth in one cluster (the row
+//!   says what each create cost berth with 10,000 records kept), then that cluster's
+//!   reconcile round run three times (`POST /api/v1/clusters/{name}/reconcile`: the
+//!   listing through its provider plugin, JSON read in the sandbox, compared with berth's
+//!   10,000 records): berth's CPU time, the wall time and berth's peak memory. moto lists
+//!   10,000 instances too slowly for this (over 30 s per page of 500 on this machine), so
+//!   this cluster's provider is the tests' inventory plugin over an inventory API served
+//!   by the benchmark itself.
 //!
 //! Targets (issue 14): berth's own time ≤ 5 ms per create; reconciling 10,000 machines
 //! ≤ 1 s of CPU. Health probes and background reconciliation are set an hour apart so
@@ -86,12 +88,19 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// Creates `CREATES` machines in `cluster` at `CONCURRENCY`, waits until all are online,
-/// and prints the row.
-async fn creates(api: &Api, server: &Server, cluster: &str, spec: Value) {
+/// Creates `count` machines in `cluster` at `CONCURRENCY`, waits until all are online
+/// (polling every `poll`), and prints the row.
+async fn creates(
+    api: &Api,
+    server: &Server,
+    cluster: &str,
+    spec: Value,
+    count: usize,
+    poll: Duration,
+) {
     let cpu_before = cpu_time(server);
     let started = Instant::now();
-    let mut answers: Vec<Duration> = futures::stream::iter(0..CREATES)
+    let mut answers: Vec<Duration> = futures::stream::iter(0..count)
         .map(|_| {
             let spec = spec.clone();
             async move {
@@ -108,8 +117,8 @@ async fn creates(api: &Api, server: &Server, cluster: &str, spec: Value) {
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
-    // Polled twice a second, as a deploy script would: the polls are berth's work too,
-    // so they are kept few.
+    // Polled as a deploy script would: the polls are berth's work too, so they are kept
+    // few.
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let online = api
@@ -119,7 +128,7 @@ async fn creates(api: &Api, server: &Server, cluster: &str, spec: Value) {
                 None,
             )
             .await;
-        if online.as_array().unwrap().len() == CREATES {
+        if online.as_array().unwrap().len() == count {
             break;
         }
         if Instant::now() > deadline {
@@ -132,18 +141,18 @@ async fn creates(api: &Api, server: &Server, cluster: &str, spec: Value) {
                 .await;
             panic!("not all online within 600 s; failed: {failed:#}");
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(poll).await;
     }
     let wall = started.elapsed();
     let cpu = cpu_time(server) - cpu_before;
     answers.sort();
     println!(
-        "| {cluster} | {CREATES} | {:.1} s | {:.1} /s | {:.1} / {:.1} ms | {:.2} ms |",
+        "| {cluster} | {count} | {:.1} s | {:.1} /s | {:.1} / {:.1} ms | {:.2} ms |",
         wall.as_secs_f64(),
-        CREATES as f64 / wall.as_secs_f64(),
+        count as f64 / wall.as_secs_f64(),
         percentile(&answers, 0.5).as_secs_f64() * 1000.0,
         percentile(&answers, 0.99).as_secs_f64() * 1000.0,
-        cpu.as_secs_f64() * 1000.0 / CREATES as f64,
+        cpu.as_secs_f64() * 1000.0 / count as f64,
     );
 }
 
@@ -213,6 +222,8 @@ async fn main() {
         &server,
         "rack",
         json!({"cpus": 2, "memory_mib": 2048}),
+        CREATES,
+        Duration::from_millis(500),
     )
     .await;
     creates(
@@ -220,13 +231,13 @@ async fn main() {
         &server,
         "aws",
         json!({"machine_type": "t3.micro", "image": moto.image}),
+        CREATES,
+        Duration::from_millis(500),
     )
     .await;
 
-    // Ten thousand machines tagged for cluster `big`. moto lists them too slowly to
-    // measure berth (more than 30 s per page of 500), so they come from the inventory API
-    // of the tests' provider plugin, served here, answering in milliseconds.
-    let inventory = inventory_api(RECONCILED).await;
+    // Ten thousand machines in cluster `big`, made through berth.
+    let inventory = inventory_api().await;
     let plugin = std::fs::read(
         std::path::Path::new(env!("BERTH_TEST_PLUGINS_DIR")).join("berth_test_inventory.wasm"),
     )
@@ -251,18 +262,31 @@ async fn main() {
         })),
     )
     .await;
-    println!("\n## Reconciliation: one cluster of {RECONCILED} machines\n");
+    creates(
+        &api,
+        &server,
+        "big",
+        json!({"machine_type": "small", "image": "debian-12"}),
+        RECONCILED,
+        Duration::from_secs(5),
+    )
+    .await;
+
+    println!("\n## Reconciliation: one cluster of {RECONCILED} machines, all on record\n");
     println!("| machines | round | wall | berth CPU | berth peak RSS before → after |");
     println!("|---:|---:|---:|---:|---:|");
     for round in 1..=3 {
         let (cpu_before, rss_before) = (cpu_time(&server), peak_rss_mib(&server));
         let started = Instant::now();
-        let orphans = api
-            .call(Method::GET, "/api/v1/clusters/big/orphans", None)
+        let report = api
+            .call(Method::POST, "/api/v1/clusters/big/reconcile", None)
             .await;
         let wall = started.elapsed();
         let cpu = cpu_time(&server) - cpu_before;
-        assert_eq!(orphans.as_array().unwrap().len(), RECONCILED);
+        assert_eq!(report["listed"], RECONCILED, "{report:#}");
+        assert_eq!(report["records"], RECONCILED, "{report:#}");
+        assert_eq!(report["orphans"], 0, "{report:#}");
+        assert_eq!(report["retired"], json!([]), "{report:#}");
         println!(
             "| {RECONCILED} | {round} | {:.2} s | {:.2} s | {:.0} → {:.0} MiB |",
             wall.as_secs_f64(),
@@ -273,25 +297,46 @@ async fn main() {
     }
 }
 
-/// The tests' inventory API (`plugins/testing/inventory`), read-only, holding `count`
-/// machines tagged for cluster `big`.
-async fn inventory_api(count: usize) -> String {
-    let machines: Vec<Value> = (0..count)
-        .map(|i| {
-            json!({"id": format!("i-{i:08}"), "name": format!("node-{i}"), "region": "local",
-                   "machine_type": "small", "image": "debian-12", "state": "running",
-                   "ip": format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
-                   "tags": [["berth:cluster", "big"], ["berth:machine-id", format!("m-{i}")]]})
-        })
-        .collect();
-    let body = std::sync::Arc::new(serde_json::to_vec(&machines).unwrap());
-    let app = axum::Router::new().route(
-        "/inv/machines",
-        axum::routing::get(move || {
-            let body = body.clone();
-            async move { ([("content-type", "application/json")], (*body).clone()) }
-        }),
-    );
+/// The tests' inventory API (`plugins/testing/inventory`), in memory: machines made run
+/// at once.
+async fn inventory_api() -> String {
+    use axum::extract::{Path, State};
+    use axum::routing::get;
+    type Machines = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
+    let machines: Machines = Default::default();
+    async fn list(State(m): State<Machines>) -> axum::Json<Value> {
+        axum::Json(Value::Array(m.lock().unwrap().clone()))
+    }
+    async fn create(
+        State(m): State<Machines>,
+        axum::Json(mut body): axum::Json<Value>,
+    ) -> axum::Json<Value> {
+        let mut all = m.lock().unwrap();
+        let i = all.len();
+        body["id"] = json!(format!("i-{i:08}"));
+        body["state"] = json!("running");
+        body["ip"] = json!(format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255));
+        all.push(body.clone());
+        axum::Json(body)
+    }
+    async fn one(
+        State(m): State<Machines>,
+        Path(id): Path<String>,
+    ) -> Result<axum::Json<Value>, axum::http::StatusCode> {
+        let all = m.lock().unwrap();
+        let i: usize = id
+            .strip_prefix("i-")
+            .and_then(|n| n.parse().ok())
+            .ok_or(axum::http::StatusCode::NOT_FOUND)?;
+        all.get(i)
+            .cloned()
+            .map(axum::Json)
+            .ok_or(axum::http::StatusCode::NOT_FOUND)
+    }
+    let app = axum::Router::new()
+        .route("/inv/machines", get(list).post(create))
+        .route("/inv/machines/{id}", get(one))
+        .with_state(machines);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
