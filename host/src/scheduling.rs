@@ -15,6 +15,7 @@
 pub mod clusters;
 pub mod engine;
 pub mod health;
+pub mod ipmi;
 pub mod lifecycle;
 pub mod machines;
 pub mod placement;

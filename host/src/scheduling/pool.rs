@@ -7,7 +7,8 @@
 //! and the record of it must be one transaction with the machine's (two creates may not
 //! take one host, and a crash may not leave a host taken by nothing), and a plugin cannot
 //! take part in berth's transactions. What is provider-specific about a physical host
-//! (power control over IPMI or Redfish) stays a plugin's.
+//! (power control over Redfish) stays a plugin's; IPMI, which runs over UDP where
+//! plugins cannot reach, is berth's own (`ipmi.rs`).
 
 use serde::{Deserialize, Serialize};
 
@@ -116,7 +117,15 @@ pub fn import(tx: &dyn WriteTx, cluster: &str, hosts: &[HostSpec]) -> Result<usi
                 host.name
             )));
         }
-        if let Some(power) = &host.power {
+        if let Some(power) = host
+            .power
+            .as_ref()
+            .filter(|p| p.plugin == super::ipmi::IPMI)
+        {
+            super::ipmi::address(&power.endpoint).map_err(|why| {
+                PoolError::Invalid(format!("host {}: power endpoint: {why}", host.name))
+            })?;
+        } else if let Some(power) = &host.power {
             berth_plugin_runtime::Endpoint::parse(&power.endpoint).map_err(|why| {
                 PoolError::Invalid(format!("host {}: power endpoint: {why}", host.name))
             })?;

@@ -123,6 +123,29 @@ pub(super) fn clusters_round_trip_every_field_in_byte_order(store: &Store) {
 }
 
 pub(super) fn machines_round_trip_are_found_by_token_and_filtered(store: &Store) {
+    // A store that keeps no machine yet answers every listing, empty.
+    for filter in [
+        MachineFilter {
+            states: vec![MachineState::Draining],
+            ..MachineFilter::default()
+        },
+        MachineFilter {
+            project: Some("team".into()),
+            ..MachineFilter::default()
+        },
+        MachineFilter {
+            cluster: Some("aws-eu".into()),
+            states: vec![MachineState::Online],
+            ..MachineFilter::default()
+        },
+    ] {
+        assert_eq!(
+            store
+                .read_blocking(move |tx| tx.scheduling().machines(&filter))
+                .unwrap(),
+            vec![]
+        );
+    }
     let a = machine("m-a", "aws-eu", "team", MachineState::Online);
     let b = machine("m-b", "aws-eu", "web", MachineState::Provisioning);
     let c = MachineRecord {

@@ -286,11 +286,13 @@ pub struct QuotaRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PowerControl {
-    /// The plugin (a `cloud-provider` plugin that answers `get`, `start` and `stop`).
+    /// The plugin (a `cloud-provider` plugin that answers `get`, `start` and `stop`), or
+    /// `ipmi` for berth's own IPMI 2.0 client.
     pub plugin: String,
-    /// The BMC's base URL (`https://10.0.9.5`).
+    /// The BMC's base URL (`https://10.0.9.5`), or for `ipmi` its `host[:port]`.
     pub endpoint: String,
-    /// The host's system id at the BMC.
+    /// The host's system id at the BMC (none for `ipmi`: one BMC, one chassis).
+    #[serde(default)]
     pub system: String,
 }
 

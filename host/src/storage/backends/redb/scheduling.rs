@@ -61,6 +61,10 @@ fn create_v1(tx: &WriteTransaction) -> MetaResult<()> {
 
 /// Indexes every machine kept by state, project and cluster.
 fn index_v2(tx: &WriteTransaction) -> MetaResult<()> {
+    // Made here even when no machine is kept yet: reads open them.
+    tx.open_table(BY_STATE)?;
+    tx.open_table(BY_PROJECT)?;
+    tx.open_table(BY_CLUSTER)?;
     let machines = tx.open_table(MACHINES)?;
     for entry in machines.iter()? {
         let (_, v) = entry?;
