@@ -12,6 +12,7 @@
 //! probes and health (`probe.rs`, `health.rs`), reconciliation (`reconcile.rs`) and the
 //! webhook (`webhooks.rs`). Placement across clusters comes next.
 
+mod cache;
 pub mod clusters;
 pub mod engine;
 pub mod health;
@@ -130,6 +131,8 @@ pub struct Scheduling {
     /// What each provider cluster offers, as its provider last described it
     /// (`provider.rs`).
     descriptions: provider::Descriptions,
+    /// On-demand prices providers gave, for placement (`provider.rs`).
+    prices: provider::Prices,
     /// Each failing provider cluster's backoff, on this node (`reconcile.rs`).
     backoff: reconcile::Backoff,
     /// Whether a reconcile round runs on this node.
@@ -153,6 +156,7 @@ impl Scheduling {
         config: SchedulingConfig,
         node: String,
     ) -> Scheduling {
+        let (descriptions, prices) = provider::answer_caches();
         Scheduling {
             store,
             auth,
@@ -165,7 +169,8 @@ impl Scheduling {
             failing: Default::default(),
             delivery: Default::default(),
             http: reqwest::Client::new(),
-            descriptions: Default::default(),
+            descriptions,
+            prices,
             backoff: Default::default(),
             reconciling: Default::default(),
         }

@@ -332,12 +332,26 @@ impl Scheduling {
             })
             .collect();
         let mut found = Vec::new();
-        let mut prices: HashMap<(String, String), Option<berth_plugin_runtime::provider::Price>> =
-            HashMap::new();
-        for region in described.regions.iter().filter(|r| {
-            (c.regions.is_empty() || c.regions.contains(&r.id))
-                && (cluster.regions.is_empty() || cluster.regions.contains(&r.id))
-        }) {
+        let regions: Vec<_> = described
+            .regions
+            .iter()
+            .filter(|r| {
+                (c.regions.is_empty() || c.regions.contains(&r.id))
+                    && (cluster.regions.is_empty() || cluster.regions.contains(&r.id))
+            })
+            .collect();
+        let wanted: Vec<(String, String)> = regions
+            .iter()
+            .flat_map(|region| {
+                types
+                    .iter()
+                    .filter(|t| t.regions.is_empty() || t.regions.contains(&region.id))
+                    .map(|t| (region.id.clone(), t.id.clone()))
+            })
+            .collect();
+        // A type the provider cannot price is still an option, ranked last.
+        let prices = self.prices(cluster, &provider, &wanted).await;
+        for region in regions {
             let zones: Vec<Option<String>> = if region.zones.is_empty() {
                 vec![None]
             } else {
@@ -353,13 +367,8 @@ impl Scheduling {
                 .filter(|t| t.regions.is_empty() || t.regions.contains(&region.id))
             {
                 let key = (region.id.clone(), t.id.clone());
-                if !prices.contains_key(&key) {
-                    // A type the provider cannot price is still an option, ranked last.
-                    let price = provider.price(&region.id, &t.id).await.ok();
-                    prices.insert(key.clone(), price);
-                }
-                let price = prices[&key].clone();
-                let priced = price.as_ref().filter(|p| p.currency == currency);
+                let price = prices.get(&key);
+                let priced = price.filter(|p| p.currency == currency);
                 if let Some(max) = c.max_micros_per_hour
                     && priced.is_none_or(|p| p.micros_per_hour > max)
                 {
@@ -380,8 +389,8 @@ impl Scheduling {
                             host: None,
                             cpus: t.cpus,
                             memory_mib: t.memory_mib,
-                            micros_per_hour: price.as_ref().map(|p| p.micros_per_hour),
-                            currency: price.as_ref().map(|p| p.currency.clone()),
+                            micros_per_hour: price.map(|p| p.micros_per_hour),
+                            currency: price.map(|p| p.currency.clone()),
                         },
                     });
                 }

@@ -14,6 +14,7 @@ use berth_plugin_runtime::provider::{
 };
 use berth_plugin_runtime::{CallScope, Endpoint, Grants, Plugin, Runtime};
 
+use super::cache::TtlCache;
 use super::clusters::{as_strings, open_credentials};
 use super::{ClusterRecord, MachineRecord, Scheduling, SchedulingError};
 
@@ -35,13 +36,23 @@ pub const PROJECT_TAG: &str = "berth:project";
 /// The tag naming the cluster.
 pub const CLUSTER_TAG: &str = "berth:cluster";
 
-/// How long a provider's description of what a cluster offers is trusted.
-const DESCRIPTION_TTL: Duration = Duration::from_secs(600);
+/// How long a provider's description of what a cluster offers, and its prices, are
+/// trusted.
+const PROVIDER_ANSWER_TTL: Duration = Duration::from_secs(600);
 
-/// Each provider cluster's description, as its provider gave it at an instant, for the
-/// cluster as it was at its `updated_at`.
-pub(super) type Descriptions =
-    std::sync::Mutex<HashMap<String, (std::time::Instant, u64, Arc<wire::Description>)>>;
+/// Each provider cluster's description, by cluster name.
+pub(super) type Descriptions = TtlCache<String, Arc<wire::Description>>;
+
+/// On-demand prices, by (cluster, region, machine type).
+pub(super) type Prices = TtlCache<(String, String, String), wire::Price>;
+
+/// The caches of provider answers a new service starts with.
+pub(super) fn answer_caches() -> (Descriptions, Prices) {
+    (
+        TtlCache::new(PROVIDER_ANSWER_TTL),
+        TtlCache::new(PROVIDER_ANSWER_TTL),
+    )
+}
 
 /// One cluster's provider, ready for calls about that cluster.
 pub(super) struct ClusterProvider<'a> {
@@ -98,22 +109,56 @@ impl Scheduling {
 }
 
 impl Scheduling {
+    /// The on-demand prices of `wanted` (region, machine type) in provider cluster
+    /// `cluster`: kept answers where they are fresh, the rest asked of its provider a few
+    /// at a time. A type the provider cannot price now is absent (and asked again next
+    /// time).
+    pub(super) async fn prices(
+        &self,
+        cluster: &ClusterRecord,
+        provider: &ClusterProvider<'_>,
+        wanted: &[(String, String)],
+    ) -> HashMap<(String, String), wire::Price> {
+        use futures::StreamExt as _;
+        let key = |(region, machine_type): &(String, String)| {
+            (cluster.name.clone(), region.clone(), machine_type.clone())
+        };
+        let mut found = HashMap::new();
+        let mut missing = Vec::new();
+        for pair in wanted {
+            match self.prices.get(&key(pair), cluster.updated_at) {
+                Some(price) => {
+                    found.insert(pair.clone(), price);
+                }
+                None if !missing.contains(pair) => missing.push(pair.clone()),
+                None => {}
+            }
+        }
+        let asked: Vec<_> = futures::stream::iter(missing)
+            .map(|pair| async move {
+                let price = provider.price(&pair.0, &pair.1).await.ok();
+                (pair, price)
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        for (pair, price) in asked {
+            if let Some(price) = price {
+                self.prices
+                    .put(key(&pair), cluster.updated_at, price.clone());
+                found.insert(pair, price);
+            }
+        }
+        found
+    }
+
     /// What provider cluster `cluster` offers (regions and zones, machine types,
     /// images), as its provider described it at most ten minutes ago.
     pub(super) async fn described(
         &self,
         cluster: &ClusterRecord,
     ) -> Result<Arc<wire::Description>, SchedulingError> {
-        let cached = self
-            .descriptions
-            .lock()
-            .expect("descriptions lock")
-            .get(&cluster.name)
-            .filter(|(at, version, _)| {
-                at.elapsed() < DESCRIPTION_TTL && *version == cluster.updated_at
-            })
-            .map(|(_, _, described)| described.clone());
-        if let Some(described) = cached {
+        if let Some(described) = self.descriptions.get(&cluster.name, cluster.updated_at) {
             return Ok(described);
         }
         let provider = self
@@ -127,14 +172,8 @@ impl Scheduling {
                 provider.plugin_name()
             ))
         })?);
-        self.descriptions.lock().expect("descriptions lock").insert(
-            cluster.name.clone(),
-            (
-                std::time::Instant::now(),
-                cluster.updated_at,
-                described.clone(),
-            ),
-        );
+        self.descriptions
+            .put(cluster.name.clone(), cluster.updated_at, described.clone());
         Ok(described)
     }
 
