@@ -111,20 +111,36 @@ impl Drop for Bmc {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pool_host_is_powered_on_before_it_serves_and_off_when_released() {
-    let bmc = Bmc::start();
-    assert_eq!(bmc.power_state(), "Off");
+/// What every kind of BMC must give: pool `rack` (whose host's BMC takes `power`, with
+/// the right password) powers its host on before probing it and off when its machine is
+/// retired; pool `rack-wrong` (the wrong password) fails its create with `refusal` in the
+/// reason, never the password, and gives the host back. `state` reads the BMC as its own
+/// tools do; `on` and `off` are what they say. Answers berth, for the caller's own
+/// checks.
+struct Scenario<'a> {
+    power: serde_json::Value,
+    user: &'a str,
+    password: &'a str,
+    wrong: &'a str,
+    refusal: &'a str,
+    on: &'a str,
+    off: &'a str,
+    /// The longest the BMC takes to switch off.
+    settle: Duration,
+}
+
+async fn powered_pool_host(scenario: Scenario<'_>, state: impl Fn() -> String) -> Berth {
+    assert_eq!(state(), scenario.off);
     let berth = Berth::start();
     let port = answering_port();
-    for (name, password) in [("rack", "bmc password"), ("rack-wrong", "not it")] {
+    for (name, password) in [("rack", scenario.password), ("rack-wrong", scenario.wrong)] {
         api(
             &berth,
             Method::POST,
             "/api/v1/clusters",
             Some(
                 json!({"name": name, "provider": "static-pool", "projects": ["team"],
-                        "credentials": {"bmc-username": "root", "bmc-password": password}}),
+                        "credentials": {"bmc-username": scenario.user, "bmc-password": password}}),
             ),
         )
         .await;
@@ -134,8 +150,7 @@ async fn a_pool_host_is_powered_on_before_it_serves_and_off_when_released() {
             &format!("/api/v1/clusters/{name}/hosts"),
             Some(
                 json!([{"name": "node-1", "address": "127.0.0.1", "ssh_port": port,
-                         "cpus": 8, "memory_mib": 16384,
-                         "power": {"plugin": "redfish", "endpoint": bmc.url, "system": SYSTEM}}]),
+                         "cpus": 8, "memory_mib": 16384, "power": scenario.power}]),
             ),
         )
         .await;
@@ -152,7 +167,7 @@ async fn a_pool_host_is_powered_on_before_it_serves_and_off_when_released() {
     .await;
     let id = created["id"].as_str().unwrap().to_string();
     machine_in(&berth, &id, "online").await;
-    assert_eq!(bmc.power_state(), "On");
+    assert_eq!(state(), scenario.on);
     let history = api(
         &berth,
         Method::GET,
@@ -179,10 +194,9 @@ async fn a_pool_host_is_powered_on_before_it_serves_and_off_when_released() {
     )
     .await;
     let failed = machine_in(&berth, refused["id"].as_str().unwrap(), "failed").await;
-    assert!(
-        failed["reason"].as_str().unwrap().contains("auth"),
-        "{failed:#}"
-    );
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(reason.contains(scenario.refusal), "{failed:#}");
+    assert!(!reason.contains(scenario.wrong), "{failed:#}");
     let hosts = api(
         &berth,
         Method::GET,
@@ -192,7 +206,7 @@ async fn a_pool_host_is_powered_on_before_it_serves_and_off_when_released() {
     .await;
     assert_eq!(hosts[0]["machine"], serde_json::Value::Null, "{hosts:#}");
 
-    // Retired: released and powered off (the emulator takes up to 11 s to switch).
+    // Retired: released and powered off.
     api(
         &berth,
         Method::POST,
@@ -201,11 +215,29 @@ async fn a_pool_host_is_powered_on_before_it_serves_and_off_when_released() {
     )
     .await;
     machine_in(&berth, &id, "retired").await;
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while bmc.power_state() != "Off" {
+    let deadline = Instant::now() + scenario.settle;
+    while state() != scenario.off {
         assert!(Instant::now() < deadline, "the host stayed on");
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    berth
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_host_is_powered_on_before_it_serves_and_off_when_released() {
+    let bmc = Bmc::start();
+    let scenario = Scenario {
+        power: json!({"plugin": "redfish", "endpoint": bmc.url, "system": SYSTEM}),
+        user: "root",
+        password: "bmc password",
+        wrong: "not it",
+        refusal: "auth",
+        on: "On",
+        off: "Off",
+        // The emulator takes up to 11 s to switch.
+        settle: Duration::from_secs(40),
+    };
+    powered_pool_host(scenario, || bmc.power_state()).await;
 }
 
 /// OpenIPMI's BMC simulator (`ipmi_sim`) answering IPMI 2.0 (RMCP+) on a loopback UDP
@@ -331,117 +363,32 @@ impl Drop for IpmiBmc {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_host_behind_an_ipmi_bmc_is_powered_on_and_off_by_berth() {
     let bmc = IpmiBmc::start();
-    assert_eq!(bmc.power_state(), "off");
-    let berth = Berth::start();
-    let port = answering_port();
-    let endpoint = format!("127.0.0.1:{}", bmc.port);
-    for (name, password) in [
-        ("ipmi-rack", IPMI_PASSWORD),
-        ("ipmi-wrong", "not-it-at-all"),
-    ] {
-        api(
-            &berth,
-            Method::POST,
-            "/api/v1/clusters",
-            Some(
-                json!({"name": name, "provider": "static-pool", "projects": ["team"],
-                        "credentials": {"bmc-username": IPMI_USER, "bmc-password": password}}),
-            ),
-        )
-        .await;
-        api(
-            &berth,
-            Method::POST,
-            &format!("/api/v1/clusters/{name}/hosts"),
-            Some(
-                json!([{"name": "node-1", "address": "127.0.0.1", "ssh_port": port,
-                         "cpus": 8, "memory_mib": 16384,
-                         "power": {"plugin": "ipmi", "endpoint": endpoint}}]),
-            ),
-        )
-        .await;
-    }
+    // The BMC refuses the wrong password to its usual client too.
+    assert!(bmc.ipmitool("not-it-at-all", "status").is_err());
+    let scenario = Scenario {
+        power: json!({"plugin": "ipmi", "endpoint": format!("127.0.0.1:{}", bmc.port)}),
+        user: IPMI_USER,
+        password: IPMI_PASSWORD,
+        wrong: "not-it-at-all",
+        refusal: "refused the pool's bmc-username",
+        on: "on",
+        off: "off",
+        settle: Duration::from_secs(30),
+    };
+    let berth = powered_pool_host(scenario, || bmc.power_state()).await;
+
     // An IPMI address is a host and a port, not a URL.
     let (status, problem) = super::call(
         &client(),
         &berth,
         Method::POST,
-        "/api/v1/clusters/ipmi-rack/hosts",
+        "/api/v1/clusters/rack/hosts",
         Some(
-            json!([{"name": "node-2", "address": "127.0.0.1", "ssh_port": port,
+            json!([{"name": "node-2", "address": "127.0.0.1", "ssh_port": 22,
                       "cpus": 8, "memory_mib": 16384,
                       "power": {"plugin": "ipmi", "endpoint": "https://10.0.9.5/"}}]),
         ),
     )
     .await;
     assert_eq!(status, 400, "{problem}");
-
-    let created = api(
-        &berth,
-        Method::POST,
-        "/api/v1/machines",
-        Some(
-            json!({"project": "team", "cluster": "ipmi-rack", "spec": {"cpus": 4, "memory_mib": 8192}}),
-        ),
-    )
-    .await;
-    let id = created["id"].as_str().unwrap().to_string();
-    machine_in(&berth, &id, "online").await;
-    assert_eq!(bmc.power_state(), "on");
-    let history = api(
-        &berth,
-        Method::GET,
-        &format!("/api/v1/machines/{id}/history"),
-        None,
-    )
-    .await;
-    assert!(
-        history
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|t| t["to"] == "initializing" && t["reason"] == "powered on"),
-        "{history:#}"
-    );
-
-    // The BMC refuses the other pool's password: the create fails with the reason (and
-    // not the password), and the host goes back to its pool. ipmitool is refused too.
-    assert!(bmc.ipmitool("not-it-at-all", "status").is_err());
-    let refused = api(
-        &berth,
-        Method::POST,
-        "/api/v1/machines",
-        Some(json!({"project": "team", "cluster": "ipmi-wrong", "spec": {"cpus": 4, "memory_mib": 8192}})),
-    )
-    .await;
-    let failed = machine_in(&berth, refused["id"].as_str().unwrap(), "failed").await;
-    let reason = failed["reason"].as_str().unwrap();
-    assert!(
-        reason.contains("refused the pool's bmc-username"),
-        "{failed:#}"
-    );
-    assert!(!reason.contains("not-it-at-all"), "{failed:#}");
-    let hosts = api(
-        &berth,
-        Method::GET,
-        "/api/v1/clusters/ipmi-wrong/hosts",
-        None,
-    )
-    .await;
-    assert_eq!(hosts[0]["machine"], serde_json::Value::Null, "{hosts:#}");
-
-    // Retired: released and powered off.
-    api(
-        &berth,
-        Method::POST,
-        &format!("/api/v1/machines/{id}/retire"),
-        Some(json!({})),
-    )
-    .await;
-    machine_in(&berth, &id, "retired").await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while bmc.power_state() != "off" {
-        assert!(Instant::now() < deadline, "the host stayed on");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
 }
