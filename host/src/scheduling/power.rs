@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+
 use berth_plugin_runtime::provider::{MachineState as PowerState, Power};
 
 use super::clusters::open_credentials;
@@ -29,90 +31,84 @@ impl Scheduling {
         let Some(control) = &host.power else {
             return Ok(());
         };
-        if control.plugin == ipmi::IPMI {
-            return self.switch_over_ipmi(pool, host, power).await;
-        }
-        let bmc = self
-            .provider_with(&control.plugin, pool, Some(&control.endpoint))
-            .await?;
-        let describe = |e: &dyn std::fmt::Display| {
+        let on = power == Power::Start;
+        let describe = |e: &str| {
             format!(
                 "power control of host {} ({}): {e}",
                 host.name, control.plugin
             )
         };
+        if control.plugin == ipmi::IPMI {
+            let credentials = open_credentials(&self.sealer, pool)?;
+            let (Some(username), Some(password)) = (
+                credentials.get("bmc-username"),
+                credentials.get("bmc-password"),
+            ) else {
+                return Err(describe(&format!(
+                    "pool {} has no bmc-username and bmc-password credentials",
+                    pool.name
+                )));
+            };
+            let login = || ipmi::Login { username, password };
+            ipmi::switch(&control.endpoint, login(), on)
+                .await
+                .map_err(|e| describe(&e))?;
+            return self
+                .await_power(on, || {
+                    Box::pin(
+                        async move { ipmi::powered_on(&control.endpoint, login()).await.map(Some) },
+                    )
+                })
+                .await
+                .map_err(|e| describe(&e));
+        }
+        let bmc = self
+            .provider_with(&control.plugin, pool, Some(&control.endpoint))
+            .await?;
         bmc.switch(power, "", &control.system)
             .await
-            .map_err(|e| describe(&e))?;
-        let wanted = if power == Power::Start {
-            PowerState::Running
-        } else {
-            PowerState::Stopped
-        };
-        let deadline =
-            tokio::time::Instant::now() + Duration::from_secs(self.config.initialize_timeout_secs);
-        loop {
-            let state = bmc
-                .get("", &control.system)
-                .await
-                .map_err(|e| describe(&e))?
-                .state;
-            if state == wanted {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(describe(&format!(
-                    "still {state:?} {} s after asking for {wanted:?}",
-                    self.config.initialize_timeout_secs
-                )));
-            }
-            tokio::time::sleep(POLL_PAUSE).await;
-        }
+            .map_err(|e| describe(&e.to_string()))?;
+        let bmc = &bmc;
+        self.await_power(on, || {
+            Box::pin(async move {
+                let machine = bmc
+                    .get("", &control.system)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(match machine.state {
+                    PowerState::Running => Some(true),
+                    PowerState::Stopped => Some(false),
+                    // Switching still.
+                    _ => None,
+                })
+            })
+        })
+        .await
+        .map_err(|e| describe(&e))
     }
 
-    /// [`Scheduling::switch_host`] for a host whose BMC speaks IPMI.
-    async fn switch_over_ipmi(
+    /// Reads `powered_on` (`None` while the BMC switches) until it says `on`, at most
+    /// `scheduling.initialize_timeout_secs`.
+    async fn await_power<'a>(
         &self,
-        pool: &ClusterRecord,
-        host: &PoolHostRecord,
-        power: Power,
+        on: bool,
+        mut powered_on: impl FnMut() -> BoxFuture<'a, Result<Option<bool>, String>>,
     ) -> Result<(), String> {
-        let Some(control) = &host.power else {
-            return Ok(());
-        };
-        let describe = |e: &str| format!("power control of host {} (ipmi): {e}", host.name);
-        let credentials = open_credentials(&self.sealer, pool)?;
-        let (Some(username), Some(password)) = (
-            credentials.get("bmc-username"),
-            credentials.get("bmc-password"),
-        ) else {
-            return Err(describe(&format!(
-                "pool {} has no bmc-username and bmc-password credentials",
-                pool.name
-            )));
-        };
-        let login = || ipmi::Login { username, password };
-        let on = power == Power::Start;
-        ipmi::switch(&control.endpoint, login(), on)
-            .await
-            .map_err(|e| describe(&e))?;
+        let word = |on: bool| if on { "on" } else { "off" };
         let deadline =
             tokio::time::Instant::now() + Duration::from_secs(self.config.initialize_timeout_secs);
         loop {
-            if ipmi::powered_on(&control.endpoint, login())
-                .await
-                .map_err(|e| describe(&e))?
-                == on
-            {
+            let now = powered_on().await?;
+            if now == Some(on) {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(describe(&format!(
-                    "still powered {} {} s after asking for {}",
-                    if on { "off" } else { "on" },
+                return Err(format!(
+                    "still {} {} s after asking for {}",
+                    now.map_or("switching", word),
                     self.config.initialize_timeout_secs,
-                    if on { "on" } else { "off" },
-                )));
+                    word(on)
+                ));
             }
             tokio::time::sleep(POLL_PAUSE).await;
         }
