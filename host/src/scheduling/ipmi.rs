@@ -64,14 +64,8 @@ pub struct Login<'a> {
 
 /// Asks the BMC at `endpoint` whether the chassis is powered on.
 pub async fn powered_on(endpoint: &str, login: Login<'_>) -> Result<bool, String> {
-    let (endpoint, username, password) = (
-        endpoint.to_owned(),
-        login.username.to_owned(),
-        login.password.to_owned(),
-    );
-    blocking(move || {
-        let mut session = open(&endpoint, &username, &password)?;
-        let status = command(&mut session, NetFn::Chassis, GET_CHASSIS_STATUS, vec![])?;
+    in_session(endpoint, login, |session| {
+        let status = command(session, NetFn::Chassis, GET_CHASSIS_STATUS, vec![])?;
         // Byte 1, bit 0: power is on.
         status
             .first()
@@ -83,22 +77,25 @@ pub async fn powered_on(endpoint: &str, login: Login<'_>) -> Result<bool, String
 
 /// Asks the BMC at `endpoint` to power the chassis on (`on`) or off.
 pub async fn switch(endpoint: &str, login: Login<'_>, on: bool) -> Result<(), String> {
+    in_session(endpoint, login, move |session| {
+        command(session, NetFn::Chassis, CHASSIS_CONTROL, vec![u8::from(on)]).map(drop)
+    })
+    .await
+}
+
+/// Runs `work` in a new operator session with the BMC at `endpoint`, off the async
+/// workers (the exchange blocks).
+async fn in_session<T: Send + 'static>(
+    endpoint: &str,
+    login: Login<'_>,
+    work: impl FnOnce(&mut Rmcp) -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
     let (endpoint, username, password) = (
         endpoint.to_owned(),
         login.username.to_owned(),
         login.password.to_owned(),
     );
-    blocking(move || {
-        let mut session = open(&endpoint, &username, &password)?;
-        command(
-            &mut session,
-            NetFn::Chassis,
-            CHASSIS_CONTROL,
-            vec![u8::from(on)],
-        )?;
-        Ok(())
-    })
-    .await
+    blocking(move || work(&mut open(&endpoint, &username, &password)?)).await
 }
 
 /// Runs a blocking IPMI exchange off the async workers.
