@@ -490,7 +490,8 @@ mod tests {
                 .iter()
                 .filter(|o| matches!(o, Err(PoolError::NoCapacity { .. })))
                 .count(),
-            4
+            4,
+            "{outcomes:?}"
         );
     }
 
