@@ -39,6 +39,9 @@ const PROBE_PAUSE: Duration = Duration::from_secs(1);
 /// The reason of a drain's end.
 const DRAINED: &str = "drain period over";
 
+/// The reason of a provider machine's move online where its cluster probes nothing.
+pub(super) const UNPROBED_ONLINE: &str = "running; the cluster probes nothing";
+
 /// The actor machine moves made by berth itself carry.
 pub const BERTH: &str = "berth";
 
@@ -372,12 +375,8 @@ impl Scheduling {
                 self.fail_and_delete(&machine, cluster, &why).await?;
                 return Err(OperationError::Failed(why));
             }
-            self.step(
-                id,
-                MachineState::Online,
-                Some("running; the cluster probes nothing".into()),
-            )
-            .await?;
+            self.step(id, MachineState::Online, Some(UNPROBED_ONLINE.into()))
+                .await?;
             return Ok(());
         };
         let deadline =

@@ -130,8 +130,7 @@ impl Scheduling {
                 Some(price) => {
                     found.insert(pair.clone(), price);
                 }
-                None if !missing.contains(pair) => missing.push(pair.clone()),
-                None => {}
+                None => missing.push(pair.clone()),
             }
         }
         let asked: Vec<_> = futures::stream::iter(missing)

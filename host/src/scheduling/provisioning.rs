@@ -4,8 +4,8 @@
 //! machine is, so a create resumed after a crash or a takeover goes on from there. The
 //! machine's id is both its client token and a tag on the provider's machine, and the
 //! job's claim records durably that it started before anything is sent: a resumed create
-//! looks the id up by its tag first, so a machine the provider made before berth could record it is
-//! found, never made twice (a first try skips that lookup).
+//! looks the id up by its tag first, so a machine the provider made before berth could
+//! record it is found, never made twice (a first try skips that lookup).
 
 use std::time::Duration;
 
@@ -130,7 +130,7 @@ impl Scheduling {
                         // exists, nothing initialises it), running is online: both moves
                         // in one commit.
                         let online = (cluster.probe == Probe::None)
-                            .then_some("running; the cluster probes nothing");
+                            .then_some(super::engine::UNPROBED_ONLINE);
                         let moved = self
                             .record_provider_machine(
                                 &id,

@@ -259,24 +259,29 @@ impl JobsWrite for RedbTx<WriteTransaction> {
             .map_err(backend)?
             .insert(row.id, encode(row).as_slice())
             .map_err(backend)?;
-        // A job's kind and subject never change, so only its place among the unfinished
-        // may move.
+        // A job's kind and subject never change: its first put indexes them, and later
+        // puts (every lease renewal, every progress step) write only what moved, so an
+        // update does not rewrite index pages for nothing.
         let kind = row.kind.as_str();
-        self.0
-            .open_table(BY_KIND)
-            .map_err(backend)?
-            .insert((kind, row.id), ())
-            .map_err(backend)?;
-        self.0
-            .open_table(BY_SUBJECT)
-            .map_err(backend)?
-            .insert((kind, row.subject.as_str(), row.id), ())
-            .map_err(backend)?;
+        let mut by_kind = self.0.open_table(BY_KIND).map_err(backend)?;
+        if by_kind.get((kind, row.id)).map_err(backend)?.is_none() {
+            by_kind.insert((kind, row.id), ()).map_err(backend)?;
+            self.0
+                .open_table(BY_SUBJECT)
+                .map_err(backend)?
+                .insert((kind, row.subject.as_str(), row.id), ())
+                .map_err(backend)?;
+        }
         let mut unfinished = self.0.open_table(UNFINISHED).map_err(backend)?;
-        if row.state.is_final() {
-            unfinished.remove((kind, row.id)).map_err(backend)?;
-        } else {
-            unfinished.insert((kind, row.id), ()).map_err(backend)?;
+        let listed = unfinished.get((kind, row.id)).map_err(backend)?.is_some();
+        match (row.state.is_final(), listed) {
+            (true, true) => {
+                unfinished.remove((kind, row.id)).map_err(backend)?;
+            }
+            (false, false) => {
+                unfinished.insert((kind, row.id), ()).map_err(backend)?;
+            }
+            _ => {}
         }
         Ok(())
     }

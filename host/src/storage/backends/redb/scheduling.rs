@@ -286,18 +286,30 @@ impl SchedulingWrite for RedbTx<WriteTransaction> {
             .map_err(backend)?
             .map(|v| decode("machines", v.value()))
             .transpose()?;
-        if let Some(before) = before {
-            index_machine(&self.0, &before, false).map_err(backend)?;
+        // Index entries are rewritten only when what they are keyed by moved: most puts
+        // change an address or a reason, and rewriting unchanged entries dirties pages.
+        let moved = before.as_ref().is_none_or(|b| {
+            (b.state, &b.project, &b.cluster) != (record.state, &record.project, &record.cluster)
+        });
+        if moved {
+            if let Some(before) = &before {
+                index_machine(&self.0, before, false).map_err(backend)?;
+            }
+            index_machine(&self.0, record, true).map_err(backend)?;
         }
-        index_machine(&self.0, record, true).map_err(backend)?;
-        self.0
-            .open_table(MACHINES_BY_TOKEN)
-            .map_err(backend)?
-            .insert(
-                (record.project.as_str(), record.client_token.as_str()),
-                record.id.as_str(),
-            )
-            .map_err(backend)?;
+        let retokened = before.as_ref().is_none_or(|b| {
+            (&b.project, &b.client_token) != (&record.project, &record.client_token)
+        });
+        if retokened {
+            self.0
+                .open_table(MACHINES_BY_TOKEN)
+                .map_err(backend)?
+                .insert(
+                    (record.project.as_str(), record.client_token.as_str()),
+                    record.id.as_str(),
+                )
+                .map_err(backend)?;
+        }
         Ok(())
     }
 
