@@ -286,8 +286,9 @@ impl Store {
         }
     }
 
-    /// [`Store::write_blocking`] with immediate durability, from async code: always on a
-    /// blocking thread, since a commit waits for the disk or the network.
+    /// [`Store::write_blocking`] with immediate durability, from async code, never on an
+    /// async worker (a commit waits for the disk or the network). On redb, writes that
+    /// arrive together share one transaction and its flush (`backends::redb::group_commit`).
     pub async fn write<T, E>(
         &self,
         f: impl FnMut(&dyn WriteTx) -> Result<T, E> + Send + 'static,
@@ -296,8 +297,14 @@ impl Store {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let store = self.clone();
-        blocking(move || store.write_blocking(Durability::Immediate, f)).await
+        match &*self.backend {
+            // Concurrent writers share a transaction and its fsync (group commit).
+            Backend::Redb(store) => store.write_grouped(f).await,
+            Backend::Postgres(_) => {
+                let store = self.clone();
+                blocking(move || store.write_blocking(Durability::Immediate, f)).await
+            }
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 mod audit;
 mod auth;
 mod events;
+mod group_commit;
 mod jobs;
 mod plugins;
 mod registry;
@@ -42,6 +43,7 @@ const COMPONENTS: &[&schema::Component] = &[
 /// The redb side of [`crate::storage::store::Store`].
 pub struct RedbStore {
     meta: Arc<Metadata>,
+    group: group_commit::GroupCommit,
 }
 
 /// A redb transaction seen through the table traits.
@@ -62,7 +64,8 @@ impl RedbStore {
         for component in components {
             schema::prepare(&meta, component)?;
         }
-        Ok(RedbStore { meta })
+        let group = group_commit::GroupCommit::new(meta.clone());
+        Ok(RedbStore { meta, group })
     }
 
     pub fn read<T, E>(&self, f: impl FnOnce(&dyn ReadTx) -> Result<T, E>) -> Result<T, E>
@@ -94,6 +97,19 @@ impl RedbStore {
         let out = f(&tx)?;
         tx.0.commit().map_err(backend)?;
         Ok(out)
+    }
+
+    /// A durable write from async code, committed together with the writes queued beside
+    /// it (one fsync for them all: `group_commit`).
+    pub async fn write_grouped<T, E>(
+        &self,
+        f: impl FnMut(&dyn WriteTx) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.group.write(f).await
     }
 }
 

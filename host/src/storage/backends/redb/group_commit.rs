@@ -1,0 +1,298 @@
+//! Group commit for the embedded backend's durable writes from async code. redb commits
+//! one transaction at a time and a durable commit waits for its fsync, so concurrent
+//! writers used to queue for one fsync each. Here one committer thread takes every write
+//! that queued while the previous group was flushing and runs them in one transaction:
+//! one fsync for the group, and readers still see only what is on disk (committing each
+//! without a flush and flushing later would show readers writes a crash can undo).
+//!
+//! A write that fails (or panics) rolls its group back; each write of that group then runs
+//! again in a transaction of its own. Writes may run more than once anyway (PostgreSQL
+//! retries them: see `storage::store`), so that is safe.
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+
+use tokio::sync::oneshot;
+
+use super::RedbTx;
+use crate::storage::meta::Metadata;
+use crate::storage::store::{StoreError, WriteTx};
+
+/// The most writes one transaction takes: a bound on what one failing write makes run
+/// again, and on how long the first of a group waits behind the others.
+const MOST_PER_GROUP: usize = 64;
+
+type Erased = Box<dyn Any + Send>;
+
+/// A write's own result, type-erased: its `Ok` or its `Err`.
+type Answer = Result<Erased, Erased>;
+
+type Write = Box<dyn FnMut(&dyn WriteTx) -> Answer + Send>;
+
+/// What became of one write.
+enum Outcome {
+    /// It ran; when it answered `Ok`, its transaction is committed and flushed.
+    Answered(Answer),
+    /// Its transaction could not begin or commit.
+    Failed(StoreError),
+    /// It panicked; the panic is raised again in the caller.
+    Panicked(Erased),
+}
+
+struct Request {
+    write: Write,
+    reply: oneshot::Sender<Outcome>,
+}
+
+/// The committer of one database: a thread started at the first write, stopped (and
+/// waited for) when this is dropped, so the database is closed once its store is.
+pub(super) struct GroupCommit {
+    meta: Arc<Metadata>,
+    committer: Mutex<Option<(mpsc::Sender<Request>, JoinHandle<()>)>>,
+}
+
+impl GroupCommit {
+    pub(super) fn new(meta: Arc<Metadata>) -> GroupCommit {
+        GroupCommit {
+            meta,
+            committer: Mutex::new(None),
+        }
+    }
+
+    /// Runs `f` in a write transaction shared with the writes queued beside it, and
+    /// returns once that transaction is durable (or `f`'s error, with nothing of it kept).
+    pub(super) async fn write<T, E>(
+        &self,
+        mut f: impl FnMut(&dyn WriteTx) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let write: Write = Box::new(move |tx| match f(tx) {
+            Ok(value) => Ok(Box::new(value)),
+            Err(e) => Err(Box::new(e)),
+        });
+        self.queue()?
+            .send(Request { write, reply })
+            .map_err(|_| StoreError::Backend("the committer has stopped".into()))?;
+        match answer.await {
+            Ok(Outcome::Answered(Ok(value))) => Ok(*value
+                .downcast::<T>()
+                .expect("a write's answer has the type it was given with")),
+            Ok(Outcome::Answered(Err(e))) => Err(*e
+                .downcast::<E>()
+                .expect("a write's error has the type it was given with")),
+            Ok(Outcome::Failed(e)) => Err(e.into()),
+            Ok(Outcome::Panicked(payload)) => std::panic::resume_unwind(payload),
+            Err(_) => Err(StoreError::Backend(
+                "the transaction was cancelled: berth is shutting down".into(),
+            )
+            .into()),
+        }
+    }
+
+    /// The committer's queue, starting the committer at the first call.
+    fn queue(&self) -> Result<mpsc::Sender<Request>, StoreError> {
+        let mut committer = self.committer.lock().expect("committer lock");
+        if let Some((queue, _)) = &*committer {
+            return Ok(queue.clone());
+        }
+        let (queue, requests) = mpsc::channel();
+        let meta = self.meta.clone();
+        let thread = std::thread::Builder::new()
+            .name("berth-commit".into())
+            .spawn(move || commit_groups(&meta, &requests))
+            .map_err(|e| StoreError::Backend(format!("cannot start the committer: {e}")))?;
+        *committer = Some((queue.clone(), thread));
+        Ok(queue)
+    }
+}
+
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        let committer = self.committer.get_mut().map(Option::take);
+        if let Ok(Some((queue, thread))) = committer {
+            // Closing the queue ends the committer once it has answered what is queued.
+            drop(queue);
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The committer's loop: a group is what queued while the last one committed.
+fn commit_groups(meta: &Metadata, requests: &mpsc::Receiver<Request>) {
+    while let Ok(first) = requests.recv() {
+        let mut group = vec![first];
+        while group.len() < MOST_PER_GROUP {
+            match requests.try_recv() {
+                Ok(request) => group.push(request),
+                Err(_) => break,
+            }
+        }
+        if group.len() > 1
+            && let Some(answers) = run_together(meta, &mut group)
+        {
+            for (request, answer) in group.into_iter().zip(answers) {
+                let _ = request.reply.send(Outcome::Answered(Ok(answer)));
+            }
+            continue;
+        }
+        for mut request in group {
+            let outcome = run_alone(meta, &mut request.write);
+            let _ = request.reply.send(outcome);
+        }
+    }
+}
+
+/// Every write of `group` in one transaction, committed: their answers, or `None` when
+/// one of them failed or the commit did (nothing of the group is kept then).
+fn run_together(meta: &Metadata, group: &mut [Request]) -> Option<Vec<Erased>> {
+    let tx = RedbTx(meta.begin_write(redb::Durability::Immediate).ok()?);
+    let mut answers = Vec::with_capacity(group.len());
+    for request in group.iter_mut() {
+        match catch_unwind(AssertUnwindSafe(|| (request.write)(&tx))) {
+            Ok(Ok(answer)) => answers.push(answer),
+            // Dropping the uncommitted transaction rolls the group back.
+            Ok(Err(_)) | Err(_) => return None,
+        }
+    }
+    tx.0.commit().ok()?;
+    Some(answers)
+}
+
+/// `write` in a transaction of its own.
+fn run_alone(meta: &Metadata, write: &mut Write) -> Outcome {
+    let tx = match meta.begin_write(redb::Durability::Immediate) {
+        Ok(tx) => RedbTx(tx),
+        Err(e) => return Outcome::Failed(StoreError::from(e)),
+    };
+    match catch_unwind(AssertUnwindSafe(|| write(&tx))) {
+        Ok(Ok(answer)) => match tx.0.commit() {
+            Ok(()) => Outcome::Answered(Ok(answer)),
+            Err(e) => Outcome::Failed(super::backend(e)),
+        },
+        Ok(Err(e)) => Outcome::Answered(Err(e)),
+        Err(payload) => Outcome::Panicked(payload),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::storage::store::{Store, StoreResult};
+    use crate::storage::tables::auth::ProjectRecord;
+
+    use super::*;
+
+    fn project(name: &str) -> ProjectRecord {
+        ProjectRecord {
+            name: name.into(),
+            public: false,
+            created_by: "test".into(),
+            created_at: 1,
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Arc::new(Metadata::open(&dir.path().join("berth.redb")).unwrap());
+        (dir, Store::redb(meta).unwrap())
+    }
+
+    /// Writes racing each other all land, each answered with its own result; the one
+    /// that fails keeps nothing it wrote (its half-done write is rolled back), and the
+    /// group it was in is not lost with it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writes_share_commits_and_a_failing_one_keeps_nothing() {
+        let (_dir, store) = store();
+        let writes = (0..200).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .write(move |tx| -> StoreResult<usize> {
+                        tx.auth().put_project(&project(&format!("p{i}")))?;
+                        if i % 50 == 7 {
+                            return Err(StoreError::Backend(format!("write {i} refuses")));
+                        }
+                        Ok(i)
+                    })
+                    .await
+            })
+        });
+        let answers = futures::future::join_all(writes).await;
+        for (i, answer) in answers.into_iter().enumerate() {
+            match answer.unwrap() {
+                Ok(n) => assert_eq!(n, i),
+                Err(e) => {
+                    assert_eq!(i % 50, 7, "write {i} failed: {e}");
+                    assert!(e.to_string().contains(&format!("write {i} refuses")), "{e}");
+                }
+            }
+        }
+        let kept: Vec<String> = store
+            .read(|tx| tx.auth().projects())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(kept.len(), 196, "{kept:?}");
+        for i in [7, 57, 107, 157] {
+            assert!(!kept.contains(&format!("p{i}")), "p{i} was kept");
+        }
+    }
+
+    /// A write that panics raises its panic in its caller; the committer lives on and the
+    /// writes queued with it land.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_write_panics_its_caller_only() {
+        let (_dir, store) = store();
+        let panicking = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .write(|_tx| -> StoreResult<()> { panic!("this write is broken") })
+                    .await
+            })
+        };
+        let fine = (0..20).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .write(move |tx| tx.auth().put_project(&project(&format!("q{i}"))))
+                    .await
+            })
+        });
+        let fine = futures::future::join_all(fine).await;
+        let panicked = panicking.await.unwrap_err();
+        assert!(panicked.is_panic());
+        for answer in fine {
+            answer.unwrap().unwrap();
+        }
+        store
+            .write(|tx| tx.auth().put_project(&project("after")))
+            .await
+            .unwrap();
+        let kept = store.read(|tx| tx.auth().projects()).await.unwrap();
+        assert_eq!(kept.len(), 21);
+    }
+
+    /// Dropping the store stops its committer and closes the database: the file opens
+    /// again at once.
+    #[tokio::test]
+    async fn dropping_the_store_closes_the_database() {
+        let (dir, store) = store();
+        store
+            .write(|tx| tx.auth().put_project(&project("kept")))
+            .await
+            .unwrap();
+        drop(store);
+        let meta = Arc::new(Metadata::open(&dir.path().join("berth.redb")).unwrap());
+        let store = Store::redb(meta).unwrap();
+        let kept = store.read(|tx| tx.auth().projects()).await.unwrap();
+        assert_eq!(kept.len(), 1);
+    }
+}
