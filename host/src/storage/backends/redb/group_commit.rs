@@ -5,12 +5,14 @@
 //! one fsync for the group, and readers still see only what is on disk (committing each
 //! without a flush and flushing later would show readers writes a crash can undo).
 //!
-//! A write that fails (or panics) rolls its group back; each write of that group then runs
-//! again in a transaction of its own. Writes may run more than once anyway (PostgreSQL
-//! retries them: see `storage::store`), so that is safe.
+//! A write that fails (or panics) rolls its group back: it is set apart, the rest of the
+//! group runs together again without it, and then it runs again alone, on what the group
+//! committed. Writes may run more than once anyway (PostgreSQL retries them: see
+//! `storage::store`), so that is safe.
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
@@ -51,6 +53,16 @@ struct Request {
 pub(super) struct GroupCommit {
     meta: Arc<Metadata>,
     committer: Mutex<Option<(mpsc::Sender<Request>, JoinHandle<()>)>>,
+    counts: Arc<Counts>,
+}
+
+/// What the committer has done: how well writes share commits.
+#[derive(Debug, Default)]
+pub(super) struct Counts {
+    /// Transactions committed (shared or alone).
+    pub commits: AtomicU64,
+    /// Writes answered `Ok` with their transaction committed.
+    pub writes: AtomicU64,
 }
 
 impl GroupCommit {
@@ -58,6 +70,7 @@ impl GroupCommit {
         GroupCommit {
             meta,
             committer: Mutex::new(None),
+            counts: Arc::default(),
         }
     }
 
@@ -102,13 +115,20 @@ impl GroupCommit {
             return Ok(queue.clone());
         }
         let (queue, requests) = mpsc::channel();
-        let meta = self.meta.clone();
+        let (meta, counts) = (self.meta.clone(), self.counts.clone());
         let thread = std::thread::Builder::new()
             .name("berth-commit".into())
-            .spawn(move || commit_groups(&meta, &requests))
+            .spawn(move || commit_groups(&meta, &requests, &counts))
             .map_err(|e| StoreError::Backend(format!("cannot start the committer: {e}")))?;
         *committer = Some((queue.clone(), thread));
         Ok(queue)
+    }
+
+    /// The committer's counts so far (read by the tests today; by `/metrics` once it
+    /// exists).
+    #[cfg(test)]
+    pub(super) fn counts(&self) -> &Counts {
+        &self.counts
     }
 }
 
@@ -124,7 +144,7 @@ impl Drop for GroupCommit {
 }
 
 /// The committer's loop: a group is what queued while the last one committed.
-fn commit_groups(meta: &Metadata, requests: &mpsc::Receiver<Request>) {
+fn commit_groups(meta: &Metadata, requests: &mpsc::Receiver<Request>, counts: &Counts) {
     while let Ok(first) = requests.recv() {
         let mut group = vec![first];
         while group.len() < MOST_PER_GROUP {
@@ -133,35 +153,74 @@ fn commit_groups(meta: &Metadata, requests: &mpsc::Receiver<Request>) {
                 Err(_) => break,
             }
         }
-        if group.len() > 1
-            && let Some(answers) = run_together(meta, &mut group)
-        {
-            for (request, answer) in group.into_iter().zip(answers) {
-                let _ = request.reply.send(Outcome::Answered(Ok(answer)));
-            }
-            continue;
-        }
-        for mut request in group {
-            let outcome = run_alone(meta, &mut request.write);
-            let _ = request.reply.send(outcome);
-        }
+        commit_group(meta, group, counts);
     }
 }
 
-/// Every write of `group` in one transaction, committed: their answers, or `None` when
-/// one of them failed or the commit did (nothing of the group is kept then).
-fn run_together(meta: &Metadata, group: &mut [Request]) -> Option<Vec<Erased>> {
-    let tx = RedbTx(meta.begin_write(redb::Durability::Immediate).ok()?);
+/// How many failing writes a group sets apart before all of it runs alone: each costs the
+/// rest of the group a run.
+const MOST_SET_APART: usize = 4;
+
+/// Commits `group` together, setting apart each write that fails (it rolls the group
+/// back; the rest run together again without it); what was set apart then runs alone, on
+/// what the group committed, so its answer is one a lone write would have had.
+fn commit_group(meta: &Metadata, mut group: Vec<Request>, counts: &Counts) {
+    let mut apart = Vec::new();
+    while group.len() > 1 {
+        match run_together(meta, &mut group) {
+            Together::Committed(answers) => {
+                counts.commits.fetch_add(1, Ordering::Relaxed);
+                counts
+                    .writes
+                    .fetch_add(answers.len() as u64, Ordering::Relaxed);
+                for (request, answer) in group.drain(..).zip(answers) {
+                    let _ = request.reply.send(Outcome::Answered(Ok(answer)));
+                }
+            }
+            Together::FailedAt(index) if apart.len() < MOST_SET_APART => {
+                apart.push(group.remove(index));
+            }
+            Together::FailedAt(_) | Together::NotCommitted => break,
+        }
+    }
+    for mut request in group.into_iter().chain(apart) {
+        let outcome = run_alone(meta, &mut request.write);
+        if matches!(outcome, Outcome::Answered(Ok(_))) {
+            counts.commits.fetch_add(1, Ordering::Relaxed);
+            counts.writes.fetch_add(1, Ordering::Relaxed);
+        }
+        let _ = request.reply.send(outcome);
+    }
+}
+
+/// What became of a group run in one transaction.
+enum Together {
+    /// Committed and flushed: each write's answer, in order.
+    Committed(Vec<Erased>),
+    /// The write at this index failed or panicked; nothing of the group is kept.
+    FailedAt(usize),
+    /// The transaction could not begin or commit; nothing of the group is kept.
+    NotCommitted,
+}
+
+/// Every write of `group` in one transaction, committed.
+fn run_together(meta: &Metadata, group: &mut [Request]) -> Together {
+    let Ok(tx) = meta.begin_write(redb::Durability::Immediate) else {
+        return Together::NotCommitted;
+    };
+    let tx = RedbTx(tx);
     let mut answers = Vec::with_capacity(group.len());
-    for request in group.iter_mut() {
+    for (index, request) in group.iter_mut().enumerate() {
         match catch_unwind(AssertUnwindSafe(|| (request.write)(&tx))) {
             Ok(Ok(answer)) => answers.push(answer),
             // Dropping the uncommitted transaction rolls the group back.
-            Ok(Err(_)) | Err(_) => return None,
+            Ok(Err(_)) | Err(_) => return Together::FailedAt(index),
         }
     }
-    tx.0.commit().ok()?;
-    Some(answers)
+    match tx.0.commit() {
+        Ok(()) => Together::Committed(answers),
+        Err(_) => Together::NotCommitted,
+    }
 }
 
 /// `write` in a transaction of its own.
@@ -197,21 +256,29 @@ mod tests {
     }
 
     fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Arc::new(Metadata::open(&dir.path().join("berth.redb")).unwrap());
-        (dir, Store::redb(meta).unwrap())
+        let (dir, store, _) = store_and_metadata();
+        (dir, store)
     }
 
-    /// Writes racing each other all land, each answered with its own result; the one
-    /// that fails keeps nothing it wrote (its half-done write is rolled back), and the
-    /// group it was in is not lost with it.
+    /// A store, and its database for a committer of the test's own.
+    fn store_and_metadata() -> (tempfile::TempDir, Store, Arc<Metadata>) {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Arc::new(Metadata::open(&dir.path().join("berth.redb")).unwrap());
+        let store = Store::redb(meta.clone()).unwrap();
+        (dir, store, meta)
+    }
+
+    /// Writes racing each other all land, each answered with its own result, and share
+    /// commits; the one that fails keeps nothing it wrote (its half-done write is rolled
+    /// back), and the group it was in is not lost with it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_writes_share_commits_and_a_failing_one_keeps_nothing() {
-        let (_dir, store) = store();
+        let (_dir, store, meta) = store_and_metadata();
+        let group = Arc::new(GroupCommit::new(meta));
         let writes = (0..200).map(|i| {
-            let store = store.clone();
+            let group = group.clone();
             tokio::spawn(async move {
-                store
+                group
                     .write(move |tx| -> StoreResult<usize> {
                         tx.auth().put_project(&project(&format!("p{i}")))?;
                         if i % 50 == 7 {
@@ -243,6 +310,17 @@ mod tests {
         for i in [7, 57, 107, 157] {
             assert!(!kept.contains(&format!("p{i}")), "p{i} was kept");
         }
+        let counts = group.counts();
+        let (commits, writes) = (
+            counts.commits.load(Ordering::Relaxed),
+            counts.writes.load(Ordering::Relaxed),
+        );
+        assert_eq!(writes, 196);
+        // 200 writes queued at once while the first commit flushes cannot each need one.
+        assert!(
+            commits < writes / 2,
+            "{commits} commits for {writes} writes"
+        );
     }
 
     /// A write that panics raises its panic in its caller; the committer lives on and the
