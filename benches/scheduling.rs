@@ -12,6 +12,13 @@
 //!   this cluster's provider is the tests' inventory plugin over an inventory API served
 //!   by the benchmark itself.
 //!
+//! moto's server answers every request with `Connection: close`, so each request of the
+//! `aws-ec2` plugin opens a TCP connection, which EC2's endpoints (and berth's pooled HTTP
+//! client) do not do. The EC2 creates therefore run twice: against moto itself, and
+//! against moto behind a keep-alive front in this process (which forwards each request,
+//! its `Host` header and so its signature unchanged): berth's figure without the
+//! emulator's connection churn.
+//!
 //! Targets (issue 14): berth's own time ≤ 5 ms per create; reconciling 10,000 machines
 //! ≤ 1 s of CPU. Health probes and background reconciliation are set an hour apart so
 //! they do not count in the figures.
@@ -189,6 +196,20 @@ async fn main() {
         })),
     )
     .await;
+    let front = keep_alive_front(&moto.url).await;
+    api.call(
+        Method::POST,
+        "/api/v1/clusters",
+        Some(json!({
+            "name": "aws-kept-alive", "provider": "aws-ec2", "regions": ["us-east-1"],
+            "endpoint": front,
+            "credentials": {"access-key-id": moto.access_key_id,
+                            "secret-access-key": moto.secret_access_key},
+            "settings": {"machine-types": "t3.micro"},
+            "projects": ["bench"], "probe": {"kind": "none"},
+        })),
+    )
+    .await;
     // A physical pool whose hosts all answer on one port.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -230,6 +251,16 @@ async fn main() {
         &api,
         &server,
         "aws",
+        json!({"machine_type": "t3.micro", "image": moto.image}),
+        CREATES,
+        Duration::from_millis(500),
+    )
+    .await;
+
+    creates(
+        &api,
+        &server,
+        "aws-kept-alive",
         json!({"machine_type": "t3.micro", "image": moto.image}),
         CREATES,
         Duration::from_millis(500),
@@ -337,6 +368,53 @@ async fn inventory_api() -> String {
         .route("/inv/machines", get(list).post(create))
         .route("/inv/machines/{id}", get(one))
         .with_state(machines);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// An HTTP/1.1 front for `upstream` that keeps its clients' connections open: each
+/// request is forwarded as it came (method, path, query, headers — `Host` included, so a
+/// SigV4 signature still matches), the answer returned without moto's
+/// `Connection: close`.
+async fn keep_alive_front(upstream: &str) -> String {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, Method, StatusCode, Uri};
+    #[derive(Clone)]
+    struct Upstream {
+        base: String,
+        http: reqwest::Client,
+    }
+    async fn forward(
+        axum::extract::State(up): axum::extract::State<Upstream>,
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> (StatusCode, HeaderMap, Bytes) {
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut request = up.http.request(method, format!("{}{path}", up.base));
+        for (name, value) in &headers {
+            if name != "connection" && name != "content-length" {
+                request = request.header(name, value);
+            }
+        }
+        let answer = request.body(body).send().await.expect("moto answers");
+        let status = answer.status();
+        let mut kept = HeaderMap::new();
+        for (name, value) in answer.headers() {
+            if name != "connection" && name != "content-length" && name != "transfer-encoding" {
+                kept.insert(name.clone(), value.clone());
+            }
+        }
+        let body = answer.bytes().await.expect("moto's body");
+        (status, kept, body)
+    }
+    let app = axum::Router::new().fallback(forward).with_state(Upstream {
+        base: upstream.trim_end_matches('/').to_owned(),
+        http: reqwest::Client::new(),
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
