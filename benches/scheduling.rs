@@ -247,25 +247,18 @@ async fn main() {
         Duration::from_millis(500),
     )
     .await;
-    creates(
-        &api,
-        &server,
-        "aws",
-        json!({"machine_type": "t3.micro", "image": moto.image}),
-        CREATES,
-        Duration::from_millis(500),
-    )
-    .await;
-
-    creates(
-        &api,
-        &server,
-        "aws-kept-alive",
-        json!({"machine_type": "t3.micro", "image": moto.image}),
-        CREATES,
-        Duration::from_millis(500),
-    )
-    .await;
+    // moto itself, then behind the keep-alive front.
+    for cluster in ["aws", "aws-kept-alive"] {
+        creates(
+            &api,
+            &server,
+            cluster,
+            json!({"machine_type": "t3.micro", "image": moto.image}),
+            CREATES,
+            Duration::from_millis(500),
+        )
+        .await;
+    }
 
     // Ten thousand machines in cluster `big`, made through berth.
     let inventory = inventory_api().await;
