@@ -64,7 +64,7 @@ impl RedbStore {
         for component in components {
             schema::prepare(&meta, component)?;
         }
-        let group = group_commit::GroupCommit::new(meta.clone());
+        let group = group_commit::GroupCommit::start(meta.clone())?;
         Ok(RedbStore { meta, group })
     }
 

@@ -13,7 +13,7 @@
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
@@ -48,11 +48,15 @@ struct Request {
     reply: oneshot::Sender<Outcome>,
 }
 
-/// The committer of one database: a thread started at the first write, stopped (and
-/// waited for) when this is dropped, so the database is closed once its store is.
+/// The committer of one database: a thread started with it, stopped (and waited for)
+/// when this is dropped, so the database is closed once its store is.
 pub(super) struct GroupCommit {
-    meta: Arc<Metadata>,
-    committer: Mutex<Option<(mpsc::Sender<Request>, JoinHandle<()>)>>,
+    /// Taken only by `drop`, which closes the queue to end the thread.
+    committer: Option<(mpsc::Sender<Request>, JoinHandle<()>)>,
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "read by the tests; by /metrics once it exists")
+    )]
     counts: Arc<Counts>,
 }
 
@@ -66,12 +70,19 @@ pub(super) struct Counts {
 }
 
 impl GroupCommit {
-    pub(super) fn new(meta: Arc<Metadata>) -> GroupCommit {
-        GroupCommit {
-            meta,
-            committer: Mutex::new(None),
-            counts: Arc::default(),
-        }
+    /// Starts the committer of `meta`.
+    pub(super) fn start(meta: Arc<Metadata>) -> Result<GroupCommit, StoreError> {
+        let counts = Arc::<Counts>::default();
+        let (queue, requests) = mpsc::channel();
+        let counted = counts.clone();
+        let thread = std::thread::Builder::new()
+            .name("berth-commit".into())
+            .spawn(move || commit_groups(&meta, &requests, &counted))
+            .map_err(|e| StoreError::Backend(format!("cannot start the committer: {e}")))?;
+        Ok(GroupCommit {
+            committer: Some((queue, thread)),
+            counts,
+        })
     }
 
     /// Runs `f` in a write transaction shared with the writes queued beside it, and
@@ -89,7 +100,11 @@ impl GroupCommit {
             Ok(value) => Ok(Box::new(value)),
             Err(e) => Err(Box::new(e)),
         });
-        self.queue()?
+        let (queue, _) = self
+            .committer
+            .as_ref()
+            .expect("the committer runs until drop");
+        queue
             .send(Request { write, reply })
             .map_err(|_| StoreError::Backend("the committer has stopped".into()))?;
         match answer.await {
@@ -108,22 +123,6 @@ impl GroupCommit {
         }
     }
 
-    /// The committer's queue, starting the committer at the first call.
-    fn queue(&self) -> Result<mpsc::Sender<Request>, StoreError> {
-        let mut committer = self.committer.lock().expect("committer lock");
-        if let Some((queue, _)) = &*committer {
-            return Ok(queue.clone());
-        }
-        let (queue, requests) = mpsc::channel();
-        let (meta, counts) = (self.meta.clone(), self.counts.clone());
-        let thread = std::thread::Builder::new()
-            .name("berth-commit".into())
-            .spawn(move || commit_groups(&meta, &requests, &counts))
-            .map_err(|e| StoreError::Backend(format!("cannot start the committer: {e}")))?;
-        *committer = Some((queue.clone(), thread));
-        Ok(queue)
-    }
-
     /// The committer's counts so far (read by the tests today; by `/metrics` once it
     /// exists).
     #[cfg(test)]
@@ -134,8 +133,7 @@ impl GroupCommit {
 
 impl Drop for GroupCommit {
     fn drop(&mut self) {
-        let committer = self.committer.get_mut().map(Option::take);
-        if let Ok(Some((queue, thread))) = committer {
+        if let Some((queue, thread)) = self.committer.take() {
             // Closing the queue ends the committer once it has answered what is queued.
             drop(queue);
             let _ = thread.join();
@@ -274,7 +272,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_writes_share_commits_and_a_failing_one_keeps_nothing() {
         let (_dir, store, meta) = store_and_metadata();
-        let group = Arc::new(GroupCommit::new(meta));
+        let group = Arc::new(GroupCommit::start(meta).unwrap());
         let writes = (0..200).map(|i| {
             let group = group.clone();
             tokio::spawn(async move {
