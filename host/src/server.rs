@@ -341,6 +341,7 @@ pub async fn run(
         node_id(&config)?,
     ));
     supervisor.spawn("scheduling-engine", scheduling.start());
+    let audit = registry.auth.audit.clone();
     let app = app(registry, plugins, replication.clone(), scheduling);
     let local: SocketAddr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -422,6 +423,8 @@ pub async fn run(
     // Background loops stop first, so that none starts a job the runners then abandon.
     supervisor.shutdown().await;
     replication.shutdown(grace).await;
+    // The audit writer holds what arrived in its last linger: committed before exit.
+    audit.flush().await;
     tracing::info!("background work stopped");
     Ok(())
 }

@@ -410,9 +410,12 @@ impl Replication {
         loop {
             tokio::time::sleep(every).await;
             let (node, term) = (self.node.clone(), self.lease_term_ms());
+            // Lazily: a renewal lost in a crash died with the node that made it.
             let renewal = self
                 .store
-                .write(move |tx| lease::renew(tx, id, &node, now_millis(), term))
+                .write_with(Durability::Lazy, move |tx| {
+                    lease::renew(tx, id, &node, now_millis(), term)
+                })
                 .await;
             match renewal {
                 Ok(Renewal::Held) => {}

@@ -156,13 +156,17 @@ impl Scheduling {
                 let keeper = tokio::spawn(this.clone().keep_lease(job.id));
                 let outcome = this.run_operation(&job.kind, &job.subject, resumed).await;
                 keeper.abort();
-                let (state, error) = match outcome {
-                    Ok(()) => (RunState::Succeeded, None),
-                    Err(e) => (RunState::Failed, Some(e.to_string())),
+                // A success is recorded lazily: lost in a crash, the job runs again and
+                // finds the machine where the operation left it, so it ends at once. A
+                // failure is kept durably: run again, it would find the machine failed
+                // and end as if it had succeeded.
+                let (state, error, durability) = match outcome {
+                    Ok(()) => (RunState::Succeeded, None, Durability::Lazy),
+                    Err(e) => (RunState::Failed, Some(e.to_string()), Durability::Immediate),
                 };
                 let recorded = this
                     .store
-                    .write(move |tx| -> StoreResult<()> {
+                    .write_with(durability, move |tx| -> StoreResult<()> {
                         if let Some(mut row) = queue::job(tx.read(), job.id)? {
                             row.state = state;
                             row.error = error.clone();
@@ -187,9 +191,12 @@ impl Scheduling {
         loop {
             tokio::time::sleep(every).await;
             let (node, term) = (self.node.clone(), self.lease_term_ms());
+            // Lazily: a renewal lost in a crash died with the node that made it.
             match self
                 .store
-                .write(move |tx| lease::renew(tx, id, &node, now_millis(), term))
+                .write_with(Durability::Lazy, move |tx| {
+                    lease::renew(tx, id, &node, now_millis(), term)
+                })
                 .await
             {
                 Ok(lease::Renewal::Held) => {}

@@ -82,8 +82,11 @@ pub enum Durability {
     /// Flushed (fsync, or PostgreSQL's synchronous commit) before `write` returns: what
     /// anything acknowledged to a client needs.
     Immediate,
-    /// Committed but not flushed: a crash may lose it. Only for state whose loss costs a
-    /// client a retry, never for acknowledged data.
+    /// Committed but not flushed: a crash may lose it (the next durable commit, or
+    /// PostgreSQL's WAL writer, carries it to disk soon after). Only for state whose loss
+    /// costs a retry, never for acknowledged data, and never for a write that publishes
+    /// events: a lost event's id would be given again to another, and a consumer that saw
+    /// the first would skip the second.
     Lazy,
 }
 
@@ -297,12 +300,26 @@ impl Store {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
+        self.write_with(Durability::Immediate, f).await
+    }
+
+    /// [`Store::write`] with the durability asked for: a lazy write shares a group commit
+    /// as any other but waits for no flush, and alone it commits without one.
+    pub async fn write_with<T, E>(
+        &self,
+        durability: Durability,
+        f: impl FnMut(&dyn WriteTx) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
         match &*self.backend {
             // Concurrent writers share a transaction and its fsync (group commit).
-            Backend::Redb(store) => store.write_grouped(f).await,
+            Backend::Redb(store) => store.write_grouped(durability, f).await,
             Backend::Postgres(_) => {
                 let store = self.clone();
-                blocking(move || store.write_blocking(Durability::Immediate, f)).await
+                blocking(move || store.write_blocking(durability, f)).await
             }
         }
     }

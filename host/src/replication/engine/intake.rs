@@ -279,7 +279,8 @@ impl Replication {
             }
             let this = self.clone();
             let renewal = tokio::task::spawn_blocking(move || {
-                this.store.write_blocking(Durability::Immediate, |tx| {
+                // Lazily: a renewal lost in a crash died with the node that made it.
+                this.store.write_blocking(Durability::Lazy, |tx| {
                     lease::renew(tx, id, &this.node, now_millis(), this.lease_term_ms())
                 })
             })

@@ -99,17 +99,18 @@ impl RedbStore {
         Ok(out)
     }
 
-    /// A durable write from async code, committed together with the writes queued beside
-    /// it (one fsync for them all: `group_commit`).
+    /// A write from async code, committed together with the writes queued beside it (one
+    /// fsync for them all, or none for lazy writes alone: `group_commit`).
     pub async fn write_grouped<T, E>(
         &self,
+        durability: Durability,
         f: impl FnMut(&dyn WriteTx) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        self.group.write(f).await
+        self.group.write(durability, f).await
     }
 }
 

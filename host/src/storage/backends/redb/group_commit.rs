@@ -5,6 +5,12 @@
 //! one fsync for the group, and readers still see only what is on disk (committing each
 //! without a flush and flushing later would show readers writes a crash can undo).
 //!
+//! A lazy write (`Durability::Lazy`: state whose loss after a crash costs only a retry)
+//! shares a group as any other and waits for no flush of its own: a group of lazy writes
+//! alone commits without one, and the next durable commit carries it to disk (redb
+//! persists a non-durable commit with the next durable one). Readers may see a lazy write
+//! that a crash undoes; that is what the caller accepted by asking for one.
+//!
 //! A write that fails (or panics) rolls its group back: it is set apart, the rest of the
 //! group runs together again without it, and then it runs again alone, on what the group
 //! committed. Writes may run more than once anyway (PostgreSQL retries them: see
@@ -20,7 +26,7 @@ use tokio::sync::oneshot;
 
 use super::RedbTx;
 use crate::storage::meta::Metadata;
-use crate::storage::store::{StoreError, WriteTx};
+use crate::storage::store::{Durability, StoreError, WriteTx};
 
 /// The most writes one transaction takes: a bound on what one failing write makes run
 /// again, and on how long the first of a group waits behind the others.
@@ -46,6 +52,17 @@ enum Outcome {
 struct Request {
     write: Write,
     reply: oneshot::Sender<Outcome>,
+    /// Whether its caller waits for the flush (`Durability::Immediate`).
+    durable: bool,
+}
+
+/// The durability a transaction of `requests` needs: a flush if any of them asked for one.
+fn durability_of<'r>(requests: impl IntoIterator<Item = &'r Request>) -> redb::Durability {
+    if requests.into_iter().any(|r| r.durable) {
+        redb::Durability::Immediate
+    } else {
+        redb::Durability::None
+    }
 }
 
 /// The committer of one database: a thread started with it, stopped (and waited for)
@@ -67,6 +84,18 @@ pub(super) struct Counts {
     pub commits: AtomicU64,
     /// Writes answered `Ok` with their transaction committed.
     pub writes: AtomicU64,
+    /// Commits that waited for the disk (lazy writes alone do not).
+    pub flushes: AtomicU64,
+}
+
+impl Counts {
+    fn committed(&self, writes: usize, durability: redb::Durability) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.writes.fetch_add(writes as u64, Ordering::Relaxed);
+        if matches!(durability, redb::Durability::Immediate) {
+            self.flushes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl GroupCommit {
@@ -86,9 +115,11 @@ impl GroupCommit {
     }
 
     /// Runs `f` in a write transaction shared with the writes queued beside it, and
-    /// returns once that transaction is durable (or `f`'s error, with nothing of it kept).
+    /// returns once that transaction is committed — and flushed, unless `durability` is
+    /// lazy (or `f`'s error, with nothing of it kept).
     pub(super) async fn write<T, E>(
         &self,
+        durability: Durability,
         mut f: impl FnMut(&dyn WriteTx) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E>
     where
@@ -105,7 +136,11 @@ impl GroupCommit {
             .as_ref()
             .expect("the committer runs until drop");
         queue
-            .send(Request { write, reply })
+            .send(Request {
+                write,
+                reply,
+                durable: durability == Durability::Immediate,
+            })
             .map_err(|_| StoreError::Backend("the committer has stopped".into()))?;
         match answer.await {
             Ok(Outcome::Answered(Ok(value))) => Ok(*value
@@ -167,10 +202,7 @@ fn commit_group(meta: &Metadata, mut group: Vec<Request>, counts: &Counts) {
     while group.len() > 1 {
         match run_together(meta, &mut group) {
             Together::Committed(answers) => {
-                counts.commits.fetch_add(1, Ordering::Relaxed);
-                counts
-                    .writes
-                    .fetch_add(answers.len() as u64, Ordering::Relaxed);
+                counts.committed(answers.len(), durability_of(group.iter()));
                 for (request, answer) in group.drain(..).zip(answers) {
                     let _ = request.reply.send(Outcome::Answered(Ok(answer)));
                 }
@@ -182,10 +214,9 @@ fn commit_group(meta: &Metadata, mut group: Vec<Request>, counts: &Counts) {
         }
     }
     for mut request in group.into_iter().chain(apart) {
-        let outcome = run_alone(meta, &mut request.write);
+        let outcome = run_alone(meta, &mut request);
         if matches!(outcome, Outcome::Answered(Ok(_))) {
-            counts.commits.fetch_add(1, Ordering::Relaxed);
-            counts.writes.fetch_add(1, Ordering::Relaxed);
+            counts.committed(1, durability_of([&request]));
         }
         let _ = request.reply.send(outcome);
     }
@@ -203,7 +234,7 @@ enum Together {
 
 /// Every write of `group` in one transaction, committed.
 fn run_together(meta: &Metadata, group: &mut [Request]) -> Together {
-    let Ok(tx) = meta.begin_write(redb::Durability::Immediate) else {
+    let Ok(tx) = meta.begin_write(durability_of(group.iter())) else {
         return Together::NotCommitted;
     };
     let tx = RedbTx(tx);
@@ -221,13 +252,13 @@ fn run_together(meta: &Metadata, group: &mut [Request]) -> Together {
     }
 }
 
-/// `write` in a transaction of its own.
-fn run_alone(meta: &Metadata, write: &mut Write) -> Outcome {
-    let tx = match meta.begin_write(redb::Durability::Immediate) {
+/// `request`'s write in a transaction of its own.
+fn run_alone(meta: &Metadata, request: &mut Request) -> Outcome {
+    let tx = match meta.begin_write(durability_of([&*request])) {
         Ok(tx) => RedbTx(tx),
         Err(e) => return Outcome::Failed(StoreError::from(e)),
     };
-    match catch_unwind(AssertUnwindSafe(|| write(&tx))) {
+    match catch_unwind(AssertUnwindSafe(|| (request.write)(&tx))) {
         Ok(Ok(answer)) => match tx.0.commit() {
             Ok(()) => Outcome::Answered(Ok(answer)),
             Err(e) => Outcome::Failed(super::backend(e)),
@@ -277,7 +308,7 @@ mod tests {
             let group = group.clone();
             tokio::spawn(async move {
                 group
-                    .write(move |tx| -> StoreResult<usize> {
+                    .write(Durability::Immediate, move |tx| -> StoreResult<usize> {
                         tx.auth().put_project(&project(&format!("p{i}")))?;
                         if i % 50 == 7 {
                             return Err(StoreError::Backend(format!("write {i} refuses")));
@@ -319,6 +350,42 @@ mod tests {
             commits < writes / 2,
             "{commits} commits for {writes} writes"
         );
+    }
+
+    /// A lazy write alone commits without a flush and is seen at once; the next durable
+    /// write flushes; a lazy write beside durable ones rides their flush.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lazy_writes_wait_for_no_flush_and_ride_the_next() {
+        let (_dir, store, meta) = store_and_metadata();
+        let group = GroupCommit::start(meta).unwrap();
+        let put =
+            |name: &'static str| move |tx: &dyn WriteTx| tx.auth().put_project(&project(name));
+        group.write(Durability::Lazy, put("lazy")).await.unwrap();
+        let flushes = || group.counts().flushes.load(Ordering::Relaxed);
+        assert_eq!(
+            (group.counts().commits.load(Ordering::Relaxed), flushes()),
+            (1, 0)
+        );
+        assert!(
+            store
+                .read(|tx| tx.auth().project("lazy"))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        group
+            .write(Durability::Immediate, put("durable"))
+            .await
+            .unwrap();
+        assert_eq!(flushes(), 1);
+        let (lazy, durable) = futures::join!(
+            group.write(Durability::Lazy, put("lazy beside")),
+            group.write(Durability::Immediate, put("durable beside")),
+        );
+        lazy.unwrap();
+        durable.unwrap();
+        assert!(flushes() >= 2, "the durable write of the pair flushed");
+        assert_eq!(group.counts().writes.load(Ordering::Relaxed), 4);
     }
 
     /// A write that panics raises its panic in its caller; the committer lives on and the
