@@ -133,18 +133,21 @@ impl Scheduling {
         let (node, term) = (self.node.clone(), self.lease_term_ms());
         let taken = self
             .store
-            .write(move |tx| -> StoreResult<Vec<(u64, bool)>> {
-                let now = now_millis();
-                let mut taken = Vec::new();
-                for &id in &claimable {
-                    if let (Claim::Taken { .. }, started_before) =
-                        lease::claim_to_run(tx, id, &node, now, term)?
-                    {
-                        taken.push((id, started_before));
+            .write_with(
+                Durability::Patient,
+                move |tx| -> StoreResult<Vec<(u64, bool)>> {
+                    let now = now_millis();
+                    let mut taken = Vec::new();
+                    for &id in &claimable {
+                        if let (Claim::Taken { .. }, started_before) =
+                            lease::claim_to_run(tx, id, &node, now, term)?
+                        {
+                            taken.push((id, started_before));
+                        }
                     }
-                }
-                Ok(taken)
-            })
+                    Ok(taken)
+                },
+            )
             .await?;
         for (id, resumed) in taken {
             let Some(job) = pending.iter().find(|j| j.id == id).cloned() else {
@@ -162,7 +165,7 @@ impl Scheduling {
                 // and end as if it had succeeded.
                 let (state, error, durability) = match outcome {
                     Ok(()) => (RunState::Succeeded, None, Durability::Lazy),
-                    Err(e) => (RunState::Failed, Some(e.to_string()), Durability::Immediate),
+                    Err(e) => (RunState::Failed, Some(e.to_string()), Durability::Patient),
                 };
                 let recorded = this
                     .store
@@ -254,16 +257,19 @@ impl Scheduling {
         let (owned, why) = (id.to_owned(), reason.clone());
         let moved = self
             .store
-            .write(move |tx| -> Result<MachineRecord, OperationError> {
-                Ok(lifecycle::transition(
-                    tx,
-                    &owned,
-                    to,
-                    BERTH,
-                    why.as_deref(),
-                    now_millis(),
-                )?)
-            })
+            .write_with(
+                Durability::Patient,
+                move |tx| -> Result<MachineRecord, OperationError> {
+                    Ok(lifecycle::transition(
+                        tx,
+                        &owned,
+                        to,
+                        BERTH,
+                        why.as_deref(),
+                        now_millis(),
+                    )?)
+                },
+            )
             .await?;
         self.audit_move(id, to, reason.as_deref()).await;
         Ok(moved)
@@ -444,19 +450,22 @@ impl Scheduling {
         let (owned, reason) = (id.to_owned(), why.to_owned());
         let released = self
             .store
-            .write(move |tx| -> Result<_, OperationError> {
-                let host =
-                    pool::release(tx, &owned).map_err(|e| OperationError::Failed(e.to_string()))?;
-                lifecycle::transition(
-                    tx,
-                    &owned,
-                    MachineState::Failed,
-                    BERTH,
-                    Some(&reason),
-                    now_millis(),
-                )?;
-                Ok(host)
-            })
+            .write_with(
+                Durability::Patient,
+                move |tx| -> Result<_, OperationError> {
+                    let host = pool::release(tx, &owned)
+                        .map_err(|e| OperationError::Failed(e.to_string()))?;
+                    lifecycle::transition(
+                        tx,
+                        &owned,
+                        MachineState::Failed,
+                        BERTH,
+                        Some(&reason),
+                        now_millis(),
+                    )?;
+                    Ok(host)
+                },
+            )
             .await?;
         self.audit_move(id, MachineState::Failed, Some(why)).await;
         if let Some(cluster) = self.cluster_named(&released).await {
@@ -492,19 +501,22 @@ impl Scheduling {
         let owned = id.to_owned();
         let released = self
             .store
-            .write(move |tx| -> Result<_, OperationError> {
-                let host =
-                    pool::release(tx, &owned).map_err(|e| OperationError::Failed(e.to_string()))?;
-                lifecycle::transition(
-                    tx,
-                    &owned,
-                    MachineState::Retired,
-                    BERTH,
-                    None,
-                    now_millis(),
-                )?;
-                Ok(host)
-            })
+            .write_with(
+                Durability::Patient,
+                move |tx| -> Result<_, OperationError> {
+                    let host = pool::release(tx, &owned)
+                        .map_err(|e| OperationError::Failed(e.to_string()))?;
+                    lifecycle::transition(
+                        tx,
+                        &owned,
+                        MachineState::Retired,
+                        BERTH,
+                        None,
+                        now_millis(),
+                    )?;
+                    Ok(host)
+                },
+            )
             .await?;
         self.audit_move(id, MachineState::Retired, None).await;
         self.power_off_released(&cluster, released).await;
@@ -534,25 +546,28 @@ impl Scheduling {
             let owned = id.clone();
             let moved = self
                 .store
-                .write(move |tx| -> Result<bool, LifecycleError> {
-                    // Only if it is still draining: an operator may have moved it.
-                    if tx
-                        .scheduling()
-                        .machine(&owned)?
-                        .is_some_and(|m| m.state == MachineState::Draining)
-                    {
-                        lifecycle::transition(
-                            tx,
-                            &owned,
-                            MachineState::Drained,
-                            BERTH,
-                            Some(DRAINED),
-                            now_millis(),
-                        )?;
-                        return Ok(true);
-                    }
-                    Ok(false)
-                })
+                .write_with(
+                    Durability::Patient,
+                    move |tx| -> Result<bool, LifecycleError> {
+                        // Only if it is still draining: an operator may have moved it.
+                        if tx
+                            .scheduling()
+                            .machine(&owned)?
+                            .is_some_and(|m| m.state == MachineState::Draining)
+                        {
+                            lifecycle::transition(
+                                tx,
+                                &owned,
+                                MachineState::Drained,
+                                BERTH,
+                                Some(DRAINED),
+                                now_millis(),
+                            )?;
+                            return Ok(true);
+                        }
+                        Ok(false)
+                    },
+                )
                 .await;
             match moved {
                 Ok(true) => {

@@ -18,7 +18,7 @@ use super::engine::BERTH;
 use super::{Scheduling, lifecycle, pool, probe};
 use crate::jobs::lease::{self, Claim};
 use crate::jobs::{JobFilter, queue};
-use crate::storage::store::{StoreResult, now_millis};
+use crate::storage::store::{Durability, StoreResult, now_millis};
 use crate::storage::tables::scheduling::{
     ClusterRecord, MachineFilter, MachineRecord, MachineState, PoolHostRecord,
 };
@@ -48,7 +48,7 @@ impl Scheduling {
         let node = self.node.clone();
         let claim = self
             .store
-            .write(move |tx| -> StoreResult<Claim> {
+            .write_with(Durability::Patient, move |tx| -> StoreResult<Claim> {
                 let now = now_millis();
                 let unfinished = JobFilter {
                     unfinished: true,
@@ -203,15 +203,18 @@ impl Scheduling {
         let (owned, why) = (id.to_owned(), reason.clone());
         let moved = self
             .store
-            .write(move |tx| -> Result<bool, lifecycle::LifecycleError> {
-                match tx.scheduling().machine(&owned)? {
-                    Some(m) if m.state == from => {
-                        lifecycle::transition(tx, &owned, to, BERTH, Some(&why), now_millis())?;
-                        Ok(true)
+            .write_with(
+                Durability::Patient,
+                move |tx| -> Result<bool, lifecycle::LifecycleError> {
+                    match tx.scheduling().machine(&owned)? {
+                        Some(m) if m.state == from => {
+                            lifecycle::transition(tx, &owned, to, BERTH, Some(&why), now_millis())?;
+                            Ok(true)
+                        }
+                        _ => Ok(false),
                     }
-                    _ => Ok(false),
-                }
-            })
+                },
+            )
             .await;
         match moved {
             Ok(true) => {

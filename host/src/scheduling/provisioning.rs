@@ -14,7 +14,7 @@ use berth_plugin_runtime::provider::{self as wire, AddressKind, ErrorKind, Provi
 use super::engine::{BERTH, OperationError};
 use super::provider::{ClusterProvider, create_spec, region_of};
 use super::{ClusterRecord, MachineRecord, MachineState, Scheduling, lifecycle};
-use crate::storage::store::now_millis;
+use crate::storage::store::{Durability, now_millis};
 use crate::storage::tables::scheduling::Probe;
 
 /// How long a machine the provider just made may be unknown to its reads (EC2's eventual
@@ -200,40 +200,43 @@ impl Scheduling {
         let why = reason.clone();
         let moved = self
             .store
-            .write(move |tx| -> Result<MachineRecord, OperationError> {
-                let mut machine = tx
-                    .scheduling()
-                    .machine(&owned)?
-                    .ok_or_else(|| OperationError::Failed(format!("machine {owned} is gone")))?;
-                // Where it is goes beside what it was asked to be, which stays as asked (a
-                // create retried with its token is compared with it).
-                machine.provider_id = Some(found.id.clone());
-                machine.region = Some(found.region.clone());
-                if found.zone.is_some() {
-                    machine.zone = found.zone.clone();
-                }
-                let mut addresses: Vec<_> = found.addresses.iter().collect();
-                // Private first: what berth and the hosts beside it reach.
-                addresses.sort_by_key(|a| a.kind != AddressKind::Private);
-                machine.addresses = addresses.into_iter().map(|a| a.ip.clone()).collect();
-                machine.host_key_fingerprint = found.host_key_fingerprints.first().cloned();
-                machine.billing_started_at = found
-                    .billing_started_at
-                    .map(|t| t.seconds * 1000 + u64::from(t.nanoseconds / 1_000_000));
-                tx.scheduling().put_machine(&machine)?;
-                let moved = lifecycle::transition(tx, &owned, to, BERTH, Some(&why), now_millis())?;
-                match then_online {
-                    Some(reason) => Ok(lifecycle::transition(
-                        tx,
-                        &owned,
-                        MachineState::Online,
-                        BERTH,
-                        Some(reason),
-                        now_millis(),
-                    )?),
-                    None => Ok(moved),
-                }
-            })
+            .write_with(
+                Durability::Patient,
+                move |tx| -> Result<MachineRecord, OperationError> {
+                    let mut machine = tx.scheduling().machine(&owned)?.ok_or_else(|| {
+                        OperationError::Failed(format!("machine {owned} is gone"))
+                    })?;
+                    // Where it is goes beside what it was asked to be, which stays as asked (a
+                    // create retried with its token is compared with it).
+                    machine.provider_id = Some(found.id.clone());
+                    machine.region = Some(found.region.clone());
+                    if found.zone.is_some() {
+                        machine.zone = found.zone.clone();
+                    }
+                    let mut addresses: Vec<_> = found.addresses.iter().collect();
+                    // Private first: what berth and the hosts beside it reach.
+                    addresses.sort_by_key(|a| a.kind != AddressKind::Private);
+                    machine.addresses = addresses.into_iter().map(|a| a.ip.clone()).collect();
+                    machine.host_key_fingerprint = found.host_key_fingerprints.first().cloned();
+                    machine.billing_started_at = found
+                        .billing_started_at
+                        .map(|t| t.seconds * 1000 + u64::from(t.nanoseconds / 1_000_000));
+                    tx.scheduling().put_machine(&machine)?;
+                    let moved =
+                        lifecycle::transition(tx, &owned, to, BERTH, Some(&why), now_millis())?;
+                    match then_online {
+                        Some(reason) => Ok(lifecycle::transition(
+                            tx,
+                            &owned,
+                            MachineState::Online,
+                            BERTH,
+                            Some(reason),
+                            now_millis(),
+                        )?),
+                        None => Ok(moved),
+                    }
+                },
+            )
             .await?;
         self.audit_move(id, to, Some(&reason)).await;
         if let Some(online) = then_online {

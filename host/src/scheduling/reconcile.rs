@@ -29,7 +29,7 @@ use super::{
     SchedulingError, SchedulingResult, lifecycle, pool,
 };
 use crate::jobs::{JobFilter, queue};
-use crate::storage::store::{StoreResult, now_millis};
+use crate::storage::store::{Durability, StoreResult, now_millis};
 
 /// The job kind whose lease says which node reconciles.
 pub const RECONCILE: &str = "machine-reconcile";
@@ -334,12 +334,29 @@ impl Scheduling {
         let (owned, why) = (id.to_owned(), reason.to_owned());
         let moved = self
             .store
-            .write(move |tx| -> Result<(), OperationError> {
-                let now = now_millis();
-                lifecycle::transition(tx, &owned, MachineState::Retiring, BERTH, Some(&why), now)?;
-                lifecycle::transition(tx, &owned, MachineState::Retired, BERTH, Some(&why), now)?;
-                Ok(())
-            })
+            .write_with(
+                Durability::Patient,
+                move |tx| -> Result<(), OperationError> {
+                    let now = now_millis();
+                    lifecycle::transition(
+                        tx,
+                        &owned,
+                        MachineState::Retiring,
+                        BERTH,
+                        Some(&why),
+                        now,
+                    )?;
+                    lifecycle::transition(
+                        tx,
+                        &owned,
+                        MachineState::Retired,
+                        BERTH,
+                        Some(&why),
+                        now,
+                    )?;
+                    Ok(())
+                },
+            )
             .await;
         match moved {
             Ok(()) => {
@@ -458,24 +475,27 @@ impl Scheduling {
         let reason = format!("{} adopted from the provider", found.id);
         let adopted = self
             .store
-            .write(move |tx| -> SchedulingResult<MachineRecord> {
-                let now = now_millis();
-                let (mut machine, _) = requests::request(tx, &request, &actor, now)?;
-                machine.provider_id = Some(found.id.clone());
-                machine.region = Some(found.region.clone());
-                machine.zone = found.zone.clone();
-                tx.scheduling().put_machine(&machine)?;
-                let moved = lifecycle::transition(
-                    tx,
-                    &machine.id,
-                    MachineState::Provisioning,
-                    &actor,
-                    Some(&reason),
-                    now,
-                )?;
-                queue::enqueue(tx, CREATE, &moved.id, serde_json::json!({}), now)?;
-                Ok(moved)
-            })
+            .write_with(
+                Durability::Patient,
+                move |tx| -> SchedulingResult<MachineRecord> {
+                    let now = now_millis();
+                    let (mut machine, _) = requests::request(tx, &request, &actor, now)?;
+                    machine.provider_id = Some(found.id.clone());
+                    machine.region = Some(found.region.clone());
+                    machine.zone = found.zone.clone();
+                    tx.scheduling().put_machine(&machine)?;
+                    let moved = lifecycle::transition(
+                        tx,
+                        &machine.id,
+                        MachineState::Provisioning,
+                        &actor,
+                        Some(&reason),
+                        now,
+                    )?;
+                    queue::enqueue(tx, CREATE, &moved.id, serde_json::json!({}), now)?;
+                    Ok(moved)
+                },
+            )
             .await?;
         self.wake.notify_one();
         Ok(adopted.into())
@@ -487,7 +507,7 @@ impl Scheduling {
         let subject = serde_json::json!({"cluster": cluster.name, "region": found.region,
                                          "provider_id": found.id});
         self.store
-            .write(move |tx| -> StoreResult<()> {
+            .write_with(Durability::Patient, move |tx| -> StoreResult<()> {
                 let key = format!("{}/{}", cluster.name, found.id);
                 queue::enqueue(tx, DELETE_ORPHAN, &key, subject.clone(), now_millis())?;
                 Ok(())

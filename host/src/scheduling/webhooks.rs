@@ -20,7 +20,7 @@ use sha2::Sha256;
 use super::Scheduling;
 use crate::events::{self, Event, Start};
 use crate::jobs::backoff;
-use crate::storage::store::{StoreError, StoreResult, now_millis};
+use crate::storage::store::{Durability, StoreError, StoreResult, now_millis};
 
 /// The webhook's name as a consumer of the event feed.
 pub const CONSUMER: &str = "machine-webhooks";
@@ -105,7 +105,9 @@ impl Scheduling {
         if delivered > batch.cursor {
             let from = batch.cursor;
             self.store
-                .write(move |tx| events::acknowledge(tx, CONSUMER, from, delivered))
+                .write_with(Durability::Patient, move |tx| {
+                    events::acknowledge(tx, CONSUMER, from, delivered)
+                })
                 .await?;
         }
         let mut delivery = self.delivery.lock().expect("delivery lock");

@@ -82,6 +82,11 @@ pub enum Durability {
     /// Flushed (fsync, or PostgreSQL's synchronous commit) before `write` returns: what
     /// anything acknowledged to a client needs.
     Immediate,
+    /// Flushed before `write` returns, as [`Durability::Immediate`], but the flush may wait
+    /// a little (on redb, up to `backends::redb::group_commit::PATIENCE`) for other writes
+    /// to share it: for background work that no client waits on (a machine operation's
+    /// steps), whose writes trickle in one by one and would otherwise pay a flush each.
+    Patient,
     /// Committed but not flushed: a crash may lose it (the next durable commit, or
     /// PostgreSQL's WAL writer, carries it to disk soon after). Only for state whose loss
     /// costs a retry, never for acknowledged data, and never for a write that publishes

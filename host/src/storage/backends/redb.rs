@@ -85,7 +85,7 @@ impl RedbStore {
         E: From<StoreError>,
     {
         let durability = match durability {
-            Durability::Immediate => redb::Durability::Immediate,
+            Durability::Immediate | Durability::Patient => redb::Durability::Immediate,
             Durability::Lazy => redb::Durability::None,
         };
         let tx = RedbTx(

@@ -11,6 +11,11 @@
 //! persists a non-durable commit with the next durable one). Readers may see a lazy write
 //! that a crash undoes; that is what the caller accepted by asking for one.
 //!
+//! A patient write (`Durability::Patient`: background work no client waits on) is durable
+//! too, but a group of patient writes is held open up to [`PATIENCE`] for others to join
+//! it: a machine operation's steps arrive one by one, a few milliseconds apart, and would
+//! otherwise flush one by one. An impatient write that arrives ends the wait at once.
+//!
 //! A write that fails (or panics) rolls its group back: it is set apart, the rest of the
 //! group runs together again without it, and then it runs again alone, on what the group
 //! committed. Writes may run more than once anyway (PostgreSQL retries them: see
@@ -21,6 +26,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -49,11 +55,26 @@ enum Outcome {
     Panicked(Erased),
 }
 
+/// How long a group of patient writes waits for others to share its flush, from the
+/// first one's arrival.
+pub(crate) const PATIENCE: Duration = Duration::from_millis(50);
+
 struct Request {
     write: Write,
     reply: oneshot::Sender<Outcome>,
-    /// Whether its caller waits for the flush (`Durability::Immediate`).
+    /// Whether its caller waits for the flush (not `Durability::Lazy`).
     durable: bool,
+    /// Whether its flush may wait for company (`Durability::Patient` and
+    /// `Durability::Lazy`).
+    patient: bool,
+    /// When it was queued.
+    queued: Instant,
+}
+
+/// Whether `group` should wait for more writes: it needs a flush, and nobody in it is in
+/// a hurry.
+fn waits_for_company(group: &[Request]) -> bool {
+    group.iter().any(|r| r.durable) && group.iter().all(|r| r.patient)
 }
 
 /// The durability a transaction of `requests` needs: a flush if any of them asked for one.
@@ -139,7 +160,9 @@ impl GroupCommit {
             .send(Request {
                 write,
                 reply,
-                durable: durability == Durability::Immediate,
+                durable: durability != Durability::Lazy,
+                patient: durability != Durability::Immediate,
+                queued: Instant::now(),
             })
             .map_err(|_| StoreError::Backend("the committer has stopped".into()))?;
         match answer.await {
@@ -176,13 +199,23 @@ impl Drop for GroupCommit {
     }
 }
 
-/// The committer's loop: a group is what queued while the last one committed.
+/// The committer's loop: a group is what queued while the last one committed, and, for
+/// patient writes, what arrives within their patience.
 fn commit_groups(meta: &Metadata, requests: &mpsc::Receiver<Request>, counts: &Counts) {
     while let Ok(first) = requests.recv() {
+        let until = first.queued + PATIENCE;
         let mut group = vec![first];
         while group.len() < MOST_PER_GROUP {
             match requests.try_recv() {
                 Ok(request) => group.push(request),
+                Err(_) => break,
+            }
+        }
+        while group.len() < MOST_PER_GROUP && waits_for_company(&group) {
+            let left = until.saturating_duration_since(Instant::now());
+            match requests.recv_timeout(left) {
+                Ok(request) => group.push(request),
+                // Time is up, or the store is closing: commit what there is.
                 Err(_) => break,
             }
         }
@@ -386,6 +419,49 @@ mod tests {
         durable.unwrap();
         assert!(flushes() >= 2, "the durable write of the pair flushed");
         assert_eq!(group.counts().writes.load(Ordering::Relaxed), 4);
+    }
+
+    /// Patient writes that trickle in a few milliseconds apart share one flush, and an
+    /// impatient write that arrives meanwhile joins that flush instead of waiting for it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn patient_writes_trickling_in_share_a_flush() {
+        let (_dir, store, meta) = store_and_metadata();
+        let group = Arc::new(GroupCommit::start(meta).unwrap());
+        let put = |name: String| move |tx: &dyn WriteTx| tx.auth().put_project(&project(&name));
+        let mut writes = Vec::new();
+        for (i, durability) in [
+            Durability::Patient,
+            Durability::Patient,
+            Durability::Lazy,
+            Durability::Patient,
+            Durability::Immediate,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let group = group.clone();
+            writes.push(tokio::spawn(async move {
+                group.write(durability, put(format!("p{i}"))).await
+            }));
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        for write in writes {
+            write.await.unwrap().unwrap();
+        }
+        let counts = group.counts();
+        assert_eq!(counts.writes.load(Ordering::Relaxed), 5);
+        assert_eq!(
+            (
+                counts.commits.load(Ordering::Relaxed),
+                counts.flushes.load(Ordering::Relaxed)
+            ),
+            (1, 1),
+            "five writes 3 ms apart, the last impatient, share one flush"
+        );
+        assert_eq!(
+            store.read(|tx| tx.auth().projects()).await.unwrap().len(),
+            5
+        );
     }
 
     /// A write that panics raises its panic in its caller; the committer lives on and the
