@@ -94,11 +94,21 @@ impl Scheduling {
 
     /// Claims the operations no live node holds and runs each on a task of its own.
     async fn start_operations(self: &Arc<Self>) -> StoreResult<()> {
+        // The operations this node runs already are skipped unread: a burst of creates
+        // wakes the engine once per create, and each wake would read them all again.
+        let running: std::collections::BTreeSet<u64> = self
+            .running
+            .lock()
+            .expect("running lock")
+            .iter()
+            .copied()
+            .collect();
         let pending = self
             .store
-            .read(|tx| -> StoreResult<Vec<crate::jobs::JobRow>> {
+            .read(move |tx| -> StoreResult<Vec<crate::jobs::JobRow>> {
                 let unfinished = JobFilter {
                     unfinished: true,
+                    except: running,
                     ..JobFilter::default()
                 };
                 let mut all = queue::jobs(tx, CREATE, &unfinished, usize::MAX)?;

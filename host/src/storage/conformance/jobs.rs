@@ -106,6 +106,13 @@ pub(super) fn jobs_are_listed_newest_first_by_kind_subject_and_state(store: &Sto
         ..JobFilter::default()
     };
     assert_eq!(list(pending.clone(), 10), [ids[1]]);
+    // A node skips the jobs it runs already; the limit counts only what is listed.
+    let unfinished_elsewhere = JobFilter {
+        unfinished: true,
+        except: [ids[3], ids[4]].into(),
+        ..JobFilter::default()
+    };
+    assert_eq!(list(unfinished_elsewhere, 1), [ids[1]]);
 
     // A job that ends leaves the unfinished; one that is removed leaves every listing.
     let unfinished = JobFilter {

@@ -131,6 +131,8 @@ pub struct JobFilter {
     pub unfinished: bool,
     /// Only jobs that are over.
     pub finished: bool,
+    /// None of these (a node's own, already running: skipped before they are read).
+    pub except: std::collections::BTreeSet<u64>,
 }
 
 /// Reads of the jobs tables.

@@ -137,17 +137,20 @@ impl JobsRead for PgTx<'_> {
                AND ($3::text IS NULL OR state = $3)
                AND (NOT $4 OR state IN ('pending', 'running'))
                AND (NOT $5 OR state IN ('succeeded', 'failed', 'cancelled'))
+               AND NOT (id = ANY($7))
              ORDER BY id DESC LIMIT $6"
         );
         let state = filter.state.map(RunState::as_str);
         let limit = limit.min(i64::MAX as usize) as i64;
-        let params: [&(dyn ToSql + Sync); 6] = [
+        let except: Vec<i64> = filter.except.iter().map(|&j| id(j)).collect();
+        let params: [&(dyn ToSql + Sync); 7] = [
             &kind,
             &filter.subject,
             &state,
             &filter.unfinished,
             &filter.finished,
             &limit,
+            &except,
         ];
         self.query(SQL, &params)?.iter().map(job).collect()
     }

@@ -170,6 +170,7 @@ fn matches(row: &JobRow, kind: &str, filter: &JobFilter) -> bool {
         && filter.state.is_none_or(|s| row.state == s)
         && (!filter.unfinished || !row.state.is_final())
         && (!filter.finished || row.state.is_final())
+        && !filter.except.contains(&row.id)
 }
 
 impl<T: Reader> JobsRead for RedbTx<T> {
@@ -208,6 +209,9 @@ impl<T: Reader> JobsRead for RedbTx<T> {
         for id in ids {
             if out.len() >= limit {
                 break;
+            }
+            if filter.except.contains(&id) {
+                continue;
             }
             if let Some(v) = jobs.get(id).map_err(backend)? {
                 let row: JobRow = decode("jobs", v.value())?;
