@@ -457,31 +457,36 @@ impl Scheduling {
     }
 
     async fn fail_and_release(&self, id: &str, why: &str) -> Result<(), OperationError> {
-        let (owned, reason) = (id.to_owned(), why.to_owned());
         let released = self
-            .store
-            .write_with(
-                Durability::Patient,
-                move |tx| -> Result<_, OperationError> {
-                    let host = pool::release(tx, &owned)
-                        .map_err(|e| OperationError::Failed(e.to_string()))?;
-                    lifecycle::transition(
-                        tx,
-                        &owned,
-                        MachineState::Failed,
-                        BERTH,
-                        Some(&reason),
-                        now_millis(),
-                    )?;
-                    Ok(host)
-                },
-            )
+            .release_and_move(id, MachineState::Failed, Some(why.to_owned()))
             .await?;
         self.audit_move(id, MachineState::Failed, Some(why)).await;
         if let Some(cluster) = self.cluster_named(&released).await {
             self.power_off_released(&cluster, released).await;
         }
         Ok(())
+    }
+
+    /// Releases machine `id`'s pool host and moves the machine to `to`, in one commit;
+    /// answers the host released, if any.
+    async fn release_and_move(
+        &self,
+        id: &str,
+        to: MachineState,
+        reason: Option<String>,
+    ) -> Result<Option<crate::storage::tables::scheduling::PoolHostRecord>, OperationError> {
+        let owned = id.to_owned();
+        self.store
+            .write_with(
+                Durability::Patient,
+                move |tx| -> Result<_, OperationError> {
+                    let host = pool::release(tx, &owned)
+                        .map_err(|e| OperationError::Failed(e.to_string()))?;
+                    lifecycle::transition(tx, &owned, to, BERTH, reason.as_deref(), now_millis())?;
+                    Ok(host)
+                },
+            )
+            .await
     }
 
     /// The pool a released host belongs to.
@@ -508,25 +513,8 @@ impl Scheduling {
         if cluster.provider != pool::PROVIDER {
             return self.retire_at_provider(machine, cluster).await;
         }
-        let owned = id.to_owned();
         let released = self
-            .store
-            .write_with(
-                Durability::Patient,
-                move |tx| -> Result<_, OperationError> {
-                    let host = pool::release(tx, &owned)
-                        .map_err(|e| OperationError::Failed(e.to_string()))?;
-                    lifecycle::transition(
-                        tx,
-                        &owned,
-                        MachineState::Retired,
-                        BERTH,
-                        None,
-                        now_millis(),
-                    )?;
-                    Ok(host)
-                },
-            )
+            .release_and_move(id, MachineState::Retired, None)
             .await?;
         self.audit_move(id, MachineState::Retired, None).await;
         self.power_off_released(&cluster, released).await;
