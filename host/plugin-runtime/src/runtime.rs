@@ -105,6 +105,10 @@ impl Drop for Runtime {
     }
 }
 
+/// With this variable set, plugins' compiled functions are listed in
+/// `/tmp/perf-<pid>.map`, so that `perf report` names them.
+pub const PERFMAP_VARIABLE: &str = "BERTH_PLUGIN_PERFMAP";
+
 impl Runtime {
     /// Builds the engine, the linkers and the worker threads. The embedding host must have
     /// installed a rustls crypto provider (plugins' HTTP client is rustls without one).
@@ -139,6 +143,11 @@ impl Runtime {
             .max_wasm_stack(MAX_WASM_STACK)
             .async_stack_size(MAX_WASM_STACK + 1024 * 1024)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // `perf` names a plugin's functions only from a perf map of the compiled code:
+        // written to /tmp/perf-<pid>.map when asked for, for profiling a slow plugin.
+        if std::env::var_os(PERFMAP_VARIABLE).is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)?;
 
         let mut linkers = Vec::new();
