@@ -123,19 +123,16 @@ impl Scheduling {
             })
             .await?;
         let now = now_millis();
-        let claimable: Vec<u64> = {
-            let running = self.running.lock().expect("running lock");
-            pending
-                .iter()
-                .filter(|job| !running.contains(&job.id))
-                .filter(|job| {
-                    job.lease
-                        .as_ref()
-                        .is_none_or(|l| l.node == self.node || l.until <= now)
-                })
-                .map(|job| job.id)
-                .collect()
-        };
+        // Only this loop adds to `running`, so what the read skipped is still all of it.
+        let claimable: Vec<u64> = pending
+            .iter()
+            .filter(|job| {
+                job.lease
+                    .as_ref()
+                    .is_none_or(|l| l.node == self.node || l.until <= now)
+            })
+            .map(|job| job.id)
+            .collect();
         if claimable.is_empty() {
             return Ok(());
         }

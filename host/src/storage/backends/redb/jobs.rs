@@ -170,7 +170,6 @@ fn matches(row: &JobRow, kind: &str, filter: &JobFilter) -> bool {
         && filter.state.is_none_or(|s| row.state == s)
         && (!filter.unfinished || !row.state.is_final())
         && (!filter.finished || row.state.is_final())
-        && !filter.except.contains(&row.id)
 }
 
 impl<T: Reader> JobsRead for RedbTx<T> {
