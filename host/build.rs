@@ -22,6 +22,9 @@ const BUILTINS: &[(&str, &str)] = &[
     ("redfish", "berth-redfish"),
 ];
 
+/// Set to 1, the plugins are built with their names (see `main`).
+const SYMBOLS_VARIABLE: &str = "BERTH_PLUGIN_SYMBOLS";
+
 /// Built for the end-to-end tests only.
 const TEST_PLUGINS: &[&str] = &[
     "berth-test-hostile",
@@ -42,7 +45,16 @@ fn main() {
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out.
     let target_root = out_dir.ancestors().nth(4).unwrap().to_path_buf();
-    let plugin_target = target_root.join("plugins");
+    // With BERTH_PLUGIN_SYMBOLS=1 the plugins keep their function names (so a profile of
+    // a built-in plugin names its functions); they are built apart, so switching back and
+    // forth rebuilds nothing.
+    println!("cargo:rerun-if-env-changed={SYMBOLS_VARIABLE}");
+    let symbols = env::var(SYMBOLS_VARIABLE).is_ok_and(|v| v == "1");
+    let plugin_target = target_root.join(if symbols {
+        "plugins-symbols"
+    } else {
+        "plugins"
+    });
 
     println!("cargo:rerun-if-changed={}", plugins.display());
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
@@ -52,7 +64,7 @@ fn main() {
         .map(|(_, p)| *p)
         .chain(TEST_PLUGINS.iter().copied())
     {
-        build(&plugins, &plugin_target, package);
+        build(&plugins, &plugin_target, package, symbols);
     }
     let wasm_dir = plugin_target.join("wasm32-wasip2").join("release");
 
@@ -76,7 +88,7 @@ fn main() {
     );
 }
 
-fn build(plugins: &Path, target_dir: &Path, package: &str) {
+fn build(plugins: &Path, target_dir: &Path, package: &str, symbols: bool) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut command = Command::new(cargo);
     command
@@ -91,6 +103,9 @@ fn build(plugins: &Path, target_dir: &Path, package: &str) {
             "--target-dir",
         ])
         .arg(target_dir);
+    if symbols {
+        command.args(["--config", "profile.release.strip=false"]);
+    }
     // The host's own build settings must not leak into the guests' build.
     for (key, _) in env::vars() {
         let leaks = key.starts_with("CARGO_ENCODED_RUSTFLAGS")

@@ -15,6 +15,7 @@
 mod cache;
 pub mod clusters;
 pub mod engine;
+mod gathered_reads;
 pub mod health;
 pub mod ipmi;
 pub mod lifecycle;
@@ -137,6 +138,9 @@ pub struct Scheduling {
     backoff: reconcile::Backoff,
     /// Whether a reconcile round runs on this node.
     reconciling: std::sync::atomic::AtomicBool,
+    /// Reads of machines being made, gathered per cluster and region
+    /// (`gathered_reads.rs`).
+    reads: gathered_reads::GatheredReads,
 }
 
 impl std::fmt::Debug for Scheduling {
@@ -173,6 +177,7 @@ impl Scheduling {
             prices,
             backoff: Default::default(),
             reconciling: Default::default(),
+            reads: Default::default(),
         }
     }
 }

@@ -43,6 +43,8 @@ impl Scheduling {
             Ok(provider) => provider,
             Err(why) => return self.fail(&id, why).await,
         };
+        // What the create answered stands for the first read of the machine.
+        let mut answered = None;
         if machine.state == MachineState::Requested {
             let spec = match create_spec(&machine, &cluster) {
                 Ok(spec) => spec,
@@ -67,9 +69,13 @@ impl Scheduling {
             machine = self
                 .record_provider_machine(&id, &created, MachineState::Provisioning, None)
                 .await?;
+            answered = Some(created);
         }
         if machine.state == MachineState::Provisioning {
-            machine = match self.await_running(&provider, machine, &cluster).await? {
+            machine = match self
+                .await_running(&provider, machine, &cluster, answered)
+                .await?
+            {
                 Some(machine) => machine,
                 None => return Ok(()),
             };
@@ -105,12 +111,15 @@ impl Scheduling {
     /// Reads machine `machine` until the provider says it runs, then records its
     /// addresses and moves it to `initializing`. `None` when the create ended here: the
     /// machine failed (the provider's error state, a machine gone while being made), or
-    /// someone else moved it.
+    /// someone else moved it. `answered` is what the create itself answered, which is
+    /// looked at before anything is read; the reads are gathered with other creates' in
+    /// the same cluster and region, a [`POLL_PAUSE`] apart.
     async fn await_running(
         &self,
         provider: &ClusterProvider<'_>,
         machine: MachineRecord,
         cluster: &ClusterRecord,
+        mut answered: Option<wire::Machine>,
     ) -> Result<Option<MachineRecord>, OperationError> {
         let id = machine.id.clone();
         let (Some(region), Some(provider_id)) =
@@ -122,9 +131,26 @@ impl Scheduling {
         };
         let started = tokio::time::Instant::now();
         let deadline = started + Duration::from_secs(self.config.initialize_timeout_secs);
+        // A provider may not know a machine for a while after making it.
+        let not_found = |started: tokio::time::Instant| {
+            (started.elapsed() > NOT_FOUND_GRACE).then(|| {
+                format!(
+                    "the provider still does not know {provider_id} {} s after making it",
+                    NOT_FOUND_GRACE.as_secs()
+                )
+            })
+        };
         loop {
-            let why = match provider.get(&region, &provider_id).await {
-                Ok(found) => match found.state {
+            let reading = match answered.take() {
+                Some(answered) => Ok(Some(answered)),
+                None => {
+                    self.reads
+                        .read(provider, &cluster.name, &region, &provider_id, POLL_PAUSE)
+                        .await
+                }
+            };
+            let why = match reading {
+                Ok(Some(found)) => match found.state {
                     wire::MachineState::Running => {
                         // Where the cluster probes nothing (and, until host initialisation
                         // exists, nothing initialises it), running is online: both moves
@@ -155,14 +181,8 @@ impl Scheduling {
                             .unwrap_or_default()
                     )),
                 },
-                Err(e) if e.kind() == Some(ErrorKind::NotFound) => {
-                    (started.elapsed() > NOT_FOUND_GRACE).then(|| {
-                        format!(
-                            "the provider still does not know {provider_id} {} s after making it",
-                            NOT_FOUND_GRACE.as_secs()
-                        )
-                    })
-                }
+                Ok(None) => not_found(started),
+                Err(e) if e.kind() == Some(ErrorKind::NotFound) => not_found(started),
                 Err(e) => Some(format!("reading it failed: {e}")),
             };
             let why = why.or_else(|| {
@@ -181,7 +201,6 @@ impl Scheduling {
             if self.current(&id).await?.state != MachineState::Provisioning {
                 return Ok(None);
             }
-            tokio::time::sleep(POLL_PAUSE).await;
         }
     }
 

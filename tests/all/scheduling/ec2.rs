@@ -124,6 +124,47 @@ async fn an_ec2_machine_survives_throttling_and_eventual_consistency_goes_online
     assert_eq!(proxy.seen("TerminateInstances"), terminations);
 }
 
+/// Creates waiting for their instances to run read them together: a burst of creates in
+/// one cluster costs EC2 a DescribeInstances or two, not one per instance per second (EC2
+/// meters reads per account), and every instance is still read and goes online.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_creates_reads_its_instances_together() {
+    const BURST: usize = 12;
+    let moto = Moto::start();
+    let proxy = Ec2Proxy::start(&moto.url).await;
+    // Nothing else reads instances while the burst runs.
+    let berth = Berth::start_configured(
+        &[],
+        &[
+            ("BERTH_SCHEDULING__JOB_LEASE_SECS", "2"),
+            ("BERTH_SCHEDULING__INITIALIZE_TIMEOUT_SECS", "60"),
+            ("BERTH_SCHEDULING__RECONCILE_INTERVAL_SECS", "3600"),
+            ("BERTH_SCHEDULING__HEALTH_INTERVAL_SECS", "3600"),
+        ],
+    );
+    ec2_cluster(&berth, &moto, "aws", &proxy.url, &moto.secret_access_key).await;
+
+    let tokens: Vec<String> = (0..BURST).map(|i| format!("burst-{i}")).collect();
+    let created = futures::future::join_all(
+        tokens
+            .iter()
+            .map(|token| create(&berth, "aws", &moto.image, Some(token))),
+    )
+    .await;
+    let mut instances = std::collections::BTreeSet::new();
+    for machine in &created {
+        let online = machine_in(&berth, machine["id"].as_str().unwrap(), "online").await;
+        instances.insert(online["provider_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(instances.len(), BURST, "{instances:?}");
+    assert_eq!(proxy.seen("RunInstances"), BURST as u32);
+    let reads = proxy.seen("DescribeInstances");
+    assert!(
+        (1..=3).contains(&reads),
+        "{BURST} creates read their instances in {reads} DescribeInstances calls"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capacity_wrong_secrets_and_tampered_requests_fail_once_and_release_the_quota() {
     let moto = Moto::start();
