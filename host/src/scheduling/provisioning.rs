@@ -314,11 +314,17 @@ impl Scheduling {
             .map_err(|e| e.to_string())?;
         let deadline =
             tokio::time::Instant::now() + Duration::from_secs(self.config.initialize_timeout_secs);
+        // Read with every other create's and retire's reads of the cluster and region.
         loop {
-            match provider.get(&region, &provider_id).await {
-                Ok(found) if found.state == wire::MachineState::Terminated => return Ok(()),
+            let reading = self
+                .reads
+                .read(&provider, &cluster.name, &region, &provider_id, POLL_PAUSE)
+                .await;
+            match reading {
+                Ok(None) => return Ok(()),
+                Ok(Some(found)) if found.state == wire::MachineState::Terminated => return Ok(()),
                 Err(e) if e.kind() == Some(ErrorKind::NotFound) => return Ok(()),
-                Ok(_) => {}
+                Ok(Some(_)) => {}
                 Err(e) => return Err(e.to_string()),
             }
             if tokio::time::Instant::now() >= deadline {
@@ -327,7 +333,6 @@ impl Scheduling {
                     self.config.initialize_timeout_secs
                 ));
             }
-            tokio::time::sleep(POLL_PAUSE).await;
         }
     }
 
