@@ -2,12 +2,14 @@
 //! (`clusters.rs`), machines from create to retire (`machines.rs`), the permission matrix
 //! cell by cell (`matrix.rs`), health (`health.rs`),
 //! the webhook (`webhooks.rs`), the command line (`cli.rs`), provider plugins on a test
-//! inventory API (`providers.rs`), AWS EC2 on moto (`ec2.rs`) and power control through
-//! Redfish (`power.rs`).
+//! inventory API (`providers.rs`), AWS EC2 on moto (`ec2.rs`), power control through
+//! Redfish (`power.rs`), and the cloud emulators proven by their vendors' SDKs
+//! (`emulators.rs`).
 
 mod cli;
 mod clusters;
 mod ec2;
+mod emulators;
 mod health;
 mod machines;
 mod matrix;
