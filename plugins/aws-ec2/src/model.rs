@@ -1,7 +1,6 @@
 //! EC2's XML replies, read with serde (elements are camelCase; lists are `<item>`s), and
 //! an EC2 instance as berth's machine.
 
-use berth_plugin_sdk::Datetime;
 use berth_plugin_sdk::provider::{Address, AddressKind, Machine, MachineState, ProviderError};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -193,7 +192,10 @@ impl Instance {
                 ip,
             });
         }
-        let launched = self.launch_time.as_deref().and_then(parse_time);
+        let launched = self
+            .launch_time
+            .as_deref()
+            .and_then(berth_plugin_sdk::time::parse_utc);
         let tags: Vec<(String, String)> = self
             .tag_set
             .items
@@ -223,42 +225,4 @@ impl Instance {
             billing_started_at: launched.filter(|_| state == MachineState::Running),
         }
     }
-}
-
-/// An ISO 8601 UTC time as EC2 writes it (`2026-12-01T08:00:00.000Z`).
-pub fn parse_time(text: &str) -> Option<Datetime> {
-    let text = text.strip_suffix('Z')?;
-    let (date, time) = text.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>());
-    let (year, month, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
-    let mut t = clock.split(':').map(|p| p.parse::<i64>());
-    let (hour, minute, second) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
-    let nanoseconds = if fraction.is_empty() {
-        0
-    } else {
-        let digits: String = fraction.chars().take(9).collect();
-        digits.parse::<u32>().ok()? * 10u32.pow(9 - digits.len() as u32)
-    };
-    Some(Datetime {
-        seconds: u64::try_from(seconds).ok()?,
-        nanoseconds,
-    })
 }

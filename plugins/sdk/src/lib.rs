@@ -210,6 +210,7 @@ pub trait Plugin {
 }
 
 pub mod host;
+pub mod time;
 
 #[cfg(feature = "cloud-provider")]
 pub mod http;
