@@ -358,7 +358,7 @@ class Handler(BaseHTTPRequestHandler):
             "OS-EXT-STS:task_state": "deleting" if s.get("deleted") else
             {"BUILD": "spawning"}.get(status),
             "OS-EXT-STS:power_state": 1 if status == "ACTIVE" else 4 if status == "SHUTOFF" else 0,
-            "OS-SRV-USG:launched_at": iso_micro(s["launched"]) if s.get("launched") else None,
+            "OS-SRV-USG:launched_at": s["launched"].strftime("%Y-%m-%dT%H:%M:%S.%f") if s.get("launched") else None,
             "OS-SRV-USG:terminated_at": None, "OS-DCF:diskConfig": "MANUAL",
             "config_drive": "", "progress": 0 if status == "BUILD" else 100,
             "links": [{"rel": "self", "href": f"{self.base()}/compute/v2.1/servers/{s['id']}"}],
