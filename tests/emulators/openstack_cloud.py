@@ -16,6 +16,8 @@ the requests it breaks): `error_creates` (the next N servers go ERROR: "No valid
 found"), `throttle` (the next N compute requests get 429 with Retry-After), `not_found_reads`
 (the next N reads of a server made in the last minute get 404, as an eventually
 consistent cell would), `expire_tokens` (every token issued so far stops working),
+`expire_next_token_use` (the next N requests find their token just expired, as a token
+that runs out mid-operation),
 `quota_instances` (the instance quota of every project). `GET /_emulator/seen` counts
 requests by "METHOD /path-pattern".
 
@@ -96,7 +98,7 @@ class Cloud:
         self.servers = {}  # id -> server record
         self.addresses = 0
         self.faults = {"error_creates": 0, "throttle": 0, "not_found_reads": 0,
-                       "quota_instances": 100}
+                       "expire_next_token_use": 0, "quota_instances": 100}
         self.seen = {}
 
     def count(self, what):
@@ -283,6 +285,10 @@ class Handler(BaseHTTPRequestHandler):
     def token(self):
         """The project of the request's valid token, or a 401."""
         token = self.headers.get("X-Auth-Token", "")
+        if CLOUD.take("expire_next_token_use"):
+            # The token expires just as it is used: mid-operation.
+            with CLOUD.lock:
+                CLOUD.tokens.pop(token, None)
         with CLOUD.lock:
             held = CLOUD.tokens.get(token)
         if not held or held["expires"] <= now() or not held["project"]:
@@ -640,7 +646,7 @@ class Handler(BaseHTTPRequestHandler):
                     if value:
                         CLOUD.tokens.clear()
                 elif key in ("error_creates", "throttle", "not_found_reads", "quota_instances",
-                             "token_ttl_secs"):
+                             "token_ttl_secs", "expire_next_token_use"):
                     CLOUD.faults[key] = value
                 else:
                     raise Refusal(400, {"error": f"unknown fault {key}"})

@@ -186,6 +186,45 @@ fn check_endpoint(endpoint: &str) -> SchedulingResult<()> {
         .map_err(|why| SchedulingError::Invalid(format!("endpoint: {why}")))
 }
 
+/// The cluster setting listing further endpoints its provider plugin may reach during
+/// calls about it (comma-separated), beside its endpoint: where a provider learns its
+/// services' addresses from the endpoint (OpenStack's catalog), each must be granted by
+/// the administrator, never taken from what a remote service says.
+pub const SERVICE_ENDPOINTS: &str = "service-endpoints";
+
+/// The endpoints `settings` grant beside the cluster's endpoint.
+pub(super) fn service_endpoints(settings: &serde_json::Value) -> Vec<String> {
+    settings
+        .get(SERVICE_ENDPOINTS)
+        .and_then(|v| v.as_str())
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every service endpoint of `settings` must be grantable, as the endpoint itself.
+fn check_service_endpoints(settings: &serde_json::Value) -> SchedulingResult<()> {
+    if settings
+        .get(SERVICE_ENDPOINTS)
+        .is_some_and(|v| !v.is_string())
+    {
+        return Err(SchedulingError::Invalid(format!(
+            "settings.{SERVICE_ENDPOINTS} must be a comma-separated string of URLs"
+        )));
+    }
+    for endpoint in service_endpoints(settings) {
+        berth_plugin_runtime::Endpoint::parse(&endpoint).map_err(|why| {
+            SchedulingError::Invalid(format!("settings.{SERVICE_ENDPOINTS}: {endpoint}: {why}"))
+        })?;
+    }
+    Ok(())
+}
+
 /// The credentials of `cluster`, opened: each value as a string (any other JSON value as
 /// its text). They are handed to its provider plugin for one call at a time.
 pub(super) fn open_credentials(
@@ -254,6 +293,7 @@ impl Scheduling {
     pub async fn add_cluster(&self, new: NewCluster, actor: &str) -> SchedulingResult<ClusterView> {
         check_name(&new.name)?;
         check_object("settings", &new.settings)?;
+        check_service_endpoints(&new.settings)?;
         if let Some(credentials) = &new.credentials {
             check_object("credentials", credentials)?;
         }
@@ -335,6 +375,7 @@ impl Scheduling {
     ) -> SchedulingResult<ClusterView> {
         if let Some(settings) = &change.settings {
             check_object("settings", settings)?;
+            check_service_endpoints(settings)?;
         }
         if let Some(Some(credentials)) = &change.credentials {
             check_object("credentials", credentials)?;

@@ -68,18 +68,21 @@ impl Scheduling {
         &self,
         cluster: &ClusterRecord,
     ) -> Result<ClusterProvider<'_>, String> {
-        self.provider_with(&cluster.provider, cluster, cluster.endpoint.as_deref())
+        let mut endpoints: Vec<String> = cluster.endpoint.iter().cloned().collect();
+        endpoints.extend(super::clusters::service_endpoints(&cluster.settings));
+        self.provider_with(&cluster.provider, cluster, &endpoints)
             .await
     }
 
-    /// Plugin `plugin` for calls about `cluster`, reaching `endpoint` (a power
-    /// controller's BMC for a pool host; the cluster's own endpoint otherwise) with the
-    /// cluster's credentials.
+    /// Plugin `plugin` for calls about `cluster`, reaching `endpoints` (a power
+    /// controller's BMC for a pool host; the cluster's own endpoint and service endpoints
+    /// otherwise; the first is the one the call's context names) with the cluster's
+    /// credentials.
     pub(super) async fn provider_with(
         &self,
         plugin: &str,
         cluster: &ClusterRecord,
-        endpoint: Option<&str>,
+        endpoints: &[String],
     ) -> Result<ClusterProvider<'_>, String> {
         let (runtime, plugin) = self
             .plugins
@@ -88,14 +91,14 @@ impl Scheduling {
             .map_err(|e| format!("cluster {}: {e}", cluster.name))?;
         let secrets = open_credentials(&self.sealer, cluster)?;
         let mut grants = Grants::default();
-        if let Some(endpoint) = endpoint {
+        for endpoint in endpoints {
             grants.endpoints.push(
                 Endpoint::parse(endpoint)
                     .map_err(|why| format!("cluster {}: endpoint {why}", cluster.name))?,
             );
         }
         let mut cluster_context = context(cluster, &secrets);
-        cluster_context.endpoint = endpoint.map(str::to_owned);
+        cluster_context.endpoint = endpoints.first().cloned();
         let target = Target {
             cluster: cluster_context,
             scope: Arc::new(CallScope { grants, secrets }),

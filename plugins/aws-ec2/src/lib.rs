@@ -20,8 +20,8 @@ mod query;
 
 use base64::Engine as _;
 use berth_plugin_sdk::provider::{
-    ClusterContext, Description, ErrorKind, HourlyPrice, ListRequest, Machine, MachinePage,
-    MachineSpec, MachineType, Provider, ProviderError, PurchaseOption, Region, Zone,
+    Billing, ClusterContext, Description, ErrorKind, HourlyPrice, ListRequest, Machine,
+    MachinePage, MachineSpec, MachineType, Provider, ProviderError, PurchaseOption, Region, Zone,
 };
 use berth_plugin_sdk::{Plugin, PluginInfo, export_provider};
 
@@ -97,21 +97,6 @@ fn machines_of(reply: model::DescribeInstances, region: &str) -> (Vec<Machine>, 
         .map(|i| i.into_machine(region))
         .collect();
     (machines, reply.next_token.filter(|t| !t.is_empty()))
-}
-
-/// A price in USD as millionths: `"0.0104"` is 10 400.
-fn micros(text: &str) -> Option<u64> {
-    let (whole, fraction) = text.trim().split_once('.').unwrap_or((text.trim(), ""));
-    if fraction.len() > 6 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let whole: u64 = whole.parse().ok()?;
-    let fraction: u64 = if fraction.is_empty() {
-        0
-    } else {
-        format!("{fraction:0<6}").parse().ok()?
-    };
-    whole.checked_mul(1_000_000)?.checked_add(fraction)
 }
 
 /// A list page token: which of the cluster's regions, and EC2's own token within it.
@@ -218,48 +203,13 @@ impl Provider for Ec2 {
         machine_type: String,
         purchase_option: PurchaseOption,
     ) -> Result<HourlyPrice, ProviderError> {
-        if purchase_option != PurchaseOption::OnDemand {
-            return Err(ProviderError::new(
-                ErrorKind::Unsupported,
-                "aws-ec2 prices on-demand use only",
-            ));
-        }
-        let prices = cluster.setting("prices").ok_or_else(|| {
-            ProviderError::new(
-                ErrorKind::Unsupported,
-                format!(
-                    "cluster {} sets no prices: EC2's Query API has none; set the setting \
-                     prices to {{\"{machine_type}\": \"0.0104\"}} (USD per hour)",
-                    cluster.name
-                ),
-            )
-        })?;
-        let table: std::collections::BTreeMap<String, serde_json::Value> =
-            serde_json::from_str(prices).map_err(|e| {
-                ProviderError::invalid(format!("the prices setting is not a JSON object: {e}"))
-            })?;
-        let text = match table.get(&machine_type) {
-            Some(serde_json::Value::String(s)) => s.clone(),
-            // A number keeps the digits it was written with only as text; take its text.
-            Some(serde_json::Value::Number(n)) => n.to_string(),
-            _ => {
-                return Err(ProviderError::not_found(format!(
-                    "no price for {machine_type} in cluster {}",
-                    cluster.name
-                )));
-            }
-        };
-        let micros_per_hour = micros(&text)
-            .ok_or_else(|| ProviderError::invalid(format!("price {text:?} is not a decimal")))?;
-        Ok(HourlyPrice {
-            currency: "USD".into(),
-            micros_per_hour,
-            purchase_option,
-            // Linux on-demand: per second, with a minimum of 60 s.
+        // Linux on-demand: per second, with a minimum of 60 s.
+        let billing = Billing {
+            currency: "USD",
             granularity_secs: 1,
             minimum_secs: 60,
-            effective_from: None,
-        })
+        };
+        HourlyPrice::from_sheet(&cluster, &machine_type, purchase_option, billing)
     }
 
     fn create(cluster: ClusterContext, spec: MachineSpec) -> Result<Machine, ProviderError> {

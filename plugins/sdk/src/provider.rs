@@ -83,6 +83,108 @@ impl ProviderError {
     }
 }
 
+/// A decimal amount as millionths: `"0.0104"` is 10 400. More than six decimals, a sign,
+/// or anything but digits is `None`.
+pub fn micros(text: &str) -> Option<u64> {
+    let (whole, fraction) = text.trim().split_once('.').unwrap_or((text.trim(), ""));
+    if whole.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || fraction.len() > 6
+        || !fraction.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let whole: u64 = whole.parse().ok()?;
+    let fraction: u64 = if fraction.is_empty() {
+        0
+    } else {
+        format!("{fraction:0<6}").parse().ok()?
+    };
+    whole.checked_mul(1_000_000)?.checked_add(fraction)
+}
+
+/// How a provider bills, for [`HourlyPrice::from_sheet`].
+pub struct Billing<'a> {
+    pub currency: &'a str,
+    /// Usage is billed in steps of this many seconds.
+    pub granularity_secs: u32,
+    /// Every run is billed for at least this many seconds.
+    pub minimum_secs: u32,
+}
+
+impl HourlyPrice {
+    /// The on-demand price of `machine_type` from the cluster's price sheet: its `prices`
+    /// setting, a JSON object of decimal prices per hour by machine type
+    /// (`{"m1.small": "0.0104"}`; a number is read by its digits). For providers whose
+    /// API has no prices (EC2's Query API, Nova).
+    pub fn from_sheet(
+        cluster: &ClusterContext,
+        machine_type: &str,
+        purchase_option: PurchaseOption,
+        billing: Billing<'_>,
+    ) -> Result<HourlyPrice, ProviderError> {
+        if purchase_option != PurchaseOption::OnDemand {
+            return Err(ProviderError::new(
+                ErrorKind::Unsupported,
+                "a price sheet prices on-demand use only",
+            ));
+        }
+        let prices = cluster.setting("prices").ok_or_else(|| {
+            ProviderError::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "cluster {} sets no prices; set the setting prices to \
+                     {{\"{machine_type}\": \"0.0104\"}} ({} per hour)",
+                    cluster.name, billing.currency
+                ),
+            )
+        })?;
+        let table: std::collections::BTreeMap<String, serde_json::Value> =
+            serde_json::from_str(prices).map_err(|e| {
+                ProviderError::invalid(format!("the prices setting is not a JSON object: {e}"))
+            })?;
+        let text = match table.get(machine_type) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            // A number keeps the digits it was written with only as text; take its text.
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            _ => {
+                return Err(ProviderError::not_found(format!(
+                    "no price for {machine_type} in cluster {}",
+                    cluster.name
+                )));
+            }
+        };
+        let micros_per_hour = micros(&text)
+            .ok_or_else(|| ProviderError::invalid(format!("price {text:?} is not a decimal")))?;
+        Ok(HourlyPrice {
+            currency: billing.currency.into(),
+            micros_per_hour,
+            purchase_option,
+            granularity_secs: billing.granularity_secs,
+            minimum_secs: billing.minimum_secs,
+            effective_from: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::micros;
+
+    #[test]
+    fn decimal_prices_read_exactly_as_millionths() {
+        assert_eq!(micros("0.0104"), Some(10_400));
+        assert_eq!(micros(" 2 "), Some(2_000_000));
+        assert_eq!(micros("1.000001"), Some(1_000_001));
+        assert_eq!(micros("0.0000001"), None);
+        assert_eq!(micros("-1"), None);
+        assert_eq!(micros("+1"), None);
+        assert_eq!(micros("1e3"), None);
+        assert_eq!(micros(".5"), None);
+        assert_eq!(micros("18446744073709.551616"), None);
+    }
+}
+
 impl ClusterContext {
     /// The setting `key`, if the cluster sets it.
     pub fn setting(&self, key: &str) -> Option<&str> {

@@ -25,6 +25,7 @@ async fn the_built_in_strategy_and_host_init_plugins_answer_through_the_api() {
         [
             "aws-ec2",
             "dual-primary",
+            "openstack",
             "redfish",
             "star",
             "sysctl",

@@ -2,7 +2,8 @@
 //! (`clusters.rs`), machines from create to retire (`machines.rs`), the permission matrix
 //! cell by cell (`matrix.rs`), health (`health.rs`),
 //! the webhook (`webhooks.rs`), the command line (`cli.rs`), provider plugins on a test
-//! inventory API (`providers.rs`), AWS EC2 on moto (`ec2.rs`), power control through
+//! inventory API (`providers.rs`), AWS EC2 on moto (`ec2.rs`), OpenStack on its emulator
+//! (`openstack.rs`), power control through
 //! Redfish (`power.rs`), and the cloud emulators proven by their vendors' SDKs
 //! (`emulators.rs`).
 
@@ -13,6 +14,7 @@ mod emulators;
 mod health;
 mod machines;
 mod matrix;
+mod openstack;
 mod power;
 mod providers;
 mod webhooks;

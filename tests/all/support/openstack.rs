@@ -43,6 +43,42 @@ impl OpenStackCloud {
     }
 }
 
+impl OpenStackCloud {
+    /// Tells the emulator to fail (see its module documentation for the faults).
+    pub async fn faults(&self, faults: serde_json::Value) {
+        let answer = reqwest::Client::new()
+            .post(format!("{}/_emulator/faults", self.url))
+            .json(&faults)
+            .send()
+            .await
+            .expect("the emulator answers");
+        assert!(answer.status().is_success(), "{:?}", answer.text().await);
+    }
+
+    /// Every server the cloud holds, as its operator sees them.
+    pub async fn servers(&self) -> Vec<serde_json::Value> {
+        let all: serde_json::Value = reqwest::get(format!("{}/_emulator/servers", self.url))
+            .await
+            .expect("the emulator answers")
+            .json()
+            .await
+            .expect("JSON");
+        all["servers"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// How many requests of `what` (`"METHOD pattern"`, as the emulator counts them) the
+    /// cloud has seen.
+    pub async fn seen(&self, what: &str) -> u64 {
+        let seen: serde_json::Value = reqwest::get(format!("{}/_emulator/seen", self.url))
+            .await
+            .expect("the emulator answers")
+            .json()
+            .await
+            .expect("JSON");
+        seen[what].as_u64().unwrap_or(0)
+    }
+}
+
 impl Drop for OpenStackCloud {
     fn drop(&mut self) {
         let _ = self.child.kill();
