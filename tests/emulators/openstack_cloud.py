@@ -36,7 +36,7 @@ import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 MAX_MICROVERSION = "2.96"
 REGIONS = ["RegionOne", "RegionTwo"]
@@ -167,7 +167,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def dispatch(self, method):
         url = urlsplit(self.path)
-        path = url.path.rstrip("/") or "/"
+        # Decoded as the real services' WSGI servers decode it.
+        path = unquote(url.path).rstrip("/") or "/"
         query = parse_qs(url.query)
         try:
             for pattern, handler, allowed in ROUTES:

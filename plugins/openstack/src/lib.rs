@@ -30,7 +30,7 @@ use berth_plugin_sdk::provider::{
     Region, Zone,
 };
 use berth_plugin_sdk::{Plugin, PluginInfo, export_provider};
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 
 use keystone::Session;
@@ -53,8 +53,16 @@ impl Plugin for OpenStack {
     }
 }
 
+/// What is escaped in a path segment or a query value: all but RFC 3986's unreserved
+/// characters (a server id's `-` stays as it is).
+const ESCAPED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn encode(text: &str) -> String {
-    utf8_percent_encode(text, NON_ALPHANUMERIC).to_string()
+    utf8_percent_encode(text, ESCAPED).to_string()
 }
 
 /// The cluster's first region.
