@@ -63,7 +63,11 @@ impl Scheduling {
                 .map_err(|e| describe(&e));
         }
         let bmc = self
-            .provider_with(&control.plugin, pool, std::slice::from_ref(&control.endpoint))
+            .provider_with(
+                &control.plugin,
+                pool,
+                std::slice::from_ref(&control.endpoint),
+            )
             .await?;
         bmc.switch(power, "", &control.system)
             .await

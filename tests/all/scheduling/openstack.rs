@@ -41,8 +41,10 @@ async fn create(berth: &Berth, cluster: &str, token: Option<&str>) -> (u16, Valu
         berth,
         Method::POST,
         "/api/v1/machines",
-        Some(json!({"project": "team", "cluster": cluster, "client_token": token,
-                    "spec": {"machine_type": "m1.small", "image": DEBIAN}})),
+        Some(
+            json!({"project": "team", "cluster": cluster, "client_token": token,
+                    "spec": {"machine_type": "m1.small", "image": DEBIAN}}),
+        ),
     )
     .await
 }
@@ -86,12 +88,16 @@ async fn an_openstack_server_goes_online_is_made_once_per_token_and_retires() {
     assert_eq!(servers[0]["status"], "ACTIVE");
 
     // The same token again is the same machine, and Nova is not asked again.
-    let creates = cloud.seen("POST (?:/(regiontwo))?/compute/v2\\.1/servers").await;
+    let creates = cloud
+        .seen("POST (?:/(regiontwo))?/compute/v2\\.1/servers")
+        .await;
     let (status, again) = create(&berth, "os", Some("deploy-1")).await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["id"], id.as_str());
     assert_eq!(
-        cloud.seen("POST (?:/(regiontwo))?/compute/v2\\.1/servers").await,
+        cloud
+            .seen("POST (?:/(regiontwo))?/compute/v2\\.1/servers")
+            .await,
         creates
     );
 
@@ -137,7 +143,10 @@ async fn error_quota_and_wrong_passwords_fail_the_create_and_release_the_quota()
     assert_eq!(quota["usage"]["machines"], 0, "{quota:#}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !cloud.servers().await.is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the ERROR server was not deleted");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ERROR server was not deleted"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 
@@ -146,7 +155,10 @@ async fn error_quota_and_wrong_passwords_fail_the_create_and_release_the_quota()
     let (_, second) = create(&berth, "os", None).await;
     let failed = machine_in(&berth, second["id"].as_str().unwrap(), "failed").await;
     let reason = failed["reason"].as_str().unwrap();
-    assert!(reason.contains("quota") && reason.contains("Quota exceeded"), "{reason}");
+    assert!(
+        reason.contains("quota") && reason.contains("Quota exceeded"),
+        "{reason}"
+    );
     cloud.faults(json!({"quota_instances": 100})).await;
 
     // A wrong password: Keystone refuses it; the create is refused as an auth failure
@@ -156,7 +168,10 @@ async fn error_quota_and_wrong_passwords_fail_the_create_and_release_the_quota()
     let (status, out) = create(&berth, "os-wrong", None).await;
     assert_eq!(status, 502, "{out}");
     assert!(out["detail"].as_str().unwrap().contains("auth:"), "{out}");
-    assert_eq!(cloud.seen("POST /identity/v3/auth/tokens").await, sign_ins + 1);
+    assert_eq!(
+        cloud.seen("POST /identity/v3/auth/tokens").await,
+        sign_ins + 1
+    );
 
     // The catalog's services are reached only where the administrator granted them: a
     // cluster granting Keystone alone cannot reach Nova, whatever the catalog says.
@@ -177,7 +192,10 @@ async fn error_quota_and_wrong_passwords_fail_the_create_and_release_the_quota()
     assert_eq!(status, 201, "{out}");
     let (status, out) = create(&berth, "os-ungranted", None).await;
     assert_eq!(status, 502, "{out}");
-    assert!(out["detail"].as_str().unwrap().contains("not-granted"), "{out}");
+    assert!(
+        out["detail"].as_str().unwrap().contains("not-granted"),
+        "{out}"
+    );
     // Nor is a service endpoint that is no URL taken.
     let (status, out) = super::call(
         &client(),
