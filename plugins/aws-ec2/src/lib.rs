@@ -21,7 +21,8 @@ mod query;
 use base64::Engine as _;
 use berth_plugin_sdk::provider::{
     Billing, ClusterContext, Description, ErrorKind, HourlyPrice, ListRequest, Machine,
-    MachinePage, MachineSpec, MachineType, Provider, ProviderError, PurchaseOption, Region, Zone,
+    MachinePage, MachineSpec, MachineType, Provider, ProviderError, PurchaseOption, Region,
+    RegionPage, Zone,
 };
 use berth_plugin_sdk::{Plugin, PluginInfo, export_provider};
 
@@ -97,20 +98,6 @@ fn machines_of(reply: model::DescribeInstances, region: &str) -> (Vec<Machine>, 
         .map(|i| i.into_machine(region))
         .collect();
     (machines, reply.next_token.filter(|t| !t.is_empty()))
-}
-
-/// A list page token: which of the cluster's regions, and EC2's own token within it.
-fn split_token(token: Option<&str>) -> Result<(usize, Option<String>), ProviderError> {
-    let Some(token) = token else {
-        return Ok((0, None));
-    };
-    let (index, inner) = token
-        .split_once(':')
-        .ok_or_else(|| ProviderError::invalid("malformed page token"))?;
-    let index = index
-        .parse()
-        .map_err(|_| ProviderError::invalid("malformed page token"))?;
-    Ok((index, (!inner.is_empty()).then(|| inner.to_string())))
 }
 
 impl Provider for Ec2 {
@@ -376,8 +363,8 @@ impl Provider for Ec2 {
             Some(region) => vec![region.clone()],
             None => cluster.regions.clone(),
         };
-        let (index, inner) = split_token(request.page_token.as_deref())?;
-        let Some(region) = regions.get(index) else {
+        let page = RegionPage::parse(request.page_token.as_deref())?;
+        let Some(region) = regions.get(page.index) else {
             return Ok(MachinePage {
                 machines: vec![],
                 next_page_token: None,
@@ -392,7 +379,7 @@ impl Provider for Ec2 {
             "MaxResults",
             request.page_size.clamp(5, 1000).to_string(),
         );
-        if let Some(t) = &inner {
+        if let Some(t) = &page.inner {
             param(&mut params, "NextToken", t.clone());
         }
         let reply = parse(
@@ -400,14 +387,9 @@ impl Provider for Ec2 {
             &client.call("DescribeInstances", &params)?,
         )?;
         let (machines, next) = machines_of(reply, region);
-        let next_page_token = match next {
-            Some(next) => Some(format!("{index}:{next}")),
-            None if index + 1 < regions.len() => Some(format!("{}:", index + 1)),
-            None => None,
-        };
         Ok(MachinePage {
             machines,
-            next_page_token,
+            next_page_token: page.next_token(next, regions.len()),
         })
     }
 

@@ -126,11 +126,7 @@ fn error_of(response: &Response, action: &str) -> ProviderError {
         ProviderError::new(kind, format!("{action}: {message}")).with_code(code, request_id);
     if kind == ErrorKind::Throttled {
         // EC2 names no wait; its guidance is exponential backoff from about a second.
-        error.retry_after_ms = response
-            .header("retry-after")
-            .and_then(|s| s.trim().parse::<u32>().ok())
-            .map(|secs| secs.saturating_mul(1000))
-            .or(Some(1000));
+        error.retry_after_ms = response.retry_after_ms().or(Some(1000));
     }
     error
 }

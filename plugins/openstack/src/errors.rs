@@ -41,11 +41,7 @@ pub fn error_of(response: &Response, what: &str) -> ProviderError {
     let mut error =
         ProviderError::new(kind, format!("{what}: {message}")).with_code(code, request_id);
     if kind == ErrorKind::Throttled {
-        error.retry_after_ms = response
-            .header("retry-after")
-            .and_then(|s| s.trim().parse::<u32>().ok())
-            .map(|secs| secs.saturating_mul(1000))
-            .or(Some(1000));
+        error.retry_after_ms = response.retry_after_ms().or(Some(1000));
     }
     error
 }

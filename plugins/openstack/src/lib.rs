@@ -27,7 +27,7 @@ use berth_plugin_sdk::http::Method;
 use berth_plugin_sdk::provider::{
     Billing, ClusterContext, Description, ErrorKind, HourlyPrice, Image, ListRequest, Machine,
     MachinePage, MachineSpec, MachineState, MachineType, Provider, ProviderError, PurchaseOption,
-    Region, Zone,
+    Region, RegionPage, Zone,
 };
 use berth_plugin_sdk::{Plugin, PluginInfo, export_provider};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -410,20 +410,8 @@ impl Provider for OpenStack {
             Some(region) => vec![region.clone()],
             None => cluster.regions.clone(),
         };
-        // A page token is the region's index and Nova's marker within it.
-        let (index, marker) = match request.page_token.as_deref() {
-            None => (0, None),
-            Some(token) => {
-                let (index, marker) = token
-                    .split_once(':')
-                    .ok_or_else(|| ProviderError::invalid("malformed page token"))?;
-                let index: usize = index
-                    .parse()
-                    .map_err(|_| ProviderError::invalid("malformed page token"))?;
-                (index, (!marker.is_empty()).then(|| marker.to_string()))
-            }
-        };
-        let Some(region) = regions.get(index) else {
+        let page = RegionPage::parse(request.page_token.as_deref())?;
+        let Some(region) = regions.get(page.index) else {
             return Ok(MachinePage {
                 machines: vec![],
                 next_page_token: None,
@@ -431,7 +419,7 @@ impl Provider for OpenStack {
         };
         let mut session = Session::open(&cluster, region)?;
         let limit = request.page_size.clamp(1, MAX_PAGE);
-        let (machines, next) = server_page(&mut session, region, "", marker.as_deref(), limit)?;
+        let (machines, next) = server_page(&mut session, region, "", page.inner.as_deref(), limit)?;
         // Nova filters by metadata nowhere: the tags are matched here.
         let machines = machines
             .into_iter()
@@ -442,14 +430,9 @@ impl Provider for OpenStack {
                 })
             })
             .collect();
-        let next_page_token = match next {
-            Some(next) => Some(format!("{index}:{next}")),
-            None if index + 1 < regions.len() => Some(format!("{}:", index + 1)),
-            None => None,
-        };
         Ok(MachinePage {
             machines,
-            next_page_token,
+            next_page_token: page.next_token(next, regions.len()),
         })
     }
 

@@ -176,6 +176,14 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The wait a `Retry-After` header asks for in seconds, as milliseconds (an HTTP date
+    /// is not read).
+    pub fn retry_after_ms(&self) -> Option<u32> {
+        self.header("retry-after")
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .map(|secs| secs.saturating_mul(1000))
+    }
+
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }

@@ -103,6 +103,46 @@ pub fn micros(text: &str) -> Option<u64> {
     whole.checked_mul(1_000_000)?.checked_add(fraction)
 }
 
+/// Where a listing over several regions stands: which of the regions, and the provider's
+/// own page token within it. As a page token it reads `<index>:<token>`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RegionPage {
+    pub index: usize,
+    pub inner: Option<String>,
+}
+
+impl RegionPage {
+    /// The page `token` names; the first region's first page when none.
+    pub fn parse(token: Option<&str>) -> Result<RegionPage, ProviderError> {
+        let Some(token) = token else {
+            return Ok(RegionPage {
+                index: 0,
+                inner: None,
+            });
+        };
+        let (index, inner) = token
+            .split_once(':')
+            .ok_or_else(|| ProviderError::invalid("malformed page token"))?;
+        let index = index
+            .parse()
+            .map_err(|_| ProviderError::invalid("malformed page token"))?;
+        Ok(RegionPage {
+            index,
+            inner: (!inner.is_empty()).then(|| inner.to_string()),
+        })
+    }
+
+    /// The token of the page after this one, out of `regions`: the provider's `next` in
+    /// this region, else the next region's first page, else none.
+    pub fn next_token(&self, next: Option<String>, regions: usize) -> Option<String> {
+        match next {
+            Some(next) => Some(format!("{}:{next}", self.index)),
+            None if self.index + 1 < regions => Some(format!("{}:", self.index + 1)),
+            None => None,
+        }
+    }
+}
+
 /// How a provider bills, for [`HourlyPrice::from_sheet`].
 pub struct Billing<'a> {
     pub currency: &'a str,
@@ -169,7 +209,30 @@ impl HourlyPrice {
 
 #[cfg(test)]
 mod tests {
-    use super::micros;
+    use super::{RegionPage, micros};
+
+    #[test]
+    fn region_pages_walk_each_region_then_the_next() {
+        let first = RegionPage::parse(None).unwrap();
+        assert_eq!(
+            first.next_token(Some("abc".into()), 2),
+            Some("0:abc".into())
+        );
+        assert_eq!(first.next_token(None, 2), Some("1:".into()));
+        let second = RegionPage::parse(Some("1:")).unwrap();
+        assert_eq!(
+            second,
+            RegionPage {
+                index: 1,
+                inner: None
+            }
+        );
+        assert_eq!(second.next_token(None, 2), None);
+        let inner = RegionPage::parse(Some("0:a:b")).unwrap();
+        assert_eq!(inner.inner.as_deref(), Some("a:b"));
+        assert!(RegionPage::parse(Some("x:y")).is_err());
+        assert!(RegionPage::parse(Some("nocolon")).is_err());
+    }
 
     #[test]
     fn decimal_prices_read_exactly_as_millionths() {

@@ -6,7 +6,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::machine_in;
+use super::{machine_in, quick_berth as berth};
 use crate::replication::api;
 use crate::support::*;
 
@@ -40,17 +40,6 @@ async fn create(berth: &Berth, cluster: &str, image: &str, token: Option<&str>) 
         ),
     )
     .await
-}
-
-/// berth with quick timeouts for provider machines.
-fn berth() -> Berth {
-    Berth::start_configured(
-        &[],
-        &[
-            ("BERTH_SCHEDULING__JOB_LEASE_SECS", "2"),
-            ("BERTH_SCHEDULING__INITIALIZE_TIMEOUT_SECS", "60"),
-        ],
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

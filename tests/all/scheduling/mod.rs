@@ -41,6 +41,17 @@ pub(crate) async fn call(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// berth with quick leases and timeouts for provider machines.
+pub(crate) fn quick_berth() -> Berth {
+    Berth::start_configured(
+        &[],
+        &[
+            ("BERTH_SCHEDULING__JOB_LEASE_SECS", "2"),
+            ("BERTH_SCHEDULING__INITIALIZE_TIMEOUT_SECS", "60"),
+        ],
+    )
+}
+
 /// Waits until machine `id` is in `state` (as the admin sees it); returns it.
 pub(crate) async fn machine_in(berth: &Berth, id: &str, state: &str) -> Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
