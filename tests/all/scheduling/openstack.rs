@@ -201,3 +201,31 @@ async fn error_quota_and_wrong_passwords_fail_the_create_and_release_the_quota()
     let (_, third) = create(&berth, "os", None).await;
     machine_in(&berth, third["id"].as_str().unwrap(), "online").await;
 }
+
+/// Right after a create Nova may not know the server yet (a cell lagging behind the API),
+/// and a busy cloud throttles: berth waits the first out and backs off the second, makes
+/// the server once, and the machine goes online.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_unknown_at_first_and_a_throttled_cloud_still_go_online_once() {
+    const CREATES: &str = "POST (?:/(regiontwo))?/compute/v2\\.1/servers";
+    const READS: &str = "GET (?:/(regiontwo))?/compute/v2\\.1/servers/([0-9a-f-]{36})";
+    let cloud = OpenStackCloud::start();
+    let berth = berth();
+    openstack_cluster(&berth, &cloud, "os", "berth-secret").await;
+    cloud
+        .faults(json!({"throttle": 1, "not_found_reads": 2}))
+        .await;
+
+    let (status, created) = create(&berth, "os", Some("deploy-2")).await;
+    assert_eq!(status, 202, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let online = machine_in(&berth, &id, "online").await;
+    assert!(
+        !online["addresses"].as_array().unwrap().is_empty(),
+        "{online:#}"
+    );
+    assert_eq!(cloud.seen(CREATES).await, 1, "one server, however it went");
+    assert_eq!(cloud.servers().await.len(), 1);
+    // Two reads answered 404, and a third found it running.
+    assert!(cloud.seen(READS).await >= 3, "{}", cloud.seen(READS).await);
+}
