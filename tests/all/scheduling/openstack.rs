@@ -229,3 +229,34 @@ async fn a_server_unknown_at_first_and_a_throttled_cloud_still_go_online_once() 
     // Two reads answered 404, and a third found it running.
     assert!(cloud.seen(READS).await >= 3, "{}", cloud.seen(READS).await);
 }
+
+/// berth dies between Nova's answer to a create and its own record of it: after the
+/// restart the server is found by its name and metadata (Nova has no client token), not
+/// made again, and the machine goes online with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_the_nova_create_and_its_record_leaves_one_server() {
+    const CREATES: &str = "POST (?:/(regiontwo))?/compute/v2\\.1/servers";
+    let cloud = OpenStackCloud::start();
+    let mut berth = Berth::start_configured(
+        &[],
+        &[
+            ("BERTH_SCHEDULING__JOB_LEASE_SECS", "2"),
+            ("BERTH_FAULT_CRASH_AFTER_PROVIDER_CREATE", "1"),
+        ],
+    );
+    openstack_cluster(&berth, &cloud, "os", "berth-secret").await;
+    let (_, created) = create(&berth, "os", None).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    berth.wait_for_exit(std::time::Duration::from_secs(30));
+    let servers = cloud.servers().await;
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    assert_eq!(servers[0]["name"], id.as_str());
+
+    berth.set_env("BERTH_FAULT_CRASH_AFTER_PROVIDER_CREATE", None);
+    berth.start_again();
+    let online = machine_in(&berth, &id, "online").await;
+    let servers = cloud.servers().await;
+    assert_eq!(servers.len(), 1, "no second server: {servers:?}");
+    assert_eq!(online["provider_id"], servers[0]["id"]);
+    assert_eq!(cloud.seen(CREATES).await, 1);
+}
