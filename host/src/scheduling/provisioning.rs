@@ -132,7 +132,7 @@ impl Scheduling {
         let started = tokio::time::Instant::now();
         let deadline = started + Duration::from_secs(self.config.initialize_timeout_secs);
         // A provider may not know a machine for a while after making it.
-        let not_found = |started: tokio::time::Instant| {
+        let not_found = || {
             (started.elapsed() > NOT_FOUND_GRACE).then(|| {
                 format!(
                     "the provider still does not know {provider_id} {} s after making it",
@@ -181,8 +181,8 @@ impl Scheduling {
                             .unwrap_or_default()
                     )),
                 },
-                Ok(None) => not_found(started),
-                Err(e) if e.kind() == Some(ErrorKind::NotFound) => not_found(started),
+                Ok(None) => not_found(),
+                Err(e) if e.kind() == Some(ErrorKind::NotFound) => not_found(),
                 Err(e) => Some(format!("reading it failed: {e}")),
             };
             let why = why.or_else(|| {
