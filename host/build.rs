@@ -19,6 +19,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("dual-primary", "berth-dual-primary"),
     ("sysctl", "berth-sysctl"),
     ("aws-ec2", "berth-aws-ec2"),
+    ("aliyun-ecs", "berth-aliyun-ecs"),
     ("openstack", "berth-openstack"),
     ("redfish", "berth-redfish"),
 ];

@@ -4,7 +4,8 @@ use crate::Datetime;
 
 /// An ISO 8601 time in UTC, as clouds write them: with `Z` (`2026-12-01T08:00:00.000Z`,
 /// EC2) or `+00:00`, or with no zone at all (`2026-12-01T08:00:00.000000`, Nova's
-/// `launched_at`, which is UTC). Any other offset is not UTC, and answers `None`.
+/// `launched_at`, which is UTC), to the minute (`2026-12-01T08:00Z`, ECS) or finer. Any
+/// other offset is not UTC, and answers `None`.
 pub fn parse_utc(text: &str) -> Option<Datetime> {
     let text = text
         .strip_suffix('Z')
@@ -15,7 +16,12 @@ pub fn parse_utc(text: &str) -> Option<Datetime> {
     let (year, month, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
     let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
     let mut t = clock.split(':').map(|p| p.parse::<i64>());
-    let (hour, minute, second) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    let (hour, minute) = (t.next()?.ok()?, t.next()?.ok()?);
+    let second = match t.next() {
+        Some(second) => second.ok()?,
+        None if fraction.is_empty() => 0,
+        None => return None,
+    };
     if !(1..=12).contains(&month)
         || !(1..=31).contains(&day)
         || hour > 23
@@ -45,9 +51,32 @@ pub fn parse_utc(text: &str) -> Option<Datetime> {
     })
 }
 
+/// `time` as ISO 8601 in UTC to the second (`2026-12-01T08:00:00Z`): what signing schemes
+/// put in their date headers (ECS's `x-acs-date`).
+pub fn format_utc(time: &Datetime) -> String {
+    let seconds = time.seconds as i64;
+    let (days, clock) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    // The civil date of a day count (Howard Hinnant's algorithm, the inverse of the above).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        clock / 3600,
+        clock / 60 % 60,
+        clock % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_utc;
+    use super::{format_utc, parse_utc};
 
     #[test]
     fn utc_times_read_with_or_without_a_zone() {
@@ -61,5 +90,19 @@ mod tests {
         );
         assert!(parse_utc("2026-12-01T08:00:00+02:00").is_none());
         assert!(parse_utc("2026-13-01T08:00:00Z").is_none());
+        assert_eq!(parse_utc("2026-12-01T08:00Z").unwrap().seconds, z.seconds);
+        assert!(parse_utc("2026-12-01T08:00.5Z").is_none());
+    }
+
+    #[test]
+    fn utc_times_format_as_they_parse() {
+        for text in [
+            "1970-01-01T00:00:00Z",
+            "2000-02-29T23:59:59Z",
+            "2026-12-01T08:00:00Z",
+            "2100-03-01T12:34:56Z",
+        ] {
+            assert_eq!(format_utc(&parse_utc(text).unwrap()), text);
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Test support: real `berth` processes on 127.0.0.1 (here), HTTP clients and content
 //! builders (`http.rs`), the peers and proxies tests put beside berth (`peers.rs`), and
-//! moto with an EC2 fault proxy (`moto.rs`), and the OpenStack emulator (`openstack.rs`).
+//! moto with an EC2 fault proxy (`moto.rs`), and the OpenStack and ECS emulators (`emulator.rs`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 mod http;
 mod moto;
-mod openstack;
+mod emulator;
 mod peers;
 
 pub use http::*;
 pub use moto::*;
-pub use openstack::*;
+pub use emulator::*;
 pub use peers::*;
 
 /// The `admin` password every test server starts with.
