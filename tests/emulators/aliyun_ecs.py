@@ -27,7 +27,9 @@ consistent read would), `quota_instances` (every account's instance quota: more 
 `QuotaExceed.ElasticQuota`), `clock_offset_secs` (the emulator's clock runs this far from
 the machine's), `describe_price` (false: the endpoint has no `DescribePrice`, as some
 regions and private endpoints lack it). `GET /_emulator/seen` counts requests by action;
-`GET /_emulator/instances` lists every account's instances.
+`GET /_emulator/instances` lists every account's instances; `POST /_emulator/instances`
+(`{"region", "tags"}`) makes one behind the API's back, and `POST /_emulator/release`
+(`{"InstanceId"}`) releases one so.
 
 Run: `aliyun_ecs.py [--port N]`; it prints `listening on <port>` once it accepts
 connections. Access keys are fixed (see ACCESS_KEYS).
@@ -247,10 +249,11 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if url.path != "/":
                 raise Refusal(404, "InvalidAction.NotFound", "RPC requests go to /")
-            params = self.authenticate(method, url, body)
+            # Counted whether or not it is refused: what reached the cloud.
             action = self.headers.get("x-acs-action")
             with CLOUD.lock:
                 CLOUD.seen[action] = CLOUD.seen.get(action, 0) + 1
+            params = self.authenticate(method, url, body)
             if CLOUD.take("throttle"):
                 raise Refusal(400, "Throttling.User", "Request was denied due to user flow control.")
             handler = ACTIONS.get(action)
@@ -654,6 +657,36 @@ class Handler(BaseHTTPRequestHandler):
             elif path == "/_emulator/seen" and method == "GET":
                 with CLOUD.lock:
                     self.send(200, dict(CLOUD.seen))
+            elif path == "/_emulator/instances" and method == "POST":
+                # An instance made behind berth's back (another tool, the console): running
+                # at once, in the first account, with the tags asked.
+                asked = json.loads(body or b"{}")
+                region = asked.get("region", "cn-hangzhou")
+                vswitch = next(v for v, (r, _) in VSWITCHES.items() if r == region)
+                t = time.time()
+                instance_id = "i-" + secrets.token_hex(10)
+                with CLOUD.lock:
+                    CLOUD.instances[instance_id] = {
+                        "InstanceId": instance_id, "InstanceName": instance_id, "RegionId": region,
+                        "ZoneId": VSWITCHES[vswitch][1], "InstanceType": "ecs.g7.large",
+                        "ImageId": IMAGES[0]["ImageId"], "Status": "Running", "HostName": instance_id,
+                        "CreationTime": iso_minutes(now()), "StartTime": iso_minutes(now()),
+                        "Cpu": 2, "Memory": 8192, "GPUAmount": 0, "InstanceChargeType": "PostPaid",
+                        "InternetChargeType": "PayByTraffic", "InstanceNetworkType": "vpc",
+                        "KeyPairName": "", "VpcAttributes": {"VpcId": "vpc-berth", "VSwitchId": vswitch,
+                                                             "PrivateIpAddress": {"IpAddress": ["172.31.0.9"]}},
+                        "PublicIpAddress": {"IpAddress": []}, "EipAddress": {"IpAddress": ""},
+                        "SecurityGroupIds": {"SecurityGroupId": []},
+                        "Tags": {"Tag": [{"TagKey": k, "TagValue": v} for k, v in asked.get("tags", {}).items()]},
+                        "_account": next(iter(ACCESS_KEYS.values()))[1], "_made": t - 120, "next": None,
+                    }
+                self.send(200, {"InstanceId": instance_id})
+            elif path == "/_emulator/release" and method == "POST":
+                # Released behind berth's back.
+                asked = json.loads(body or b"{}")
+                with CLOUD.lock:
+                    found = CLOUD.instances.pop(asked.get("InstanceId"), None)
+                self.send(200 if found else 404, {})
             elif path == "/_emulator/instances" and method == "GET":
                 with CLOUD.lock:
                     for instance_id in list(CLOUD.instances):

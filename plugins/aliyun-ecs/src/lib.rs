@@ -7,8 +7,9 @@
 //!   ones): one cluster per Alibaba Cloud account (or RAM user);
 //! - regions (`cn-hangzhou`; the first is where a machine goes when it names none);
 //! - optionally an endpoint (a VPC endpoint, or an emulator), else ECS's regional one;
-//! - settings: `vswitch` (the vSwitch instances join when a create names no subnet; ECS
-//!   places instances by vSwitch, and the vSwitch decides the zone), `security-group`
+//! - settings: `vswitch` (the vSwitch instances join when a create names no subnet: one
+//!   id, or a JSON object of ids by zone; ECS places instances by vSwitch, and the
+//!   vSwitch decides the zone), `security-group`
 //!   (comma-separated, when a create names none), `machine-types` (comma-separated: the
 //!   types the cluster offers; all of the region's otherwise), `image-owners`
 //!   (comma-separated `self`, `system`, `others`, `marketplace`; default `self`), and for
@@ -94,6 +95,43 @@ fn tag_params(params: &mut Params, tags: &[(String, String)]) -> Result<(), Prov
     Ok(())
 }
 
+/// The vSwitch a create joins, and the zone that puts it in: the spec's subnet, else the
+/// cluster's `vswitch` setting (one id, or a JSON object of ids by zone, so that machines
+/// spread over zones each find a vSwitch of their zone; with no zone asked, the first).
+fn vswitch_for(
+    cluster: &ClusterContext,
+    spec: &MachineSpec,
+) -> Result<(String, Option<String>), ProviderError> {
+    if let Some(subnet) = &spec.subnet {
+        return Ok((subnet.clone(), spec.zone.clone()));
+    }
+    let setting = cluster.setting("vswitch").ok_or_else(|| {
+        ProviderError::invalid(
+            "ECS places instances in a vSwitch: give a subnet, or set the cluster's vswitch",
+        )
+    })?;
+    if !setting.trim_start().starts_with('{') {
+        return Ok((setting.to_string(), spec.zone.clone()));
+    }
+    let by_zone: std::collections::BTreeMap<String, String> = serde_json::from_str(setting)
+        .map_err(|e| {
+            ProviderError::invalid(format!(
+                "the vswitch setting is neither an id nor a JSON object of ids by zone: {e}"
+            ))
+        })?;
+    let found = match &spec.zone {
+        Some(zone) => by_zone.get_key_value(zone),
+        None => by_zone.iter().next(),
+    };
+    let (zone, vswitch) = found.ok_or_else(|| {
+        ProviderError::invalid(format!(
+            "the cluster's vswitch setting has no vSwitch for zone {}",
+            spec.zone.as_deref().unwrap_or("(any)")
+        ))
+    })?;
+    Ok((vswitch.clone(), Some(zone.clone())))
+}
+
 /// One `DescribeInstances` page: its machines and the token of the next page.
 fn instance_page(
     client: &Client,
@@ -105,8 +143,10 @@ fn instance_page(
     if let Some(token) = token {
         param(&mut params, "NextToken", token);
     }
-    let reply: model::DescribeInstances =
-        parse("DescribeInstances", client.call("DescribeInstances", &params)?)?;
+    let reply: model::DescribeInstances = parse(
+        "DescribeInstances",
+        client.call("DescribeInstances", &params)?,
+    )?;
     let machines = reply
         .instances
         .items
@@ -189,14 +229,12 @@ impl Provider for Ecs {
                     "DescribeInstanceTypes",
                     client.call("DescribeInstanceTypes", &params)?,
                 )?;
-                machine_types.extend(reply.instance_types.items.into_iter().map(|t| {
-                    MachineType {
-                        id: t.instance_type_id,
-                        cpus: t.cpu_core_count,
-                        memory_mib: (t.memory_size * 1024.0).round() as u64,
-                        gpus: t.gpu_amount,
-                        regions: vec![],
-                    }
+                machine_types.extend(reply.instance_types.items.into_iter().map(|t| MachineType {
+                    id: t.instance_type_id,
+                    cpus: t.cpu_core_count,
+                    memory_mib: (t.memory_size * 1024.0).round() as u64,
+                    gpus: t.gpu_amount,
+                    regions: vec![],
                 }));
                 match reply.next_token.filter(|t| !t.is_empty()) {
                     Some(next) => token = Some(next),
@@ -308,15 +346,7 @@ impl Provider for Ecs {
                 "ECS takes a key pair (key_pair), not a public key; import the key as a key pair first",
             ));
         }
-        let vswitch = spec
-            .subnet
-            .clone()
-            .or_else(|| cluster.setting("vswitch").map(str::to_string))
-            .ok_or_else(|| {
-                ProviderError::invalid(
-                    "ECS places instances in a vSwitch: give a subnet, or set the cluster's vswitch",
-                )
-            })?;
+        let (vswitch, zone) = vswitch_for(&cluster, &spec)?;
         let groups = if spec.security_groups.is_empty() {
             list_setting(&cluster, "security-group")
         } else {
@@ -332,7 +362,7 @@ impl Provider for Ecs {
         param(&mut params, "Amount", "1");
         param(&mut params, "ClientToken", spec.client_token.clone());
         param(&mut params, "VSwitchId", vswitch);
-        if let Some(zone) = &spec.zone {
+        if let Some(zone) = &zone {
             param(&mut params, "ZoneId", zone.clone());
         }
         for (i, group) in groups.iter().enumerate() {
@@ -389,7 +419,7 @@ impl Provider for Ecs {
             id,
             name: spec.name.clone(),
             region: spec.region.clone(),
-            zone: spec.zone.clone(),
+            zone,
             machine_type: spec.machine_type.clone(),
             image: spec.image.clone(),
             state: MachineState::Pending,
@@ -498,7 +528,13 @@ impl Provider for Ecs {
     fn delete(cluster: ClusterContext, region: String, id: String) -> Result<(), ProviderError> {
         // Retiring a machine releases it whatever it runs: ECS refuses to release a
         // running instance unless forced (it is then stopped first).
-        match instance_action(&cluster, &region, "DeleteInstance", &id, &[("Force", "true")]) {
+        match instance_action(
+            &cluster,
+            &region,
+            "DeleteInstance",
+            &id,
+            &[("Force", "true")],
+        ) {
             // Gone already: a delete is done when the machine is.
             Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
             other => other,

@@ -13,10 +13,7 @@ use serde_json::Value;
 /// Reads the reply of `action`.
 pub fn parse<T: DeserializeOwned>(action: &str, reply: Value) -> Result<T, ProviderError> {
     serde_json::from_value(reply).map_err(|e| {
-        ProviderError::new(
-            ErrorKind::Other,
-            format!("{action}: unreadable reply: {e}"),
-        )
+        ProviderError::new(ErrorKind::Other, format!("{action}: unreadable reply: {e}"))
     })
 }
 

@@ -80,7 +80,10 @@ impl Client {
         let mut headers = vec![
             ("host".to_string(), self.host.clone()),
             ("x-acs-action".to_string(), action.to_string()),
-            ("x-acs-content-sha256".to_string(), hex::encode(Sha256::digest(b""))),
+            (
+                "x-acs-content-sha256".to_string(),
+                hex::encode(Sha256::digest(b"")),
+            ),
             ("x-acs-date".to_string(), format_utc(&host::now())),
             ("x-acs-signature-nonce".to_string(), nonce()),
             ("x-acs-version".to_string(), VERSION.to_string()),
@@ -162,11 +165,13 @@ pub fn sign(
         "{ALGORITHM}\n{}",
         hex::encode(Sha256::digest(canonical_request.as_bytes()))
     );
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-        .expect("HMAC takes a key of any length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
     mac.update(string_to_sign.as_bytes());
     let signature = hex::encode(mac.finalize().into_bytes());
-    format!("{ALGORITHM} Credential={access_key_id},SignedHeaders={signed_headers},Signature={signature}")
+    format!(
+        "{ALGORITHM} Credential={access_key_id},SignedHeaders={signed_headers},Signature={signature}"
+    )
 }
 
 /// A nonce no other request within ECS's 15 minutes carries: 128 bits from the sandbox's

@@ -2,11 +2,12 @@
 //! (`clusters.rs`), machines from create to retire (`machines.rs`), the permission matrix
 //! cell by cell (`matrix.rs`), health (`health.rs`),
 //! the webhook (`webhooks.rs`), the command line (`cli.rs`), provider plugins on a test
-//! inventory API (`providers.rs`), AWS EC2 on moto (`ec2.rs`), OpenStack on its emulator
-//! (`openstack.rs`), power control through
+//! inventory API (`providers.rs`), AWS EC2 on moto (`ec2.rs`), OpenStack and Alibaba Cloud
+//! ECS on their emulators (`openstack.rs`, `aliyun_ecs.rs`), power control through
 //! Redfish (`power.rs`), and the cloud emulators proven by their vendors' SDKs
 //! (`emulators.rs`).
 
+mod aliyun_ecs;
 mod cli;
 mod clusters;
 mod ec2;

@@ -124,6 +124,31 @@ impl EcsCloud {
     pub async fn instances(&self) -> Vec<serde_json::Value> {
         self.0.everything("instances").await
     }
+
+    /// A running instance in `region` made behind the API's back, carrying `tags`; its id.
+    pub async fn make_behind_the_back(&self, region: &str, tags: serde_json::Value) -> String {
+        let made: serde_json::Value = reqwest::Client::new()
+            .post(format!("{}/_emulator/instances", self.url))
+            .json(&serde_json::json!({"region": region, "tags": tags}))
+            .send()
+            .await
+            .expect("the emulator answers")
+            .json()
+            .await
+            .expect("JSON");
+        made["InstanceId"].as_str().expect("an id").to_string()
+    }
+
+    /// Releases instance `id` behind the API's back (the console, another tool).
+    pub async fn release_behind_the_back(&self, id: &str) {
+        let answer = reqwest::Client::new()
+            .post(format!("{}/_emulator/release", self.url))
+            .json(&serde_json::json!({"InstanceId": id}))
+            .send()
+            .await
+            .expect("the emulator answers");
+        assert!(answer.status().is_success(), "no instance {id}");
+    }
 }
 
 impl Deref for EcsCloud {

@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod emulator;
 mod http;
 mod moto;
-mod emulator;
 mod peers;
 
+pub use emulator::*;
 pub use http::*;
 pub use moto::*;
-pub use emulator::*;
 pub use peers::*;
 
 /// The `admin` password every test server starts with.

@@ -239,3 +239,60 @@ impl GatedProxy {
         self.gate.send_replace(state);
     }
 }
+
+/// A TCP proxy that changes requests after their client signed them, as a hostile network
+/// would: every occurrence of `from` in what a client sends becomes `to` (of the same
+/// length, so the request stays well-formed) before it reaches the server.
+pub struct TamperingProxy {
+    /// `127.0.0.1:<port>` to connect to instead of the server.
+    pub addr: String,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl TamperingProxy {
+    pub async fn start(target: &str, from: &str, to: &str) -> TamperingProxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        assert_eq!(from.len(), to.len(), "a change of the same length");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (target, from, to) = (
+            target.to_string(),
+            from.as_bytes().to_vec(),
+            to.as_bytes().to_vec(),
+        );
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                    continue;
+                };
+                let (from, to) = (from.clone(), to.clone());
+                tokio::spawn(async move {
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let upstream = async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while let Ok(n) = client_read.read(&mut buf).await {
+                            if n == 0 {
+                                break;
+                            }
+                            let chunk = &mut buf[..n];
+                            let mut at = 0;
+                            while let Some(found) =
+                                chunk[at..].windows(from.len()).position(|w| w == from)
+                            {
+                                chunk[at + found..at + found + to.len()].copy_from_slice(&to);
+                                at += found + to.len();
+                            }
+                            if server_write.write_all(chunk).await.is_err() {
+                                break;
+                            }
+                        }
+                    };
+                    let downstream = tokio::io::copy(&mut server_read, &mut client_write);
+                    let _ = tokio::join!(upstream, downstream);
+                });
+            }
+        });
+        TamperingProxy { addr, _task: task }
+    }
+}
