@@ -4,14 +4,16 @@
 //! the webhook (`webhooks.rs`), the command line (`cli.rs`), provider plugins on a test
 //! inventory API (`providers.rs`), AWS EC2 on moto (`ec2.rs`), OpenStack and Alibaba Cloud
 //! ECS on their emulators (`openstack.rs`, `aliyun_ecs.rs`), power control through
-//! Redfish (`power.rs`), and the cloud emulators proven by their vendors' SDKs
-//! (`emulators.rs`).
+//! Redfish (`power.rs`), the cloud emulators proven by their vendors' SDKs
+//! (`emulators.rs`), and one project on all four kinds of cluster at once
+//! (`four_providers.rs`).
 
 mod aliyun_ecs;
 mod cli;
 mod clusters;
 mod ec2;
 mod emulators;
+mod four_providers;
 mod health;
 mod machines;
 mod matrix;

@@ -260,3 +260,74 @@ async fn a_crash_between_the_nova_create_and_its_record_leaves_one_server() {
     assert_eq!(online["provider_id"], servers[0]["id"]);
     assert_eq!(cloud.seen(CREATES).await, 1);
 }
+
+/// Reconciliation reads Nova's servers page by page (`marker`/`limit`): a server deleted
+/// behind berth's back retires its machine, and one made behind its back for this cluster
+/// is an orphan, however many pages it takes to find them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciliation_pages_through_nova_and_finds_what_changed_behind_its_back() {
+    let cloud = OpenStackCloud::start();
+    let berth = Berth::start_configured(
+        &[],
+        &[
+            ("BERTH_SCHEDULING__JOB_LEASE_SECS", "2"),
+            ("BERTH_SCHEDULING__RECONCILE_INTERVAL_SECS", "1"),
+            // Six servers and an orphan take two pages.
+            ("BERTH_SCHEDULING__RECONCILE_PAGE_SIZE", "5"),
+        ],
+    );
+    openstack_cluster(&berth, &cloud, "os", "berth-secret").await;
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let (_, created) = create(&berth, "os", None).await;
+        ids.push(created["id"].as_str().unwrap().to_string());
+    }
+    let mut servers = Vec::new();
+    for id in &ids {
+        let online = machine_in(&berth, id, "online").await;
+        servers.push(online["provider_id"].as_str().unwrap().to_string());
+    }
+    let pages_before = cloud
+        .seen("GET (?:/(regiontwo))?/compute/v2\\.1/servers(/detail)?")
+        .await;
+
+    let (status, _) = cloud
+        .nova(Method::DELETE, &format!("/servers/{}", servers[0]), None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, made) = cloud
+        .nova(
+            Method::POST,
+            "/servers",
+            Some(
+                json!({"server": {"name": "stray", "flavorRef": "2", "imageRef": DEBIAN,
+                                   "networks": "auto", "metadata": {"berth:cluster": "os"}}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 202, "{made}");
+    let stray = made["server"]["id"].as_str().unwrap().to_string();
+
+    let retired = machine_in(&berth, &ids[0], "retired").await;
+    assert!(
+        retired["reason"].as_str().unwrap().contains("out of band"),
+        "{retired:#}"
+    );
+    let orphans = api(&berth, Method::GET, "/api/v1/clusters/os/orphans", None).await;
+    let found: Vec<&str> = orphans
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["provider_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(found, [stray.as_str()], "{orphans:#}");
+    for id in &ids[1..] {
+        let machine = api(&berth, Method::GET, &format!("/api/v1/machines/{id}"), None).await;
+        assert_eq!(machine["state"], "online", "{machine:#}");
+    }
+    // Listings of more than one page were read (two pages a round at least).
+    let pages = cloud
+        .seen("GET (?:/(regiontwo))?/compute/v2\\.1/servers(/detail)?")
+        .await;
+    assert!(pages >= pages_before + 2, "{pages_before} then {pages}");
+}

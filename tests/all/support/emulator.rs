@@ -102,6 +102,43 @@ impl OpenStackCloud {
     pub async fn servers(&self) -> Vec<serde_json::Value> {
         self.0.everything("servers").await
     }
+
+    /// `method path` on Nova (RegionOne) as user `berth` of project team, through the
+    /// public API (another client acting behind berth's back): the status and the answer.
+    pub async fn nova(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let http = reqwest::Client::new();
+        let auth = serde_json::json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": "berth", "domain": {"name": "Default"}, "password": "berth-secret"}}},
+            "scope": {"project": {"name": "team", "domain": {"name": "Default"}}}}});
+        let signed_in = http
+            .post(format!("{}/identity/v3/auth/tokens", self.url))
+            .json(&auth)
+            .send()
+            .await
+            .expect("Keystone answers");
+        let token = signed_in.headers()["x-subject-token"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let mut request = http
+            .request(method, format!("{}/compute/v2.1{path}", self.url))
+            .header("x-auth-token", token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let answer = request.send().await.expect("Nova answers");
+        let status = answer.status().as_u16();
+        (
+            status,
+            answer.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
 }
 
 impl Deref for OpenStackCloud {
