@@ -78,6 +78,7 @@ fn start_distribution() -> Server {
         auth: None,
         child,
         base,
+        log: Default::default(),
         _dir: dir,
     }
 }

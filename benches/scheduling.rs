@@ -23,8 +23,26 @@
 //! ≤ 1 s of CPU. Health probes and background reconciliation are set an hour apart so
 //! they do not count in the figures.
 //!
-//! Run: `cargo bench --bench scheduling` (needs moto: `pip install 'moto[server]'`).
+//! Four providers (issue 15): the same 200 creates on OpenStack and Alibaba Cloud ECS (their
+//! emulators in `tests/emulators`: Python, so their own latency is high, but berth's CPU
+//! per create is berth's), then 100 machines dealt over all four kinds of cluster at once
+//! (pool, OpenStack, EC2 behind the keep-alive front, ECS) at concurrency 16. Target:
+//! berth's own time ≤ 5 ms per create per provider.
+//!
+//! Signing in the sandbox: a second berth, logging the plugins' debug lines, creates
+//! machines on EC2 and ECS; each request the `aws-ec2` (SigV4) and `aliyun-ecs` (ACS3)
+//! plugins sign logs what signing took, read from the host's monotonic clock inside the
+//! call. OpenStack signs nothing (a Keystone token rides along).
+//!
+//! Run: `cargo bench --bench scheduling` (needs moto: `pip install 'moto[server]'`; the
+//! OpenStack and ECS emulators need only Python).
 
+#[path = "../tests/all/support/emulator.rs"]
+#[allow(
+    dead_code,
+    reason = "the benchmark starts the emulators, and injects no faults"
+)]
+mod emulator;
 #[path = "../tests/all/support/moto.rs"]
 #[allow(dead_code, reason = "the benchmark uses moto, not the fault proxy")]
 mod moto;
@@ -39,6 +57,14 @@ use support::{Server, start_berth_with};
 const CREATES: usize = 200;
 const CONCURRENCY: usize = 16;
 const RECONCILED: usize = 10_000;
+/// Machines dealt over the four kinds of cluster.
+const MIXED: usize = 100;
+/// Machines per signing provider in the signing measurement.
+const SIGNED_CREATES: usize = 50;
+
+/// The OpenStack emulator's Debian image and the ECS emulator's.
+const OPENSTACK_IMAGE: &str = "9b2b0ef6-0f4e-4c43-9d33-7e1f8a6b0001";
+const ECS_IMAGE: &str = "debian_12_6_x64_20G_alibase_20240823.vhd";
 
 /// What `moto.rs` asks of its crate: a TLS provider for reqwest.
 fn install_crypto() {
@@ -105,21 +131,40 @@ async fn creates(
     count: usize,
     poll: Duration,
 ) {
+    let jobs = vec![(cluster.to_string(), spec); count];
+    created(api, server, cluster, "bench", &jobs, poll).await;
+}
+
+/// Creates a machine of project `project` for each (cluster, spec) of `jobs`, at
+/// `CONCURRENCY`; waits until all of the project's machines are online (polling every
+/// `poll`), and prints the row `label`.
+async fn created(
+    api: &Api,
+    server: &Server,
+    label: &str,
+    project: &str,
+    jobs: &[(String, Value)],
+    poll: Duration,
+) {
+    let count = jobs.len();
+    let clusters: std::collections::BTreeSet<&str> = jobs.iter().map(|(c, _)| c.as_str()).collect();
+    let only = if clusters.len() == 1 {
+        format!("&cluster={}", jobs[0].0)
+    } else {
+        String::new()
+    };
     let cpu_before = cpu_time(server);
     let started = Instant::now();
-    let mut answers: Vec<Duration> = futures::stream::iter(0..count)
-        .map(|_| {
-            let spec = spec.clone();
-            async move {
-                let t = Instant::now();
-                api.call(
-                    reqwest::Method::POST,
-                    "/api/v1/machines",
-                    Some(json!({"project": "bench", "cluster": cluster, "spec": spec})),
-                )
-                .await;
-                t.elapsed()
-            }
+    let mut answers: Vec<Duration> = futures::stream::iter(jobs)
+        .map(|(cluster, spec)| async move {
+            let t = Instant::now();
+            api.call(
+                reqwest::Method::POST,
+                "/api/v1/machines",
+                Some(json!({"project": project, "cluster": cluster, "spec": spec})),
+            )
+            .await;
+            t.elapsed()
         })
         .buffer_unordered(CONCURRENCY)
         .collect()
@@ -131,7 +176,7 @@ async fn creates(
         let online = api
             .call(
                 reqwest::Method::GET,
-                &format!("/api/v1/machines?project=bench&cluster={cluster}&state=online"),
+                &format!("/api/v1/machines?project={project}{only}&state=online"),
                 None,
             )
             .await;
@@ -142,7 +187,7 @@ async fn creates(
             let failed = api
                 .call(
                     reqwest::Method::GET,
-                    &format!("/api/v1/machines?project=bench&cluster={cluster}&state=failed"),
+                    &format!("/api/v1/machines?project={project}{only}&state=failed"),
                     None,
                 )
                 .await;
@@ -154,7 +199,7 @@ async fn creates(
     let cpu = cpu_time(server) - cpu_before;
     answers.sort();
     println!(
-        "| {cluster} | {count} | {:.1} s | {:.1} /s | {:.1} / {:.1} ms | {:.2} ms |",
+        "| {label} | {count} | {:.1} s | {:.1} /s | {:.1} / {:.1} ms | {:.2} ms |",
         wall.as_secs_f64(),
         count as f64 / wall.as_secs_f64(),
         percentile(&answers, 0.5).as_secs_f64() * 1000.0,
@@ -163,75 +208,124 @@ async fn creates(
     );
 }
 
+/// The clouds every berth of this benchmark uses: moto (and its keep-alive front), and the
+/// OpenStack and ECS emulators.
+struct Clouds {
+    moto: moto::Moto,
+    front: String,
+    openstack: emulator::OpenStackCloud,
+    ecs: emulator::EcsCloud,
+    /// The port every pool host answers on.
+    ssh_port: u16,
+}
+
+impl Clouds {
+    async fn start() -> Clouds {
+        let moto = moto::Moto::start();
+        let front = keep_alive_front(&moto.url).await;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ssh_port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || for _ in listener.incoming() {});
+        Clouds {
+            moto,
+            front,
+            openstack: emulator::OpenStackCloud::start(),
+            ecs: emulator::EcsCloud::start(),
+            ssh_port,
+        }
+    }
+
+    /// Projects `projects`, and on `api`'s berth the clusters `aws` (moto itself),
+    /// `aws-kept-alive`, `os`, `ecs`, and the pool `rack` with `hosts` hosts, all granted
+    /// to them.
+    async fn clusters(&self, api: &Api, projects: &[&str], hosts: usize) {
+        use reqwest::Method;
+        for project in projects {
+            api.call(
+                Method::POST,
+                "/api/v1/projects",
+                Some(json!({"name": project})),
+            )
+            .await;
+        }
+        let ec2_credentials = json!({"access-key-id": self.moto.access_key_id,
+                                     "secret-access-key": self.moto.secret_access_key});
+        let clusters = [
+            json!({"name": "aws", "provider": "aws-ec2", "regions": ["us-east-1"],
+                   "endpoint": self.moto.url, "credentials": ec2_credentials,
+                   "settings": {"machine-types": "t3.micro"}}),
+            json!({"name": "aws-kept-alive", "provider": "aws-ec2", "regions": ["us-east-1"],
+                   "endpoint": self.front, "credentials": ec2_credentials,
+                   "settings": {"machine-types": "t3.micro"}}),
+            json!({"name": "os", "provider": "openstack", "regions": ["RegionOne"],
+                   "endpoint": format!("{}/identity/v3", self.openstack.url),
+                   "credentials": {"password": "berth-secret"},
+                   "settings": {"username": "berth", "project": "team",
+                                "service-endpoints": format!("{}/", self.openstack.url)}}),
+            json!({"name": "ecs", "provider": "aliyun-ecs", "regions": ["cn-hangzhou"],
+                   "endpoint": self.ecs.url,
+                   "credentials": {"access-key-id": "LTAI5tBerthTeam",
+                                   "access-key-secret": "berth-ecs-secret"},
+                   "settings": {"vswitch": "vsw-hz-h", "security-group": "sg-hz-web"}}),
+            json!({"name": "rack", "provider": "static-pool"}),
+        ];
+        for mut cluster in clusters {
+            cluster["projects"] = json!(projects);
+            if cluster["provider"] != "static-pool" {
+                cluster["probe"] = json!({"kind": "none"});
+            }
+            api.call(Method::POST, "/api/v1/clusters", Some(cluster))
+                .await;
+        }
+        self.add_hosts(api, 0, hosts).await;
+    }
+
+    /// Pool hosts `h<first>`… (`count` of them) in `rack`.
+    async fn add_hosts(&self, api: &Api, first: usize, count: usize) {
+        let hosts: Vec<Value> = (first..first + count)
+            .map(|i| {
+                json!({"name": format!("h{i}"), "address": "127.0.0.1", "ssh_port": self.ssh_port,
+                       "cpus": 4, "memory_mib": 8192})
+            })
+            .collect();
+        api.call(
+            reqwest::Method::POST,
+            "/api/v1/clusters/rack/hosts",
+            Some(Value::Array(hosts)),
+        )
+        .await;
+    }
+
+    /// What a machine of each cluster asks for.
+    fn spec(&self, cluster: &str) -> Value {
+        match cluster {
+            "rack" => json!({"cpus": 2, "memory_mib": 2048}),
+            "os" => json!({"machine_type": "m1.small", "image": OPENSTACK_IMAGE}),
+            "ecs" => json!({"machine_type": "ecs.g7.large", "image": ECS_IMAGE}),
+            _ => json!({"machine_type": "t3.micro", "image": self.moto.image}),
+        }
+    }
+}
+
+fn api_of(server: &Server) -> Api {
+    Api {
+        http: reqwest::Client::new(),
+        base: server.base.clone(),
+        auth: server.auth.clone().unwrap(),
+    }
+}
+
 #[tokio::main]
 async fn main() {
     install_crypto();
-    let moto = moto::Moto::start();
+    let clouds = Clouds::start().await;
     let server = start_berth_with(&[
         ("BERTH_SCHEDULING__HEALTH_INTERVAL_SECS", "3600"),
         ("BERTH_SCHEDULING__RECONCILE_INTERVAL_SECS", "3600"),
     ]);
-    let api = Api {
-        http: reqwest::Client::new(),
-        base: server.base.clone(),
-        auth: server.auth.clone().unwrap(),
-    };
+    let api = api_of(&server);
     use reqwest::Method;
-    api.call(
-        Method::POST,
-        "/api/v1/projects",
-        Some(json!({"name": "bench"})),
-    )
-    .await;
-    api.call(
-        Method::POST,
-        "/api/v1/clusters",
-        Some(json!({
-            "name": "aws", "provider": "aws-ec2", "regions": ["us-east-1"],
-            "endpoint": moto.url,
-            "credentials": {"access-key-id": moto.access_key_id,
-                            "secret-access-key": moto.secret_access_key},
-            "settings": {"machine-types": "t3.micro"},
-            "projects": ["bench"], "probe": {"kind": "none"},
-        })),
-    )
-    .await;
-    let front = keep_alive_front(&moto.url).await;
-    api.call(
-        Method::POST,
-        "/api/v1/clusters",
-        Some(json!({
-            "name": "aws-kept-alive", "provider": "aws-ec2", "regions": ["us-east-1"],
-            "endpoint": front,
-            "credentials": {"access-key-id": moto.access_key_id,
-                            "secret-access-key": moto.secret_access_key},
-            "settings": {"machine-types": "t3.micro"},
-            "projects": ["bench"], "probe": {"kind": "none"},
-        })),
-    )
-    .await;
-    // A physical pool whose hosts all answer on one port.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || for _ in listener.incoming() {});
-    api.call(
-        Method::POST,
-        "/api/v1/clusters",
-        Some(json!({"name": "rack", "provider": "static-pool", "projects": ["bench"]})),
-    )
-    .await;
-    let hosts: Vec<Value> = (0..CREATES)
-        .map(|i| {
-            json!({"name": format!("h{i}"), "address": "127.0.0.1", "ssh_port": port,
-                        "cpus": 4, "memory_mib": 8192})
-        })
-        .collect();
-    api.call(
-        Method::POST,
-        "/api/v1/clusters/rack/hosts",
-        Some(Value::Array(hosts)),
-    )
-    .await;
+    clouds.clusters(&api, &["bench", "mixed"], CREATES).await;
 
     println!("\n## Creates, {CREATES} machines at concurrency {CONCURRENCY}\n");
     println!(
@@ -247,18 +341,36 @@ async fn main() {
         Duration::from_millis(500),
     )
     .await;
-    // moto itself, then behind the keep-alive front.
-    for cluster in ["aws", "aws-kept-alive"] {
+    // moto itself, then behind the keep-alive front; OpenStack and ECS.
+    for cluster in ["aws", "aws-kept-alive", "os", "ecs"] {
         creates(
             &api,
             &server,
             cluster,
-            json!({"machine_type": "t3.micro", "image": moto.image}),
+            clouds.spec(cluster),
             CREATES,
             Duration::from_millis(500),
         )
         .await;
     }
+    // The four kinds at once, dealt in turn.
+    clouds.add_hosts(&api, CREATES, MIXED / 4).await;
+    let jobs: Vec<(String, Value)> = ["rack", "os", "aws-kept-alive", "ecs"]
+        .iter()
+        .cycle()
+        .take(MIXED)
+        .map(|c| (c.to_string(), clouds.spec(c)))
+        .collect();
+    created(
+        &api,
+        &server,
+        "all four at once",
+        "mixed",
+        &jobs,
+        Duration::from_millis(500),
+    )
+    .await;
+    signing(&clouds).await;
 
     // Ten thousand machines in cluster `big`, made through berth.
     let inventory = inventory_api().await;
@@ -317,6 +429,62 @@ async fn main() {
             cpu.as_secs_f64(),
             rss_before,
             peak_rss_mib(&server)
+        );
+    }
+}
+
+/// What signing one request costs inside the sandbox, per scheme: a berth that logs the
+/// plugins' debug lines creates machines on EC2 (SigV4) and ECS (ACS3), and every request
+/// the plugins signed says how long the signing took.
+async fn signing(clouds: &Clouds) {
+    let server = start_berth_with(&[
+        ("BERTH_SCHEDULING__HEALTH_INTERVAL_SECS", "3600"),
+        ("BERTH_SCHEDULING__RECONCILE_INTERVAL_SECS", "3600"),
+        ("RUST_LOG", "warn,berth::plugin=debug"),
+    ]);
+    let api = api_of(&server);
+    clouds.clusters(&api, &["bench"], 0).await;
+    for cluster in ["aws-kept-alive", "ecs"] {
+        let jobs = vec![(cluster.to_string(), clouds.spec(cluster)); SIGNED_CREATES];
+        created(
+            &api,
+            &server,
+            cluster,
+            "bench",
+            &jobs,
+            Duration::from_millis(500),
+        )
+        .await;
+    }
+    let mut by_scheme: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for line in server.log.lock().unwrap().iter() {
+        if !line.contains("signed a request") {
+            continue;
+        }
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                .map(|v| v.trim_matches('"').to_string())
+        };
+        if let (Some(scheme), Some(ns)) = (field("scheme"), field("signing_ns")) {
+            by_scheme
+                .entry(scheme)
+                .or_default()
+                .push(ns.parse().unwrap());
+        }
+    }
+    println!("\n## Signing one request inside the sandbox\n");
+    println!("| scheme (plugin) | requests | p50 | p99 | mean |");
+    println!("|---|---:|---:|---:|---:|");
+    for (scheme, mut times) in by_scheme {
+        times.sort_unstable();
+        let at = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0;
+        let mean = times.iter().sum::<u64>() as f64 / times.len() as f64 / 1000.0;
+        println!(
+            "| {scheme} | {} | {:.1} µs | {:.1} µs | {mean:.1} µs |",
+            times.len(),
+            at(0.5),
+            at(0.99)
         );
     }
 }

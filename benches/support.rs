@@ -17,6 +17,8 @@ pub struct Server {
     pub auth: Option<String>,
     pub child: Child,
     pub base: String,
+    /// What it has logged so far (its first 100,000 lines).
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     pub _dir: tempfile::TempDir,
 }
 
@@ -94,7 +96,16 @@ fn start_binary_in(
         .find(|l| l.contains("listening on"))
         .unwrap();
     // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let mut kept = kept.lock().unwrap();
+            if kept.len() < 100_000 {
+                kept.push(line);
+            }
+        }
+    });
     let addr = line.rsplit("://").next().unwrap().trim().to_owned();
     use base64::Engine;
     let basic = format!(
@@ -106,6 +117,7 @@ fn start_binary_in(
         auth: Some(basic),
         child,
         base: format!("http://{addr}"),
+        log,
         _dir: dir,
     }
 }
