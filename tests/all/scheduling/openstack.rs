@@ -107,6 +107,26 @@ async fn an_openstack_server_goes_online_is_made_once_per_token_and_retires() {
     // Two sign-ins for the delete (the second after the expiry), one at least for the
     // reads until the server is gone.
     assert!(cloud.seen("POST /identity/v3/auth/tokens").await >= sign_ins + 3);
+
+    // A server deleted behind berth's back (another client) retires all the same: a
+    // delete of what is gone is done.
+    let (_, second) = create(&berth, "os", None).await;
+    let second = second["id"].as_str().unwrap().to_string();
+    let online = machine_in(&berth, &second, "online").await;
+    let server = online["provider_id"].as_str().unwrap();
+    let (status, _) = cloud
+        .nova(Method::DELETE, &format!("/servers/{server}"), None)
+        .await;
+    assert_eq!(status, 204);
+    api(
+        &berth,
+        Method::POST,
+        &format!("/api/v1/machines/{second}/retire"),
+        Some(json!({})),
+    )
+    .await;
+    machine_in(&berth, &second, "retired").await;
+    assert!(cloud.servers().await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
