@@ -188,8 +188,27 @@ impl Provider for Ecs {
     fn describe(cluster: ClusterContext) -> Result<Description, ProviderError> {
         let home = home(&cluster)?;
         let client = Client::new(&cluster, &home)?;
+        let offered: model::DescribeRegions =
+            parse("DescribeRegions", client.call("DescribeRegions", &[])?)?;
         let mut regions = Vec::new();
         for region in &cluster.regions {
+            let Some(known) = offered
+                .regions
+                .items
+                .iter()
+                .find(|r| &r.region_id == region)
+            else {
+                let ids: Vec<&str> = offered
+                    .regions
+                    .items
+                    .iter()
+                    .map(|r| r.region_id.as_str())
+                    .collect();
+                return Err(ProviderError::not_found(format!(
+                    "ECS has no region {region} for this account (it has {})",
+                    ids.join(", ")
+                )));
+            };
             let params = vec![("RegionId".to_string(), region.clone())];
             let zones: model::DescribeZones = parse(
                 "DescribeZones",
@@ -197,7 +216,11 @@ impl Provider for Ecs {
             )?;
             regions.push(Region {
                 id: region.clone(),
-                name: region.clone(),
+                name: if known.local_name.is_empty() {
+                    region.clone()
+                } else {
+                    known.local_name.clone()
+                },
                 zones: zones
                     .zones
                     .items

@@ -104,6 +104,26 @@ pub struct Tag {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
+pub struct DescribeRegions {
+    pub regions: RegionList,
+}
+
+#[derive(Deserialize)]
+pub struct RegionList {
+    #[serde(rename = "Region", default)]
+    pub items: Vec<RegionItem>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RegionItem {
+    pub region_id: String,
+    #[serde(default)]
+    pub local_name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct DescribeZones {
     pub zones: ZoneList,
 }

@@ -260,7 +260,10 @@ async fn a_wrong_secret_a_tampered_request_and_a_skewed_clock_are_refused_once()
         detail.contains("auth:") && detail.contains("SignatureDoesNotMatch"),
         "{detail}"
     );
-    assert_eq!(requests(&cloud).await, before + 1);
+    // DescribeRegions names no region and goes through untouched; DescribeZones, the
+    // first request that does, is refused, and nothing is tried again.
+    assert_eq!(requests(&cloud).await, before + 2);
+    assert!(detail.contains("DescribeZones"), "{detail}");
 
     // berth's clock 20 minutes from ECS's: refused, saying what to fix.
     cloud.faults(json!({"clock_offset_secs": 1200})).await;
@@ -276,6 +279,30 @@ async fn a_wrong_secret_a_tampered_request_and_a_skewed_clock_are_refused_once()
         "{detail}"
     );
     assert_eq!(requests(&cloud).await, before + 1);
+
+    // A region ECS does not offer: said plainly, with the ones it does.
+    cloud.faults(json!({"clock_offset_secs": 0})).await;
+    let (status, out) = super::call(
+        &client(),
+        &berth,
+        Method::POST,
+        "/api/v1/clusters",
+        Some(json!({
+            "name": "ecs-nowhere", "provider": "aliyun-ecs", "regions": ["cn-nowhere"],
+            "endpoint": cloud.url,
+            "credentials": {"access-key-id": ACCESS_KEY_ID, "access-key-secret": SECRET},
+            "settings": {"vswitch": "vsw-hz-h"}, "projects": ["team"], "probe": {"kind": "none"},
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{out}");
+    let (status, out) = create(&berth, "ecs-nowhere", None).await;
+    assert_eq!(status, 502, "{out}");
+    let detail = refused(&out);
+    assert!(
+        detail.contains("no region cn-nowhere") && detail.contains("cn-hangzhou"),
+        "{detail}"
+    );
 
     // Within ECS's 15 minutes, the same cluster works.
     cloud.faults(json!({"clock_offset_secs": 600})).await;
