@@ -17,7 +17,7 @@ pub struct Server {
     pub auth: Option<String>,
     pub child: Child,
     pub base: String,
-    /// What it has logged so far (its first 100,000 lines).
+    /// What it has logged (to stderr) so far: its first 100,000 lines.
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     pub _dir: tempfile::TempDir,
 }
@@ -87,8 +87,24 @@ fn start_binary_in(
         .env("RUST_LOG", "warn")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start berth");
+    // Its log: kept, and its warnings and errors passed on to the benchmark's own stderr.
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let errors = BufReader::new(child.stderr.take().unwrap()).lines();
+    let kept = log.clone();
+    std::thread::spawn(move || {
+        for line in errors.map_while(Result::ok) {
+            if line.contains(" WARN ") || line.contains(" ERROR ") {
+                eprintln!("{line}");
+            }
+            let mut kept = kept.lock().unwrap();
+            if kept.len() < 100_000 {
+                kept.push(line);
+            }
+        }
+    });
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let line = lines
         .by_ref()
@@ -96,16 +112,7 @@ fn start_binary_in(
         .find(|l| l.contains("listening on"))
         .unwrap();
     // Keep draining stdout so the server never blocks on a full pipe.
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let kept = log.clone();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            let mut kept = kept.lock().unwrap();
-            if kept.len() < 100_000 {
-                kept.push(line);
-            }
-        }
-    });
+    std::thread::spawn(move || for _ in lines {});
     let addr = line.rsplit("://").next().unwrap().trim().to_owned();
     use base64::Engine;
     let basic = format!(

@@ -20,13 +20,25 @@ pub(crate) enum Level {
 
 impl CallState {
     /// Writes one event a plugin logged: escaped (one event stays one line, and cannot
-    /// pass for berth's own), then weighed against the call's budget as written.
+    /// pass for berth's own), then weighed against the call's budget as written. An
+    /// event at a level berth does not write is dropped first, unescaped and uncounted:
+    /// a plugin's debug lines cost next to nothing where nobody reads them.
     pub(crate) fn plugin_log(
         &mut self,
         level: Level,
         message: String,
         fields: Vec<(String, String)>,
     ) {
+        let written = match level {
+            Level::Trace => tracing::enabled!(target: "berth::plugin", tracing::Level::TRACE),
+            Level::Debug => tracing::enabled!(target: "berth::plugin", tracing::Level::DEBUG),
+            Level::Info => tracing::enabled!(target: "berth::plugin", tracing::Level::INFO),
+            Level::Warn => tracing::enabled!(target: "berth::plugin", tracing::Level::WARN),
+            Level::Error => tracing::enabled!(target: "berth::plugin", tracing::Level::ERROR),
+        };
+        if !written {
+            return;
+        }
         let message = escape(&truncate(message, LOG_MESSAGE_LIMIT)).into_owned();
         let fields: Vec<String> = fields
             .into_iter()
