@@ -26,7 +26,7 @@ use base64::Engine as _;
 use berth_plugin_sdk::provider::{
     Billing, ClusterContext, Description, ErrorKind, HourlyPrice, Image, ListRequest, Machine,
     MachinePage, MachineSpec, MachineState, MachineType, Provider, ProviderError, PurchaseOption,
-    Region, RegionPage, Zone, micros,
+    Region, RegionListing, Zone, micros,
 };
 use berth_plugin_sdk::{Plugin, PluginInfo, export_provider};
 use serde_json::Value;
@@ -496,17 +496,10 @@ impl Provider for Ecs {
     }
 
     fn list(cluster: ClusterContext, request: ListRequest) -> Result<MachinePage, ProviderError> {
-        let regions = match &request.region {
-            Some(region) => vec![region.clone()],
-            None => cluster.regions.clone(),
+        let Some(listing) = RegionListing::of(&cluster, &request)? else {
+            return Ok(MachinePage::empty());
         };
-        let page = RegionPage::parse(request.page_token.as_deref())?;
-        let Some(region) = regions.get(page.index) else {
-            return Ok(MachinePage {
-                machines: vec![],
-                next_page_token: None,
-            });
-        };
+        let region = &listing.region;
         let client = Client::new(&cluster, region)?;
         let mut params = Params::new();
         tag_params(&mut params, &request.tags)?;
@@ -515,11 +508,8 @@ impl Provider for Ecs {
             "MaxResults",
             request.page_size.clamp(1, MAX_PAGE).to_string(),
         );
-        let (machines, next) = instance_page(&client, region, params, page.inner.as_deref())?;
-        Ok(MachinePage {
-            machines,
-            next_page_token: page.next_token(next, regions.len()),
-        })
+        let (machines, next) = instance_page(&client, region, params, listing.inner())?;
+        Ok(listing.answer(machines, next))
     }
 
     fn start(cluster: ClusterContext, region: String, id: String) -> Result<(), ProviderError> {

@@ -22,7 +22,7 @@ use base64::Engine as _;
 use berth_plugin_sdk::provider::{
     Billing, ClusterContext, Description, ErrorKind, HourlyPrice, ListRequest, Machine,
     MachinePage, MachineSpec, MachineType, Provider, ProviderError, PurchaseOption, Region,
-    RegionPage, Zone,
+    RegionListing, Zone,
 };
 use berth_plugin_sdk::{Plugin, PluginInfo, export_provider};
 
@@ -359,17 +359,10 @@ impl Provider for Ec2 {
     }
 
     fn list(cluster: ClusterContext, request: ListRequest) -> Result<MachinePage, ProviderError> {
-        let regions = match &request.region {
-            Some(region) => vec![region.clone()],
-            None => cluster.regions.clone(),
+        let Some(listing) = RegionListing::of(&cluster, &request)? else {
+            return Ok(MachinePage::empty());
         };
-        let page = RegionPage::parse(request.page_token.as_deref())?;
-        let Some(region) = regions.get(page.index) else {
-            return Ok(MachinePage {
-                machines: vec![],
-                next_page_token: None,
-            });
-        };
+        let region = &listing.region;
         let client = Client::new(&cluster, region)?;
         let mut params = Params::new();
         tag_filters(&mut params, &request.tags, 1);
@@ -379,18 +372,15 @@ impl Provider for Ec2 {
             "MaxResults",
             request.page_size.clamp(5, 1000).to_string(),
         );
-        if let Some(t) = &page.inner {
-            param(&mut params, "NextToken", t.clone());
+        if let Some(t) = listing.inner() {
+            param(&mut params, "NextToken", t);
         }
         let reply = parse(
             "DescribeInstances",
             &client.call("DescribeInstances", &params)?,
         )?;
         let (machines, next) = machines_of(reply, region);
-        Ok(MachinePage {
-            machines,
-            next_page_token: page.next_token(next, regions.len()),
-        })
+        Ok(listing.answer(machines, next))
     }
 
     fn start(cluster: ClusterContext, region: String, id: String) -> Result<(), ProviderError> {

@@ -27,7 +27,7 @@ use berth_plugin_sdk::http::Method;
 use berth_plugin_sdk::provider::{
     Billing, ClusterContext, Description, ErrorKind, HourlyPrice, Image, ListRequest, Machine,
     MachinePage, MachineSpec, MachineState, MachineType, Provider, ProviderError, PurchaseOption,
-    Region, RegionPage, Zone,
+    Region, RegionListing, Zone,
 };
 use berth_plugin_sdk::{Plugin, PluginInfo, export_provider};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -406,20 +406,13 @@ impl Provider for OpenStack {
     }
 
     fn list(cluster: ClusterContext, request: ListRequest) -> Result<MachinePage, ProviderError> {
-        let regions = match &request.region {
-            Some(region) => vec![region.clone()],
-            None => cluster.regions.clone(),
+        let Some(listing) = RegionListing::of(&cluster, &request)? else {
+            return Ok(MachinePage::empty());
         };
-        let page = RegionPage::parse(request.page_token.as_deref())?;
-        let Some(region) = regions.get(page.index) else {
-            return Ok(MachinePage {
-                machines: vec![],
-                next_page_token: None,
-            });
-        };
+        let region = &listing.region;
         let mut session = Session::open(&cluster, region)?;
         let limit = request.page_size.clamp(1, MAX_PAGE);
-        let (machines, next) = server_page(&mut session, region, "", page.inner.as_deref(), limit)?;
+        let (machines, next) = server_page(&mut session, region, "", listing.inner(), limit)?;
         // Nova filters by metadata nowhere: the tags are matched here.
         let machines = machines
             .into_iter()
@@ -430,10 +423,7 @@ impl Provider for OpenStack {
                 })
             })
             .collect();
-        Ok(MachinePage {
-            machines,
-            next_page_token: page.next_token(next, regions.len()),
-        })
+        Ok(listing.answer(machines, next))
     }
 
     fn start(cluster: ClusterContext, region: String, id: String) -> Result<(), ProviderError> {

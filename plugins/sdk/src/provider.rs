@@ -143,6 +143,60 @@ impl RegionPage {
     }
 }
 
+/// The page of a listing a [`ListRequest`] asks for: which region it reads (the request's
+/// one, or each of the cluster's in turn) and the provider's own token within it. Every
+/// provider's `list` starts from one.
+pub struct RegionListing {
+    pub region: String,
+    pub page: RegionPage,
+    regions: usize,
+}
+
+impl RegionListing {
+    /// The page `request` asks for; `None` when its token points past the last region.
+    pub fn of(
+        cluster: &ClusterContext,
+        request: &ListRequest,
+    ) -> Result<Option<RegionListing>, ProviderError> {
+        let regions = match &request.region {
+            Some(region) => vec![region.clone()],
+            None => cluster.regions.clone(),
+        };
+        let page = RegionPage::parse(request.page_token.as_deref())?;
+        Ok(regions
+            .get(page.index)
+            .cloned()
+            .map(|region| RegionListing {
+                region,
+                page,
+                regions: regions.len(),
+            }))
+    }
+
+    /// The provider's own page token within the region.
+    pub fn inner(&self) -> Option<&str> {
+        self.page.inner.as_deref()
+    }
+
+    /// The page of `machines`, given the provider's token of the next page in this region.
+    pub fn answer(&self, machines: Vec<Machine>, next: Option<String>) -> MachinePage {
+        MachinePage {
+            machines,
+            next_page_token: self.page.next_token(next, self.regions),
+        }
+    }
+}
+
+impl MachinePage {
+    /// No machines, and nothing after.
+    pub fn empty() -> MachinePage {
+        MachinePage {
+            machines: Vec::new(),
+            next_page_token: None,
+        }
+    }
+}
+
 /// How a provider bills, for [`HourlyPrice::from_sheet`].
 pub struct Billing<'a> {
     pub currency: &'a str,
