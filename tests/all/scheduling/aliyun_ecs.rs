@@ -441,22 +441,5 @@ async fn prices_come_from_describe_price_and_reconciliation_pages_through_ecs() 
     let stray = cloud
         .make_behind_the_back("cn-hangzhou", json!({"berth:cluster": "ecs"}))
         .await;
-    let retired = machine_in(&berth, &ids[0], "retired").await;
-    assert!(
-        retired["reason"].as_str().unwrap().contains("out of band"),
-        "{retired:#}"
-    );
-    let orphans = api(&berth, Method::GET, "/api/v1/clusters/ecs/orphans", None).await;
-    let found: Vec<&str> = orphans
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["provider_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(found, [stray.as_str()], "{orphans:#}");
-    // The rest are still online.
-    for id in &ids[1..] {
-        let machine = api(&berth, Method::GET, &format!("/api/v1/machines/{id}"), None).await;
-        assert_eq!(machine["state"], "online", "{machine:#}");
-    }
+    super::reconciled_behind_the_back(&berth, "ecs", &ids, &stray).await;
 }

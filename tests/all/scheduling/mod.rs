@@ -188,3 +188,39 @@ pub(crate) async fn moves(berth: &Berth, id: &str) -> Vec<String> {
         .map(|t| t["to"].as_str().unwrap().to_owned())
         .collect()
 }
+
+/// What reconciliation must make of one machine's instance deleted behind berth's back
+/// (`ids[0]`'s) and of `stray`, made behind it with this cluster's tag: the machine is
+/// retired as deleted out of band, `stray` is the cluster's one orphan, and the rest of
+/// `ids` are still online.
+pub(crate) async fn reconciled_behind_the_back(
+    berth: &Berth,
+    cluster: &str,
+    ids: &[String],
+    stray: &str,
+) {
+    use reqwest::Method;
+    let retired = machine_in(berth, &ids[0], "retired").await;
+    assert!(
+        retired["reason"].as_str().unwrap().contains("out of band"),
+        "{retired:#}"
+    );
+    let orphans = api(
+        berth,
+        Method::GET,
+        &format!("/api/v1/clusters/{cluster}/orphans"),
+        None,
+    )
+    .await;
+    let found: Vec<&str> = orphans
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["provider_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(found, [stray], "{orphans:#}");
+    for id in &ids[1..] {
+        let machine = api(berth, Method::GET, &format!("/api/v1/machines/{id}"), None).await;
+        assert_eq!(machine["state"], "online", "{machine:#}");
+    }
+}

@@ -328,23 +328,7 @@ async fn reconciliation_pages_through_nova_and_finds_what_changed_behind_its_bac
     assert_eq!(status, 202, "{made}");
     let stray = made["server"]["id"].as_str().unwrap().to_string();
 
-    let retired = machine_in(&berth, &ids[0], "retired").await;
-    assert!(
-        retired["reason"].as_str().unwrap().contains("out of band"),
-        "{retired:#}"
-    );
-    let orphans = api(&berth, Method::GET, "/api/v1/clusters/os/orphans", None).await;
-    let found: Vec<&str> = orphans
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["provider_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(found, [stray.as_str()], "{orphans:#}");
-    for id in &ids[1..] {
-        let machine = api(&berth, Method::GET, &format!("/api/v1/machines/{id}"), None).await;
-        assert_eq!(machine["state"], "online", "{machine:#}");
-    }
+    super::reconciled_behind_the_back(&berth, "os", &ids, &stray).await;
     // Listings of more than one page were read (two pages a round at least).
     let pages = cloud
         .seen("GET (?:/(regiontwo))?/compute/v2\\.1/servers(/detail)?")
