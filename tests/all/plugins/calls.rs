@@ -23,6 +23,7 @@ async fn the_built_in_strategy_and_host_init_plugins_answer_through_the_api() {
     assert_eq!(
         names,
         [
+            "aliyun-ecs",
             "aws-ec2",
             "dual-primary",
             "openstack",
