@@ -57,27 +57,6 @@ fn param(params: &mut Params, key: impl Into<String>, value: impl Into<String>) 
     params.push((key.into(), value.into()));
 }
 
-fn home(cluster: &ClusterContext) -> Result<String, ProviderError> {
-    cluster
-        .regions
-        .first()
-        .cloned()
-        .ok_or_else(|| ProviderError::invalid(format!("cluster {} names no region", cluster.name)))
-}
-
-/// A comma-separated setting as its items.
-fn list_setting(cluster: &ClusterContext, key: &str) -> Vec<String> {
-    cluster
-        .setting(key)
-        .map(|v| {
-            v.split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// `Tag.N.Key` / `Tag.N.Value` for every tag of `tags` (a key alone matches any value).
 fn tag_params(params: &mut Params, tags: &[(String, String)]) -> Result<(), ProviderError> {
     if tags.len() > TAG_LIMIT {
@@ -186,7 +165,7 @@ fn instance_action(
 
 impl Provider for Ecs {
     fn describe(cluster: ClusterContext) -> Result<Description, ProviderError> {
-        let home = home(&cluster)?;
+        let home = cluster.home_region()?;
         let client = Client::new(&cluster, &home)?;
         let offered: model::DescribeRegions =
             parse("DescribeRegions", client.call("DescribeRegions", &[])?)?;
@@ -230,7 +209,7 @@ impl Provider for Ecs {
             });
         }
         let mut machine_types = Vec::new();
-        let wanted = list_setting(&cluster, "machine-types");
+        let wanted = cluster.list_setting("machine-types");
         // ECS takes at most 10 `InstanceTypes.N` per call.
         let batches: Vec<&[String]> = if wanted.is_empty() {
             vec![&[]]
@@ -265,7 +244,7 @@ impl Provider for Ecs {
                 }
             }
         }
-        let mut owners = list_setting(&cluster, "image-owners");
+        let mut owners = cluster.list_setting("image-owners");
         if owners.is_empty() {
             owners.push("self".into());
         }
@@ -328,7 +307,7 @@ impl Provider for Ecs {
             ("InstanceType".to_string(), machine_type.clone()),
             ("PriceUnit".to_string(), "Hour".to_string()),
         ];
-        let client = Client::new(&cluster, &home(&cluster)?)?;
+        let client = Client::new(&cluster, &cluster.home_region()?)?;
         let reply = match client.call("DescribePrice", &params) {
             Ok(reply) => reply,
             // An endpoint without DescribePrice: the cluster's sheet.
@@ -371,7 +350,7 @@ impl Provider for Ecs {
         }
         let (vswitch, zone) = vswitch_for(&cluster, &spec)?;
         let groups = if spec.security_groups.is_empty() {
-            list_setting(&cluster, "security-group")
+            cluster.list_setting("security-group")
         } else {
             spec.security_groups.clone()
         };

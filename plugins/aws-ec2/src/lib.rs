@@ -50,28 +50,6 @@ fn param(params: &mut Params, key: impl Into<String>, value: impl Into<String>) 
     params.push((key.into(), value.into()));
 }
 
-/// The regions of `cluster`; EC2 needs one to sign for.
-fn first_region(cluster: &ClusterContext) -> Result<String, ProviderError> {
-    cluster
-        .regions
-        .first()
-        .cloned()
-        .ok_or_else(|| ProviderError::invalid(format!("cluster {} names no region", cluster.name)))
-}
-
-/// A comma-separated setting as its items.
-fn list_setting(cluster: &ClusterContext, key: &str) -> Vec<String> {
-    cluster
-        .setting(key)
-        .map(|v| {
-            v.split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// `DescribeInstances` parameters selecting machines with every tag of `tags`.
 fn tag_filters(params: &mut Params, tags: &[(String, String)], first: usize) -> usize {
     let mut n = first;
@@ -102,7 +80,7 @@ fn machines_of(reply: model::DescribeInstances, region: &str) -> (Vec<Machine>, 
 
 impl Provider for Ec2 {
     fn describe(cluster: ClusterContext) -> Result<Description, ProviderError> {
-        let home = first_region(&cluster)?;
+        let home = cluster.home_region()?;
         let client = Client::new(&cluster, &home)?;
         let mut regions = Vec::new();
         for region in &cluster.regions {
@@ -122,7 +100,7 @@ impl Provider for Ec2 {
             });
         }
         let mut machine_types = Vec::new();
-        let wanted = list_setting(&cluster, "machine-types");
+        let wanted = cluster.list_setting("machine-types");
         let mut token: Option<String> = None;
         loop {
             let mut params = Params::new();
@@ -157,7 +135,7 @@ impl Provider for Ec2 {
             }
         }
         let mut params = Params::new();
-        let mut owners = list_setting(&cluster, "image-owners");
+        let mut owners = cluster.list_setting("image-owners");
         if owners.is_empty() {
             owners.push("self".into());
         }

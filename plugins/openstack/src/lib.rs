@@ -65,15 +65,6 @@ fn encode(text: &str) -> String {
     utf8_percent_encode(text, ESCAPED).to_string()
 }
 
-/// The cluster's first region.
-fn home(cluster: &ClusterContext) -> Result<String, ProviderError> {
-    cluster
-        .regions
-        .first()
-        .cloned()
-        .ok_or_else(|| ProviderError::invalid(format!("cluster {} names no region", cluster.name)))
-}
-
 /// One page of the project's servers after `marker`: the servers, and the marker of the
 /// next page when there is one.
 fn server_page(
@@ -193,7 +184,7 @@ fn action(
 
 impl Provider for OpenStack {
     fn describe(cluster: ClusterContext) -> Result<Description, ProviderError> {
-        let home = home(&cluster)?;
+        let home = cluster.home_region()?;
         let mut regions = Vec::new();
         for region in &cluster.regions {
             let mut session = Session::open(&cluster, region)?;

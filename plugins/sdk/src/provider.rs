@@ -311,6 +311,27 @@ impl ClusterContext {
             .map(|(_, v)| v.as_str())
     }
 
+    /// A comma-separated setting as its items (none when unset).
+    pub fn list_setting(&self, key: &str) -> Vec<String> {
+        self.setting(key)
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The cluster's first region: where a machine goes when it names none, and where
+    /// account-wide questions are asked.
+    pub fn home_region(&self) -> Result<String, ProviderError> {
+        self.regions
+            .first()
+            .cloned()
+            .ok_or_else(|| ProviderError::invalid(format!("cluster {} names no region", self.name)))
+    }
+
     /// The value of credential `name`, which the cluster must have.
     pub fn credential(&self, name: &str) -> Result<String, ProviderError> {
         if !self.credentials.iter().any(|c| c == name) {
