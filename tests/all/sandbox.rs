@@ -1,6 +1,7 @@
 //! The plugin sandbox tried the way a hostile plugin would: leaving a granted path by
-//! encoding it (against Python's http.server and berth itself), flooding and forging
-//! berth's log, and stalling its own load to freeze administration.
+//! encoding it (against Python's http.server and berth itself), reaching another virtual
+//! host at a granted address, flooding and forging berth's log, and stalling its own load
+//! to freeze administration.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -58,14 +59,79 @@ impl Drop for FileServer {
     }
 }
 
+/// A server that answers by virtual host, as nginx or an API gateway in front of several
+/// services does: `Host: internal.example` reaches a site nobody granted. Other hosts get
+/// the `Host` they sent echoed back. Killed on drop.
+struct VirtualHosts {
+    child: std::process::Child,
+    port: u16,
+}
+
+const VIRTUAL_HOSTS: &str = r#"
+import http.server, sys
+class Site(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        host = self.headers.get("Host", "")
+        body = b"INTERNAL ADMIN" if host.split(":")[0] == "internal.example" else ("Host: " + host).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Site).serve_forever()
+"#;
+
+impl VirtualHosts {
+    fn start() -> VirtualHosts {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("python3")
+            .args(["-c", VIRTUAL_HOSTS, &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the virtual-host server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        VirtualHosts { child, port }
+    }
+}
+
+impl Drop for VirtualHosts {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// What the prober got for `url`: `Ok((status, body))` or `Err(error text)`.
 async fn probe(berth: &Berth, url: &str) -> Result<(u16, String), String> {
+    probe_with(berth, url, &[]).await
+}
+
+/// [`probe`], sending `headers` with the request.
+async fn probe_with(
+    berth: &Berth,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<(u16, String), String> {
+    let region: String = headers.iter().map(|(n, v)| format!("{n}: {v}\n")).collect();
     let (status, out) = invoke(
         &client(),
         &berth.url,
         "prober",
         "get",
-        json!({"cluster": {"name": "c", "regions": [], "settings": [], "credentials": []}, "region": "r", "id": url}),
+        json!({"cluster": {"name": "c", "regions": [], "settings": [], "credentials": []}, "region": region, "id": url}),
     )
     .await;
     assert_eq!(status, 200, "{out}");
@@ -171,6 +237,99 @@ async fn a_granted_path_cannot_be_left_by_encoding_it() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_reaches_only_the_host_its_url_names() {
+    let server = VirtualHosts::start();
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let berth = Berth::start_logged(&[], &[("RUST_LOG", "info")]);
+    load_ok(&berth, "berth-test-prober").await;
+    patch(
+        &berth,
+        "prober",
+        json!({"grant": {"endpoints": [format!("{base}/")]}}),
+    )
+    .await;
+
+    // The server really is several sites: asked directly with another Host, it answers
+    // as the internal one. This is what a plugin granted the address must not reach.
+    let direct = client()
+        .get(format!("{base}/"))
+        .header("Host", "internal.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(direct.text().await.unwrap(), "INTERNAL ADMIN");
+
+    let own = format!("127.0.0.1:{}", server.port);
+    assert_eq!(
+        probe(&berth, &format!("{base}/")).await,
+        Ok((200, format!("Host: {own}")))
+    );
+    // The URL's own authority, however spelled, is what the client sends anyway.
+    for same in [own.as_str(), &own.to_uppercase()] {
+        assert_eq!(
+            probe_with(&berth, &format!("{base}/"), &[("Host", same)]).await,
+            Ok((200, format!("Host: {own}"))),
+            "{same}"
+        );
+    }
+    for other in [
+        "internal.example",
+        "internal.example:80",
+        "127.0.0.1",
+        "127.0.0.2:1",
+    ] {
+        let error = probe_with(&berth, &format!("{base}/"), &[("host", other)])
+            .await
+            .expect_err(other);
+        assert!(error.contains("invalid-request"), "{other}: {error}");
+        assert!(
+            error.contains("must name the URL's own host"),
+            "{other}: {error}"
+        );
+        assert!(!error.contains("INTERNAL ADMIN"), "{other}: {error}");
+    }
+    // A second, different Host next to the right one is refused too.
+    let error = probe_with(
+        &berth,
+        &format!("{base}/"),
+        &[("Host", own.as_str()), ("Host", "internal.example")],
+    )
+    .await
+    .unwrap_err();
+    assert!(error.contains("must name the URL's own host"), "{error}");
+
+    // Framing and connection headers are the client's: a plugin could otherwise smuggle a
+    // second request to the granted server.
+    for (name, value) in [
+        ("Transfer-Encoding", "chunked"),
+        ("Content-Length", "42"),
+        ("Connection", "upgrade"),
+        ("Upgrade", "h2c"),
+        ("Keep-Alive", "timeout=5"),
+        ("TE", "trailers"),
+    ] {
+        let error = probe_with(&berth, &format!("{base}/"), &[(name, value)])
+            .await
+            .expect_err(name);
+        assert!(error.contains("invalid-request"), "{name}: {error}");
+    }
+    assert_eq!(
+        probe_with(&berth, &format!("{base}/"), &[("Content-Length", "0")]).await,
+        Ok((200, format!("Host: {own}")))
+    );
+    // The refusal is logged by the host, naming the header.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = std::fs::read_to_string(berth.log_path()).unwrap();
+        if log.contains("refused an HTTP request with a header the host's client owns") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no refusal in the log");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The lines of berth's log that came from a plugin's `log` calls.

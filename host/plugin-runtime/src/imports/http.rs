@@ -88,6 +88,17 @@ impl CallState {
             let value = reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
                 HttpError::InvalidRequest(format!("invalid value for header {name}"))
             })?;
+            if host_owned(&name, &value, &url, request.body.len()).map_err(|why| {
+                tracing::warn!(
+                    plugin = &*self.plugin,
+                    origin = origin(&url),
+                    header = name.as_str(),
+                    "refused an HTTP request with a header the host's client owns"
+                );
+                HttpError::InvalidRequest(why)
+            })? {
+                continue;
+            }
             headers.append(name, value);
         }
         let timeout_ms = request
@@ -138,6 +149,86 @@ impl CallState {
     }
 }
 
+/// Whether `name` is a header the host's HTTP client writes itself, so the plugin's copy
+/// is dropped (`Ok(true)`) when it says the same, and the request refused (`Err`) when it
+/// does not. These headers route or frame the request: a `Host` other than the URL's
+/// would reach another virtual host at the granted address (one the grant never named),
+/// and framing headers that disagree with the body would let a plugin smuggle a second
+/// request to the granted server.
+fn host_owned(
+    name: &reqwest::header::HeaderName,
+    value: &reqwest::header::HeaderValue,
+    url: &Url,
+    body_len: usize,
+) -> Result<bool, String> {
+    use reqwest::header;
+    let text = value.to_str().unwrap_or("").trim();
+    if name == header::HOST {
+        return if same_authority(text, url) {
+            Ok(true)
+        } else {
+            Err(format!(
+                "refused: the Host header ({}) must name the URL's own host ({}); a request \
+                 goes to the host its URL names",
+                crate::log::escape(text),
+                authority(url)
+            ))
+        };
+    }
+    if name == header::CONTENT_LENGTH {
+        return if text.parse::<usize>().ok() == Some(body_len) {
+            Ok(true)
+        } else {
+            Err(format!(
+                "refused: Content-Length {} does not match the body's {body_len} bytes (the \
+                 host sets it; leave it out)",
+                crate::log::escape(text)
+            ))
+        };
+    }
+    let framing = [
+        header::TRANSFER_ENCODING,
+        header::CONNECTION,
+        header::UPGRADE,
+        header::TE,
+        header::TRAILER,
+    ];
+    if framing.contains(name) || name == "keep-alive" || name == "proxy-connection" {
+        return Err(format!(
+            "refused: the {name} header belongs to the host's HTTP client, which frames and \
+             keeps connections itself; leave it out"
+        ));
+    }
+    Ok(false)
+}
+
+/// `host[:port]` as the client sends it for `url`: the port only when it is not the
+/// scheme's default.
+fn authority(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
+}
+
+/// Whether a `Host` value names `url`'s host and port (the default port may be spelled
+/// out or left out; host names compare without regard to case).
+fn same_authority(value: &str, url: &Url) -> bool {
+    let host = url.host_str().unwrap_or_default();
+    let port = url.port_or_known_default();
+    let (named_host, named_port) = match value.rsplit_once(':') {
+        // An IPv6 literal is bracketed, so a colon inside it is not a port separator.
+        Some((h, p)) if !p.contains(']') => match p.parse::<u16>() {
+            Ok(p) => (h, Some(p)),
+            Err(_) => return false,
+        },
+        // No port: the scheme's default (only http and https get this far).
+        _ => (value, Some(if url.scheme() == "https" { 443 } else { 80 })),
+    };
+    named_host.eq_ignore_ascii_case(host) && named_port == port
+}
+
 /// Maps a client error to the typed error, naming the origin but never the query string.
 fn classify(url: &Url, error: reqwest::Error) -> HttpError {
     if error.is_timeout() {
@@ -155,4 +246,62 @@ fn classify(url: &Url, error: reqwest::Error) -> HttpError {
         "request failed to"
     };
     HttpError::Connection(format!("{what} {}: {cause}", origin(url)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{host_owned, same_authority};
+    use reqwest::header::{HeaderName, HeaderValue};
+    use url::Url;
+
+    fn check(name: &str, value: &str, url: &str, body: usize) -> Result<bool, String> {
+        host_owned(
+            &HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            &HeaderValue::from_str(value).unwrap(),
+            &Url::parse(url).unwrap(),
+            body,
+        )
+    }
+
+    #[test]
+    fn a_host_header_must_name_the_urls_own_host_and_port() {
+        let url = Url::parse("https://ecs.aliyuncs.com/").unwrap();
+        assert!(same_authority("ecs.aliyuncs.com", &url));
+        assert!(same_authority("ECS.aliyuncs.com:443", &url));
+        assert!(!same_authority("ecs.aliyuncs.com:8443", &url));
+        assert!(!same_authority("internal.example", &url));
+        assert!(!same_authority("ecs.aliyuncs.com:x", &url));
+        let url = Url::parse("http://127.0.0.1:8080/api/").unwrap();
+        assert!(same_authority("127.0.0.1:8080", &url));
+        assert!(!same_authority("127.0.0.1", &url));
+        let url = Url::parse("http://[::1]:9000/").unwrap();
+        assert!(same_authority("[::1]:9000", &url));
+        assert!(!same_authority("[::1]", &url));
+        assert_eq!(
+            check("host", "127.0.0.1:8080", "http://127.0.0.1:8080/", 0),
+            Ok(true)
+        );
+        let refused = check("Host", "internal.example", "http://127.0.0.1:8080/", 0).unwrap_err();
+        assert!(refused.contains("127.0.0.1:8080"), "{refused}");
+    }
+
+    #[test]
+    fn framing_headers_belong_to_the_client() {
+        let url = "http://127.0.0.1:8080/";
+        assert_eq!(check("content-length", "4", url, 4), Ok(true));
+        assert!(check("content-length", "0", url, 4).is_err());
+        for name in [
+            "transfer-encoding",
+            "connection",
+            "upgrade",
+            "te",
+            "trailer",
+            "keep-alive",
+            "proxy-connection",
+        ] {
+            assert!(check(name, "x", url, 0).is_err(), "{name}");
+        }
+        assert_eq!(check("x-acs-date", "x", url, 0), Ok(false));
+        assert_eq!(check("authorization", "x", url, 0), Ok(false));
+    }
 }

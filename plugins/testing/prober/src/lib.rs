@@ -1,7 +1,8 @@
 //! A cloud provider that fetches whatever it is asked for, to probe the host's grant
 //! checks from inside the sandbox: `get(region, url)` sends `GET url` and answers a
 //! machine whose `name` is the status and whose `image` is the body; a refused request
-//! comes back as an `other` error naming the refusal. The other functions are inert.
+//! comes back as an `other` error naming the refusal. Each line of `region` that reads
+//! `Name: value` is sent as a request header. The other functions are inert.
 
 use berth_plugin_sdk::http::{HttpError, Request, describe};
 use berth_plugin_sdk::provider::{
@@ -46,7 +47,11 @@ impl Provider for Prober {
         region: String,
         url: String,
     ) -> Result<Machine, ProviderError> {
-        let response = Request::get(url.clone()).send().map_err(|e| {
+        let headers = region.lines().filter_map(|line| line.split_once(": "));
+        let request = headers.fold(Request::get(url.clone()), |request, (name, value)| {
+            request.header(name, value)
+        });
+        let response = request.send().map_err(|e| {
             // The kind of refusal, spelled out, so a test can tell them apart.
             let kind = match &e {
                 HttpError::NotGranted(_) => "not-granted",
