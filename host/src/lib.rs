@@ -21,6 +21,7 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod cost;
 pub mod digest;
 pub mod events;
 pub mod jobs;

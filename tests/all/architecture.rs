@@ -59,6 +59,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("auth", &["storage", "digest", "names", "config"]),
     ("jobs", &["storage", "config"]),
     ("events", &["storage", "config"]),
+    ("cost", &["storage", "config"]),
     ("plugins", &["storage", "digest", "names", "config"]),
     (
         "registry",
@@ -73,13 +74,14 @@ const MAY_USE: &[(&str, &[&str])] = &[
     (
         "scheduling",
         &[
-            "plugins", "jobs", "events", "auth", "storage", "names", "config",
+            "cost", "plugins", "jobs", "events", "auth", "storage", "names", "config",
         ],
     ),
     (
         "api",
         &[
             "scheduling",
+            "cost",
             "replication",
             "registry",
             "plugins",
