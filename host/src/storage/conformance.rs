@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod cost;
 mod events;
 mod jobs;
 mod plugins;
@@ -60,6 +61,9 @@ conformance!(
     scheduling::transitions_come_back_in_order_per_machine,
     scheduling::quotas_are_set_replaced_and_removed,
     scheduling::pool_hosts_are_kept_per_pool_in_name_order,
+    cost::sheet_versions_and_rates_round_trip_in_time_order,
+    cost::entries_are_numbered_exact_and_filtered,
+    cost::a_cursor_moves_with_its_entries_or_not_at_all,
     transactions::a_failed_write_leaves_nothing,
     transactions::a_lazy_write_is_visible_to_later_reads,
     transactions::a_read_sees_one_snapshot_and_a_write_sees_its_own_writes,

@@ -25,6 +25,7 @@ use super::backends::redb::RedbStore;
 use super::meta::Metadata;
 use super::tables::audit::{AuditRead, AuditWrite};
 use super::tables::auth::{AuthRead, AuthWrite};
+use super::tables::cost::{CostRead, CostWrite};
 use super::tables::events::{EventsRead, EventsWrite};
 use super::tables::jobs::{JobsRead, JobsWrite};
 use super::tables::plugins::{PluginsRead, PluginsWrite};
@@ -103,6 +104,10 @@ pub trait ReadTx {
     /// The auth tables (`users`, `projects`, `members`, `robots`).
     fn auth(&self) -> &dyn AuthRead;
 
+    /// Cost accounting's tables (`price_sheets`, `machine_rates`, `cost_entries`,
+    /// `accrual_cursors`).
+    fn cost(&self) -> &dyn CostRead;
+
     /// The event feed (`events`, `event_cursors`).
     fn events(&self) -> &dyn EventsRead;
 
@@ -133,6 +138,10 @@ pub trait WriteTx {
 
     /// The auth tables (`users`, `projects`, `members`, `robots`).
     fn auth(&self) -> &dyn AuthWrite;
+
+    /// Cost accounting's tables (`price_sheets`, `machine_rates`, `cost_entries`,
+    /// `accrual_cursors`).
+    fn cost(&self) -> &dyn CostWrite;
 
     /// The event feed (`events`, `event_cursors`).
     fn events(&self) -> &dyn EventsWrite;

@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod cost;
 pub mod events;
 pub mod jobs;
 pub mod plugins;

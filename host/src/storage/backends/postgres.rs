@@ -7,6 +7,7 @@
 
 mod audit;
 mod auth;
+mod cost;
 mod events;
 mod jobs;
 mod plugins;
@@ -28,6 +29,7 @@ use rand::Rng as _;
 use crate::storage::store::{Durability, ReadTx, StoreError, StoreResult, Watching, WriteTx};
 use crate::storage::tables::audit::{AuditRead, AuditWrite};
 use crate::storage::tables::auth::{AuthRead, AuthWrite};
+use crate::storage::tables::cost::{CostRead, CostWrite};
 use crate::storage::tables::events::{EventsRead, EventsWrite};
 use crate::storage::tables::jobs::{JobsRead, JobsWrite};
 use crate::storage::tables::plugins::{PluginsRead, PluginsWrite};
@@ -431,6 +433,10 @@ impl ReadTx for PgTx<'_> {
         self
     }
 
+    fn cost(&self) -> &dyn CostRead {
+        self
+    }
+
     fn events(&self) -> &dyn EventsRead {
         self
     }
@@ -462,6 +468,10 @@ impl WriteTx for PgTx<'_> {
     }
 
     fn auth(&self) -> &dyn AuthWrite {
+        self
+    }
+
+    fn cost(&self) -> &dyn CostWrite {
         self
     }
 

@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod cost;
 mod events;
 mod group_commit;
 mod jobs;
@@ -19,6 +20,7 @@ use crate::storage::meta::{Metadata, schema};
 use crate::storage::store::{Durability, ReadTx, StoreError, StoreResult, WriteTx};
 use crate::storage::tables::audit::{AuditRead, AuditWrite};
 use crate::storage::tables::auth::{AuthRead, AuthWrite};
+use crate::storage::tables::cost::{CostRead, CostWrite};
 use crate::storage::tables::events::{EventsRead, EventsWrite};
 use crate::storage::tables::jobs::{JobsRead, JobsWrite};
 use crate::storage::tables::plugins::{PluginsRead, PluginsWrite};
@@ -38,6 +40,7 @@ const COMPONENTS: &[&schema::Component] = &[
     &events::SCHEMA,
     &replication::SCHEMA,
     &scheduling::SCHEMA,
+    &cost::SCHEMA,
 ];
 
 /// The redb side of [`crate::storage::store::Store`].
@@ -126,6 +129,10 @@ macro_rules! read_accessors {
             self
         }
 
+        fn cost(&self) -> &dyn CostRead {
+            self
+        }
+
         fn events(&self) -> &dyn EventsRead {
             self
         }
@@ -166,6 +173,10 @@ impl WriteTx for RedbTx<WriteTransaction> {
     }
 
     fn auth(&self) -> &dyn AuthWrite {
+        self
+    }
+
+    fn cost(&self) -> &dyn CostWrite {
         self
     }
 

@@ -28,6 +28,7 @@ impl Component {
 pub(crate) const COMPONENTS: &[&Component] = &[
     &super::audit::SCHEMA,
     &super::auth::SCHEMA,
+    &super::cost::SCHEMA,
     &super::events::SCHEMA,
     &super::jobs::SCHEMA,
     &super::plugins::SCHEMA,

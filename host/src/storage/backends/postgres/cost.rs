@@ -1,0 +1,229 @@
+//! Cost accounting's tables in PostgreSQL: sheets and rates as `jsonb` documents by
+//! `(cluster | machine, effective_from)`; the ledger as columns, amounts as `numeric`
+//! (exact, as `rust_decimal` holds them), numbered by a sequence and indexed by start
+//! time alone and with project, cluster and machine, which reports group and filter by.
+
+use postgres::Row;
+use postgres::types::Json;
+use rust_decimal::Decimal;
+
+use super::schema::Component;
+use super::{PgTx, decode_error, millis, timestamp};
+use crate::storage::store::StoreResult;
+use crate::storage::tables::cost::{
+    BilledPhase, CostEntry, CostRead, CostWrite, EntryFilter, MachineRate, SheetVersion,
+};
+
+pub(super) const SCHEMA: Component = Component {
+    name: "cost",
+    steps: &[r#"
+        CREATE TABLE price_sheets (
+            cluster text COLLATE "C" NOT NULL,
+            effective_from timestamptz NOT NULL,
+            sheet jsonb NOT NULL,
+            set_by text NOT NULL,
+            set_at timestamptz NOT NULL,
+            PRIMARY KEY (cluster, effective_from)
+        );
+        CREATE TABLE machine_rates (
+            machine text COLLATE "C" NOT NULL,
+            effective_from timestamptz NOT NULL,
+            rate jsonb,
+            PRIMARY KEY (machine, effective_from)
+        );
+        CREATE TABLE accrual_cursors (
+            machine text COLLATE "C" PRIMARY KEY,
+            accrued_to timestamptz NOT NULL
+        );
+        CREATE TABLE cost_entries (
+            seq bigserial PRIMARY KEY,
+            machine text COLLATE "C" NOT NULL,
+            project text COLLATE "C" NOT NULL,
+            cluster text COLLATE "C" NOT NULL,
+            from_at timestamptz NOT NULL,
+            to_at timestamptz NOT NULL,
+            phase text NOT NULL,
+            currency text,
+            amount numeric NOT NULL,
+            rate_from timestamptz,
+            note text,
+            CHECK (to_at >= from_at)
+        );
+        CREATE INDEX cost_entries_by_time ON cost_entries (from_at, seq);
+        CREATE INDEX cost_entries_by_project ON cost_entries (project, from_at);
+        CREATE INDEX cost_entries_by_cluster ON cost_entries (cluster, from_at);
+        CREATE INDEX cost_entries_by_machine ON cost_entries (machine, from_at);
+    "#],
+};
+
+fn sheet_version(row: &Row) -> StoreResult<SheetVersion> {
+    let Json(sheet) = row
+        .try_get("sheet")
+        .map_err(|e| decode_error("price_sheets", e))?;
+    Ok(SheetVersion {
+        cluster: row.get("cluster"),
+        effective_from: millis(row.get("effective_from")),
+        sheet,
+        set_by: row.get("set_by"),
+        set_at: millis(row.get("set_at")),
+    })
+}
+
+fn machine_rate(row: &Row) -> StoreResult<MachineRate> {
+    let rate: Option<Json<serde_json::Value>> = row
+        .try_get("rate")
+        .map_err(|e| decode_error("machine_rates", e))?;
+    Ok(MachineRate {
+        machine: row.get("machine"),
+        effective_from: millis(row.get("effective_from")),
+        rate: rate.map(|Json(r)| r),
+    })
+}
+
+fn entry(row: &Row) -> StoreResult<CostEntry> {
+    const TABLE: &str = "cost_entries";
+    let phase: String = row.get("phase");
+    let amount: Decimal = row.try_get("amount").map_err(|e| decode_error(TABLE, e))?;
+    let seq: i64 = row.get("seq");
+    Ok(CostEntry {
+        seq: seq as u64,
+        machine: row.get("machine"),
+        project: row.get("project"),
+        cluster: row.get("cluster"),
+        from: millis(row.get("from_at")),
+        to: millis(row.get("to_at")),
+        phase: BilledPhase::parse(&phase)
+            .ok_or_else(|| decode_error(TABLE, format!("unknown phase {phase:?}")))?,
+        currency: row.get("currency"),
+        amount,
+        rate_from: row
+            .get::<_, Option<std::time::SystemTime>>("rate_from")
+            .map(millis),
+        note: row.get("note"),
+    })
+}
+
+impl CostRead for PgTx<'_> {
+    fn sheet_versions(&self, cluster: &str) -> StoreResult<Vec<SheetVersion>> {
+        self.query(
+            "SELECT cluster, effective_from, sheet, set_by, set_at FROM price_sheets
+             WHERE cluster = $1 ORDER BY effective_from",
+            &[&cluster],
+        )?
+        .iter()
+        .map(sheet_version)
+        .collect()
+    }
+
+    fn machine_rates(&self, machine: &str) -> StoreResult<Vec<MachineRate>> {
+        self.query(
+            "SELECT machine, effective_from, rate FROM machine_rates
+             WHERE machine = $1 ORDER BY effective_from",
+            &[&machine],
+        )?
+        .iter()
+        .map(machine_rate)
+        .collect()
+    }
+
+    fn accrued_to(&self, machine: &str) -> StoreResult<Option<u64>> {
+        Ok(self
+            .query_opt(
+                "SELECT accrued_to FROM accrual_cursors WHERE machine = $1",
+                &[&machine],
+            )?
+            .map(|row| millis(row.get("accrued_to"))))
+    }
+
+    fn entries(&self, filter: &EntryFilter) -> StoreResult<Vec<CostEntry>> {
+        self.query(
+            "SELECT seq, machine, project, cluster, from_at, to_at, phase, currency, amount,
+                    rate_from, note
+             FROM cost_entries
+             WHERE from_at >= $1 AND from_at < $2
+               AND ($3::text IS NULL OR project = $3)
+               AND ($4::text IS NULL OR cluster = $4)
+               AND ($5::text IS NULL OR machine = $5)
+             ORDER BY from_at, seq",
+            &[
+                &timestamp(filter.from),
+                &timestamp(filter.to),
+                &filter.project,
+                &filter.cluster,
+                &filter.machine,
+            ],
+        )?
+        .iter()
+        .map(entry)
+        .collect()
+    }
+}
+
+impl CostWrite for PgTx<'_> {
+    fn put_sheet_version(&self, v: &SheetVersion) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO price_sheets (cluster, effective_from, sheet, set_by, set_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (cluster, effective_from) DO UPDATE SET sheet = EXCLUDED.sheet,
+                 set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at",
+            &[
+                &v.cluster,
+                &timestamp(v.effective_from),
+                &Json(&v.sheet),
+                &v.set_by,
+                &timestamp(v.set_at),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn put_machine_rate(&self, r: &MachineRate) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO machine_rates (machine, effective_from, rate) VALUES ($1, $2, $3)
+             ON CONFLICT (machine, effective_from) DO UPDATE SET rate = EXCLUDED.rate",
+            &[
+                &r.machine,
+                &timestamp(r.effective_from),
+                &r.rate.as_ref().map(Json),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn append_entries(&self, entries: &[CostEntry]) -> StoreResult<Vec<u64>> {
+        let mut numbers = Vec::with_capacity(entries.len());
+        for e in entries {
+            let row = self
+                .query_opt(
+                    "INSERT INTO cost_entries (machine, project, cluster, from_at, to_at, phase,
+                         currency, amount, rate_from, note)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING seq",
+                    &[
+                        &e.machine,
+                        &e.project,
+                        &e.cluster,
+                        &timestamp(e.from),
+                        &timestamp(e.to),
+                        &e.phase.as_str(),
+                        &e.currency,
+                        &e.amount,
+                        &e.rate_from.map(timestamp),
+                        &e.note,
+                    ],
+                )?
+                .expect("INSERT … RETURNING returns its row");
+            let seq: i64 = row.get("seq");
+            numbers.push(seq as u64);
+        }
+        Ok(numbers)
+    }
+
+    fn set_accrued_to(&self, machine: &str, at: u64) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO accrual_cursors (machine, accrued_to) VALUES ($1, $2)
+             ON CONFLICT (machine) DO UPDATE SET accrued_to = EXCLUDED.accrued_to",
+            &[&machine, &timestamp(at)],
+        )?;
+        Ok(())
+    }
+}

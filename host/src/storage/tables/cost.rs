@@ -1,0 +1,127 @@
+//! Tables of cost accounting (`host/src/cost/`): `price_sheets` (each cluster's price
+//! sheet, one row per version by the time it takes effect), `machine_rates` (each
+//! machine's price from a moment on), `cost_entries` (the ledger: append-only pieces of
+//! machines' time, each charged once) and `accrual_cursors` (how far each machine is
+//! accrued). A cursor moves in the transaction that appends the entries it covers, so a
+//! crash never charges twice and a restart loses nothing. Sheets and rates are documents
+//! that `cost` reads whole (its own types, as JSON); entries are columns, since reports
+//! sum and group them.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::storage::store::StoreResult;
+
+/// One version of a cluster's price sheet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SheetVersion {
+    pub cluster: String,
+    /// When it takes effect (ms since the epoch).
+    pub effective_from: u64,
+    /// The sheet (`cost::sheet::Sheet`).
+    pub sheet: serde_json::Value,
+    /// Who set it, and when.
+    pub set_by: String,
+    pub set_at: u64,
+}
+
+/// A machine's price from a moment on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MachineRate {
+    pub machine: String,
+    /// ms since the epoch.
+    pub effective_from: u64,
+    /// The rate (`cost::rate::Rate`); none when the machine is unpriced from then on.
+    #[serde(default)]
+    pub rate: Option<serde_json::Value>,
+}
+
+/// How a ledger entry's time was billed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BilledPhase {
+    /// At the running (or, for a pool host, allocated) price.
+    Running,
+    /// At the stopped (disk) price.
+    Stopped,
+}
+
+impl BilledPhase {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BilledPhase::Running => "running",
+            BilledPhase::Stopped => "stopped",
+        }
+    }
+
+    /// From the stored name.
+    pub fn parse(s: &str) -> Option<BilledPhase> {
+        match s {
+            "running" => Some(BilledPhase::Running),
+            "stopped" => Some(BilledPhase::Stopped),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of the ledger: a piece of one machine's time within one UTC day, at one price.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CostEntry {
+    /// Its number, given by the store when appended (ascending; there may be gaps).
+    pub seq: u64,
+    pub machine: String,
+    /// The project charged.
+    pub project: String,
+    pub cluster: String,
+    /// The piece of time, ms since the epoch: `[from, to)`.
+    pub from: u64,
+    pub to: u64,
+    pub phase: BilledPhase,
+    /// The currency; none for billed time without a price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// The charge, exact as the ledger rounded it (a correction may be negative).
+    pub amount: Decimal,
+    /// When the rate charged took effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_from: Option<u64>,
+    /// Why, for a correction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Which entries a read returns: those whose piece starts in `[from, to)`, narrowed by
+/// every field given.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EntryFilter {
+    pub from: u64,
+    pub to: u64,
+    pub project: Option<String>,
+    pub cluster: Option<String>,
+    pub machine: Option<String>,
+}
+
+/// Reads of cost accounting's tables.
+pub trait CostRead {
+    /// Cluster `cluster`'s price sheet versions, oldest first.
+    fn sheet_versions(&self, cluster: &str) -> StoreResult<Vec<SheetVersion>>;
+    /// Machine `machine`'s rates, oldest first.
+    fn machine_rates(&self, machine: &str) -> StoreResult<Vec<MachineRate>>;
+    /// How far machine `machine` is accrued (ms since the epoch), if it ever was.
+    fn accrued_to(&self, machine: &str) -> StoreResult<Option<u64>>;
+    /// The entries `filter` selects, by start time, then number.
+    fn entries(&self, filter: &EntryFilter) -> StoreResult<Vec<CostEntry>>;
+}
+
+/// Writes of cost accounting's tables. Entries are only ever appended.
+pub trait CostWrite: CostRead {
+    /// Stores a sheet version, replacing one of the same cluster and effective time.
+    fn put_sheet_version(&self, version: &SheetVersion) -> StoreResult<()>;
+    /// Stores a machine's rate, replacing one of the same machine and effective time.
+    fn put_machine_rate(&self, rate: &MachineRate) -> StoreResult<()>;
+    /// Appends `entries` (their `seq` is ignored) and returns the numbers given, in order.
+    fn append_entries(&self, entries: &[CostEntry]) -> StoreResult<Vec<u64>>;
+    /// Sets how far machine `machine` is accrued.
+    fn set_accrued_to(&self, machine: &str, at: u64) -> StoreResult<()>;
+}
