@@ -5,6 +5,8 @@
 //! The ledger, budgets and reports build on these.
 
 pub mod accrual;
+pub mod ledger;
 pub mod money;
 pub mod rate;
+pub mod report;
 pub mod sheet;

@@ -30,9 +30,15 @@ pub struct Piece {
 
 /// The charged pieces of `[from, to)`. `phases` and `rates` are each a timeline: entries
 /// `(since, value)` in ascending order, each holding until the next. Time before a
-/// timeline's first entry is unbilled (phases) or unpriced (rates). Unbilled pieces are
-/// left out; so are pieces whose rate charges nothing in their phase.
-pub fn accrue(phases: &[(u64, Phase)], rates: &[(u64, Rate)], from: u64, to: u64) -> Vec<Piece> {
+/// timeline's first entry is unbilled (phases) or unpriced (rates), and so is time under
+/// a rate of `None`. Unbilled pieces are left out; so are pieces whose rate charges
+/// nothing in their phase.
+pub fn accrue(
+    phases: &[(u64, Phase)],
+    rates: &[(u64, Option<Rate>)],
+    from: u64,
+    to: u64,
+) -> Vec<Piece> {
     let mut cuts: Vec<u64> = phases
         .iter()
         .map(|(t, _)| *t)
@@ -56,7 +62,11 @@ pub fn accrue(phases: &[(u64, Phase)], rates: &[(u64, Rate)], from: u64, to: u64
         }
         let phase = holding(phases, start).copied().unwrap_or(Phase::Unbilled);
         if phase != Phase::Unbilled {
-            let rate = rates.iter().rev().find(|(t, _)| *t <= start);
+            let rate = rates
+                .iter()
+                .rev()
+                .find(|(t, _)| *t <= start)
+                .and_then(|(since, rate)| rate.as_ref().map(|r| (since, r)));
             let piece = match rate {
                 Some((since, rate)) if rate.per_unit(phase).is_some() => Some(Piece {
                     from: start,
@@ -123,7 +133,7 @@ mod tests {
         let created = at("2026-11-14T09:30:15Z");
         let retired = at("2026-11-16T13:05:45Z");
         let phases = [(created, Phase::Running), (retired, Phase::Unbilled)];
-        let rates = [(created, hourly("0.10", None))];
+        let rates = [(created, Some(hourly("0.10", None)))];
         let pieces = accrue(
             &phases,
             &rates,
@@ -150,7 +160,10 @@ mod tests {
         let start = at("2026-11-02T00:00:00Z");
         let change = at("2026-11-02T06:00:00Z");
         let phases = [(start, Phase::Running)];
-        let rates = [(start, hourly("1", None)), (change, hourly("3", None))];
+        let rates = [
+            (start, Some(hourly("1", None))),
+            (change, Some(hourly("3", None))),
+        ];
         let pieces = accrue(&phases, &rates, start, at("2026-11-02T12:00:00Z"));
         assert_eq!(pieces.len(), 2);
         assert_eq!(pieces[0].amount, Decimal::from(6));
@@ -172,10 +185,10 @@ mod tests {
             (start, Phase::Running),
         ];
         let end = at("2026-11-05T06:00:00Z");
-        let with_disk = accrue(&phases, &[(t0, hourly("0.5", Some("0.01")))], t0, end);
+        let with_disk = accrue(&phases, &[(t0, Some(hourly("0.5", Some("0.01"))))], t0, end);
         assert_eq!(with_disk.len(), 3);
         assert_eq!(total(&with_disk), "1.53".parse::<Decimal>().unwrap());
-        let without = accrue(&phases, &[(t0, hourly("0.5", None))], t0, end);
+        let without = accrue(&phases, &[(t0, Some(hourly("0.5", None)))], t0, end);
         assert_eq!(without.len(), 2);
         assert_eq!(total(&without), "1.5".parse::<Decimal>().unwrap());
     }
@@ -186,7 +199,7 @@ mod tests {
         let priced = at("2026-11-05T01:00:00Z");
         let pieces = accrue(
             &[(t0, Phase::Running)],
-            &[(priced, hourly("2", None))],
+            &[(priced, Some(hourly("2", None)))],
             t0,
             at("2026-11-05T02:00:00Z"),
         );
@@ -196,6 +209,18 @@ mod tests {
             (None, None)
         );
         assert_eq!(pieces[1].amount, Decimal::from(2));
+        // A rate of none: unpriced from then on, until priced again.
+        let gone = at("2026-11-05T01:30:00Z");
+        let rates = [(t0, Some(hourly("2", None))), (gone, None)];
+        let pieces = accrue(
+            &[(t0, Phase::Running)],
+            &rates,
+            t0,
+            at("2026-11-05T02:00:00Z"),
+        );
+        assert_eq!(pieces.len(), 2);
+        assert_eq!(pieces[0].amount, Decimal::from(3));
+        assert_eq!((pieces[1].from, pieces[1].currency.clone()), (gone, None));
     }
 
     #[test]
@@ -207,7 +232,7 @@ mod tests {
             (t0, Phase::Running),
             (at("2026-11-29T11:11:11Z"), Phase::Stopped),
         ];
-        let rates = [(t0, hourly("0.0464", Some("0.0017")))];
+        let rates = [(t0, Some(hourly("0.0464", Some("0.0017"))))];
         let end = at("2026-12-01T05:00:00Z");
         let once = accrue(&phases, &rates, t0, end);
         let mut hourly_runs = Vec::new();

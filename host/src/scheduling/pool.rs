@@ -17,7 +17,7 @@ use crate::storage::store::{StoreError, WriteTx};
 use crate::storage::tables::scheduling::{MachineState, PoolHostRecord, PowerControl};
 
 /// The provider name of physical pools.
-pub const PROVIDER: &str = "static-pool";
+pub const PROVIDER: &str = crate::storage::tables::scheduling::POOL_PROVIDER;
 
 /// One host as an inventory file or the API describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

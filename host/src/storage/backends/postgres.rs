@@ -532,9 +532,14 @@ pub(crate) fn decode_error(table: &'static str, e: impl std::fmt::Display) -> St
     }
 }
 
+/// The latest time stored: the end of year 9999. Later ones (an open-ended bound, such
+/// as `u64::MAX` for "until whenever") are stored as this, since the client library's
+/// conversion overflows (and panics) far below `u64::MAX` milliseconds.
+const LATEST_MS: u64 = 253_402_300_799_999;
+
 /// Milliseconds since the epoch as a `timestamptz` value, and back.
 pub(crate) fn timestamp(ms: u64) -> std::time::SystemTime {
-    std::time::UNIX_EPOCH + Duration::from_millis(ms)
+    std::time::UNIX_EPOCH + Duration::from_millis(ms.min(LATEST_MS))
 }
 
 pub(crate) fn millis(t: std::time::SystemTime) -> u64 {

@@ -13,6 +13,9 @@ use utoipa::ToSchema;
 
 use crate::storage::store::StoreResult;
 
+/// The provider name of physical pools: berth's own inventory, no plugin.
+pub const POOL_PROVIDER: &str = "static-pool";
+
 /// Where a machine is in its life. The allowed moves between these are
 /// `scheduling::lifecycle`'s.
 #[derive(

@@ -1,0 +1,257 @@
+//! The ledger: machines' time turned into charges, appended and never changed. Accrual
+//! takes each machine from its cursor to a given time: its billing phases from its
+//! lifecycle history, its rates from its cluster's price sheet (or its own snapshot of
+//! its provider's price), the window cut into pieces ([`super::accrual`]), appended with
+//! the cursor moved in one transaction — so a crash never charges twice and a restart
+//! loses nothing: the next run starts where the last commit left off.
+//!
+//! Which states are billed is per cluster kind:
+//! - a **provider's** machine is billed while it runs: from `initializing` (or from when
+//!   its provider said billing started, if earlier) until it is `retired` or `failed`
+//!   (`offline`, `draining` and `retiring` machines still run);
+//! - a **pool** host is billed to the project it is allocated to: from `provisioning`
+//!   (the allocation) until `retired` or `failed` (the release).
+
+use crate::storage::store::{ReadTx, Store, StoreError, WriteTx};
+use crate::storage::tables::cost::{BilledPhase, CostEntry, MachineRate};
+use crate::storage::tables::scheduling::{
+    ClusterRecord, MachineRecord, MachineState, POOL_PROVIDER, TransitionRecord,
+};
+
+use super::accrual::{Piece, accrue};
+use super::rate::{Phase, Rate};
+use super::sheet::{Sheet, flavor_rates, host_rates};
+
+/// Machines accrued per transaction: few enough that a round's commits stay short, many
+/// enough that 10,000 machines take 50 commits, not 10,000.
+const MACHINES_PER_COMMIT: usize = 200;
+
+/// Why accrual failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CostError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored sheet or rate does not decode: named, so an admin can fix it.
+    #[error("the stored {what} is unreadable: {message}")]
+    Unreadable { what: String, message: String },
+}
+
+/// What one accrual round did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Round {
+    /// Machines whose cursor moved.
+    pub machines: usize,
+    /// Entries appended.
+    pub entries: usize,
+    /// Machines left unaccrued because their cluster's record is gone (their kind, and
+    /// so which of their states are billed, is unknown).
+    pub without_cluster: usize,
+}
+
+/// What accruing one machine did.
+enum Accrued {
+    Entries(usize),
+    UpToDate,
+    NoCluster,
+}
+
+/// The ledger of one store.
+#[derive(Clone)]
+pub struct Ledger {
+    store: Store,
+}
+
+impl Ledger {
+    pub fn new(store: Store) -> Ledger {
+        Ledger { store }
+    }
+
+    /// Records `rate` as machine `machine`'s price from `from` on: its provider's price,
+    /// snapshotted when it is created. Written in the caller's transaction.
+    pub fn snapshot(
+        tx: &dyn WriteTx,
+        machine: &str,
+        from: u64,
+        rate: Option<&Rate>,
+    ) -> Result<(), StoreError> {
+        tx.cost().put_machine_rate(&MachineRate {
+            machine: machine.to_string(),
+            effective_from: from,
+            rate: rate.map(|r| serde_json::to_value(r).expect("a rate serialises")),
+        })
+    }
+
+    /// Accrues every machine up to `until` (ms since the epoch).
+    pub async fn accrue(&self, until: u64) -> Result<Round, CostError> {
+        let ids: Vec<String> = self
+            .store
+            .read(|tx| {
+                let machines = tx.scheduling().machines(&Default::default())?;
+                Ok::<_, StoreError>(machines.into_iter().map(|m| m.id).collect())
+            })
+            .await?;
+        let mut round = Round::default();
+        for chunk in ids.chunks(MACHINES_PER_COMMIT) {
+            let chunk = chunk.to_vec();
+            let done = self
+                .store
+                .write(move |tx| {
+                    let mut done = Round::default();
+                    for id in &chunk {
+                        match accrue_machine(tx, id, until)? {
+                            Accrued::Entries(n) => {
+                                done.machines += 1;
+                                done.entries += n;
+                            }
+                            Accrued::UpToDate => {}
+                            Accrued::NoCluster => done.without_cluster += 1,
+                        }
+                    }
+                    Ok::<_, CostError>(done)
+                })
+                .await?;
+            round.machines += done.machines;
+            round.entries += done.entries;
+            round.without_cluster += done.without_cluster;
+        }
+        if round.without_cluster > 0 {
+            tracing::warn!(
+                machines = round.without_cluster,
+                "cost: machines whose cluster is gone were not accrued"
+            );
+        }
+        Ok(round)
+    }
+}
+
+/// Accrues machine `id` from its cursor to `until` in `tx`.
+fn accrue_machine(tx: &dyn WriteTx, id: &str, until: u64) -> Result<Accrued, CostError> {
+    let read = tx.read();
+    let Some(machine) = read.scheduling().machine(id)? else {
+        return Ok(Accrued::UpToDate);
+    };
+    let from = read.cost().accrued_to(id)?.unwrap_or(machine.created_at);
+    if from >= until {
+        return Ok(Accrued::UpToDate);
+    }
+    let Some(cluster) = read.scheduling().cluster(&machine.cluster)? else {
+        return Ok(Accrued::NoCluster);
+    };
+    let transitions = read.scheduling().transitions(id)?;
+    let phases = phases(&cluster, &machine, &transitions);
+    let rates = rates(read, &cluster, &machine)?;
+    let pieces = accrue(&phases, &rates, from, until);
+    let entries: Vec<CostEntry> = pieces.iter().map(|p| entry(&machine, p)).collect();
+    tx.cost().append_entries(&entries)?;
+    tx.cost().set_accrued_to(id, until)?;
+    Ok(Accrued::Entries(entries.len()))
+}
+
+fn entry(machine: &MachineRecord, piece: &Piece) -> CostEntry {
+    CostEntry {
+        seq: 0,
+        machine: machine.id.clone(),
+        project: machine.project.clone(),
+        cluster: machine.cluster.clone(),
+        from: piece.from,
+        to: piece.to,
+        phase: match piece.phase {
+            Phase::Stopped => BilledPhase::Stopped,
+            Phase::Running | Phase::Unbilled => BilledPhase::Running,
+        },
+        currency: piece.currency.as_ref().map(|c| c.code().to_string()),
+        amount: piece.amount,
+        rate_from: piece.rate_from,
+        note: None,
+    }
+}
+
+/// A machine's billing phases over its life, from its history.
+pub fn phases(
+    cluster: &ClusterRecord,
+    machine: &MachineRecord,
+    transitions: &[TransitionRecord],
+) -> Vec<(u64, Phase)> {
+    let pool = cluster.provider == POOL_PROVIDER;
+    let billed = |state: MachineState| match state {
+        MachineState::Requested | MachineState::Retired | MachineState::Failed => false,
+        MachineState::Provisioning => pool,
+        _ => true,
+    };
+    let mut out: Vec<(u64, Phase)> = Vec::with_capacity(transitions.len() + 1);
+    for (i, t) in transitions.iter().enumerate() {
+        let phase = if billed(t.to) {
+            Phase::Running
+        } else {
+            Phase::Unbilled
+        };
+        // A move between two billed states (online to offline) is no change of price:
+        // no cut, so no more entries than the day and price changes make.
+        if out.last().is_none_or(|(_, last)| *last != phase) {
+            out.push((t.at, phase));
+        }
+        // A provider that said when it started billing a machine still being created is
+        // believed: running from then, not from when berth saw it.
+        if !pool
+            && t.to == MachineState::Provisioning
+            && let Some(started) = machine.billing_started_at
+        {
+            let next = transitions.get(i + 1).map(|n| n.at).unwrap_or(u64::MAX);
+            if started >= t.at && started < next {
+                out.push((started, Phase::Running));
+            }
+        }
+    }
+    out.sort_by_key(|(at, _)| *at);
+    out.dedup_by(|later, earlier| later.1 == earlier.1);
+    out
+}
+
+/// A machine's rates over its life: its cluster's price sheet if the cluster has one,
+/// else its own snapshot of its provider's price.
+fn rates(
+    read: &dyn ReadTx,
+    cluster: &ClusterRecord,
+    machine: &MachineRecord,
+) -> Result<Vec<(u64, Option<Rate>)>, CostError> {
+    let versions = read.cost().sheet_versions(&cluster.name)?;
+    if !versions.is_empty() {
+        let sheets = versions
+            .into_iter()
+            .map(|v| {
+                serde_json::from_value::<Sheet>(v.sheet)
+                    .map(|sheet| (v.effective_from, sheet))
+                    .map_err(|e| CostError::Unreadable {
+                        what: format!("price sheet of cluster {}", cluster.name),
+                        message: e.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let since = machine.created_at;
+        return Ok(if cluster.provider == POOL_PROVIDER {
+            let host = machine.provider_id.as_deref().unwrap_or_default();
+            host_rates(&sheets, host, since)
+        } else {
+            let flavor = machine.spec.machine_type.as_deref().unwrap_or_default();
+            flavor_rates(&sheets, flavor, since)
+        });
+    }
+    read.cost()
+        .machine_rates(&machine.id)?
+        .into_iter()
+        .map(|r| {
+            let rate = r
+                .rate
+                .map(serde_json::from_value::<Rate>)
+                .transpose()
+                .map_err(|e| CostError::Unreadable {
+                    what: format!("rate of machine {}", machine.id),
+                    message: e.to_string(),
+                })?;
+            Ok((r.effective_from, rate))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,436 @@
+//! The ledger against both backends: machines written with their histories at chosen
+//! times, accrued, and reported.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+
+use super::Ledger;
+use crate::cost::money::Currency;
+use crate::cost::rate::{Basis, Rate};
+use crate::cost::report::{By, month, report};
+use crate::cost::sheet::{HostCost, Sheet};
+use crate::storage::store::{Durability, Store, StoreError, WriteTx};
+use crate::storage::tables::cost::{EntryFilter, SheetVersion};
+use crate::storage::tables::scheduling::{
+    ClusterRecord, MachineRecord, MachineSpec, MachineState, Probe, TransitionRecord,
+};
+
+const HOUR: u64 = 3_600_000;
+
+fn at(s: &str) -> u64 {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap()
+        .timestamp_millis() as u64
+}
+
+fn write(store: &Store, f: impl FnMut(&dyn WriteTx) -> Result<(), StoreError>) {
+    store.write_blocking(Durability::Immediate, f).unwrap();
+}
+
+fn cluster(name: &str, provider: &str) -> ClusterRecord {
+    ClusterRecord {
+        name: name.into(),
+        provider: provider.into(),
+        regions: vec![],
+        endpoint: None,
+        settings: serde_json::Value::Null,
+        sealed_credentials: None,
+        labels: BTreeMap::new(),
+        projects: vec!["web".into(), "data".into()],
+        probe: Probe::None,
+        enabled: true,
+        created_by: "admin".into(),
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+/// A machine of `cluster` for `project` that went through `history` (state, time); its
+/// record shows the last state.
+fn machine(
+    tx: &dyn WriteTx,
+    id: &str,
+    cluster: &str,
+    project: &str,
+    host: Option<&str>,
+    history: &[(MachineState, u64)],
+) -> Result<(), StoreError> {
+    let record = MachineRecord {
+        id: id.into(),
+        cluster: cluster.into(),
+        project: project.into(),
+        provider_id: host.map(str::to_string),
+        region: None,
+        zone: None,
+        client_token: format!("token-{id}"),
+        spec: MachineSpec {
+            machine_type: Some("m1.small".into()),
+            ..MachineSpec::default()
+        },
+        addresses: vec![],
+        labels: BTreeMap::from([("team".to_string(), format!("team-{}", id.len() % 2))]),
+        state: history.last().unwrap().0,
+        reason: None,
+        host_key_fingerprint: None,
+        billing_started_at: None,
+        created_by: "alice".into(),
+        created_at: history[0].1,
+        updated_at: history.last().unwrap().1,
+    };
+    tx.scheduling().put_machine(&record)?;
+    for (i, (state, time)) in history.iter().enumerate() {
+        tx.scheduling().add_transition(&TransitionRecord {
+            machine: id.into(),
+            seq: i as u64 + 1,
+            from: i.checked_sub(1).map(|j| history[j].0),
+            to: *state,
+            actor: "alice".into(),
+            reason: None,
+            at: *time,
+        })?;
+    }
+    Ok(())
+}
+
+fn hourly(price: &str) -> Rate {
+    Rate {
+        currency: Currency::parse("USD").unwrap(),
+        basis: Basis::Hour,
+        running: price.parse().unwrap(),
+        stopped: None,
+        source: "provider test: m1.small".into(),
+    }
+}
+
+fn d(s: &str) -> Decimal {
+    s.parse().unwrap()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn total_usd(report: &crate::cost::report::Report) -> Decimal {
+    report
+        .totals
+        .iter()
+        .find(|m| m.currency.code() == "USD")
+        .map(|m| m.amount)
+        .unwrap_or_default()
+}
+
+pub(super) fn a_cloud_machine_is_charged_while_it_runs_and_every_breakdown_adds_up(store: Store) {
+    use MachineState::*;
+    let created = at("2026-11-14T09:00:00Z");
+    let running = at("2026-11-14T09:01:00Z");
+    let retired = at("2026-11-16T13:05:45Z");
+    write(&store, |tx| {
+        tx.scheduling().put_cluster(&cluster("aws", "aws-ec2"))?;
+        machine(
+            tx,
+            "m-1",
+            "aws",
+            "web",
+            None,
+            &[
+                (Requested, created),
+                (Provisioning, created + 5_000),
+                (Initializing, running),
+                (Online, running + 120_000),
+                (Offline, at("2026-11-15T20:00:00Z")),
+                (Retiring, retired - 30_000),
+                (Retired, retired),
+            ],
+        )?;
+        Ledger::snapshot(tx, "m-1", created, Some(&hourly("0.10")))
+    });
+    let ledger = Ledger::new(store.clone());
+    let (from, to) = month("2026-11").unwrap();
+    rt().block_on(async {
+        let round = ledger.accrue(to).await.unwrap();
+        assert_eq!((round.machines, round.entries), (1, 3));
+        // Accrued already: nothing more, however often asked.
+        assert_eq!(ledger.accrue(to).await.unwrap().entries, 0);
+        let whole = report(
+            &store,
+            EntryFilter {
+                from,
+                to,
+                ..Default::default()
+            },
+            By::Project,
+        )
+        .await
+        .unwrap();
+        let seconds = (retired - running) / 1000;
+        let exact = Decimal::from(seconds) * d("0.10") / Decimal::from(3600);
+        assert!(
+            (total_usd(&whole) - exact).abs() <= d("0.0000000015"),
+            "{whole:?}"
+        );
+        for by in [By::Day, By::Machine, By::Cluster, By::Label("team".into())] {
+            let parts = report(
+                &store,
+                EntryFilter {
+                    from,
+                    to,
+                    ..Default::default()
+                },
+                by.clone(),
+            )
+            .await
+            .unwrap();
+            let sum: Decimal = parts
+                .rows
+                .iter()
+                .flat_map(|r| r.totals.iter().map(|m| m.amount))
+                .sum();
+            assert_eq!(sum, total_usd(&whole), "{by:?}");
+            assert_eq!(parts.totals, whole.totals, "{by:?}");
+        }
+        let days = report(
+            &store,
+            EntryFilter {
+                from,
+                to,
+                ..Default::default()
+            },
+            By::Day,
+        )
+        .await
+        .unwrap();
+        let keys: Vec<&str> = days.rows.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["2026-11-14", "2026-11-15", "2026-11-16"]);
+    });
+}
+
+pub(super) fn accrual_resumes_where_it_stopped_and_never_charges_twice(store: Store) {
+    use MachineState::*;
+    let start = at("2026-11-02T03:00:00Z");
+    write(&store, |tx| {
+        tx.scheduling().put_cluster(&cluster("aws", "aws-ec2"))?;
+        machine(
+            tx,
+            "m-1",
+            "aws",
+            "web",
+            None,
+            &[
+                (Requested, start),
+                (Initializing, start),
+                (Online, start + 1),
+            ],
+        )?;
+        Ledger::snapshot(tx, "m-1", start, Some(&hourly("0.0464")))
+    });
+    let ledger = Ledger::new(store.clone());
+    let end = at("2026-11-09T17:30:00Z");
+    rt().block_on(async {
+        // Rounds at uneven times, as a process that restarts now and then would make.
+        let mut cut = start + 5 * HOUR + 17_000;
+        while cut < end {
+            ledger.accrue(cut).await.unwrap();
+            ledger.accrue(cut).await.unwrap();
+            cut += 11 * HOUR + 3_001;
+        }
+        ledger.accrue(end).await.unwrap();
+        let entries = store
+            .read_blocking(|tx| {
+                tx.cost().entries(&EntryFilter {
+                    from: 0,
+                    to: u64::MAX / 2,
+                    ..Default::default()
+                })
+            })
+            .unwrap();
+        // Pieces tile the running time: no gap, no overlap.
+        assert_eq!(entries.first().unwrap().from, start);
+        assert_eq!(entries.last().unwrap().to, end);
+        for pair in entries.windows(2) {
+            assert_eq!(pair[0].to, pair[1].from);
+        }
+        let sum: Decimal = entries.iter().map(|e| e.amount).sum();
+        let exact = Decimal::from(end - start) * d("0.0464") / Decimal::from(HOUR);
+        let bound = Decimal::new(entries.len() as i64, 9);
+        assert!((sum - exact).abs() <= bound, "{sum} vs {exact}");
+    });
+}
+
+pub(super) fn a_pool_host_is_charged_its_sheet_from_each_versions_time(store: Store) {
+    use MachineState::*;
+    let host_cost = |running: &str| HostCost {
+        purchase: d("7200"),
+        purchased: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+        amortise_months: 36,
+        running_monthly: running.parse().unwrap(),
+    };
+    let sheet = |running: &str| {
+        serde_json::to_value(Sheet::Pool {
+            currency: Currency::parse("EUR").unwrap(),
+            default: Some(host_cost(running)),
+            hosts: BTreeMap::new(),
+        })
+        .unwrap()
+    };
+    let allocated = at("2026-11-10T00:00:00Z");
+    let change = at("2026-11-20T12:00:00Z");
+    let released = at("2026-11-25T00:00:00Z");
+    write(&store, |tx| {
+        tx.scheduling()
+            .put_cluster(&cluster("rack", "static-pool"))?;
+        tx.cost().put_sheet_version(&SheetVersion {
+            cluster: "rack".into(),
+            effective_from: 0,
+            sheet: sheet("100"),
+            set_by: "admin".into(),
+            set_at: 0,
+        })?;
+        tx.cost().put_sheet_version(&SheetVersion {
+            cluster: "rack".into(),
+            effective_from: change,
+            sheet: sheet("400"),
+            set_by: "admin".into(),
+            set_at: change,
+        })?;
+        machine(
+            tx,
+            "m-pool",
+            "rack",
+            "data",
+            Some("h1"),
+            &[
+                (Requested, allocated - 1_000),
+                (Provisioning, allocated),
+                (Online, allocated + 60_000),
+                (Retired, released),
+            ],
+        )
+    });
+    rt().block_on(async {
+        let (from, to) = month("2026-11").unwrap();
+        Ledger::new(store.clone()).accrue(to).await.unwrap();
+        let r = report(
+            &store,
+            EntryFilter {
+                from,
+                to,
+                ..Default::default()
+            },
+            By::Project,
+        )
+        .await
+        .unwrap();
+        // 7200 / 36 = 200 a month of purchase; November has 30 days. 10.5 days at
+        // 300 / 30 a day, then 4.5 days at 600 / 30.
+        let expected = d("10.5") * d("10") + d("4.5") * d("20");
+        assert_eq!(r.totals.len(), 1);
+        assert_eq!(r.totals[0].currency.code(), "EUR");
+        assert!(
+            (r.totals[0].amount - expected).abs() <= d("0.00000002"),
+            "{r:?}"
+        );
+        assert_eq!(r.rows[0].key, "data");
+    });
+}
+
+pub(super) fn many_machines_over_a_month_sum_to_the_cent(store: Store, machines: u64) {
+    use MachineState::*;
+    let (from, to) = month("2026-11").unwrap();
+    // Deterministic spread of start, end and price per machine.
+    let plan: Vec<(String, u64, u64, Decimal)> = (0..machines)
+        .map(|i| {
+            let start = from + (i * 7_919_993) % (20 * 86_400_000);
+            let end =
+                (start + 3_600_000 + (i * 104_729_017) % (15 * 86_400_000)).min(to + 86_400_000);
+            let price = Decimal::new(100 + (i as i64 * 37) % 4_900, 4);
+            (format!("m-{i:05}"), start, end, price)
+        })
+        .collect();
+    let chunks: Vec<_> = plan.chunks(100).map(|c| c.to_vec()).collect();
+    write(&store, |tx| {
+        tx.scheduling().put_cluster(&cluster("aws", "aws-ec2"))
+    });
+    for chunk in chunks {
+        write(&store, |tx| {
+            for (id, start, end, price) in &chunk {
+                machine(
+                    tx,
+                    id,
+                    "aws",
+                    if id.ends_with('7') { "data" } else { "web" },
+                    None,
+                    &[
+                        (Requested, *start),
+                        (Initializing, *start),
+                        (Online, *start + 1),
+                        (Retired, *end),
+                    ],
+                )?;
+                Ledger::snapshot(tx, id, *start, Some(&hourly(&price.to_string())))?;
+            }
+            Ok(())
+        });
+    }
+    let ledger = Ledger::new(store.clone());
+    rt().block_on(async {
+        // A round every 29 hours, then the month's end.
+        let mut cut = from + 29 * HOUR;
+        while cut < to {
+            ledger.accrue(cut).await.unwrap();
+            cut += 29 * HOUR;
+        }
+        ledger.accrue(to).await.unwrap();
+        let r = report(
+            &store,
+            EntryFilter {
+                from,
+                to,
+                ..Default::default()
+            },
+            By::Project,
+        )
+        .await
+        .unwrap();
+        // Independently: each machine's running time within the month at its price.
+        let exact: Decimal = plan
+            .iter()
+            .map(|(_, start, end, price)| {
+                let ms = (*end).min(to) - *start;
+                Decimal::from(ms) * price / Decimal::from(HOUR)
+            })
+            .sum();
+        let entries: usize = r.rows.iter().map(|row| row.entries).sum();
+        assert!((total_usd(&r) - exact).abs() <= Decimal::new(entries as i64, 9));
+        assert_eq!(total_usd(&r).round_dp(2), exact.round_dp(2));
+        let parts: Decimal = r
+            .rows
+            .iter()
+            .flat_map(|row| row.totals.iter().map(|m| m.amount))
+            .sum();
+        assert_eq!(parts, total_usd(&r));
+        assert_eq!(r.rows.len(), 2);
+    });
+}
+
+macro_rules! both_backends {
+    ($($case:ident $(, $arg:expr)?);* $(;)?) => {
+        mod redb {
+            $(#[test] fn $case() { let (store, _dir) = crate::storage::testing::redb_store(); super::$case(store $(, $arg)?) })*
+        }
+        mod postgres {
+            $(#[test] fn $case() { super::$case(crate::storage::testing::postgres_store() $(, $arg)?) })*
+        }
+    };
+}
+
+both_backends!(
+    a_cloud_machine_is_charged_while_it_runs_and_every_breakdown_adds_up;
+    accrual_resumes_where_it_stopped_and_never_charges_twice;
+    a_pool_host_is_charged_its_sheet_from_each_versions_time;
+    many_machines_over_a_month_sum_to_the_cent, 1000;
+);

@@ -1,0 +1,224 @@
+//! Reports: the ledger's entries over a window, summed per currency and broken down by
+//! project, cluster, machine, label or day. Every breakdown sums the same whole entries
+//! (each lies in one day and belongs to one machine), so the parts of any breakdown add
+//! up exactly to the report's total. Billed time without a price is reported as such,
+//! never as free.
+
+use std::collections::BTreeMap;
+
+use chrono::{Datelike, NaiveDate, TimeZone, Utc};
+use serde::Serialize;
+
+use crate::storage::store::{Store, StoreError};
+use crate::storage::tables::cost::{CostEntry, EntryFilter};
+
+use super::money::{Currency, Money, Totals};
+
+const MS_PER_DAY: u64 = 86_400_000;
+
+/// What a report's rows are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum By {
+    Project,
+    Cluster,
+    Machine,
+    /// The UTC day (`2026-11-14`).
+    Day,
+    /// A machine label's value (`(none)` for machines without it).
+    Label(String),
+}
+
+impl By {
+    /// From its name in the CLI and the API: `project`, `cluster`, `machine`, `day` or
+    /// `label:KEY`.
+    pub fn parse(s: &str) -> Option<By> {
+        Some(match s {
+            "project" => By::Project,
+            "cluster" => By::Cluster,
+            "machine" => By::Machine,
+            "day" => By::Day,
+            _ => By::Label(
+                s.strip_prefix("label:")
+                    .filter(|k| !k.is_empty())?
+                    .to_string(),
+            ),
+        })
+    }
+}
+
+/// One row: a group's sums.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    /// The project, cluster, machine, day or label value.
+    pub key: String,
+    /// Per currency, exact.
+    pub totals: Vec<Money>,
+    /// Billed time that had no price, in seconds.
+    pub unpriced_seconds: u64,
+    /// Ledger entries summed.
+    pub entries: usize,
+}
+
+/// A report over `[from, to)`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub from: u64,
+    pub to: u64,
+    pub rows: Vec<Row>,
+    /// The whole, per currency: the sum of every row.
+    pub totals: Vec<Money>,
+    pub unpriced_seconds: u64,
+}
+
+/// Why a report could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0:?} is not a month (YYYY-MM)")]
+    BadMonth(String),
+    #[error("a stored entry has an unknown currency: {0}")]
+    BadCurrency(String),
+}
+
+/// `[from, to)` of month `YYYY-MM` in UTC, ms since the epoch.
+pub fn month(text: &str) -> Result<(u64, u64), ReportError> {
+    let bad = || ReportError::BadMonth(text.to_string());
+    let first = NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d").map_err(|_| bad())?;
+    if first.format("%Y-%m").to_string() != text {
+        return Err(bad());
+    }
+    let next = first
+        .checked_add_months(chrono::Months::new(1))
+        .ok_or_else(bad)?;
+    let ms = |d: NaiveDate| {
+        Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"))
+            .timestamp_millis()
+    };
+    let (from, to) = (ms(first), ms(next));
+    if from < 0 {
+        return Err(bad());
+    }
+    Ok((from as u64, to as u64))
+}
+
+/// The report of the entries `filter` selects, grouped `by`.
+pub async fn report(store: &Store, filter: EntryFilter, by: By) -> Result<Report, ReportError> {
+    let (from, to) = (filter.from, filter.to);
+    let label = match &by {
+        By::Label(key) => Some(key.clone()),
+        _ => None,
+    };
+    let (entries, labels) = store
+        .read(move |tx| {
+            let entries = tx.cost().entries(&filter)?;
+            // A label breakdown reads the labels of the machines the entries name.
+            let mut labels = BTreeMap::new();
+            if let Some(key) = &label {
+                for e in &entries {
+                    if !labels.contains_key(&e.machine) {
+                        let value = tx
+                            .scheduling()
+                            .machine(&e.machine)?
+                            .and_then(|m| m.labels.get(key).cloned());
+                        labels.insert(e.machine.clone(), value);
+                    }
+                }
+            }
+            Ok::<_, StoreError>((entries, labels))
+        })
+        .await?;
+    summarise(from, to, &entries, |e| match &by {
+        By::Project => e.project.clone(),
+        By::Cluster => e.cluster.clone(),
+        By::Machine => e.machine.clone(),
+        By::Day => day(e.from),
+        By::Label(_) => labels
+            .get(&e.machine)
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| "(none)".to_string()),
+    })
+}
+
+/// Sums `entries` into rows keyed by `key`, and the whole.
+pub fn summarise(
+    from: u64,
+    to: u64,
+    entries: &[CostEntry],
+    key: impl Fn(&CostEntry) -> String,
+) -> Result<Report, ReportError> {
+    let mut groups: BTreeMap<String, (Totals, u64, usize)> = BTreeMap::new();
+    let mut whole = Totals::default();
+    let mut unpriced_ms = 0;
+    for e in entries {
+        let group = groups.entry(key(e)).or_default();
+        group.2 += 1;
+        match &e.currency {
+            Some(code) => {
+                let money = Money {
+                    amount: e.amount,
+                    currency: Currency::parse(code)
+                        .map_err(|_| ReportError::BadCurrency(code.clone()))?,
+                };
+                group.0.add(&money);
+                whole.add(&money);
+            }
+            None => {
+                group.1 += e.to - e.from;
+                unpriced_ms += e.to - e.from;
+            }
+        }
+    }
+    Ok(Report {
+        from,
+        to,
+        rows: groups
+            .into_iter()
+            .map(|(key, (totals, unpriced, entries))| Row {
+                key,
+                totals: totals.iter().collect(),
+                unpriced_seconds: unpriced / 1000,
+                entries,
+            })
+            .collect(),
+        totals: whole.iter().collect(),
+        unpriced_seconds: unpriced_ms / 1000,
+    })
+}
+
+/// The UTC day of `at` as `YYYY-MM-DD`.
+fn day(at: u64) -> String {
+    let date = Utc
+        .timestamp_millis_opt((at / MS_PER_DAY * MS_PER_DAY) as i64)
+        .single()
+        .expect("a stored time")
+        .date_naive();
+    format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_are_utc_and_checked() {
+        let (from, to) = month("2026-11").unwrap();
+        assert_eq!(from, 1_793_491_200_000);
+        assert_eq!(to - from, 30 * MS_PER_DAY);
+        let (from, to) = month("2028-02").unwrap();
+        assert_eq!(to - from, 29 * MS_PER_DAY);
+        for bad in ["2026-13", "2026-1", "26-11", "2026-11-01", "november", ""] {
+            assert!(month(bad).is_err(), "{bad}");
+        }
+        assert_eq!(day(from + 3 * MS_PER_DAY + 5), "2028-02-04");
+    }
+
+    #[test]
+    fn groupings_parse() {
+        assert_eq!(By::parse("day"), Some(By::Day));
+        assert_eq!(By::parse("label:team"), Some(By::Label("team".into())));
+        assert_eq!(By::parse("label:"), None);
+        assert_eq!(By::parse("week"), None);
+    }
+}
