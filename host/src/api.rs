@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod caller;
+pub mod costs;
 pub mod extract;
 pub mod machines;
 pub mod members;
@@ -51,11 +52,11 @@ pub const MAX_PAGE_SIZE: usize = 500;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "berth admin API", description = "Users, projects, members, robot accounts, repositories, the audit log, plugins, replication, clusters and quotas."),
+    info(title = "berth admin API", description = "Users, projects, members, robot accounts, repositories, the audit log, plugins, replication, clusters, quotas, machines and costs."),
     components(schemas(problem::Problem)),
     tags(
         (name = "users"), (name = "projects"), (name = "members"), (name = "robots"),
-        (name = "repositories"), (name = "audit"), (name = "plugins"), (name = "replication"), (name = "clusters"), (name = "machines")
+        (name = "repositories"), (name = "audit"), (name = "plugins"), (name = "replication"), (name = "clusters"), (name = "machines"), (name = "costs")
     )
 )]
 struct ApiDoc;
@@ -132,6 +133,9 @@ pub fn router(state: ApiState) -> Router {
         .routes(routes!(scheduling::adopt_orphan))
         .routes(routes!(scheduling::delete_orphan))
         .routes(routes!(scheduling::get_quota, scheduling::set_quota))
+        .routes(routes!(costs::cost_report))
+        .routes(routes!(costs::accrue))
+        .routes(routes!(costs::price_sheets, costs::set_price_sheet))
         .routes(routes!(machines::list_machines, machines::create_machine))
         .routes(routes!(machines::register_machine))
         .routes(routes!(machines::plan_machines))

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod client;
 pub mod config_cmd;
+pub mod cost;
 pub mod fsck;
 pub mod key;
 pub mod login;
@@ -128,6 +129,15 @@ pub enum Command {
         #[command(subcommand)]
         command: scheduling::MachineCommand,
     },
+    /// What machines cost: reports, price sheets, accrual.
+    Cost {
+        /// Server and output.
+        #[command(flatten)]
+        client: client::ClientArgs,
+        /// What to do.
+        #[command(subcommand)]
+        command: cost::CostCommand,
+    },
     /// Projects' quotas of machines, vCPUs and memory.
     Quota {
         /// Server and output.
@@ -223,6 +233,9 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Machine { client, command } => {
             scheduling::machine(&client::Client::connect(&client)?, command)
+        }
+        Command::Cost { client, command } => {
+            cost::cost(&client::Client::connect(&client)?, command)
         }
         Command::Quota { client, command } => {
             scheduling::quota(&client::Client::connect(&client)?, command)

@@ -14,6 +14,7 @@
 
 mod cache;
 pub mod clusters;
+pub mod costs;
 pub mod engine;
 mod gathered_reads;
 pub mod health;
@@ -138,6 +139,8 @@ pub struct Scheduling {
     backoff: reconcile::Backoff,
     /// Whether a reconcile round runs on this node.
     reconciling: std::sync::atomic::AtomicBool,
+    /// The last hour (ms) this node accrued costs up to, or found another node doing it.
+    accrued_hour: std::sync::atomic::AtomicU64,
     /// Reads of machines being made, gathered per cluster and region
     /// (`gathered_reads.rs`).
     reads: gathered_reads::GatheredReads,
@@ -177,6 +180,7 @@ impl Scheduling {
             prices,
             backoff: Default::default(),
             reconciling: Default::default(),
+            accrued_hour: Default::default(),
             reads: Default::default(),
         }
     }

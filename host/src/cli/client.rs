@@ -32,6 +32,8 @@ pub enum Output {
     Table,
     /// The API's JSON.
     Json,
+    /// Comma-separated values with a header line (RFC 4180), the table's columns.
+    Csv,
 }
 
 /// Stored logins.
@@ -235,6 +237,17 @@ impl Client {
             Value::Null => return,
             other => vec![other],
         };
+        if self.output == Output::Csv {
+            print!(
+                "{}",
+                csv(
+                    columns,
+                    rows.iter()
+                        .map(|row| columns.iter().map(|c| cell(&row[*c])).collect())
+                )
+            );
+            return;
+        }
         let mut table = comfy_table::Table::new();
         table.load_preset(comfy_table::presets::NOTHING);
         table.set_header(columns.iter().map(|c| c.to_uppercase()));
@@ -271,6 +284,24 @@ async fn answer(
         status.as_u16(),
         status.canonical_reason().unwrap_or("")
     )
+}
+
+/// `rows` of `columns` as CSV (RFC 4180): a header line, fields quoted where they hold a
+/// comma, a quote or a line break.
+pub fn csv(columns: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+    fn field(s: &str) -> String {
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    }
+    let mut out = columns.join(",") + "\n";
+    for row in rows {
+        out.push_str(&row.iter().map(|f| field(f)).collect::<Vec<_>>().join(","));
+        out.push('\n');
+    }
+    out
 }
 
 fn cell(v: &Value) -> String {

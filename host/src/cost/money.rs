@@ -88,10 +88,13 @@ impl fmt::Display for Currency {
 }
 
 /// An amount in a currency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Money {
     /// Exact; serialised as a string so nothing on the way turns it into a float.
+    #[schema(value_type = String, example = "12.345678901")]
     pub amount: Decimal,
+    /// ISO 4217.
+    #[schema(value_type = String, example = "USD")]
     pub currency: Currency,
 }
 

@@ -47,7 +47,7 @@ impl By {
 }
 
 /// One row: a group's sums.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Row {
     /// The project, cluster, machine, day or label value.
     pub key: String,
@@ -60,14 +60,62 @@ pub struct Row {
 }
 
 /// A report over `[from, to)`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Report {
+    /// Start (ms since the epoch).
     pub from: u64,
+    /// End, exclusive.
     pub to: u64,
     pub rows: Vec<Row>,
     /// The whole, per currency: the sum of every row.
     pub totals: Vec<Money>,
     pub unpriced_seconds: u64,
+}
+
+impl Report {
+    /// The report as CSV: a line per row and currency (a row with no priced time has one
+    /// line with an empty currency), exact amounts, and a final `(total)` line per currency.
+    pub fn csv(&self) -> String {
+        fn field(s: &str) -> String {
+            if s.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", s.replace('"', "\"\""))
+            } else {
+                s.to_string()
+            }
+        }
+        let mut out = String::from("key,currency,amount,unpriced_seconds,entries\n");
+        let mut line = |key: &str, money: Option<&Money>, unpriced: u64, entries: String| {
+            let (currency, amount) = money
+                .map(|m| (m.currency.to_string(), m.amount.to_string()))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "{},{currency},{amount},{unpriced},{entries}\n",
+                field(key)
+            ));
+        };
+        for row in &self.rows {
+            if row.totals.is_empty() {
+                line(
+                    &row.key,
+                    None,
+                    row.unpriced_seconds,
+                    row.entries.to_string(),
+                );
+            }
+            for money in &row.totals {
+                line(
+                    &row.key,
+                    Some(money),
+                    row.unpriced_seconds,
+                    row.entries.to_string(),
+                );
+            }
+        }
+        for money in &self.totals {
+            line("(total)", Some(money), self.unpriced_seconds, String::new());
+        }
+        out
+    }
 }
 
 /// Why a report could not be made.

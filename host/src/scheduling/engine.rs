@@ -81,6 +81,7 @@ impl Scheduling {
             if let Err(e) = self.deliver_webhooks().await {
                 tracing::error!(error = %e, "scheduling: delivering webhooks failed");
             }
+            self.start_accrual();
             tokio::select! {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(IDLE_POLL) => {}

@@ -66,8 +66,18 @@ impl Scheduling {
                 tracing::error!(machine = %id, "{CRASH_AFTER_PROVIDER_CREATE} is set: dying before recording the machine");
                 std::process::abort();
             }
+            // Its price, snapshotted as it is made: what its time is charged at from now
+            // on, whatever the provider asks of later machines.
+            let price = self
+                .price_snapshot(
+                    &cluster,
+                    &provider,
+                    &created.region,
+                    machine.spec.machine_type.as_deref(),
+                )
+                .await;
             machine = self
-                .record_provider_machine(&id, &created, MachineState::Provisioning, None)
+                .record_provider_machine(&id, &created, MachineState::Provisioning, None, price)
                 .await?;
             answered = Some(created);
         }
@@ -163,6 +173,7 @@ impl Scheduling {
                                 &found,
                                 MachineState::Initializing,
                                 online,
+                                None,
                             )
                             .await?;
                         return Ok(Some(moved));
@@ -213,6 +224,7 @@ impl Scheduling {
         found: &wire::Machine,
         to: MachineState,
         then_online: Option<&'static str>,
+        price: Option<Option<crate::cost::rate::Rate>>,
     ) -> Result<MachineRecord, OperationError> {
         let (owned, found) = (id.to_owned(), found.clone());
         let reason = format!("{} at the provider", found.id);
@@ -241,6 +253,14 @@ impl Scheduling {
                         .billing_started_at
                         .map(|t| t.seconds * 1000 + u64::from(t.nanoseconds / 1_000_000));
                     tx.scheduling().put_machine(&machine)?;
+                    if let Some(rate) = &price {
+                        crate::cost::ledger::Ledger::snapshot(
+                            tx,
+                            &owned,
+                            machine.created_at,
+                            rate.as_ref(),
+                        )?;
+                    }
                     let moved =
                         lifecycle::transition(tx, &owned, to, BERTH, Some(&why), now_millis())?;
                     match then_online {

@@ -6,11 +6,12 @@
 //! ECS on their emulators (`openstack.rs`, `aliyun_ecs.rs`), power control through
 //! Redfish (`power.rs`), the cloud emulators proven by their vendors' SDKs
 //! (`emulators.rs`), and one project on all four kinds of cluster at once
-//! (`four_providers.rs`).
+//! (`four_providers.rs`), and what machines cost (`costs.rs`).
 
 mod aliyun_ecs;
 mod cli;
 mod clusters;
+mod costs;
 mod ec2;
 mod emulators;
 mod four_providers;

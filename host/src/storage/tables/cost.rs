@@ -13,12 +13,13 @@ use serde::{Deserialize, Serialize};
 use crate::storage::store::StoreResult;
 
 /// One version of a cluster's price sheet.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SheetVersion {
     pub cluster: String,
     /// When it takes effect (ms since the epoch).
     pub effective_from: u64,
     /// The sheet (`cost::sheet::Sheet`).
+    #[schema(value_type = Object)]
     pub sheet: serde_json::Value,
     /// Who set it, and when.
     pub set_by: String,

@@ -1,0 +1,221 @@
+//! Where scheduling meets cost accounting (`crate::cost`): a provider machine's price
+//! snapshotted when it is created (from its provider, unless its cluster has a price
+//! sheet), clusters' price sheets, the hourly accrual round (run by the one node holding
+//! the lease of the never-ending `cost-accrual` job), and reports.
+
+use rust_decimal::Decimal;
+
+use berth_plugin_runtime::provider as wire;
+
+use super::provider::ClusterProvider;
+use super::{ClusterRecord, Scheduling, SchedulingError, SchedulingResult};
+use crate::cost::ledger::{CostError, Ledger, Round};
+use crate::cost::money::Currency;
+use crate::cost::rate::{Basis, Rate};
+use crate::cost::report::{By, Report, ReportError, report};
+use crate::cost::sheet::Sheet;
+use crate::storage::store::now_millis;
+use crate::storage::tables::cost::{EntryFilter, SheetVersion};
+
+/// The kind of the never-ending job whose lease says which node accrues.
+pub const ACCRUAL: &str = "cost-accrual";
+
+const HOUR_MS: u64 = 3_600_000;
+
+impl From<CostError> for SchedulingError {
+    fn from(e: CostError) -> SchedulingError {
+        match e {
+            CostError::Store(e) => SchedulingError::Store(e),
+            other => SchedulingError::Conflict(other.to_string()),
+        }
+    }
+}
+
+impl From<ReportError> for SchedulingError {
+    fn from(e: ReportError) -> SchedulingError {
+        match e {
+            ReportError::Store(e) => SchedulingError::Store(e),
+            other => SchedulingError::Invalid(other.to_string()),
+        }
+    }
+}
+
+/// A provider's on-demand price as a rate.
+fn rate_of(price: &wire::Price, plugin: &str, region: &str, machine_type: &str) -> Option<Rate> {
+    let currency = Currency::parse(&price.currency).ok()?;
+    Some(Rate {
+        currency,
+        basis: Basis::Hour,
+        running: Decimal::from_i128_with_scale(i128::from(price.micros_per_hour), 6),
+        stopped: None,
+        source: format!("provider {plugin}: {machine_type} in {region}"),
+    })
+}
+
+impl Scheduling {
+    /// What to snapshot as the price of a machine of `machine_type` in `region` of
+    /// provider cluster `cluster`: `None` when the cluster's price sheet prices it (no
+    /// snapshot), else its provider's on-demand price, or `Some(None)` when the provider
+    /// cannot price it (the machine is then unpriced, and its time reported as such).
+    pub(super) async fn price_snapshot(
+        &self,
+        cluster: &ClusterRecord,
+        provider: &ClusterProvider<'_>,
+        region: &str,
+        machine_type: Option<&str>,
+    ) -> Option<Option<Rate>> {
+        let name = cluster.name.clone();
+        let priced_by_sheet = self
+            .store
+            .read(move |tx| tx.cost().sheet_versions(&name))
+            .await
+            .map(|v| !v.is_empty())
+            .unwrap_or(false);
+        if priced_by_sheet {
+            return None;
+        }
+        let Some(machine_type) = machine_type else {
+            return Some(None);
+        };
+        let wanted = [(region.to_string(), machine_type.to_string())];
+        let prices = self.prices(cluster, provider, &wanted).await;
+        let rate = prices.get(&wanted[0]).and_then(|price| {
+            let rate = rate_of(price, provider.plugin_name(), region, machine_type);
+            if rate.is_none() {
+                tracing::warn!(cluster = %cluster.name, currency = %berth_plugin_runtime::log::escape(&price.currency), "cost: the provider priced a machine in a currency that is not an ISO 4217 code; it is unpriced");
+            }
+            rate
+        });
+        Some(rate)
+    }
+
+    /// Sets a version of cluster `cluster`'s price sheet, effective from `from` (now if
+    /// not given). A price change applies from its effective time, never to time before
+    /// it: an effective time in the past is refused.
+    pub async fn set_price_sheet(
+        &self,
+        cluster: &str,
+        sheet: Sheet,
+        from: Option<u64>,
+        actor: &str,
+    ) -> SchedulingResult<SheetVersion> {
+        sheet
+            .validate()
+            .map_err(|e| SchedulingError::Invalid(e.to_string()))?;
+        let now = now_millis();
+        let effective_from = from.unwrap_or(now);
+        // A minute's grace for clocks and typing; earlier would reprice accrued time.
+        if effective_from + 60_000 < now {
+            return Err(SchedulingError::Invalid(format!(
+                "a price sheet takes effect from now or later; {effective_from} is in the past \
+                 (accrued time keeps the price it had)"
+            )));
+        }
+        let record = self.cluster_record(cluster).await?;
+        let pool = record.provider == crate::storage::tables::scheduling::POOL_PROVIDER;
+        match (&sheet, pool) {
+            (Sheet::Pool { .. }, true) | (Sheet::Flavors { .. }, false) => {}
+            (Sheet::Pool { .. }, false) => {
+                return Err(SchedulingError::Invalid(format!(
+                    "cluster {cluster} is not a physical pool: price it by flavor (\"kind\": \"flavors\")"
+                )));
+            }
+            (Sheet::Flavors { .. }, true) => {
+                return Err(SchedulingError::Invalid(format!(
+                    "cluster {cluster} is a physical pool: price its hosts (\"kind\": \"pool\")"
+                )));
+            }
+        }
+        let version = SheetVersion {
+            cluster: cluster.to_string(),
+            effective_from,
+            sheet: serde_json::to_value(&sheet).expect("a sheet serialises"),
+            set_by: actor.to_string(),
+            set_at: now,
+        };
+        let stored = version.clone();
+        self.store
+            .write(move |tx| tx.cost().put_sheet_version(&stored))
+            .await?;
+        Ok(version)
+    }
+
+    /// Cluster `cluster`'s price sheet versions, oldest first.
+    pub async fn price_sheets(&self, cluster: &str) -> SchedulingResult<Vec<SheetVersion>> {
+        self.cluster_record(cluster).await?;
+        let name = cluster.to_string();
+        Ok(self
+            .store
+            .read(move |tx| tx.cost().sheet_versions(&name))
+            .await?)
+    }
+
+    /// Accrues every machine up to `until` (the last whole hour if not given; never past
+    /// now), if this node holds (or now takes) the accrual lease; `None` when another node
+    /// accrues.
+    pub async fn accrue_costs(&self, until: Option<u64>) -> SchedulingResult<Option<Round>> {
+        let now = now_millis();
+        let until = until.unwrap_or(now / HOUR_MS * HOUR_MS);
+        if until > now {
+            return Err(SchedulingError::Invalid(
+                "costs are accrued up to now at the latest, never ahead".into(),
+            ));
+        }
+        if !self.holds_standing_lease(ACCRUAL, 2 * HOUR_MS).await? {
+            return Ok(None);
+        }
+        Ok(Some(Ledger::new(self.store.clone()).accrue(until).await?))
+    }
+
+    /// Starts an accrual round on its own task once per hour (a new hour since the last
+    /// round this node ran or found another node running); a failed round is tried again
+    /// on a later pass of the engine.
+    pub(super) fn start_accrual(self: &std::sync::Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        let hour = now_millis() / HOUR_MS * HOUR_MS;
+        let last = self.accrued_hour.load(Ordering::Acquire);
+        if hour <= last
+            || self
+                .accrued_hour
+                .compare_exchange(last, hour, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            match this.accrue_costs(None).await {
+                Ok(Some(round)) => tracing::info!(
+                    machines = round.machines,
+                    entries = round.entries,
+                    "cost: accrued up to the hour"
+                ),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "cost: accrual failed; trying again shortly");
+                    // Not done: let a later pass (a minute on) try again.
+                    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                    let _ = this.accrued_hour.compare_exchange(
+                        hour,
+                        last,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    );
+                }
+            }
+        });
+    }
+
+    /// The report of the ledger's entries `filter` selects, grouped `by`.
+    pub async fn cost_report(&self, filter: EntryFilter, by: By) -> SchedulingResult<Report> {
+        Ok(report(&self.store, filter, by).await?)
+    }
+
+    async fn cluster_record(&self, cluster: &str) -> SchedulingResult<ClusterRecord> {
+        let name = cluster.to_string();
+        self.store
+            .read(move |tx| tx.scheduling().cluster(&name))
+            .await?
+            .ok_or_else(|| SchedulingError::NotFound(format!("no cluster {cluster}")))
+    }
+}
