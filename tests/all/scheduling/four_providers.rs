@@ -49,6 +49,12 @@ async fn a_project_runs_machines_on_four_kinds_of_cluster_and_the_record_tells_t
     ]);
     let hosts = file("hosts.json", json!([super::host("h1", ssh, 4, 8192)]));
     run(&["cluster", "hosts", "rack", "--file", &hosts]);
+    let rack_sheet = file(
+        "rack-sheet.json",
+        json!({"kind": "pool", "currency": "EUR", "default": {"purchase": "9000",
+               "purchased": "2026-06-01", "amortise_months": 36, "running_monthly": "40"}}),
+    );
+    run(&["cost", "sheet", "set", "rack", "--file", &rack_sheet]);
     let clouds = [
         (
             "os",
@@ -64,7 +70,7 @@ async fn a_project_runs_machines_on_four_kinds_of_cluster_and_the_record_tells_t
             "aws-ec2",
             "us-east-1",
             moto.url.clone(),
-            json!({"machine-types": "t3.micro"}),
+            json!({"machine-types": "t3.micro", "prices": r#"{"t3.micro": "0.0104"}"#}),
             json!({"access-key-id": moto.access_key_id, "secret-access-key": moto.secret_access_key}),
         ),
         (
@@ -102,6 +108,13 @@ async fn a_project_runs_machines_on_four_kinds_of_cluster_and_the_record_tells_t
             assert!(!out.contains(&value), "credentials are never shown: {out}");
         }
     }
+    // The private cloud is priced by flavor; the public clouds price their own machines.
+    let os_sheet = file(
+        "os-sheet.json",
+        json!({"kind": "flavors", "currency": "USD",
+               "flavors": {"m1.small": {"per_hour": "0.02", "stopped_per_hour": "0.001"}}}),
+    );
+    run(&["cost", "sheet", "set", "os", "--file", &os_sheet]);
 
     // One machine on each, from the command line.
     let made = [
@@ -153,6 +166,44 @@ async fn a_project_runs_machines_on_four_kinds_of_cluster_and_the_record_tells_t
     for (_, id) in &machines {
         assert!(listed.contains(id), "{listed}");
     }
+
+    // What each costs, from its sheet or its provider's price, in its own currency: three
+    // currencies in one project, never added together.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    run(&["cost", "accrue", "--until", "now"]);
+    let report: Value = serde_json::from_str(&run(&[
+        "cost",
+        "report",
+        "--project",
+        "team",
+        "--by",
+        "cluster",
+        "--output",
+        "json",
+    ]))
+    .unwrap();
+    let currency_of = |cluster: &str| {
+        let row = report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"] == cluster)
+            .unwrap_or_else(|| panic!("no {cluster} in {report:#}"));
+        assert_eq!(row["totals"].as_array().unwrap().len(), 1, "{row}");
+        let amount: rust_decimal::Decimal = row["totals"][0]["amount"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(amount > rust_decimal::Decimal::ZERO, "{row}");
+        row["totals"][0]["currency"].as_str().unwrap().to_string()
+    };
+    assert_eq!(
+        ["rack", "os", "aws", "ecs"].map(currency_of),
+        ["EUR", "USD", "USD", "CNY"]
+    );
+    assert_eq!(report["totals"].as_array().unwrap().len(), 3, "{report:#}");
+    assert_eq!(report["unpriced_seconds"], 0, "{report:#}");
 
     // Two taken offline for maintenance.
     for (_, id) in [&machines[1], &machines[3]] {
