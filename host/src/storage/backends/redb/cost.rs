@@ -127,22 +127,21 @@ impl CostWrite for RedbTx<WriteTransaction> {
         let mut by_time = self.0.open_table(ENTRIES_BY_TIME).map_err(backend)?;
         // redb has one writer: the next number is one past the last, and no other
         // transaction can take it meanwhile.
-        let mut next = match entries.last().map_err(backend)? {
+        let first = match entries.last().map_err(backend)? {
             Some((seq, _)) => seq.value() + 1,
             None => 1,
         };
         let mut numbers = Vec::with_capacity(new.len());
-        for entry in new {
+        for (seq, entry) in (first..).zip(new) {
             let entry = CostEntry {
-                seq: next,
+                seq,
                 ..entry.clone()
             };
             entries
-                .insert(next, encode(&entry).as_slice())
+                .insert(seq, encode(&entry).as_slice())
                 .map_err(backend)?;
-            by_time.insert((entry.from, next), ()).map_err(backend)?;
-            numbers.push(next);
-            next += 1;
+            by_time.insert((entry.from, seq), ()).map_err(backend)?;
+            numbers.push(seq);
         }
         Ok(numbers)
     }
