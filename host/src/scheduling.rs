@@ -19,6 +19,7 @@ pub mod engine;
 mod gathered_reads;
 pub mod health;
 pub mod ipmi;
+pub mod ledger;
 pub mod lifecycle;
 pub mod machines;
 pub mod placement;

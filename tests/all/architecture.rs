@@ -198,6 +198,9 @@ const OWNERS: &[(&str, &str)] = &[
     ("tx.registry()", "registry/"),
     ("tx.events()", "events.rs"),
     (".scheduling()", "scheduling/"),
+    // Cost accounting's tables: its ledger service is scheduling's (`scheduling/ledger.rs`);
+    // `cost/` is pure computation.
+    (".cost()", "scheduling/"),
 ];
 
 #[test]

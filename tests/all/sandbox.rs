@@ -3,6 +3,7 @@
 //! host at a granted address, flooding and forging berth's log, and stalling its own load
 //! to freeze administration.
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,29 @@ use serde_json::{Value, json};
 
 use crate::plugins::{cli, invoke, load_ok, patch, test_plugin};
 use crate::support::{Berth, client};
+
+/// `python3` with the arguments `args` makes for a free port, in `dir`, once it accepts
+/// connections on that port.
+fn python_server(dir: &Path, args: impl FnOnce(u16) -> Vec<String>) -> (std::process::Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("python3")
+        .args(args(port))
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the Python server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, port)
+}
 
 /// Python's http.server on a free port, serving a directory with `api/ok.txt` inside the
 /// grant and `private/secret.txt` outside it. Killed on drop.
@@ -26,24 +50,15 @@ impl FileServer {
         std::fs::create_dir_all(dir.path().join("private")).unwrap();
         std::fs::write(dir.path().join("api/ok.txt"), "inside the grant").unwrap();
         std::fs::write(dir.path().join("private/secret.txt"), "THE SECRET").unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("python3")
-            .args(["-m", "http.server", "--bind", "127.0.0.1"])
-            .arg(port.to_string())
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 -m http.server");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "http.server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let (child, port) = python_server(dir.path(), |port| {
+            vec![
+                "-m".into(),
+                "http.server".into(),
+                "--bind".into(),
+                "127.0.0.1".into(),
+                port.to_string(),
+            ]
+        });
         FileServer {
             child,
             port,
@@ -84,25 +99,9 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Site).serve_for
 
 impl VirtualHosts {
     fn start() -> VirtualHosts {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("python3")
-            .args(["-c", VIRTUAL_HOSTS, &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the virtual-host server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let (child, port) = python_server(Path::new("."), |port| {
+            vec!["-c".into(), VIRTUAL_HOSTS.into(), port.to_string()]
+        });
         VirtualHosts { child, port }
     }
 }

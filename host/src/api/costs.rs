@@ -125,7 +125,7 @@ pub struct NewSheet {
 /// Sets a version of a cluster's price sheet (system administrators): what its machines
 /// cost where no provider prices them, from its effective time on.
 #[utoipa::path(put, operation_id = "price_sheet_set", path = "/api/v1/clusters/{name}/price-sheet", tag = "costs", params(("name" = String, Path)), request_body = NewSheet,
-    responses((status = 201, body = SheetVersion), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 201, body = SheetVersion), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 415, body = Problem)))]
 pub async fn set_price_sheet(
     State(state): State<ApiState>,
     caller: ApiCaller,

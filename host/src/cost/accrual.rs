@@ -107,12 +107,7 @@ fn holding<T>(timeline: &[(u64, T)], at: u64) -> Option<&T> {
 mod tests {
     use super::*;
     use crate::cost::rate::Basis;
-
-    fn at(s: &str) -> u64 {
-        chrono::DateTime::parse_from_rfc3339(s)
-            .unwrap()
-            .timestamp_millis() as u64
-    }
+    use crate::cost::testing::at;
 
     fn hourly(running: &str, stopped: Option<&str>) -> Rate {
         Rate {

@@ -91,6 +91,7 @@ pub fn days_in_month(at: u64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cost::testing::at;
 
     fn rate(basis: Basis, running: &str, stopped: Option<&str>) -> Rate {
         Rate {
@@ -100,12 +101,6 @@ mod tests {
             stopped: stopped.map(|s| s.parse().unwrap()),
             source: "test".into(),
         }
-    }
-
-    fn at(s: &str) -> u64 {
-        chrono::DateTime::parse_from_rfc3339(s)
-            .unwrap()
-            .timestamp_millis() as u64
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use chrono::{Datelike, NaiveDate, TimeZone, Utc};
 use serde::Serialize;
 
-use crate::storage::store::{Store, StoreError};
-use crate::storage::tables::cost::{CostEntry, EntryFilter};
+use crate::storage::store::StoreError;
+use crate::storage::tables::cost::CostEntry;
 
 use super::money::{Currency, Money, Totals};
 
@@ -150,45 +150,6 @@ pub fn month(text: &str) -> Result<(u64, u64), ReportError> {
     Ok((from as u64, to as u64))
 }
 
-/// The report of the entries `filter` selects, grouped `by`.
-pub async fn report(store: &Store, filter: EntryFilter, by: By) -> Result<Report, ReportError> {
-    let (from, to) = (filter.from, filter.to);
-    let label = match &by {
-        By::Label(key) => Some(key.clone()),
-        _ => None,
-    };
-    let (entries, labels) = store
-        .read(move |tx| {
-            let entries = tx.cost().entries(&filter)?;
-            // A label breakdown reads the labels of the machines the entries name.
-            let mut labels = BTreeMap::new();
-            if let Some(key) = &label {
-                for e in &entries {
-                    if !labels.contains_key(&e.machine) {
-                        let value = tx
-                            .scheduling()
-                            .machine(&e.machine)?
-                            .and_then(|m| m.labels.get(key).cloned());
-                        labels.insert(e.machine.clone(), value);
-                    }
-                }
-            }
-            Ok::<_, StoreError>((entries, labels))
-        })
-        .await?;
-    summarise(from, to, &entries, |e| match &by {
-        By::Project => e.project.clone(),
-        By::Cluster => e.cluster.clone(),
-        By::Machine => e.machine.clone(),
-        By::Day => day(e.from),
-        By::Label(_) => labels
-            .get(&e.machine)
-            .cloned()
-            .flatten()
-            .unwrap_or_else(|| "(none)".to_string()),
-    })
-}
-
 /// Sums `entries` into rows keyed by `key`, and the whole.
 pub fn summarise(
     from: u64,
@@ -236,7 +197,7 @@ pub fn summarise(
 }
 
 /// The UTC day of `at` as `YYYY-MM-DD`.
-fn day(at: u64) -> String {
+pub fn day(at: u64) -> String {
     let date = Utc
         .timestamp_millis_opt((at / MS_PER_DAY * MS_PER_DAY) as i64)
         .single()

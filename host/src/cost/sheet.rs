@@ -112,12 +112,7 @@ impl Sheet {
 /// from then on (reported as such).
 pub fn host_rates(versions: &[(u64, Sheet)], host: &str, since: u64) -> Vec<(u64, Option<Rate>)> {
     let mut out = Vec::new();
-    for (i, (effective, sheet)) in versions.iter().enumerate() {
-        let until = versions.get(i + 1).map(|(t, _)| *t).unwrap_or(u64::MAX);
-        if until <= since {
-            continue;
-        }
-        let start = (*effective).max(since);
+    for (start, until, sheet) in in_force(versions, since) {
         let Sheet::Pool {
             currency,
             default,
@@ -169,12 +164,7 @@ pub fn flavor_rates(
     since: u64,
 ) -> Vec<(u64, Option<Rate>)> {
     let mut out = Vec::new();
-    for (i, (effective, sheet)) in versions.iter().enumerate() {
-        let until = versions.get(i + 1).map(|(t, _)| *t).unwrap_or(u64::MAX);
-        if until <= since {
-            continue;
-        }
-        let start = (*effective).max(since);
+    for (start, _, sheet) in in_force(versions, since) {
         let rate = match sheet {
             Sheet::Flavors { currency, flavors } => flavors.get(flavor).map(|cost| Rate {
                 currency: currency.clone(),
@@ -188,6 +178,18 @@ pub fn flavor_rates(
         out.push((start, rate));
     }
     out
+}
+
+/// The versions that price time from `since` on, each as `(start, until, sheet)`: from its
+/// effective time (or `since`, for the one in force then) until the next version's.
+fn in_force(versions: &[(u64, Sheet)], since: u64) -> impl Iterator<Item = (u64, u64, &Sheet)> {
+    versions
+        .iter()
+        .enumerate()
+        .filter_map(move |(i, (effective, sheet))| {
+            let until = versions.get(i + 1).map(|(t, _)| *t).unwrap_or(u64::MAX);
+            (until > since).then_some(((*effective).max(since), until, sheet))
+        })
 }
 
 /// When a host's purchase is paid off: midnight UTC, `amortise_months` after the day it
@@ -205,12 +207,7 @@ fn amortised_at(cost: &HostCost) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(s: &str) -> u64 {
-        chrono::DateTime::parse_from_rfc3339(s)
-            .unwrap()
-            .timestamp_millis() as u64
-    }
+    use crate::cost::testing::at;
 
     fn pool(purchase: &str, running: &str) -> Sheet {
         Sheet::Pool {

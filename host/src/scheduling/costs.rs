@@ -7,12 +7,12 @@ use rust_decimal::Decimal;
 
 use berth_plugin_runtime::provider as wire;
 
+use super::ledger::{CostError, Ledger, Round, report};
 use super::provider::ClusterProvider;
 use super::{ClusterRecord, Scheduling, SchedulingError, SchedulingResult};
-use crate::cost::ledger::{CostError, Ledger, Round};
 use crate::cost::money::Currency;
 use crate::cost::rate::{Basis, Rate};
-use crate::cost::report::{By, Report, ReportError, report};
+use crate::cost::report::{By, Report, ReportError};
 use crate::cost::sheet::Sheet;
 use crate::storage::store::now_millis;
 use crate::storage::tables::cost::{EntryFilter, SheetVersion};
@@ -160,6 +160,15 @@ impl Scheduling {
             return Err(SchedulingError::Invalid(
                 "costs are accrued up to now at the latest, never ahead".into(),
             ));
+        }
+        // No machine, nothing to charge: no lease taken and no job made (as health does).
+        let none = self
+            .store
+            .read(|tx| tx.scheduling().machines(&Default::default()))
+            .await?
+            .is_empty();
+        if none {
+            return Ok(Some(Round::default()));
         }
         if !self.holds_standing_lease(ACCRUAL, 2 * HOUR_MS).await? {
             return Ok(None);

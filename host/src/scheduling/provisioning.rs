@@ -254,7 +254,7 @@ impl Scheduling {
                         .map(|t| t.seconds * 1000 + u64::from(t.nanoseconds / 1_000_000));
                     tx.scheduling().put_machine(&machine)?;
                     if let Some(rate) = &price {
-                        crate::cost::ledger::Ledger::snapshot(
+                        super::ledger::Ledger::snapshot(
                             tx,
                             &owned,
                             machine.created_at,

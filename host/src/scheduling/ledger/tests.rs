@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
 
-use super::Ledger;
+use super::{Ledger, report};
 use crate::cost::money::Currency;
 use crate::cost::rate::{Basis, Rate};
-use crate::cost::report::{By, month, report};
+use crate::cost::report::{By, month};
 use crate::cost::sheet::{HostCost, Sheet};
+use crate::cost::testing::at;
 use crate::storage::store::{Durability, Store, StoreError, WriteTx};
 use crate::storage::tables::cost::{EntryFilter, SheetVersion};
 use crate::storage::tables::scheduling::{
@@ -17,12 +18,6 @@ use crate::storage::tables::scheduling::{
 };
 
 const HOUR: u64 = 3_600_000;
-
-fn at(s: &str) -> u64 {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .unwrap()
-        .timestamp_millis() as u64
-}
 
 fn write(store: &Store, f: impl FnMut(&dyn WriteTx) -> Result<(), StoreError>) {
     store.write_blocking(Durability::Immediate, f).unwrap();
@@ -107,6 +102,17 @@ fn d(s: &str) -> Decimal {
     s.parse().unwrap()
 }
 
+/// November 2026's report of every entry, grouped `by`.
+async fn november(store: &Store, by: By) -> crate::cost::report::Report {
+    let (from, to) = month("2026-11").unwrap();
+    let filter = EntryFilter {
+        from,
+        to,
+        ..Default::default()
+    };
+    report(store, filter, by).await.unwrap()
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -150,23 +156,13 @@ pub(super) fn a_cloud_machine_is_charged_while_it_runs_and_every_breakdown_adds_
         Ledger::snapshot(tx, "m-1", created, Some(&hourly("0.10")))
     });
     let ledger = Ledger::new(store.clone());
-    let (from, to) = month("2026-11").unwrap();
+    let (_, to) = month("2026-11").unwrap();
     rt().block_on(async {
         let round = ledger.accrue(to).await.unwrap();
         assert_eq!((round.machines, round.entries), (1, 3));
         // Accrued already: nothing more, however often asked.
         assert_eq!(ledger.accrue(to).await.unwrap().entries, 0);
-        let whole = report(
-            &store,
-            EntryFilter {
-                from,
-                to,
-                ..Default::default()
-            },
-            By::Project,
-        )
-        .await
-        .unwrap();
+        let whole = november(&store, By::Project).await;
         let seconds = (retired - running) / 1000;
         let exact = Decimal::from(seconds) * d("0.10") / Decimal::from(3600);
         assert!(
@@ -174,17 +170,7 @@ pub(super) fn a_cloud_machine_is_charged_while_it_runs_and_every_breakdown_adds_
             "{whole:?}"
         );
         for by in [By::Day, By::Machine, By::Cluster, By::Label("team".into())] {
-            let parts = report(
-                &store,
-                EntryFilter {
-                    from,
-                    to,
-                    ..Default::default()
-                },
-                by.clone(),
-            )
-            .await
-            .unwrap();
+            let parts = november(&store, by.clone()).await;
             let sum: Decimal = parts
                 .rows
                 .iter()
@@ -193,17 +179,7 @@ pub(super) fn a_cloud_machine_is_charged_while_it_runs_and_every_breakdown_adds_
             assert_eq!(sum, total_usd(&whole), "{by:?}");
             assert_eq!(parts.totals, whole.totals, "{by:?}");
         }
-        let days = report(
-            &store,
-            EntryFilter {
-                from,
-                to,
-                ..Default::default()
-            },
-            By::Day,
-        )
-        .await
-        .unwrap();
+        let days = november(&store, By::Day).await;
         let keys: Vec<&str> = days.rows.iter().map(|r| r.key.as_str()).collect();
         assert_eq!(keys, ["2026-11-14", "2026-11-15", "2026-11-16"]);
     });
@@ -312,19 +288,9 @@ pub(super) fn a_pool_host_is_charged_its_sheet_from_each_versions_time(store: St
         )
     });
     rt().block_on(async {
-        let (from, to) = month("2026-11").unwrap();
+        let (_, to) = month("2026-11").unwrap();
         Ledger::new(store.clone()).accrue(to).await.unwrap();
-        let r = report(
-            &store,
-            EntryFilter {
-                from,
-                to,
-                ..Default::default()
-            },
-            By::Project,
-        )
-        .await
-        .unwrap();
+        let r = november(&store, By::Project).await;
         // 7200 / 36 = 200 a month of purchase; November has 30 days. 10.5 days at
         // 300 / 30 a day, then 4.5 days at 600 / 30.
         let expected = d("10.5") * d("10") + d("4.5") * d("20");
@@ -385,17 +351,7 @@ pub(super) fn many_machines_over_a_month_sum_to_the_cent(store: Store, machines:
             cut += 29 * HOUR;
         }
         ledger.accrue(to).await.unwrap();
-        let r = report(
-            &store,
-            EntryFilter {
-                from,
-                to,
-                ..Default::default()
-            },
-            By::Project,
-        )
-        .await
-        .unwrap();
+        let r = november(&store, By::Project).await;
         // Independently: each machine's running time within the month at its price.
         let exact: Decimal = plan
             .iter()

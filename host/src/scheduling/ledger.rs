@@ -1,7 +1,8 @@
-//! The ledger: machines' time turned into charges, appended and never changed. Accrual
-//! takes each machine from its cursor to a given time: its billing phases from its
-//! lifecycle history, its rates from its cluster's price sheet (or its own snapshot of
-//! its provider's price), the window cut into pieces ([`super::accrual`]), appended with
+//! The ledger, the service that owns cost accounting's tables: machines' time turned into
+//! charges, appended and never changed, and the reports read from them. Accrual takes
+//! each machine from its cursor to a given time: its billing phases from its lifecycle
+//! history, its rates from its cluster's price sheet (or its own snapshot of its
+//! provider's price), the window cut into pieces ([`crate::cost::accrual`]), appended with
 //! the cursor moved in one transaction — so a crash never charges twice and a restart
 //! loses nothing: the next run starts where the last commit left off.
 //!
@@ -12,15 +13,18 @@
 //! - a **pool** host is billed to the project it is allocated to: from `provisioning`
 //!   (the allocation) until `retired` or `failed` (the release).
 
+use std::collections::BTreeMap;
+
 use crate::storage::store::{ReadTx, Store, StoreError, WriteTx};
-use crate::storage::tables::cost::{BilledPhase, CostEntry, MachineRate};
+use crate::storage::tables::cost::{BilledPhase, CostEntry, EntryFilter, MachineRate};
 use crate::storage::tables::scheduling::{
     ClusterRecord, MachineRecord, MachineState, POOL_PROVIDER, TransitionRecord,
 };
 
-use super::accrual::{Piece, accrue};
-use super::rate::{Phase, Rate};
-use super::sheet::{Sheet, flavor_rates, host_rates};
+use crate::cost::accrual::{Piece, accrue};
+use crate::cost::rate::{Phase, Rate};
+use crate::cost::report::{By, Report, ReportError, summarise};
+use crate::cost::sheet::{Sheet, flavor_rates, host_rates};
 
 /// Machines accrued per transaction: few enough that a round's commits stay short, many
 /// enough that 10,000 machines take 50 commits, not 10,000.
@@ -251,6 +255,45 @@ fn rates(
             Ok((r.effective_from, rate))
         })
         .collect()
+}
+
+/// The report of the entries `filter` selects, grouped `by`.
+pub async fn report(store: &Store, filter: EntryFilter, by: By) -> Result<Report, ReportError> {
+    let (from, to) = (filter.from, filter.to);
+    let label = match &by {
+        By::Label(key) => Some(key.clone()),
+        _ => None,
+    };
+    let (entries, labels) = store
+        .read(move |tx| {
+            let entries = tx.cost().entries(&filter)?;
+            // A label breakdown reads the labels of the machines the entries name.
+            let mut labels = BTreeMap::new();
+            if let Some(key) = &label {
+                for e in &entries {
+                    if !labels.contains_key(&e.machine) {
+                        let value = tx
+                            .scheduling()
+                            .machine(&e.machine)?
+                            .and_then(|m| m.labels.get(key).cloned());
+                        labels.insert(e.machine.clone(), value);
+                    }
+                }
+            }
+            Ok::<_, StoreError>((entries, labels))
+        })
+        .await?;
+    summarise(from, to, &entries, |e| match &by {
+        By::Project => e.project.clone(),
+        By::Cluster => e.cluster.clone(),
+        By::Machine => e.machine.clone(),
+        By::Day => crate::cost::report::day(e.from),
+        By::Label(_) => labels
+            .get(&e.machine)
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| "(none)".to_string()),
+    })
 }
 
 #[cfg(test)]
