@@ -162,18 +162,15 @@ impl Scheduling {
             ));
         }
         // No machine, nothing to charge: no lease taken and no job made (as health does).
-        let none = self
-            .store
-            .read(|tx| tx.scheduling().machines(&Default::default()))
-            .await?
-            .is_empty();
-        if none {
+        let ledger = Ledger::new(self.store.clone());
+        let ids = ledger.machines().await?;
+        if ids.is_empty() {
             return Ok(Some(Round::default()));
         }
         if !self.holds_standing_lease(ACCRUAL, 2 * HOUR_MS).await? {
             return Ok(None);
         }
-        Ok(Some(Ledger::new(self.store.clone()).accrue(until).await?))
+        Ok(Some(ledger.accrue_machines(ids, until).await?))
     }
 
     /// Starts an accrual round on its own task once per hour (a new hour since the last

@@ -87,13 +87,23 @@ impl Ledger {
 
     /// Accrues every machine up to `until` (ms since the epoch).
     pub async fn accrue(&self, until: u64) -> Result<Round, CostError> {
-        let ids: Vec<String> = self
+        let ids = self.machines().await?;
+        self.accrue_machines(ids, until).await
+    }
+
+    /// The ids of every machine on record, which a round takes in turn.
+    pub async fn machines(&self) -> Result<Vec<String>, CostError> {
+        Ok(self
             .store
             .read(|tx| {
                 let machines = tx.scheduling().machines(&Default::default())?;
                 Ok::<_, StoreError>(machines.into_iter().map(|m| m.id).collect())
             })
-            .await?;
+            .await?)
+    }
+
+    /// Accrues machines `ids` up to `until`.
+    pub async fn accrue_machines(&self, ids: Vec<String>, until: u64) -> Result<Round, CostError> {
         let mut round = Round::default();
         for chunk in ids.chunks(MACHINES_PER_COMMIT) {
             let chunk = chunk.to_vec();
@@ -101,8 +111,11 @@ impl Ledger {
                 .store
                 .write(move |tx| {
                     let mut done = Round::default();
+                    // Machines of one cluster share its record and sheet: read once per
+                    // commit, not once per machine.
+                    let mut clusters = Clusters::new();
                     for id in &chunk {
-                        match accrue_machine(tx, id, until)? {
+                        match accrue_machine(tx, &mut clusters, id, until)? {
                             Accrued::Entries(n) => {
                                 done.machines += 1;
                                 done.entries += n;
@@ -128,8 +141,35 @@ impl Ledger {
     }
 }
 
+/// A cluster's record and its price sheet's versions, oldest first.
+type Priced = (ClusterRecord, Vec<(u64, Sheet)>);
+
+/// Clusters read in one commit, by name (none for a cluster gone from the record).
+type Clusters = BTreeMap<String, Option<Priced>>;
+
+/// Cluster `name` and its sheet, from `clusters` or read into it.
+fn cluster<'a>(
+    read: &dyn ReadTx,
+    clusters: &'a mut Clusters,
+    name: &str,
+) -> Result<Option<&'a Priced>, CostError> {
+    if !clusters.contains_key(name) {
+        let found = match read.scheduling().cluster(name)? {
+            Some(record) => Some((record, sheets(read, name)?)),
+            None => None,
+        };
+        clusters.insert(name.to_string(), found);
+    }
+    Ok(clusters[name].as_ref())
+}
+
 /// Accrues machine `id` from its cursor to `until` in `tx`.
-fn accrue_machine(tx: &dyn WriteTx, id: &str, until: u64) -> Result<Accrued, CostError> {
+fn accrue_machine(
+    tx: &dyn WriteTx,
+    clusters: &mut Clusters,
+    id: &str,
+    until: u64,
+) -> Result<Accrued, CostError> {
     let read = tx.read();
     let Some(machine) = read.scheduling().machine(id)? else {
         return Ok(Accrued::UpToDate);
@@ -138,12 +178,12 @@ fn accrue_machine(tx: &dyn WriteTx, id: &str, until: u64) -> Result<Accrued, Cos
     if from >= until {
         return Ok(Accrued::UpToDate);
     }
-    let Some(cluster) = read.scheduling().cluster(&machine.cluster)? else {
+    let Some((cluster, sheets)) = cluster(read, clusters, &machine.cluster)? else {
         return Ok(Accrued::NoCluster);
     };
     let transitions = read.scheduling().transitions(id)?;
-    let phases = phases(&cluster, &machine, &transitions);
-    let rates = rates(read, &cluster, &machine)?;
+    let phases = phases(cluster, &machine, &transitions);
+    let rates = rates(read, cluster, sheets, &machine)?;
     let pieces = accrue(&phases, &rates, from, until);
     let entries: Vec<CostEntry> = pieces.iter().map(|p| entry(&machine, p)).collect();
     tx.cost().append_entries(&entries)?;
@@ -189,11 +229,7 @@ pub fn phases(
         } else {
             Phase::Unbilled
         };
-        // A move between two billed states (online to offline) is no change of price:
-        // no cut, so no more entries than the day and price changes make.
-        if out.last().is_none_or(|(_, last)| *last != phase) {
-            out.push((t.at, phase));
-        }
+        out.push((t.at, phase));
         // A provider that said when it started billing a machine still being created is
         // believed: running from then, not from when berth saw it.
         if !pool
@@ -207,37 +243,44 @@ pub fn phases(
         }
     }
     out.sort_by_key(|(at, _)| *at);
+    // A move between two billed states (online to offline) is no change of price: no
+    // cut, so no more entries than the day and price changes make.
     out.dedup_by(|later, earlier| later.1 == earlier.1);
     out
 }
 
-/// A machine's rates over its life: its cluster's price sheet if the cluster has one,
-/// else its own snapshot of its provider's price.
+/// Cluster `name`'s price sheet versions, oldest first.
+fn sheets(read: &dyn ReadTx, name: &str) -> Result<Vec<(u64, Sheet)>, CostError> {
+    read.cost()
+        .sheet_versions(name)?
+        .into_iter()
+        .map(|v| {
+            serde_json::from_value::<Sheet>(v.sheet)
+                .map(|sheet| (v.effective_from, sheet))
+                .map_err(|e| CostError::Unreadable {
+                    what: format!("price sheet of cluster {name}"),
+                    message: e.to_string(),
+                })
+        })
+        .collect()
+}
+
+/// A machine's rates over its life: its cluster's price sheet (`sheets`) if the cluster
+/// has one, else its own snapshot of its provider's price.
 fn rates(
     read: &dyn ReadTx,
     cluster: &ClusterRecord,
+    sheets: &[(u64, Sheet)],
     machine: &MachineRecord,
 ) -> Result<Vec<(u64, Option<Rate>)>, CostError> {
-    let versions = read.cost().sheet_versions(&cluster.name)?;
-    if !versions.is_empty() {
-        let sheets = versions
-            .into_iter()
-            .map(|v| {
-                serde_json::from_value::<Sheet>(v.sheet)
-                    .map(|sheet| (v.effective_from, sheet))
-                    .map_err(|e| CostError::Unreadable {
-                        what: format!("price sheet of cluster {}", cluster.name),
-                        message: e.to_string(),
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+    if !sheets.is_empty() {
         let since = machine.created_at;
         return Ok(if cluster.provider == POOL_PROVIDER {
             let host = machine.provider_id.as_deref().unwrap_or_default();
-            host_rates(&sheets, host, since)
+            host_rates(sheets, host, since)
         } else {
             let flavor = machine.spec.machine_type.as_deref().unwrap_or_default();
-            flavor_rates(&sheets, flavor, since)
+            flavor_rates(sheets, flavor, since)
         });
     }
     read.cost()
