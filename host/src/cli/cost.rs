@@ -196,7 +196,17 @@ fn print_report(c: &Client, report: &Value) {
     let mut lines = Vec::new();
     let rows = report["rows"].as_array().cloned().unwrap_or_default();
     let total = json!({"key": "(total)", "totals": report["totals"], "unpriced_seconds": report["unpriced_seconds"]});
-    for row in rows.iter().chain(std::iter::once(&total)) {
+    // The part of the total still open (today's time): shown, so no one mistakes it
+    // for closed.
+    let provisional = report["provisional"]
+        .as_array()
+        .filter(|p| !p.is_empty())
+        .map(|p| json!({"key": "(of which provisional)", "totals": p, "unpriced_seconds": 0}));
+    for row in rows
+        .iter()
+        .chain(std::iter::once(&total))
+        .chain(provisional.as_ref())
+    {
         let totals = row["totals"].as_array().cloned().unwrap_or_default();
         let amounts: Vec<String> = if totals.is_empty() {
             vec!["-".into()]

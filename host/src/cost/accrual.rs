@@ -94,6 +94,48 @@ pub fn accrue(
     pieces
 }
 
+/// Whether a piece ends of itself at `at`: a UTC midnight, or a change of phase or rate.
+/// A piece that ends at the end of a window without one is still open: the next window
+/// extends it.
+pub fn is_cut(phases: &[(u64, Phase)], rates: &[(u64, Option<Rate>)], at: u64) -> bool {
+    at.is_multiple_of(MS_PER_DAY)
+        || phases.iter().any(|(t, _)| *t == at)
+        || rates.iter().any(|(t, _)| *t == at)
+}
+
+/// A window's pieces split for the ledger: the closed ones, which it appends once and
+/// for all, and the open one still growing at the window's end, which it leaves for a
+/// later window (a report shows it as provisional). A piece is closed once time has
+/// passed the cut that ends it, so the ledger holds one entry per machine, price and day
+/// however often accrual runs, and each is rounded once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closed {
+    pub pieces: Vec<Piece>,
+    pub open: Option<Piece>,
+    /// Where the next window starts: the open piece's start, or the window's end.
+    pub resume_at: u64,
+}
+
+/// Accrues `[from, until)` ([`accrue`]) and splits off the open piece.
+pub fn accrue_closed(
+    phases: &[(u64, Phase)],
+    rates: &[(u64, Option<Rate>)],
+    from: u64,
+    until: u64,
+) -> Closed {
+    let mut pieces = accrue(phases, rates, from, until);
+    let open = match pieces.last() {
+        Some(last) if last.to == until && !is_cut(phases, rates, until) => pieces.pop(),
+        _ => None,
+    };
+    let resume_at = open.as_ref().map_or(until.max(from), |p| p.from);
+    Closed {
+        pieces,
+        open,
+        resume_at,
+    }
+}
+
 /// The value of `timeline` at `at`.
 fn holding<T>(timeline: &[(u64, T)], at: u64) -> Option<&T> {
     timeline
@@ -216,6 +258,40 @@ mod tests {
         assert_eq!(pieces.len(), 2);
         assert_eq!(pieces[0].amount, Decimal::from(3));
         assert_eq!((pieces[1].from, pieces[1].currency.clone()), (gone, None));
+    }
+
+    #[test]
+    fn only_pieces_whose_cut_has_passed_are_closed() {
+        let t0 = at("2026-11-05T07:00:00Z");
+        let phases = [(t0, Phase::Running)];
+        let rates = [(t0, Some(hourly("1", None)))];
+        // Hourly rounds through the day close nothing; the round past midnight closes
+        // the day in one piece.
+        let mut resume = t0;
+        let mut closed = Vec::new();
+        for hour in 1..=20 {
+            let round = accrue_closed(&phases, &rates, resume, t0 + hour * 3_600_000);
+            closed.extend(round.pieces);
+            resume = round.resume_at;
+            if hour < 17 {
+                assert!(closed.is_empty());
+                assert_eq!(resume, t0);
+                assert_eq!(round.open.unwrap().amount, Decimal::from(hour));
+            }
+        }
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].amount, Decimal::from(17));
+        assert_eq!(resume, at("2026-11-06T00:00:00Z"));
+        // A window ending at a cut closes its last piece; an unbilled tail leaves none open.
+        let stop = at("2026-11-06T02:00:00Z");
+        let phases = [(t0, Phase::Running), (stop, Phase::Unbilled)];
+        let round = accrue_closed(&phases, &rates, resume, stop);
+        assert_eq!((round.pieces.len(), round.open.is_none()), (1, true));
+        let round = accrue_closed(&phases, &rates, stop, stop + 3_600_000);
+        assert_eq!(
+            (round.pieces.len(), round.open, round.resume_at),
+            (0, None, stop + 3_600_000)
+        );
     }
 
     #[test]

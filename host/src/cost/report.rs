@@ -2,15 +2,17 @@
 //! project, cluster, machine, label or day. Every breakdown sums the same whole entries
 //! (each lies in one day and belongs to one machine), so the parts of any breakdown add
 //! up exactly to the report's total. Billed time without a price is reported as such,
-//! never as free.
+//! never as free. Time not yet in the ledger (each machine's open piece, up to now) is
+//! summed the same way and its share of the totals shown as provisional.
 
 use std::collections::BTreeMap;
 
 use chrono::{Datelike, NaiveDate, TimeZone, Utc};
 use serde::Serialize;
 
+use rust_decimal::Decimal;
+
 use crate::storage::store::StoreError;
-use crate::storage::tables::cost::CostEntry;
 
 use super::money::{Currency, Money, Totals};
 
@@ -55,8 +57,8 @@ pub struct Row {
     pub totals: Vec<Money>,
     /// Billed time that had no price, in seconds.
     pub unpriced_seconds: u64,
-    /// Ledger entries summed.
-    pub entries: usize,
+    /// Ledger entries (and open pieces) summed.
+    pub entries: u64,
 }
 
 /// A report over `[from, to)`.
@@ -70,6 +72,12 @@ pub struct Report {
     /// The whole, per currency: the sum of every row.
     pub totals: Vec<Money>,
     pub unpriced_seconds: u64,
+    /// The part of `totals` not yet in the ledger: machines' time since their last
+    /// closed piece (a day's end or a price change), up to `as_of`. It closes with the
+    /// same amount unless the machine changes state or price meanwhile.
+    pub provisional: Vec<Money>,
+    /// The time the report counts up to: its end, or now if that is earlier.
+    pub as_of: u64,
 }
 
 impl Report {
@@ -114,6 +122,9 @@ impl Report {
         for money in &self.totals {
             line("(total)", Some(money), self.unpriced_seconds, String::new());
         }
+        for money in &self.provisional {
+            line("(of which provisional)", Some(money), 0, String::new());
+        }
         out
     }
 }
@@ -150,32 +161,47 @@ pub fn month(text: &str) -> Result<(u64, u64), ReportError> {
     Ok((from as u64, to as u64))
 }
 
-/// Sums `entries` into rows keyed by `key`, and the whole.
+/// One sum to report: a ledger entry, a daily total of entries, or an open piece.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
+    /// The row it belongs to.
+    pub key: String,
+    /// Its currency; none for billed time without a price.
+    pub currency: Option<String>,
+    pub amount: Decimal,
+    pub unpriced_ms: u64,
+    /// Entries (or pieces) it sums.
+    pub entries: u64,
+    /// Not yet in the ledger.
+    pub provisional: bool,
+}
+
+/// Sums `parts` into rows by key, and the whole.
 pub fn summarise(
     from: u64,
     to: u64,
-    entries: &[CostEntry],
-    key: impl Fn(&CostEntry) -> String,
+    as_of: u64,
+    parts: impl IntoIterator<Item = Part>,
 ) -> Result<Report, ReportError> {
-    let mut groups: BTreeMap<String, (Totals, u64, usize)> = BTreeMap::new();
+    let mut groups: BTreeMap<String, (Totals, u64, u64)> = BTreeMap::new();
     let mut whole = Totals::default();
+    let mut provisional = Totals::default();
     let mut unpriced_ms = 0;
-    for e in entries {
-        let group = groups.entry(key(e)).or_default();
-        group.2 += 1;
-        match &e.currency {
-            Some(code) => {
-                let money = Money {
-                    amount: e.amount,
-                    currency: Currency::parse(code)
-                        .map_err(|_| ReportError::BadCurrency(code.clone()))?,
-                };
-                group.0.add(&money);
-                whole.add(&money);
-            }
-            None => {
-                group.1 += e.to - e.from;
-                unpriced_ms += e.to - e.from;
+    for part in parts {
+        let group = groups.entry(part.key).or_default();
+        group.2 += part.entries;
+        group.1 += part.unpriced_ms;
+        unpriced_ms += part.unpriced_ms;
+        if let Some(code) = &part.currency {
+            let money = Money {
+                amount: part.amount,
+                currency: Currency::parse(code)
+                    .map_err(|_| ReportError::BadCurrency(code.clone()))?,
+            };
+            group.0.add(&money);
+            whole.add(&money);
+            if part.provisional {
+                provisional.add(&money);
             }
         }
     }
@@ -193,6 +219,8 @@ pub fn summarise(
             .collect(),
         totals: whole.iter().collect(),
         unpriced_seconds: unpriced_ms / 1000,
+        provisional: provisional.iter().collect(),
+        as_of,
     })
 }
 

@@ -214,7 +214,7 @@ impl Scheduling {
 
     /// The report of the ledger's entries `filter` selects, grouped `by`.
     pub async fn cost_report(&self, filter: EntryFilter, by: By) -> SchedulingResult<Report> {
-        Ok(report(&self.store, filter, by).await?)
+        Ok(report(&self.store, filter, by, now_millis()).await?)
     }
 
     async fn cluster_record(&self, cluster: &str) -> SchedulingResult<ClusterRecord> {

@@ -2,9 +2,12 @@
 //! charges, appended and never changed, and the reports read from them. Accrual takes
 //! each machine from its cursor to a given time: its billing phases from its lifecycle
 //! history, its rates from its cluster's price sheet (or its own snapshot of its
-//! provider's price), the window cut into pieces ([`crate::cost::accrual`]), appended with
-//! the cursor moved in one transaction — so a crash never charges twice and a restart
-//! loses nothing: the next run starts where the last commit left off.
+//! provider's price), the window cut into pieces ([`crate::cost::accrual`]), the closed
+//! ones appended with the cursor moved in one transaction — so a crash never charges
+//! twice and a restart loses nothing: the next run starts where the last commit left off.
+//! The piece still open (today's, until midnight or a change of state or price) stays
+//! out of the ledger: reports and budgets count it as provisional, so the ledger holds
+//! about one entry per machine and day however often accrual runs.
 //!
 //! Which states are billed is per cluster kind:
 //! - a **provider's** machine is billed while it runs: from `initializing` (or from when
@@ -16,14 +19,16 @@
 use std::collections::BTreeMap;
 
 use crate::storage::store::{ReadTx, Store, StoreError, WriteTx};
-use crate::storage::tables::cost::{BilledPhase, CostEntry, EntryFilter, MachineRate};
+use crate::storage::tables::cost::{
+    BilledPhase, CostEntry, EntryFilter, MachineRate, TotalsFilter,
+};
 use crate::storage::tables::scheduling::{
-    ClusterRecord, MachineRecord, MachineState, POOL_PROVIDER, TransitionRecord,
+    ClusterRecord, MachineFilter, MachineRecord, MachineState, POOL_PROVIDER, TransitionRecord,
 };
 
-use crate::cost::accrual::{Piece, accrue};
+use crate::cost::accrual::{Piece, accrue, accrue_closed};
 use crate::cost::rate::{Phase, Rate};
-use crate::cost::report::{By, Report, ReportError, summarise};
+use crate::cost::report::{By, Part, Report, ReportError, day, summarise};
 use crate::cost::sheet::{Sheet, flavor_rates, host_rates};
 
 /// Machines accrued per transaction: few enough that a round's commits stay short, many
@@ -181,14 +186,55 @@ fn accrue_machine(
     let Some((cluster, sheets)) = cluster(read, clusters, &machine.cluster)? else {
         return Ok(Accrued::NoCluster);
     };
+    // Nothing can have closed since the cursor without a cut after it: a midnight, a
+    // sheet version, or a change to the machine (a move, a new rate, a billing start
+    // all come with one, and the record's `updated_at` with it). Most rounds of most
+    // machines end here, without reading their history.
+    let midnight = (from / MS_PER_DAY + 1) * MS_PER_DAY;
+    if machine.updated_at <= from
+        && machine.billing_started_at.is_none_or(|b| b <= from)
+        && until < midnight
+        && !sheets.iter().any(|(t, _)| *t > from && *t <= until)
+    {
+        return Ok(Accrued::UpToDate);
+    }
     let transitions = read.scheduling().transitions(id)?;
     let phases = phases(cluster, &machine, &transitions);
     let rates = rates(read, cluster, sheets, &machine)?;
-    let pieces = accrue(&phases, &rates, from, until);
-    let entries: Vec<CostEntry> = pieces.iter().map(|p| entry(&machine, p)).collect();
-    tx.cost().append_entries(&entries)?;
-    tx.cost().set_accrued_to(id, until)?;
+    let closed = accrue_closed(&phases, &rates, from, until);
+    if closed.resume_at == from {
+        // Only the open piece grew.
+        return Ok(Accrued::UpToDate);
+    }
+    let entries: Vec<CostEntry> = closed.pieces.iter().map(|p| entry(&machine, p)).collect();
+    if !entries.is_empty() {
+        tx.cost().append_entries(&entries)?;
+    }
+    tx.cost().set_accrued_to(id, closed.resume_at)?;
     Ok(Accrued::Entries(entries.len()))
+}
+
+/// The pieces of machine `machine` not yet in the ledger, from its cursor up to `until`.
+fn open_pieces(
+    read: &dyn ReadTx,
+    clusters: &mut Clusters,
+    machine: &MachineRecord,
+    until: u64,
+) -> Result<Vec<Piece>, CostError> {
+    let from = read
+        .cost()
+        .accrued_to(&machine.id)?
+        .unwrap_or(machine.created_at);
+    if from >= until {
+        return Ok(Vec::new());
+    }
+    let Some((cluster, sheets)) = cluster(read, clusters, &machine.cluster)? else {
+        return Ok(Vec::new());
+    };
+    let transitions = read.scheduling().transitions(&machine.id)?;
+    let phases = phases(cluster, machine, &transitions);
+    let rates = rates(read, cluster, sheets, machine)?;
+    Ok(accrue(&phases, &rates, from, until))
 }
 
 fn entry(machine: &MachineRecord, piece: &Piece) -> CostEntry {
@@ -300,44 +346,122 @@ fn rates(
         .collect()
 }
 
-/// The report of the entries `filter` selects, grouped `by`.
-pub async fn report(store: &Store, filter: EntryFilter, by: By) -> Result<Report, ReportError> {
+/// The report of the time `filter` selects up to `now`, grouped `by`: the ledger's daily
+/// totals (by project, cluster or day) or entries (by machine or label, or for one
+/// machine), and the open pieces of the machines selected, as provisional.
+pub async fn report(
+    store: &Store,
+    filter: EntryFilter,
+    by: By,
+    now: u64,
+) -> Result<Report, ReportError> {
     let (from, to) = (filter.from, filter.to);
-    let label = match &by {
-        By::Label(key) => Some(key.clone()),
-        _ => None,
-    };
-    let (entries, labels) = store
+    let as_of = to.min(now).max(from);
+    store
         .read(move |tx| {
-            let entries = tx.cost().entries(&filter)?;
-            // A label breakdown reads the labels of the machines the entries name.
-            let mut labels = BTreeMap::new();
-            if let Some(key) = &label {
-                for e in &entries {
-                    if !labels.contains_key(&e.machine) {
-                        let value = tx
-                            .scheduling()
-                            .machine(&e.machine)?
-                            .and_then(|m| m.labels.get(key).cloned());
-                        labels.insert(e.machine.clone(), value);
-                    }
+            let mut parts = Vec::new();
+            // A label breakdown reads the labels of the machines it names.
+            let mut labels: BTreeMap<String, Option<String>> = BTreeMap::new();
+            let mut key =
+                |tx: &dyn ReadTx, machine: &str, project: &str, cluster: &str, at: u64| {
+                    Ok::<_, StoreError>(match &by {
+                        By::Project => project.to_string(),
+                        By::Cluster => cluster.to_string(),
+                        By::Machine => machine.to_string(),
+                        By::Day => day(at),
+                        By::Label(k) => {
+                            if !labels.contains_key(machine) {
+                                let value = tx
+                                    .scheduling()
+                                    .machine(machine)?
+                                    .and_then(|m| m.labels.get(k).cloned());
+                                labels.insert(machine.to_string(), value);
+                            }
+                            labels[machine]
+                                .clone()
+                                .unwrap_or_else(|| "(none)".to_string())
+                        }
+                    })
+                };
+            let daily = filter.machine.is_none()
+                && matches!(by, By::Project | By::Cluster | By::Day)
+                && from.is_multiple_of(MS_PER_DAY)
+                && to.is_multiple_of(MS_PER_DAY);
+            if daily {
+                let totals = tx.cost().daily_totals(&TotalsFilter {
+                    from,
+                    to,
+                    project: filter.project.clone(),
+                    cluster: filter.cluster.clone(),
+                })?;
+                for t in totals {
+                    parts.push(Part {
+                        key: key(tx, "", &t.project, &t.cluster, t.day)?,
+                        currency: t.currency,
+                        amount: t.amount,
+                        unpriced_ms: t.unpriced_ms,
+                        entries: t.entries,
+                        provisional: false,
+                    });
+                }
+            } else {
+                for e in tx.cost().entries(&filter)? {
+                    parts.push(Part {
+                        key: key(tx, &e.machine, &e.project, &e.cluster, e.from)?,
+                        unpriced_ms: if e.currency.is_none() {
+                            e.to - e.from
+                        } else {
+                            0
+                        },
+                        currency: e.currency,
+                        amount: e.amount,
+                        entries: 1,
+                        provisional: false,
+                    });
                 }
             }
-            Ok::<_, StoreError>((entries, labels))
+            // Time not yet in the ledger.
+            let machines = match &filter.machine {
+                Some(id) => tx.scheduling().machine(id)?.into_iter().collect(),
+                None => tx.scheduling().machines(&MachineFilter {
+                    cluster: filter.cluster.clone(),
+                    project: filter.project.clone(),
+                    states: Vec::new(),
+                })?,
+            };
+            let mut clusters = Clusters::new();
+            for m in machines
+                .iter()
+                .filter(|m| filter.project.as_ref().is_none_or(|p| *p == m.project))
+                .filter(|m| filter.cluster.as_ref().is_none_or(|c| *c == m.cluster))
+            {
+                let pieces = open_pieces(tx, &mut clusters, m, as_of).map_err(|e| match e {
+                    CostError::Store(e) => e,
+                    other => StoreError::Backend(other.to_string()),
+                })?;
+                for p in pieces.into_iter().filter(|p| p.from >= from && p.from < to) {
+                    parts.push(Part {
+                        key: key(tx, &m.id, &m.project, &m.cluster, p.from)?,
+                        unpriced_ms: if p.currency.is_none() {
+                            p.to - p.from
+                        } else {
+                            0
+                        },
+                        currency: p.currency.map(|c| c.code().to_string()),
+                        amount: p.amount,
+                        entries: 1,
+                        provisional: true,
+                    });
+                }
+            }
+            Ok::<_, StoreError>(parts)
         })
-        .await?;
-    summarise(from, to, &entries, |e| match &by {
-        By::Project => e.project.clone(),
-        By::Cluster => e.cluster.clone(),
-        By::Machine => e.machine.clone(),
-        By::Day => crate::cost::report::day(e.from),
-        By::Label(_) => labels
-            .get(&e.machine)
-            .cloned()
-            .flatten()
-            .unwrap_or_else(|| "(none)".to_string()),
-    })
+        .await
+        .map_err(ReportError::from)
+        .and_then(|parts| summarise(from, to, as_of, parts))
 }
+
+const MS_PER_DAY: u64 = 86_400_000;
 
 #[cfg(test)]
 mod tests;

@@ -110,7 +110,7 @@ async fn november(store: &Store, by: By) -> crate::cost::report::Report {
         to,
         ..Default::default()
     };
-    report(store, filter, by).await.unwrap()
+    report(store, filter, by, to).await.unwrap()
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -224,16 +224,40 @@ pub(super) fn accrual_resumes_where_it_stopped_and_never_charges_twice(store: St
                 })
             })
             .unwrap();
-        // Pieces tile the running time: no gap, no overlap.
+        // Closed pieces tile the running time up to the last midnight: no gap, no
+        // overlap, one entry a day however many rounds ran.
+        let midnight = at("2026-11-09T00:00:00Z");
         assert_eq!(entries.first().unwrap().from, start);
-        assert_eq!(entries.last().unwrap().to, end);
+        assert_eq!(entries.last().unwrap().to, midnight);
+        assert_eq!(entries.len(), 7);
         for pair in entries.windows(2) {
             assert_eq!(pair[0].to, pair[1].from);
         }
         let sum: Decimal = entries.iter().map(|e| e.amount).sum();
-        let exact = Decimal::from(end - start) * d("0.0464") / Decimal::from(HOUR);
-        let bound = Decimal::new(entries.len() as i64, 9);
-        assert!((sum - exact).abs() <= bound, "{sum} vs {exact}");
+        let exact = |to: u64| Decimal::from(to - start) * d("0.0464") / Decimal::from(HOUR);
+        let bound = Decimal::new(entries.len() as i64 + 1, 9);
+        assert!(
+            (sum - exact(midnight)).abs() <= bound,
+            "{sum} vs {exact}",
+            exact = exact(midnight)
+        );
+        // The report adds the open piece, up to the time it is asked at.
+        let (from, to) = month("2026-11").unwrap();
+        let filter = EntryFilter {
+            from,
+            to,
+            ..Default::default()
+        };
+        let r = report(&store, filter.clone(), By::Day, end).await.unwrap();
+        assert!((total_usd(&r) - exact(end)).abs() <= bound);
+        assert_eq!(r.as_of, end);
+        assert_eq!(r.rows.last().unwrap().key, "2026-11-09");
+        let open = Decimal::from(end - midnight) * d("0.0464") / Decimal::from(HOUR);
+        assert_eq!(r.provisional.len(), 1);
+        assert!((r.provisional[0].amount - open).abs() <= bound);
+        // By machine (from entries, not daily totals), the same total.
+        let m = report(&store, filter, By::Machine, end).await.unwrap();
+        assert_eq!(m.totals, r.totals);
     });
 }
 
@@ -360,7 +384,7 @@ pub(super) fn many_machines_over_a_month_sum_to_the_cent(store: Store, machines:
                 Decimal::from(ms) * price / Decimal::from(HOUR)
             })
             .sum();
-        let entries: usize = r.rows.iter().map(|row| row.entries).sum();
+        let entries: u64 = r.rows.iter().map(|row| row.entries).sum();
         assert!((total_usd(&r) - exact).abs() <= Decimal::new(entries as i64, 9));
         assert_eq!(total_usd(&r).round_dp(2), exact.round_dp(2));
         let parts: Decimal = r
@@ -370,6 +394,14 @@ pub(super) fn many_machines_over_a_month_sum_to_the_cent(store: Store, machines:
             .sum();
         assert_eq!(parts, total_usd(&r));
         assert_eq!(r.rows.len(), 2);
+        assert!(r.provisional.is_empty());
+        // Daily totals (by project and day) and entries (by machine) agree exactly.
+        for by in [By::Day, By::Machine, By::Cluster] {
+            let other = november(&store, by.clone()).await;
+            assert_eq!(other.totals, r.totals, "{by:?}");
+            let n: u64 = other.rows.iter().map(|row| row.entries).sum();
+            assert_eq!(n, entries, "{by:?}");
+        }
     });
 }
 

@@ -1,7 +1,9 @@
 //! Tables of cost accounting (`host/src/cost/`): `price_sheets` (each cluster's price
 //! sheet, one row per version by the time it takes effect), `machine_rates` (each
 //! machine's price from a moment on), `cost_entries` (the ledger: append-only pieces of
-//! machines' time, each charged once) and `accrual_cursors` (how far each machine is
+//! machines' time, each charged once), `cost_daily` (the entries' sums per day, project,
+//! cluster and currency, kept by the backend as it appends, which reports and budgets
+//! read instead of a month of entries) and `accrual_cursors` (how far each machine is
 //! accrued). A cursor moves in the transaction that appends the entries it covers, so a
 //! crash never charges twice and a restart loses nothing. Sheets and rates are documents
 //! that `cost` reads whole (its own types, as JSON); entries are columns, since reports
@@ -103,6 +105,59 @@ pub struct EntryFilter {
     pub machine: Option<String>,
 }
 
+/// The sum of the entries that start in one UTC day and charge one project in one
+/// cluster, in one currency (or none: billed time without a price).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DailyTotal {
+    /// The day's midnight (ms since the epoch).
+    pub day: u64,
+    pub project: String,
+    pub cluster: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// The exact sum of the entries' amounts.
+    pub amount: Decimal,
+    /// Their time without a price, in ms.
+    pub unpriced_ms: u64,
+    /// How many entries.
+    pub entries: u64,
+}
+
+impl DailyTotal {
+    /// The total `entry` starts (empty).
+    pub fn of(entry: &CostEntry) -> DailyTotal {
+        DailyTotal {
+            day: entry.from / MS_PER_DAY * MS_PER_DAY,
+            project: entry.project.clone(),
+            cluster: entry.cluster.clone(),
+            currency: entry.currency.clone(),
+            amount: Decimal::ZERO,
+            unpriced_ms: 0,
+            entries: 0,
+        }
+    }
+
+    /// Adds `entry`, which must be of this total's day, project, cluster and currency.
+    pub fn add(&mut self, entry: &CostEntry) {
+        self.amount += entry.amount;
+        if entry.currency.is_none() {
+            self.unpriced_ms += entry.to - entry.from;
+        }
+        self.entries += 1;
+    }
+}
+
+const MS_PER_DAY: u64 = 86_400_000;
+
+/// Which daily totals a read returns: days in `[from, to)`, narrowed by every field given.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TotalsFilter {
+    pub from: u64,
+    pub to: u64,
+    pub project: Option<String>,
+    pub cluster: Option<String>,
+}
+
 /// Reads of cost accounting's tables.
 pub trait CostRead {
     /// Cluster `cluster`'s price sheet versions, oldest first.
@@ -113,6 +168,8 @@ pub trait CostRead {
     fn accrued_to(&self, machine: &str) -> StoreResult<Option<u64>>;
     /// The entries `filter` selects, by start time, then number.
     fn entries(&self, filter: &EntryFilter) -> StoreResult<Vec<CostEntry>>;
+    /// The daily totals `filter` selects, by day, project, cluster and currency.
+    fn daily_totals(&self, filter: &TotalsFilter) -> StoreResult<Vec<DailyTotal>>;
 }
 
 /// Writes of cost accounting's tables. Entries are only ever appended.
@@ -121,7 +178,8 @@ pub trait CostWrite: CostRead {
     fn put_sheet_version(&self, version: &SheetVersion) -> StoreResult<()>;
     /// Stores a machine's rate, replacing one of the same machine and effective time.
     fn put_machine_rate(&self, rate: &MachineRate) -> StoreResult<()>;
-    /// Appends `entries` (their `seq` is ignored) and returns the numbers given, in order.
+    /// Appends `entries` (their `seq` is ignored), adds them to their daily totals, and
+    /// returns the numbers given, in order.
     fn append_entries(&self, entries: &[CostEntry]) -> StoreResult<Vec<u64>>;
     /// Sets how far machine `machine` is accrued.
     fn set_accrued_to(&self, machine: &str, at: u64) -> StoreResult<()>;

@@ -1,7 +1,9 @@
 //! Cost accounting's tables in PostgreSQL: sheets and rates as `jsonb` documents by
 //! `(cluster | machine, effective_from)`; the ledger as columns, amounts as `numeric`
 //! (exact, as `rust_decimal` holds them), numbered by a sequence and indexed by start
-//! time alone and with project, cluster and machine, which reports group and filter by.
+//! time alone and with project, cluster and machine, which reports group and filter by;
+//! their daily totals by `(day, project, cluster, currency)` (the empty string for none),
+//! kept in the statement that appends, which reports and budgets read a month of.
 
 use postgres::Row;
 use postgres::types::Json;
@@ -11,12 +13,14 @@ use super::schema::Component;
 use super::{PgTx, decode_error, millis, timestamp};
 use crate::storage::store::StoreResult;
 use crate::storage::tables::cost::{
-    BilledPhase, CostEntry, CostRead, CostWrite, EntryFilter, MachineRate, SheetVersion,
+    BilledPhase, CostEntry, CostRead, CostWrite, DailyTotal, EntryFilter, MachineRate,
+    SheetVersion, TotalsFilter,
 };
 
 pub(super) const SCHEMA: Component = Component {
     name: "cost",
-    steps: &[r#"
+    steps: &[
+        r#"
         CREATE TABLE price_sheets (
             cluster text COLLATE "C" NOT NULL,
             effective_from timestamptz NOT NULL,
@@ -53,7 +57,28 @@ pub(super) const SCHEMA: Component = Component {
         CREATE INDEX cost_entries_by_project ON cost_entries (project, from_at);
         CREATE INDEX cost_entries_by_cluster ON cost_entries (cluster, from_at);
         CREATE INDEX cost_entries_by_machine ON cost_entries (machine, from_at);
-    "#],
+    "#,
+        r#"
+        CREATE TABLE cost_daily (
+            day timestamptz NOT NULL,
+            project text COLLATE "C" NOT NULL,
+            cluster text COLLATE "C" NOT NULL,
+            currency text COLLATE "C" NOT NULL,
+            amount numeric NOT NULL,
+            unpriced_ms bigint NOT NULL,
+            entries bigint NOT NULL,
+            PRIMARY KEY (day, project, cluster, currency)
+        );
+        CREATE INDEX cost_daily_by_project ON cost_daily (project, day);
+        INSERT INTO cost_daily
+            SELECT date_trunc('day', from_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
+                   project, cluster, coalesce(currency, ''), sum(amount),
+                   sum(CASE WHEN currency IS NULL
+                       THEN (extract(epoch FROM to_at - from_at) * 1000)::bigint ELSE 0 END),
+                   count(*)
+            FROM cost_entries GROUP BY 1, 2, 3, 4;
+    "#,
+    ],
 };
 
 fn sheet_version(row: &Row) -> StoreResult<SheetVersion> {
@@ -157,6 +182,44 @@ impl CostRead for PgTx<'_> {
         .map(entry)
         .collect()
     }
+
+    fn daily_totals(&self, filter: &TotalsFilter) -> StoreResult<Vec<DailyTotal>> {
+        self.query(
+            "SELECT day, project, cluster, currency, amount, unpriced_ms, entries
+             FROM cost_daily
+             WHERE day >= $1 AND day < $2
+               AND ($3::text IS NULL OR project = $3)
+               AND ($4::text IS NULL OR cluster = $4)
+             ORDER BY day, project, cluster, currency",
+            &[
+                &timestamp(filter.from),
+                &timestamp(filter.to),
+                &filter.project,
+                &filter.cluster,
+            ],
+        )?
+        .iter()
+        .map(daily_total)
+        .collect()
+    }
+}
+
+fn daily_total(row: &Row) -> StoreResult<DailyTotal> {
+    let amount: Decimal = row
+        .try_get("amount")
+        .map_err(|e| decode_error("cost_daily", e))?;
+    let currency: String = row.get("currency");
+    let unpriced: i64 = row.get("unpriced_ms");
+    let entries: i64 = row.get("entries");
+    Ok(DailyTotal {
+        day: millis(row.get("day")),
+        project: row.get("project"),
+        cluster: row.get("cluster"),
+        currency: (!currency.is_empty()).then_some(currency),
+        amount,
+        unpriced_ms: unpriced as u64,
+        entries: entries as u64,
+    })
 }
 
 impl CostWrite for PgTx<'_> {
@@ -214,6 +277,38 @@ impl CostWrite for PgTx<'_> {
                 .expect("INSERT … RETURNING returns its row");
             let seq: i64 = row.get("seq");
             numbers.push(seq as u64);
+        }
+        // One upsert per day, project, cluster and currency of the batch.
+        let mut totals: std::collections::BTreeMap<_, DailyTotal> = Default::default();
+        for e in entries {
+            let total = DailyTotal::of(e);
+            let key = (
+                total.day,
+                e.project.clone(),
+                e.cluster.clone(),
+                e.currency.clone(),
+            );
+            totals.entry(key).or_insert(total).add(e);
+        }
+        for t in totals.values() {
+            self.execute(
+                "INSERT INTO cost_daily (day, project, cluster, currency, amount, unpriced_ms,
+                     entries)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (day, project, cluster, currency) DO UPDATE SET
+                     amount = cost_daily.amount + EXCLUDED.amount,
+                     unpriced_ms = cost_daily.unpriced_ms + EXCLUDED.unpriced_ms,
+                     entries = cost_daily.entries + EXCLUDED.entries",
+                &[
+                    &timestamp(t.day),
+                    &t.project,
+                    &t.cluster,
+                    &t.currency.as_deref().unwrap_or(""),
+                    &t.amount,
+                    &(t.unpriced_ms as i64),
+                    &(t.entries as i64),
+                ],
+            )?;
         }
         Ok(numbers)
     }
