@@ -12,6 +12,7 @@
 //! probes and health (`probe.rs`, `health.rs`), reconciliation (`reconcile.rs`) and the
 //! webhook (`webhooks.rs`). Placement across clusters comes next.
 
+pub mod budgets;
 mod cache;
 pub mod clusters;
 pub mod costs;

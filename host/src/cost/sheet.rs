@@ -105,6 +105,32 @@ impl Sheet {
     }
 }
 
+/// The rates of the dearest host a pool's sheet prices at `since` (its default or a named
+/// host): what a machine not yet given a host is estimated at, so a budget is never
+/// checked against less than the machine may cost.
+pub fn dearest_host_rates(versions: &[(u64, Sheet)], since: u64) -> Vec<(u64, Option<Rate>)> {
+    let mut names: Vec<&str> = vec![""];
+    for (_, sheet) in versions {
+        if let Sheet::Pool { hosts, .. } = sheet {
+            names.extend(hosts.keys().map(String::as_str));
+        }
+    }
+    let at_since = |rates: &[(u64, Option<Rate>)]| {
+        rates
+            .iter()
+            .rev()
+            .find(|(t, _)| *t <= since)
+            .or(rates.first())
+            .and_then(|(_, r)| r.as_ref().map(|r| r.running))
+            .unwrap_or_default()
+    };
+    names
+        .into_iter()
+        .map(|name| host_rates(versions, name, since))
+        .max_by(|a, b| at_since(a).cmp(&at_since(b)))
+        .unwrap_or_default()
+}
+
 /// The rates of pool host `host` under a sheet's versions (`(effective_from, sheet)`,
 /// ascending), from `since` on: each version from its effective time (the one in force
 /// at `since` from `since`), and within a version a drop to the running cost alone once

@@ -170,7 +170,9 @@ impl Scheduling {
         if !self.holds_standing_lease(ACCRUAL, 2 * HOUR_MS).await? {
             return Ok(None);
         }
-        Ok(Some(ledger.accrue_machines(ids, until).await?))
+        let round = ledger.accrue_machines(ids, until).await?;
+        self.check_budget_alerts(now).await?;
+        Ok(Some(round))
     }
 
     /// Starts an accrual round on its own task once per hour (a new hour since the last

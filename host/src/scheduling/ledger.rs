@@ -29,7 +29,7 @@ use crate::storage::tables::scheduling::{
 use crate::cost::accrual::{Piece, accrue, accrue_closed};
 use crate::cost::rate::{Phase, Rate};
 use crate::cost::report::{By, Part, Report, ReportError, day, summarise};
-use crate::cost::sheet::{Sheet, flavor_rates, host_rates};
+use crate::cost::sheet::{Sheet, dearest_host_rates, flavor_rates, host_rates};
 
 /// Machines accrued per transaction: few enough that a round's commits stay short, many
 /// enough that 10,000 machines take 50 commits, not 10,000.
@@ -147,13 +147,13 @@ impl Ledger {
 }
 
 /// A cluster's record and its price sheet's versions, oldest first.
-type Priced = (ClusterRecord, Vec<(u64, Sheet)>);
+pub(super) type Priced = (ClusterRecord, Vec<(u64, Sheet)>);
 
 /// Clusters read in one commit, by name (none for a cluster gone from the record).
-type Clusters = BTreeMap<String, Option<Priced>>;
+pub(super) type Clusters = BTreeMap<String, Option<Priced>>;
 
 /// Cluster `name` and its sheet, from `clusters` or read into it.
-fn cluster<'a>(
+pub(super) fn cluster<'a>(
     read: &dyn ReadTx,
     clusters: &'a mut Clusters,
     name: &str,
@@ -215,7 +215,7 @@ fn accrue_machine(
 }
 
 /// The pieces of machine `machine` not yet in the ledger, from its cursor up to `until`.
-fn open_pieces(
+pub(super) fn open_pieces(
     read: &dyn ReadTx,
     clusters: &mut Clusters,
     machine: &MachineRecord,
@@ -313,7 +313,7 @@ fn sheets(read: &dyn ReadTx, name: &str) -> Result<Vec<(u64, Sheet)>, CostError>
 
 /// A machine's rates over its life: its cluster's price sheet (`sheets`) if the cluster
 /// has one, else its own snapshot of its provider's price.
-fn rates(
+pub(super) fn rates(
     read: &dyn ReadTx,
     cluster: &ClusterRecord,
     sheets: &[(u64, Sheet)],
@@ -322,8 +322,11 @@ fn rates(
     if !sheets.is_empty() {
         let since = machine.created_at;
         return Ok(if cluster.provider == POOL_PROVIDER {
-            let host = machine.provider_id.as_deref().unwrap_or_default();
-            host_rates(sheets, host, since)
+            match machine.provider_id.as_deref() {
+                Some(host) => host_rates(sheets, host, since),
+                // Not given a host yet (never billed so): what a budget estimates it at.
+                None => dearest_host_rates(sheets, since),
+            }
         } else {
             let flavor = machine.spec.machine_type.as_deref().unwrap_or_default();
             flavor_rates(sheets, flavor, since)

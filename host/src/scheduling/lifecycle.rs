@@ -292,7 +292,7 @@ mod tests {
             .iter()
             .filter_map(|(_, e)| match e {
                 Event::Machine(t) => Some((t.machine.as_str(), t.from, t.to)),
-                Event::Registry(_) => None,
+                Event::Registry(_) | Event::Budget(_) => None,
             })
             .collect();
         assert_eq!(

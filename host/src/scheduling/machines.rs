@@ -117,6 +117,7 @@ impl From<RequestError> for SchedulingError {
             RequestError::Disabled(_)
             | RequestError::NotGranted { .. }
             | RequestError::Quota(_)
+            | RequestError::Budget(_)
             | RequestError::TokenReused { .. } => SchedulingError::Conflict(e.to_string()),
             RequestError::Invalid(m) => SchedulingError::Invalid(m),
             RequestError::Lifecycle(e) => e.into(),
@@ -144,6 +145,7 @@ impl Scheduling {
         actor: &str,
     ) -> SchedulingResult<(MachineView, bool)> {
         let cluster_name = new.cluster.clone();
+        let mut price = None;
         let cluster = self
             .store
             .read(move |tx| tx.scheduling().cluster(&cluster_name))
@@ -158,6 +160,20 @@ impl Scheduling {
             let (cpus, memory_mib) = self.machine_type_size(&cluster, machine_type).await?;
             new.spec.cpus = cpus;
             new.spec.memory_mib = memory_mib;
+            // Its price, asked now: snapshotted with the request and checked against the
+            // project's budget (none where the cluster's sheet prices it).
+            if let Ok(provider) = self.provider_of(&cluster).await {
+                let region = new
+                    .spec
+                    .region
+                    .clone()
+                    .or_else(|| cluster.regions.first().cloned())
+                    .unwrap_or_default();
+                price = self
+                    .price_snapshot(&cluster, &provider, &region, Some(machine_type))
+                    .await
+                    .flatten();
+            }
         }
         if new.spec.cpus == 0 || new.spec.memory_mib == 0 {
             return Err(SchedulingError::Invalid(
@@ -171,6 +187,8 @@ impl Scheduling {
             spec: new.spec,
             labels: new.labels,
             client_token: new.client_token,
+            price,
+            host: None,
         };
         let actor = actor.to_owned();
         let made = self
@@ -208,6 +226,8 @@ impl Scheduling {
                     spec,
                     labels: register.labels.clone(),
                     client_token: register.client_token.clone(),
+                    price: None,
+                    host: Some(register.host.clone()),
                 };
                 // A retried registration finds its machine by the token first.
                 if let Some(token) = &register.client_token

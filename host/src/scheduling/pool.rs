@@ -363,6 +363,8 @@ mod tests {
                         Default::default()
                     },
                     client_token: None,
+                    price: None,
+                    host: None,
                 },
                 "alice",
                 1_000,
@@ -398,6 +400,8 @@ mod tests {
                     },
                     labels: Default::default(),
                     client_token: Some("last".into()),
+                    price: None,
+                    host: None,
                 },
                 "alice",
                 2_000,

@@ -470,6 +470,8 @@ impl Scheduling {
             },
             labels: Default::default(),
             client_token: Some(format!("adopt-{}", found.id)),
+            price: None,
+            host: None,
         };
         let actor = actor.to_owned();
         let reason = format!("{} adopted from the provider", found.id);

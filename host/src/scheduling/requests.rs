@@ -24,6 +24,13 @@ pub struct MachineRequest {
     pub labels: BTreeMap<String, String>,
     /// The caller's idempotency token; one is made when the caller gives none.
     pub client_token: Option<String>,
+    /// Its provider's price, asked before the request is recorded: snapshotted with it
+    /// (the rate its time is charged at, until the provider's answer at creation
+    /// replaces it) and checked against the project's budget. None where the cluster's
+    /// price sheet prices it, or the provider could not.
+    pub price: Option<crate::cost::rate::Rate>,
+    /// The pool host it is to be, when the request names one (a registration).
+    pub host: Option<String>,
 }
 
 /// Why a request was refused.
@@ -48,6 +55,9 @@ pub enum RequestError {
     /// The quota would be exceeded.
     #[error(transparent)]
     Quota(#[from] QuotaExceeded),
+    /// An enforced budget would be exceeded.
+    #[error(transparent)]
+    Budget(Box<super::budgets::BudgetExceeded>),
     /// The token was used for a different request (EC2's IdempotentParameterMismatch).
     #[error(
         "client token {token} was used for another request (machine {machine}); use a new token for a different machine"
@@ -64,6 +74,12 @@ pub enum RequestError {
     /// Recording failed.
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
+}
+
+impl From<super::budgets::BudgetExceeded> for RequestError {
+    fn from(e: super::budgets::BudgetExceeded) -> RequestError {
+        RequestError::Budget(Box::new(e))
+    }
 }
 
 impl From<StoreError> for RequestError {
@@ -128,6 +144,19 @@ pub fn request(
         });
     }
     quotas::check(tx.read(), &request.project, &request.spec)??;
+    super::budgets::check(
+        tx.read(),
+        &request.project,
+        &cluster,
+        request.spec.machine_type.as_deref(),
+        request.host.as_deref(),
+        request.price.as_ref(),
+        now,
+    )
+    .map_err(|e| match e {
+        super::ledger::CostError::Store(e) => RequestError::from(e),
+        other => RequestError::Invalid(other.to_string()),
+    })??;
     let machine = MachineRecord {
         id: new_machine_id(),
         cluster: request.cluster.clone(),
@@ -148,14 +177,19 @@ pub fn request(
         updated_at: now,
     };
     lifecycle::record_new(tx, &machine, actor, None)?;
+    if let Some(price) = &request.price {
+        super::ledger::Ledger::snapshot(tx, &machine.id, now, Some(price))?;
+    }
     Ok((machine, true))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::store::StoreError;
     use crate::storage::store::{Durability, Store};
     use crate::storage::tables::scheduling::QuotaRecord;
+    use rust_decimal::Decimal;
 
     fn setup(store: &Store, quota: QuotaRecord) {
         store
@@ -182,6 +216,8 @@ mod tests {
             },
             labels: Default::default(),
             client_token: token.map(str::to_owned),
+            price: None,
+            host: None,
         }
     }
 
@@ -293,9 +329,112 @@ mod tests {
         ));
     }
 
+    /// Twelve creates at once against an enforced budget of 1,000 USD with 100 spent
+    /// and eleven days of the month left, each machine at 1 USD an hour (264 USD to the
+    /// month's end): exactly three are recorded, and the refusals give the figures.
+    fn concurrent_requests_never_exceed_an_enforced_budget(store: &Store) {
+        use crate::cost::money::Currency;
+        use crate::cost::rate::{Basis, Rate};
+        use crate::storage::tables::cost::{BilledPhase, Budget, CostEntry};
+        let at = |t: &str| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .unwrap()
+                .timestamp_millis() as u64
+        };
+        let now = at("2026-11-20T00:00:00Z");
+        store
+            .write_blocking(Durability::Immediate, |tx| {
+                tx.scheduling()
+                    .put_cluster(&crate::scheduling::testing::cluster(
+                        "aws",
+                        "aws-ec2",
+                        &["team"],
+                    ))?;
+                tx.cost().put_budget(&Budget {
+                    project: "team".into(),
+                    currency: "USD".into(),
+                    monthly: Decimal::from(1000),
+                    thresholds: vec![50, 100],
+                    enforce: true,
+                    set_by: "admin".into(),
+                    set_at: 0,
+                })?;
+                // Spent earlier this month (and last month, which does not count).
+                let spent = |from: u64, amount: i64| CostEntry {
+                    seq: 0,
+                    machine: "m-old".into(),
+                    project: "team".into(),
+                    cluster: "aws".into(),
+                    from,
+                    to: from + 3_600_000,
+                    phase: BilledPhase::Running,
+                    currency: Some("USD".into()),
+                    amount: Decimal::from(amount),
+                    rate_from: Some(0),
+                    note: None,
+                };
+                tx.cost().append_entries(&[
+                    spent(at("2026-11-05T00:00:00Z"), 100),
+                    spent(at("2026-10-30T00:00:00Z"), 5000),
+                ])?;
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        let ask = |i: usize| MachineRequest {
+            project: "team".into(),
+            cluster: "aws".into(),
+            spec: MachineSpec {
+                cpus: 2,
+                memory_mib: 4096,
+                machine_type: Some("m5.large".into()),
+                ..MachineSpec::default()
+            },
+            labels: Default::default(),
+            client_token: Some(format!("budget-{i}")),
+            price: Some(Rate {
+                currency: Currency::parse("USD").unwrap(),
+                basis: Basis::Hour,
+                running: Decimal::ONE,
+                stopped: None,
+                source: "provider test".into(),
+            }),
+            host: None,
+        };
+        let outcomes: Vec<Result<(MachineRecord, bool), RequestError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..12)
+                .map(|i| {
+                    let (store, ask) = (store.clone(), ask(i));
+                    s.spawn(move || {
+                        store.write_blocking(Durability::Immediate, |tx| {
+                            request(tx, &ask, "alice", now)
+                        })
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let made = outcomes.iter().filter(|o| o.is_ok()).count();
+        let refusals: Vec<String> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                Err(RequestError::Budget(b)) => Some(b.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!((made, refusals.len()), (3, 9), "{outcomes:?}");
+        assert!(
+            refusals[0].contains(
+                "budget of 1000.00 USD for 2026-11: 100.00 USD spent so far, 792.00 USD more"
+            ) && refusals[0].contains("would cost 264.00 USD until then (1156.00 USD in all)"),
+            "{}",
+            refusals[0]
+        );
+    }
+
     #[test]
     fn on_redb() {
         for case in [
+            concurrent_requests_never_exceed_an_enforced_budget,
             concurrent_requests_never_exceed_the_quota,
             tokens_are_idempotent_and_failures_free_the_quota,
             clusters_must_exist_be_enabled_and_granted,
@@ -308,6 +447,7 @@ mod tests {
     #[test]
     fn on_postgres() {
         for case in [
+            concurrent_requests_never_exceed_an_enforced_budget,
             concurrent_requests_never_exceed_the_quota,
             tokens_are_idempotent_and_failures_free_the_quota,
             clusters_must_exist_be_enabled_and_granted,

@@ -1,5 +1,6 @@
 //! Webhooks: every machine state change is POSTed to `scheduling.webhook_url`, so a load
-//! balancer or a service registry can follow machines going online and offline.
+//! balancer or a service registry can follow machines going online and offline, and so
+//! is every budget threshold a project's month crosses (`budget.threshold`).
 //!
 //! The webhook is a consumer of the event feed (`machine-webhooks`): it reads machine
 //! transitions past its durable cursor, delivers them in order, and moves the cursor past
@@ -80,22 +81,42 @@ impl Scheduling {
         let mut delivered = batch.cursor;
         let mut failed = false;
         for (seq, event) in &batch.events {
-            if let Event::Machine(transition) = event {
-                let body = serde_json::to_vec(&serde_json::json!({
-                    "event": "machine.transition",
-                    "delivery": seq,
-                    "machine": transition.machine,
-                    "cluster": transition.cluster,
-                    "project": transition.project,
-                    "from": transition.from,
-                    "to": transition.to,
-                    "actor": transition.actor,
-                    "reason": transition.reason,
-                    "at": transition.at,
-                }))
-                .expect("serializes");
-                if let Err(e) = self.post(&url, *seq, body).await {
-                    tracing::warn!(delivery = seq, error = %e, "scheduling: the machine webhook failed; retrying with backoff");
+            let message = match event {
+                Event::Machine(transition) => Some((
+                    "machine.transition",
+                    serde_json::json!({
+                        "event": "machine.transition",
+                        "delivery": seq,
+                        "machine": transition.machine,
+                        "cluster": transition.cluster,
+                        "project": transition.project,
+                        "from": transition.from,
+                        "to": transition.to,
+                        "actor": transition.actor,
+                        "reason": transition.reason,
+                        "at": transition.at,
+                    }),
+                )),
+                Event::Budget(alert) => Some((
+                    "budget.threshold",
+                    serde_json::json!({
+                        "event": "budget.threshold",
+                        "delivery": seq,
+                        "project": alert.project,
+                        "currency": alert.currency,
+                        "month": alert.month,
+                        "threshold_percent": alert.threshold,
+                        "monthly": alert.monthly,
+                        "spent": alert.spent,
+                        "at": alert.at,
+                    }),
+                )),
+                Event::Registry(_) => None,
+            };
+            if let Some((kind, body)) = message {
+                let body = serde_json::to_vec(&body).expect("serializes");
+                if let Err(e) = self.post(&url, kind, *seq, body).await {
+                    tracing::warn!(delivery = seq, error = %e, "scheduling: the webhook failed; retrying with backoff");
                     failed = true;
                     break;
                 }
@@ -122,14 +143,14 @@ impl Scheduling {
         Ok(())
     }
 
-    async fn post(&self, url: &str, seq: u64, body: Vec<u8>) -> Result<(), String> {
+    async fn post(&self, url: &str, kind: &str, seq: u64, body: Vec<u8>) -> Result<(), String> {
         let timestamp = now_millis().to_string();
         let mut request = self
             .http
             .post(url)
             .timeout(TIMEOUT)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("X-Berth-Event", "machine.transition")
+            .header("X-Berth-Event", kind)
             .header("X-Berth-Delivery", seq.to_string())
             .header("X-Berth-Timestamp", &timestamp);
         if let Some(secret) = &self.config.webhook_secret {

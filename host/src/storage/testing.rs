@@ -34,6 +34,10 @@ pub(crate) fn read_every_table(tx: &dyn crate::storage::store::ReadTx) -> StoreR
     tx.auth().revision()?;
     tx.auth().login_failures("k")?;
     tx.jobs().jobs("k", &Default::default(), 5)?;
+    tx.cost().budgets(None)?;
+    tx.cost().budgets(Some("p"))?;
+    tx.cost().budget_alerts("p", "2026-11")?;
+    tx.cost().daily_totals(&Default::default())?;
     tx.jobs().tasks(1)?;
     tx.jobs().state("s")?;
     tx.replication().endpoints()?;

@@ -64,11 +64,11 @@ impl Replication {
         let changes: Vec<Change> = batch
             .events
             .iter()
-            // Other streams (machine transitions) are not replication's; the cursor moves
+            // Other streams (machine transitions, budget alerts) are not replication's; the cursor moves
             // past them all the same.
             .filter_map(|(_, event)| match event {
                 Event::Registry(change) => Some(change.clone()),
-                Event::Machine(_) => None,
+                Event::Machine(_) | Event::Budget(_) => None,
             })
             .collect();
         let now = now_millis();

@@ -4,7 +4,8 @@
 //! machines' time, each charged once), `cost_daily` (the entries' sums per day, project,
 //! cluster and currency, kept by the backend as it appends, which reports and budgets
 //! read instead of a month of entries) and `accrual_cursors` (how far each machine is
-//! accrued). A cursor moves in the transaction that appends the entries it covers, so a
+//! accrued), `budgets` (a project's monthly budget per currency) and `budget_alerts`
+//! (each threshold crossed, once per month). A cursor moves in the transaction that appends the entries it covers, so a
 //! crash never charges twice and a restart loses nothing. Sheets and rates are documents
 //! that `cost` reads whole (its own types, as JSON); entries are columns, since reports
 //! sum and group them.
@@ -158,6 +159,42 @@ pub struct TotalsFilter {
     pub cluster: Option<String>,
 }
 
+/// A project's monthly budget in one currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Budget {
+    pub project: String,
+    /// ISO 4217.
+    pub currency: String,
+    /// What a calendar month (UTC) may cost.
+    #[schema(value_type = String, example = "1500.00")]
+    pub monthly: Decimal,
+    /// Percentages of `monthly` at which a warning goes out, ascending.
+    pub thresholds: Vec<u32>,
+    /// Whether a create that would take the month past `monthly` is refused.
+    pub enforce: bool,
+    pub set_by: String,
+    pub set_at: u64,
+}
+
+/// A budget threshold crossed: recorded once per project, currency, month and threshold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BudgetAlert {
+    pub project: String,
+    pub currency: String,
+    /// `YYYY-MM`.
+    pub month: String,
+    /// The percentage crossed.
+    pub threshold: u32,
+    /// The month's cost when it was seen crossed.
+    #[schema(value_type = String)]
+    pub spent: Decimal,
+    /// The budget then.
+    #[schema(value_type = String)]
+    pub monthly: Decimal,
+    /// When (ms since the epoch).
+    pub at: u64,
+}
+
 /// Reads of cost accounting's tables.
 pub trait CostRead {
     /// Cluster `cluster`'s price sheet versions, oldest first.
@@ -170,6 +207,11 @@ pub trait CostRead {
     fn entries(&self, filter: &EntryFilter) -> StoreResult<Vec<CostEntry>>;
     /// The daily totals `filter` selects, by day, project, cluster and currency.
     fn daily_totals(&self, filter: &TotalsFilter) -> StoreResult<Vec<DailyTotal>>;
+    /// Project `project`'s budgets (every project's if none), by project and currency.
+    fn budgets(&self, project: Option<&str>) -> StoreResult<Vec<Budget>>;
+    /// The alerts of project `project` in month `month` (`YYYY-MM`), by currency and
+    /// threshold.
+    fn budget_alerts(&self, project: &str, month: &str) -> StoreResult<Vec<BudgetAlert>>;
 }
 
 /// Writes of cost accounting's tables. Entries are only ever appended.
@@ -183,4 +225,11 @@ pub trait CostWrite: CostRead {
     fn append_entries(&self, entries: &[CostEntry]) -> StoreResult<Vec<u64>>;
     /// Sets how far machine `machine` is accrued.
     fn set_accrued_to(&self, machine: &str, at: u64) -> StoreResult<()>;
+    /// Stores a budget, replacing the project's budget in the same currency.
+    fn put_budget(&self, budget: &Budget) -> StoreResult<()>;
+    /// Removes project `project`'s budget in `currency`; whether there was one.
+    fn delete_budget(&self, project: &str, currency: &str) -> StoreResult<bool>;
+    /// Records an alert unless one of the same project, currency, month and threshold
+    /// is recorded: whether this one is new.
+    fn add_budget_alert(&self, alert: &BudgetAlert) -> StoreResult<bool>;
 }

@@ -23,6 +23,8 @@ pub enum Event {
     Registry(Change),
     /// A machine moved from one lifecycle state to another.
     Machine(MachineTransition),
+    /// A project's month of cost crossed a threshold of its budget.
+    Budget(crate::storage::tables::cost::BudgetAlert),
 }
 
 /// A machine's move between two lifecycle states, as the feed carries it.

@@ -13,8 +13,8 @@ use super::schema::Component;
 use super::{PgTx, decode_error, millis, timestamp};
 use crate::storage::store::StoreResult;
 use crate::storage::tables::cost::{
-    BilledPhase, CostEntry, CostRead, CostWrite, DailyTotal, EntryFilter, MachineRate,
-    SheetVersion, TotalsFilter,
+    BilledPhase, Budget, BudgetAlert, CostEntry, CostRead, CostWrite, DailyTotal, EntryFilter,
+    MachineRate, SheetVersion, TotalsFilter,
 };
 
 pub(super) const SCHEMA: Component = Component {
@@ -77,6 +77,28 @@ pub(super) const SCHEMA: Component = Component {
                        THEN (extract(epoch FROM to_at - from_at) * 1000)::bigint ELSE 0 END),
                    count(*)
             FROM cost_entries GROUP BY 1, 2, 3, 4;
+    "#,
+        r#"
+        CREATE TABLE budgets (
+            project text COLLATE "C" NOT NULL,
+            currency text COLLATE "C" NOT NULL,
+            monthly numeric NOT NULL,
+            thresholds integer[] NOT NULL,
+            enforce boolean NOT NULL,
+            set_by text NOT NULL,
+            set_at timestamptz NOT NULL,
+            PRIMARY KEY (project, currency)
+        );
+        CREATE TABLE budget_alerts (
+            project text COLLATE "C" NOT NULL,
+            month text COLLATE "C" NOT NULL,
+            currency text COLLATE "C" NOT NULL,
+            threshold integer NOT NULL,
+            spent numeric NOT NULL,
+            monthly numeric NOT NULL,
+            at timestamptz NOT NULL,
+            PRIMARY KEY (project, month, currency, threshold)
+        );
     "#,
     ],
 };
@@ -202,6 +224,62 @@ impl CostRead for PgTx<'_> {
         .map(daily_total)
         .collect()
     }
+
+    fn budgets(&self, project: Option<&str>) -> StoreResult<Vec<Budget>> {
+        self.query(
+            "SELECT project, currency, monthly, thresholds, enforce, set_by, set_at
+             FROM budgets WHERE ($1::text IS NULL OR project = $1)
+             ORDER BY project, currency",
+            &[&project],
+        )?
+        .iter()
+        .map(budget)
+        .collect()
+    }
+
+    fn budget_alerts(&self, project: &str, month: &str) -> StoreResult<Vec<BudgetAlert>> {
+        self.query(
+            "SELECT project, month, currency, threshold, spent, monthly, at
+             FROM budget_alerts WHERE project = $1 AND month = $2
+             ORDER BY currency, threshold",
+            &[&project, &month],
+        )?
+        .iter()
+        .map(budget_alert)
+        .collect()
+    }
+}
+
+fn budget(row: &Row) -> StoreResult<Budget> {
+    let thresholds: Vec<i32> = row.get("thresholds");
+    Ok(Budget {
+        project: row.get("project"),
+        currency: row.get("currency"),
+        monthly: row
+            .try_get("monthly")
+            .map_err(|e| decode_error("budgets", e))?,
+        thresholds: thresholds.into_iter().map(|t| t as u32).collect(),
+        enforce: row.get("enforce"),
+        set_by: row.get("set_by"),
+        set_at: millis(row.get("set_at")),
+    })
+}
+
+fn budget_alert(row: &Row) -> StoreResult<BudgetAlert> {
+    let threshold: i32 = row.get("threshold");
+    let amount = |name: &str| -> StoreResult<Decimal> {
+        row.try_get(name)
+            .map_err(|e| decode_error("budget_alerts", e))
+    };
+    Ok(BudgetAlert {
+        project: row.get("project"),
+        currency: row.get("currency"),
+        month: row.get("month"),
+        threshold: threshold as u32,
+        spent: amount("spent")?,
+        monthly: amount("monthly")?,
+        at: millis(row.get("at")),
+    })
 }
 
 fn daily_total(row: &Row) -> StoreResult<DailyTotal> {
@@ -311,6 +389,50 @@ impl CostWrite for PgTx<'_> {
             )?;
         }
         Ok(numbers)
+    }
+
+    fn put_budget(&self, b: &Budget) -> StoreResult<()> {
+        let thresholds: Vec<i32> = b.thresholds.iter().map(|t| *t as i32).collect();
+        self.execute(
+            "INSERT INTO budgets (project, currency, monthly, thresholds, enforce, set_by, set_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (project, currency) DO UPDATE SET monthly = EXCLUDED.monthly,
+                 thresholds = EXCLUDED.thresholds, enforce = EXCLUDED.enforce,
+                 set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at",
+            &[
+                &b.project,
+                &b.currency,
+                &b.monthly,
+                &thresholds,
+                &b.enforce,
+                &b.set_by,
+                &timestamp(b.set_at),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn delete_budget(&self, project: &str, currency: &str) -> StoreResult<bool> {
+        Ok(self.execute(
+            "DELETE FROM budgets WHERE project = $1 AND currency = $2",
+            &[&project, &currency],
+        )? > 0)
+    }
+
+    fn add_budget_alert(&self, a: &BudgetAlert) -> StoreResult<bool> {
+        Ok(self.execute(
+            "INSERT INTO budget_alerts (project, month, currency, threshold, spent, monthly, at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            &[
+                &a.project,
+                &a.month,
+                &a.currency,
+                &(a.threshold as i32),
+                &a.spent,
+                &a.monthly,
+                &timestamp(a.at),
+            ],
+        )? > 0)
     }
 
     fn set_accrued_to(&self, machine: &str, at: u64) -> StoreResult<()> {

@@ -14,8 +14,8 @@ use crate::storage::meta::schema::{Component, Migration};
 use crate::storage::meta::{MetaResult, Reader, decode, encode};
 use crate::storage::store::StoreResult;
 use crate::storage::tables::cost::{
-    CostEntry, CostRead, CostWrite, DailyTotal, EntryFilter, MachineRate, SheetVersion,
-    TotalsFilter,
+    Budget, BudgetAlert, CostEntry, CostRead, CostWrite, DailyTotal, EntryFilter, MachineRate,
+    SheetVersion, TotalsFilter,
 };
 
 const SHEETS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("price_sheets");
@@ -27,6 +27,11 @@ const ENTRIES_BY_TIME_V1: TableDefinition<(u64, u64), ()> =
     TableDefinition::new("cost_entries_by_time");
 /// `(from, seq)` → [`StoredEntry`] in postcard.
 const LEDGER: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("cost_ledger");
+/// `(project, currency)` → [`Budget`].
+const BUDGETS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("budgets");
+/// `(project, month, currency, threshold)` → [`BudgetAlert`].
+const ALERTS: TableDefinition<(&str, &str, &str, u32), &[u8]> =
+    TableDefinition::new("budget_alerts");
 /// The last number given to an entry, under the key `entries`.
 const NUMBERS: TableDefinition<&str, u64> = TableDefinition::new("cost_numbers");
 /// `(day, project, cluster, currency or "")` → [`DailyTotal`].
@@ -35,7 +40,7 @@ const DAILY: TableDefinition<(u64, &str, &str, &str), &[u8]> = TableDefinition::
 /// Cost accounting's tables, versioned on their own.
 pub(super) const SCHEMA: Component = Component {
     name: "cost",
-    current: 2,
+    current: 3,
     migrations: &[
         Migration {
             from: 0,
@@ -44,6 +49,10 @@ pub(super) const SCHEMA: Component = Component {
         Migration {
             from: 1,
             apply: daily_totals_v2,
+        },
+        Migration {
+            from: 2,
+            apply: budgets_v3,
         },
     ],
 };
@@ -80,6 +89,13 @@ fn daily_totals_v2(tx: &WriteTransaction) -> MetaResult<()> {
     }
     tx.delete_table(ENTRIES_V1)?;
     tx.delete_table(ENTRIES_BY_TIME_V1)?;
+    Ok(())
+}
+
+/// Version 3 keeps budgets and their alerts.
+fn budgets_v3(tx: &WriteTransaction) -> MetaResult<()> {
+    tx.open_table(BUDGETS)?;
+    tx.open_table(ALERTS)?;
     Ok(())
 }
 
@@ -235,6 +251,34 @@ impl<T: Reader> CostRead for RedbTx<T> {
         }
         Ok(out)
     }
+
+    fn budgets(&self, project: Option<&str>) -> StoreResult<Vec<Budget>> {
+        let table = self.0.open(BUDGETS)?;
+        let rows = match project {
+            Some(p) => table.range((p, "")..=(p, "\u{10FFFF}")),
+            None => table.range::<(&str, &str)>(..),
+        }
+        .map_err(backend)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (_, value) = row.map_err(backend)?;
+            out.push(decode("budgets", value.value())?);
+        }
+        Ok(out)
+    }
+
+    fn budget_alerts(&self, project: &str, month: &str) -> StoreResult<Vec<BudgetAlert>> {
+        let table = self.0.open(ALERTS)?;
+        let mut out = Vec::new();
+        for row in table
+            .range((project, month, "", 0)..=(project, month, "\u{10FFFF}", u32::MAX))
+            .map_err(backend)?
+        {
+            let (_, value) = row.map_err(backend)?;
+            out.push(decode("budget_alerts", value.value())?);
+        }
+        Ok(out)
+    }
 }
 
 impl CostWrite for RedbTx<WriteTransaction> {
@@ -290,6 +334,42 @@ impl CostWrite for RedbTx<WriteTransaction> {
         let mut table = self.0.open_table(CURSORS).map_err(backend)?;
         table.insert(machine, at).map_err(backend)?;
         Ok(())
+    }
+
+    fn put_budget(&self, budget: &Budget) -> StoreResult<()> {
+        let mut table = self.0.open_table(BUDGETS).map_err(backend)?;
+        table
+            .insert(
+                (budget.project.as_str(), budget.currency.as_str()),
+                encode(budget).as_slice(),
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn delete_budget(&self, project: &str, currency: &str) -> StoreResult<bool> {
+        let mut table = self.0.open_table(BUDGETS).map_err(backend)?;
+        Ok(table
+            .remove((project, currency))
+            .map_err(backend)?
+            .is_some())
+    }
+
+    fn add_budget_alert(&self, alert: &BudgetAlert) -> StoreResult<bool> {
+        let mut table = self.0.open_table(ALERTS).map_err(backend)?;
+        let key = (
+            alert.project.as_str(),
+            alert.month.as_str(),
+            alert.currency.as_str(),
+            alert.threshold,
+        );
+        if table.get(key).map_err(backend)?.is_some() {
+            return Ok(false);
+        }
+        table
+            .insert(key, encode(alert).as_slice())
+            .map_err(backend)?;
+        Ok(true)
     }
 }
 
