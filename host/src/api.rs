@@ -6,6 +6,7 @@
 //! tokens are refused here: they are scoped capabilities for `/v2`, not a login.
 
 pub mod audit;
+pub mod budgets;
 pub mod caller;
 pub mod costs;
 pub mod extract;
@@ -134,6 +135,8 @@ pub fn router(state: ApiState) -> Router {
         .routes(routes!(scheduling::delete_orphan))
         .routes(routes!(scheduling::get_quota, scheduling::set_quota))
         .routes(routes!(costs::cost_report))
+        .routes(routes!(budgets::list_budgets))
+        .routes(routes!(budgets::set_budget, budgets::remove_budget))
         .routes(routes!(costs::accrue))
         .routes(routes!(costs::price_sheets, costs::set_price_sheet))
         .routes(routes!(machines::list_machines, machines::create_machine))

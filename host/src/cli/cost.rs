@@ -1,5 +1,5 @@
-//! `berth cost …`: reports of what machines cost, clusters' price sheets, and an accrual
-//! run now, over the admin API.
+//! `berth cost …`: reports of what machines cost, clusters' price sheets, projects'
+//! budgets, and an accrual run now, over the admin API.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +46,11 @@ pub enum CostCommand {
         #[command(subcommand)]
         command: SheetCommand,
     },
+    /// A project's monthly budgets, per currency.
+    Budget {
+        #[command(subcommand)]
+        command: BudgetCommand,
+    },
     /// Accrue every machine now (system administrators): up to the last whole hour, or
     /// to --until.
     Accrue {
@@ -73,6 +78,39 @@ pub enum SheetCommand {
         /// When it takes effect, RFC 3339.
         #[arg(long)]
         from: Option<String>,
+    },
+}
+
+/// `berth cost budget …`
+#[derive(Debug, Subcommand)]
+pub enum BudgetCommand {
+    /// A project's budgets, and this month's figures against each.
+    Show {
+        /// The project.
+        project: String,
+    },
+    /// Set a project's monthly budget in a currency (system administrators).
+    Set {
+        /// The project.
+        project: String,
+        /// The currency, ISO 4217 (USD, EUR, CNY…).
+        currency: String,
+        /// What a calendar month (UTC) may cost, a decimal (`1500.00`).
+        #[arg(long)]
+        monthly: String,
+        /// Percentages at which a warning goes out (default 50,80,100).
+        #[arg(long, value_delimiter = ',')]
+        thresholds: Option<Vec<u32>>,
+        /// Refuse a create that would take the month past the budget.
+        #[arg(long)]
+        enforce: bool,
+    },
+    /// Remove a project's budget in a currency (system administrators).
+    Remove {
+        /// The project.
+        project: String,
+        /// The currency.
+        currency: String,
     },
 }
 
@@ -158,6 +196,104 @@ pub fn cost(c: &Client, command: CostCommand) -> anyhow::Result<ExitCode> {
                 )?,
                 &["cluster", "effective_from", "set_by"],
             );
+        }
+        CostCommand::Budget {
+            command: BudgetCommand::Show { project },
+        } => {
+            let budgets = c.call(
+                Method::GET,
+                &format!("/api/v1/projects/{}/budgets", segment(&project)),
+                None,
+            )?;
+            if c.output == Output::Table {
+                let rows: Vec<Value> = budgets
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|b| {
+                        let currency = b["budget"]["currency"].as_str().unwrap_or_default();
+                        let shown = |v: &Value| {
+                            Money::parse(v.as_str().unwrap_or_default(), currency)
+                                .map(|m| m.display())
+                                .unwrap_or_else(|_| v.to_string())
+                        };
+                        let crossed: Vec<String> = b["alerts"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|a| format!("{}%", a["threshold"]))
+                            .collect();
+                        json!({
+                            "currency": currency,
+                            "month": b["month"],
+                            "budget": shown(&b["budget"]["monthly"]),
+                            "spent": shown(&b["spent"]),
+                            "committed": shown(&b["committed"]),
+                            "remaining": shown(&b["remaining"]),
+                            "enforced": b["budget"]["enforce"],
+                            "crossed": crossed.join(" "),
+                        })
+                    })
+                    .collect();
+                c.print(
+                    &Value::Array(rows),
+                    &[
+                        "currency",
+                        "month",
+                        "budget",
+                        "spent",
+                        "committed",
+                        "remaining",
+                        "enforced",
+                        "crossed",
+                    ],
+                );
+            } else {
+                c.print(&budgets, &[]);
+            }
+        }
+        CostCommand::Budget {
+            command:
+                BudgetCommand::Set {
+                    project,
+                    currency,
+                    monthly,
+                    thresholds,
+                    enforce,
+                },
+        } => {
+            let mut body = json!({ "monthly": monthly, "enforce": enforce });
+            if let Some(thresholds) = thresholds {
+                body["thresholds"] = json!(thresholds);
+            }
+            c.print(
+                &c.call(
+                    Method::PUT,
+                    &format!(
+                        "/api/v1/projects/{}/budgets/{}",
+                        segment(&project),
+                        segment(&currency)
+                    ),
+                    Some(body),
+                )?,
+                &["project", "currency", "monthly", "thresholds", "enforce"],
+            );
+        }
+        CostCommand::Budget {
+            command: BudgetCommand::Remove { project, currency },
+        } => {
+            c.call(
+                Method::DELETE,
+                &format!(
+                    "/api/v1/projects/{}/budgets/{}",
+                    segment(&project),
+                    segment(&currency)
+                ),
+                None,
+            )?;
+            println!("removed the {currency} budget of project {project}");
         }
         CostCommand::Accrue { until } => {
             let path = match until.as_deref() {

@@ -333,7 +333,10 @@ impl Scheduling {
         };
         let stored = budget.clone();
         self.store
-            .write(move |tx| tx.cost().put_budget(&stored))
+            .write(move |tx| -> SchedulingResult<()> {
+                super::clusters::project_exists(tx.read(), &stored.project)?;
+                Ok(tx.cost().put_budget(&stored)?)
+            })
             .await?;
         Ok(budget)
     }
@@ -358,7 +361,10 @@ impl Scheduling {
         let project = project.to_string();
         let now = now_millis();
         self.store
-            .read(move |tx| statuses(tx, &project, now).map_err(from_cost))
+            .read(move |tx| {
+                super::clusters::project_exists(tx, &project)?;
+                statuses(tx, &project, now).map_err(from_cost)
+            })
             .await
     }
 

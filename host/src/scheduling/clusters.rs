@@ -563,7 +563,10 @@ impl Scheduling {
 }
 
 /// Refuses a project that does not exist (auth owns projects).
-fn project_exists(tx: &dyn crate::storage::store::ReadTx, project: &str) -> SchedulingResult<()> {
+pub(super) fn project_exists(
+    tx: &dyn crate::storage::store::ReadTx,
+    project: &str,
+) -> SchedulingResult<()> {
     match crate::auth::AccessControl::project_in(tx, project)? {
         Some(_) => Ok(()),
         None => Err(SchedulingError::NotFound(format!("no project {project}"))),
