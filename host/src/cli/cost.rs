@@ -338,10 +338,19 @@ fn print_report(c: &Client, report: &Value) {
         .as_array()
         .filter(|p| !p.is_empty())
         .map(|p| json!({"key": "(of which provisional)", "totals": p, "unpriced_seconds": 0}));
+    // Pools' idle capacity: no project's, so after the total, not in it.
+    let idle: Vec<Value> = report["idle"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|row| json!({"key": format!("(idle) {}", row["key"].as_str().unwrap_or_default()), "totals": row["totals"], "unpriced_seconds": row["unpriced_seconds"]}))
+        .collect();
     for row in rows
         .iter()
         .chain(std::iter::once(&total))
         .chain(provisional.as_ref())
+        .chain(idle.iter())
     {
         let totals = row["totals"].as_array().cloned().unwrap_or_default();
         let amounts: Vec<String> = if totals.is_empty() {

@@ -78,6 +78,10 @@ pub struct Report {
     pub provisional: Vec<Money>,
     /// The time the report counts up to: its end, or now if that is earlier.
     pub as_of: u64,
+    /// Physical pools' idle capacity, a row per pool: what their hosts cost while no
+    /// project held them (up to `as_of`). Not part of `totals`, which are the projects';
+    /// given only where no project or machine narrows the report.
+    pub idle: Vec<Row>,
 }
 
 impl Report {
@@ -124,6 +128,16 @@ impl Report {
         }
         for money in &self.provisional {
             line("(of which provisional)", Some(money), 0, String::new());
+        }
+        for row in &self.idle {
+            for money in &row.totals {
+                line(
+                    &format!("(idle) {}", row.key),
+                    Some(money),
+                    row.unpriced_seconds,
+                    String::new(),
+                );
+            }
         }
         out
     }
@@ -221,6 +235,7 @@ pub fn summarise(
         unpriced_seconds: unpriced_ms / 1000,
         provisional: provisional.iter().collect(),
         as_of,
+        idle: Vec::new(),
     })
 }
 

@@ -457,14 +457,31 @@ pub async fn report(
                     });
                 }
             }
-            Ok::<_, StoreError>(parts)
+            // A pool's idle hosts are no project's: shown apart, and only where no
+            // project or machine narrows the report.
+            let idle = if filter.project.is_none() && filter.machine.is_none() {
+                idle::idle(tx, &mut clusters, filter.cluster.as_deref(), from, as_of).map_err(
+                    |e| match e {
+                        CostError::Store(e) => e,
+                        other => StoreError::Backend(other.to_string()),
+                    },
+                )?
+            } else {
+                Vec::new()
+            };
+            Ok::<_, StoreError>((parts, idle))
         })
         .await
         .map_err(ReportError::from)
-        .and_then(|parts| summarise(from, to, as_of, parts))
+        .and_then(|(parts, idle)| {
+            let mut report = summarise(from, to, as_of, parts)?;
+            report.idle = summarise(from, to, as_of, idle)?.rows;
+            Ok(report)
+        })
 }
 
 const MS_PER_DAY: u64 = 86_400_000;
 
+mod idle;
 #[cfg(test)]
 mod tests;

@@ -405,6 +405,96 @@ pub(super) fn many_machines_over_a_month_sum_to_the_cent(store: Store, machines:
     });
 }
 
+pub(super) fn a_pools_unallocated_hosts_are_its_idle_cost_not_a_projects(store: Store) {
+    use crate::storage::tables::scheduling::PoolHostRecord;
+    use MachineState::*;
+    let sheet = Sheet::Pool {
+        currency: Currency::parse("EUR").unwrap(),
+        default: Some(HostCost {
+            purchase: d("7200"),
+            purchased: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+            amortise_months: 36,
+            running_monthly: d("100"),
+        }),
+        hosts: BTreeMap::new(),
+    };
+    let allocated = at("2026-11-10T00:00:00Z");
+    let released = at("2026-11-25T00:00:00Z");
+    write(&store, |tx| {
+        tx.scheduling()
+            .put_cluster(&cluster("rack", "static-pool"))?;
+        tx.cost().put_sheet_version(&SheetVersion {
+            cluster: "rack".into(),
+            effective_from: 0,
+            sheet: serde_json::to_value(&sheet).unwrap(),
+            set_by: "admin".into(),
+            set_at: 0,
+        })?;
+        for name in ["h1", "h2"] {
+            tx.scheduling().put_pool_host(&PoolHostRecord {
+                cluster: "rack".into(),
+                name: name.into(),
+                address: "127.0.0.1".into(),
+                ssh_port: 22,
+                cpus: 8,
+                memory_mib: 8192,
+                disks_gib: vec![],
+                labels: BTreeMap::new(),
+                rack: None,
+                zone: None,
+                power: None,
+                machine: None,
+                needs_init: false,
+            })?;
+        }
+        machine(
+            tx,
+            "m-pool",
+            "rack",
+            "data",
+            Some("h1"),
+            &[
+                (Requested, allocated - 1_000),
+                (Provisioning, allocated),
+                (Online, allocated + 60_000),
+                (Retired, released),
+            ],
+        )
+    });
+    rt().block_on(async {
+        let (_, to) = month("2026-11").unwrap();
+        Ledger::new(store.clone()).accrue(to).await.unwrap();
+        // 300 EUR a host-month, 10 a day: data held h1 for 15 days; h1's other 15 days
+        // and all 30 of h2's are the pool's.
+        let r = november(&store, By::Project).await;
+        assert!(
+            (r.totals[0].amount - d("150")).abs() <= d("0.0000001"),
+            "{r:?}"
+        );
+        assert_eq!(r.idle.len(), 1, "{r:?}");
+        assert_eq!(r.idle[0].key, "rack");
+        let idle = r.idle[0].totals[0].amount;
+        assert!((idle - d("450")).abs() <= d("0.0000001"), "{idle}");
+        // Idle is no project's: a project's report has none.
+        let (from, to) = month("2026-11").unwrap();
+        let data = report(
+            &store,
+            EntryFilter {
+                from,
+                to,
+                project: Some("data".into()),
+                ..Default::default()
+            },
+            By::Day,
+            to,
+        )
+        .await
+        .unwrap();
+        assert!(data.idle.is_empty());
+        assert_eq!(data.totals, r.totals);
+    });
+}
+
 macro_rules! both_backends {
     ($($case:ident $(, $arg:expr)?);* $(;)?) => {
         mod redb {
@@ -420,5 +510,6 @@ both_backends!(
     a_cloud_machine_is_charged_while_it_runs_and_every_breakdown_adds_up;
     accrual_resumes_where_it_stopped_and_never_charges_twice;
     a_pool_host_is_charged_its_sheet_from_each_versions_time;
+    a_pools_unallocated_hosts_are_its_idle_cost_not_a_projects;
     many_machines_over_a_month_sum_to_the_cent, 1000;
 );
