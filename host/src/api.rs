@@ -135,6 +135,7 @@ pub fn router(state: ApiState) -> Router {
         .routes(routes!(scheduling::delete_orphan))
         .routes(routes!(scheduling::get_quota, scheduling::set_quota))
         .routes(routes!(costs::cost_report))
+        .routes(routes!(costs::cost_chart))
         .routes(routes!(budgets::list_budgets))
         .routes(routes!(budgets::set_budget, budgets::remove_budget))
         .routes(routes!(costs::accrue))

@@ -2,10 +2,12 @@
 //! amounts and the one rounding rule, [`rate`] what a machine costs per hour or per month
 //! in each billing phase, [`accrual`] cuts a window into charged pieces of one price and
 //! one day, [`sheet`] prices pool hosts and private-cloud flavors where no provider does,
-//! [`report`] sums ledger entries into breakdowns. This is pure computation: the ledger
+//! [`report`] sums ledger entries into breakdowns, [`chart`] draws daily cost per
+//! project. This is pure computation: the ledger
 //! service that owns the tables is `scheduling::ledger`.
 
 pub mod accrual;
+pub mod chart;
 pub mod money;
 pub mod rate;
 pub mod report;

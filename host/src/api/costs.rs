@@ -108,6 +108,55 @@ pub async fn cost_report(
     }
 }
 
+/// `GET /api/v1/costs/chart.svg` parameters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ChartQuery {
+    /// The month, `YYYY-MM` (UTC).
+    pub month: String,
+    /// Only this project (required unless a system administrator asks).
+    pub project: Option<String>,
+    /// The currency to draw (needed when the month has costs in more than one).
+    pub currency: Option<String>,
+}
+
+/// A chart of the month's daily cost per project: an SVG of stacked bars in one
+/// currency, static (no script), for the web console or a wiki page.
+#[utoipa::path(get, operation_id = "costs_chart", path = "/api/v1/costs/chart.svg", tag = "costs", params(ChartQuery),
+    responses((status = 200, content_type = "image/svg+xml", body = String), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn cost_chart(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    ApiQuery(query): ApiQuery<ChartQuery>,
+) -> ApiResult<Response> {
+    match &query.project {
+        Some(project) => {
+            caller.require(&state.auth, project, Action::ReadMachines)?;
+        }
+        None => caller
+            .require_admin()
+            .map_err(|_| ApiError::bad_request("name the project: ?project=NAME"))?,
+    }
+    let svg = state
+        .scheduling
+        .cost_chart(&query.month, query.project, query.currency)
+        .await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/svg+xml; charset=utf-8"),
+            // Drawn by berth, but an SVG is a document: no script, nothing fetched.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        svg,
+    )
+        .into_response())
+}
+
 /// A new version of a cluster's price sheet.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

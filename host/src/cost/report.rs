@@ -28,7 +28,13 @@ pub enum By {
     Day,
     /// A machine label's value (`(none)` for machines without it).
     Label(String),
+    /// Project and day together (`project` and `YYYY-MM-DD` joined by [`PAIR`]): what
+    /// the chart draws; not offered by name.
+    ProjectDay,
 }
+
+/// What joins the two halves of a [`By::ProjectDay`] key (no project name holds it).
+pub const PAIR: char = '\u{1f}';
 
 impl By {
     /// From its name in the CLI and the API: `project`, `cluster`, `machine`, `day` or

@@ -219,6 +219,70 @@ impl Scheduling {
         Ok(report(&self.store, filter, by, now_millis()).await?)
     }
 
+    /// The chart of month `month`'s daily cost per project (of `project` alone if
+    /// given), in `currency`: needed when the month has costs in more than one.
+    pub async fn cost_chart(
+        &self,
+        month: &str,
+        project: Option<String>,
+        currency: Option<String>,
+    ) -> SchedulingResult<String> {
+        use std::collections::BTreeMap;
+        let (from, to) = crate::cost::report::month(month)?;
+        let filter = EntryFilter {
+            from,
+            to,
+            project,
+            ..EntryFilter::default()
+        };
+        let report = report(&self.store, filter, By::ProjectDay, now_millis()).await?;
+        let mut currencies: Vec<Currency> =
+            report.totals.iter().map(|m| m.currency.clone()).collect();
+        currencies.dedup();
+        let currency = match currency {
+            Some(code) => Currency::parse(&code.to_ascii_uppercase())
+                .map_err(|e| SchedulingError::Invalid(e.to_string()))?,
+            None => match currencies.as_slice() {
+                [] => Currency::parse("XXX").expect("ISO 4217's code for no currency"),
+                [one] => one.clone(),
+                many => {
+                    let codes: Vec<&str> = many.iter().map(|c| c.code()).collect();
+                    return Err(SchedulingError::Invalid(format!(
+                        "{month} has costs in {}: name one (currency=…); currencies are never added together",
+                        codes.join(", ")
+                    )));
+                }
+            },
+        };
+        let days: Vec<String> = (from..to)
+            .step_by(86_400_000)
+            .map(crate::cost::report::day)
+            .collect();
+        let mut series: BTreeMap<String, Vec<Decimal>> = BTreeMap::new();
+        for row in &report.rows {
+            let Some((project, day)) = row.key.split_once(crate::cost::report::PAIR) else {
+                continue;
+            };
+            let Some(i) = days.iter().position(|d| d == day) else {
+                continue;
+            };
+            let amount = row
+                .totals
+                .iter()
+                .find(|m| m.currency == currency)
+                .map(|m| m.amount)
+                .unwrap_or_default();
+            series
+                .entry(project.to_string())
+                .or_insert_with(|| vec![Decimal::ZERO; days.len()])[i] += amount;
+        }
+        series.retain(|_, v| v.iter().any(|a| !a.is_zero()));
+        let title = format!("Daily cost per project, {month} ({})", currency.code());
+        Ok(crate::cost::chart::daily_by_project(
+            &title, &currency, &days, &series,
+        ))
+    }
+
     async fn cluster_record(&self, cluster: &str) -> SchedulingResult<ClusterRecord> {
         let name = cluster.to_string();
         self.store

@@ -372,6 +372,9 @@ pub async fn report(
                         By::Cluster => cluster.to_string(),
                         By::Machine => machine.to_string(),
                         By::Day => day(at),
+                        By::ProjectDay => {
+                            format!("{project}{}{}", crate::cost::report::PAIR, day(at))
+                        }
                         By::Label(k) => {
                             if !labels.contains_key(machine) {
                                 let value = tx
@@ -387,7 +390,7 @@ pub async fn report(
                     })
                 };
             let daily = filter.machine.is_none()
-                && matches!(by, By::Project | By::Cluster | By::Day)
+                && matches!(by, By::Project | By::Cluster | By::Day | By::ProjectDay)
                 && from.is_multiple_of(MS_PER_DAY)
                 && to.is_multiple_of(MS_PER_DAY);
             if daily {

@@ -451,7 +451,45 @@ async fn budgets_warn_at_their_thresholds_and_refuse_what_would_exceed_them() {
         "{table}"
     );
 
-    // Members read a budget; only admins set or remove one.
+    // The month's chart: data's bars, an SVG with no script.
+    let chart = admin
+        .get(format!(
+            "{}/api/v1/costs/chart.svg?month={month}&project=data",
+            berth.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chart.status(), 200);
+    assert_eq!(
+        chart.headers()["content-type"],
+        "image/svg+xml; charset=utf-8"
+    );
+    assert!(
+        chart.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("default-src 'none'")
+    );
+    let svg = chart.text().await.unwrap();
+    let today = now.format("%Y-%m-%d").to_string();
+    assert!(
+        svg.starts_with("<svg ") && svg.contains(&format!("data on {today}: ")),
+        "{svg}"
+    );
+    assert!(svg.contains(&format!("Daily cost per project, {month} (EUR)")));
+    assert!(!svg.contains("<script"));
+    let (status, _) = call(
+        &admin,
+        &berth,
+        Method::GET,
+        &format!("/api/v1/costs/chart.svg?month={month}&currency=usd"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // Members read a budget and their project's chart; only admins set or remove one.
     api(
         &berth,
         Method::POST,
@@ -485,6 +523,22 @@ async fn budgets_warn_at_their_thresholds_and_refuse_what_would_exceed_them() {
     )
     .await;
     assert!(status == 403 || status == 404, "{status}");
+    for path in [
+        format!("/api/v1/costs/chart.svg?month={month}&project=data"),
+        format!("/api/v1/costs/chart.svg?month={month}"),
+    ] {
+        let (status, _) = call(&dev, &berth, Method::GET, &path, None).await;
+        assert!(matches!(status, 400 | 403 | 404), "{path}: {status}");
+    }
+    let r = dev
+        .get(format!(
+            "{}/api/v1/costs/chart.svg?month={month}&project=web",
+            berth.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let (status, _) = call(
         &dev,
         &berth,
