@@ -136,6 +136,8 @@ pub fn router(state: ApiState) -> Router {
         .routes(routes!(scheduling::get_quota, scheduling::set_quota))
         .routes(routes!(costs::cost_report))
         .routes(routes!(costs::cost_chart))
+        .routes(routes!(costs::exchange_rates))
+        .routes(routes!(costs::set_exchange_rate))
         .routes(routes!(budgets::list_budgets))
         .routes(routes!(budgets::set_budget, budgets::remove_budget))
         .routes(routes!(costs::accrue))

@@ -15,7 +15,7 @@ use super::problem::{ApiError, ApiResult, Problem};
 use crate::auth::Action;
 use crate::cost::report::{By, Report, month};
 use crate::cost::sheet::Sheet;
-use crate::storage::tables::cost::{EntryFilter, SheetVersion};
+use crate::storage::tables::cost::{EntryFilter, ExchangeRate, SheetVersion};
 
 /// `GET /api/v1/costs` parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -38,6 +38,9 @@ pub struct CostQuery {
     pub by: Option<String>,
     /// `json` (default) or `csv`.
     pub format: Option<String>,
+    /// Also convert every figure to this currency at the administrators' exchange
+    /// rates (`conversion` in the answer; JSON only).
+    pub convert_to: Option<String>,
 }
 
 fn rfc3339(what: &str, text: &str) -> ApiResult<u64> {
@@ -94,7 +97,10 @@ pub async fn cost_report(
         cluster: query.cluster,
         machine: query.machine,
     };
-    let report = state.scheduling.cost_report(filter, by).await?;
+    let report = state
+        .scheduling
+        .cost_report(filter, by, query.convert_to.as_deref())
+        .await?;
     match query.format.as_deref() {
         None | Some("json") => Ok(Json(report).into_response()),
         Some("csv") => Ok((
@@ -258,4 +264,64 @@ pub async fn accrue(
         machines: round.map(|r| r.machines).unwrap_or(0),
         entries: round.map(|r| r.entries).unwrap_or(0),
     }))
+}
+
+/// A new exchange rate.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewExchangeRate {
+    /// One unit of the first currency is this many of the second: a decimal string.
+    #[schema(example = "1.0834")]
+    pub rate: String,
+    /// From when, RFC 3339 (now if not given; an earlier time records a past rate).
+    pub effective_from: Option<String>,
+}
+
+/// Every exchange rate administrators set (any signed-in user).
+#[utoipa::path(get, operation_id = "exchange_rates_list", path = "/api/v1/costs/exchange-rates", tag = "costs",
+    responses((status = 200, body = [ExchangeRate]), (status = 401, body = Problem)))]
+pub async fn exchange_rates(
+    State(state): State<ApiState>,
+    // Any signed-in caller: the extractor refuses the rest.
+    _caller: ApiCaller,
+) -> ApiResult<Json<Vec<ExchangeRate>>> {
+    Ok(Json(state.scheduling.exchange_rates().await?))
+}
+
+/// Sets the rate from one currency to another (system administrators). Reports use it
+/// only where asked to convert (`convert_to`), and say so; the ledger never does.
+#[utoipa::path(put, operation_id = "exchange_rates_set", path = "/api/v1/costs/exchange-rates/{from}/{to}", tag = "costs",
+    params(("from" = String, Path), ("to" = String, Path)), request_body = NewExchangeRate,
+    responses((status = 200, body = ExchangeRate), (status = 400, body = Problem), (status = 403, body = Problem), (status = 415, body = Problem)))]
+pub async fn set_exchange_rate(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    Path((from, to)): Path<(String, String)>,
+    ApiJson(new): ApiJson<NewExchangeRate>,
+) -> ApiResult<Json<ExchangeRate>> {
+    caller.require_admin()?;
+    let effective_from = new
+        .effective_from
+        .as_deref()
+        .map(|t| rfc3339("effective_from", t))
+        .transpose()?;
+    let rate = state
+        .scheduling
+        .set_exchange_rate(
+            &from,
+            &to,
+            &new.rate,
+            effective_from,
+            caller.principal.name(),
+        )
+        .await?;
+    caller
+        .audit(
+            &state,
+            "cost.exchange-rate",
+            &format!("{}/{}", rate.from, rate.to),
+            Some(format!("{} from {}", rate.rate, rate.effective_from)),
+        )
+        .await;
+    Ok(Json(rate))
 }

@@ -40,6 +40,15 @@ pub enum CostCommand {
         /// Rows by project, cluster, machine, day or label:KEY.
         #[arg(long, default_value = "project")]
         by: String,
+        /// Also show every figure converted to this currency at the administrators'
+        /// exchange rates (the exact per-currency figures stay).
+        #[arg(long)]
+        convert_to: Option<String>,
+    },
+    /// Exchange rates, which reports use only when asked to convert.
+    Rate {
+        #[command(subcommand)]
+        command: RateCommand,
     },
     /// A cluster's price sheet: what its machines cost where no provider prices them.
     Sheet {
@@ -78,6 +87,23 @@ pub enum SheetCommand {
         /// When it takes effect, RFC 3339.
         #[arg(long)]
         from: Option<String>,
+    },
+}
+
+/// `berth cost rate …`
+#[derive(Debug, Subcommand)]
+pub enum RateCommand {
+    /// Every exchange rate.
+    List,
+    /// Set the rate from one currency to another (system administrators): one FROM is
+    /// RATE TOs.
+    Set {
+        from: String,
+        to: String,
+        rate: String,
+        /// From when, RFC 3339 (now if not given).
+        #[arg(long)]
+        from_time: Option<String>,
     },
 }
 
@@ -124,6 +150,7 @@ pub fn cost(c: &Client, command: CostCommand) -> anyhow::Result<ExitCode> {
             cluster,
             machine,
             by,
+            convert_to,
         } => {
             let month = match (&month, &from) {
                 (None, None) => Some(chrono::Utc::now().format("%Y-%m").to_string()),
@@ -137,6 +164,7 @@ pub fn cost(c: &Client, command: CostCommand) -> anyhow::Result<ExitCode> {
                 ("project", &project),
                 ("cluster", &cluster),
                 ("machine", &machine),
+                ("convert_to", &convert_to),
             ] {
                 if let Some(value) = value {
                     query.append_pair(key, value);
@@ -195,6 +223,38 @@ pub fn cost(c: &Client, command: CostCommand) -> anyhow::Result<ExitCode> {
                     Some(body),
                 )?,
                 &["cluster", "effective_from", "set_by"],
+            );
+        }
+        CostCommand::Rate {
+            command: RateCommand::List,
+        } => c.print(
+            &c.call(Method::GET, "/api/v1/costs/exchange-rates", None)?,
+            &["from", "to", "rate", "effective_from", "set_by"],
+        ),
+        CostCommand::Rate {
+            command:
+                RateCommand::Set {
+                    from,
+                    to,
+                    rate,
+                    from_time,
+                },
+        } => {
+            let mut body = json!({ "rate": rate });
+            if let Some(t) = from_time {
+                body["effective_from"] = json!(t);
+            }
+            c.print(
+                &c.call(
+                    Method::PUT,
+                    &format!(
+                        "/api/v1/costs/exchange-rates/{}/{}",
+                        segment(&from),
+                        segment(&to)
+                    ),
+                    Some(body),
+                )?,
+                &["from", "to", "rate", "effective_from"],
             );
         }
         CostCommand::Budget {
@@ -366,5 +426,27 @@ fn print_report(c: &Client, report: &Value) {
             }));
         }
     }
+    // Converted figures, when asked for: after the exact ones, marked.
+    let conversion = &report["conversion"];
+    if let Some(to) = conversion["to"].as_str() {
+        let total = json!({"key": "(total)", "totals": conversion["totals"]});
+        for row in conversion["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(std::iter::once(&total))
+        {
+            for money in row["totals"].as_array().into_iter().flatten() {
+                lines.push(json!({
+                    "key": format!("(in {to}) {}", row["key"].as_str().unwrap_or_default()),
+                    "cost": shown(money),
+                    "unpriced_hours": "",
+                }));
+            }
+        }
+    }
     c.print(&Value::Array(lines), &["key", "cost", "unpriced_hours"]);
+    if let Some(note) = conversion["note"].as_str() {
+        println!("{note}");
+    }
 }

@@ -88,6 +88,87 @@ pub struct Report {
     /// project held them (up to `as_of`). Not part of `totals`, which are the projects';
     /// given only where no project or machine narrows the report.
     pub idle: Vec<Row>,
+    /// The same figures in one currency, where the report was asked to convert
+    /// (`convert_to`); the per-currency figures above stay the exact ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversion: Option<Conversion>,
+}
+
+/// A report's figures converted to one currency at administrators' exchange rates.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Conversion {
+    /// The currency converted to.
+    pub to: String,
+    /// Each row, converted (unpriced time stays unpriced).
+    pub rows: Vec<Row>,
+    pub totals: Vec<Money>,
+    /// The exchange rates used: one unit of `from` is `rate` units of `to`, as set
+    /// from `effective_from`.
+    pub rates: Vec<UsedRate>,
+    /// What the conversion is, in words.
+    pub note: String,
+}
+
+/// One exchange rate a conversion used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct UsedRate {
+    pub from: String,
+    pub effective_from: u64,
+    #[schema(value_type = String)]
+    pub rate: Decimal,
+}
+
+/// Converts `parts` to `target` at the rates in force at each part's start: the rate
+/// from its currency to `target` with the latest effective time at or before it.
+pub fn convert(
+    from: u64,
+    to: u64,
+    as_of: u64,
+    parts: &[Part],
+    target: &Currency,
+    rates: &[crate::storage::tables::cost::ExchangeRate],
+) -> Result<Conversion, ReportError> {
+    let mut used: BTreeMap<(String, u64), Decimal> = BTreeMap::new();
+    let mut converted = Vec::with_capacity(parts.len());
+    for part in parts {
+        let mut part = part.clone();
+        if let Some(code) = &part.currency
+            && code != target.code()
+        {
+            let rate = rates
+                .iter()
+                .filter(|r| r.from == *code && r.to == target.code() && r.effective_from <= part.at)
+                .max_by_key(|r| r.effective_from)
+                .ok_or_else(|| ReportError::NoExchangeRate {
+                    from: code.clone(),
+                    to: target.code().to_string(),
+                    day: day(part.at),
+                })?;
+            used.insert((code.clone(), rate.effective_from), rate.rate);
+            part.amount *= rate.rate;
+            part.currency = Some(target.code().to_string());
+        }
+        converted.push(part);
+    }
+    let summed = summarise(from, to, as_of, converted)?;
+    Ok(Conversion {
+        to: target.code().to_string(),
+        rows: summed.rows,
+        totals: summed.totals,
+        rates: used
+            .into_iter()
+            .map(|((from, effective_from), rate)| UsedRate {
+                from,
+                effective_from,
+                rate,
+            })
+            .collect(),
+        note: format!(
+            "converted to {} at the administrators' exchange rates in force on each day; \
+             the per-currency figures are the exact ones",
+            target.code()
+        ),
+    })
 }
 
 impl Report {
@@ -158,6 +239,14 @@ pub enum ReportError {
     BadMonth(String),
     #[error("a stored entry has an unknown currency: {0}")]
     BadCurrency(String),
+    #[error(
+        "no exchange rate from {from} to {to} in force on {day}: a system administrator sets one (berth cost rate set {from} {to} RATE)"
+    )]
+    NoExchangeRate {
+        from: String,
+        to: String,
+        day: String,
+    },
 }
 
 /// `[from, to)` of month `YYYY-MM` in UTC, ms since the epoch.
@@ -186,6 +275,8 @@ pub fn month(text: &str) -> Result<(u64, u64), ReportError> {
 pub struct Part {
     /// The row it belongs to.
     pub key: String,
+    /// When its time starts (ms since the epoch): the day an exchange rate is taken on.
+    pub at: u64,
     /// Its currency; none for billed time without a price.
     pub currency: Option<String>,
     pub amount: Decimal,
@@ -242,6 +333,7 @@ pub fn summarise(
         provisional: provisional.iter().collect(),
         as_of,
         idle: Vec::new(),
+        conversion: None,
     })
 }
 

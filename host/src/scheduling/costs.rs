@@ -15,7 +15,7 @@ use crate::cost::rate::{Basis, Rate};
 use crate::cost::report::{By, Report, ReportError};
 use crate::cost::sheet::Sheet;
 use crate::storage::store::now_millis;
-use crate::storage::tables::cost::{EntryFilter, SheetVersion};
+use crate::storage::tables::cost::{EntryFilter, ExchangeRate, SheetVersion};
 
 /// The kind of the never-ending job whose lease says which node accrues.
 pub const ACCRUAL: &str = "cost-accrual";
@@ -215,8 +215,65 @@ impl Scheduling {
     }
 
     /// The report of the ledger's entries `filter` selects, grouped `by`.
-    pub async fn cost_report(&self, filter: EntryFilter, by: By) -> SchedulingResult<Report> {
-        Ok(report(&self.store, filter, by, now_millis()).await?)
+    pub async fn cost_report(
+        &self,
+        filter: EntryFilter,
+        by: By,
+        convert_to: Option<&str>,
+    ) -> SchedulingResult<Report> {
+        let convert_to = convert_to
+            .map(|c| Currency::parse(&c.to_ascii_uppercase()))
+            .transpose()
+            .map_err(|e| SchedulingError::Invalid(format!("convert_to: {e}")))?;
+        Ok(super::ledger::report_in(&self.store, filter, by, now_millis(), convert_to).await?)
+    }
+
+    /// Sets the exchange rate from `from` to `to` (one unit of `from` is `rate` of
+    /// `to`) from `effective_from` (now if not given; an earlier time records a past
+    /// rate, which conversions of that time then use). Used only where a report asks.
+    pub async fn set_exchange_rate(
+        &self,
+        from: &str,
+        to: &str,
+        rate: &str,
+        effective_from: Option<u64>,
+        actor: &str,
+    ) -> SchedulingResult<ExchangeRate> {
+        let invalid = |e: crate::cost::money::MoneyError| SchedulingError::Invalid(e.to_string());
+        let from = Currency::parse(&from.to_ascii_uppercase()).map_err(invalid)?;
+        let to = Currency::parse(&to.to_ascii_uppercase()).map_err(invalid)?;
+        if from == to {
+            return Err(SchedulingError::Invalid(
+                "an exchange rate is between two currencies".into(),
+            ));
+        }
+        let rate = crate::cost::money::Money::parse(rate, to.code())
+            .map_err(|e| SchedulingError::Invalid(format!("rate: {e}")))?
+            .amount;
+        if rate <= Decimal::ZERO {
+            return Err(SchedulingError::Invalid(
+                "an exchange rate is more than zero".into(),
+            ));
+        }
+        let now = now_millis();
+        let record = ExchangeRate {
+            from: from.code().to_string(),
+            to: to.code().to_string(),
+            effective_from: effective_from.unwrap_or(now),
+            rate,
+            set_by: actor.to_string(),
+            set_at: now,
+        };
+        let stored = record.clone();
+        self.store
+            .write(move |tx| tx.cost().put_exchange_rate(&stored))
+            .await?;
+        Ok(record)
+    }
+
+    /// Every exchange rate.
+    pub async fn exchange_rates(&self) -> SchedulingResult<Vec<ExchangeRate>> {
+        Ok(self.store.read(|tx| tx.cost().exchange_rates()).await?)
     }
 
     /// The chart of month `month`'s daily cost per project (of `project` alone if

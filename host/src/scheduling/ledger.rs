@@ -28,7 +28,7 @@ use crate::storage::tables::scheduling::{
 
 use crate::cost::accrual::{Piece, accrue, accrue_closed};
 use crate::cost::rate::{Phase, Rate};
-use crate::cost::report::{By, Part, Report, ReportError, day, summarise};
+use crate::cost::report::{By, Part, Report, ReportError, convert, day, summarise};
 use crate::cost::sheet::{Sheet, dearest_host_rates, flavor_rates, host_rates};
 
 /// Machines accrued per transaction: few enough that a round's commits stay short, many
@@ -358,8 +358,21 @@ pub async fn report(
     by: By,
     now: u64,
 ) -> Result<Report, ReportError> {
+    report_in(store, filter, by, now, None).await
+}
+
+/// [`report`], and with `convert_to`, the same figures converted to that currency at
+/// the administrators' exchange rates in force on each part's day.
+pub async fn report_in(
+    store: &Store,
+    filter: EntryFilter,
+    by: By,
+    now: u64,
+    convert_to: Option<crate::cost::money::Currency>,
+) -> Result<Report, ReportError> {
     let (from, to) = (filter.from, filter.to);
     let as_of = to.min(now).max(from);
+    let converting = convert_to.is_some();
     store
         .read(move |tx| {
             let mut parts = Vec::new();
@@ -403,6 +416,7 @@ pub async fn report(
                 for t in totals {
                     parts.push(Part {
                         key: key(tx, "", &t.project, &t.cluster, t.day)?,
+                        at: t.day,
                         currency: t.currency,
                         amount: t.amount,
                         unpriced_ms: t.unpriced_ms,
@@ -414,6 +428,7 @@ pub async fn report(
                 for e in tx.cost().entries(&filter)? {
                     parts.push(Part {
                         key: key(tx, &e.machine, &e.project, &e.cluster, e.from)?,
+                        at: e.from,
                         unpriced_ms: if e.currency.is_none() {
                             e.to - e.from
                         } else {
@@ -448,6 +463,7 @@ pub async fn report(
                 for p in pieces.into_iter().filter(|p| p.from >= from && p.from < to) {
                     parts.push(Part {
                         key: key(tx, &m.id, &m.project, &m.cluster, p.from)?,
+                        at: p.from,
                         unpriced_ms: if p.currency.is_none() {
                             p.to - p.from
                         } else {
@@ -472,13 +488,23 @@ pub async fn report(
             } else {
                 Vec::new()
             };
-            Ok::<_, StoreError>((parts, idle))
+            let rates = if converting {
+                tx.cost().exchange_rates()?
+            } else {
+                Vec::new()
+            };
+            Ok::<_, StoreError>((parts, idle, rates))
         })
         .await
         .map_err(ReportError::from)
-        .and_then(|(parts, idle)| {
+        .and_then(|(parts, idle, rates)| {
+            let conversion = match &convert_to {
+                Some(target) => Some(convert(from, to, as_of, &parts, target, &rates)?),
+                None => None,
+            };
             let mut report = summarise(from, to, as_of, parts)?;
             report.idle = summarise(from, to, as_of, idle)?.rows;
+            report.conversion = conversion;
             Ok(report)
         })
 }

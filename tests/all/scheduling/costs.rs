@@ -489,6 +489,58 @@ async fn budgets_warn_at_their_thresholds_and_refuse_what_would_exceed_them() {
     .await;
     assert_eq!(status, 200);
 
+    // Converted only where asked, at the administrators' rate, beside the exact figures.
+    let (ok, _, err) = cli(
+        &berth,
+        &[
+            "cost",
+            "rate",
+            "set",
+            "eur",
+            "usd",
+            "1.10",
+            "--from-time",
+            "2020-01-01T00:00:00Z",
+        ],
+    );
+    assert!(ok, "{err}");
+    let (ok, out, err) = cli(
+        &berth,
+        &[
+            "cost",
+            "report",
+            "--project",
+            "data",
+            "--convert-to",
+            "USD",
+            "--output",
+            "json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let converted: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(converted["totals"][0]["currency"], "EUR", "{converted}");
+    let c = &converted["conversion"];
+    assert_eq!(c["to"], "USD", "{converted}");
+    assert_eq!(c["rates"][0]["rate"], "1.10", "{converted}");
+    let (ok, table, err) = cli(
+        &berth,
+        &["cost", "report", "--project", "data", "--convert-to", "USD"],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        table.contains("(in USD) (total)") && table.contains("exact"),
+        "{table}"
+    );
+    let (ok, _, err) = cli(
+        &berth,
+        &["cost", "report", "--project", "data", "--convert-to", "JPY"],
+    );
+    assert!(
+        !ok && err.contains("no exchange rate from EUR to JPY"),
+        "{err}"
+    );
+
     // Members read a budget and their project's chart; only admins set or remove one.
     api(
         &berth,
@@ -539,6 +591,28 @@ async fn budgets_warn_at_their_thresholds_and_refuse_what_would_exceed_them() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    let (status, _) = call(
+        &dev,
+        &berth,
+        Method::PUT,
+        "/api/v1/costs/exchange-rates/EUR/USD",
+        Some(json!({"rate": "9"})),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, rates) = call(
+        &dev,
+        &berth,
+        Method::GET,
+        "/api/v1/costs/exchange-rates",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, rates[0]["rate"].as_str()),
+        (200, Some("1.10")),
+        "{rates}"
+    );
     let (status, _) = call(
         &dev,
         &berth,

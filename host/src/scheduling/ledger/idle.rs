@@ -76,6 +76,7 @@ pub(super) fn idle(
             for p in accrue(&timeline, &rates, from, until) {
                 parts.push(Part {
                     key: name.clone(),
+                    at: p.from,
                     unpriced_ms: if p.currency.is_none() {
                         p.to - p.from
                     } else {

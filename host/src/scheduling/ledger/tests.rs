@@ -495,6 +495,94 @@ pub(super) fn a_pools_unallocated_hosts_are_its_idle_cost_not_a_projects(store: 
     });
 }
 
+pub(super) fn a_report_converts_only_where_asked_at_each_days_rate(store: Store) {
+    use crate::storage::tables::cost::ExchangeRate;
+    use MachineState::*;
+    let eur = |monthly: &str| Rate {
+        currency: Currency::parse("EUR").unwrap(),
+        basis: Basis::Hour,
+        running: monthly.parse().unwrap(),
+        stopped: None,
+        source: "provider test".into(),
+    };
+    let day3 = at("2026-11-03T00:00:00Z");
+    let day4 = at("2026-11-04T00:00:00Z");
+    write(&store, |tx| {
+        tx.scheduling().put_cluster(&cluster("aws", "aws-ec2"))?;
+        tx.scheduling().put_cluster(&cluster("ovh", "openstack"))?;
+        machine(
+            tx,
+            "m-usd",
+            "aws",
+            "web",
+            None,
+            &[
+                (Requested, day3),
+                (Initializing, day3),
+                (Retired, day3 + 10 * HOUR),
+            ],
+        )?;
+        Ledger::snapshot(tx, "m-usd", day3, Some(&hourly("0.10")))?;
+        // Two hours on the 3rd, two on the 4th, at 1 EUR an hour.
+        machine(
+            tx,
+            "m-eur",
+            "ovh",
+            "web",
+            None,
+            &[
+                (Requested, day4 - 2 * HOUR),
+                (Initializing, day4 - 2 * HOUR),
+                (Retired, day4 + 2 * HOUR),
+            ],
+        )?;
+        Ledger::snapshot(tx, "m-eur", day4 - 2 * HOUR, Some(&eur("1")))?;
+        for (from, rate) in [(0, "1.10"), (day4, "1.20")] {
+            tx.cost().put_exchange_rate(&ExchangeRate {
+                from: "EUR".into(),
+                to: "USD".into(),
+                effective_from: from,
+                rate: d(rate),
+                set_by: "admin".into(),
+                set_at: 0,
+            })?;
+        }
+        Ok(())
+    });
+    rt().block_on(async {
+        let (from, to) = month("2026-11").unwrap();
+        Ledger::new(store.clone()).accrue(to).await.unwrap();
+        let filter = EntryFilter {
+            from,
+            to,
+            ..Default::default()
+        };
+        // Not asked: two currencies, never added together.
+        let plain = november(&store, By::Project).await;
+        assert_eq!(plain.totals.len(), 2, "{plain:?}");
+        assert!(plain.conversion.is_none());
+        let usd = Currency::parse("USD").unwrap();
+        let r = super::report_in(&store, filter.clone(), By::Day, to, Some(usd.clone()))
+            .await
+            .unwrap();
+        // Asked: the exact figures unchanged, and beside them 1 USD + 2 × 1.10 + 2 × 1.20.
+        assert_eq!(r.totals, plain.totals);
+        let c = r.conversion.unwrap();
+        assert_eq!(c.to, "USD");
+        assert_eq!(c.totals.len(), 1);
+        assert_eq!(c.totals[0].amount, d("5.6"), "{c:?}");
+        assert_eq!(c.rates.len(), 2);
+        assert!(c.note.contains("exact"));
+        // No rate for a currency on a day: refused, saying which.
+        let cny = Currency::parse("CNY").unwrap();
+        let refused = super::report_in(&store, filter, By::Day, to, Some(cny)).await;
+        assert!(matches!(
+            refused,
+            Err(crate::cost::report::ReportError::NoExchangeRate { .. })
+        ));
+    });
+}
+
 macro_rules! both_backends {
     ($($case:ident $(, $arg:expr)?);* $(;)?) => {
         mod redb {
@@ -511,5 +599,6 @@ both_backends!(
     accrual_resumes_where_it_stopped_and_never_charges_twice;
     a_pool_host_is_charged_its_sheet_from_each_versions_time;
     a_pools_unallocated_hosts_are_its_idle_cost_not_a_projects;
+    a_report_converts_only_where_asked_at_each_days_rate;
     many_machines_over_a_month_sum_to_the_cent, 1000;
 );

@@ -5,7 +5,8 @@
 //! cluster and currency, kept by the backend as it appends, which reports and budgets
 //! read instead of a month of entries) and `accrual_cursors` (how far each machine is
 //! accrued), `budgets` (a project's monthly budget per currency) and `budget_alerts`
-//! (each threshold crossed, once per month). A cursor moves in the transaction that appends the entries it covers, so a
+//! (each threshold crossed, once per month), and `exchange_rates` (an administrator's,
+//! used only where a report asks to convert). A cursor moves in the transaction that appends the entries it covers, so a
 //! crash never charges twice and a restart loses nothing. Sheets and rates are documents
 //! that `cost` reads whole (its own types, as JSON); entries are columns, since reports
 //! sum and group them.
@@ -195,6 +196,20 @@ pub struct BudgetAlert {
     pub at: u64,
 }
 
+/// An exchange rate an administrator set: one unit of `from` is `rate` units of `to`,
+/// from `effective_from` on. Used only where a report asks for a conversion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ExchangeRate {
+    pub from: String,
+    pub to: String,
+    /// ms since the epoch.
+    pub effective_from: u64,
+    #[schema(value_type = String, example = "1.0834")]
+    pub rate: Decimal,
+    pub set_by: String,
+    pub set_at: u64,
+}
+
 /// Reads of cost accounting's tables.
 pub trait CostRead {
     /// Cluster `cluster`'s price sheet versions, oldest first.
@@ -212,6 +227,8 @@ pub trait CostRead {
     /// The alerts of project `project` in month `month` (`YYYY-MM`), by currency and
     /// threshold.
     fn budget_alerts(&self, project: &str, month: &str) -> StoreResult<Vec<BudgetAlert>>;
+    /// Every exchange rate, by `from`, `to` and effective time.
+    fn exchange_rates(&self) -> StoreResult<Vec<ExchangeRate>>;
 }
 
 /// Writes of cost accounting's tables. Entries are only ever appended.
@@ -232,4 +249,6 @@ pub trait CostWrite: CostRead {
     /// Records an alert unless one of the same project, currency, month and threshold
     /// is recorded: whether this one is new.
     fn add_budget_alert(&self, alert: &BudgetAlert) -> StoreResult<bool>;
+    /// Stores an exchange rate, replacing one of the same pair and effective time.
+    fn put_exchange_rate(&self, rate: &ExchangeRate) -> StoreResult<()>;
 }

@@ -14,7 +14,7 @@ use super::{PgTx, decode_error, millis, timestamp};
 use crate::storage::store::StoreResult;
 use crate::storage::tables::cost::{
     BilledPhase, Budget, BudgetAlert, CostEntry, CostRead, CostWrite, DailyTotal, EntryFilter,
-    MachineRate, SheetVersion, TotalsFilter,
+    ExchangeRate, MachineRate, SheetVersion, TotalsFilter,
 };
 
 pub(super) const SCHEMA: Component = Component {
@@ -98,6 +98,17 @@ pub(super) const SCHEMA: Component = Component {
             monthly numeric NOT NULL,
             at timestamptz NOT NULL,
             PRIMARY KEY (project, month, currency, threshold)
+        );
+    "#,
+        r#"
+        CREATE TABLE exchange_rates (
+            from_currency text COLLATE "C" NOT NULL,
+            to_currency text COLLATE "C" NOT NULL,
+            effective_from timestamptz NOT NULL,
+            rate numeric NOT NULL,
+            set_by text NOT NULL,
+            set_at timestamptz NOT NULL,
+            PRIMARY KEY (from_currency, to_currency, effective_from)
         );
     "#,
     ],
@@ -234,6 +245,28 @@ impl CostRead for PgTx<'_> {
         )?
         .iter()
         .map(budget)
+        .collect()
+    }
+
+    fn exchange_rates(&self) -> StoreResult<Vec<ExchangeRate>> {
+        self.query(
+            "SELECT from_currency, to_currency, effective_from, rate, set_by, set_at
+             FROM exchange_rates ORDER BY from_currency, to_currency, effective_from",
+            &[],
+        )?
+        .iter()
+        .map(|row| {
+            Ok(ExchangeRate {
+                from: row.get("from_currency"),
+                to: row.get("to_currency"),
+                effective_from: millis(row.get("effective_from")),
+                rate: row
+                    .try_get("rate")
+                    .map_err(|e| decode_error("exchange_rates", e))?,
+                set_by: row.get("set_by"),
+                set_at: millis(row.get("set_at")),
+            })
+        })
         .collect()
     }
 
@@ -417,6 +450,25 @@ impl CostWrite for PgTx<'_> {
             "DELETE FROM budgets WHERE project = $1 AND currency = $2",
             &[&project, &currency],
         )? > 0)
+    }
+
+    fn put_exchange_rate(&self, r: &ExchangeRate) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO exchange_rates (from_currency, to_currency, effective_from, rate,
+                 set_by, set_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (from_currency, to_currency, effective_from) DO UPDATE SET
+                 rate = EXCLUDED.rate, set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at",
+            &[
+                &r.from,
+                &r.to,
+                &timestamp(r.effective_from),
+                &r.rate,
+                &r.set_by,
+                &timestamp(r.set_at),
+            ],
+        )?;
+        Ok(())
     }
 
     fn add_budget_alert(&self, a: &BudgetAlert) -> StoreResult<bool> {

@@ -14,8 +14,8 @@ use crate::storage::meta::schema::{Component, Migration};
 use crate::storage::meta::{MetaResult, Reader, decode, encode};
 use crate::storage::store::StoreResult;
 use crate::storage::tables::cost::{
-    Budget, BudgetAlert, CostEntry, CostRead, CostWrite, DailyTotal, EntryFilter, MachineRate,
-    SheetVersion, TotalsFilter,
+    Budget, BudgetAlert, CostEntry, CostRead, CostWrite, DailyTotal, EntryFilter, ExchangeRate,
+    MachineRate, SheetVersion, TotalsFilter,
 };
 
 const SHEETS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("price_sheets");
@@ -32,6 +32,8 @@ const BUDGETS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("budg
 /// `(project, month, currency, threshold)` → [`BudgetAlert`].
 const ALERTS: TableDefinition<(&str, &str, &str, u32), &[u8]> =
     TableDefinition::new("budget_alerts");
+/// `(from, to, effective_from)` → [`ExchangeRate`].
+const EXCHANGE: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("exchange_rates");
 /// The last number given to an entry, under the key `entries`.
 const NUMBERS: TableDefinition<&str, u64> = TableDefinition::new("cost_numbers");
 /// `(day, project, cluster, currency or "")` → [`DailyTotal`].
@@ -40,7 +42,7 @@ const DAILY: TableDefinition<(u64, &str, &str, &str), &[u8]> = TableDefinition::
 /// Cost accounting's tables, versioned on their own.
 pub(super) const SCHEMA: Component = Component {
     name: "cost",
-    current: 3,
+    current: 4,
     migrations: &[
         Migration {
             from: 0,
@@ -53,6 +55,10 @@ pub(super) const SCHEMA: Component = Component {
         Migration {
             from: 2,
             apply: budgets_v3,
+        },
+        Migration {
+            from: 3,
+            apply: exchange_v4,
         },
     ],
 };
@@ -96,6 +102,12 @@ fn daily_totals_v2(tx: &WriteTransaction) -> MetaResult<()> {
 fn budgets_v3(tx: &WriteTransaction) -> MetaResult<()> {
     tx.open_table(BUDGETS)?;
     tx.open_table(ALERTS)?;
+    Ok(())
+}
+
+/// Version 4 keeps exchange rates.
+fn exchange_v4(tx: &WriteTransaction) -> MetaResult<()> {
+    tx.open_table(EXCHANGE)?;
     Ok(())
 }
 
@@ -267,6 +279,16 @@ impl<T: Reader> CostRead for RedbTx<T> {
         Ok(out)
     }
 
+    fn exchange_rates(&self) -> StoreResult<Vec<ExchangeRate>> {
+        let table = self.0.open(EXCHANGE)?;
+        let mut out = Vec::new();
+        for row in table.range::<(&str, &str, u64)>(..).map_err(backend)? {
+            let (_, value) = row.map_err(backend)?;
+            out.push(decode("exchange_rates", value.value())?);
+        }
+        Ok(out)
+    }
+
     fn budget_alerts(&self, project: &str, month: &str) -> StoreResult<Vec<BudgetAlert>> {
         let table = self.0.open(ALERTS)?;
         let mut out = Vec::new();
@@ -353,6 +375,17 @@ impl CostWrite for RedbTx<WriteTransaction> {
             .remove((project, currency))
             .map_err(backend)?
             .is_some())
+    }
+
+    fn put_exchange_rate(&self, rate: &ExchangeRate) -> StoreResult<()> {
+        let mut table = self.0.open_table(EXCHANGE).map_err(backend)?;
+        table
+            .insert(
+                (rate.from.as_str(), rate.to.as_str(), rate.effective_from),
+                encode(rate).as_slice(),
+            )
+            .map_err(backend)?;
+        Ok(())
     }
 
     fn add_budget_alert(&self, alert: &BudgetAlert) -> StoreResult<bool> {
