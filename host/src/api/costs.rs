@@ -43,6 +43,20 @@ pub struct CostQuery {
     pub convert_to: Option<String>,
 }
 
+/// A project's costs are for whoever may read its machines; costs across projects are
+/// the system administrators'.
+fn may_read_costs(state: &ApiState, caller: &ApiCaller, project: Option<&str>) -> ApiResult<()> {
+    match project {
+        Some(project) => {
+            caller.require(&state.auth, project, Action::ReadMachines)?;
+            Ok(())
+        }
+        None => caller
+            .require_admin()
+            .map_err(|_| ApiError::bad_request("name the project: ?project=NAME")),
+    }
+}
+
 fn rfc3339(what: &str, text: &str) -> ApiResult<u64> {
     chrono::DateTime::parse_from_rfc3339(text)
         .ok()
@@ -64,14 +78,7 @@ pub async fn cost_report(
     caller: ApiCaller,
     ApiQuery(query): ApiQuery<CostQuery>,
 ) -> ApiResult<Response> {
-    match &query.project {
-        Some(project) => {
-            caller.require(&state.auth, project, Action::ReadMachines)?;
-        }
-        None => caller
-            .require_admin()
-            .map_err(|_| ApiError::bad_request("name the project: ?project=NAME"))?,
-    }
+    may_read_costs(&state, &caller, query.project.as_deref())?;
     let (from, to) = match (&query.month, &query.from, &query.to) {
         (Some(m), None, None) => month(m).map_err(|e| ApiError::bad_request(e.to_string()))?,
         (None, Some(from), Some(to)) => (rfc3339("from", from)?, rfc3339("to", to)?),
@@ -136,14 +143,7 @@ pub async fn cost_chart(
     caller: ApiCaller,
     ApiQuery(query): ApiQuery<ChartQuery>,
 ) -> ApiResult<Response> {
-    match &query.project {
-        Some(project) => {
-            caller.require(&state.auth, project, Action::ReadMachines)?;
-        }
-        None => caller
-            .require_admin()
-            .map_err(|_| ApiError::bad_request("name the project: ?project=NAME"))?,
-    }
+    may_read_costs(&state, &caller, query.project.as_deref())?;
     let svg = state
         .scheduling
         .cost_chart(&query.month, query.project, query.currency)

@@ -287,6 +287,25 @@ pub struct Part {
     pub provisional: bool,
 }
 
+impl Part {
+    /// The part a piece of accrued time makes in row `key`.
+    pub fn of_piece(key: String, piece: &super::accrual::Piece, provisional: bool) -> Part {
+        Part {
+            key,
+            at: piece.from,
+            unpriced_ms: if piece.currency.is_none() {
+                piece.to - piece.from
+            } else {
+                0
+            },
+            currency: piece.currency.as_ref().map(|c| c.code().to_string()),
+            amount: piece.amount,
+            entries: 1,
+            provisional,
+        }
+    }
+}
+
 /// Sums `parts` into rows by key, and the whole.
 pub fn summarise(
     from: u64,

@@ -460,20 +460,9 @@ pub async fn report_in(
                     CostError::Store(e) => e,
                     other => StoreError::Backend(other.to_string()),
                 })?;
-                for p in pieces.into_iter().filter(|p| p.from >= from && p.from < to) {
-                    parts.push(Part {
-                        key: key(tx, &m.id, &m.project, &m.cluster, p.from)?,
-                        at: p.from,
-                        unpriced_ms: if p.currency.is_none() {
-                            p.to - p.from
-                        } else {
-                            0
-                        },
-                        currency: p.currency.map(|c| c.code().to_string()),
-                        amount: p.amount,
-                        entries: 1,
-                        provisional: true,
-                    });
+                for p in pieces.iter().filter(|p| p.from >= from && p.from < to) {
+                    let key = key(tx, &m.id, &m.project, &m.cluster, p.from)?;
+                    parts.push(Part::of_piece(key, p, true));
                 }
             }
             // A pool's idle hosts are no project's: shown apart, and only where no

@@ -17,6 +17,16 @@ fn pool_sheet(running_monthly: &str) -> Value {
         "running_monthly": running_monthly}})
 }
 
+/// PUTs `body` to `path` and expects a 400 whose detail says `why`.
+async fn put_refused(admin: &reqwest::Client, berth: &Berth, path: &str, body: Value, why: &str) {
+    let (status, problem) = call(admin, berth, Method::PUT, path, Some(body.clone())).await;
+    assert_eq!(status, 400, "{body}: {problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains(why),
+        "{body}: {problem}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_machine_is_charged_its_sheet_and_reported_to_its_project() {
     let berth = quick_berth();
@@ -56,19 +66,14 @@ async fn a_pool_machine_is_charged_its_sheet_and_reported_to_its_project() {
         ),
         (json!({"sheet": pool_sheet("1"), "extra": 1}), "extra"),
     ] {
-        let (status, problem) = call(
+        put_refused(
             &admin,
             &berth,
-            Method::PUT,
             "/api/v1/clusters/rack/price-sheet",
-            Some(body.clone()),
+            body,
+            why,
         )
         .await;
-        assert_eq!(status, 400, "{body}: {problem}");
-        assert!(
-            problem["detail"].as_str().unwrap().contains(why),
-            "{body}: {problem}"
-        );
     }
     let (status, _) = call(
         &admin,
@@ -628,19 +633,14 @@ async fn budgets_warn_at_their_thresholds_and_refuse_what_would_exceed_them() {
         (json!({"monthly": "10", "thresholds": [0]}), "percentages"),
         (json!({"monthly": "10", "limit": 1}), "limit"),
     ] {
-        let (status, problem) = call(
+        put_refused(
             &admin,
             &berth,
-            Method::PUT,
             "/api/v1/projects/web/budgets/EUR",
-            Some(body.clone()),
+            body,
+            why,
         )
         .await;
-        assert_eq!(status, 400, "{body}: {problem}");
-        assert!(
-            problem["detail"].as_str().unwrap().contains(why),
-            "{body}: {problem}"
-        );
     }
     let (status, _) = call(
         &admin,

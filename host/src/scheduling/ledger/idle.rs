@@ -74,19 +74,7 @@ pub(super) fn idle(
             }
             let rates = host_rates(&sheets, &host.name, 0);
             for p in accrue(&timeline, &rates, from, until) {
-                parts.push(Part {
-                    key: name.clone(),
-                    at: p.from,
-                    unpriced_ms: if p.currency.is_none() {
-                        p.to - p.from
-                    } else {
-                        0
-                    },
-                    currency: p.currency.map(|c| c.code().to_string()),
-                    amount: p.amount,
-                    entries: 1,
-                    provisional: true,
-                });
+                parts.push(Part::of_piece(name.clone(), &p, true));
             }
         }
     }
