@@ -14,6 +14,10 @@
 //!   by project, by day, by cluster and by machine, from outside, one at a time and 4 at
 //!   once, and again while two processes keep both cores busy.
 //!
+//! - **PostgreSQL**: the same machines in a throw-away PostgreSQL database, accrued in
+//!   daily rounds (the ledger holds closed pieces only, so it is the same ledger), and
+//!   the same reports from a berth whose metadata is there.
+//!
 //! Target: the monthly report by project and by day under 1 s.
 //!
 //! Run: `cargo bench --bench costs`.
@@ -299,6 +303,62 @@ async fn main() {
         );
     }
     let server = support::start_berth_node(&data, &[]);
+    report_table(&server).await;
+    drop(server);
+
+    // The same on PostgreSQL (a throw-away server of Debian's `postgresql`, fsync on).
+    // Accrued in daily rounds: the ledger holds closed pieces only, so it is the same
+    // ledger as hourly rounds make, and 720 rounds of 10,000 machines' reads over a
+    // socket would take most of an hour.
+    {
+        let database = std::thread::spawn(berth_test_postgres::durable_database)
+            .join()
+            .unwrap();
+        // The PostgreSQL store's client blocks: made, seeded and dropped off the
+        // runtime's threads.
+        let url = database.clone();
+        let store = tokio::task::spawn_blocking(move || {
+            let store = Store::postgres(&url, 4).unwrap();
+            seed(&store, november);
+            store
+        })
+        .await
+        .unwrap();
+        let ledger = Ledger::new(store.clone());
+        ledger.accrue(november).await.unwrap();
+        let mut rounds = Vec::new();
+        let mut entries = 0;
+        let mut day = november + DAY;
+        while day <= december {
+            let start = Instant::now();
+            entries += ledger.accrue(day).await.unwrap().entries;
+            rounds.push(start.elapsed());
+            day += DAY;
+        }
+        rounds.sort();
+        println!(
+            "PostgreSQL: {} daily rounds, p50 {:.0} ms; {entries} entries",
+            rounds.len(),
+            percentile(&rounds, 0.5).as_secs_f64() * 1e3
+        );
+        tokio::task::spawn_blocking(move || drop(store))
+            .await
+            .unwrap();
+        let pg_data = dir.path().join("pg-data");
+        let server = support::start_berth_node(
+            &pg_data,
+            &[
+                ("BERTH_METADATA__BACKEND", "postgres"),
+                ("BERTH_METADATA__URL", database.as_str()),
+                ("BERTH_SERVER__NODE_ID", "bench-1"),
+            ],
+        );
+        report_table(&server).await;
+    }
+}
+
+/// The month's report by each breakdown, from outside `server`.
+async fn report_table(server: &support::Server) {
     let auth = server.auth.clone().unwrap();
     // berth accrues on start (up to now, past November's end): wait for that round, so
     // it does not run beside the reports.
