@@ -221,10 +221,19 @@ pub(super) fn open_pieces(
     machine: &MachineRecord,
     until: u64,
 ) -> Result<Vec<Piece>, CostError> {
-    let from = read
-        .cost()
-        .accrued_to(&machine.id)?
-        .unwrap_or(machine.created_at);
+    let cursor = read.cost().accrued_to(&machine.id)?;
+    open_pieces_from(read, clusters, machine, cursor, until)
+}
+
+/// [`open_pieces`], with the machine's cursor already read.
+fn open_pieces_from(
+    read: &dyn ReadTx,
+    clusters: &mut Clusters,
+    machine: &MachineRecord,
+    cursor: Option<u64>,
+    until: u64,
+) -> Result<Vec<Piece>, CostError> {
+    let from = cursor.unwrap_or(machine.created_at);
     if from >= until {
         return Ok(Vec::new());
     }
@@ -451,15 +460,19 @@ pub async fn report_in(
                 })?,
             };
             let mut clusters = Clusters::new();
+            // One read of every cursor, not one per machine.
+            let cursors = tx.cost().accrual_cursors()?;
             for m in machines
                 .iter()
                 .filter(|m| filter.project.as_ref().is_none_or(|p| *p == m.project))
                 .filter(|m| filter.cluster.as_ref().is_none_or(|c| *c == m.cluster))
             {
-                let pieces = open_pieces(tx, &mut clusters, m, as_of).map_err(|e| match e {
-                    CostError::Store(e) => e,
-                    other => StoreError::Backend(other.to_string()),
-                })?;
+                let cursor = cursors.get(&m.id).copied();
+                let pieces =
+                    open_pieces_from(tx, &mut clusters, m, cursor, as_of).map_err(|e| match e {
+                        CostError::Store(e) => e,
+                        other => StoreError::Backend(other.to_string()),
+                    })?;
                 for p in pieces.iter().filter(|p| p.from >= from && p.from < to) {
                     let key = key(tx, &m.id, &m.project, &m.cluster, p.from)?;
                     parts.push(Part::of_piece(key, p, true));

@@ -36,6 +36,7 @@ pub(crate) fn read_every_table(tx: &dyn crate::storage::store::ReadTx) -> StoreR
     tx.jobs().jobs("k", &Default::default(), 5)?;
     tx.cost().budgets(None)?;
     tx.cost().exchange_rates()?;
+    tx.cost().accrual_cursors()?;
     tx.cost().budgets(Some("p"))?;
     tx.cost().budget_alerts("p", "2026-11")?;
     tx.cost().daily_totals(&Default::default())?;

@@ -218,6 +218,9 @@ pub trait CostRead {
     fn machine_rates(&self, machine: &str) -> StoreResult<Vec<MachineRate>>;
     /// How far machine `machine` is accrued (ms since the epoch), if it ever was.
     fn accrued_to(&self, machine: &str) -> StoreResult<Option<u64>>;
+    /// How far every machine ever accrued is, by machine: one read where a report
+    /// would otherwise ask once per machine.
+    fn accrual_cursors(&self) -> StoreResult<std::collections::BTreeMap<String, u64>>;
     /// The entries `filter` selects, by start time, then number.
     fn entries(&self, filter: &EntryFilter) -> StoreResult<Vec<CostEntry>>;
     /// The daily totals `filter` selects, by day, project, cluster and currency.

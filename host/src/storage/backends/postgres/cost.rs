@@ -193,6 +193,14 @@ impl CostRead for PgTx<'_> {
             .map(|row| millis(row.get("accrued_to"))))
     }
 
+    fn accrual_cursors(&self) -> StoreResult<std::collections::BTreeMap<String, u64>> {
+        Ok(self
+            .query("SELECT machine, accrued_to FROM accrual_cursors", &[])?
+            .iter()
+            .map(|row| (row.get("machine"), millis(row.get("accrued_to"))))
+            .collect())
+    }
+
     fn entries(&self, filter: &EntryFilter) -> StoreResult<Vec<CostEntry>> {
         self.query(
             "SELECT seq, machine, project, cluster, from_at, to_at, phase, currency, amount,

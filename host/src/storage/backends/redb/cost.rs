@@ -219,6 +219,16 @@ impl<T: Reader> CostRead for RedbTx<T> {
         Ok(table.get(machine).map_err(backend)?.map(|v| v.value()))
     }
 
+    fn accrual_cursors(&self) -> StoreResult<std::collections::BTreeMap<String, u64>> {
+        let table = self.0.open(CURSORS)?;
+        let mut out = std::collections::BTreeMap::new();
+        for row in table.iter().map_err(backend)? {
+            let (machine, at) = row.map_err(backend)?;
+            out.insert(machine.value().to_string(), at.value());
+        }
+        Ok(out)
+    }
+
     fn entries(&self, filter: &EntryFilter) -> StoreResult<Vec<CostEntry>> {
         let mut out = Vec::new();
         if filter.to <= filter.from {
