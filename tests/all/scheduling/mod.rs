@@ -11,6 +11,7 @@
 mod aliyun_ecs;
 mod cli;
 mod clusters;
+mod cost_crash;
 mod costs;
 mod ec2;
 mod emulators;
