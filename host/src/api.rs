@@ -150,6 +150,8 @@ pub fn router(state: ApiState) -> Router {
         .routes(routes!(machines::machine_history))
         .routes(routes!(machines::offline_machine))
         .routes(routes!(machines::online_machine))
+        .routes(routes!(machines::stop_machine))
+        .routes(routes!(machines::start_machine))
         .routes(routes!(machines::retire_machine))
         .routes(routes!(metrics::metrics))
         .with_state(state)

@@ -32,6 +32,7 @@ mod provisioning;
 pub mod quotas;
 pub mod reconcile;
 pub mod requests;
+pub mod stop_start;
 pub mod webhooks;
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! `/api/v1/machines`: a project's machines — create, list, show, online, offline,
-//! retire, history. Who may do what is the permission matrix's (`auth::access`): project
-//! admins create and retire, developers take machines online and offline, guests read.
+//! `/api/v1/machines`: a project's machines — create, list, show, online, offline, stop,
+//! start, retire, history. Who may do what is the permission matrix's (`auth::access`):
+//! project admins create and retire, developers take machines online and offline and
+//! stop and start them, guests read.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -36,6 +37,15 @@ pub struct Offline {
     /// Go offline at once instead of draining for `scheduling.drain_secs`.
     #[serde(default)]
     pub force: bool,
+    /// Why, for the history.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `POST /api/v1/machines/{id}/stop` options.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Stop {
     /// Why, for the history.
     #[serde(default)]
     pub reason: Option<String>,
@@ -258,6 +268,45 @@ pub async fn online_machine(
         .await?;
     caller.audit(&state, "machine.online", &id, None).await;
     Ok(Json(moved))
+}
+
+/// Stops a machine (developers): it goes `stopping` at once and a job switches it off at
+/// its provider (or its pool host's BMC); a stopped cloud machine costs its disk price
+/// only. Stopping one that is stopping or stopped answers it as it is.
+#[utoipa::path(post, operation_id = "machines_stop", path = "/api/v1/machines/{id}/stop", tag = "machines", params(("id" = String, Path)), request_body = Stop,
+    responses((status = 202, body = MachineView), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 415, body = Problem)))]
+pub async fn stop_machine(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    Path(id): Path<String>,
+    ApiJson(stop): ApiJson<Stop>,
+) -> ApiResult<(StatusCode, Json<MachineView>)> {
+    machine_for(&state, &caller, &id, Action::OperateMachines).await?;
+    let stopping = state
+        .scheduling
+        .stop(&id, caller.principal.name(), stop.reason)
+        .await?;
+    caller.audit(&state, "machine.stop", &id, None).await;
+    Ok((StatusCode::ACCEPTED, Json(stopping)))
+}
+
+/// Starts a stopped machine (developers): it goes `starting`, and a job switches it on
+/// and brings it online once it answers. Starting one that is starting or running
+/// answers it as it is.
+#[utoipa::path(post, operation_id = "machines_start", path = "/api/v1/machines/{id}/start", tag = "machines", params(("id" = String, Path)),
+    responses((status = 202, body = MachineView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn start_machine(
+    State(state): State<ApiState>,
+    caller: ApiCaller,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<MachineView>)> {
+    machine_for(&state, &caller, &id, Action::OperateMachines).await?;
+    let starting = state
+        .scheduling
+        .start_machine(&id, caller.principal.name())
+        .await?;
+    caller.audit(&state, "machine.start", &id, None).await;
+    Ok((StatusCode::ACCEPTED, Json(starting)))
 }
 
 /// Retires a machine (project admins); retiring one already retiring or retired answers

@@ -228,6 +228,20 @@ pub enum MachineCommand {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Stop a machine (switched off at its provider or BMC; a stopped cloud machine
+    /// costs its disk price only).
+    Stop {
+        /// Its id.
+        id: String,
+        /// Why, for its history.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Start a stopped machine; it comes online once it answers.
+    Start {
+        /// Its id.
+        id: String,
+    },
     /// Retire a machine.
     Retire {
         /// Its id.
@@ -613,6 +627,18 @@ pub fn machine(c: &Client, command: MachineCommand) -> anyhow::Result<ExitCode> 
                 &path(&id, "offline"),
                 Some(json!({"force": force, "reason": reason})),
             )?,
+            MACHINE_COLUMNS,
+        ),
+        MachineCommand::Stop { id, reason } => c.print(
+            &c.call(
+                Method::POST,
+                &path(&id, "stop"),
+                Some(json!({"reason": reason})),
+            )?,
+            MACHINE_COLUMNS,
+        ),
+        MachineCommand::Start { id } => c.print(
+            &c.call(Method::POST, &path(&id, "start"), None)?,
             MACHINE_COLUMNS,
         ),
         MachineCommand::Retire { id } => c.print(

@@ -1,5 +1,6 @@
 //! The scheduling engine: runs machine operations as jobs of the shared runner (kinds
-//! `machine-create`, `machine-retire` and `machine-orphan-delete`), each held by one node under a lease and taken
+//! `machine-create`, `machine-retire`, `machine-stop`, `machine-start` and
+//! `machine-orphan-delete`), each held by one node under a lease and taken
 //! over by another when its node dies, moves draining machines to `drained` when their
 //! drain period is over, and runs the health checks (`health.rs`).
 //!
@@ -16,7 +17,7 @@ use berth_plugin_runtime::provider::Power;
 use futures::future::BoxFuture;
 
 use super::lifecycle::{self, LifecycleError};
-use super::{ClusterRecord, Scheduling, pool, probe, reconcile};
+use super::{ClusterRecord, Scheduling, pool, probe, reconcile, stop_start};
 use crate::jobs::lease::{self, Claim};
 use crate::jobs::{JobFilter, RunState, queue};
 use crate::storage::store::{Durability, StoreError, StoreResult, now_millis};
@@ -114,6 +115,8 @@ impl Scheduling {
                 };
                 let mut all = queue::jobs(tx, CREATE, &unfinished, usize::MAX)?;
                 all.extend(queue::jobs(tx, RETIRE, &unfinished, usize::MAX)?);
+                all.extend(queue::jobs(tx, stop_start::STOP, &unfinished, usize::MAX)?);
+                all.extend(queue::jobs(tx, stop_start::START, &unfinished, usize::MAX)?);
                 all.extend(queue::jobs(
                     tx,
                     reconcile::DELETE_ORPHAN,
@@ -230,6 +233,8 @@ impl Scheduling {
         match kind {
             CREATE => self.create(machine, resumed).await,
             RETIRE => self.retire_now(machine).await,
+            stop_start::STOP => self.stop_now(machine).await,
+            stop_start::START => self.start_now(machine).await,
             reconcile::DELETE_ORPHAN => self.run_orphan_delete(machine).await,
             other => Err(OperationError::Failed(format!("unknown operation {other}"))),
         }
@@ -340,11 +345,11 @@ impl Scheduling {
                 machine = self.step(id, MachineState::Initializing, None).await?;
             }
         }
-        self.bring_online(machine, &cluster).await
+        self.bring_online(machine, &cluster, Silence::GiveUp).await
     }
 
     /// The pool host machine `machine` holds, if any.
-    async fn pool_host_of(
+    pub(super) async fn pool_host_of(
         &self,
         machine: &MachineRecord,
     ) -> StoreResult<Option<crate::storage::tables::scheduling::PoolHostRecord>> {
@@ -373,11 +378,13 @@ impl Scheduling {
 
     /// Takes an initializing machine online once it answers its probe. Host
     /// initialisation fills this step later; until then a machine is online once it
-    /// answers (or at once, where its cluster probes nothing).
+    /// answers (or at once, where its cluster probes nothing). `silence` says what a
+    /// machine that never answers comes to.
     pub(super) async fn bring_online(
         &self,
         machine: MachineRecord,
         cluster: &ClusterRecord,
+        silence: Silence,
     ) -> Result<(), OperationError> {
         let id = machine.id.as_str();
         if machine.state != MachineState::Initializing {
@@ -393,7 +400,10 @@ impl Scheduling {
             if cluster.probe != crate::storage::tables::scheduling::Probe::None {
                 // A probe is asked for, and the provider gave no address to probe.
                 let why = "the provider gave it no address to probe".to_string();
-                self.fail_and_delete(&machine, cluster, &why).await?;
+                match silence {
+                    Silence::GiveUp => self.fail_and_delete(&machine, cluster, &why).await?,
+                    Silence::Offline => self.silent_offline(id, &why).await?,
+                }
                 return Err(OperationError::Failed(why));
             }
             self.step(id, MachineState::Online, Some(UNPROBED_ONLINE.into()))
@@ -418,10 +428,12 @@ impl Scheduling {
                     "did not answer at {target} within {} s",
                     self.config.initialize_timeout_secs
                 );
-                if cluster.provider == pool::PROVIDER {
-                    self.fail_and_release(id, &why).await?;
-                } else {
-                    self.fail_and_delete(&machine, cluster, &why).await?;
+                match silence {
+                    Silence::Offline => self.silent_offline(id, &why).await?,
+                    Silence::GiveUp if cluster.provider == pool::PROVIDER => {
+                        self.fail_and_release(id, &why).await?
+                    }
+                    Silence::GiveUp => self.fail_and_delete(&machine, cluster, &why).await?,
                 }
                 return Err(OperationError::Failed(why));
             }
@@ -431,6 +443,22 @@ impl Scheduling {
             }
             tokio::time::sleep(PROBE_PAUSE).await;
         }
+    }
+
+    /// Takes a started machine that does not answer offline as unhealthy: health brings
+    /// it online once it answers.
+    async fn silent_offline(&self, id: &str, why: &str) -> Result<(), OperationError> {
+        self.step_if(
+            id,
+            MachineState::Initializing,
+            MachineState::Offline,
+            Some(format!(
+                "{} {why} after its start",
+                super::health::UNHEALTHY
+            )),
+        )
+        .await?;
+        Ok(())
     }
 
     /// Where machine `machine` is probed (see `probe.rs`), if anywhere.
@@ -576,6 +604,15 @@ impl Scheduling {
         }
         Ok(())
     }
+}
+
+/// What a machine that never answers its probe while coming online comes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Silence {
+    /// A new machine: failed, and deleted at its provider (or its pool host released).
+    GiveUp,
+    /// A machine started again: offline as unhealthy, never deleted (it has its data).
+    Offline,
 }
 
 /// Why an operation failed.

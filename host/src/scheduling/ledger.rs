@@ -272,19 +272,9 @@ pub fn phases(
     transitions: &[TransitionRecord],
 ) -> Vec<(u64, Phase)> {
     let pool = cluster.provider == POOL_PROVIDER;
-    let billed = |state: MachineState| match state {
-        MachineState::Requested | MachineState::Retired | MachineState::Failed => false,
-        MachineState::Provisioning => pool,
-        _ => true,
-    };
     let mut out: Vec<(u64, Phase)> = Vec::with_capacity(transitions.len() + 1);
     for (i, t) in transitions.iter().enumerate() {
-        let phase = if billed(t.to) {
-            Phase::Running
-        } else {
-            Phase::Unbilled
-        };
-        out.push((t.at, phase));
+        out.push((t.at, billed_phase(pool, t.to)));
         // A provider that said when it started billing a machine still being created is
         // believed: running from then, not from when berth saw it.
         if !pool
@@ -302,6 +292,20 @@ pub fn phases(
     // cut, so no more entries than the day and price changes make.
     out.dedup_by(|later, earlier| later.1 == earlier.1);
     out
+}
+
+/// How a machine in `state` is charged. A pool host is charged while it is allocated to
+/// a project, whatever its power. A provider's machine is charged from provisioning (or
+/// the provider's own billing start) until it is retired, at the stopped (disk) price
+/// from when its provider reports it stopped until its provider reports it running again
+/// (`starting` waits for that): berth bills what it has seen, so `stopping` is running.
+pub fn billed_phase(pool: bool, state: MachineState) -> Phase {
+    match state {
+        MachineState::Requested | MachineState::Retired | MachineState::Failed => Phase::Unbilled,
+        MachineState::Provisioning if !pool => Phase::Unbilled,
+        MachineState::Stopped | MachineState::Starting if !pool => Phase::Stopped,
+        _ => Phase::Running,
+    }
 }
 
 /// Cluster `name`'s price sheet versions, oldest first.

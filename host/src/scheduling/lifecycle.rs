@@ -6,12 +6,15 @@
 //! ```text
 //! requested → provisioning → initializing → online ⇄ draining → drained
 //!                                            online ⇄ offline
+//! online | draining | drained | offline → stopping → stopped → starting → initializing
 //! any living state → retiring → retired;  requested … retiring → failed (with a reason)
 //! ```
 //!
 //! `retired` is final. `failed` may only be cleaned up (retiring, or retired when nothing
 //! is left at the provider). A machine deleted out of band goes to `retired` from
-//! wherever it was.
+//! wherever it was; one stopped out of band goes straight to `stopped` from any running
+//! state, and one started out of band from `stopped` to `starting`. A stop the provider
+//! refuses leaves the machine `offline` (it still runs); a start it refuses, `stopped`.
 
 use crate::events::{self, Event};
 use crate::storage::store::{StoreError, WriteTx};
@@ -47,10 +50,25 @@ pub fn allowed(from: MachineState, to: MachineState) -> bool {
         Requested => matches!(to, Provisioning | Retiring | Failed),
         Provisioning => matches!(to, Initializing | Retiring | Retired | Failed),
         Initializing => matches!(to, Online | Offline | Retiring | Retired | Failed),
-        Online => matches!(to, Draining | Offline | Retiring | Retired | Failed),
-        Draining => matches!(to, Drained | Online | Offline | Retiring | Retired | Failed),
-        Drained => matches!(to, Online | Offline | Retiring | Retired | Failed),
-        Offline => matches!(to, Online | Initializing | Retiring | Retired | Failed),
+        Online => matches!(
+            to,
+            Draining | Offline | Stopping | Stopped | Retiring | Retired | Failed
+        ),
+        Draining => matches!(
+            to,
+            Drained | Online | Offline | Stopping | Stopped | Retiring | Retired | Failed
+        ),
+        Drained => matches!(
+            to,
+            Online | Offline | Stopping | Stopped | Retiring | Retired | Failed
+        ),
+        Offline => matches!(
+            to,
+            Online | Initializing | Stopping | Stopped | Retiring | Retired | Failed
+        ),
+        Stopping => matches!(to, Stopped | Offline | Retiring | Retired | Failed),
+        Stopped => matches!(to, Starting | Retiring | Retired | Failed),
+        Starting => matches!(to, Initializing | Stopped | Retiring | Retired | Failed),
         Retiring => matches!(to, Retired | Failed),
         Retired => false,
         Failed => matches!(to, Retiring | Retired),
@@ -165,7 +183,20 @@ mod tests {
         for pair in path.windows(2) {
             assert!(allowed(pair[0], pair[1]), "{:?} -> {:?}", pair[0], pair[1]);
         }
-        for (from, to) in [(Drained, Online), (Online, Offline), (Offline, Online)] {
+        for (from, to) in [
+            (Drained, Online),
+            (Online, Offline),
+            (Offline, Online),
+            (Online, Stopping),
+            (Stopping, Stopped),
+            (Stopped, Starting),
+            (Starting, Initializing),
+            // Out of band, as reconciliation sees it.
+            (Drained, Stopped),
+            // A refused stop or start.
+            (Stopping, Offline),
+            (Starting, Stopped),
+        ] {
             assert!(allowed(from, to), "{from:?} -> {to:?}");
         }
         for state in MachineState::ALL {
@@ -186,6 +217,12 @@ mod tests {
             (Failed, Online),
             (Retiring, Online),
             (Offline, Draining),
+            (Stopped, Online),
+            (Stopped, Offline),
+            (Stopping, Online),
+            (Starting, Online),
+            (Provisioning, Stopping),
+            (Requested, Stopped),
         ] {
             assert!(!allowed(from, to), "{from:?} -> {to:?} must be refused");
         }

@@ -90,7 +90,8 @@ impl Scheduling {
                 None => return Ok(()),
             };
         }
-        self.bring_online(machine, &cluster).await
+        self.bring_online(machine, &cluster, super::engine::Silence::GiveUp)
+            .await
     }
 
     /// The provider's machine for `id`: when the create was `resumed`, the one an earlier

@@ -1,7 +1,8 @@
 //! Reconciliation: every `scheduling.reconcile_interval_secs`, each provider cluster is
 //! listed (berth's machines, by the `berth:cluster` tag, every page) and compared with
 //! berth's records. A machine deleted out of band (confirmed by a direct read) goes
-//! `retired` with the reason; a create stuck past twice the initialisation timeout with
+//! `retired` with the reason; one stopped or started out of band goes `stopped`, or
+//! `starting` and back online (what it costs depends on it); a create stuck past twice the initialisation timeout with
 //! no operation left to finish it goes `failed` (and what the provider holds is deleted);
 //! tagged machines berth keeps no living record of are orphans, logged, and listed, adopted
 //! or deleted on command (`orphans`, `adopt`, `delete_orphan`). An administrator may run
@@ -26,7 +27,7 @@ use super::provider::{CLUSTER_TAG, MACHINE_ID_TAG, PROJECT_TAG, region_of};
 use super::requests::{self, MachineRequest};
 use super::{
     ClusterRecord, MachineFilter, MachineRecord, MachineSpec, MachineState, Scheduling,
-    SchedulingError, SchedulingResult, lifecycle, pool,
+    SchedulingError, SchedulingResult, lifecycle, pool, stop_start,
 };
 use crate::jobs::{JobFilter, queue};
 use crate::storage::store::{Durability, StoreResult, now_millis};
@@ -79,6 +80,10 @@ pub struct ReconcileReport {
     pub retired: Vec<String>,
     /// Creates failed because nothing was left to finish them.
     pub failed: Vec<String>,
+    /// Machines recorded stopped because their provider stopped them out of band.
+    pub stopped: Vec<String>,
+    /// Stopped machines being brought back because their provider runs them again.
+    pub started: Vec<String>,
     /// Tagged machines berth keeps no living record of (`berth cluster orphans`).
     pub orphans: usize,
 }
@@ -237,6 +242,9 @@ impl Scheduling {
                     | MachineState::Draining
                     | MachineState::Drained
                     | MachineState::Offline
+                    | MachineState::Stopping
+                    | MachineState::Stopped
+                    | MachineState::Starting
             );
             if let (true, Some(id)) = (settled, record.provider_id.as_deref())
                 && !living.contains_key(id)
@@ -270,6 +278,45 @@ impl Scheduling {
                 if self.retire_gone(&record.id, &reason).await {
                     report.retired.push(record.id.clone());
                 }
+            }
+        }
+
+        // Machines stopped or started behind berth's back (a console, a provider's
+        // maintenance): what they cost depends on it.
+        for record in &records {
+            let Some(found) = record.provider_id.as_deref().and_then(|id| living.get(id)) else {
+                continue;
+            };
+            match (record.state, &found.state) {
+                (
+                    MachineState::Online
+                    | MachineState::Draining
+                    | MachineState::Drained
+                    | MachineState::Offline
+                    | MachineState::Initializing,
+                    wire::MachineState::Stopped,
+                ) => {
+                    if self.in_operation(&record.id).await {
+                        continue;
+                    }
+                    let why = format!("{} was stopped at the provider out of band", found.id);
+                    if self
+                        .step_if(&record.id, record.state, MachineState::Stopped, Some(why))
+                        .await
+                        .is_ok_and(|m| m.is_some())
+                    {
+                        report.stopped.push(record.id.clone());
+                    }
+                }
+                (MachineState::Stopped, wire::MachineState::Running) => {
+                    if self.in_operation(&record.id).await {
+                        continue;
+                    }
+                    if self.started_out_of_band(&record.id, &found.id).await {
+                        report.started.push(record.id.clone());
+                    }
+                }
+                _ => {}
             }
         }
 
@@ -310,6 +357,71 @@ impl Scheduling {
         Ok(report)
     }
 
+    /// Whether a create, stop or start of machine `id` is queued or running: its own
+    /// job, not reconciliation, moves it then.
+    async fn in_operation(&self, id: &str) -> bool {
+        for kind in [CREATE, stop_start::STOP, stop_start::START] {
+            if self.has_unfinished(kind, id).await {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Records stopped machine `id` as starting because its provider runs it again, and
+    /// queues the start job that records its addresses and brings it online (asking the
+    /// provider to start a running machine is nothing). Whether it was.
+    async fn started_out_of_band(&self, id: &str, provider_id: &str) -> bool {
+        let (owned, why) = (
+            id.to_owned(),
+            format!("{provider_id} was started at the provider out of band"),
+        );
+        let reason = why.clone();
+        let moved = self
+            .store
+            .write_with(
+                Durability::Patient,
+                move |tx| -> Result<bool, OperationError> {
+                    match tx.scheduling().machine(&owned)? {
+                        Some(m) if m.state == MachineState::Stopped => {
+                            let now = now_millis();
+                            lifecycle::transition(
+                                tx,
+                                &owned,
+                                MachineState::Starting,
+                                BERTH,
+                                Some(&why),
+                                now,
+                            )?;
+                            queue::enqueue(
+                                tx,
+                                stop_start::START,
+                                &owned,
+                                serde_json::json!({}),
+                                now,
+                            )?;
+                            Ok(true)
+                        }
+                        _ => Ok(false),
+                    }
+                },
+            )
+            .await;
+        match moved {
+            Ok(true) => {
+                self.audit_move(id, MachineState::Starting, Some(&reason))
+                    .await;
+                self.wake.notify_one();
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                tracing::warn!(machine = id, error = %e, "scheduling: cannot record a machine started out of band");
+                false
+            }
+        }
+    }
+
     /// Whether an operation of `kind` on `subject` is queued or running.
     async fn has_unfinished(&self, kind: &'static str, subject: &str) -> bool {
         let subject = subject.to_owned();
@@ -329,7 +441,7 @@ impl Scheduling {
     }
 
     /// Records machine `id` retired because its provider no longer has it; whether it was.
-    async fn retire_gone(&self, id: &str, reason: &str) -> bool {
+    pub(super) async fn retire_gone(&self, id: &str, reason: &str) -> bool {
         // Through `retiring`, as every retirement goes, in one transaction.
         let (owned, why) = (id.to_owned(), reason.to_owned());
         let moved = self

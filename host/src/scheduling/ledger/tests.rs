@@ -328,6 +328,153 @@ pub(super) fn a_pool_host_is_charged_its_sheet_from_each_versions_time(store: St
     });
 }
 
+/// A cloud machine stopped and started twice: its running time at the flavor's price,
+/// its stopped time (from when the provider said stopped until it said running again) at
+/// the disk price; a flavor without a disk price charges nothing while stopped; and a
+/// pool host that is powered off stays charged, as it stays allocated.
+pub(super) fn a_stopped_cloud_machine_pays_its_disks_and_a_stopped_pool_host_stays_charged(
+    store: Store,
+) {
+    use MachineState::*;
+    let flavors = serde_json::json!({
+        "kind": "flavors", "currency": "USD",
+        "flavors": {
+            "m1.small": {"per_hour": "0.20", "stopped_per_hour": "0.02"},
+            "m1.bare": {"per_hour": "0.30"},
+        },
+    });
+    let pool = serde_json::json!({
+        "kind": "pool", "currency": "USD",
+        "default": {"purchase": "0", "purchased": "2026-01-01", "amortise_months": 1,
+                    "running_monthly": "72"},
+    });
+    let t = |s: &str| at(&format!("2026-11-{s}Z"));
+    // Online 3 h; stopping 90 s (still running); stopped over a midnight; starting
+    // 45 s (still stopped); running again, then stopped out of band and retired stopped.
+    let history = [
+        (Requested, t("03T08:00:00")),
+        (Provisioning, t("03T08:00:05")),
+        (Initializing, t("03T08:01:00")),
+        (Online, t("03T08:02:00")),
+        (Stopping, t("03T11:01:00")),
+        (Stopped, t("03T11:02:30")),
+        (Starting, t("04T09:30:00")),
+        (Initializing, t("04T09:30:45")),
+        (Online, t("04T09:31:10")),
+        (Stopped, t("05T00:00:00")),
+        (Retiring, t("06T12:00:00")),
+        (Retired, t("06T12:00:20")),
+    ];
+    write(&store, |tx| {
+        tx.scheduling().put_cluster(&cluster("osp", "openstack"))?;
+        tx.scheduling()
+            .put_cluster(&cluster("rack", "static-pool"))?;
+        for (name, sheet) in [("osp", &flavors), ("rack", &pool)] {
+            tx.cost().put_sheet_version(&SheetVersion {
+                cluster: name.into(),
+                effective_from: 0,
+                sheet: sheet.clone(),
+                set_by: "admin".into(),
+                set_at: 0,
+            })?;
+        }
+        machine(tx, "m-disk", "osp", "web", None, &history)?;
+        machine(tx, "m-nodisk", "osp", "data", None, &history)?;
+        let mut bare = tx.scheduling().machine("m-nodisk")?.unwrap();
+        bare.spec.machine_type = Some("m1.bare".into());
+        tx.scheduling().put_machine(&bare)?;
+        machine(
+            tx,
+            "m-host",
+            "rack",
+            "web",
+            Some("h1"),
+            &[
+                (Requested, t("10T00:00:00")),
+                (Provisioning, t("10T00:00:00")),
+                (Initializing, t("10T00:00:10")),
+                (Online, t("10T00:01:00")),
+                (Stopping, t("10T06:00:00")),
+                (Stopped, t("10T06:01:00")),
+                (Starting, t("11T00:00:00")),
+                (Initializing, t("11T00:02:00")),
+                (Online, t("11T00:03:00")),
+                (Retiring, t("12T00:00:00")),
+                (Retired, t("12T00:00:00")),
+            ],
+        )
+    });
+    // The independent computation: seconds in each phase by hand.
+    let running_secs =
+        (t("03T11:02:30") - t("03T08:00:05")) / 1000 + (t("05T00:00:00") - t("04T09:30:45")) / 1000;
+    let stopped_secs =
+        (t("04T09:30:45") - t("03T11:02:30")) / 1000 + (t("06T12:00:00") - t("05T00:00:00")) / 1000;
+    let per_hour = |price: &str, secs: u64| Decimal::from(secs) * d(price) / Decimal::from(3600);
+    let disk = per_hour("0.20", running_secs) + per_hour("0.02", stopped_secs);
+    let no_disk = per_hour("0.30", running_secs);
+    // The pool host: two days allocated at 72 / 30 days, its hours off included.
+    let host = d("72") / d("30") * d("2");
+    rt().block_on(async {
+        let (_, to) = month("2026-11").unwrap();
+        Ledger::new(store.clone()).accrue(to).await.unwrap();
+        let by_machine = november(&store, By::Machine).await;
+        let amount = |key: &str| -> Decimal {
+            by_machine
+                .rows
+                .iter()
+                .find(|r| r.key == key)
+                .map(|r| r.totals.iter().map(|m| m.amount).sum())
+                .unwrap_or_default()
+        };
+        let near = |a: Decimal, b: Decimal| (a - b).abs() <= d("0.00000001");
+        assert!(
+            near(amount("m-disk"), disk),
+            "{} vs {disk}",
+            amount("m-disk")
+        );
+        assert!(
+            near(amount("m-nodisk"), no_disk),
+            "{} vs {no_disk}",
+            amount("m-nodisk")
+        );
+        assert!(
+            near(amount("m-host"), host),
+            "{} vs {host}",
+            amount("m-host")
+        );
+        // The disk time is in the ledger as stopped entries, and the running time as
+        // running ones; they add up to the machine's total.
+        let entries = store
+            .read_blocking(|tx| {
+                tx.cost().entries(&EntryFilter {
+                    from: 0,
+                    to: u64::MAX / 2,
+                    machine: Some("m-disk".into()),
+                    ..Default::default()
+                })
+            })
+            .unwrap();
+        let phase_sum = |phase| -> Decimal {
+            entries
+                .iter()
+                .filter(|e| e.phase == phase)
+                .map(|e| e.amount)
+                .sum()
+        };
+        use crate::storage::tables::cost::BilledPhase;
+        assert!(near(
+            phase_sum(BilledPhase::Stopped),
+            per_hour("0.02", stopped_secs)
+        ));
+        assert!(near(
+            phase_sum(BilledPhase::Running),
+            per_hour("0.20", running_secs)
+        ));
+        let whole = november(&store, By::Project).await;
+        assert!(near(total_usd(&whole), disk + no_disk + host), "{whole:?}");
+    });
+}
+
 pub(super) fn many_machines_over_a_month_sum_to_the_cent(store: Store, machines: u64) {
     use MachineState::*;
     let (from, to) = month("2026-11").unwrap();
@@ -600,5 +747,6 @@ both_backends!(
     a_pool_host_is_charged_its_sheet_from_each_versions_time;
     a_pools_unallocated_hosts_are_its_idle_cost_not_a_projects;
     a_report_converts_only_where_asked_at_each_days_rate;
+    a_stopped_cloud_machine_pays_its_disks_and_a_stopped_pool_host_stays_charged;
     many_machines_over_a_month_sum_to_the_cent, 1000;
 );

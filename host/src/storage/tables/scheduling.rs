@@ -37,6 +37,12 @@ pub enum MachineState {
     Drained,
     /// Out of service.
     Offline,
+    /// Asked to stop: its provider (or BMC) is switching it off; it takes no work.
+    Stopping,
+    /// Switched off at its provider; its disks (and its pool host) stay its own.
+    Stopped,
+    /// Asked to start again: its provider (or BMC) is switching it on.
+    Starting,
     /// Being deleted at the provider (or released to the pool).
     Retiring,
     /// Gone; the record stays for history and cost.
@@ -47,7 +53,7 @@ pub enum MachineState {
 
 impl MachineState {
     /// Every state, in lifecycle order.
-    pub const ALL: [MachineState; 10] = [
+    pub const ALL: [MachineState; 13] = [
         MachineState::Requested,
         MachineState::Provisioning,
         MachineState::Initializing,
@@ -55,6 +61,9 @@ impl MachineState {
         MachineState::Draining,
         MachineState::Drained,
         MachineState::Offline,
+        MachineState::Stopping,
+        MachineState::Stopped,
+        MachineState::Starting,
         MachineState::Retiring,
         MachineState::Retired,
         MachineState::Failed,
@@ -70,6 +79,9 @@ impl MachineState {
             MachineState::Draining => "draining",
             MachineState::Drained => "drained",
             MachineState::Offline => "offline",
+            MachineState::Stopping => "stopping",
+            MachineState::Stopped => "stopped",
+            MachineState::Starting => "starting",
             MachineState::Retiring => "retiring",
             MachineState::Retired => "retired",
             MachineState::Failed => "failed",
