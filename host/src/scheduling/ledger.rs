@@ -274,7 +274,15 @@ pub fn phases(
     let pool = cluster.provider == POOL_PROVIDER;
     let mut out: Vec<(u64, Phase)> = Vec::with_capacity(transitions.len() + 1);
     for (i, t) in transitions.iter().enumerate() {
-        out.push((t.at, billed_phase(pool, t.to)));
+        // A stopped machine being deleted is still only its disks.
+        let state = match (t.to, t.from) {
+            (
+                MachineState::Retiring,
+                Some(from @ (MachineState::Stopped | MachineState::Starting)),
+            ) => from,
+            (to, _) => to,
+        };
+        out.push((t.at, billed_phase(pool, state)));
         // A provider that said when it started billing a machine still being created is
         // believed: running from then, not from when berth saw it.
         if !pool
@@ -299,6 +307,7 @@ pub fn phases(
 /// the provider's own billing start) until it is retired, at the stopped (disk) price
 /// from when its provider reports it stopped until its provider reports it running again
 /// (`starting` waits for that): berth bills what it has seen, so `stopping` is running.
+/// (`retiring` is charged as the state it left: running, or stopped.)
 pub fn billed_phase(pool: bool, state: MachineState) -> Phase {
     match state {
         MachineState::Requested | MachineState::Retired | MachineState::Failed => Phase::Unbilled,

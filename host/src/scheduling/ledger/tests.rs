@@ -405,10 +405,12 @@ pub(super) fn a_stopped_cloud_machine_pays_its_disks_and_a_stopped_pool_host_sta
         )
     });
     // The independent computation: seconds in each phase by hand.
+    // Charged from initializing (the provider gave no billing start of its own);
+    // retiring a stopped machine is still stopped time.
     let running_secs =
-        (t("03T11:02:30") - t("03T08:00:05")) / 1000 + (t("05T00:00:00") - t("04T09:30:45")) / 1000;
+        (t("03T11:02:30") - t("03T08:01:00")) / 1000 + (t("05T00:00:00") - t("04T09:30:45")) / 1000;
     let stopped_secs =
-        (t("04T09:30:45") - t("03T11:02:30")) / 1000 + (t("06T12:00:00") - t("05T00:00:00")) / 1000;
+        (t("04T09:30:45") - t("03T11:02:30")) / 1000 + (t("06T12:00:20") - t("05T00:00:00")) / 1000;
     let per_hour = |price: &str, secs: u64| Decimal::from(secs) * d(price) / Decimal::from(3600);
     let disk = per_hour("0.20", running_secs) + per_hour("0.02", stopped_secs);
     let no_disk = per_hour("0.30", running_secs);
