@@ -1,6 +1,7 @@
 //! One project on all four kinds of cluster at once, driven through the command line as an
 //! operator would: a physical pool, OpenStack (its emulator), AWS EC2 (moto) and Alibaba
-//! Cloud ECS (its emulator). Machines are made on each, two taken offline, all retired;
+//! Cloud ECS (its emulator). Machines are made on each, the cloud ones stopped and started,
+//! two taken offline, all retired;
 //! then the audit log and each machine's history tell the whole story, and no cloud holds
 //! anything berth made.
 
@@ -205,6 +206,42 @@ async fn a_project_runs_machines_on_four_kinds_of_cluster_and_the_record_tells_t
     assert_eq!(report["totals"].as_array().unwrap().len(), 3, "{report:#}");
     assert_eq!(report["unpriced_seconds"], 0, "{report:#}");
 
+    // The cloud machines stopped and started from the command line, each through its
+    // provider's own API; the pool's host has no power control, so its machine cannot be.
+    let (ok, _, err) = crate::cli::berth_cli(dir, &[], None, &["machine", "stop", &machines[0].1]);
+    assert!(!ok && err.contains("no power control"), "{err}");
+    for (_, id) in &machines[1..] {
+        run(&["machine", "stop", id, "--reason", "night"]);
+    }
+    let mut provider_ids = Vec::new();
+    for (_, id) in &machines[1..] {
+        let stopped = super::machine_in(&berth, id, "stopped").await;
+        provider_ids.push(stopped["provider_id"].as_str().unwrap().to_string());
+    }
+    let server = openstack
+        .servers()
+        .await
+        .into_iter()
+        .find(|s| s["id"] == provider_ids[0].as_str())
+        .unwrap();
+    assert_eq!(server["status"], "SHUTOFF", "{server}");
+    for instance in moto.instances_tagged("berth:machine-id", &machines[2].1) {
+        assert_eq!(instance["state"], "stopped", "{instance}");
+    }
+    let instance = ecs
+        .instances()
+        .await
+        .into_iter()
+        .find(|i| i["InstanceId"] == provider_ids[2].as_str())
+        .unwrap();
+    assert_eq!(instance["Status"], "Stopped", "{instance}");
+    for (_, id) in &machines[1..] {
+        run(&["machine", "start", id]);
+    }
+    for (_, id) in &machines[1..] {
+        super::machine_in(&berth, id, "online").await;
+    }
+
     // Two taken offline for maintenance.
     for (_, id) in [&machines[1], &machines[3]] {
         let out = run(&[
@@ -230,6 +267,9 @@ async fn a_project_runs_machines_on_four_kinds_of_cluster_and_the_record_tells_t
     for (n, (cluster, id)) in machines.iter().enumerate() {
         let moves = super::moves(&berth, id).await;
         let mut expected = vec!["requested", "provisioning", "initializing", "online"];
+        if n > 0 {
+            expected.extend(["stopping", "stopped", "starting", "initializing", "online"]);
+        }
         if n == 1 || n == 3 {
             expected.push("offline");
         }
@@ -256,6 +296,9 @@ async fn a_project_runs_machines_on_four_kinds_of_cluster_and_the_record_tells_t
             .map(|e| (e["actor"].as_str().unwrap(), e["action"].as_str().unwrap()))
             .collect();
         let mut asked = vec!["machine.retire"];
+        if n > 0 {
+            asked.extend(["machine.stop", "machine.start"]);
+        }
         if n == 1 || n == 3 {
             asked.push("machine.offline");
         }

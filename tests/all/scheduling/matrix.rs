@@ -7,8 +7,8 @@ use super::{answering_port, call, create_machine, host, machine_in, pool_for};
 use crate::replication::api;
 use crate::support::*;
 
-/// What a caller may do with a project's machines: read, operate (online/offline),
-/// manage (create, plan, place, register, retire).
+/// What a caller may do with a project's machines: read, operate (online/offline,
+/// stop/start), manage (create, plan, place, register, retire).
 #[derive(Clone, Copy)]
 struct May {
     read: bool,
@@ -176,6 +176,14 @@ async fn every_caller_against_every_machine_action() {
                 None,
                 may.operate,
             ),
+            // Starting a running machine answers it as it is.
+            (
+                "start",
+                Method::POST,
+                format!("/api/v1/machines/{id}/start"),
+                None,
+                may.operate,
+            ),
             (
                 "create",
                 Method::POST,
@@ -200,6 +208,13 @@ async fn every_caller_against_every_machine_action() {
                 may.manage,
             ),
         ];
+        // Anonymous callers are asked to log in; others learn no more than whether they
+        // can see the project.
+        let refusals = if *who == "anonymous" && *denied == 404 {
+            [401, 404]
+        } else {
+            [*denied, *denied]
+        };
         for (action, method, path, body, allowed) in actions {
             let (status, answer) = call(http, &berth, method, &path, body).await;
             if allowed {
@@ -208,18 +223,36 @@ async fn every_caller_against_every_machine_action() {
                     "{who} may {action}: {status} {answer}"
                 );
             } else {
-                // Anonymous callers are asked to log in; others learn no more than
-                // whether they can see the project.
-                let expected = if *who == "anonymous" && *denied == 404 {
-                    [401, 404]
-                } else {
-                    [*denied, *denied]
-                };
                 assert!(
-                    expected.contains(&status),
+                    refusals.contains(&status),
                     "{who} may not {action}: {status} {answer}"
                 );
             }
+        }
+        // Stop: a caller who may operate gets past the permission check to the refusal
+        // of a host without power control; the others never learn that much.
+        let (status, answer) = call(
+            http,
+            &berth,
+            Method::POST,
+            &format!("/api/v1/machines/{id}/stop"),
+            Some(json!({})),
+        )
+        .await;
+        if may.operate {
+            assert_eq!(status, 409, "{who}: {answer}");
+            assert!(
+                answer["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("no power control"),
+                "{who}: {answer}"
+            );
+        } else {
+            assert!(
+                refusals.contains(&status),
+                "{who} may not stop: {status} {answer}"
+            );
         }
     }
     // Retire last: the project admin may, the developer may not.

@@ -6,7 +6,8 @@
 //! ECS on their emulators (`openstack.rs`, `aliyun_ecs.rs`), power control through
 //! Redfish (`power.rs`), the cloud emulators proven by their vendors' SDKs
 //! (`emulators.rs`), and one project on all four kinds of cluster at once
-//! (`four_providers.rs`), and what machines cost (`costs.rs`).
+//! (`four_providers.rs`), stop and start of cloud machines (`stop_start.rs`), and what
+//! machines cost (`costs.rs`).
 
 mod aliyun_ecs;
 mod cli;
@@ -22,6 +23,7 @@ mod matrix;
 mod openstack;
 mod power;
 mod providers;
+mod stop_start;
 mod webhooks;
 
 use serde_json::{Value, json};

@@ -206,6 +206,49 @@ async fn powered_pool_host(scenario: Scenario<'_>, state: impl Fn() -> String) -
     .await;
     assert_eq!(hosts[0]["machine"], serde_json::Value::Null, "{hosts:#}");
 
+    // Stopped: the BMC switches the host off, and the host stays the machine's (and
+    // its project's, charged as allocated). Started: on again, probed, online.
+    let (status, stopping) = super::call(
+        &client(),
+        &berth,
+        Method::POST,
+        &format!("/api/v1/machines/{id}/stop"),
+        Some(json!({"reason": "weekend"})),
+    )
+    .await;
+    assert_eq!(status, 202, "{stopping}");
+    assert_eq!(stopping["state"], "stopping", "{stopping}");
+    let stopped = machine_in(&berth, &id, "stopped").await;
+    assert_eq!(stopped["reason"], "powered off", "{stopped:#}");
+    assert_eq!(state(), scenario.off);
+    let hosts = api(&berth, Method::GET, "/api/v1/clusters/rack/hosts", None).await;
+    assert_eq!(hosts[0]["machine"], id.as_str(), "{hosts:#}");
+    let (status, starting) = super::call(
+        &client(),
+        &berth,
+        Method::POST,
+        &format!("/api/v1/machines/{id}/start"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{starting}");
+    assert_eq!(starting["state"], "starting", "{starting}");
+    machine_in(&berth, &id, "online").await;
+    assert_eq!(state(), scenario.on);
+    let moves = super::moves(&berth, &id).await;
+    assert_eq!(
+        moves[moves.len() - 6..],
+        [
+            "online",
+            "stopping",
+            "stopped",
+            "starting",
+            "initializing",
+            "online"
+        ],
+        "{moves:?}"
+    );
+
     // Retired: released and powered off.
     api(
         &berth,
