@@ -8,9 +8,11 @@
 //! (`quotas.rs`), the durable first step of a create (`requests.rs`), physical pools'
 //! inventory and allocation (`pool.rs`) and the cluster service with grants and quotas
 //! (`clusters.rs`, served under `/api/v1/clusters`), the machine service (`machines.rs`),
-//! operations as jobs (`engine.rs`, `provisioning.rs`), provider calls (`provider.rs`),
-//! probes and health (`probe.rs`, `health.rs`), reconciliation (`reconcile.rs`) and the
-//! webhook (`webhooks.rs`). Placement across clusters comes next.
+//! operations as jobs (`engine.rs`, `provisioning.rs`, `stop_start.rs`), provider calls
+//! (`provider.rs`), pool hosts' power (`power.rs`, `ipmi.rs`), probes and health
+//! (`probe.rs`, `health.rs`), reconciliation (`reconcile.rs`), placement across clusters
+//! (`placement.rs`), what machines cost (`costs.rs`, `ledger.rs`, `budgets.rs`) and the
+//! webhook (`webhooks.rs`).
 
 pub mod budgets;
 mod cache;
