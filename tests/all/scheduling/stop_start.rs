@@ -1,7 +1,8 @@
 //! Stop and start of cloud machines against moto's EC2: asked through the API, made out of
-//! band with boto3 (as an operator's console would) and found by reconciliation, and
-//! charged as they happened: running time at the flavor's price, stopped time at its disk
-//! price, checked against an independent computation from the machine's own history.
+//! band with boto3 (as an operator's console would) and found by reconciliation, refused
+//! by EC2, cut by `kill -9` at every step, and charged as they happened: running time at
+//! the flavor's price, stopped time at its disk price, checked against an independent
+//! computation from the machine's own history.
 
 use reqwest::Method;
 use rust_decimal::Decimal;
@@ -14,7 +15,7 @@ use crate::support::*;
 /// An EC2 cluster `aws` on moto for project `team` that probes nothing, priced by a sheet:
 /// a t3.micro costs 1 USD a second running and 0.01 USD a second stopped, so that a test
 /// lasting seconds charges amounts worth comparing.
-async fn priced_ec2_cluster(berth: &Berth, moto: &Moto) {
+async fn priced_ec2_cluster(berth: &Berth, moto: &Moto, endpoint: &str) {
     let (status, out) = call(
         &client(),
         berth,
@@ -22,7 +23,7 @@ async fn priced_ec2_cluster(berth: &Berth, moto: &Moto) {
         "/api/v1/clusters",
         Some(json!({
             "name": "aws", "provider": "aws-ec2", "regions": ["us-east-1"],
-            "endpoint": moto.url,
+            "endpoint": endpoint,
             "credentials": {"access-key-id": moto.access_key_id,
                             "secret-access-key": moto.secret_access_key},
             "settings": {"machine-types": "t3.micro"},
@@ -159,7 +160,7 @@ async fn an_ec2_machine_stops_and_starts_and_its_stopped_time_costs_only_its_dis
             ("BERTH_SCHEDULING__RECONCILE_INTERVAL_SECS", "3600"),
         ],
     );
-    priced_ec2_cluster(&berth, &moto).await;
+    priced_ec2_cluster(&berth, &moto, &moto.url).await;
     let id = create(&berth, &moto).await;
     machine_in(&berth, &id, "online").await;
 
@@ -290,7 +291,7 @@ async fn reconciliation_records_stops_and_starts_made_out_of_band() {
             ("BERTH_SCHEDULING__RECONCILE_INTERVAL_SECS", "1"),
         ],
     );
-    priced_ec2_cluster(&berth, &moto).await;
+    priced_ec2_cluster(&berth, &moto, &moto.url).await;
     let (first, second) = (create(&berth, &moto).await, create(&berth, &moto).await);
     let mut instances = Vec::new();
     for id in [&first, &second] {
@@ -367,4 +368,96 @@ async fn reconciliation_records_stops_and_starts_made_out_of_band() {
             "{id}: reported {reported}, expected {expected}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_say_why_and_a_kill_9_at_any_step_of_a_stop_or_start_loses_nothing() {
+    let moto = Moto::start();
+    let proxy = Ec2Proxy::start(&moto.url).await;
+    let mut berth = Berth::start_configured(
+        &[],
+        &[
+            ("BERTH_SCHEDULING__JOB_LEASE_SECS", "2"),
+            ("BERTH_SCHEDULING__RECONCILE_INTERVAL_SECS", "3600"),
+        ],
+    );
+    priced_ec2_cluster(&berth, &moto, &proxy.url).await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(create(&berth, &moto).await);
+    }
+    for id in &ids {
+        machine_in(&berth, id, "online").await;
+    }
+
+    // EC2 refuses the stop (an IAM policy): the machine still runs, out of service, and
+    // says why; asked again, it stops.
+    proxy.faults.lock().unwrap().refuse_stops = 1;
+    let (status, _) = act(&berth, &ids[0], "stop", Some(json!({}))).await;
+    assert_eq!(status, 202);
+    let offline = machine_in(&berth, &ids[0], "offline").await;
+    let reason = offline["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("the stop failed") && reason.contains("UnauthorizedOperation"),
+        "{offline:#}"
+    );
+    assert_eq!(ec2_state(&moto, &ids[0]), "running");
+    act(&berth, &ids[0], "stop", Some(json!({}))).await;
+    machine_in(&berth, &ids[0], "stopped").await;
+    // EC2 has no room to start it again: it stays stopped, saying why; asked again, it
+    // starts.
+    proxy.faults.lock().unwrap().refuse_starts = 1;
+    let (status, starting) = act(&berth, &ids[0], "start", None).await;
+    assert_eq!(
+        (status, starting["state"].as_str()),
+        (202, Some("starting"))
+    );
+    let stopped = machine_in(&berth, &ids[0], "stopped").await;
+    let reason = stopped["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("the start failed") && reason.contains("InsufficientInstanceCapacity"),
+        "{stopped:#}"
+    );
+    act(&berth, &ids[0], "start", None).await;
+    machine_in(&berth, &ids[0], "online").await;
+
+    // A stop, then a start, of each machine cut by kill -9 at a different moment: before
+    // its job is claimed, while EC2 is asked, while it is read, after it is recorded.
+    // Each ends where it was asked to after the restart, with one instance per machine.
+    let delays = [0, 150, 600, 2500];
+    for (action, wanted, ec2) in [
+        ("stop", "stopped", "stopped"),
+        ("start", "online", "running"),
+    ] {
+        for (id, delay) in ids.iter().zip(delays) {
+            let body = (action == "stop").then(|| json!({}));
+            let (status, answer) = act(&berth, id, action, body).await;
+            assert_eq!(status, 202, "{answer}");
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            berth.restart();
+        }
+        for id in &ids {
+            machine_in(&berth, id, wanted).await;
+            assert_eq!(ec2_state(&moto, id), ec2, "{id}");
+        }
+    }
+    for id in &ids {
+        let moves = moves(&berth, id).await;
+        let tail = &moves[moves.len() - 5..];
+        assert_eq!(
+            tail,
+            ["stopping", "stopped", "starting", "initializing", "online"],
+            "{id}: {moves:?}"
+        );
+    }
+    // Each stop and start reached EC2 at least once, and none was lost.
+    assert!(
+        proxy.seen("StopInstances") >= 6,
+        "{}",
+        proxy.seen("StopInstances")
+    );
+    assert!(proxy.seen("StartInstances") >= 6);
+    berth.kill9();
+    let (clean, report) = berth.fsck(false);
+    assert!(clean, "{report}");
 }

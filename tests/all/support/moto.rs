@@ -145,6 +145,12 @@ pub struct Ec2Faults {
     /// After a `RunInstances`, answer this many `DescribeInstances` with
     /// `InvalidInstanceID.NotFound` (EC2's eventual consistency).
     pub not_found_after_run: u32,
+    /// Answer this many next `StopInstances` with `UnauthorizedOperation` (an IAM policy
+    /// that denies stopping).
+    pub refuse_stops: u32,
+    /// Answer this many next `StartInstances` with `InsufficientInstanceCapacity` (what
+    /// EC2 answers when a stopped instance's type has no room left in its zone).
+    pub refuse_starts: u32,
     /// Change every request's body after it was signed (moto must refuse it).
     pub tamper: bool,
     /// Requests seen, by action.
@@ -222,6 +228,20 @@ impl Ec2Proxy {
                                 "We currently do not have sufficient capacity in the Availability Zone you requested.",
                             );
                         }
+                    }
+                    if action == "StopInstances" && f.refuse_stops > 0 {
+                        f.refuse_stops -= 1;
+                        return ec2_error(
+                            "UnauthorizedOperation",
+                            "You are not authorized to perform this operation.",
+                        );
+                    }
+                    if action == "StartInstances" && f.refuse_starts > 0 {
+                        f.refuse_starts -= 1;
+                        return ec2_error(
+                            "InsufficientInstanceCapacity",
+                            "We currently do not have sufficient t3.micro capacity in the Availability Zone you requested.",
+                        );
                     }
                     if action == "DescribeInstances" && f.pending_not_found > 0 {
                         f.pending_not_found -= 1;
