@@ -24,6 +24,7 @@ pub mod config;
 pub mod cost;
 pub mod digest;
 pub mod events;
+pub mod hostinit;
 pub mod jobs;
 pub mod names;
 pub mod plugins;

@@ -60,6 +60,10 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("jobs", &["storage", "config"]),
     ("events", &["storage", "config"]),
     ("cost", &["storage", "config"]),
+    (
+        "hostinit",
+        &["plugins", "jobs", "events", "storage", "config"],
+    ),
     ("plugins", &["storage", "digest", "names", "config"]),
     (
         "registry",
@@ -74,13 +78,14 @@ const MAY_USE: &[(&str, &[&str])] = &[
     (
         "scheduling",
         &[
-            "cost", "plugins", "jobs", "events", "auth", "storage", "names", "config",
+            "hostinit", "cost", "plugins", "jobs", "events", "auth", "storage", "names", "config",
         ],
     ),
     (
         "api",
         &[
             "scheduling",
+            "hostinit",
             "cost",
             "replication",
             "registry",

@@ -8,6 +8,7 @@ mod cluster;
 mod concurrency;
 mod crash;
 mod edges;
+mod hostinit;
 mod nodes;
 mod oci_client;
 mod plugin_versions;

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod emulator;
+pub mod hosts;
 mod http;
 mod moto;
 mod peers;

@@ -1,0 +1,8 @@
+//! Host initialisation: what makes a new machine like every other before it takes work —
+//! its clock synced, its kernel parameters set, a container engine pointed at berth —
+//! applied over SSH by host-init plugins' plans, with dry runs, drift and resume.
+//!
+//! Built so far: the SSH client (`ssh.rs`): pinned host keys, commands with exit codes
+//! and separate output under time limits. Facts, plans and their application come next.
+
+pub mod ssh;
