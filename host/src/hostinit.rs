@@ -3,6 +3,8 @@
 //! applied over SSH by host-init plugins' plans, with dry runs, drift and resume.
 //!
 //! Built so far: the SSH client (`ssh.rs`): pinned host keys, commands with exit codes
-//! and separate output under time limits. Facts, plans and their application come next.
+//! and separate output under time limits; facts (`facts.rs`), gathered in one round trip
+//! as the steps ask. Plans and their application come next.
 
+pub mod facts;
 pub mod ssh;

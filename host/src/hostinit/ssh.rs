@@ -234,6 +234,21 @@ pub async fn connect(
 }
 
 fn protocol(address: &str, e: russh::Error) -> SshError {
+    // The host hanging up mid-handshake is a host not there, as far as a caller can act.
+    if let russh::Error::IO(io) = &e
+        && matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::ConnectionRefused
+                | std::io::ErrorKind::UnexpectedEof
+        )
+    {
+        return SshError::Unreachable {
+            address: address.to_owned(),
+            message: e.to_string(),
+        };
+    }
     SshError::Protocol {
         address: address.to_owned(),
         message: e.to_string(),

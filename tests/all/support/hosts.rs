@@ -461,6 +461,14 @@ impl Lab {
             }
             let _ = child.kill();
             let _ = child.wait();
+            // Its listening socket closes once the killed sshd is gone.
+            let address: std::net::SocketAddr = host.address().parse().unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok()
+            {
+                assert!(Instant::now() < deadline, "{} still answers", host.name);
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
 
