@@ -4,7 +4,10 @@
 //!
 //! Built so far: the SSH client (`ssh.rs`): pinned host keys, commands with exit codes
 //! and separate output under time limits; facts (`facts.rs`), gathered in one round trip
-//! as the steps ask. Plans and their application come next.
+//! as the steps ask; actions (`actions.rs`) applied, or shown in check mode as a diff
+//! (`apply.rs`). Plugins' plans and the pipeline that runs them come next.
 
+pub mod actions;
+pub mod apply;
 pub mod facts;
 pub mod ssh;
