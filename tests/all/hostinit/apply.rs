@@ -381,3 +381,72 @@ async fn run_unchecked(connection: &Connection, action: &Action) -> ActionReport
         .unwrap();
     apply::apply(connection, &found, action, Mode::Apply, LIMIT).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packages_install_from_the_sites_mirror_and_a_dead_mirror_fails_saying_so() {
+    let mut lab = Lab::start_with_mirror(1, &["chrony", "less"]);
+    let connection = connect(&lab, 0).await;
+    let package = |name: &str, state: PackageState| Action::Package {
+        name: name.into(),
+        version: None,
+        state,
+    };
+    let chrony = package("chrony", PackageState::Present);
+    let shown = run(&connection, &chrony, Mode::Check).await;
+    assert_eq!(shown.diff.as_deref(), Some("+ chrony (latest)\n"));
+    assert!(!installed(&lab, "chrony"), "check mode installed it");
+    let made = run(&connection, &chrony, Mode::Apply).await;
+    assert_eq!(made.outcome, Outcome::Changed, "{made:?}");
+    assert!(installed(&lab, "chrony"));
+    let (code, version) = lab.ssh(0, "dpkg-query -W -f='${Version}' chrony");
+    assert_eq!(code, 0);
+    assert_eq!(
+        run(&connection, &chrony, Mode::Apply).await.outcome,
+        Outcome::Ok
+    );
+    // Pinned to the version it has: ok; to another: apt says it has no such version.
+    let pinned = Action::Package {
+        name: "chrony".into(),
+        version: Some(version.clone()),
+        state: PackageState::Present,
+    };
+    assert_eq!(
+        run(&connection, &pinned, Mode::Apply).await.outcome,
+        Outcome::Ok
+    );
+
+    // The mirror down: the install fails with apt's words, and nothing is half-installed.
+    lab.stop_mirror();
+    let less = package("less", PackageState::Present);
+    let failed = run(&connection, &less, Mode::Apply).await;
+    assert_eq!(failed.outcome, Outcome::Failed, "{failed:?}");
+    assert!(
+        failed.stderr.contains("Failed to fetch") || failed.stderr.contains("Unable to"),
+        "{failed:?}"
+    );
+    assert!(!installed(&lab, "less"));
+    // Back up: installed; then removed, and removed again is ok.
+    lab.start_mirror();
+    assert_eq!(
+        run(&connection, &less, Mode::Apply).await.outcome,
+        Outcome::Changed
+    );
+    assert_eq!(lab.ssh(0, "command -v less").0, 0);
+    let gone = package("less", PackageState::Absent);
+    let removed = run(&connection, &gone, Mode::Apply).await;
+    assert_eq!(removed.outcome, Outcome::Changed, "{removed:?}");
+    assert!(removed.diff.unwrap().starts_with("- less "));
+    assert_eq!(
+        run(&connection, &gone, Mode::Apply).await.outcome,
+        Outcome::Ok
+    );
+}
+
+/// Whether dpkg on the lab's first host has `package` installed.
+fn installed(lab: &Lab, package: &str) -> bool {
+    lab.ssh(
+        0,
+        &format!("dpkg-query -W -f='${{db:Status-Status}}' {package}"),
+    )
+    .1 == "installed"
+}

@@ -24,6 +24,9 @@ fn roots_dir() -> PathBuf {
 const SUITE: &str = "bookworm";
 const PACKAGES: &str = "openssh-server,iproute2,procps";
 
+/// Bumped when what is done to the root after debootstrap changes.
+const LAYOUT: &str = "v2";
+
 /// The namespaces of every lab are named with this prefix, then this process's id.
 const PREFIX: &str = "berth-lab-";
 
@@ -33,7 +36,7 @@ pub fn root_filesystem() -> &'static Path {
     ROOT.get_or_init(|| {
         super::require_tool("debootstrap", "debootstrap");
         super::require_tool("ssh-keygen", "openssh-client");
-        let root = roots_dir().join(format!("{SUITE}-{}", PACKAGES.replace(',', "+")));
+        let root = roots_dir().join(format!("{SUITE}-{}-{LAYOUT}", PACKAGES.replace(',', "+")));
         if root.join("usr/sbin/sshd").exists() {
             return root;
         }
@@ -54,6 +57,14 @@ pub fn root_filesystem() -> &'static Path {
             "debootstrap {SUITE} from {mirror} failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // The hosts reach no Debian mirror, only the lab's (`Lab::start_with_mirror`): the
+        // lists of the one debootstrap used go, so apt reads the lab's.
+        for entry in std::fs::read_dir(building.join("var/lib/apt/lists")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
         // Nothing in the root may start a service when a package is installed.
         std::fs::write(
             building.join("usr/sbin/policy-rc.d"),
@@ -77,6 +88,113 @@ pub fn root_filesystem() -> &'static Path {
         }
         root
     })
+}
+
+/// A flat apt repository (`Packages` beside the `.deb`s) of `packages` and everything
+/// they depend on that the root filesystem lacks, downloaded once from Debian with the
+/// machine's apt tools under a private state directory (the machine's own apt state is
+/// never touched), and reused by later runs.
+pub fn package_repository(packages: &[&str]) -> PathBuf {
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+    let root = root_filesystem();
+    let mut names: Vec<&str> = packages.to_vec();
+    names.sort_unstable();
+    let repo = roots_dir().join(format!("repo-{SUITE}-{}", names.join("+")));
+    if repo.join("debs/Packages").exists() {
+        return repo.join("debs");
+    }
+    super::require_tool("apt-ftparchive", "apt-utils");
+    let building = roots_dir().join(format!("building-repo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&building);
+    for sub in ["lists/partial", "cache/archives/partial", "parts", "debs"] {
+        std::fs::create_dir_all(building.join(sub)).unwrap();
+    }
+    let mirror = std::env::var("BERTH_TEST_DEBIAN_MIRROR")
+        .unwrap_or_else(|_| "http://deb.debian.org/debian".into());
+    std::fs::write(
+        building.join("sources.list"),
+        format!("deb {mirror} {SUITE} main\n"),
+    )
+    .unwrap();
+    let b = building.display().to_string();
+    let options: Vec<String> = [
+        format!("Dir::Etc::SourceList={b}/sources.list"),
+        format!("Dir::Etc::SourceParts={b}/parts"),
+        format!("Dir::State::Lists={b}/lists"),
+        format!("Dir::Cache={b}/cache"),
+        format!("Dir::State::Status={}/var/lib/dpkg/status", root.display()),
+        "Debug::NoLocking=1".into(),
+    ]
+    .into_iter()
+    .flat_map(|o| ["-o".to_string(), o])
+    .collect();
+    let apt = |program: &str, args: &[&str], dir: &Path| {
+        let out = Command::new(program)
+            .args(&options)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        assert!(
+            out.status.success(),
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    apt("apt-get", &["update", "-q"], &building);
+    let mut args = vec![
+        "depends",
+        "--recurse",
+        "--no-recommends",
+        "--no-suggests",
+        "--no-conflicts",
+        "--no-breaks",
+        "--no-replaces",
+        "--no-enhances",
+    ];
+    args.extend(names.iter().copied());
+    let closure = apt("apt-cache", &args, &building);
+    let installed: std::collections::BTreeSet<String> = run(
+        "dpkg-query",
+        &[
+            &format!("--admindir={}/var/lib/dpkg", root.display()),
+            "-W",
+            "-f",
+            "${Package}\n",
+        ],
+    )
+    .lines()
+    .map(str::to_owned)
+    .collect();
+    let mut wanted: Vec<&str> = closure
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with([' ', '<']))
+        .filter(|l| !installed.contains(*l))
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut args = vec!["download"];
+    args.extend(wanted.iter().copied());
+    apt("apt-get", &args, &building.join("debs"));
+    let index = run(
+        "sh",
+        &["-c", &format!("cd '{b}/debs' && apt-ftparchive packages .")],
+    );
+    std::fs::write(building.join("debs/Packages"), index).unwrap();
+    for sub in ["lists", "cache", "parts"] {
+        let _ = std::fs::remove_dir_all(building.join(sub));
+    }
+    match std::fs::rename(&building, &repo) {
+        Ok(()) => {}
+        Err(_) if repo.join("debs/Packages").exists() => {
+            let _ = std::fs::remove_dir_all(&building);
+        }
+        Err(e) => panic!("cannot move the package repository into place: {e}"),
+    }
+    repo.join("debs")
 }
 
 /// Runs `program args`, which must succeed; its stdout.
@@ -173,6 +291,8 @@ pub struct Lab {
     subnet: String,
     dir: tempfile::TempDir,
     hosts: Vec<TestHost>,
+    /// The lab's apt mirror, where it has one: its directory, port and server.
+    mirror: Option<(PathBuf, u16, Option<Child>)>,
 }
 
 static LABS: AtomicU32 = AtomicU32::new(0);
@@ -180,6 +300,12 @@ static LABS: AtomicU32 = AtomicU32::new(0);
 impl Lab {
     /// A lab of `hosts` hosts, each answering SSH as root with [`Lab::client_key`].
     pub fn start(hosts: usize) -> Lab {
+        Lab::start_with_mirror(hosts, &[])
+    }
+
+    /// A lab whose hosts install packages from the lab's own apt mirror, served on the
+    /// bridge, which holds `packages` and what they need (none: no mirror).
+    pub fn start_with_mirror(hosts: usize, packages: &[&str]) -> Lab {
         assert!((1..=200).contains(&hosts));
         let root = root_filesystem();
         sweep_leftovers();
@@ -196,6 +322,7 @@ impl Lab {
             subnet: subnet.clone(),
             dir,
             hosts: Vec::new(),
+            mirror: None,
         };
         // The bridge, in its namespace, and an uplink from this machine's namespace so
         // the tests (and berth) reach the hosts.
@@ -237,6 +364,15 @@ impl Lab {
                 &key.to_string_lossy(),
             ],
         );
+        if !packages.is_empty() {
+            let debs = package_repository(packages);
+            let port = std::net::TcpListener::bind(format!("{subnet}.1:0"))
+                .and_then(|l| l.local_addr())
+                .unwrap()
+                .port();
+            lab.mirror = Some((debs, port, None));
+            lab.start_mirror();
+        }
         for i in 1..=hosts {
             let host = lab.make_host(root, i);
             lab.hosts.push(host);
@@ -301,6 +437,14 @@ impl Lab {
             "chmod",
             &["700", &upper.join("root/.ssh").to_string_lossy()],
         );
+        if let Some((_, port, _)) = &self.mirror {
+            std::fs::create_dir_all(upper.join("etc/apt")).unwrap();
+            std::fs::write(
+                upper.join("etc/apt/sources.list"),
+                format!("deb [trusted=yes] http://{}.1:{port}/ ./\n", self.subnet),
+            )
+            .unwrap();
+        }
         std::fs::write(
             upper.join("etc/ssh/sshd_config.d/berth-test.conf"),
             "UsePAM no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n\
@@ -436,6 +580,46 @@ impl Lab {
         }
     }
 
+    /// Serves the lab's mirror (again), on its port.
+    pub fn start_mirror(&mut self) {
+        let subnet = self.subnet.clone();
+        let Some((debs, port, server)) = &mut self.mirror else {
+            panic!("this lab has no mirror");
+        };
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                &format!("{subnet}.1"),
+            ])
+            .arg("--directory")
+            .arg(&*debs)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 serves the lab's mirror");
+        *server = Some(child);
+        let address: std::net::SocketAddr = format!("{subnet}.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
+            assert!(Instant::now() < deadline, "the lab's mirror did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Takes the lab's mirror down: the hosts' package installs fail as with a dead
+    /// mirror.
+    pub fn stop_mirror(&mut self) {
+        if let Some((_, _, server)) = self.mirror.as_mut()
+            && let Some(mut child) = server.take()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// The lab's hosts.
     pub fn hosts(&self) -> &[TestHost] {
         &self.hosts
@@ -531,6 +715,7 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        self.stop_mirror();
         for i in 0..self.hosts.len() {
             self.stop_sshd(i);
         }
