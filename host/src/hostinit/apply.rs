@@ -173,6 +173,20 @@ impl Step<'_> {
         ActionReport::new(self.action, outcome)
     }
 
+    /// What is at `path` now, if anything; why not, when it is not a `kind`.
+    fn existing(
+        &self,
+        path: &str,
+        kind: &str,
+        is: fn(&FileFact) -> bool,
+    ) -> Result<Option<FileFact>, String> {
+        let current = self.facts.files.get(path).cloned().flatten();
+        match &current {
+            Some(c) if !is(c) => Err(format!("{path} is a {}, not a {kind}", c.kind)),
+            _ => Ok(current),
+        }
+    }
+
     /// Runs `argv` (with `stdin`), within the step's time limit.
     async fn run(&self, argv: &[&str], stdin: Option<&[u8]>) -> Result<Output, SshError> {
         self.connection
@@ -209,14 +223,10 @@ impl Step<'_> {
         owner: &str,
         group: &str,
     ) -> Result<ActionReport, SshError> {
-        let current = self.facts.files.get(path).cloned().flatten();
-        if let Some(c) = &current
-            && !c.is_file()
-        {
-            return Ok(self
-                .report(Outcome::Failed)
-                .with_message(format!("{path} is a {}, not a file", c.kind)));
-        }
+        let current = match self.existing(path, "file", FileFact::is_file) {
+            Ok(current) => current,
+            Err(why) => return Ok(self.report(Outcome::Failed).with_message(why)),
+        };
         let wanted_hash = sha256_hex(content);
         let same_content = current
             .as_ref()
@@ -325,14 +335,10 @@ impl Step<'_> {
         owner: &str,
         group: &str,
     ) -> Result<ActionReport, SshError> {
-        let current = self.facts.files.get(path).cloned().flatten();
-        if let Some(c) = &current
-            && !c.is_dir()
-        {
-            return Ok(self
-                .report(Outcome::Failed)
-                .with_message(format!("{path} is a {}, not a directory", c.kind)));
-        }
+        let current = match self.existing(path, "directory", FileFact::is_dir) {
+            Ok(current) => current,
+            Err(why) => return Ok(self.report(Outcome::Failed).with_message(why)),
+        };
         let diff = metadata_diff(current.as_ref(), mode, owner, group);
         if diff.is_empty() {
             return Ok(self.report(Outcome::Ok));

@@ -146,17 +146,42 @@ impl Scheduling {
                 .await?;
                 Ok(())
             }
-            Err(Switch::MovedOn) => Ok(()),
-            Err(Switch::Gone(reason)) => {
+            Err(ended) => {
+                self.not_switched(
+                    id,
+                    ended,
+                    MachineState::Stopping,
+                    MachineState::Offline,
+                    "stop",
+                )
+                .await
+            }
+        }
+    }
+
+    /// Where a stop or start that did not switch machine `id` leaves it: nothing more
+    /// when someone else moved it; retired when its provider no longer has it; back from
+    /// `waiting_in` to `back_to`, saying why, when the switch failed.
+    async fn not_switched(
+        &self,
+        id: &str,
+        ended: Switch,
+        waiting_in: MachineState,
+        back_to: MachineState,
+        verb: &str,
+    ) -> Result<(), OperationError> {
+        match ended {
+            Switch::MovedOn => Ok(()),
+            Switch::Gone(reason) => {
                 self.retire_gone(id, &reason).await;
                 Ok(())
             }
-            Err(Switch::Failed(why)) => {
+            Switch::Failed(why) => {
                 self.step_if(
                     id,
-                    MachineState::Stopping,
-                    MachineState::Offline,
-                    Some(format!("the stop failed: {why}")),
+                    waiting_in,
+                    back_to,
+                    Some(format!("the {verb} failed: {why}")),
                 )
                 .await?;
                 Err(OperationError::Failed(why))
@@ -208,20 +233,16 @@ impl Scheduling {
         };
         match started {
             Ok(Some(machine)) => self.bring_online(machine, &cluster, Silence::Offline).await,
-            Ok(None) | Err(Switch::MovedOn) => Ok(()),
-            Err(Switch::Gone(reason)) => {
-                self.retire_gone(id, &reason).await;
-                Ok(())
-            }
-            Err(Switch::Failed(why)) => {
-                self.step_if(
+            Ok(None) => Ok(()),
+            Err(ended) => {
+                self.not_switched(
                     id,
+                    ended,
                     MachineState::Starting,
                     MachineState::Stopped,
-                    Some(format!("the start failed: {why}")),
+                    "start",
                 )
-                .await?;
-                Err(OperationError::Failed(why))
+                .await
             }
         }
     }

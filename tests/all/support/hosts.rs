@@ -130,19 +130,9 @@ pub fn package_repository(packages: &[&str]) -> PathBuf {
     .flat_map(|o| ["-o".to_string(), o])
     .collect();
     let apt = |program: &str, args: &[&str], dir: &Path| {
-        let out = Command::new(program)
-            .args(&options)
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap_or_else(|e| panic!("{program}: {e}"));
-        assert!(
-            out.status.success(),
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let mut command = Command::new(program);
+        command.args(&options).args(args).current_dir(dir);
+        checked(command, program, args)
     };
     apt("apt-get", &["update", "-q"], &building);
     let mut args = vec![
@@ -199,8 +189,14 @@ pub fn package_repository(packages: &[&str]) -> PathBuf {
 
 /// Runs `program args`, which must succeed; its stdout.
 fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
+    let mut command = Command::new(program);
+    command.args(args);
+    checked(command, program, args)
+}
+
+/// Runs `command` (`program args`, for messages), which must succeed; its stdout.
+fn checked(mut command: Command, program: &str, args: &[&str]) -> String {
+    let out = command
         .output()
         .unwrap_or_else(|e| panic!("{program}: {e}"));
     assert!(
