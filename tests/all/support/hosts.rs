@@ -187,6 +187,36 @@ pub fn package_repository(packages: &[&str]) -> PathBuf {
     repo.join("debs")
 }
 
+/// A new ed25519 key pair at `path` (and `path.pub`), commented `comment`.
+fn new_key(path: &Path, comment: &str) {
+    run(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            comment,
+            "-f",
+            &path.to_string_lossy(),
+        ],
+    );
+}
+
+/// Waits until `address` accepts connections (`open`) or refuses them, at most `limit`;
+/// `what` names it when it does not.
+fn await_port(address: &str, open: bool, limit: Duration, what: impl Fn() -> String) {
+    let address: std::net::SocketAddr = address.parse().unwrap();
+    let deadline = Instant::now() + limit;
+    while std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() != open
+    {
+        assert!(Instant::now() < deadline, "{}", what());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Runs `program args`, which must succeed; its stdout.
 fn run(program: &str, args: &[&str]) -> String {
     let mut command = Command::new(program);
@@ -346,20 +376,7 @@ impl Lab {
         run("ip", &["link", "set", &uplink, "up"]);
         // The client's key, which every host's root accepts.
         let key = lab.dir.path().join("client");
-        run(
-            "ssh-keygen",
-            &[
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                "berth-test",
-                "-f",
-                &key.to_string_lossy(),
-            ],
-        );
+        new_key(&key, "berth-test");
         if !packages.is_empty() {
             let debs = package_repository(packages);
             let port = std::net::TcpListener::bind(format!("{subnet}.1:0"))
@@ -399,20 +416,7 @@ impl Lab {
         std::fs::create_dir_all(dir.join("work")).unwrap();
         std::fs::create_dir_all(dir.join("merged")).unwrap();
         let host_key = upper.join("etc/ssh/ssh_host_ed25519_key");
-        run(
-            "ssh-keygen",
-            &[
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                &name,
-                "-f",
-                &host_key.to_string_lossy(),
-            ],
-        );
+        new_key(&host_key, &name);
         let printed = run(
             "ssh-keygen",
             &[
@@ -563,17 +567,9 @@ impl Lab {
     /// Waits until host `i` answers on its SSH port.
     fn await_sshd(&self, i: usize) {
         let host = &self.hosts[i];
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let address: std::net::SocketAddr = host.address().parse().unwrap();
-        while std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "test host {} did not start: {}",
-                host.name,
-                host.sshd_log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        await_port(&host.address(), true, Duration::from_secs(20), || {
+            format!("test host {} did not start: {}", host.name, host.sshd_log())
+        });
     }
 
     /// Serves the lab's mirror (again), on its port.
@@ -597,12 +593,12 @@ impl Lab {
             .spawn()
             .expect("python3 serves the lab's mirror");
         *server = Some(child);
-        let address: std::net::SocketAddr = format!("{subnet}.1:{port}").parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
-            assert!(Instant::now() < deadline, "the lab's mirror did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        await_port(
+            &format!("{subnet}.1:{port}"),
+            true,
+            Duration::from_secs(20),
+            || "the lab's mirror did not start".into(),
+        );
     }
 
     /// Takes the lab's mirror down: the hosts' package installs fail as with a dead
@@ -642,13 +638,9 @@ impl Lab {
             let _ = child.kill();
             let _ = child.wait();
             // Its listening socket closes once the killed sshd is gone.
-            let address: std::net::SocketAddr = host.address().parse().unwrap();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok()
-            {
-                assert!(Instant::now() < deadline, "{} still answers", host.name);
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            await_port(&host.address(), false, Duration::from_secs(10), || {
+                format!("{} still answers", host.name)
+            });
         }
     }
 
