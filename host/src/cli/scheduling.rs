@@ -324,7 +324,7 @@ fn micros(text: &str) -> Option<u64> {
 }
 
 const RECONCILE_COLUMNS: &[&str] = &[
-    "cluster", "listed", "records", "retired", "failed", "orphans",
+    "cluster", "listed", "records", "retired", "stopped", "started", "failed", "orphans",
 ];
 
 const ORPHAN_COLUMNS: &[&str] = &[

@@ -358,6 +358,14 @@ async fn reconciliation_records_stops_and_starts_made_out_of_band() {
         "{stopped:#}"
     );
 
+    // An administrator's round from the command line says what it stopped and started.
+    let (ok, out, err) = crate::plugins::cli(&berth, &["cluster", "reconcile", "aws"]);
+    assert!(ok, "{err}");
+    let header = out.lines().next().unwrap_or_default().to_lowercase();
+    for column in ["retired", "stopped", "started", "failed", "orphans"] {
+        assert!(header.contains(column), "{out}");
+    }
+
     // Cost, as the history says: both machines to the ledger's rounding.
     accrue_until_now(&berth).await;
     for id in [&first, &second] {
