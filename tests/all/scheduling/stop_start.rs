@@ -56,6 +56,20 @@ async fn create(berth: &Berth, moto: &Moto) -> String {
     created["id"].as_str().unwrap().to_string()
 }
 
+/// berth with quick leases, reconciling every `secs` seconds.
+fn berth_reconciling_every(secs: u32) -> Berth {
+    Berth::start_configured(
+        &[],
+        &[
+            ("BERTH_SCHEDULING__JOB_LEASE_SECS", "2"),
+            (
+                "BERTH_SCHEDULING__RECONCILE_INTERVAL_SECS",
+                &secs.to_string(),
+            ),
+        ],
+    )
+}
+
 /// `POST /api/v1/machines/{id}/{action}` as the admin: status and answer.
 async fn act(berth: &Berth, id: &str, action: &str, body: Option<Value>) -> (u16, Value) {
     call(
@@ -153,13 +167,7 @@ async fn reported_cost(berth: &Berth, id: &str) -> (Decimal, u64) {
 async fn an_ec2_machine_stops_and_starts_and_its_stopped_time_costs_only_its_disks() {
     let moto = Moto::start();
     // No background reconciliation: every move here is the API's or its jobs'.
-    let berth = Berth::start_configured(
-        &[],
-        &[
-            ("BERTH_SCHEDULING__JOB_LEASE_SECS", "2"),
-            ("BERTH_SCHEDULING__RECONCILE_INTERVAL_SECS", "3600"),
-        ],
-    );
+    let berth = berth_reconciling_every(3600);
     priced_ec2_cluster(&berth, &moto, &moto.url).await;
     let id = create(&berth, &moto).await;
     machine_in(&berth, &id, "online").await;
@@ -284,13 +292,7 @@ async fn an_ec2_machine_stops_and_starts_and_its_stopped_time_costs_only_its_dis
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconciliation_records_stops_and_starts_made_out_of_band() {
     let moto = Moto::start();
-    let berth = Berth::start_configured(
-        &[],
-        &[
-            ("BERTH_SCHEDULING__JOB_LEASE_SECS", "2"),
-            ("BERTH_SCHEDULING__RECONCILE_INTERVAL_SECS", "1"),
-        ],
-    );
+    let berth = berth_reconciling_every(1);
     priced_ec2_cluster(&berth, &moto, &moto.url).await;
     let (first, second) = (create(&berth, &moto).await, create(&berth, &moto).await);
     let mut instances = Vec::new();
@@ -382,13 +384,7 @@ async fn reconciliation_records_stops_and_starts_made_out_of_band() {
 async fn refusals_say_why_and_a_kill_9_at_any_step_of_a_stop_or_start_loses_nothing() {
     let moto = Moto::start();
     let proxy = Ec2Proxy::start(&moto.url).await;
-    let mut berth = Berth::start_configured(
-        &[],
-        &[
-            ("BERTH_SCHEDULING__JOB_LEASE_SECS", "2"),
-            ("BERTH_SCHEDULING__RECONCILE_INTERVAL_SECS", "3600"),
-        ],
-    );
+    let mut berth = berth_reconciling_every(3600);
     priced_ec2_cluster(&berth, &moto, &proxy.url).await;
     let mut ids = Vec::new();
     for _ in 0..4 {
