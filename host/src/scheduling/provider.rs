@@ -43,8 +43,10 @@ const PROVIDER_ANSWER_TTL: Duration = Duration::from_secs(600);
 /// Each provider cluster's description, by cluster name.
 pub(super) type Descriptions = TtlCache<String, Arc<wire::Description>>;
 
-/// On-demand prices, by (cluster, region, machine type).
-pub(super) type Prices = TtlCache<(String, String, String), wire::Price>;
+/// On-demand prices, by (cluster, region, machine type); `None` where the provider said
+/// for good that it cannot price the type (asked again once the entry expires or the
+/// cluster changes), so that a create does not ask again each time.
+pub(super) type Prices = TtlCache<(String, String, String), Option<wire::Price>>;
 
 /// The caches of provider answers a new service starts with.
 pub(super) fn answer_caches() -> (Descriptions, Prices) {
@@ -130,25 +132,34 @@ impl Scheduling {
         let mut missing = Vec::new();
         for pair in wanted {
             match self.prices.get(&key(pair), cluster.updated_at) {
-                Some(price) => {
+                Some(Some(price)) => {
                     found.insert(pair.clone(), price);
                 }
+                Some(None) => {}
                 None => missing.push(pair.clone()),
             }
         }
         let asked: Vec<_> = futures::stream::iter(missing)
             .map(|pair| async move {
-                let price = provider.price(&pair.0, &pair.1).await.ok();
+                let price = provider.price(&pair.0, &pair.1).await;
                 (pair, price)
             })
             .buffer_unordered(8)
             .collect()
             .await;
         for (pair, price) in asked {
-            if let Some(price) = price {
-                self.prices
-                    .put(key(&pair), cluster.updated_at, price.clone());
-                found.insert(pair, price);
+            match price {
+                Ok(price) => {
+                    self.prices
+                        .put(key(&pair), cluster.updated_at, Some(price.clone()));
+                    found.insert(pair, price);
+                }
+                // A refusal that would be the same next time (no such type, no price
+                // list): remembered; a throttled or transient one is asked again.
+                Err(e) if !e.retryable() => {
+                    self.prices.put(key(&pair), cluster.updated_at, None);
+                }
+                Err(_) => {}
             }
         }
         found
