@@ -14,8 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use super::engine::BERTH;
-use super::{Scheduling, lifecycle, pool, probe};
+use super::{Scheduling, pool, probe};
 use crate::jobs::lease::{self, Claim};
 use crate::jobs::{JobFilter, queue};
 use crate::storage::store::{Durability, StoreResult, now_millis};
@@ -200,33 +199,14 @@ impl Scheduling {
     /// Moves machine `id` from `from` to `to`, if it is still in `from` (another node or
     /// an operator may have moved it since the probe).
     async fn health_move(&self, id: &str, from: MachineState, to: MachineState, reason: String) {
-        let (owned, why) = (id.to_owned(), reason.clone());
-        let moved = self
-            .store
-            .write_with(
-                Durability::Patient,
-                move |tx| -> Result<bool, lifecycle::LifecycleError> {
-                    match tx.scheduling().machine(&owned)? {
-                        Some(m) if m.state == from => {
-                            lifecycle::transition(tx, &owned, to, BERTH, Some(&why), now_millis())?;
-                            Ok(true)
-                        }
-                        _ => Ok(false),
-                    }
-                },
-            )
-            .await;
-        match moved {
-            Ok(true) => {
-                tracing::warn!(
-                    machine = id,
-                    to = to.as_str(),
-                    reason,
-                    "scheduling: health moved a machine"
-                );
-                self.audit_move(id, to, Some(&reason)).await;
-            }
-            Ok(false) => {}
+        match self.step_if(id, from, to, Some(reason.clone())).await {
+            Ok(Some(_)) => tracing::warn!(
+                machine = id,
+                to = to.as_str(),
+                reason,
+                "scheduling: health moved a machine"
+            ),
+            Ok(None) => {}
             Err(e) => {
                 tracing::warn!(machine = id, error = %e, "scheduling: health could not move a machine")
             }
